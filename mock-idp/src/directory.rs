@@ -1,0 +1,241 @@
+//! A tenant's users and clients. Passwords are hashed with Argon2id when loaded; clients keep
+//! their registration as configured.
+
+use std::collections::HashMap;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::rngs::OsRng;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{ClientConfig, UserConfig};
+use crate::ids::{ClientId, TenantId, Username};
+use crate::random::constant_time_eq;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("username '{0}' is taken in this tenant")]
+    UsernameTaken(String),
+    #[error("client '{0}' already exists in this tenant")]
+    ClientExists(String),
+    #[error("client '{client}': {reason}")]
+    InvalidClient { client: String, reason: String },
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error("no such user")]
+    NoSuchUser,
+    #[error("user is not a guest")]
+    NotAGuest,
+}
+
+/// A user. Guests have no username or password until upgraded; `sub` never changes.
+#[derive(Clone, Serialize)]
+pub struct User {
+    pub sub: String,
+    pub username: Option<Username>,
+    #[serde(skip)]
+    password_hash: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub is_guest: bool,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("sub", &self.sub)
+            .field("username", &self.username)
+            .field("is_guest", &self.is_guest)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn hash_password(password: &SecretString) -> Result<String, DirectoryError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.expose_secret().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| DirectoryError::Hash(e.to_string()))
+}
+
+/// A `sub` that is stable for (tenant, username) across restarts, so tokens and accounts made
+/// against one run still name the same subject in the next.
+fn derived_subject(tenant: &TenantId, username: &Username) -> String {
+    let digest = Sha256::digest(format!("lanyard-mock-idp:{tenant}:{username}").as_bytes());
+    URL_SAFE_NO_PAD.encode(&digest[..18])
+}
+
+impl User {
+    pub fn from_config(tenant: &TenantId, cfg: &UserConfig) -> Result<Self, DirectoryError> {
+        Ok(Self {
+            sub: cfg
+                .subject
+                .clone()
+                .unwrap_or_else(|| derived_subject(tenant, &cfg.username)),
+            username: Some(cfg.username.clone()),
+            password_hash: Some(hash_password(&cfg.password)?),
+            email: cfg.email.clone(),
+            name: cfg.name.clone(),
+            is_guest: false,
+        })
+    }
+
+    pub fn guest() -> Self {
+        Self {
+            sub: format!("guest-{}", crate::random::id()),
+            username: None,
+            password_hash: None,
+            email: None,
+            name: Some("Guest".into()),
+            is_guest: true,
+        }
+    }
+
+    /// Argon2 verification; always runs a hash so unknown users cost the same as wrong passwords.
+    pub fn verify_password(&self, password: &str) -> bool {
+        match self.password_hash.as_deref().map(PasswordHash::new) {
+            Some(Ok(hash)) => Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok(),
+            _ => false,
+        }
+    }
+}
+
+/// A registered client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub config: ClientConfig,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Self, DirectoryError> {
+        let bad = |reason: String| DirectoryError::InvalidClient {
+            client: config.client_id.to_string(),
+            reason,
+        };
+        for uri in config
+            .redirect_uris
+            .iter()
+            .chain(&config.post_logout_redirect_uris)
+        {
+            if !crate::redirect_uri::is_registrable(uri) {
+                return Err(bad(format!(
+                    "'{uri}' is not an absolute http(s) URI without fragment"
+                )));
+            }
+        }
+        if let Some(uri) = &config.backchannel_logout_uri {
+            if !crate::redirect_uri::is_registrable(uri) {
+                return Err(bad(format!(
+                    "backchannel_logout_uri '{uri}' is not an absolute http(s) URI"
+                )));
+            }
+        }
+        if config.grant_types.is_empty() {
+            return Err(bad("grant_types is empty".into()));
+        }
+        if !config.is_confidential() && config.allows(crate::config::GrantType::ClientCredentials) {
+            return Err(bad(
+                "client_credentials needs a confidential client (a secret)".into(),
+            ));
+        }
+        Ok(Self { config })
+    }
+
+    pub fn id(&self) -> &ClientId {
+        &self.config.client_id
+    }
+
+    /// Constant-time comparison against the registered secret; public clients never match.
+    pub fn secret_matches(&self, presented: &str) -> bool {
+        match &self.config.secret {
+            Some(secret) => {
+                constant_time_eq(secret.expose_secret().as_bytes(), presented.as_bytes())
+            }
+            None => false,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Directory {
+    users: HashMap<String, User>,
+    by_username: HashMap<Username, String>,
+    clients: HashMap<ClientId, Client>,
+}
+
+impl Directory {
+    pub fn add_user(&mut self, user: User) -> Result<(), DirectoryError> {
+        if let Some(name) = &user.username {
+            if self.by_username.contains_key(name) {
+                return Err(DirectoryError::UsernameTaken(name.to_string()));
+            }
+            self.by_username.insert(name.clone(), user.sub.clone());
+        }
+        self.users.insert(user.sub.clone(), user);
+        Ok(())
+    }
+
+    pub fn add_client(&mut self, client: Client) -> Result<(), DirectoryError> {
+        if self.clients.contains_key(client.id()) {
+            return Err(DirectoryError::ClientExists(client.id().to_string()));
+        }
+        self.clients.insert(client.id().clone(), client);
+        Ok(())
+    }
+
+    pub fn user(&self, sub: &str) -> Option<&User> {
+        self.users.get(sub)
+    }
+
+    pub fn user_by_name(&self, name: &str) -> Option<&User> {
+        self.by_username
+            .get(name)
+            .and_then(|sub| self.users.get(sub))
+    }
+
+    pub fn client(&self, id: &str) -> Option<&Client> {
+        self.clients.get(id)
+    }
+
+    pub fn clients(&self) -> impl Iterator<Item = &Client> {
+        self.clients.values()
+    }
+
+    /// Users shown on the login page's chooser: registered users, sorted by username.
+    pub fn registered_users(&self) -> Vec<&User> {
+        let mut users: Vec<&User> = self.users.values().filter(|u| !u.is_guest).collect();
+        users.sort_by(|a, b| a.username.cmp(&b.username));
+        users
+    }
+
+    /// Turns a guest into a registered user, keeping its `sub`.
+    pub fn upgrade_guest(
+        &mut self,
+        sub: &str,
+        username: Username,
+        password_hash: String,
+        email: Option<String>,
+        name: Option<String>,
+    ) -> Result<User, DirectoryError> {
+        if self.by_username.contains_key(&username) {
+            return Err(DirectoryError::UsernameTaken(username.to_string()));
+        }
+        let user = self.users.get_mut(sub).ok_or(DirectoryError::NoSuchUser)?;
+        if !user.is_guest {
+            return Err(DirectoryError::NotAGuest);
+        }
+        user.is_guest = false;
+        user.username = Some(username.clone());
+        user.password_hash = Some(password_hash);
+        user.email = email;
+        user.name = name.or_else(|| Some(username.to_string()));
+        self.by_username.insert(username, sub.to_owned());
+        Ok(user.clone())
+    }
+}

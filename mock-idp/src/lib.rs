@@ -1,0 +1,48 @@
+//! A multi-tenant OpenID Connect provider for local end-to-end work.
+//!
+//! Each tenant is an issuer at `{base}/{tenant}` with its own keys, users and clients. The
+//! provider speaks authorization code + PKCE (S256 only), refresh-token rotation with reuse
+//! detection, client credentials, the device grant, revocation, introspection, RP-initiated and
+//! back-channel logout, and lets tests inject faults through an admin API.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let settings = mock_idp::Settings::for_tests();
+//! let app = mock_idp::Application::build(&settings)?;
+//! println!("issuer: {}/acme", app.base_url());
+//! app.run_until_stopped().await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod audit;
+mod backchannel;
+pub mod clock;
+pub mod config;
+pub mod directory;
+pub mod error;
+pub mod faults;
+pub mod grants;
+pub mod ids;
+pub mod jwt;
+pub mod keys;
+mod pages;
+pub mod params;
+pub mod pkce;
+pub mod random;
+pub mod redirect_uri;
+mod routes;
+pub mod scope;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod tenant;
+pub mod token_request;
+
+pub use config::{IdpConfig, Settings};
+pub use startup::Application;
+
+/// The readiness line printed on stdout once the server accepts connections.
+pub fn readiness_line(addr: std::net::SocketAddr) -> String {
+    format!("mock-idp listening on http://{addr}")
+}

@@ -1,0 +1,115 @@
+//! Server-rendered HTML: the login page (user chooser + password form + guest button), the
+//! device-code page, and plain error/notice pages. No JavaScript; maud escapes every value.
+
+use maud::{html, Markup, DOCTYPE};
+
+use crate::directory::User;
+
+fn layout(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style {
+                    "body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;color:#222}"
+                    "fieldset{border:1px solid #ccc;border-radius:.5rem;margin:1rem 0;padding:1rem}"
+                    "label{display:block;margin:.3rem 0}button{padding:.5rem 1rem;margin-top:.5rem}"
+                    ".error{color:#a00;font-weight:600}.muted{color:#666;font-size:.9rem}"
+                }
+            }
+            body { (body) }
+        }
+    }
+}
+
+/// What the login page needs.
+pub struct LoginPage<'a> {
+    pub tenant: &'a str,
+    pub issuer: &'a str,
+    pub client_id: &'a str,
+    pub auth_request: &'a str,
+    pub users: Vec<&'a User>,
+    pub login_hint: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+pub fn login(p: &LoginPage<'_>) -> Markup {
+    let hint = p.login_hint;
+    let any_checked = p
+        .users
+        .iter()
+        .any(|u| u.username.as_ref().map(|n| n.as_str()) == hint);
+    layout(
+        &format!("Sign in to {}", p.tenant),
+        html! {
+            h1 { "Sign in to " (p.tenant) }
+            p.muted { "Application " code { (p.client_id) } " is asking you to sign in." }
+            @if let Some(err) = p.error { p.error id="error" role="alert" { (err) } }
+            form method="post" action=(format!("{}/login", p.issuer)) id="login-form" {
+                input type="hidden" name="auth_request" value=(p.auth_request);
+                fieldset {
+                    legend { "Choose an account" }
+                    @for (i, u) in p.users.iter().enumerate() {
+                        @if let Some(name) = &u.username {
+                            @let checked = Some(name.as_str()) == hint || (!any_checked && i == 0);
+                            label {
+                                input type="radio" name="username" value=(name) id=(format!("user-{name}")) checked[checked];
+                                " " (name)
+                                @if let Some(email) = &u.email { span.muted { " — " (email) } }
+                            }
+                        }
+                    }
+                }
+                label for="password" { "Password" }
+                input type="password" name="password" id="password" autocomplete="current-password" required;
+                div { button type="submit" id="sign-in" { "Sign in" } }
+            }
+            form method="post" action=(format!("{}/guest", p.issuer)) id="guest-form" {
+                input type="hidden" name="auth_request" value=(p.auth_request);
+                button type="submit" id="continue-as-guest" { "Continue as guest" }
+            }
+        },
+    )
+}
+
+pub fn device(issuer: &str, tenant: &str, user_code: Option<&str>, error: Option<&str>) -> Markup {
+    layout(
+        &format!("Connect a device to {tenant}"),
+        html! {
+            h1 { "Connect a device" }
+            p.muted { "Enter the code shown on your device and sign in to " (tenant) "." }
+            @if let Some(err) = error { p.error id="error" role="alert" { (err) } }
+            form method="post" action=(format!("{issuer}/device")) id="device-form" {
+                label for="user_code" { "Code" }
+                input type="text" name="user_code" id="user_code" value=(user_code.unwrap_or_default()) required;
+                label for="username" { "Username" }
+                input type="text" name="username" id="username" autocomplete="username";
+                label for="password" { "Password" }
+                input type="password" name="password" id="password" autocomplete="current-password";
+                div {
+                    button type="submit" name="action" value="approve" id="approve" { "Approve" }
+                    " "
+                    button type="submit" name="action" value="deny" id="deny" { "Deny" }
+                }
+            }
+        },
+    )
+}
+
+pub fn notice(title: &str, message: &str) -> Markup {
+    layout(title, html! { h1 { (title) } p id="message" { (message) } })
+}
+
+pub fn error(message: &str) -> Markup {
+    layout(
+        "Sign-in error",
+        html! {
+            h1 { "This request cannot be completed" }
+            p.error id="error" role="alert" { (message) }
+            p.muted { "Return to the application and start again." }
+        },
+    )
+}

@@ -1,0 +1,308 @@
+//! The admin API (bearer admin token): tenants, users and clients at runtime, IdP sessions,
+//! key rotation, fault injection, and the audit log.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, Scope};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::authorization_header;
+use super::end_session::terminate;
+use crate::config::{ClientConfig, SigningAlg, TenantConfig, UserConfig};
+use crate::directory::{Client, DirectoryError, User};
+use crate::error::{ErrorCode, OAuthError};
+use crate::faults::FaultSpec;
+use crate::state::IdpState;
+use crate::tenant::Tenant;
+
+pub fn scope() -> Scope {
+    web::scope("/admin")
+        .route("/tenants", web::get().to(list_tenants))
+        .route("/tenants", web::post().to(add_tenant))
+        .route("/tenants/{tenant}/users", web::post().to(add_user))
+        .route(
+            "/tenants/{tenant}/users/{username}/logout",
+            web::post().to(sign_user_out),
+        )
+        .route("/tenants/{tenant}/clients", web::post().to(add_client))
+        .route("/tenants/{tenant}/sessions", web::get().to(list_sessions))
+        .route(
+            "/tenants/{tenant}/sessions/{sid}",
+            web::delete().to(revoke_session),
+        )
+        .route("/tenants/{tenant}/keys/rotate", web::post().to(rotate_keys))
+        .route("/tenants/{tenant}/faults", web::get().to(list_faults))
+        .route("/tenants/{tenant}/faults", web::post().to(add_fault))
+        .route("/tenants/{tenant}/faults", web::delete().to(clear_faults))
+        .route(
+            "/tenants/{tenant}/faults/{id}",
+            web::delete().to(remove_fault),
+        )
+        .route("/tenants/{tenant}/audit", web::get().to(audit))
+}
+
+fn require_admin(state: &IdpState, req: &HttpRequest) -> Result<(), OAuthError> {
+    if state.is_admin(authorization_header(req)) {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_token(
+            "the admin API needs 'Authorization: Bearer <admin token>'",
+        ))
+    }
+}
+
+fn conflict(e: impl std::fmt::Display) -> OAuthError {
+    OAuthError::new(ErrorCode::Conflict, e.to_string())
+}
+
+async fn list_tenants(
+    state: web::Data<IdpState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, OAuthError> {
+    require_admin(&state, &req)?;
+    let list: Vec<_> = state
+        .tenants()
+        .iter()
+        .map(|t| json!({"slug": t.id.as_str(), "issuer": t.issuer}))
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+async fn add_tenant(
+    state: web::Data<IdpState>,
+    req: HttpRequest,
+    body: web::Json<TenantConfig>,
+) -> Result<HttpResponse, OAuthError> {
+    require_admin(&state, &req)?;
+    let cfg = body.into_inner();
+    let state2 = state.clone();
+    let tenant = web::block(move || state2.add_tenant(&cfg))
+        .await
+        .map_err(|e| OAuthError::server_error(e.to_string()))?
+        .map_err(conflict)?;
+    tracing::info!(tenant = %tenant.id, "tenant added");
+    Ok(HttpResponse::Created().json(json!({"slug": tenant.id.as_str(), "issuer": tenant.issuer})))
+}
+
+async fn add_user(
+    state: web::Data<IdpState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<UserConfig>,
+) -> Result<HttpResponse, OAuthError> {
+    require_admin(&state, &req)?;
+    let tenant = state.tenant(&path)?;
+    let cfg = body.into_inner();
+    let id = tenant.id.clone();
+    let user = web::block(move || User::from_config(&id, &cfg))
+        .await
+        .map_err(|e| OAuthError::server_error(e.to_string()))?
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    let sub = user.sub.clone();
+    tenant.directory.write().add_user(user).map_err(conflict)?;
+    Ok(HttpResponse::Created().json(json!({"sub": sub})))
+}
+
+async fn add_client(
+    state: web::Data<IdpState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<ClientConfig>,
+) -> Result<HttpResponse, OAuthError> {
+    require_admin(&state, &req)?;
+    let tenant = state.tenant(&path)?;
+    let cfg = body.into_inner();
+    let alg = cfg.id_token_alg;
+    let client = Client::new(cfg).map_err(|e| match e {
+        DirectoryError::InvalidClient { .. } => OAuthError::invalid_request(e.to_string()),
+        other => conflict(other),
+    })?;
+    let id = client.id().to_string();
+    let t = tenant.clone();
+    web::block(move || t.keys.write().ensure(alg))
+        .await
+        .map_err(|e| OAuthError::server_error(e.to_string()))?
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    tenant
+        .directory
+        .write()
+        .add_client(client)
+        .map_err(conflict)?;
+    Ok(HttpResponse::Created().json(json!({"client_id": id})))
+}
+
+async fn list_sessions(
+    state: web::Data<IdpState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, OAuthError> {
+    require_admin(&state, &req)?;
+    let tenant = state.tenant(&path)?;
+    let now = tenant.now();
+    let dir = tenant.directory.read();
+    let grants = tenant.grants.lock();
+    let mut list: Vec<_> = grants
+        .sessions
+        .values()
+        .filter(|s| s.expires_at > now)
+        .map(|s| {
+            let user = dir.user(&s.sub);
+            json!({
+                "sid": s.sid,
+                "sub": s.sub,
+                "username": user.and_then(|u| u.username.as_ref()).map(|u| u.as_str()),
+                "is_guest": user.is_some_and(|u| u.is_guest),
+                "auth_time": s.auth_time.unix_timestamp(),
+                "expires_at": s.expires_at.unix_timestamp(),
+                "clients": s.clients.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    list.sort_by_key(|v| v["auth_time"].as_i64());
+    Ok(HttpResponse::Ok().json(list))
+}
+
+async fn revoke_session(
+    state: web::Data<IdpState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, OAuthError> {
+    require_admin(&state, &req)?;
+    let (slug, sid) = path.into_inner();
+    let tenant = state.tenant(&slug)?;
+    let ended = terminate(&state, &tenant, &[sid], "revoked by admin");
+    if ended.is_empty() {
+        return Err(OAuthError::not_found("no such IdP session"));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn sign_user_out(
+    state: web::Data<IdpState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, OAuthError> {
+    require_admin(&state, &req)?;
+    let (slug, username) = path.into_inner();
+    let tenant = state.tenant(&slug)?;
+    let sub = tenant
+        .directory
+        .read()
+        .user_by_name(&username)
+        .map(|u| u.sub.clone())
+        .ok_or_else(|| {
+            OAuthError::not_found(format!(
+                "no user '{}' in tenant {}",
+                username.escape_default(),
+                tenant.id
+            ))
+        })?;
+    let sids: Vec<String> = tenant
+        .grants
+        .lock()
+        .sessions
+        .values()
+        .filter(|s| s.sub == sub)
+        .map(|s| s.sid.clone())
+        .collect();
+    let ended = terminate(&state, &tenant, &sids, "user signed out by admin");
+    Ok(HttpResponse::Ok().json(json!({"ended_sessions": ended.len()})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    #[serde(default)]
+    alg: Option<SigningAlg>,
+}
+
+async fn rotate_keys(
+    state: web::Data<IdpState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Option<web::Json<RotateRequest>>,
+) -> Result<HttpResponse, OAuthError> {
+    require_admin(&state, &req)?;
+    let tenant = state.tenant(&path)?;
+    let alg = body.and_then(|b| b.into_inner().alg).unwrap_or_default();
+    let grace = Tenant::secs(tenant.lifetimes.key_grace);
+    let t = tenant.clone();
+    let kid = web::block(move || {
+        let now = t.now();
+        t.keys.write().rotate(alg, now, grace)
+    })
+    .await
+    .map_err(|e| OAuthError::server_error(e.to_string()))?
+    .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    tenant.record(
+        "signing_key_rotated",
+        None,
+        None,
+        format!("{alg:?} now signs with kid {kid}"),
+    );
+    Ok(HttpResponse::Ok().json(json!({"kid": kid, "alg": alg})))
+}
+
+async fn list_faults(
+    state: web::Data<IdpState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, OAuthError> {
+    require_admin(&state, &req)?;
+    let tenant = state.tenant(&path)?;
+    let list = tenant.faults.lock().list();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+async fn add_fault(
+    state: web::Data<IdpState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<FaultSpec>,
+) -> Result<HttpResponse, OAuthError> {
+    require_admin(&state, &req)?;
+    let tenant = state.tenant(&path)?;
+    let spec = body.into_inner();
+    spec.validate().map_err(OAuthError::invalid_request)?;
+    let fault = tenant.faults.lock().add(spec);
+    tracing::warn!(tenant = %tenant.id, fault = ?fault, "fault injected");
+    Ok(HttpResponse::Created().json(fault))
+}
+
+async fn clear_faults(
+    state: web::Data<IdpState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, OAuthError> {
+    require_admin(&state, &req)?;
+    let tenant = state.tenant(&path)?;
+    let cleared = tenant.faults.lock().clear();
+    Ok(HttpResponse::Ok().json(json!({"cleared": cleared})))
+}
+
+async fn remove_fault(
+    state: web::Data<IdpState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, OAuthError> {
+    require_admin(&state, &req)?;
+    let (slug, id) = path.into_inner();
+    let tenant = state.tenant(&slug)?;
+    if tenant.faults.lock().remove(&id) {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(OAuthError::not_found("no such fault"))
+    }
+}
+
+async fn audit(
+    state: web::Data<IdpState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, OAuthError> {
+    require_admin(&state, &req)?;
+    let tenant = state.tenant(&path)?;
+    let audit = tenant.audit.lock();
+    Ok(HttpResponse::build(StatusCode::OK)
+        .json(json!({"events": audit.events(), "counters": audit.counters()})))
+}

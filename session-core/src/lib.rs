@@ -1,0 +1,1 @@
+//! The OIDC client and multi-account `SessionManager` apps embed. Filled by the session-core issue; intentionally empty until then.
