@@ -1,0 +1,15 @@
+//! Black-box tests of the mock IdP over real HTTP: each test spawns its own IdP on 127.0.0.1:0.
+
+mod helpers;
+
+mod admin_and_faults;
+mod authorize;
+mod bad_input;
+mod binary;
+mod device;
+mod discovery_and_keys;
+mod guest;
+mod logout;
+mod refresh;
+mod revocation_and_introspection;
+mod token_code;
