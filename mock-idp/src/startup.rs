@@ -5,13 +5,15 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
-use actix_web::{web, App, HttpServer};
+use actix_web::dev::{Server, ServerHandle, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{web, App, HttpServer, ResponseError};
 use secrecy::SecretString;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{IdpConfig, Settings};
-use crate::error::payload_error;
+use crate::error::{payload_error, OAuthError};
 use crate::state::IdpState;
 use crate::{routes, tenant::TenantError};
 
@@ -29,6 +31,15 @@ pub enum StartupError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Tenant(#[from] TenantError),
+}
+
+/// Every oversized body, whichever extractor noticed, gets the same §5.2 JSON error.
+fn too_large<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let (req, _) = res.into_parts();
+    let body = OAuthError::invalid_request(format!("request body exceeds the {MAX_BODY}-byte limit"))
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        .error_response();
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, body).map_into_right_body()))
 }
 
 pub struct Application {
@@ -70,6 +81,7 @@ impl Application {
         let server_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(ErrorHandlers::new().handler(StatusCode::PAYLOAD_TOO_LARGE, too_large))
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .app_data(server_state.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY))

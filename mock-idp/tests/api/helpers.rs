@@ -187,3 +187,35 @@ pub async fn assert_oauth_error(res: reqwest::Response, status: u16, error: &str
     assert!(code.bytes().all(|b| b == 0x20 || b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)));
     body["error_description"].as_str().unwrap_or_default().to_owned()
 }
+
+/// The `<input ...>` tag with `id`.
+pub fn input_tag<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html.find(&format!(r#"id="{id}""#)).unwrap_or_else(|| panic!("no #{id}"));
+    let start = html[..at].rfind("<input").unwrap();
+    let end = at + html[at..].find('>').unwrap();
+    &html[start..=end]
+}
+
+/// Verifies a JWT against the tenant's JWKS and returns its claims.
+pub async fn verify_with_jwks(idp: &TestIdp, tenant: &str, jwt: &str, audience: Option<&str>) -> Value {
+    let jwks: jsonwebtoken::jwk::JwkSet = idp
+        .http
+        .get(format!("{}/jwks", idp.issuer(tenant)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let head = jsonwebtoken::decode_header(jwt).unwrap();
+    let kid = head.kid.expect("kid in header");
+    let jwk = jwks.find(&kid).unwrap_or_else(|| panic!("kid {kid} not in JWKS"));
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut v = jsonwebtoken::Validation::new(head.alg);
+    v.set_issuer(&[idp.issuer(tenant)]);
+    match audience {
+        Some(a) => v.set_audience(&[a]),
+        None => v.validate_aud = false,
+    }
+    jsonwebtoken::decode::<Value>(jwt, &key, &v).unwrap().claims
+}

@@ -1,0 +1,196 @@
+use serde_json::{json, Value};
+use test_harness::TestIdp;
+
+use crate::helpers::*;
+
+fn rt(v: &Value) -> String {
+    v["refresh_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_a_reused_token_revokes_the_whole_family_only() {
+    let idp = TestIdp::spawn().await;
+    let t1 = login_tokens(&idp, "acme", "alice").await;
+    let other_grant = login_tokens(&idp, "acme", "alice").await;
+    let rt1 = rt(&t1);
+    let t2: Value = refresh(&idp, "acme", &rt1).await.json().await.unwrap();
+    let rt2 = rt(&t2);
+    assert_ne!(rt1, rt2, "refresh rotates");
+    let t3: Value = refresh(&idp, "acme", &rt2).await.json().await.unwrap();
+    let rt3 = rt(&t3);
+    let at3 = t3["access_token"].as_str().unwrap();
+    assert_eq!(introspect(&idp, "acme", at3).await["active"], true);
+
+    let desc = assert_oauth_error(refresh(&idp, "acme", &rt1).await, 400, "invalid_grant").await;
+    assert!(desc.contains("already used"), "{desc}");
+    assert_oauth_error(refresh(&idp, "acme", &rt3).await, 400, "invalid_grant").await;
+    assert_eq!(introspect(&idp, "acme", at3).await, json!({"active": false}), "access tokens of the family die too");
+    let events = idp.audit("acme").await["events"].clone();
+    assert!(events.as_array().unwrap().iter().any(|e| e["kind"] == "refresh_token_reuse"));
+
+    // Another grant of the same user is untouched.
+    assert_eq!(refresh(&idp, "acme", &rt(&other_grant)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_refresh_id_token_keeps_the_subject_and_drops_the_nonce() {
+    let idp = TestIdp::spawn().await;
+    let t1 = login_tokens(&idp, "acme", "bob").await;
+    let t2: Value = refresh(&idp, "acme", &rt(&t1)).await.json().await.unwrap();
+    let c1 = claims(t1["id_token"].as_str().unwrap());
+    let c2 = verify_with_jwks(&idp, "acme", t2["id_token"].as_str().unwrap(), Some(CLI)).await;
+    assert_eq!(c1["sub"], c2["sub"]);
+    assert_eq!(c1["auth_time"], c2["auth_time"]);
+    assert!(c2.get("nonce").is_none());
+}
+
+async fn add_grace_client(idp: &TestIdp, grace: u64) {
+    let res = idp
+        .admin(
+            reqwest::Method::POST,
+            "tenants/acme/clients",
+            Some(json!({
+                "client_id": "racy-app",
+                "redirect_uris": ["http://127.0.0.1/callback"],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "refresh_reuse_grace": grace,
+            })),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+}
+
+async fn racy_login(idp: &TestIdp) -> Value {
+    let client = browser();
+    let p = pkce();
+    let page = get_authorize(&client, idp, "acme", &with(auth_params(&p), &[("client_id", Some("racy-app"))])).await;
+    let id = auth_request_id(&page.text().await.unwrap());
+    let code = location(&post_login(&client, idp, "acme", &id, "alice", PASSWORD).await).1["code"].clone();
+    idp.http
+        .post(format!("{}/token", idp.issuer("acme")))
+        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("client_id", "racy-app"), ("code_verifier", &p.verifier)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn racy_refresh(idp: &TestIdp, token: &str) -> reqwest::Response {
+    idp.http
+        .post(format!("{}/token", idp.issuer("acme")))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", "racy-app")])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn within_the_grace_window_a_repeat_gets_the_same_child_tokens() {
+    let idp = TestIdp::spawn_with_manual_clock().await;
+    add_grace_client(&idp, 10).await;
+    let t1 = racy_login(&idp).await;
+    let a: Value = racy_refresh(&idp, &rt(&t1)).await.json().await.unwrap();
+    idp.clock.as_ref().unwrap().advance(time::Duration::seconds(5));
+    let b: Value = racy_refresh(&idp, &rt(&t1)).await.json().await.unwrap();
+    assert_eq!(a, b, "two racing processes get the same child");
+    assert_eq!(racy_refresh(&idp, &rt(&a)).await.status(), 200, "the family is intact");
+}
+
+#[tokio::test]
+async fn the_grace_window_covers_only_the_immediate_parent_and_only_for_its_duration() {
+    let idp = TestIdp::spawn_with_manual_clock().await;
+    add_grace_client(&idp, 10).await;
+    // Past the window: reuse.
+    let t1 = racy_login(&idp).await;
+    let a: Value = racy_refresh(&idp, &rt(&t1)).await.json().await.unwrap();
+    idp.clock.as_ref().unwrap().advance(time::Duration::seconds(11));
+    assert_oauth_error(racy_refresh(&idp, &rt(&t1)).await, 400, "invalid_grant").await;
+    assert_oauth_error(racy_refresh(&idp, &rt(&a)).await, 400, "invalid_grant").await;
+    // Within the window, but the child was already used: reuse.
+    let t1 = racy_login(&idp).await;
+    let a: Value = racy_refresh(&idp, &rt(&t1)).await.json().await.unwrap();
+    let b: Value = racy_refresh(&idp, &rt(&a)).await.json().await.unwrap();
+    assert_oauth_error(racy_refresh(&idp, &rt(&t1)).await, 400, "invalid_grant").await;
+    assert_oauth_error(racy_refresh(&idp, &rt(&b)).await, 400, "invalid_grant").await;
+}
+
+#[tokio::test]
+async fn grace_is_off_by_default() {
+    let idp = TestIdp::spawn().await;
+    let t1 = login_tokens(&idp, "acme", "alice").await;
+    assert_eq!(refresh(&idp, "acme", &rt(&t1)).await.status(), 200);
+    assert_oauth_error(refresh(&idp, "acme", &rt(&t1)).await, 400, "invalid_grant").await;
+}
+
+#[tokio::test]
+async fn another_client_or_a_wider_scope_is_refused_and_the_token_stays_valid() {
+    let idp = TestIdp::spawn().await;
+    let t = login_tokens(&idp, "acme", "alice").await;
+    let url = format!("{}/token", idp.issuer("acme"));
+    let res = idp
+        .http
+        .post(&url)
+        .basic_auth(REGISTRY, Some(REGISTRY_SECRET))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", &rt(&t))])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(res, 400, "invalid_grant").await;
+    let res = idp
+        .http
+        .post(&url)
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", &rt(&t)), ("client_id", CLI), ("scope", "openid profile email offline_access admin")])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(res, 400, "invalid_scope").await;
+    // A narrower scope is fine, and proves the token survived both refusals.
+    let res = idp
+        .http
+        .post(&url)
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", &rt(&t)), ("client_id", CLI), ("scope", "openid")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["scope"], "openid");
+}
+
+#[tokio::test]
+async fn a_refresh_token_of_one_tenant_is_unknown_to_another() {
+    let idp = TestIdp::spawn().await;
+    let t = login_tokens(&idp, "acme", "alice").await;
+    assert_oauth_error(refresh(&idp, "globex", &rt(&t)).await, 400, "invalid_grant").await;
+    assert_eq!(refresh(&idp, "acme", &rt(&t)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn racing_uses_of_one_refresh_token_rotate_once_and_then_trip_reuse_detection() {
+    let idp = TestIdp::spawn().await;
+    let t = login_tokens(&idp, "acme", "alice").await;
+    let token = rt(&t);
+    let attempts = (0..12).map(|_| refresh(&idp, "acme", &token));
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts).await.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn many_families_refresh_concurrently_without_interference() {
+    let idp = TestIdp::spawn().await;
+    let mut tokens = Vec::new();
+    for _ in 0..8 {
+        tokens.push(rt(&login_tokens(&idp, "acme", "bob").await));
+    }
+    for _round in 0..3 {
+        let results = futures_util::future::join_all(tokens.iter().map(|t| refresh(&idp, "acme", t))).await;
+        let mut next = Vec::new();
+        for r in results {
+            assert_eq!(r.status(), 200);
+            next.push(rt(&r.json::<Value>().await.unwrap()));
+        }
+        tokens = next;
+    }
+}
