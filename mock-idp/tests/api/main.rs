@@ -9,6 +9,7 @@ mod binary;
 mod device;
 mod discovery_and_keys;
 mod guest;
+mod interop;
 mod logout;
 mod refresh;
 mod revocation_and_introspection;
