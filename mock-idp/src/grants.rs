@@ -194,3 +194,115 @@ impl Grants {
         self.user_codes.retain(|_, fp| devices.contains_key(fp));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> ClientId {
+        ClientId::parse("c").unwrap()
+    }
+
+    #[test]
+    fn sweep_drops_expired_grants_and_keeps_live_ones() {
+        let t0 = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let mut g = Grants::default();
+        let request = AuthRequest {
+            client_id: client(),
+            redirect_uri: "http://127.0.0.1/cb".into(),
+            redirect_uri_given: true,
+            scope: Scope::default(),
+            state: None,
+            nonce: None,
+            code_challenge: None,
+            login_hint: None,
+            expires_at: t0 + Duration::minutes(10),
+        };
+        g.pending.insert("p".into(), request.clone());
+        g.codes.insert(
+            "c".into(),
+            CodeRecord {
+                request,
+                sub: "s".into(),
+                sid: "sid".into(),
+                auth_time: t0,
+                expires_at: t0 + Duration::seconds(60),
+                state: CodeState::Fresh,
+            },
+        );
+        g.families.insert(
+            "f".into(),
+            Family {
+                client_id: client(),
+                sub: "s".into(),
+                sid: None,
+                scope: Scope::default(),
+                auth_time: t0,
+                revoked: false,
+                access_jtis: vec!["a".into()],
+                refresh_fps: vec!["r".into()],
+            },
+        );
+        g.refresh.insert(
+            "r".into(),
+            RefreshRecord {
+                family: "f".into(),
+                expires_at: t0 + Duration::days(1),
+                used_at: None,
+                child: None,
+            },
+        );
+        g.access.insert(
+            "a".into(),
+            AccessRecord {
+                family: Some("f".into()),
+                client_id: client(),
+                sub: "s".into(),
+                scope: Scope::default(),
+                expires_at: t0 + Duration::minutes(10),
+                revoked: false,
+            },
+        );
+
+        g.sweep(t0 + Duration::minutes(5));
+        assert_eq!((g.pending.len(), g.codes.len(), g.access.len(), g.refresh.len()), (1, 1, 1, 1));
+        g.sweep(t0 + Duration::minutes(15));
+        assert_eq!((g.pending.len(), g.codes.len(), g.access.len()), (0, 0, 0));
+        assert_eq!(g.families.len(), 1, "the family lives while its refresh token does");
+        g.sweep(t0 + Duration::days(2));
+        assert!(g.refresh.is_empty() && g.families.is_empty());
+    }
+
+    #[test]
+    fn revoking_a_family_revokes_its_access_tokens() {
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        let mut g = Grants::default();
+        g.families.insert(
+            "f".into(),
+            Family {
+                client_id: client(),
+                sub: "s".into(),
+                sid: Some("sid".into()),
+                scope: Scope::default(),
+                auth_time: t0,
+                revoked: false,
+                access_jtis: vec!["a".into()],
+                refresh_fps: vec![],
+            },
+        );
+        g.access.insert(
+            "a".into(),
+            AccessRecord {
+                family: Some("f".into()),
+                client_id: client(),
+                sub: "s".into(),
+                scope: Scope::default(),
+                expires_at: t0,
+                revoked: false,
+            },
+        );
+        assert_eq!(g.revoke_session_families("sid"), 1);
+        assert!(g.access["a"].revoked && g.families["f"].revoked);
+        assert!(!g.revoke_family("f"), "second revocation changes nothing");
+    }
+}

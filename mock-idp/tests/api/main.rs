@@ -1,4 +1,5 @@
 //! Black-box tests of the mock IdP over real HTTP: each test spawns its own IdP on 127.0.0.1:0.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a panic is a failure report
 
 mod helpers;
 
@@ -6,6 +7,7 @@ mod admin_and_faults;
 mod authorize;
 mod bad_input;
 mod binary;
+mod browser;
 mod device;
 mod discovery_and_keys;
 mod guest;
