@@ -1,10 +1,12 @@
 //! Helpers every Lanyard test suite shares:
 //! - [`TestIdp`]: the real mock IdP, in process, on `127.0.0.1:0`;
 //! - [`TestDatabase`]: a fresh Postgres database per test, dropped afterwards;
+//! - [`browser::Browser`]: headless Chromium over WebDriver, for testing real pages;
 //! - [`ChildService`]: a service binary run as a child process, its address read from its
 //!   readiness line (`NAME listening on http://ADDR`).
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod database;
 pub mod idp;
 pub mod process;
