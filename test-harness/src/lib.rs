@@ -10,6 +10,7 @@ pub mod browser;
 pub mod database;
 pub mod idp;
 pub mod process;
+pub mod secret_service;
 
 pub use database::TestDatabase;
 pub use idp::TestIdp;

@@ -1,0 +1,207 @@
+//! The OS keyring through the keyring v4 family (`keyring-core` plus one store crate per
+//! platform): Secret Service over zbus or kernel keyutils on Linux, Keychain on macOS, Credential
+//! Manager on Windows. Entries live under service `lanyard`, user `{profile}/{account key}/{item}`.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyring_core::{CredentialStore, Entry, Error as KeyringError};
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::account::AccountKey;
+use crate::error::StoreError;
+use crate::item::ItemKind;
+use crate::secret_store::{check_len, BackendInfo, SecretStore};
+
+pub const SERVICE: &str = "lanyard";
+
+/// Which OS store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyringKind {
+    /// freedesktop Secret Service (GNOME Keyring, KWallet) over D-Bus.
+    SecretService,
+    /// The Linux kernel key retention service (session-scoped; gone after reboot).
+    Keyutils,
+    /// macOS Keychain or Windows Credential Manager.
+    Native,
+}
+
+impl KeyringKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyringKind::SecretService => "secret-service",
+            KeyringKind::Keyutils => "keyutils",
+            KeyringKind::Native if cfg!(target_os = "macos") => "keychain",
+            KeyringKind::Native => "windows-credential-manager",
+        }
+    }
+}
+
+pub struct KeyringStore {
+    kind: KeyringKind,
+    store: Arc<CredentialStore>,
+    profile: String,
+}
+
+fn connect(kind: KeyringKind) -> Result<Arc<CredentialStore>, KeyringError> {
+    match kind {
+        #[cfg(target_os = "linux")]
+        KeyringKind::SecretService => Ok(zbus_secret_service_keyring_store::Store::new()?),
+        #[cfg(target_os = "linux")]
+        KeyringKind::Keyutils => Ok(linux_keyutils_keyring_store::Store::new()?),
+        #[cfg(target_os = "macos")]
+        KeyringKind::Native => Ok(apple_native_keyring_store::keychain::Store::new()?),
+        #[cfg(target_os = "windows")]
+        KeyringKind::Native => Ok(windows_native_keyring_store::Store::new()?),
+        #[allow(unreachable_patterns)]
+        _ => Err(KeyringError::NotSupportedByStore(format!(
+            "{} is not available on this platform",
+            kind.name()
+        ))),
+    }
+}
+
+fn map_err(kind: KeyringKind, e: KeyringError) -> StoreError {
+    let backend = kind.name();
+    match e {
+        KeyringError::NoStorageAccess(inner) => {
+            let detail = inner.to_string();
+            if detail.to_lowercase().contains("lock") {
+                StoreError::Locked { backend }
+            } else {
+                StoreError::AccessDenied { backend, detail }
+            }
+        }
+        other => StoreError::BackendUnavailable {
+            backend,
+            detail: other.to_string(),
+        },
+    }
+}
+
+impl KeyringStore {
+    /// Connects and proves the store works with a write-read-delete round trip, within `timeout`
+    /// (a hung or locked Secret Service must not hang the caller).
+    pub fn probe(kind: KeyringKind, profile: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let (tx, rx) = mpsc::channel();
+        let profile = profile.to_owned();
+        std::thread::spawn(move || {
+            let result = connect(kind)
+                .map_err(|e| map_err(kind, e))
+                .and_then(|store| {
+                    let s = KeyringStore {
+                        kind,
+                        store,
+                        profile,
+                    };
+                    s.round_trip()?;
+                    Ok(s)
+                });
+            let _ = tx.send(result);
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::BackendUnavailable {
+                backend: kind.name(),
+                detail: format!("no answer within {} ms", timeout.as_millis()),
+            }),
+        }
+    }
+
+    fn round_trip(&self) -> Result<(), StoreError> {
+        let nonce: u64 = rand::thread_rng().gen();
+        let entry = self.entry_named(&format!("{}/probe-{nonce:016x}", self.profile))?;
+        let value = format!("probe-{nonce}");
+        entry
+            .set_password(&value)
+            .map_err(|e| map_err(self.kind, e))?;
+        let read = entry.get_password().map_err(|e| map_err(self.kind, e));
+        let _ = entry.delete_credential();
+        if read? != value {
+            return Err(StoreError::BackendUnavailable {
+                backend: self.kind.name(),
+                detail: "a written probe entry read back differently".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn entry_named(&self, user: &str) -> Result<Entry, StoreError> {
+        Entry::new_in_store(&self.store, SERVICE, user).map_err(|e| map_err(self.kind, e))
+    }
+
+    fn entry(&self, account: &AccountKey, item: ItemKind) -> Result<Entry, StoreError> {
+        self.entry_named(&format!("{}/{}/{}", self.profile, account, item.name()))
+    }
+
+    /// Reads or creates a raw secret entry (the vault key, when the vault sits on a keyring).
+    pub fn get_or_create_raw(
+        &self,
+        name: &str,
+        create: impl FnOnce() -> Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let entry = self.entry_named(&format!("{}/{name}", self.profile))?;
+        match entry.get_secret() {
+            Ok(bytes) => Ok(bytes),
+            Err(KeyringError::NoEntry) => {
+                let bytes = create();
+                entry
+                    .set_secret(&bytes)
+                    .map_err(|e| map_err(self.kind, e))?;
+                Ok(bytes)
+            }
+            Err(e) => Err(map_err(self.kind, e)),
+        }
+    }
+
+    pub fn kind(&self) -> KeyringKind {
+        self.kind
+    }
+}
+
+impl SecretStore for KeyringStore {
+    fn get(
+        &self,
+        account: &AccountKey,
+        item: ItemKind,
+    ) -> Result<Option<SecretString>, StoreError> {
+        match self.entry(account, item)?.get_password() {
+            Ok(v) => Ok(Some(SecretString::from(v))),
+            Err(KeyringError::NoEntry) => Ok(None),
+            Err(e) => Err(map_err(self.kind, e)),
+        }
+    }
+
+    fn set(
+        &self,
+        account: &AccountKey,
+        item: ItemKind,
+        value: &SecretString,
+    ) -> Result<(), StoreError> {
+        check_len(item, value)?;
+        self.entry(account, item)?
+            .set_password(value.expose_secret())
+            .map_err(|e| map_err(self.kind, e))
+    }
+
+    fn delete(&self, account: &AccountKey, item: ItemKind) -> Result<(), StoreError> {
+        match self.entry(account, item)?.delete_credential() {
+            Ok(()) | Err(KeyringError::NoEntry) => Ok(()),
+            Err(e) => Err(map_err(self.kind, e)),
+        }
+    }
+
+    fn info(&self) -> BackendInfo {
+        let location = match self.kind {
+            KeyringKind::SecretService => "the default Secret Service collection".to_owned(),
+            KeyringKind::Keyutils => "the kernel session keyring".to_owned(),
+            KeyringKind::Native => "the user's login keychain".to_owned(),
+        };
+        BackendInfo {
+            name: self.kind.name(),
+            location: format!("{location}, service '{SERVICE}'"),
+        }
+    }
+}
