@@ -1,4 +1,5 @@
 //! Read and write of one item per backend; vault open + read of 1 of 50 accounts.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is a report
 use std::hint::black_box;
 
 use account_store::memory::MemoryStore;

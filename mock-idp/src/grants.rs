@@ -265,10 +265,22 @@ mod tests {
         );
 
         g.sweep(t0 + Duration::minutes(5));
-        assert_eq!((g.pending.len(), g.codes.len(), g.access.len(), g.refresh.len()), (1, 1, 1, 1));
+        assert_eq!(
+            (
+                g.pending.len(),
+                g.codes.len(),
+                g.access.len(),
+                g.refresh.len()
+            ),
+            (1, 1, 1, 1)
+        );
         g.sweep(t0 + Duration::minutes(15));
         assert_eq!((g.pending.len(), g.codes.len(), g.access.len()), (0, 0, 0));
-        assert_eq!(g.families.len(), 1, "the family lives while its refresh token does");
+        assert_eq!(
+            g.families.len(),
+            1,
+            "the family lives while its refresh token does"
+        );
         g.sweep(t0 + Duration::days(2));
         assert!(g.refresh.is_empty() && g.families.is_empty());
     }

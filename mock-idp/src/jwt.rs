@@ -44,11 +44,52 @@ fn algorithm(alg: SigningAlg) -> Algorithm {
 
 /// Signs `claims` with `key`, `kid` in the header, and `typ` if given.
 pub fn sign(claims: &Value, key: &SigningKey, typ: Option<&str>) -> Result<String, JwtError> {
+    if let Some(es256) = key.es256() {
+        return sign_es256(claims, es256, &key.kid, typ);
+    }
     let mut header = Header::new(algorithm(key.alg));
     header.kid = Some(key.kid.clone());
     header.typ = typ.map(str::to_owned);
     jsonwebtoken::encode(&header, claims, &key.encoding)
         .map_err(|e| JwtError::Signing(e.to_string()))
+}
+
+/// The JOSE header of [`sign_es256`], fields in jsonwebtoken's order so tokens are byte-identical.
+#[derive(Serialize)]
+struct Es256Header<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    typ: Option<&'a str>,
+    alg: &'static str,
+    kid: &'a str,
+}
+
+/// ES256 with the key parsed once (see [`SigningKey::es256`]): jsonwebtoken's RustCrypto backend
+/// parses the PKCS#8 key and derives its public point on each call, which cost more than the
+/// signature itself and dominated the token endpoint (bench/idp.sh). Same JWS as jsonwebtoken:
+/// base64url header and claims, and the 64-byte `r || s` signature (RFC 7518 §3.4).
+fn sign_es256(
+    claims: &Value,
+    key: &p256::ecdsa::SigningKey,
+    kid: &str,
+    typ: Option<&str>,
+) -> Result<String, JwtError> {
+    use p256::ecdsa::signature::Signer;
+    let signing = |e: &dyn std::fmt::Display| JwtError::Signing(e.to_string());
+    let header = serde_json::to_vec(&Es256Header {
+        typ,
+        alg: "ES256",
+        kid,
+    })
+    .map_err(|e| signing(&e))?;
+    let claims = serde_json::to_vec(claims).map_err(|e| signing(&e))?;
+    let mut jws = URL_SAFE_NO_PAD.encode(header);
+    jws.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims, &mut jws);
+    let signature: p256::ecdsa::Signature =
+        key.try_sign(jws.as_bytes()).map_err(|e| signing(&e))?;
+    jws.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut jws);
+    Ok(jws)
 }
 
 /// `at_hash` (OIDC Core §3.1.3.6): left half of SHA-256 of the access token, base64url. Both our
@@ -301,6 +342,22 @@ mod tests {
                 verify_own(&token, &keys, "http://i/acme", None, now, false).is_err(),
                 "{tamper:?} verified"
             );
+        }
+    }
+
+    #[test]
+    fn es256_tokens_are_byte_identical_to_jsonwebtoken() {
+        // ECDSA here is deterministic (RFC 6979), so the cached-key path must produce exactly what
+        // jsonwebtoken produces from the PKCS#8 key.
+        let keys = keyset();
+        let key = keys.active(SigningAlg::ES256).unwrap();
+        let claims = json!({"iss": "http://i/acme", "sub": "s", "exp": 1, "scope": "openid"});
+        for typ in [None, Some("at+jwt")] {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some(key.kid.clone());
+            header.typ = typ.map(str::to_owned);
+            let expected = jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap();
+            assert_eq!(sign(&claims, &key, typ).unwrap(), expected, "typ {typ:?}");
         }
     }
 

@@ -41,6 +41,9 @@ pub struct SigningKey {
     pub alg: SigningAlg,
     pub encoding: EncodingKey,
     pub decoding: DecodingKey,
+    /// The parsed P-256 key of an ES256 key: [`crate::jwt::sign`] signs with it directly, since
+    /// jsonwebtoken re-parses the PKCS#8 document (and re-derives the public point) on every call.
+    es256: Option<p256::ecdsa::SigningKey>,
     /// The public key as SPKI PEM (also what an HS256 key-confusion attack would MAC with).
     pub public_pem: String,
     pub public_jwk: Value,
@@ -92,6 +95,7 @@ impl SigningKey {
                 .to_public_key_pem(LineEnding::LF)
                 .map_err(|e| crypto(&e))?;
             return Ok(Self {
+                es256: Some(p256::ecdsa::SigningKey::from(&sk)),
                 encoding: EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| crypto(&e))?,
                 decoding: DecodingKey::from_ec_pem(public_pem.as_bytes())
                     .map_err(|e| crypto(&e))?,
@@ -114,6 +118,7 @@ impl SigningKey {
                 .to_public_key_pem(LineEnding::LF)
                 .map_err(|e| crypto(&e))?;
             return Ok(Self {
+                es256: None,
                 encoding: EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| crypto(&e))?,
                 decoding: DecodingKey::from_rsa_pem(public_pem.as_bytes())
                     .map_err(|e| crypto(&e))?,
@@ -125,6 +130,11 @@ impl SigningKey {
             });
         }
         Err(KeyError::UnknownFormat)
+    }
+
+    /// The parsed private key, for an ES256 key.
+    pub fn es256(&self) -> Option<&p256::ecdsa::SigningKey> {
+        self.es256.as_ref()
     }
 }
 

@@ -36,10 +36,13 @@ pub enum StartupError {
 /// Every oversized body, whichever extractor noticed, gets the same §5.2 JSON error.
 fn too_large<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
     let (req, _) = res.into_parts();
-    let body = OAuthError::invalid_request(format!("request body exceeds the {MAX_BODY}-byte limit"))
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-        .error_response();
-    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, body).map_into_right_body()))
+    let body =
+        OAuthError::invalid_request(format!("request body exceeds the {MAX_BODY}-byte limit"))
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+            .error_response();
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, body).map_into_right_body(),
+    ))
 }
 
 pub struct Application {

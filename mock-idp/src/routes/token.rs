@@ -215,6 +215,14 @@ fn authorization_code(
     Ok(issued.body)
 }
 
+/// What a refresh needs from its token family.
+struct FamilyGrant {
+    sub: String,
+    sid: Option<String>,
+    scope: Scope,
+    auth_time: time::OffsetDateTime,
+}
+
 fn refresh(
     tenant: &Tenant,
     client: &Client,
@@ -235,19 +243,29 @@ fn refresh(
             "refresh token is unknown or expired",
         ));
     };
-    let Some(family) = grants.families.get(&rec.family).cloned() else {
-        return Err(OAuthError::invalid_grant(
-            "refresh token is unknown or expired",
-        ));
+    // Only what this grant needs: the family's token lists grow with every rotation, so cloning
+    // the whole `Family` made each refresh cost O(rotations so far).
+    let family = {
+        let Some(f) = grants.families.get(&rec.family) else {
+            return Err(OAuthError::invalid_grant(
+                "refresh token is unknown or expired",
+            ));
+        };
+        if f.client_id != *client.id() {
+            return Err(OAuthError::invalid_grant(
+                "refresh token was issued to another client",
+            ));
+        }
+        if f.revoked {
+            return Err(OAuthError::invalid_grant("refresh token has been revoked"));
+        }
+        FamilyGrant {
+            sub: f.sub.clone(),
+            sid: f.sid.clone(),
+            scope: f.scope.clone(),
+            auth_time: f.auth_time,
+        }
     };
-    if family.client_id != *client.id() {
-        return Err(OAuthError::invalid_grant(
-            "refresh token was issued to another client",
-        ));
-    }
-    if family.revoked {
-        return Err(OAuthError::invalid_grant("refresh token has been revoked"));
-    }
     if rec.expires_at <= now {
         return Err(OAuthError::invalid_grant("refresh token has expired"));
     }

@@ -12,9 +12,30 @@ async fn the_admin_api_refuses_missing_or_wrong_tokens() {
     let url = format!("{}/admin/tenants", idp.base_url);
     let res = idp.http.get(&url).send().await.unwrap();
     assert_eq!(res.status(), 401);
-    assert!(res.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
-    assert_eq!(idp.http.get(&url).bearer_auth("lanyard-dev-admi").send().await.unwrap().status(), 401);
-    assert_eq!(idp.http.get(&url).bearer_auth("lanyard-dev-admin").send().await.unwrap().status(), 200);
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    assert_eq!(
+        idp.http
+            .get(&url)
+            .bearer_auth("lanyard-dev-admi")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        idp.http
+            .get(&url)
+            .bearer_auth("lanyard-dev-admin")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -32,22 +53,72 @@ async fn tenants_users_and_clients_can_be_added_at_runtime() {
         )
         .await;
     assert_eq!(res.status(), 201);
-    let disc: Value = idp.http.get(format!("{}/.well-known/openid-configuration", idp.issuer("initech"))).send().await.unwrap().json().await.unwrap();
+    let disc: Value = idp
+        .http
+        .get(format!(
+            "{}/.well-known/openid-configuration",
+            idp.issuer("initech")
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(disc["issuer"], idp.issuer("initech"));
-    let res = idp.admin(Method::POST, "tenants/initech/users", Some(json!({"username": "milton", "password": PASSWORD}))).await;
+    let res = idp
+        .admin(
+            Method::POST,
+            "tenants/initech/users",
+            Some(json!({"username": "milton", "password": PASSWORD})),
+        )
+        .await;
     assert_eq!(res.status(), 201);
     let t = login_tokens(&idp, "initech", "milton").await;
     assert_eq!(claims(t["id_token"].as_str().unwrap())["tenant"], "initech");
 
     // Duplicates and bad input are refused without touching what exists.
-    assert_eq!(idp.admin(Method::POST, "tenants", Some(json!({"slug": "initech"}))).await.status(), 409);
-    assert_eq!(idp.admin(Method::POST, "tenants/initech/users", Some(json!({"username": "milton", "password": "x"}))).await.status(), 409);
-    assert_eq!(idp.admin(Method::POST, "tenants", Some(json!({"slug": "Bad Slug"}))).await.status(), 400);
-    assert_eq!(idp.admin(Method::POST, "tenants/nope/users", Some(json!({"username": "a", "password": "b"}))).await.status(), 404);
+    assert_eq!(
+        idp.admin(Method::POST, "tenants", Some(json!({"slug": "initech"})))
+            .await
+            .status(),
+        409
+    );
+    assert_eq!(
+        idp.admin(
+            Method::POST,
+            "tenants/initech/users",
+            Some(json!({"username": "milton", "password": "x"}))
+        )
+        .await
+        .status(),
+        409
+    );
+    assert_eq!(
+        idp.admin(Method::POST, "tenants", Some(json!({"slug": "Bad Slug"})))
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        idp.admin(
+            Method::POST,
+            "tenants/nope/users",
+            Some(json!({"username": "a", "password": "b"}))
+        )
+        .await
+        .status(),
+        404
+    );
     let res = idp.admin(Method::POST, "tenants/initech/clients", Some(json!({"client_id": "c", "redirect_uris": ["not a uri"], "grant_types": ["authorization_code"]}))).await;
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("not an absolute"));
-    let list: Value = idp.admin(Method::GET, "tenants", None).await.json().await.unwrap();
+    let list: Value = idp
+        .admin(Method::GET, "tenants", None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 3);
 }
 
@@ -55,64 +126,134 @@ async fn tenants_users_and_clients_can_be_added_at_runtime() {
 async fn a_count_fault_fails_the_next_n_requests_then_clears_itself() {
     let idp = TestIdp::spawn().await;
     let t = login_tokens(&idp, "acme", "alice").await;
-    idp.inject_fault("acme", json!({"endpoint": "token", "status": 503, "count": 2})).await;
+    idp.inject_fault(
+        "acme",
+        json!({"endpoint": "token", "status": 503, "count": 2}),
+    )
+    .await;
     for _ in 0..2 {
         let res = refresh(&idp, "acme", t["refresh_token"].as_str().unwrap()).await;
         assert_eq!(res.headers()["retry-after"], "1");
         assert_oauth_error(res, 503, "temporarily_unavailable").await;
     }
     // The refresh token was not consumed by the failed attempts.
-    assert_eq!(refresh(&idp, "acme", t["refresh_token"].as_str().unwrap()).await.status(), 200);
-    let faults: Value = idp.admin(Method::GET, "tenants/acme/faults", None).await.json().await.unwrap();
+    assert_eq!(
+        refresh(&idp, "acme", t["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+    let faults: Value = idp
+        .admin(Method::GET, "tenants/acme/faults", None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(faults, json!([]));
 }
 
 #[tokio::test]
 async fn faults_target_one_tenant_and_one_endpoint_and_can_be_listed_and_removed() {
     let idp = TestIdp::spawn().await;
-    let id = idp.inject_fault("acme", json!({"endpoint": "jwks", "status": 500})).await;
+    let id = idp
+        .inject_fault("acme", json!({"endpoint": "jwks", "status": 500}))
+        .await;
     let jwks = |t: &str| idp.http.get(format!("{}/jwks", idp.issuer(t))).send();
     assert_eq!(jwks("acme").await.unwrap().status(), 500);
     assert_eq!(jwks("globex").await.unwrap().status(), 200);
-    let disc = idp.http.get(format!("{}/.well-known/openid-configuration", idp.issuer("acme"))).send().await.unwrap();
+    let disc = idp
+        .http
+        .get(format!(
+            "{}/.well-known/openid-configuration",
+            idp.issuer("acme")
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(disc.status(), 200);
-    let list: Value = idp.admin(Method::GET, "tenants/acme/faults", None).await.json().await.unwrap();
+    let list: Value = idp
+        .admin(Method::GET, "tenants/acme/faults", None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["endpoint"], "jwks");
-    assert_eq!(idp.admin(Method::DELETE, &format!("tenants/acme/faults/{id}"), None).await.status(), 204);
+    assert_eq!(
+        idp.admin(Method::DELETE, &format!("tenants/acme/faults/{id}"), None)
+            .await
+            .status(),
+        204
+    );
     assert_eq!(jwks("acme").await.unwrap().status(), 200);
-    assert_eq!(idp.admin(Method::DELETE, &format!("tenants/acme/faults/{id}"), None).await.status(), 404);
+    assert_eq!(
+        idp.admin(Method::DELETE, &format!("tenants/acme/faults/{id}"), None)
+            .await
+            .status(),
+        404
+    );
 }
 
 #[tokio::test]
 async fn an_error_rate_of_one_fails_everything_and_zero_nothing() {
     let idp = TestIdp::spawn().await;
-    idp.inject_fault("acme", json!({"endpoint": "*", "status": 500, "rate": 1.0})).await;
+    idp.inject_fault("acme", json!({"endpoint": "*", "status": 500, "rate": 1.0}))
+        .await;
     for path in [".well-known/openid-configuration", "jwks", "userinfo"] {
-        assert_eq!(idp.http.get(format!("{}/{path}", idp.issuer("acme"))).send().await.unwrap().status(), 500, "{path}");
+        assert_eq!(
+            idp.http
+                .get(format!("{}/{path}", idp.issuer("acme")))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            500,
+            "{path}"
+        );
     }
     idp.clear_faults("acme").await;
-    idp.inject_fault("acme", json!({"endpoint": "*", "status": 500, "rate": 0.0})).await;
-    assert_eq!(idp.http.get(format!("{}/jwks", idp.issuer("acme"))).send().await.unwrap().status(), 200);
+    idp.inject_fault("acme", json!({"endpoint": "*", "status": 500, "rate": 0.0}))
+        .await;
+    assert_eq!(
+        idp.http
+            .get(format!("{}/jwks", idp.issuer("acme")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn a_down_endpoint_closes_the_connection_without_an_http_response() {
     let idp = TestIdp::spawn().await;
-    idp.inject_fault("acme", json!({"endpoint": "discovery", "down": true, "count": 1})).await;
+    idp.inject_fault(
+        "acme",
+        json!({"endpoint": "discovery", "down": true, "count": 1}),
+    )
+    .await;
     let url = format!("{}/.well-known/openid-configuration", idp.issuer("acme"));
     let outcome = match idp.http.get(&url).send().await {
         Err(e) => Err(e),
         Ok(res) => res.bytes().await.map(|_| ()),
     };
-    assert!(outcome.is_err(), "a down endpoint must not produce a complete response");
-    assert_eq!(idp.http.get(&url).send().await.unwrap().status(), 200, "count 1 means once");
+    assert!(
+        outcome.is_err(),
+        "a down endpoint must not produce a complete response"
+    );
+    assert_eq!(
+        idp.http.get(&url).send().await.unwrap().status(),
+        200,
+        "count 1 means once"
+    );
 }
 
 #[tokio::test]
 async fn injected_latency_makes_an_impatient_client_time_out() {
     let idp = TestIdp::spawn().await;
-    idp.inject_fault("acme", json!({"endpoint": "token", "latency_ms": 3000})).await;
+    idp.inject_fault("acme", json!({"endpoint": "token", "latency_ms": 3000}))
+        .await;
     let res = idp
         .http
         .post(format!("{}/token", idp.issuer("acme")))
@@ -137,9 +278,18 @@ async fn injected_latency_makes_an_impatient_client_time_out() {
 #[tokio::test]
 async fn a_clock_offset_shifts_the_time_claims_of_issued_tokens() {
     let idp = TestIdp::spawn().await;
-    let before = claims(login_tokens(&idp, "acme", "alice").await["id_token"].as_str().unwrap());
-    idp.inject_fault("acme", json!({"clock_offset_secs": -3600})).await;
-    let after = claims(login_tokens(&idp, "acme", "alice").await["id_token"].as_str().unwrap());
+    let before = claims(
+        login_tokens(&idp, "acme", "alice").await["id_token"]
+            .as_str()
+            .unwrap(),
+    );
+    idp.inject_fault("acme", json!({"clock_offset_secs": -3600}))
+        .await;
+    let after = claims(
+        login_tokens(&idp, "acme", "alice").await["id_token"]
+            .as_str()
+            .unwrap(),
+    );
     let shift = before["iat"].as_i64().unwrap() - after["iat"].as_i64().unwrap();
     assert!((3590..=3610).contains(&shift), "iat moved by {shift}");
 }
@@ -156,7 +306,8 @@ async fn id_token_faults_produce_the_requested_defect_once() {
         ("expired", "exp"),
     ];
     for (tamper, _) in cases {
-        idp.inject_fault("acme", json!({"id_token": tamper, "count": 1})).await;
+        idp.inject_fault("acme", json!({"id_token": tamper, "count": 1}))
+            .await;
         let t = login_tokens(&idp, "acme", "alice").await;
         let tok = t["id_token"].as_str().unwrap();
         let (h, c) = (header(tok), claims(tok));
@@ -182,13 +333,21 @@ async fn bad_fault_specs_are_refused_with_the_reason() {
         (json!({"endpoint": "token"}), "needs an effect"),
         (json!({"status": 200}), "status"),
         (json!({"status": 500, "rate": 2}), "rate"),
-        (json!({"endpoint": "nowhere", "down": true}), "unknown variant"),
+        (
+            json!({"endpoint": "nowhere", "down": true}),
+            "unknown variant",
+        ),
         (json!({"down": true, "surprise": 1}), "unknown field"),
     ] {
-        let res = idp.admin(Method::POST, "tenants/acme/faults", Some(spec.clone())).await;
+        let res = idp
+            .admin(Method::POST, "tenants/acme/faults", Some(spec.clone()))
+            .await;
         assert_eq!(res.status(), 400, "{spec}");
         let body: Value = res.json().await.unwrap();
-        assert!(body["error_description"].as_str().unwrap().contains(needle), "{spec}: {body}");
+        assert!(
+            body["error_description"].as_str().unwrap().contains(needle),
+            "{spec}: {body}"
+        );
     }
 }
 

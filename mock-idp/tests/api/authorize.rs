@@ -7,10 +7,16 @@ async fn the_login_page_lists_only_this_tenants_users_with_a_password_form() {
     let idp = TestIdp::spawn().await;
     let res = get_authorize(&browser(), &idp, "acme", &auth_params(&pkce())).await;
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let html = res.text().await.unwrap();
     assert!(html.contains(r#"id="user-alice""#) && html.contains(r#"id="user-bob""#));
-    assert!(!html.contains("carol"), "globex's user leaked into acme's page");
+    assert!(
+        !html.contains("carol"),
+        "globex's user leaked into acme's page"
+    );
     assert!(html.contains(r#"type="password""#));
     assert!(html.contains(r#"id="continue-as-guest""#));
     assert!(!html.contains("<script"), "the page needs no JavaScript");
@@ -20,8 +26,18 @@ async fn the_login_page_lists_only_this_tenants_users_with_a_password_form() {
 async fn redirect_uris_match_exactly_except_the_loopback_port() {
     let idp = TestIdp::spawn().await;
     let p = pkce();
-    for good in ["http://127.0.0.1:1/callback", "http://127.0.0.1:65535/callback", "http://127.0.0.1/callback"] {
-        let res = get_authorize(&browser(), &idp, "acme", &with(auth_params(&p), &[("redirect_uri", Some(good))])).await;
+    for good in [
+        "http://127.0.0.1:1/callback",
+        "http://127.0.0.1:65535/callback",
+        "http://127.0.0.1/callback",
+    ] {
+        let res = get_authorize(
+            &browser(),
+            &idp,
+            "acme",
+            &with(auth_params(&p), &[("redirect_uri", Some(good))]),
+        )
+        .await;
         assert_eq!(res.status(), 200, "{good} refused");
     }
     for bad in [
@@ -35,9 +51,18 @@ async fn redirect_uris_match_exactly_except_the_loopback_port() {
         "https://evil.example/callback",
         "http://localhost:5000/callback",
     ] {
-        let res = get_authorize(&browser(), &idp, "acme", &with(auth_params(&p), &[("redirect_uri", Some(bad))])).await;
+        let res = get_authorize(
+            &browser(),
+            &idp,
+            "acme",
+            &with(auth_params(&p), &[("redirect_uri", Some(bad))]),
+        )
+        .await;
         assert_eq!(res.status(), 400, "{bad} accepted");
-        assert!(res.headers().get("location").is_none(), "{bad} was redirected to");
+        assert!(
+            res.headers().get("location").is_none(),
+            "{bad} was redirected to"
+        );
         let html = res.text().await.unwrap();
         assert!(html.contains("is not registered"), "{bad}: {html}");
     }
@@ -47,7 +72,13 @@ async fn redirect_uris_match_exactly_except_the_loopback_port() {
 async fn unknown_clients_and_ambiguous_redirects_get_an_error_page_not_a_redirect() {
     let idp = TestIdp::spawn().await;
     let p = pkce();
-    let res = get_authorize(&browser(), &idp, "acme", &with(auth_params(&p), &[("client_id", Some("nobody"))])).await;
+    let res = get_authorize(
+        &browser(),
+        &idp,
+        "acme",
+        &with(auth_params(&p), &[("client_id", Some("nobody"))]),
+    )
+    .await;
     assert_eq!(res.status(), 400);
     assert!(res.headers().get("location").is_none());
     assert!(res.text().await.unwrap().contains("unknown client_id"));
@@ -64,14 +95,27 @@ async fn unknown_clients_and_ambiguous_redirects_get_an_error_page_not_a_redirec
         )
         .await;
     assert_eq!(res.status(), 201);
-    let params = with(auth_params(&p), &[("client_id", Some("two-uris")), ("redirect_uri", None)]);
+    let params = with(
+        auth_params(&p),
+        &[("client_id", Some("two-uris")), ("redirect_uri", None)],
+    );
     let res = get_authorize(&browser(), &idp, "acme", &params).await;
     assert_eq!(res.status(), 400);
     assert!(res.headers().get("location").is_none());
-    assert!(res.text().await.unwrap().contains("redirect_uri is required"));
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("redirect_uri is required"));
 
     // With a single registered URI, omitting it is fine (RFC 6749 §3.1.2.3).
-    let res = get_authorize(&browser(), &idp, "acme", &with(auth_params(&p), &[("redirect_uri", None)])).await;
+    let res = get_authorize(
+        &browser(),
+        &idp,
+        "acme",
+        &with(auth_params(&p), &[("redirect_uri", None)]),
+    )
+    .await;
     assert_eq!(res.status(), 200);
 }
 
@@ -102,9 +146,21 @@ async fn a_public_client_without_s256_pkce_is_redirected_with_invalid_request_an
 async fn other_front_channel_errors_redirect_with_their_own_codes() {
     let idp = TestIdp::spawn().await;
     let p = pkce();
-    let res = get_authorize(&browser(), &idp, "acme", &with(auth_params(&p), &[("response_type", Some("token"))])).await;
+    let res = get_authorize(
+        &browser(),
+        &idp,
+        "acme",
+        &with(auth_params(&p), &[("response_type", Some("token"))]),
+    )
+    .await;
     assert_eq!(location(&res).1["error"], "unsupported_response_type");
-    let res = get_authorize(&browser(), &idp, "acme", &with(auth_params(&p), &[("scope", Some("openid admin"))])).await;
+    let res = get_authorize(
+        &browser(),
+        &idp,
+        "acme",
+        &with(auth_params(&p), &[("scope", Some("openid admin"))]),
+    )
+    .await;
     assert_eq!(location(&res).1["error"], "invalid_scope");
     let mut dup = auth_params(&p);
     dup.push(("state".into(), "second".into()));
@@ -119,11 +175,19 @@ async fn a_wrong_password_shows_the_form_again_and_issues_nothing() {
     let client = browser();
     let page = get_authorize(&client, &idp, "acme", &auth_params(&pkce())).await;
     let id = auth_request_id(&page.text().await.unwrap());
-    for (user, password) in [("alice", "wrong"), ("nobody", PASSWORD), ("carol", PASSWORD)] {
+    for (user, password) in [
+        ("alice", "wrong"),
+        ("nobody", PASSWORD),
+        ("carol", PASSWORD),
+    ] {
         let res = post_login(&client, &idp, "acme", &id, user, password).await;
         assert_eq!(res.status(), 401, "{user}");
         assert!(res.headers().get("location").is_none());
-        assert!(res.text().await.unwrap().contains("Wrong username or password"));
+        assert!(res
+            .text()
+            .await
+            .unwrap()
+            .contains("Wrong username or password"));
     }
     // The same request still completes with the right password.
     let res = post_login(&client, &idp, "acme", &id, "alice", PASSWORD).await;
@@ -137,11 +201,25 @@ async fn a_wrong_password_shows_the_form_again_and_issues_nothing() {
 async fn login_hint_preselects_the_user() {
     let idp = TestIdp::spawn().await;
     let params = with(auth_params(&pkce()), &[("login_hint", Some("bob"))]);
-    let html = get_authorize(&browser(), &idp, "acme", &params).await.text().await.unwrap();
+    let html = get_authorize(&browser(), &idp, "acme", &params)
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(input_tag(&html, "user-bob").contains("checked"), "{html}");
-    assert!(!input_tag(&html, "user-alice").contains("checked"), "{html}");
-    let html = get_authorize(&browser(), &idp, "acme", &auth_params(&pkce())).await.text().await.unwrap();
-    assert!(input_tag(&html, "user-alice").contains("checked"), "without a hint the first user is chosen");
+    assert!(
+        !input_tag(&html, "user-alice").contains("checked"),
+        "{html}"
+    );
+    let html = get_authorize(&browser(), &idp, "acme", &auth_params(&pkce()))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        input_tag(&html, "user-alice").contains("checked"),
+        "without a hint the first user is chosen"
+    );
 }
 
 #[tokio::test]
@@ -152,20 +230,48 @@ async fn an_idp_session_skips_the_form_and_prompt_login_forces_it() {
     let res = get_authorize(&client, &idp, "acme", &auth_params(&p)).await;
     assert_eq!(res.status(), 303, "second authorize skips the form");
     let code = location(&res).1["code"].clone();
-    let tokens: serde_json::Value = exchange(&idp, "acme", &code, &p.verifier).await.json().await.unwrap();
-    assert_eq!(claims(tokens["id_token"].as_str().unwrap())["preferred_username"], "bob");
+    let tokens: serde_json::Value = exchange(&idp, "acme", &code, &p.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        claims(tokens["id_token"].as_str().unwrap())["preferred_username"],
+        "bob"
+    );
 
-    let res = get_authorize(&client, &idp, "acme", &with(auth_params(&p), &[("prompt", Some("login"))])).await;
+    let res = get_authorize(
+        &client,
+        &idp,
+        "acme",
+        &with(auth_params(&p), &[("prompt", Some("login"))]),
+    )
+    .await;
     assert_eq!(res.status(), 200, "prompt=login shows the form");
-    let res = get_authorize(&client, &idp, "acme", &with(auth_params(&p), &[("prompt", Some("none"))])).await;
+    let res = get_authorize(
+        &client,
+        &idp,
+        "acme",
+        &with(auth_params(&p), &[("prompt", Some("none"))]),
+    )
+    .await;
     assert_eq!(res.status(), 303);
-    assert!(location(&res).1.contains_key("code"), "prompt=none with a session issues a code");
+    assert!(
+        location(&res).1.contains_key("code"),
+        "prompt=none with a session issues a code"
+    );
 }
 
 #[tokio::test]
 async fn prompt_none_without_a_session_answers_login_required() {
     let idp = TestIdp::spawn().await;
-    let res = get_authorize(&browser(), &idp, "acme", &with(auth_params(&pkce()), &[("prompt", Some("none"))])).await;
+    let res = get_authorize(
+        &browser(),
+        &idp,
+        "acme",
+        &with(auth_params(&pkce()), &[("prompt", Some("none"))]),
+    )
+    .await;
     assert_eq!(res.status(), 303);
     let q = location(&res).1;
     assert_eq!(q["error"], "login_required");
@@ -178,7 +284,13 @@ async fn a_session_cookie_of_one_tenant_is_refused_by_another() {
     let idp = TestIdp::spawn().await;
     let (_, _, acme_browser) = login_code(&idp, "acme", "alice").await;
     // The cookie is scoped to /acme/, so the browser does not send it to globex...
-    let res = get_authorize(&acme_browser, &idp, "globex", &with(auth_params(&pkce()), &[("prompt", Some("none"))])).await;
+    let res = get_authorize(
+        &acme_browser,
+        &idp,
+        "globex",
+        &with(auth_params(&pkce()), &[("prompt", Some("none"))]),
+    )
+    .await;
     assert_eq!(location(&res).1["error"], "login_required");
     // ...and replaying its value by hand does not work either.
     let cookie = {
@@ -186,7 +298,13 @@ async fn a_session_cookie_of_one_tenant_is_refused_by_another() {
         let page = get_authorize(&client, &idp, "acme", &auth_params(&pkce())).await;
         let id = auth_request_id(&page.text().await.unwrap());
         let res = post_login(&client, &idp, "acme", &id, "alice", PASSWORD).await;
-        res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
+        res.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
     };
     assert!(cookie.starts_with("lanyard_idp_session="));
     let res = idp

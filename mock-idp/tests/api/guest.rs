@@ -8,14 +8,29 @@ async fn guest_tokens(idp: &TestIdp) -> Value {
     let p = pkce();
     let page = get_authorize(&client, idp, "acme", &auth_params(&p)).await;
     let id = auth_request_id(&page.text().await.unwrap());
-    let res = client.post(format!("{}/guest", idp.issuer("acme"))).form(&[("auth_request", id.as_str())]).send().await.unwrap();
+    let res = client
+        .post(format!("{}/guest", idp.issuer("acme")))
+        .form(&[("auth_request", id.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 303);
     let code = location(&res).1["code"].clone();
-    exchange(idp, "acme", &code, &p.verifier).await.json().await.unwrap()
+    exchange(idp, "acme", &code, &p.verifier)
+        .await
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn upgrade(idp: &TestIdp, at: &str, body: Value) -> reqwest::Response {
-    idp.http.post(format!("{}/guest/upgrade", idp.issuer("acme"))).bearer_auth(at).json(&body).send().await.unwrap()
+    idp.http
+        .post(format!("{}/guest/upgrade", idp.issuer("acme")))
+        .bearer_auth(at)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -27,7 +42,12 @@ async fn a_guest_is_anonymous_and_upgrades_keeping_the_same_subject() {
     assert!(c.get("email").is_none());
     let sub = c["sub"].clone();
 
-    let res = upgrade(&idp, t["access_token"].as_str().unwrap(), json!({"username": "dana", "password": "correct horse", "email": "dana@acme.example"})).await;
+    let res = upgrade(
+        &idp,
+        t["access_token"].as_str().unwrap(),
+        json!({"username": "dana", "password": "correct horse", "email": "dana@acme.example"}),
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["sub"], sub);
@@ -42,7 +62,11 @@ async fn a_guest_is_anonymous_and_upgrades_keeping_the_same_subject() {
     let id = auth_request_id(&html);
     let res = post_login(&client, &idp, "acme", &id, "dana", "correct horse").await;
     let code = location(&res).1["code"].clone();
-    let t2: Value = exchange(&idp, "acme", &code, &p.verifier).await.json().await.unwrap();
+    let t2: Value = exchange(&idp, "acme", &code, &p.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
     let c2 = claims(t2["id_token"].as_str().unwrap());
     assert_eq!(c2["sub"], sub);
     assert_eq!(c2["is_guest"], false);
@@ -54,24 +78,84 @@ async fn upgrades_refuse_taken_names_registered_users_weak_passwords_and_bad_tok
     let idp = TestIdp::spawn().await;
     let g = guest_tokens(&idp).await;
     let at = g["access_token"].as_str().unwrap();
-    assert_oauth_error(upgrade(&idp, at, json!({"username": "alice", "password": "long enough"})).await, 409, "conflict").await;
-    assert_oauth_error(upgrade(&idp, at, json!({"username": "erin", "password": "short"})).await, 400, "invalid_request").await;
-    let res = upgrade(&idp, at, json!({"username": "bad name!", "password": "long enough"})).await;
+    assert_oauth_error(
+        upgrade(
+            &idp,
+            at,
+            json!({"username": "alice", "password": "long enough"}),
+        )
+        .await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert_oauth_error(
+        upgrade(&idp, at, json!({"username": "erin", "password": "short"})).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    let res = upgrade(
+        &idp,
+        at,
+        json!({"username": "bad name!", "password": "long enough"}),
+    )
+    .await;
     assert_eq!(res.status(), 400);
     let registered = login_tokens(&idp, "acme", "bob").await;
-    assert_oauth_error(upgrade(&idp, registered["access_token"].as_str().unwrap(), json!({"username": "bobby", "password": "long enough"})).await, 400, "invalid_request").await;
-    assert_eq!(upgrade(&idp, "garbage", json!({"username": "x", "password": "long enough"})).await.status(), 401);
+    assert_oauth_error(
+        upgrade(
+            &idp,
+            registered["access_token"].as_str().unwrap(),
+            json!({"username": "bobby", "password": "long enough"}),
+        )
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_eq!(
+        upgrade(
+            &idp,
+            "garbage",
+            json!({"username": "x", "password": "long enough"})
+        )
+        .await
+        .status(),
+        401
+    );
     // The guest is still a guest after the refusals.
-    let info: Value = idp.http.get(format!("{}/userinfo", idp.issuer("acme"))).bearer_auth(at).send().await.unwrap().json().await.unwrap();
+    let info: Value = idp
+        .http
+        .get(format!("{}/userinfo", idp.issuer("acme")))
+        .bearer_auth(at)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(info["is_guest"], true);
 }
 
 #[tokio::test]
 async fn the_guest_endpoint_needs_a_pending_authorization_request() {
     let idp = TestIdp::spawn().await;
-    let res = idp.http.post(format!("{}/guest", idp.issuer("acme"))).form(&[("x", "y")]).send().await.unwrap();
+    let res = idp
+        .http
+        .post(format!("{}/guest", idp.issuer("acme")))
+        .form(&[("x", "y")])
+        .send()
+        .await
+        .unwrap();
     let desc = assert_oauth_error(res, 400, "invalid_request").await;
     assert!(desc.contains("auth_request"));
-    let res = idp.http.post(format!("{}/guest", idp.issuer("acme"))).form(&[("auth_request", "forged")]).send().await.unwrap();
+    let res = idp
+        .http
+        .post(format!("{}/guest", idp.issuer("acme")))
+        .form(&[("auth_request", "forged")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
 }

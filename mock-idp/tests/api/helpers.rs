@@ -54,7 +54,10 @@ pub fn auth_params(p: &Pkce) -> Vec<(String, String)> {
 }
 
 /// Replaces (or removes, with `None`) parameters.
-pub fn with(mut params: Vec<(String, String)>, changes: &[(&str, Option<&str>)]) -> Vec<(String, String)> {
+pub fn with(
+    mut params: Vec<(String, String)>,
+    changes: &[(&str, Option<&str>)],
+) -> Vec<(String, String)> {
     for (k, v) in changes {
         params.retain(|(pk, _)| pk != k);
         if let Some(v) = v {
@@ -64,7 +67,12 @@ pub fn with(mut params: Vec<(String, String)>, changes: &[(&str, Option<&str>)])
     params
 }
 
-pub async fn get_authorize(client: &reqwest::Client, idp: &TestIdp, tenant: &str, params: &[(String, String)]) -> reqwest::Response {
+pub async fn get_authorize(
+    client: &reqwest::Client,
+    idp: &TestIdp,
+    tenant: &str,
+    params: &[(String, String)],
+) -> reqwest::Response {
     client
         .get(format!("{}/authorize", idp.issuer(tenant)))
         .query(params)
@@ -76,7 +84,10 @@ pub async fn get_authorize(client: &reqwest::Client, idp: &TestIdp, tenant: &str
 /// The hidden `auth_request` field of a rendered login page.
 pub fn auth_request_id(html: &str) -> String {
     let marker = r#"name="auth_request" value=""#;
-    let start = html.find(marker).unwrap_or_else(|| panic!("no auth_request in page: {html}")) + marker.len();
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no auth_request in page: {html}"))
+        + marker.len();
     let end = html[start..].find('"').unwrap() + start;
     html[start..end].to_owned()
 }
@@ -95,10 +106,21 @@ pub fn location(res: &reqwest::Response) -> (String, HashMap<String, String>) {
 }
 
 /// Posts the login form for `auth_request`.
-pub async fn post_login(client: &reqwest::Client, idp: &TestIdp, tenant: &str, auth_request: &str, username: &str, password: &str) -> reqwest::Response {
+pub async fn post_login(
+    client: &reqwest::Client,
+    idp: &TestIdp,
+    tenant: &str,
+    auth_request: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
     client
         .post(format!("{}/login", idp.issuer(tenant)))
-        .form(&[("auth_request", auth_request), ("username", username), ("password", password)])
+        .form(&[
+            ("auth_request", auth_request),
+            ("username", username),
+            ("password", password),
+        ])
         .send()
         .await
         .unwrap()
@@ -106,7 +128,11 @@ pub async fn post_login(client: &reqwest::Client, idp: &TestIdp, tenant: &str, a
 
 /// Runs authorize + login and returns the code (the PKCE pair used, and the browser with its
 /// IdP session cookie).
-pub async fn login_code(idp: &TestIdp, tenant: &str, username: &str) -> (String, Pkce, reqwest::Client) {
+pub async fn login_code(
+    idp: &TestIdp,
+    tenant: &str,
+    username: &str,
+) -> (String, Pkce, reqwest::Client) {
     let client = browser();
     let p = pkce();
     let page = get_authorize(&client, idp, tenant, &auth_params(&p)).await;
@@ -120,7 +146,12 @@ pub async fn login_code(idp: &TestIdp, tenant: &str, username: &str) -> (String,
     (q["code"].clone(), p, client)
 }
 
-pub async fn exchange(idp: &TestIdp, tenant: &str, code: &str, verifier: &str) -> reqwest::Response {
+pub async fn exchange(
+    idp: &TestIdp,
+    tenant: &str,
+    code: &str,
+    verifier: &str,
+) -> reqwest::Response {
     idp.http
         .post(format!("{}/token", idp.issuer(tenant)))
         .form(&[
@@ -146,7 +177,11 @@ pub async fn login_tokens(idp: &TestIdp, tenant: &str, username: &str) -> Value 
 pub async fn refresh(idp: &TestIdp, tenant: &str, rt: &str) -> reqwest::Response {
     idp.http
         .post(format!("{}/token", idp.issuer(tenant)))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", rt), ("client_id", CLI)])
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt),
+            ("client_id", CLI),
+        ])
         .send()
         .await
         .unwrap()
@@ -180,24 +215,40 @@ pub fn header(jwt: &str) -> Value {
 pub async fn assert_oauth_error(res: reqwest::Response, status: u16, error: &str) -> String {
     assert_eq!(res.status(), status, "status");
     assert_eq!(res.headers()["cache-control"], "no-store");
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], error, "{body}");
     let code = body["error"].as_str().unwrap();
-    assert!(code.bytes().all(|b| b == 0x20 || b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)));
-    body["error_description"].as_str().unwrap_or_default().to_owned()
+    assert!(code.bytes().all(|b| b == 0x20
+        || b == 0x21
+        || (0x23..=0x5b).contains(&b)
+        || (0x5d..=0x7e).contains(&b)));
+    body["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The `<input ...>` tag with `id`.
 pub fn input_tag<'a>(html: &'a str, id: &str) -> &'a str {
-    let at = html.find(&format!(r#"id="{id}""#)).unwrap_or_else(|| panic!("no #{id}"));
+    let at = html
+        .find(&format!(r#"id="{id}""#))
+        .unwrap_or_else(|| panic!("no #{id}"));
     let start = html[..at].rfind("<input").unwrap();
     let end = at + html[at..].find('>').unwrap();
     &html[start..=end]
 }
 
 /// Verifies a JWT against the tenant's JWKS and returns its claims.
-pub async fn verify_with_jwks(idp: &TestIdp, tenant: &str, jwt: &str, audience: Option<&str>) -> Value {
+pub async fn verify_with_jwks(
+    idp: &TestIdp,
+    tenant: &str,
+    jwt: &str,
+    audience: Option<&str>,
+) -> Value {
     let jwks: jsonwebtoken::jwk::JwkSet = idp
         .http
         .get(format!("{}/jwks", idp.issuer(tenant)))
@@ -209,7 +260,9 @@ pub async fn verify_with_jwks(idp: &TestIdp, tenant: &str, jwt: &str, audience: 
         .unwrap();
     let head = jsonwebtoken::decode_header(jwt).unwrap();
     let kid = head.kid.expect("kid in header");
-    let jwk = jwks.find(&kid).unwrap_or_else(|| panic!("kid {kid} not in JWKS"));
+    let jwk = jwks
+        .find(&kid)
+        .unwrap_or_else(|| panic!("kid {kid} not in JWKS"));
     let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
     let mut v = jsonwebtoken::Validation::new(head.alg);
     v.set_issuer(&[idp.issuer(tenant)]);

@@ -24,9 +24,17 @@ async fn refresh_rotates_and_a_reused_token_revokes_the_whole_family_only() {
     let desc = assert_oauth_error(refresh(&idp, "acme", &rt1).await, 400, "invalid_grant").await;
     assert!(desc.contains("already used"), "{desc}");
     assert_oauth_error(refresh(&idp, "acme", &rt3).await, 400, "invalid_grant").await;
-    assert_eq!(introspect(&idp, "acme", at3).await, json!({"active": false}), "access tokens of the family die too");
+    assert_eq!(
+        introspect(&idp, "acme", at3).await,
+        json!({"active": false}),
+        "access tokens of the family die too"
+    );
     let events = idp.audit("acme").await["events"].clone();
-    assert!(events.as_array().unwrap().iter().any(|e| e["kind"] == "refresh_token_reuse"));
+    assert!(events
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "refresh_token_reuse"));
 
     // Another grant of the same user is untouched.
     assert_eq!(refresh(&idp, "acme", &rt(&other_grant)).await.status(), 200);
@@ -63,12 +71,25 @@ async fn add_grace_client(idp: &TestIdp, grace: u64) {
 async fn racy_login(idp: &TestIdp) -> Value {
     let client = browser();
     let p = pkce();
-    let page = get_authorize(&client, idp, "acme", &with(auth_params(&p), &[("client_id", Some("racy-app"))])).await;
+    let page = get_authorize(
+        &client,
+        idp,
+        "acme",
+        &with(auth_params(&p), &[("client_id", Some("racy-app"))]),
+    )
+    .await;
     let id = auth_request_id(&page.text().await.unwrap());
-    let code = location(&post_login(&client, idp, "acme", &id, "alice", PASSWORD).await).1["code"].clone();
+    let code =
+        location(&post_login(&client, idp, "acme", &id, "alice", PASSWORD).await).1["code"].clone();
     idp.http
         .post(format!("{}/token", idp.issuer("acme")))
-        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("client_id", "racy-app"), ("code_verifier", &p.verifier)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", "racy-app"),
+            ("code_verifier", &p.verifier),
+        ])
         .send()
         .await
         .unwrap()
@@ -80,7 +101,11 @@ async fn racy_login(idp: &TestIdp) -> Value {
 async fn racy_refresh(idp: &TestIdp, token: &str) -> reqwest::Response {
     idp.http
         .post(format!("{}/token", idp.issuer("acme")))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", "racy-app")])
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("client_id", "racy-app"),
+        ])
         .send()
         .await
         .unwrap()
@@ -92,10 +117,17 @@ async fn within_the_grace_window_a_repeat_gets_the_same_child_tokens() {
     add_grace_client(&idp, 10).await;
     let t1 = racy_login(&idp).await;
     let a: Value = racy_refresh(&idp, &rt(&t1)).await.json().await.unwrap();
-    idp.clock.as_ref().unwrap().advance(time::Duration::seconds(5));
+    idp.clock
+        .as_ref()
+        .unwrap()
+        .advance(time::Duration::seconds(5));
     let b: Value = racy_refresh(&idp, &rt(&t1)).await.json().await.unwrap();
     assert_eq!(a, b, "two racing processes get the same child");
-    assert_eq!(racy_refresh(&idp, &rt(&a)).await.status(), 200, "the family is intact");
+    assert_eq!(
+        racy_refresh(&idp, &rt(&a)).await.status(),
+        200,
+        "the family is intact"
+    );
 }
 
 #[tokio::test]
@@ -105,7 +137,10 @@ async fn the_grace_window_covers_only_the_immediate_parent_and_only_for_its_dura
     // Past the window: reuse.
     let t1 = racy_login(&idp).await;
     let a: Value = racy_refresh(&idp, &rt(&t1)).await.json().await.unwrap();
-    idp.clock.as_ref().unwrap().advance(time::Duration::seconds(11));
+    idp.clock
+        .as_ref()
+        .unwrap()
+        .advance(time::Duration::seconds(11));
     assert_oauth_error(racy_refresh(&idp, &rt(&t1)).await, 400, "invalid_grant").await;
     assert_oauth_error(racy_refresh(&idp, &rt(&a)).await, 400, "invalid_grant").await;
     // Within the window, but the child was already used: reuse.
@@ -141,7 +176,12 @@ async fn another_client_or_a_wider_scope_is_refused_and_the_token_stays_valid() 
     let res = idp
         .http
         .post(&url)
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", &rt(&t)), ("client_id", CLI), ("scope", "openid profile email offline_access admin")])
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt(&t)),
+            ("client_id", CLI),
+            ("scope", "openid profile email offline_access admin"),
+        ])
         .send()
         .await
         .unwrap();
@@ -150,7 +190,12 @@ async fn another_client_or_a_wider_scope_is_refused_and_the_token_stays_valid() 
     let res = idp
         .http
         .post(&url)
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", &rt(&t)), ("client_id", CLI), ("scope", "openid")])
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt(&t)),
+            ("client_id", CLI),
+            ("scope", "openid"),
+        ])
         .send()
         .await
         .unwrap();
@@ -173,8 +218,16 @@ async fn racing_uses_of_one_refresh_token_rotate_once_and_then_trip_reuse_detect
     let t = login_tokens(&idp, "acme", "alice").await;
     let token = rt(&t);
     let attempts = (0..12).map(|_| refresh(&idp, "acme", &token));
-    let statuses: Vec<u16> = futures_util::future::join_all(attempts).await.iter().map(|r| r.status().as_u16()).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test]
@@ -185,7 +238,8 @@ async fn many_families_refresh_concurrently_without_interference() {
         tokens.push(rt(&login_tokens(&idp, "acme", "bob").await));
     }
     for _round in 0..3 {
-        let results = futures_util::future::join_all(tokens.iter().map(|t| refresh(&idp, "acme", t))).await;
+        let results =
+            futures_util::future::join_all(tokens.iter().map(|t| refresh(&idp, "acme", t))).await;
         let mut next = Vec::new();
         for r in results {
             assert_eq!(r.status(), 200);

@@ -16,7 +16,12 @@ async fn revoke(idp: &TestIdp, token: &str, auth: Option<(&str, &str)>) -> reqwe
 #[tokio::test]
 async fn revoking_unknown_or_garbage_tokens_answers_200_with_an_empty_body() {
     let idp = TestIdp::spawn().await;
-    for garbage in ["unknown", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", &"x".repeat(10_000)] {
+    for garbage in [
+        "unknown",
+        "a.b.c",
+        "eyJhbGciOiJub25lIn0.e30.",
+        &"x".repeat(10_000),
+    ] {
         let res = revoke(&idp, garbage, None).await;
         assert_eq!(res.status(), 200);
         assert!(res.text().await.unwrap().is_empty());
@@ -27,7 +32,10 @@ async fn revoking_unknown_or_garbage_tokens_answers_200_with_an_empty_body() {
 async fn revoking_a_refresh_token_kills_its_access_tokens_too() {
     let idp = TestIdp::spawn().await;
     let t = login_tokens(&idp, "acme", "alice").await;
-    let (at, rt) = (t["access_token"].as_str().unwrap(), t["refresh_token"].as_str().unwrap());
+    let (at, rt) = (
+        t["access_token"].as_str().unwrap(),
+        t["refresh_token"].as_str().unwrap(),
+    );
     assert_eq!(revoke(&idp, rt, None).await.status(), 200);
     assert_eq!(introspect(&idp, "acme", at).await, json!({"active": false}));
     assert_eq!(introspect(&idp, "acme", rt).await, json!({"active": false}));
@@ -38,10 +46,19 @@ async fn revoking_a_refresh_token_kills_its_access_tokens_too() {
 async fn revoking_an_access_token_leaves_the_refresh_token() {
     let idp = TestIdp::spawn().await;
     let t = login_tokens(&idp, "acme", "alice").await;
-    let (at, rt) = (t["access_token"].as_str().unwrap(), t["refresh_token"].as_str().unwrap());
+    let (at, rt) = (
+        t["access_token"].as_str().unwrap(),
+        t["refresh_token"].as_str().unwrap(),
+    );
     assert_eq!(revoke(&idp, at, None).await.status(), 200);
     assert_eq!(introspect(&idp, "acme", at).await, json!({"active": false}));
-    let res = idp.http.get(format!("{}/userinfo", idp.issuer("acme"))).bearer_auth(at).send().await.unwrap();
+    let res = idp
+        .http
+        .get(format!("{}/userinfo", idp.issuer("acme")))
+        .bearer_auth(at)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
     assert_eq!(refresh(&idp, "acme", rt).await.status(), 200);
 }
@@ -63,11 +80,30 @@ async fn introspection_needs_an_authenticated_confidential_client() {
     let t = login_tokens(&idp, "acme", "alice").await;
     let at = t["access_token"].as_str().unwrap();
     let url = format!("{}/introspect", idp.issuer("acme"));
-    let res = idp.http.post(&url).form(&[("token", at)]).send().await.unwrap();
+    let res = idp
+        .http
+        .post(&url)
+        .form(&[("token", at)])
+        .send()
+        .await
+        .unwrap();
     assert_oauth_error(res, 401, "invalid_client").await;
-    let res = idp.http.post(&url).form(&[("token", at), ("client_id", CLI)]).send().await.unwrap();
+    let res = idp
+        .http
+        .post(&url)
+        .form(&[("token", at), ("client_id", CLI)])
+        .send()
+        .await
+        .unwrap();
     assert_oauth_error(res, 401, "invalid_client").await;
-    let res = idp.http.post(&url).basic_auth(REGISTRY, Some("wrong")).form(&[("token", at)]).send().await.unwrap();
+    let res = idp
+        .http
+        .post(&url)
+        .basic_auth(REGISTRY, Some("wrong"))
+        .form(&[("token", at)])
+        .send()
+        .await
+        .unwrap();
     assert_oauth_error(res, 401, "invalid_client").await;
 }
 
@@ -89,11 +125,17 @@ async fn introspection_describes_live_tokens_and_says_only_inactive_otherwise() 
         assert_eq!(introspect(&idp, "acme", garbage).await["active"], false);
     }
     // Expired.
-    idp.clock.as_ref().unwrap().advance(time::Duration::seconds(601));
+    idp.clock
+        .as_ref()
+        .unwrap()
+        .advance(time::Duration::seconds(601));
     assert_eq!(introspect(&idp, "acme", at).await, json!({"active": false}));
     // Another tenant's token.
     let g = login_tokens(&idp, "globex", "carol").await;
-    assert_eq!(introspect(&idp, "acme", g["access_token"].as_str().unwrap()).await, json!({"active": false}));
+    assert_eq!(
+        introspect(&idp, "acme", g["access_token"].as_str().unwrap()).await,
+        json!({"active": false})
+    );
 }
 
 #[tokio::test]
@@ -102,19 +144,48 @@ async fn userinfo_answers_with_the_users_claims_and_refuses_bad_tokens_with_bear
     let t = login_tokens(&idp, "globex", "alice").await;
     let at = t["access_token"].as_str().unwrap();
     let url = format!("{}/userinfo", idp.issuer("globex"));
-    let info: Value = idp.http.get(&url).bearer_auth(at).send().await.unwrap().json().await.unwrap();
+    let info: Value = idp
+        .http
+        .get(&url)
+        .bearer_auth(at)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(info["sub"], claims(t["id_token"].as_str().unwrap())["sub"]);
     assert_eq!(info["email"], "alice@globex.example");
     assert_eq!(info["tenant"], "globex");
 
     // globex's alice is a different subject from acme's alice.
     let acme = login_tokens(&idp, "acme", "alice").await;
-    assert_ne!(claims(acme["id_token"].as_str().unwrap())["sub"], info["sub"]);
+    assert_ne!(
+        claims(acme["id_token"].as_str().unwrap())["sub"],
+        info["sub"]
+    );
 
-    for bad in ["", "garbage", "a.b.c", acme["access_token"].as_str().unwrap()] {
-        let res = idp.http.get(&url).header("authorization", format!("Bearer {bad}")).send().await.unwrap();
+    for bad in [
+        "",
+        "garbage",
+        "a.b.c",
+        acme["access_token"].as_str().unwrap(),
+    ] {
+        let res = idp
+            .http
+            .get(&url)
+            .header("authorization", format!("Bearer {bad}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 401, "{bad}");
-        let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
-        assert!(challenge.starts_with(r#"Bearer error="invalid_token""#), "{challenge}");
+        let challenge = res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            challenge.starts_with(r#"Bearer error="invalid_token""#),
+            "{challenge}"
+        );
     }
 }

@@ -13,14 +13,32 @@ async fn the_code_exchange_returns_signed_tokens_with_every_documented_claim() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
     assert!(body["expires_in"].as_u64().unwrap() > 0);
-    assert!(body["refresh_token"].as_str().unwrap().len() >= 43, "RT carries at least 256 bits");
+    assert!(
+        body["refresh_token"].as_str().unwrap().len() >= 43,
+        "RT carries at least 256 bits"
+    );
     assert!(code.len() >= 43);
 
     let id_token = body["id_token"].as_str().unwrap();
     assert_eq!(header(id_token)["alg"], "ES256");
     assert!(header(id_token)["kid"].is_string());
     let c = verify_with_jwks(&idp, "acme", id_token, Some(CLI)).await;
-    for claim in ["iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "email", "name", "tenant", "is_guest", "sid"] {
+    for claim in [
+        "iss",
+        "sub",
+        "aud",
+        "azp",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "at_hash",
+        "email",
+        "name",
+        "tenant",
+        "is_guest",
+        "sid",
+    ] {
         assert!(!c[claim].is_null(), "ID token lacks {claim}: {c}");
     }
     assert_eq!(c["iss"], idp.issuer("acme"));
@@ -36,7 +54,16 @@ async fn the_code_exchange_returns_signed_tokens_with_every_documented_claim() {
     // RFC 9068 access token.
     assert_eq!(header(at)["typ"], "at+jwt");
     let a = verify_with_jwks(&idp, "acme", at, Some(CLI)).await;
-    for claim in ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"] {
+    for claim in [
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "jti",
+        "client_id",
+        "scope",
+    ] {
         assert!(!a[claim].is_null(), "access token lacks {claim}: {a}");
     }
     assert_eq!(a["sub"], c["sub"]);
@@ -47,24 +74,49 @@ async fn the_code_exchange_returns_signed_tokens_with_every_documented_claim() {
 async fn a_replayed_code_fails_and_revokes_everything_the_first_redemption_issued() {
     let idp = TestIdp::spawn().await;
     let (code, p, _) = login_code(&idp, "acme", "alice").await;
-    let first: Value = exchange(&idp, "acme", &code, &p.verifier).await.json().await.unwrap();
+    let first: Value = exchange(&idp, "acme", &code, &p.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
     let at = first["access_token"].as_str().unwrap();
     let rt = first["refresh_token"].as_str().unwrap();
     assert_eq!(introspect(&idp, "acme", at).await["active"], true);
 
-    let desc = assert_oauth_error(exchange(&idp, "acme", &code, &p.verifier).await, 400, "invalid_grant").await;
+    let desc = assert_oauth_error(
+        exchange(&idp, "acme", &code, &p.verifier).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
     assert!(desc.contains("already used"), "{desc}");
-    assert_eq!(introspect(&idp, "acme", at).await, serde_json::json!({"active": false}));
-    assert_eq!(introspect(&idp, "acme", rt).await, serde_json::json!({"active": false}));
+    assert_eq!(
+        introspect(&idp, "acme", at).await,
+        serde_json::json!({"active": false})
+    );
+    assert_eq!(
+        introspect(&idp, "acme", rt).await,
+        serde_json::json!({"active": false})
+    );
     assert_oauth_error(refresh(&idp, "acme", rt).await, 400, "invalid_grant").await;
     let audit = idp.audit("acme").await;
-    assert!(audit["events"].as_array().unwrap().iter().any(|e| e["kind"] == "authorization_code_replay"));
+    assert!(audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "authorization_code_replay"));
 }
 
 #[tokio::test]
 async fn a_missing_wrong_or_malformed_verifier_fails_and_burns_the_code() {
     let idp = TestIdp::spawn().await;
-    for bad in [None, Some("a".repeat(43)), Some("a".repeat(42)), Some("b".repeat(129)), Some(format!("{}$", "c".repeat(50)))] {
+    for bad in [
+        None,
+        Some("a".repeat(43)),
+        Some("a".repeat(42)),
+        Some("b".repeat(129)),
+        Some(format!("{}$", "c".repeat(50))),
+    ] {
         let (code, p, _) = login_code(&idp, "acme", "alice").await;
         let mut form = vec![
             ("grant_type", "authorization_code".to_owned()),
@@ -75,11 +127,22 @@ async fn a_missing_wrong_or_malformed_verifier_fails_and_burns_the_code() {
         if let Some(v) = &bad {
             form.push(("code_verifier", v.clone()));
         }
-        let res = idp.http.post(format!("{}/token", idp.issuer("acme"))).form(&form).send().await.unwrap();
+        let res = idp
+            .http
+            .post(format!("{}/token", idp.issuer("acme")))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
         let desc = assert_oauth_error(res, 400, "invalid_grant").await;
         assert!(desc.contains("code_verifier"), "{desc}");
         // The right verifier no longer helps: the code is burnt.
-        let desc = assert_oauth_error(exchange(&idp, "acme", &code, &p.verifier).await, 400, "invalid_grant").await;
+        let desc = assert_oauth_error(
+            exchange(&idp, "acme", &code, &p.verifier).await,
+            400,
+            "invalid_grant",
+        )
+        .await;
         assert!(desc.contains("burnt"), "{desc}");
     }
 }
@@ -93,20 +156,36 @@ async fn a_code_is_bound_to_its_client_and_redirect_uri() {
         .http
         .post(format!("{}/token", idp.issuer("acme")))
         .basic_auth(REGISTRY, Some(REGISTRY_SECRET))
-        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", &p.verifier)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &p.verifier),
+        ])
         .send()
         .await
         .unwrap();
     let desc = assert_oauth_error(res, 400, "invalid_grant").await;
     assert!(desc.contains("another client"), "{desc}");
-    assert_oauth_error(exchange(&idp, "acme", &code, &p.verifier).await, 400, "invalid_grant").await;
+    assert_oauth_error(
+        exchange(&idp, "acme", &code, &p.verifier).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
 
     // A different loopback port than the authorization request's.
     let (code, p, _) = login_code(&idp, "acme", "alice").await;
     let res = idp
         .http
         .post(format!("{}/token", idp.issuer("acme")))
-        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", "http://127.0.0.1:1/callback"), ("client_id", CLI), ("code_verifier", &p.verifier)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:1/callback"),
+            ("client_id", CLI),
+            ("code_verifier", &p.verifier),
+        ])
         .send()
         .await
         .unwrap();
@@ -118,36 +197,96 @@ async fn a_code_is_bound_to_its_client_and_redirect_uri() {
 async fn a_code_redeemed_after_sixty_seconds_has_expired() {
     let idp = TestIdp::spawn_with_manual_clock().await;
     let (code, p, _) = login_code(&idp, "acme", "alice").await;
-    idp.clock.as_ref().unwrap().advance(time::Duration::seconds(61));
-    let desc = assert_oauth_error(exchange(&idp, "acme", &code, &p.verifier).await, 400, "invalid_grant").await;
+    idp.clock
+        .as_ref()
+        .unwrap()
+        .advance(time::Duration::seconds(61));
+    let desc = assert_oauth_error(
+        exchange(&idp, "acme", &code, &p.verifier).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
     assert!(desc.contains("expired"), "{desc}");
 
     let (code, p, _) = login_code(&idp, "acme", "alice").await;
-    idp.clock.as_ref().unwrap().advance(time::Duration::seconds(59));
-    assert_eq!(exchange(&idp, "acme", &code, &p.verifier).await.status(), 200);
+    idp.clock
+        .as_ref()
+        .unwrap()
+        .advance(time::Duration::seconds(59));
+    assert_eq!(
+        exchange(&idp, "acme", &code, &p.verifier).await.status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn a_code_of_one_tenant_is_refused_by_another() {
     let idp = TestIdp::spawn().await;
     let (code, p, _) = login_code(&idp, "acme", "alice").await;
-    assert_oauth_error(exchange(&idp, "globex", &code, &p.verifier).await, 400, "invalid_grant").await;
+    assert_oauth_error(
+        exchange(&idp, "globex", &code, &p.verifier).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
     // It still works where it belongs: the failed attempt elsewhere touched nothing here.
-    assert_eq!(exchange(&idp, "acme", &code, &p.verifier).await.status(), 200);
+    assert_eq!(
+        exchange(&idp, "acme", &code, &p.verifier).await.status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn clients_must_authenticate_as_registered() {
     let idp = TestIdp::spawn().await;
     let url = format!("{}/token", idp.issuer("acme"));
-    let res = idp.http.post(&url).basic_auth(REGISTRY, Some("wrong")).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
-    assert!(res.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    let res = idp
+        .http
+        .post(&url)
+        .basic_auth(REGISTRY, Some("wrong"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
     assert_oauth_error(res, 401, "invalid_client").await;
-    let res = idp.http.post(&url).form(&[("grant_type", "client_credentials"), ("client_id", REGISTRY)]).send().await.unwrap();
+    let res = idp
+        .http
+        .post(&url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", REGISTRY),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_oauth_error(res, 400, "invalid_client").await;
-    let res = idp.http.post(&url).form(&[("grant_type", "client_credentials"), ("client_id", "nobody")]).send().await.unwrap();
+    let res = idp
+        .http
+        .post(&url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "nobody"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_oauth_error(res, 400, "invalid_client").await;
-    let res = idp.http.post(&url).form(&[("grant_type", "client_credentials"), ("client_id", CLI), ("client_secret", "invented")]).send().await.unwrap();
+    let res = idp
+        .http
+        .post(&url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLI),
+            ("client_secret", "invented"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_oauth_error(res, 400, "invalid_client").await;
 }
 
@@ -155,12 +294,28 @@ async fn clients_must_authenticate_as_registered() {
 async fn client_credentials_is_for_confidential_clients_only() {
     let idp = TestIdp::spawn().await;
     let url = format!("{}/token", idp.issuer("acme"));
-    let res = idp.http.post(&url).basic_auth(REGISTRY, Some(REGISTRY_SECRET)).form(&[("grant_type", "client_credentials"), ("scope", "profile")]).send().await.unwrap();
+    let res = idp
+        .http
+        .post(&url)
+        .basic_auth(REGISTRY, Some(REGISTRY_SECRET))
+        .form(&[("grant_type", "client_credentials"), ("scope", "profile")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert!(body.get("refresh_token").is_none() && body.get("id_token").is_none());
-    assert_eq!(claims(body["access_token"].as_str().unwrap())["sub"], REGISTRY);
-    let res = idp.http.post(&url).form(&[("grant_type", "client_credentials"), ("client_id", CLI)]).send().await.unwrap();
+    assert_eq!(
+        claims(body["access_token"].as_str().unwrap())["sub"],
+        REGISTRY
+    );
+    let res = idp
+        .http
+        .post(&url)
+        .form(&[("grant_type", "client_credentials"), ("client_id", CLI)])
+        .send()
+        .await
+        .unwrap();
     assert_oauth_error(res, 400, "unauthorized_client").await;
 }
 
@@ -190,7 +345,13 @@ async fn a_client_registered_for_rs256_gets_rs256_id_tokens_verifiable_with_the_
     let res = idp
         .http
         .post(format!("{}/token", idp.issuer("acme")))
-        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("client_id", "rsa-app"), ("code_verifier", &p.verifier)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", "rsa-app"),
+            ("code_verifier", &p.verifier),
+        ])
         .send()
         .await
         .unwrap();
@@ -206,7 +367,19 @@ async fn concurrent_redemptions_of_one_code_succeed_exactly_once() {
     let idp = TestIdp::spawn().await;
     let (code, p, _) = login_code(&idp, "acme", "alice").await;
     let attempts = (0..16).map(|_| exchange(&idp, "acme", &code, &p.verifier));
-    let statuses: Vec<u16> = futures_util::future::join_all(attempts).await.iter().map(|r| r.status().as_u16()).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 400).count(), 15, "{statuses:?}");
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        15,
+        "{statuses:?}"
+    );
 }
