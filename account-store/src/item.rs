@@ -1,16 +1,18 @@
 //! The secrets kept per account, and how strongly each is kept.
 //!
-//! | item | class | Apple (`kSecAttrAccessible…`) | Linux Secret Service / keyutils | Windows | vault |
+//! | item | class | Apple (`kSecAttrAccessible…`) | Windows Credential Manager | Linux Secret Service / keyutils | vault |
 //! |---|---|---|---|---|---|
-//! | refresh token | `DeviceOnly` | `AfterFirstUnlockThisDeviceOnly` (never in backups or iCloud) | stored with attribute `lanyard.class=device-only`; no sync exists | `CRED_PERSIST_LOCAL_MACHINE` | encrypted with a key that never leaves the machine |
+//! | refresh token | `DeviceOnly` | `AfterFirstUnlockThisDeviceOnly`: never in backups or iCloud Keychain | `CRED_PERSIST_LOCAL_MACHINE`: not roamed | readable while the collection is unlocked; neither backend syncs | sealed with a key that never leaves the machine |
 //! | session token | `DeviceOnly` | same | same | same | same |
-//! | session JWT | `AfterFirstUnlock` | `AfterFirstUnlock` | `lanyard.class=after-first-unlock` | same | same |
+//! | session JWT | `AfterFirstUnlock` | `AfterFirstUnlock` | same | same | same |
 //! | access token | `AfterFirstUnlock` | same | same | same | same |
 //! | ID token | `AfterFirstUnlock` | same | same | same | same |
 //!
-//! Secret Service collections unlock as a whole at login, so the nearest Linux equivalent of both
-//! classes is "readable once the login keyring is unlocked"; the class is recorded so a stricter
-//! backend can honour it.
+//! Linux has no per-item accessibility: a Secret Service collection unlocks as a whole at login
+//! and the kernel keyring is per user, so both classes map to "readable once the user's keyring is
+//! unlocked", and "device only" holds because neither store syncs anywhere. The class travels with
+//! the type so the Keychain store can be given the matching attribute; this workspace is built
+//! and tested on Linux only, where the class changes nothing.
 
 use serde::{Deserialize, Serialize};
 

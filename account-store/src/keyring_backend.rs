@@ -68,7 +68,10 @@ fn map_err(kind: KeyringKind, e: KeyringError) -> StoreError {
     match e {
         KeyringError::NoStorageAccess(inner) => {
             let detail = inner.to_string();
-            if detail.to_lowercase().contains("lock") {
+            let lower = detail.to_lowercase();
+            // A locked collection makes the service ask for an unlock prompt; headless, the
+            // prompt is dismissed.
+            if lower.contains("lock") || lower.contains("prompt dismissed") {
                 StoreError::Locked { backend }
             } else {
                 StoreError::AccessDenied { backend, detail }

@@ -131,6 +131,9 @@ pub fn open_backend(cfg: &StoreConfig) -> Result<Box<dyn SecretStore>, StoreErro
         },
         BackendChoice::Auto => match probe(platform_keyring()) {
             Ok(keyring) => Box::new(keyring),
+            // A locked keyring holds the user's items: say so rather than silently switching
+            // to an empty vault.
+            Err(e @ StoreError::Locked { .. }) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "the OS keyring did not answer; using the encrypted vault");
                 Box::new(passphrase_vault(cfg)?)

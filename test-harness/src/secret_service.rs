@@ -39,6 +39,27 @@ pub struct SecretService {
 static SHARED: OnceLock<SecretService> = OnceLock::new();
 
 impl SecretService {
+    /// Locks the login collection (it cannot be unlocked again headless: use this only in a
+    /// test binary of its own).
+    pub fn lock_login_collection(&self) {
+        let status = Command::new("dbus-send")
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus_address)
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.secrets",
+                "/org/freedesktop/secrets",
+                "org.freedesktop.Secret.Service.Lock",
+                "array:objpath:/org/freedesktop/secrets/collection/login",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("dbus-send runs");
+        assert!(status.success(), "locking the login collection failed");
+    }
+}
+
+impl SecretService {
     /// Starts the service on first call and points this process's `DBUS_SESSION_BUS_ADDRESS` at
     /// it; later calls return the same one. Panics with the packages to install if it cannot.
     pub fn shared() -> &'static SecretService {
