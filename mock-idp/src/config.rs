@@ -254,21 +254,7 @@ fn serialize_redacted_opt<S: serde::Serializer>(
 }
 
 /// Signing algorithm of ID tokens for a client.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, Hash)]
-pub enum SigningAlg {
-    #[default]
-    ES256,
-    RS256,
-}
-
-impl SigningAlg {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SigningAlg::ES256 => "ES256",
-            SigningAlg::RS256 => "RS256",
-        }
-    }
-}
+pub use jose_keys::SigningAlg;
 
 /// Grants a client may use.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash)]

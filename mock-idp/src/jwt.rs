@@ -36,10 +36,7 @@ pub enum JwtError {
 }
 
 fn algorithm(alg: SigningAlg) -> Algorithm {
-    match alg {
-        SigningAlg::ES256 => Algorithm::ES256,
-        SigningAlg::RS256 => Algorithm::RS256,
-    }
+    alg.algorithm()
 }
 
 /// Signs `claims` with `key`, `kid` in the header, and `typ` if given.

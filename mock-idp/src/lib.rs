@@ -25,7 +25,8 @@ pub mod faults;
 pub mod grants;
 pub mod ids;
 pub mod jwt;
-pub mod keys;
+/// Signing keys (shared with the registry).
+pub use jose_keys as keys;
 mod pages;
 pub mod params;
 pub mod pkce;

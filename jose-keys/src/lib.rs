@@ -1,6 +1,8 @@
-//! A tenant's signing keys: generation, loading from config or a key directory, rotation with a
-//! grace period, and the public JWKS. `kid` is the RFC 7638 thumbprint of the public key, so the
-//! same key always has the same `kid`, across restarts too.
+//! Signing keys of a Lanyard service (the mock IdP's tenants, the registry's session JWTs):
+//! generation, loading from PEM or a key directory, rotation with a grace period, and the public
+//! JWKS. `kid` is the RFC 7638 thumbprint of the public key, so the same key always has the same
+//! `kid`, across restarts too.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +18,31 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
-use crate::config::SigningAlg;
+/// A JWS algorithm this crate signs with.
+#[derive(
+    Debug, Clone, Copy, Default, serde::Deserialize, serde::Serialize, PartialEq, Eq, Hash,
+)]
+pub enum SigningAlg {
+    #[default]
+    ES256,
+    RS256,
+}
+
+impl SigningAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::RS256 => "RS256",
+        }
+    }
+
+    pub fn algorithm(self) -> jsonwebtoken::Algorithm {
+        match self {
+            SigningAlg::ES256 => jsonwebtoken::Algorithm::ES256,
+            SigningAlg::RS256 => jsonwebtoken::Algorithm::RS256,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -347,7 +373,7 @@ mod tests {
 
     #[test]
     fn a_key_directory_survives_a_restart() {
-        let dir = std::env::temp_dir().join(format!("mock-idp-keys-{}", crate::random::id()));
+        let dir = std::env::temp_dir().join(format!("mock-idp-keys-{}", rand::random::<u64>()));
         let mut set = KeySet::load(&[], Some(&dir)).unwrap();
         set.ensure(SigningAlg::ES256).unwrap();
         let kid = set.active(SigningAlg::ES256).unwrap().kid.clone();
