@@ -17,7 +17,8 @@
 
 pub mod audit;
 mod backchannel;
-pub mod clock;
+/// The injectable clock (shared with the registry).
+pub use lanyard_clock as clock;
 pub mod config;
 pub mod directory;
 pub mod error;

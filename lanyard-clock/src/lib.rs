@@ -1,5 +1,6 @@
-//! Time is an input: every expiry decision in the IdP reads a [`Clock`], so tests can move time
-//! instead of sleeping. This is the only module allowed to read the wall clock.
+//! Time is an input: every expiry decision in Lanyard reads a [`Clock`], so tests can move time
+//! instead of sleeping. This is the only crate allowed to read the wall clock (`clippy.toml`).
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
