@@ -1,0 +1,17 @@
+use std::io::Write;
+
+use clap::Parser;
+use session_registry::{readiness_line, telemetry, Application, Settings};
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    let settings = Settings::parse();
+    let app = Application::build(&settings).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", readiness_line(app.addr()))?;
+    out.flush()?;
+    drop(out);
+    app.run_until_stopped().await?;
+    Ok(())
+}

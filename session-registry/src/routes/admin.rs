@@ -1,0 +1,200 @@
+//! Admin API. `POST /v1/admin/tenants` takes the server-wide admin token; everything under
+//! `/v1/admin/tenants/{slug}/…` takes that tenant's API key.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse, Scope};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::service::{Registry, SessionView};
+use crate::store::{SessionFilter, TenantRecord};
+use crate::token::hash_hex;
+
+/// The server-wide admin token, as app data.
+pub struct AdminToken(pub secrecy::SecretString);
+
+pub fn scope() -> Scope {
+    web::scope("/v1/admin")
+        .route("/tenants", web::post().to(create_tenant))
+        .route("/tenants/{slug}/sessions", web::get().to(list_sessions))
+        .route(
+            "/tenants/{slug}/sessions/{id}/revoke",
+            web::post().to(revoke_session),
+        )
+        .route(
+            "/tenants/{slug}/accounts/{account}/revoke",
+            web::post().to(revoke_account),
+        )
+}
+
+fn presented(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::invalid_token(
+        "invalid_api_key",
+        "this call needs a valid admin bearer key",
+    )
+}
+
+async fn require_tenant_key(
+    reg: &Registry,
+    req: &HttpRequest,
+    slug: &str,
+) -> Result<TenantRecord, ApiError> {
+    let key = presented(req).ok_or_else(unauthorized)?;
+    let tenant = reg.store.tenant(slug).await?.ok_or_else(unauthorized)?;
+    match &tenant.api_key_hash {
+        Some(h) if crate::ct_eq(h.as_bytes(), hash_hex(key).as_bytes()) => Ok(tenant),
+        _ => Err(unauthorized()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    slug: String,
+    issuer: String,
+    audiences: Vec<String>,
+    #[serde(default = "crate::config::default_idle")]
+    idle_timeout_secs: i64,
+    #[serde(default = "crate::config::default_absolute")]
+    absolute_timeout_secs: i64,
+}
+
+async fn create_tenant(
+    reg: web::Data<Registry>,
+    admin: web::Data<AdminToken>,
+    req: HttpRequest,
+    body: web::Json<NewTenant>,
+) -> Result<HttpResponse, ApiError> {
+    let ok = presented(&req)
+        .is_some_and(|k| crate::ct_eq(k.as_bytes(), admin.0.expose_secret().as_bytes()));
+    if !ok {
+        return Err(unauthorized());
+    }
+    let t = body.into_inner();
+    let slug_ok = !t.slug.is_empty()
+        && t.slug.len() <= 63
+        && t.slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !slug_ok {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "slug must be 1-63 characters of a-z, 0-9 and '-'",
+        ));
+    }
+    if url::Url::parse(&t.issuer).is_err() || t.audiences.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "issuer must be a URL and audiences non-empty",
+        ));
+    }
+    if t.idle_timeout_secs <= 0 || t.absolute_timeout_secs < t.idle_timeout_secs.min(300) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "timeouts must be positive",
+        ));
+    }
+    if reg.store.tenant(&t.slug).await?.is_some() {
+        return Err(ApiError::bad_request(
+            "conflict",
+            format!("tenant '{}' exists", t.slug),
+        ));
+    }
+    let api_key = format!("lyak_{}", crate::store::random_id());
+    reg.store
+        .upsert_tenant(&TenantRecord {
+            slug: t.slug.clone(),
+            issuer: t.issuer,
+            audiences: t.audiences,
+            idle_timeout_secs: t.idle_timeout_secs,
+            absolute_timeout_secs: t.absolute_timeout_secs,
+            api_key_hash: Some(hash_hex(&api_key)),
+        })
+        .await?;
+    tracing::info!(tenant = %t.slug, "tenant created");
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({"slug": t.slug, "api_key": api_key})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    account_id: Option<String>,
+    device_id: Option<String>,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_sessions(
+    reg: web::Data<Registry>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = require_tenant_key(&reg, &req, &path).await?;
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = reg
+        .store
+        .admin_sessions(
+            &tenant.slug,
+            &SessionFilter {
+                account_id: q.account_id,
+                device_id: q.device_id,
+                after: q.after,
+                limit,
+            },
+        )
+        .await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.id.clone()))
+        .flatten();
+    let sessions: Vec<SessionView> = rows
+        .iter()
+        .map(|r| SessionView::from_record(r, None))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"sessions": sessions, "next": next})))
+}
+
+async fn revoke_session(
+    reg: web::Data<Registry>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, id) = path.into_inner();
+    let tenant = require_tenant_key(&reg, &req, &slug).await?;
+    if reg.store.session(&tenant.slug, &id).await?.is_none() {
+        return Err(ApiError::NotFound("no such session in this tenant".into()));
+    }
+    let revoked = reg.admin_revoke(&tenant.slug, &[id]).await?;
+    Ok(HttpResponse::Ok().json(json!({"revoked": revoked})))
+}
+
+async fn revoke_account(
+    reg: web::Data<Registry>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, account) = path.into_inner();
+    let tenant = require_tenant_key(&reg, &req, &slug).await?;
+    let ids: Vec<String> = reg
+        .store
+        .account_sessions(&tenant.slug, &account)
+        .await?
+        .into_iter()
+        .filter(|s| s.revoked_at.is_none())
+        .map(|s| s.id)
+        .collect();
+    let revoked = reg.admin_revoke(&tenant.slug, &ids).await?;
+    Ok(HttpResponse::Ok().json(json!({"revoked": revoked})))
+}

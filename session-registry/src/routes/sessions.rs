@@ -1,0 +1,60 @@
+//! The session API.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::{bearer, ctx};
+use crate::error::ApiError;
+use crate::service::{
+    AuthenticateRequest, CreateSessionRequest, Registry, RevokeRequest, SessionResponse,
+    SessionView,
+};
+
+/// Trade an ID token from the tenant's IdP for a device session.
+#[utoipa::path(post, path = "/v1/sessions", request_body = CreateSessionRequest,
+    responses((status = 201, body = SessionResponse), (status = 400), (status = 401)))]
+pub async fn create(
+    reg: web::Data<Registry>,
+    req: HttpRequest,
+    body: web::Json<CreateSessionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let created = reg.create_session(body.into_inner(), &ctx(&req)).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(created))
+}
+
+/// Check a session (heartbeat) or extend it; returns a fresh session JWT.
+#[utoipa::path(post, path = "/v1/sessions/authenticate", request_body = AuthenticateRequest,
+    responses((status = 200, body = SessionResponse), (status = 400), (status = 401), (status = 429)))]
+pub async fn authenticate(
+    reg: web::Data<Registry>,
+    req: HttpRequest,
+    body: web::Json<AuthenticateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let res = reg.authenticate(body.into_inner(), &ctx(&req)).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(res))
+}
+
+/// Every live session of the caller's account, across devices; the caller's marked `current`.
+#[utoipa::path(get, path = "/v1/sessions", responses((status = 200, body = [SessionView]), (status = 401)),
+    security(("bearer" = [])))]
+pub async fn list(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let caller = reg.resolve(bearer(&req)?, &ctx(&req)).await?;
+    Ok(HttpResponse::Ok().json(json!({"sessions": reg.list(&caller).await?})))
+}
+
+/// Revoke one session of the caller's account, or `current`, `others` or `all`.
+#[utoipa::path(post, path = "/v1/sessions/revoke", request_body = RevokeRequest,
+    responses((status = 200), (status = 400), (status = 401), (status = 404)), security(("bearer" = [])))]
+pub async fn revoke(
+    reg: web::Data<Registry>,
+    req: HttpRequest,
+    body: web::Json<RevokeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = reg.resolve(bearer(&req)?, &ctx(&req)).await?;
+    let revoked = reg.revoke(&caller, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(json!({"revoked": revoked})))
+}

@@ -1,0 +1,66 @@
+//! Health, readiness, metrics, JWKS and the OpenAPI document.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+use utoipa::OpenApi;
+
+use crate::service::Registry;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Lanyard session registry",
+        description = "Device sessions: create, authenticate, list, revoke, events"
+    ),
+    paths(
+        super::sessions::create,
+        super::sessions::authenticate,
+        super::sessions::list,
+        super::sessions::revoke,
+        super::events::stream,
+        super::backchannel::logout
+    ),
+    components(schemas(
+        crate::service::CreateSessionRequest,
+        crate::service::DeviceRequest,
+        crate::service::AuthenticateRequest,
+        crate::service::RevokeRequest,
+        crate::service::SessionResponse,
+        crate::service::SessionView,
+        crate::service::DeviceView
+    ))
+)]
+pub struct ApiDoc;
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(reg: web::Data<Registry>) -> HttpResponse {
+    match tokio::time::timeout(Duration::from_secs(2), reg.store.ping()).await {
+        Ok(Ok(())) => HttpResponse::Ok().json(json!({"status": "ready"})),
+        Ok(Err(e)) => HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "unavailable", "detail": e.to_string()})),
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "unavailable", "detail": "database did not answer within 2 s"})),
+    }
+}
+
+pub async fn metrics(reg: web::Data<Registry>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(reg.metrics.render())
+}
+
+pub async fn jwks(reg: web::Data<Registry>) -> HttpResponse {
+    let now = reg.clock.now();
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "public, max-age=60"))
+        .json(reg.keys.read().jwks(now))
+}
+
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

@@ -1,0 +1,232 @@
+//! Building the server: store, keys, tenants from config, background tasks, HTTP.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::{web, App, HttpServer};
+use futures_util::FutureExt;
+use jose_keys::{KeySet, SigningAlg};
+use lanyard_clock::{SharedClock, SystemClock};
+use secrecy::ExposeSecret;
+
+use crate::config::{RegistryConfig, Settings};
+use crate::error::ApiError;
+use crate::events::{spawn_pg_listener, Hub};
+use crate::metrics::Metrics;
+use crate::routes::{self, admin_token};
+use crate::service::{Registry, JWT_TTL};
+use crate::store::{PgStore, SqliteStore, Store, TenantRecord};
+use crate::token::hash_hex;
+
+pub const MAX_BODY: usize = 64 * 1024;
+/// How long revoked sessions stay for audit before garbage collection.
+pub const AUDIT_WINDOW_SECS: i64 = 30 * 24 * 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] jose_keys::KeyError),
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    addr: SocketAddr,
+    base_url: String,
+    server: Server,
+    registry: web::Data<Registry>,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let config = settings.load_config()?;
+        Self::build_with(settings, &config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with(
+        settings: &Settings,
+        config: &RegistryConfig,
+        clock: SharedClock,
+    ) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
+            addr: settings.bind,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.bind,
+            source,
+        })?;
+        let base_url = settings
+            .public_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| format!("http://{addr}"));
+
+        let url = settings.database_url();
+        let hub = Arc::new(Hub::new());
+        let (store, via_db): (Arc<dyn Store>, bool) = if url.starts_with("postgres") {
+            let pg = PgStore::connect(&url, settings.migrate).await?;
+            spawn_pg_listener(url.clone(), hub.clone());
+            (Arc::new(pg), true)
+        } else {
+            if let Some(path) = url.strip_prefix("sqlite://") {
+                if let Some(dir) =
+                    std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
+                {
+                    if !dir.as_os_str().is_empty() {
+                        std::fs::create_dir_all(dir).map_err(|source| StartupError::Dir {
+                            path: dir.display().to_string(),
+                            source,
+                        })?;
+                    }
+                }
+            }
+            (Arc::new(SqliteStore::connect(&url).await?), false)
+        };
+        for t in &config.tenants {
+            store
+                .upsert_tenant(&TenantRecord {
+                    slug: t.slug.clone(),
+                    issuer: t.issuer.clone(),
+                    audiences: t.audiences.clone(),
+                    idle_timeout_secs: t.idle_timeout_secs,
+                    absolute_timeout_secs: t.absolute_timeout_secs,
+                    api_key_hash: t.api_key.as_ref().map(|k| hash_hex(k.expose_secret())),
+                })
+                .await?;
+        }
+        let mut keys = KeySet::load(&[], config.key_dir.as_deref())?;
+        keys.ensure(SigningAlg::ES256)?;
+        let metrics =
+            Metrics::new().map_err(|e| crate::store::StoreError::Inconsistent(e.to_string()))?;
+        let registry = web::Data::new(Registry::new(
+            store.clone(),
+            hub.clone(),
+            keys,
+            clock.clone(),
+            base_url.clone(),
+            via_db,
+            metrics,
+        ));
+        // Seed the JWT revocation cache with what other processes revoked recently.
+        let since = clock.now().unix_timestamp() - JWT_TTL - 60;
+        for (tenant, sid) in store.revoked_since(since).await? {
+            hub.mark_revoked(&tenant, &sid, since);
+        }
+
+        let gc = registry.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                match gc.collect_garbage(AUDIT_WINDOW_SECS).await {
+                    Ok(n) if n > 0 => tracing::info!(deleted = n, "garbage-collected sessions"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+                }
+            }
+        });
+
+        let data = registry.clone();
+        let admin = web::Data::new(admin_token(settings.admin_token.clone()));
+        let server = HttpServer::new(move || {
+            let metrics_data = data.clone();
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap_fn(move |req, srv| {
+                    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+                    let start = std::time::Instant::now();
+                    let m = metrics_data.clone();
+                    srv.call(req).map(move |res| {
+                        if let Ok(r) = &res {
+                            m.metrics
+                                .requests
+                                .with_label_values(&[route.as_str(), r.status().as_str()])
+                                .inc();
+                            m.metrics
+                                .latency
+                                .with_label_values(&[route.as_str()])
+                                .observe(start.elapsed().as_secs_f64());
+                        }
+                        res
+                    })
+                })
+                .app_data(data.clone())
+                .app_data(admin.clone())
+                .app_data(web::PayloadConfig::new(MAX_BODY))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(MAX_BODY)
+                        .error_handler(|e, _| {
+                            let too_large = matches!(
+                                e,
+                                actix_web::error::JsonPayloadError::OverflowKnownLength { .. }
+                                    | actix_web::error::JsonPayloadError::Overflow { .. }
+                            );
+                            let code = if too_large {
+                                "body_too_large"
+                            } else {
+                                "invalid_request"
+                            };
+                            ApiError::bad_request(code, e.to_string()).into()
+                        }),
+                )
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(MAX_BODY)
+                        .error_handler(|e, _| {
+                            ApiError::bad_request("invalid_request", e.to_string()).into()
+                        }),
+                )
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    ApiError::bad_request("invalid_request", e.to_string()).into()
+                }))
+                .configure(routes::configure)
+        })
+        .workers(2)
+        .shutdown_timeout(10)
+        .listen(listener)
+        .map_err(|source| StartupError::Bind { addr, source })?
+        .run();
+        Ok(Self {
+            addr,
+            base_url,
+            server,
+            registry,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn registry(&self) -> web::Data<Registry> {
+        self.registry.clone()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,374 @@
+//! The store body shared by both backends, expanded once per pool type by `impl_store!`.
+//! `$set_tenant` runs first in every transaction (Postgres sets `lanyard.tenant` for row-level
+//! security; SQLite has nothing to set); every query also filters on the tenant in SQL.
+
+macro_rules! impl_store {
+    ($store:ident, $db:ty, $row:ty, $notify:ident) => {
+        fn session_from_row(r: &$row) -> std::result::Result<SessionRecord, sqlx::Error> {
+            use sqlx::Row;
+            Ok(SessionRecord {
+                id: r.try_get("id")?,
+                tenant: r.try_get("tenant")?,
+                account_id: r.try_get("account_id")?,
+                subject: r.try_get("subject")?,
+                email: r.try_get("email")?,
+                is_guest: r.try_get("is_guest")?,
+                device_id: r.try_get("device_id")?,
+                device_name: r.try_get("device_name")?,
+                device_platform: r.try_get("device_platform")?,
+                device_last_seen: r.try_get("device_last_seen")?,
+                idp_sid: r.try_get("idp_sid")?,
+                created_at: r.try_get("created_at")?,
+                last_authenticated_at: r.try_get("last_authenticated_at")?,
+                expires_at: r.try_get("expires_at")?,
+                absolute_expires_at: r.try_get("absolute_expires_at")?,
+                revoked_at: r.try_get("revoked_at")?,
+                revoked_reason: r.try_get("revoked_reason")?,
+                auth_method: r.try_get("auth_method")?,
+                user_agent: r.try_get("user_agent")?,
+                ip: r.try_get("ip")?,
+            })
+        }
+
+        fn tenant_from_row(r: &$row) -> Result<TenantRecord> {
+            use sqlx::Row;
+            let audiences: String = r.try_get("audiences")?;
+            Ok(TenantRecord {
+                slug: r.try_get("slug")?,
+                issuer: r.try_get("issuer")?,
+                audiences: serde_json::from_str(&audiences).map_err(|e| StoreError::Inconsistent(e.to_string()))?,
+                idle_timeout_secs: r.try_get("idle_timeout_secs")?,
+                absolute_timeout_secs: r.try_get("absolute_timeout_secs")?,
+                api_key_hash: r.try_get("api_key_hash")?,
+            })
+        }
+
+        fn event_from_row(r: &$row) -> std::result::Result<EventRecord, sqlx::Error> {
+            use sqlx::Row;
+            Ok(EventRecord {
+                id: r.try_get("id")?,
+                tenant: r.try_get("tenant")?,
+                account_id: r.try_get("account_id")?,
+                session_id: r.try_get("session_id")?,
+                kind: r.try_get("kind")?,
+                at: r.try_get("at")?,
+            })
+        }
+
+        async fn insert_event(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            tenant: &str,
+            account_id: &str,
+            session_id: &str,
+            kind: &str,
+            at: i64,
+        ) -> Result<EventRecord> {
+            let row = sqlx::query(
+                "INSERT INTO events (tenant, account_id, session_id, kind, at) VALUES ($1, $2, $3, $4, $5) \
+                 RETURNING id, tenant, account_id, session_id, kind, at",
+            )
+            .bind(tenant)
+            .bind(account_id)
+            .bind(session_id)
+            .bind(kind)
+            .bind(at)
+            .fetch_one(&mut **tx)
+            .await?;
+            let event = event_from_row(&row)?;
+            $notify(tx, &event).await?;
+            Ok(event)
+        }
+
+        #[async_trait::async_trait]
+        impl Store for $store {
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn upsert_tenant(&self, t: &TenantRecord) -> Result<()> {
+                let audiences = serde_json::to_string(&t.audiences).map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO tenants (slug, issuer, audiences, idle_timeout_secs, absolute_timeout_secs, api_key_hash, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (slug) DO UPDATE SET issuer = excluded.issuer, audiences = excluded.audiences, \
+                     idle_timeout_secs = excluded.idle_timeout_secs, absolute_timeout_secs = excluded.absolute_timeout_secs, \
+                     api_key_hash = COALESCE(excluded.api_key_hash, tenants.api_key_hash)",
+                )
+                .bind(&t.slug)
+                .bind(&t.issuer)
+                .bind(audiences)
+                .bind(t.idle_timeout_secs)
+                .bind(t.absolute_timeout_secs)
+                .bind(&t.api_key_hash)
+                .bind(0i64)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn tenant(&self, slug: &str) -> Result<Option<TenantRecord>> {
+                let row = sqlx::query("SELECT * FROM tenants WHERE slug = $1").bind(slug).fetch_optional(&self.pool).await?;
+                row.as_ref().map(tenant_from_row).transpose()
+            }
+
+            async fn tenants(&self) -> Result<Vec<TenantRecord>> {
+                let rows = sqlx::query("SELECT * FROM tenants ORDER BY slug").fetch_all(&self.pool).await?;
+                rows.iter().map(tenant_from_row).collect()
+            }
+
+            async fn create_session(&self, s: NewSession) -> Result<(SessionRecord, EventRecord)> {
+                use sqlx::Row;
+                let mut tx = self.begin(&s.tenant).await?;
+                let new_id = random_id();
+                let account_id: String = sqlx::query(
+                    "INSERT INTO accounts (id, tenant, issuer, subject, email, is_guest, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (tenant, issuer, subject) DO UPDATE SET email = COALESCE(excluded.email, accounts.email), is_guest = excluded.is_guest \
+                     RETURNING id",
+                )
+                .bind(&new_id)
+                .bind(&s.tenant)
+                .bind(&s.issuer)
+                .bind(&s.subject)
+                .bind(&s.email)
+                .bind(s.is_guest)
+                .bind(s.now)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("id")?;
+                sqlx::query(
+                    "INSERT INTO devices (tenant, account_id, id, name, platform, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                     ON CONFLICT (tenant, account_id, id) DO UPDATE SET name = excluded.name, platform = excluded.platform, last_seen = excluded.last_seen",
+                )
+                .bind(&s.tenant)
+                .bind(&account_id)
+                .bind(&s.device.id)
+                .bind(&s.device.name)
+                .bind(&s.device.platform)
+                .bind(s.now)
+                .execute(&mut *tx)
+                .await?;
+                let session_id = random_id();
+                sqlx::query(
+                    "INSERT INTO sessions (id, tenant, account_id, device_id, token_hash, idp_sid, created_at, last_authenticated_at, \
+                     expires_at, absolute_expires_at, auth_method, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(&session_id)
+                .bind(&s.tenant)
+                .bind(&account_id)
+                .bind(&s.device.id)
+                .bind(&s.token_hash)
+                .bind(&s.idp_sid)
+                .bind(s.now)
+                .bind(s.expires_at)
+                .bind(s.absolute_expires_at)
+                .bind(&s.auth_method)
+                .bind(&s.user_agent)
+                .bind(&s.ip)
+                .execute(&mut *tx)
+                .await?;
+                let event = insert_event(&mut tx, &s.tenant, &account_id, &session_id, "created", s.now).await?;
+                let row = sqlx::query(&format!("SELECT {} {} WHERE s.tenant = $1 AND s.id = $2", sql::SESSION_COLUMNS, sql::SESSION_FROM))
+                    .bind(&s.tenant)
+                    .bind(&session_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let record = session_from_row(&row)?;
+                tx.commit().await?;
+                Ok((record, event))
+            }
+
+            async fn session_by_token_hash(&self, tenant: &str, hash: &str) -> Result<Option<SessionRecord>> {
+                let mut tx = self.begin(tenant).await?;
+                let row = sqlx::query(&format!("SELECT {} {} WHERE s.tenant = $1 AND s.token_hash = $2", sql::SESSION_COLUMNS, sql::SESSION_FROM))
+                    .bind(tenant)
+                    .bind(hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(row.as_ref().map(session_from_row).transpose()?)
+            }
+
+            async fn session(&self, tenant: &str, id: &str) -> Result<Option<SessionRecord>> {
+                let mut tx = self.begin(tenant).await?;
+                let row = sqlx::query(&format!("SELECT {} {} WHERE s.tenant = $1 AND s.id = $2", sql::SESSION_COLUMNS, sql::SESSION_FROM))
+                    .bind(tenant)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(row.as_ref().map(session_from_row).transpose()?)
+            }
+
+            async fn touch(&self, tenant: &str, id: &str, now: i64, expires_at: Option<i64>) -> Result<Option<EventRecord>> {
+                use sqlx::Row;
+                let mut tx = self.begin(tenant).await?;
+                let row = sqlx::query(
+                    "UPDATE sessions SET last_authenticated_at = $3, expires_at = COALESCE($4, expires_at) \
+                     WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL RETURNING account_id, device_id",
+                )
+                .bind(tenant)
+                .bind(id)
+                .bind(now)
+                .bind(expires_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let mut event = None;
+                if let Some(row) = row {
+                    let account_id: String = row.try_get("account_id")?;
+                    let device_id: String = row.try_get("device_id")?;
+                    sqlx::query("UPDATE devices SET last_seen = $4 WHERE tenant = $1 AND account_id = $2 AND id = $3")
+                        .bind(tenant)
+                        .bind(&account_id)
+                        .bind(&device_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    if expires_at.is_some() {
+                        event = Some(insert_event(&mut tx, tenant, &account_id, id, "extended", now).await?);
+                    }
+                }
+                tx.commit().await?;
+                Ok(event)
+            }
+
+            async fn end_sessions(&self, tenant: &str, ids: &[String], reason: &str, now: i64) -> Result<Vec<EventRecord>> {
+                use sqlx::Row;
+                let mut tx = self.begin(tenant).await?;
+                let mut events = Vec::new();
+                for id in ids {
+                    let row = sqlx::query(
+                        "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL RETURNING account_id",
+                    )
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(now)
+                    .bind(reason)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(row) = row {
+                        let account_id: String = row.try_get("account_id")?;
+                        events.push(insert_event(&mut tx, tenant, &account_id, id, "revoked", now).await?);
+                    }
+                }
+                tx.commit().await?;
+                Ok(events)
+            }
+
+            async fn account_sessions(&self, tenant: &str, account_id: &str) -> Result<Vec<SessionRecord>> {
+                let mut tx = self.begin(tenant).await?;
+                let rows = sqlx::query(&format!(
+                    "SELECT {} {} WHERE s.tenant = $1 AND s.account_id = $2 ORDER BY s.created_at, s.id",
+                    sql::SESSION_COLUMNS,
+                    sql::SESSION_FROM
+                ))
+                .bind(tenant)
+                .bind(account_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(rows.iter().map(session_from_row).collect::<std::result::Result<_, _>>()?)
+            }
+
+            async fn sessions_for_idp_logout(&self, tenant: &str, issuer: &str, subject: Option<&str>, idp_sid: Option<&str>) -> Result<Vec<SessionRecord>> {
+                let mut tx = self.begin(tenant).await?;
+                let rows = sqlx::query(&format!(
+                    "SELECT {} {} WHERE s.tenant = $1 AND a.issuer = $2 AND s.revoked_at IS NULL \
+                     AND (($3 IS NOT NULL AND s.idp_sid = $3) OR ($3 IS NULL AND a.subject = $4))",
+                    sql::SESSION_COLUMNS,
+                    sql::SESSION_FROM
+                ))
+                .bind(tenant)
+                .bind(issuer)
+                .bind(idp_sid)
+                .bind(subject)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(rows.iter().map(session_from_row).collect::<std::result::Result<_, _>>()?)
+            }
+
+            async fn admin_sessions(&self, tenant: &str, f: &SessionFilter) -> Result<Vec<SessionRecord>> {
+                let mut tx = self.begin(tenant).await?;
+                let rows = sqlx::query(&format!(
+                    "SELECT {} {} WHERE s.tenant = $1 AND ($2 IS NULL OR s.account_id = $2) AND ($3 IS NULL OR s.device_id = $3) \
+                     AND ($4 IS NULL OR s.id > $4) ORDER BY s.id LIMIT $5",
+                    sql::SESSION_COLUMNS,
+                    sql::SESSION_FROM
+                ))
+                .bind(tenant)
+                .bind(&f.account_id)
+                .bind(&f.device_id)
+                .bind(&f.after)
+                .bind(f.limit)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(rows.iter().map(session_from_row).collect::<std::result::Result<_, _>>()?)
+            }
+
+            async fn events_after(&self, tenant: &str, account_id: &str, after_id: i64) -> Result<Vec<EventRecord>> {
+                let mut tx = self.begin(tenant).await?;
+                let rows = sqlx::query("SELECT * FROM events WHERE tenant = $1 AND account_id = $2 AND id > $3 ORDER BY id LIMIT 1000")
+                    .bind(tenant)
+                    .bind(account_id)
+                    .bind(after_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(rows.iter().map(event_from_row).collect::<std::result::Result<_, _>>()?)
+            }
+
+            async fn revoked_since(&self, since: i64) -> Result<Vec<(String, String)>> {
+                use sqlx::Row;
+                let mut out = Vec::new();
+                for t in self.tenants().await? {
+                    let mut tx = self.begin(&t.slug).await?;
+                    let rows = sqlx::query("SELECT tenant, id FROM sessions WHERE tenant = $1 AND revoked_at >= $2")
+                        .bind(&t.slug)
+                        .bind(since)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    for r in rows {
+                        out.push((r.try_get("tenant")?, r.try_get("id")?));
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn gc(&self, expired_before: i64, revoked_before: i64) -> Result<u64> {
+                let mut total = 0;
+                for t in self.tenants().await? {
+                    let mut tx = self.begin(&t.slug).await?;
+                    let r = sqlx::query(
+                        "DELETE FROM sessions WHERE tenant = $1 AND ((revoked_at IS NULL AND expires_at < $2) OR (revoked_at IS NOT NULL AND revoked_at < $3))",
+                    )
+                    .bind(&t.slug)
+                    .bind(expired_before)
+                    .bind(revoked_before)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("DELETE FROM events WHERE tenant = $1 AND at < $2")
+                        .bind(&t.slug)
+                        .bind(revoked_before)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    total += r.rows_affected();
+                }
+                Ok(total)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;
+
+/// A 128-bit random identifier for sessions and accounts (not a secret: the session token is).
+pub fn random_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

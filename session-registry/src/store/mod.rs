@@ -1,0 +1,203 @@
+//! Persistence: one [`Store`] contract, two backends — Postgres (production, with row-level
+//! security per tenant and LISTEN/NOTIFY fan-out) and SQLite (the embedded single-machine
+//! default). Both run the same black-box contract tests. Only this module knows the schema.
+//!
+//! Queries are checked at run time rather than with `query!`: the two backends share one body of
+//! SQL (expanded by `impl_store!` for each pool type), which the compile-time macros cannot do
+//! without two offline caches kept in step. Every query still binds its parameters.
+
+pub(crate) mod backend;
+mod postgres;
+mod sqlite;
+
+pub use backend::random_id;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// The LISTEN/NOTIFY channel of session events.
+pub fn postgres_channel() -> &'static str {
+    postgres::CHANNEL
+}
+
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Query(String),
+    #[error("stored data is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(ref db)
+                if db
+                    .code()
+                    .is_some_and(|c| c.starts_with("57") || c.starts_with("08")) =>
+            {
+                // 57P01 admin shutdown, 08xxx connection exceptions.
+                StoreError::Unavailable(e.to_string())
+            }
+            other => StoreError::Query(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TenantRecord {
+    pub slug: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub idle_timeout_secs: i64,
+    pub absolute_timeout_secs: i64,
+    #[serde(skip)]
+    pub api_key_hash: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceInfo {
+    pub id: String,
+    pub name: String,
+    pub platform: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub tenant: String,
+    pub issuer: String,
+    pub subject: String,
+    pub email: Option<String>,
+    pub is_guest: bool,
+    pub device: DeviceInfo,
+    pub token_hash: String,
+    pub idp_sid: Option<String>,
+    pub now: i64,
+    pub expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub auth_method: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// A session joined with its account and device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub tenant: String,
+    pub account_id: String,
+    pub subject: String,
+    pub email: Option<String>,
+    pub is_guest: bool,
+    pub device_id: String,
+    pub device_name: String,
+    pub device_platform: String,
+    pub device_last_seen: i64,
+    #[serde(skip)]
+    pub idp_sid: Option<String>,
+    pub created_at: i64,
+    pub last_authenticated_at: i64,
+    pub expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+    pub auth_method: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct EventRecord {
+    pub id: i64,
+    pub tenant: String,
+    pub account_id: String,
+    pub session_id: String,
+    pub kind: String,
+    pub at: i64,
+}
+
+/// Filters of the admin listing.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub account_id: Option<String>,
+    pub device_id: Option<String>,
+    /// Return sessions whose id sorts after this (keyset paging).
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    async fn ping(&self) -> Result<()>;
+    async fn upsert_tenant(&self, t: &TenantRecord) -> Result<()>;
+    async fn tenant(&self, slug: &str) -> Result<Option<TenantRecord>>;
+    async fn tenants(&self) -> Result<Vec<TenantRecord>>;
+    /// Upserts account and device, inserts the session, records a `created` event.
+    async fn create_session(&self, s: NewSession) -> Result<(SessionRecord, EventRecord)>;
+    async fn session_by_token_hash(
+        &self,
+        tenant: &str,
+        hash: &str,
+    ) -> Result<Option<SessionRecord>>;
+    async fn session(&self, tenant: &str, id: &str) -> Result<Option<SessionRecord>>;
+    /// Records activity; with `expires_at`, extends (and records an `extended` event).
+    async fn touch(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: i64,
+        expires_at: Option<i64>,
+    ) -> Result<Option<EventRecord>>;
+    /// Ends the live sessions among `ids` (revocation or timeout), one `revoked` event each.
+    async fn end_sessions(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<EventRecord>>;
+    async fn account_sessions(&self, tenant: &str, account_id: &str) -> Result<Vec<SessionRecord>>;
+    /// Live sessions matching an IdP logout: by IdP session id, else by subject.
+    async fn sessions_for_idp_logout(
+        &self,
+        tenant: &str,
+        issuer: &str,
+        subject: Option<&str>,
+        idp_sid: Option<&str>,
+    ) -> Result<Vec<SessionRecord>>;
+    async fn admin_sessions(
+        &self,
+        tenant: &str,
+        filter: &SessionFilter,
+    ) -> Result<Vec<SessionRecord>>;
+    async fn events_after(
+        &self,
+        tenant: &str,
+        account_id: &str,
+        after_id: i64,
+    ) -> Result<Vec<EventRecord>>;
+    /// Revocations since `since` in every tenant (to seed the session-JWT revocation cache).
+    async fn revoked_since(&self, since: i64) -> Result<Vec<(String, String)>>;
+    /// Deletes sessions expired before `expired_before` and revoked ones older than `revoked_before`.
+    async fn gc(&self, expired_before: i64, revoked_before: i64) -> Result<u64>;
+}
+
+/// The SQL both backends run; `$n` placeholders work in Postgres and SQLite alike.
+pub(crate) mod sql {
+    pub const SESSION_COLUMNS: &str = "s.id, s.tenant, s.account_id, a.subject, a.email, a.is_guest, s.device_id, \
+        d.name AS device_name, d.platform AS device_platform, d.last_seen AS device_last_seen, s.idp_sid, s.created_at, \
+        s.last_authenticated_at, s.expires_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, s.auth_method, \
+        s.user_agent, s.ip";
+    pub const SESSION_FROM: &str = "FROM sessions s JOIN accounts a ON a.id = s.account_id \
+        JOIN devices d ON d.tenant = s.tenant AND d.account_id = s.account_id AND d.id = s.device_id";
+}

@@ -1,0 +1,83 @@
+//! Postgres: row-level security per tenant and LISTEN/NOTIFY fan-out of events.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Executor, PgPool, Postgres};
+
+use super::backend::{impl_store, random_id};
+use super::*;
+
+/// The channel events are announced on.
+pub const CHANNEL: &str = "lanyard_events";
+
+pub struct PgStore {
+    pool: PgPool,
+    url: String,
+}
+
+async fn notify(tx: &mut sqlx::Transaction<'_, Postgres>, event: &EventRecord) -> Result<()> {
+    let payload =
+        serde_json::to_string(event).map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl PgStore {
+    /// Connects; with `migrate`, runs the migrations first (as the connecting user). The pool's
+    /// connections then `SET ROLE lanyard_app`, so row-level security applies to every query.
+    pub async fn connect(url: &str, migrate: bool) -> Result<Self> {
+        let opts: PgConnectOptions = url
+            .parse()
+            .map_err(|e: sqlx::Error| StoreError::Unavailable(e.to_string()))?;
+        if migrate {
+            let owner = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts.clone())
+                .await?;
+            sqlx::migrate!("migrations/postgres")
+                .run(&owner)
+                .await
+                .map_err(|e| StoreError::Query(format!("migrations: {e}")))?;
+            owner.close().await;
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(3))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET ROLE lanyard_app").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await?;
+        Ok(Self {
+            pool,
+            url: url.to_owned(),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin(&self, tenant: &str) -> Result<sqlx::Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT set_config('lanyard.tenant', $1, true)")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+}
+
+impl_store!(PgStore, Postgres, sqlx::postgres::PgRow, notify);

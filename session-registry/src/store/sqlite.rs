@@ -1,0 +1,48 @@
+//! SQLite: the embedded single-machine default. Tenant isolation is in the SQL (every query
+//! filters on the tenant); events fan out in process.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool};
+
+use super::backend::{impl_store, random_id};
+use super::*;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+async fn no_notify(_tx: &mut sqlx::Transaction<'_, Sqlite>, _event: &EventRecord) -> Result<()> {
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path` or `sqlite::memory:`)
+    /// and runs the migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Query(format!("migrations: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    async fn begin(&self, _tenant: &str) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+impl_store!(SqliteStore, Sqlite, sqlx::sqlite::SqliteRow, no_notify);
