@@ -39,14 +39,19 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            // 57P0x shutdown/terminated, 08xxx connection exceptions, 53xxx insufficient
+            // resources, 55000 "database is not currently accepting connections".
             sqlx::Error::Database(ref db)
-                if db
-                    .code()
-                    .is_some_and(|c| c.starts_with("57") || c.starts_with("08")) =>
+                if db.code().is_some_and(|c| {
+                    c.starts_with("57")
+                        || c.starts_with("08")
+                        || c.starts_with("53")
+                        || c == "55000"
+                }) =>
             {
-                // 57P01 admin shutdown, 08xxx connection exceptions.
                 StoreError::Unavailable(e.to_string())
             }
+            sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
             other => StoreError::Query(other.to_string()),
         }
     }

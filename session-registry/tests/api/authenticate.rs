@@ -1,0 +1,154 @@
+use serde_json::json;
+use test_harness::TestIdp;
+
+use crate::helpers::*;
+
+async fn the_heartbeat_checks_without_extending_and_a_duration_extends_up_to_the_absolute_limit(
+    backend: Backend,
+) {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, backend).await;
+    let (token, created) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let expires = created["session"]["expires_at"].as_i64().unwrap();
+    let absolute = created["session"]["absolute_expires_at"].as_i64().unwrap();
+
+    reg.advance(600);
+    let (status, body, _) = reg.authenticate(json!({"session_token": token})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["session"]["expires_at"].as_i64().unwrap(),
+        expires,
+        "a heartbeat never extends"
+    );
+    assert!(body["session_jwt"].is_string());
+    assert!(
+        body.get("session_token").is_none(),
+        "the token is only shown at creation"
+    );
+
+    let (status, body, _) = reg
+        .authenticate(json!({"session_token": token, "session_duration_minutes": 120}))
+        .await;
+    assert_eq!(status, 200);
+    assert!(body["session"]["expires_at"].as_i64().unwrap() > expires);
+    let (_, body, _) = reg
+        .authenticate(json!({"session_token": token, "session_duration_minutes": 525_600}))
+        .await;
+    assert_eq!(
+        body["session"]["expires_at"].as_i64().unwrap(),
+        absolute,
+        "capped by the absolute lifetime"
+    );
+
+    for bad in [4, 525_601, -1] {
+        let (status, body, _) = reg
+            .authenticate(json!({"session_token": token, "session_duration_minutes": bad}))
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}
+on_both_backends!(
+    the_heartbeat_checks_without_extending_and_a_duration_extends_up_to_the_absolute_limit
+);
+
+async fn the_idle_timeout_is_enforced_by_the_server(backend: Backend) {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, backend).await;
+    let (token, _) = reg.device(&idp, "acme", "alice", "laptop").await;
+    // The tenant's idle timeout is 3600 s; the session lasts 60 min unless extended.
+    let (status, _, _) = reg
+        .authenticate(json!({"session_token": token, "session_duration_minutes": 600}))
+        .await;
+    assert_eq!(status, 200);
+    reg.advance(3599);
+    let (status, _, _) = reg.authenticate(json!({"session_token": token})).await;
+    assert_eq!(status, 200, "T_idle - 1 s succeeds and resets the timer");
+    reg.advance(3599);
+    let (status, _, _) = reg.authenticate(json!({"session_token": token})).await;
+    assert_eq!(status, 200);
+    reg.advance(3601);
+    let (status, body, challenge) = reg.authenticate(json!({"session_token": token})).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "session_idle_timeout");
+    assert!(challenge
+        .unwrap()
+        .starts_with(r#"Bearer error="invalid_token""#));
+    let rows = reg.admin_sessions("acme").await;
+    assert_eq!(rows[0]["revoked_reason"], "idle_timeout");
+    let (status, body, _) = reg.authenticate(json!({"session_token": token})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("session_revoked"))
+    );
+}
+on_both_backends!(the_idle_timeout_is_enforced_by_the_server);
+
+#[tokio::test]
+async fn no_amount_of_activity_outlives_the_absolute_lifetime() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let (token, _) = reg.device(&idp, "acme", "bob", "laptop").await;
+    // 24 h absolute; keep extending every 50 minutes.
+    for _ in 0..28 {
+        let (status, _, _) = reg
+            .authenticate(json!({"session_token": token, "session_duration_minutes": 600}))
+            .await;
+        assert_eq!(status, 200);
+        reg.advance(50 * 60);
+    }
+    reg.advance(2500); // 86 500 s after creation: past the 86 400 s limit, idle never exceeded
+    let (status, body, _) = reg
+        .authenticate(json!({"session_token": token, "session_duration_minutes": 600}))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "session_expired");
+    assert_eq!(
+        reg.admin_sessions("acme").await[0]["revoked_reason"],
+        "absolute_timeout"
+    );
+}
+
+async fn a_session_jwt_authenticates_until_its_session_is_revoked(backend: Backend) {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, backend).await;
+    let (token, created) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let jwt = created["session_jwt"].as_str().unwrap().to_owned();
+    let (status, body, _) = reg.authenticate(json!({"session_jwt": jwt})).await;
+    assert_eq!(status, 200, "{body}");
+    let fresh = body["session_jwt"].as_str().unwrap().to_owned();
+    // Past the recheck age the JWT path consults the database too.
+    reg.advance(120);
+    let (status, _, _) = reg.authenticate(json!({"session_jwt": fresh})).await;
+    assert_eq!(status, 200);
+
+    let (status, _) = reg
+        .post("/v1/sessions/revoke", &token, json!({"scope": "current"}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body, _) = reg.authenticate(json!({"session_jwt": jwt})).await;
+    assert_eq!(status, 401, "a revoked session's JWT is refused: {body}");
+    assert_eq!(body["error"], "session_revoked");
+    // The JWT also expires on its own.
+    let (_, again) = reg.device(&idp, "acme", "alice", "laptop").await;
+    reg.advance(301);
+    let (status, body, _) = reg
+        .authenticate(json!({"session_jwt": again["session_jwt"]}))
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "invalid_session_jwt");
+}
+on_both_backends!(a_session_jwt_authenticates_until_its_session_is_revoked);
+
+#[tokio::test]
+async fn exactly_one_credential_is_required() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let (token, created) = reg.device(&idp, "acme", "alice", "laptop").await;
+    for body in [
+        json!({}),
+        json!({"session_token": token, "session_jwt": created["session_jwt"]}),
+    ] {
+        let (status, _, _) = reg.authenticate(body).await;
+        assert_eq!(status, 400);
+    }
+}

@@ -1,0 +1,204 @@
+//! Spawning a registry (Postgres or SQLite) wired to a mock IdP, and device helpers.
+
+use std::sync::Arc;
+
+use lanyard_clock::ManualClock;
+use serde_json::{json, Value};
+use session_registry::config::{RegistryConfig, TenantConfig};
+use session_registry::{Application, Settings};
+use test_harness::{TestDatabase, TestIdp};
+
+pub const API_KEY: &str = "acme-admin-key";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+pub struct TestRegistry {
+    pub base_url: String,
+    pub clock: Arc<ManualClock>,
+    pub http: reqwest::Client,
+    pub db: Option<Arc<TestDatabase>>,
+    pub database_url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn tenants(idp: &TestIdp) -> RegistryConfig {
+    let tenant = |slug: &str| TenantConfig {
+        slug: slug.into(),
+        issuer: idp.issuer(slug),
+        audiences: vec!["lanyard-cli".into(), "rp".into()],
+        idle_timeout_secs: 3600,
+        absolute_timeout_secs: 24 * 3600,
+        api_key: Some(secrecy::SecretString::from(format!("{slug}-admin-key"))),
+    };
+    RegistryConfig {
+        key_dir: None,
+        tenants: vec![tenant("acme"), tenant("globex")],
+    }
+}
+
+impl TestRegistry {
+    pub async fn spawn(idp: &TestIdp, backend: Backend) -> Self {
+        match backend {
+            Backend::Postgres => {
+                let db = Arc::new(TestDatabase::create().await);
+                let url = db.url.clone();
+                Self::spawn_on(idp, &url, Some(db), None).await
+            }
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}/registry.db", dir.path().display());
+                Self::spawn_on(idp, &url, None, Some(dir)).await
+            }
+        }
+    }
+
+    /// A second registry process on the same database (Postgres).
+    pub async fn spawn_sibling(&self, idp: &TestIdp) -> Self {
+        Self::spawn_on(idp, &self.database_url.clone(), self.db.clone(), None).await
+    }
+
+    async fn spawn_on(
+        idp: &TestIdp,
+        url: &str,
+        db: Option<Arc<TestDatabase>>,
+        dir: Option<tempfile::TempDir>,
+    ) -> Self {
+        // Logs are captured per test and shown only when it fails.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("session_registry=info")
+            .try_init();
+        let settings = Settings::for_tests(url);
+        let clock = Arc::new(ManualClock::new());
+        let app = Application::build_with(&settings, &tenants(idp), clock.clone())
+            .await
+            .expect("registry builds");
+        let base_url = app.base_url().to_owned();
+        tokio::spawn(app.run_until_stopped());
+        Self {
+            base_url,
+            clock,
+            http: reqwest::Client::new(),
+            db,
+            database_url: url.to_owned(),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// `POST /v1/sessions` with a device; returns the status and body.
+    pub async fn create(&self, id_token: &str, device: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .post(self.url("/v1/sessions"))
+            .json(&json!({"id_token": id_token, "device": {"id": device, "name": format!("{device}'s laptop"), "platform": "linux"}}))
+            .send()
+            .await
+            .unwrap();
+        (
+            res.status().as_u16(),
+            res.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// A device session for `user@tenant`: the session token (and the whole response).
+    pub async fn device(
+        &self,
+        idp: &TestIdp,
+        tenant: &str,
+        user: &str,
+        device: &str,
+    ) -> (String, Value) {
+        let tokens = idp.login(tenant, user, "lanyard-cli").await;
+        let (status, body) = self
+            .create(tokens["id_token"].as_str().unwrap(), device)
+            .await;
+        assert_eq!(status, 201, "{body}");
+        (body["session_token"].as_str().unwrap().to_owned(), body)
+    }
+
+    pub async fn authenticate(&self, body: Value) -> (u16, Value, Option<String>) {
+        let res = self
+            .http
+            .post(self.url("/v1/sessions/authenticate"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let challenge = res
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, res.json().await.unwrap_or(Value::Null), challenge)
+    }
+
+    pub async fn get(&self, path: &str, bearer: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
+        (
+            res.status().as_u16(),
+            res.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn post(&self, path: &str, bearer: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(bearer)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (
+            res.status().as_u16(),
+            res.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// Admin listing of a tenant's sessions (all states).
+    pub async fn admin_sessions(&self, tenant: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(
+                &format!("/v1/admin/tenants/{tenant}/sessions"),
+                &format!("{tenant}-admin-key"),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["sessions"].as_array().unwrap().clone()
+    }
+
+    pub fn advance(&self, secs: i64) {
+        self.clock.advance(time::Duration::seconds(secs));
+    }
+}
+
+/// Runs an async test body on both backends.
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn on_postgres() {
+                super::$name(crate::helpers::Backend::Postgres).await
+            }
+            #[tokio::test]
+            async fn on_sqlite() {
+                super::$name(crate::helpers::Backend::Sqlite).await
+            }
+        }
+    };
+}
+pub(crate) use on_both_backends;

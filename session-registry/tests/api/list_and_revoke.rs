@@ -1,0 +1,108 @@
+use serde_json::{json, Value};
+use test_harness::TestIdp;
+
+use crate::helpers::*;
+
+fn ids(list: &Value) -> Vec<String> {
+    list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["session_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn an_account_sees_its_sessions_across_devices_with_its_own_marked_current(backend: Backend) {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, backend).await;
+    let (laptop, l) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let (_phone, p) = reg.device(&idp, "acme", "alice", "phone").await;
+    let (_bob, _) = reg.device(&idp, "acme", "bob", "bobs-laptop").await;
+    let (status, list) = reg.get("/v1/sessions", &laptop).await;
+    assert_eq!(status, 200);
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "bob's session is not alice's: {list}");
+    let current: Vec<&Value> = sessions.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0]["session_id"], l["session"]["session_id"]);
+    let devices: Vec<&str> = sessions
+        .iter()
+        .map(|s| s["device"]["id"].as_str().unwrap())
+        .collect();
+    assert!(devices.contains(&"laptop") && devices.contains(&"phone"));
+    // The same list with the session JWT as the bearer.
+    let (status, by_jwt) = reg
+        .get("/v1/sessions", p["session_jwt"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(by_jwt["sessions"].as_array().unwrap().len(), 2);
+}
+on_both_backends!(an_account_sees_its_sessions_across_devices_with_its_own_marked_current);
+
+async fn revoke_others_signs_every_other_device_out_and_keeps_this_one(backend: Backend) {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, backend).await;
+    let (laptop, _) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let (phone, _) = reg.device(&idp, "acme", "alice", "phone").await;
+    let (tablet, _) = reg.device(&idp, "acme", "alice", "tablet").await;
+    let (bob, _) = reg.device(&idp, "acme", "bob", "desk").await;
+    let (status, body) = reg
+        .post("/v1/sessions/revoke", &laptop, json!({"scope": "others"}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["revoked"].as_array().unwrap().len(), 2);
+    for gone in [&phone, &tablet] {
+        let (status, body) = reg.get("/v1/sessions", gone).await;
+        assert_eq!(status, 401);
+        assert_eq!(body["error"], "session_revoked");
+    }
+    let (status, list) = reg.get("/v1/sessions", &laptop).await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&list).len(), 1);
+    assert_eq!(
+        reg.get("/v1/sessions", &bob).await.0,
+        200,
+        "another account is untouched"
+    );
+
+    let (status, _) = reg
+        .post("/v1/sessions/revoke", &laptop, json!({"scope": "all"}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(reg.get("/v1/sessions", &laptop).await.0, 401);
+}
+on_both_backends!(revoke_others_signs_every_other_device_out_and_keeps_this_one);
+
+async fn revoking_by_id_works_only_within_the_callers_account(backend: Backend) {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, backend).await;
+    let (laptop, _) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let (phone, p) = reg.device(&idp, "acme", "alice", "phone").await;
+    let (_bob, b) = reg.device(&idp, "acme", "bob", "desk").await;
+    let (status, _) = reg
+        .post(
+            "/v1/sessions/revoke",
+            &laptop,
+            json!({"session_id": b["session"]["session_id"]}),
+        )
+        .await;
+    assert_eq!(status, 404, "bob's session is not alice's to revoke");
+    let (status, body) = reg
+        .post(
+            "/v1/sessions/revoke",
+            &laptop,
+            json!({"session_id": p["session"]["session_id"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["revoked"][0], p["session"]["session_id"]);
+    assert_eq!(reg.get("/v1/sessions", &phone).await.0, 401);
+    for bad in [
+        json!({}),
+        json!({"scope": "everything"}),
+        json!({"scope": "all", "session_id": "x"}),
+    ] {
+        assert_eq!(reg.post("/v1/sessions/revoke", &laptop, bad).await.0, 400);
+    }
+}
+on_both_backends!(revoking_by_id_works_only_within_the_callers_account);

@@ -1,0 +1,14 @@
+//! Black-box tests of the registry over real HTTP, against the real mock IdP, on a fresh Postgres
+//! database per test (and, for the store contract, on SQLite too).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a panic is a failure report
+
+mod helpers;
+
+mod admin_and_ops;
+mod authenticate;
+mod backchannel;
+mod bad_input;
+mod create;
+mod events;
+mod isolation;
+mod list_and_revoke;
