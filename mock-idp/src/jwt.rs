@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::config::SigningAlg;
-use crate::keys::{KeySet, SigningKey};
+use crate::keys::{Es256Signer, KeySet, SigningKey};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum JwtError {
@@ -51,7 +51,8 @@ pub fn sign(claims: &Value, key: &SigningKey, typ: Option<&str>) -> Result<Strin
         .map_err(|e| JwtError::Signing(e.to_string()))
 }
 
-/// The JOSE header of [`sign_es256`], fields in jsonwebtoken's order so tokens are byte-identical.
+/// The JOSE header of [`sign_es256`], fields in jsonwebtoken's order so the header segment is
+/// byte-identical to jsonwebtoken's.
 #[derive(Serialize)]
 struct Es256Header<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,17 +61,17 @@ struct Es256Header<'a> {
     kid: &'a str,
 }
 
-/// ES256 with the key parsed once (see [`SigningKey::es256`]): jsonwebtoken's RustCrypto backend
-/// parses the PKCS#8 key and derives its public point on each call, which cost more than the
-/// signature itself and dominated the token endpoint (bench/idp.sh). Same JWS as jsonwebtoken:
-/// base64url header and claims, and the 64-byte `r || s` signature (RFC 7518 §3.4).
+/// ES256 with the key parsed once and ring's P-256 (see [`Es256Signer`]): jsonwebtoken's
+/// RustCrypto backend parses the PKCS#8 key and derives its public point on each call, and
+/// RustCrypto's signature alone was most of the token endpoint's CPU (bench/idp.sh). The JWS is
+/// what jsonwebtoken makes, byte for byte up to the signature: base64url header and claims, and
+/// the 64-byte `r || s` signature (RFC 7518 §3.4), whose random nonce makes it differ per call.
 fn sign_es256(
     claims: &Value,
-    key: &p256::ecdsa::SigningKey,
+    key: &Es256Signer,
     kid: &str,
     typ: Option<&str>,
 ) -> Result<String, JwtError> {
-    use p256::ecdsa::signature::Signer;
     let signing = |e: &dyn std::fmt::Display| JwtError::Signing(e.to_string());
     let header = serde_json::to_vec(&Es256Header {
         typ,
@@ -82,10 +83,9 @@ fn sign_es256(
     let mut jws = URL_SAFE_NO_PAD.encode(header);
     jws.push('.');
     URL_SAFE_NO_PAD.encode_string(claims, &mut jws);
-    let signature: p256::ecdsa::Signature =
-        key.try_sign(jws.as_bytes()).map_err(|e| signing(&e))?;
+    let signature = key.sign(jws.as_bytes()).map_err(|e| signing(&e))?;
     jws.push('.');
-    URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut jws);
+    URL_SAFE_NO_PAD.encode_string(signature, &mut jws);
     Ok(jws)
 }
 
@@ -343,9 +343,10 @@ mod tests {
     }
 
     #[test]
-    fn es256_tokens_are_byte_identical_to_jsonwebtoken() {
-        // ECDSA here is deterministic (RFC 6979), so the cached-key path must produce exactly what
-        // jsonwebtoken produces from the PKCS#8 key.
+    fn es256_tokens_match_jsonwebtoken_and_verify_with_the_public_key() {
+        // ring's ECDSA nonce is random, so the signature differs from jsonwebtoken's (RFC 6979)
+        // one; the header and claims segments must not, and jsonwebtoken must accept the
+        // signature with the public key alone.
         let keys = keyset();
         let key = keys.active(SigningAlg::ES256).unwrap();
         let claims = json!({"iss": "http://i/acme", "sub": "s", "exp": 1, "scope": "openid"});
@@ -354,7 +355,28 @@ mod tests {
             header.kid = Some(key.kid.clone());
             header.typ = typ.map(str::to_owned);
             let expected = jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap();
-            assert_eq!(sign(&claims, &key, typ).unwrap(), expected, "typ {typ:?}");
+            let token = sign(&claims, &key, typ).unwrap();
+            let (signed, signature) = token.rsplit_once('.').unwrap();
+            assert_eq!(
+                Some(signed),
+                expected.rsplit_once('.').map(|(s, _)| s),
+                "typ {typ:?}"
+            );
+            assert_eq!(URL_SAFE_NO_PAD.decode(signature).unwrap().len(), 64);
+
+            let public = jsonwebtoken::DecodingKey::from_ec_pem(key.public_pem.as_bytes()).unwrap();
+            let mut validation = Validation::new(Algorithm::ES256);
+            validation.validate_exp = false;
+            validation.required_spec_claims = HashSet::new();
+            let data = jsonwebtoken::decode::<Value>(&token, &public, &validation).unwrap();
+            assert_eq!(data.claims, claims);
+            assert_eq!(data.header.kid.as_deref(), Some(key.kid.as_str()));
+            assert_eq!(data.header.typ.as_deref(), typ);
+
+            let mut bad = URL_SAFE_NO_PAD.decode(signature).unwrap();
+            bad[10] ^= 1;
+            let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(bad));
+            assert!(jsonwebtoken::decode::<Value>(&forged, &public, &validation).is_err());
         }
     }
 
