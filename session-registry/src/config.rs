@@ -82,6 +82,18 @@ pub struct RegistryConfig {
     pub key_dir: Option<PathBuf>,
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+    /// The registry as a confidential OIDC client of tenants' IdPs, for the "Your devices" page.
+    #[serde(default)]
+    pub web_clients: Vec<WebClientConfig>,
+}
+
+/// The registry's own client registration at a tenant's IdP (e.g. `lanyard-registry`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebClientConfig {
+    pub tenant: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
 }
 
 impl RegistryConfig {

@@ -143,6 +143,7 @@ impl Application {
 
         let data = registry.clone();
         let admin = web::Data::new(admin_token(settings.admin_token.clone()));
+        let web_state = web::Data::from(routes::devices_page::state(&config.web_clients));
         let server = HttpServer::new(move || {
             let metrics_data = data.clone();
             App::new()
@@ -167,6 +168,7 @@ impl Application {
                 })
                 .app_data(data.clone())
                 .app_data(admin.clone())
+                .app_data(web_state.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY))
                 .app_data(
                     web::JsonConfig::default()

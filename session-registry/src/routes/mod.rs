@@ -4,6 +4,7 @@ mod admin;
 mod backchannel;
 mod events;
 mod sessions;
+pub mod devices_page;
 mod wellknown;
 
 use actix_web::http::header;
@@ -30,7 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/v1/backchannel-logout",
             web::post().to(backchannel::logout),
         )
-        .service(admin::scope());
+        .service(admin::scope())
+        .configure(devices_page::configure);
 }
 
 pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use lanyard_clock::ManualClock;
 use serde_json::{json, Value};
-use session_registry::config::{RegistryConfig, TenantConfig};
+use session_registry::config::{RegistryConfig, TenantConfig, WebClientConfig};
 use session_registry::{Application, Settings};
 use test_harness::{TestDatabase, TestIdp};
 
@@ -22,6 +22,8 @@ pub struct TestRegistry {
     pub http: reqwest::Client,
     pub db: Option<Arc<TestDatabase>>,
     pub database_url: String,
+    /// The registry itself, for what has no HTTP route (garbage collection).
+    pub registry: actix_web::web::Data<session_registry::service::Registry>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -29,7 +31,7 @@ pub fn tenants(idp: &TestIdp) -> RegistryConfig {
     let tenant = |slug: &str| TenantConfig {
         slug: slug.into(),
         issuer: idp.issuer(slug),
-        audiences: vec!["lanyard-cli".into(), "rp".into()],
+        audiences: vec!["lanyard-cli".into(), "rp".into(), "lanyard-registry".into()],
         idle_timeout_secs: 3600,
         absolute_timeout_secs: 24 * 3600,
         api_key: Some(secrecy::SecretString::from(format!("{slug}-admin-key"))),
@@ -37,6 +39,11 @@ pub fn tenants(idp: &TestIdp) -> RegistryConfig {
     RegistryConfig {
         key_dir: None,
         tenants: vec![tenant("acme"), tenant("globex")],
+        web_clients: vec![WebClientConfig {
+            tenant: "acme".into(),
+            client_id: "lanyard-registry".into(),
+            client_secret: secrecy::SecretString::from(mock_idp::config::DEV_REGISTRY_SECRET),
+        }],
     }
 }
 
@@ -54,6 +61,11 @@ impl TestRegistry {
                 Self::spawn_on(idp, &url, None, Some(dir)).await
             }
         }
+    }
+
+    /// A registry on a database the test provides (a private Postgres server, say).
+    pub async fn spawn_on_url(idp: &TestIdp, url: &str) -> Self {
+        Self::spawn_on(idp, url, None, None).await
     }
 
     /// A second registry process on the same database (Postgres).
@@ -78,6 +90,7 @@ impl TestRegistry {
             .await
             .expect("registry builds");
         let base_url = app.base_url().to_owned();
+        let registry = app.registry();
         tokio::spawn(app.run_until_stopped());
         Self {
             base_url,
@@ -85,6 +98,7 @@ impl TestRegistry {
             http: reqwest::Client::new(),
             db,
             database_url: url.to_owned(),
+            registry,
             _dir: dir,
         }
     }

@@ -1,0 +1,336 @@
+//! "Your devices": a server-rendered page where a person signs in with the tenant's IdP (the
+//! registry is its confidential client) and sees and revokes the sessions of their account.
+//!
+//! Signing in here opens a registry session for this browser (device platform `web`), kept in an
+//! `HttpOnly`, `SameSite=Lax` cookie (`Secure` when the public URL is https); forms carry a CSRF
+//! token derived from that session token, and cross-origin posts are refused.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use maud::{html, Markup, DOCTYPE};
+use parking_lot::Mutex;
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::WebClientConfig;
+use crate::error::ApiError;
+use crate::service::{CreateSessionRequest, DeviceRequest, Registry, RevokeRequest, SessionView};
+use crate::token::hash_hex;
+
+const SESSION_COOKIE: &str = "lanyard_session";
+const LOGIN_COOKIE: &str = "lanyard_login";
+const PENDING_TTL: i64 = 600;
+
+struct Pending {
+    tenant: String,
+    verifier: String,
+    nonce: String,
+    created: i64,
+}
+
+/// Web-page state: client registrations, logins in progress, the IdPs' endpoints.
+pub struct WebState {
+    clients: HashMap<String, WebClientConfig>,
+    pending: Mutex<HashMap<String, Pending>>,
+    endpoints: Mutex<HashMap<String, (String, String)>>,
+    http: reqwest::Client,
+}
+
+impl WebState {
+    pub fn new(clients: &[WebClientConfig]) -> Self {
+        Self {
+            clients: clients.iter().map(|c| (c.tenant.clone(), c.clone())).collect(),
+            pending: Mutex::new(HashMap::new()),
+            endpoints: Mutex::new(HashMap::new()),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// (authorization_endpoint, token_endpoint) of `issuer`, from its discovery document.
+    async fn endpoints(&self, issuer: &str) -> Result<(String, String), ApiError> {
+        if let Some(e) = self.endpoints.lock().get(issuer) {
+            return Ok(e.clone());
+        }
+        let unavailable = |e: reqwest::Error| ApiError::Unavailable(format!("the identity provider did not answer: {e}"));
+        let doc: Value = self
+            .http
+            .get(format!("{issuer}/.well-known/openid-configuration"))
+            .send()
+            .await
+            .map_err(unavailable)?
+            .json()
+            .await
+            .map_err(unavailable)?;
+        let get = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
+        let pair = get("authorization_endpoint")
+            .zip(get("token_endpoint"))
+            .ok_or_else(|| ApiError::Unavailable("the identity provider's discovery document is incomplete".into()))?;
+        self.endpoints.lock().insert(issuer.to_owned(), pair.clone());
+        Ok(pair)
+    }
+}
+
+fn random() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn csrf_for(token: &str) -> String {
+    hash_hex(&format!("lanyard-csrf:{token}"))
+}
+
+fn secure(reg: &Registry) -> bool {
+    reg.issuer.starts_with("https://")
+}
+
+fn cookie<'a>(name: &'a str, value: String, path: &'a str, reg: &Registry) -> Cookie<'a> {
+    Cookie::build(name, value).path(path).http_only(true).secure(secure(reg)).same_site(SameSite::Lax).finish()
+}
+
+fn page(title: &str, body: Markup) -> HttpResponse {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) }
+                style { "body{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem}table{border-collapse:collapse;width:100%}td,th{padding:.4rem;border-bottom:1px solid #ddd;text-align:left}.current{font-weight:600}" }
+            }
+            body { (body) }
+        }
+    };
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("X-Frame-Options", "DENY"))
+        .insert_header(("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"))
+        .content_type("text/html; charset=utf-8")
+        .body(markup.into_string())
+}
+
+fn when(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// `GET /devices/{tenant}`: the device list, or a redirect to the IdP to sign in.
+pub async fn devices(reg: web::Data<Registry>, state: web::Data<WebState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let tenant = path.into_inner();
+    if let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()) {
+        if let Ok(caller) = reg.resolve(&token, &super::ctx(&req)).await {
+            if caller.tenant == tenant {
+                let sessions = reg.list(&caller).await?;
+                return Ok(render_devices(&tenant, &sessions, &csrf_for(&token)));
+            }
+        }
+    }
+    start_login(&reg, &state, &tenant).await
+}
+
+async fn start_login(reg: &Registry, state: &WebState, tenant: &str) -> Result<HttpResponse, ApiError> {
+    let client = state.clients.get(tenant).ok_or_else(|| ApiError::NotFound(format!("no device page for tenant '{}'", tenant.escape_default())))?;
+    let record = reg.store.tenant(tenant).await?.ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
+    let (authorize, _) = state.endpoints(&record.issuer).await?;
+    let (st, verifier, nonce) = (random(), random(), random());
+    let challenge = {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+    };
+    let now = reg.now();
+    {
+        let mut pending = state.pending.lock();
+        pending.retain(|_, p| now - p.created < PENDING_TTL);
+        pending.insert(st.clone(), Pending { tenant: tenant.to_owned(), verifier, nonce: nonce.clone(), created: now });
+    }
+    let mut url = url::Url::parse(&authorize).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &client.client_id)
+        .append_pair("redirect_uri", &format!("{}/auth/callback", reg.issuer))
+        .append_pair("scope", "openid profile email")
+        .append_pair("state", &st)
+        .append_pair("nonce", &nonce)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let mut res = HttpResponse::SeeOther().insert_header((header::LOCATION, url.as_str())).finish();
+    let _ = res.add_cookie(&cookie(LOGIN_COOKIE, st, "/auth/", reg));
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+pub struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// `GET /auth/callback`: the IdP's answer; state must match this browser's login cookie.
+pub async fn callback(reg: web::Data<Registry>, state: web::Data<WebState>, req: HttpRequest, q: web::Query<Callback>) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    if let Some(err) = q.error {
+        return Err(ApiError::bad_request("login_failed", format!("the identity provider answered {}", err.escape_default())));
+    }
+    let st = q.state.ok_or_else(|| ApiError::bad_request("invalid_request", "state is missing"))?;
+    let bound = req.cookie(LOGIN_COOKIE).is_some_and(|c| crate::ct_eq(c.value().as_bytes(), st.as_bytes()));
+    let pending = state.pending.lock().remove(&st);
+    let (Some(pending), true) = (pending, bound) else {
+        return Err(ApiError::bad_request("invalid_state", "this sign-in is unknown, expired or belongs to another browser; start again"));
+    };
+    if reg.now() - pending.created >= PENDING_TTL {
+        return Err(ApiError::bad_request("invalid_state", "this sign-in took too long; start again"));
+    }
+    let code = q.code.ok_or_else(|| ApiError::bad_request("invalid_request", "code is missing"))?;
+    let client = state.clients.get(&pending.tenant).ok_or_else(|| ApiError::NotFound("no device page for this tenant".into()))?;
+    let tenant = reg.store.tenant(&pending.tenant).await?.ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
+    let (_, token_endpoint) = state.endpoints(&tenant.issuer).await?;
+    let res = state
+        .http
+        .post(&token_endpoint)
+        .basic_auth(&client.client_id, Some(client.client_secret.expose_secret()))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", &format!("{}/auth/callback", reg.issuer)),
+            ("code_verifier", pending.verifier.as_str()),
+        ])
+        .send()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let status = res.status();
+    let body: Value = res.json().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    if !status.is_success() {
+        return Err(ApiError::bad_request("login_failed", format!("the code exchange failed: {}", body["error"].as_str().unwrap_or("unknown error"))));
+    }
+    let id_token = body["id_token"].as_str().ok_or_else(|| ApiError::bad_request("login_failed", "no ID token in the answer"))?;
+    let claims = reg
+        .verifier
+        .verify_id_token(id_token, &tenant)
+        .await
+        .map_err(|e| ApiError::invalid_token("invalid_id_token", e.to_string()))?;
+    if claims.get("nonce").and_then(Value::as_str) != Some(pending.nonce.as_str()) {
+        return Err(ApiError::invalid_token("invalid_id_token", "nonce does not match this sign-in"));
+    }
+    let created = reg
+        .create_session(
+            CreateSessionRequest {
+                id_token: id_token.to_owned(),
+                device: DeviceRequest {
+                    id: format!("web-{}", &random()[..12]),
+                    name: "Web browser".into(),
+                    platform: "web".into(),
+                },
+                session_duration_minutes: Some(60),
+                tenant: Some(tenant.slug.clone()),
+            },
+            &super::ctx(&req),
+        )
+        .await?;
+    let token = created.session_token.unwrap_or_default();
+    let mut res = HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/devices/{}", tenant.slug)))
+        .finish();
+    let _ = res.add_cookie(&cookie(SESSION_COOKIE, token, "/devices/", &reg));
+    let mut gone = cookie(LOGIN_COOKIE, String::new(), "/auth/", &reg);
+    gone.make_removal();
+    let _ = res.add_cookie(&gone);
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    csrf: String,
+    session_id: Option<String>,
+    scope: Option<String>,
+}
+
+/// `POST /devices/{tenant}/revoke`: one session, or every other one.
+pub async fn revoke(reg: web::Data<Registry>, req: HttpRequest, path: web::Path<String>, form: web::Form<RevokeForm>) -> Result<HttpResponse, ApiError> {
+    let tenant = path.into_inner();
+    if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        if origin != "null" && !reg.issuer.starts_with(origin) {
+            return Err(ApiError::Forbidden("cross-origin form posts are refused".into()));
+        }
+    }
+    let token = req
+        .cookie(SESSION_COOKIE)
+        .map(|c| c.value().to_owned())
+        .ok_or_else(|| ApiError::Forbidden("sign in first".into()))?;
+    let form = form.into_inner();
+    if !crate::ct_eq(form.csrf.as_bytes(), csrf_for(&token).as_bytes()) {
+        return Err(ApiError::Forbidden("the form's CSRF token is missing or wrong; reload the page".into()));
+    }
+    let caller = reg.resolve(&token, &super::ctx(&req)).await?;
+    if caller.tenant != tenant {
+        return Err(ApiError::Forbidden("this session belongs to another tenant".into()));
+    }
+    let request = match (form.session_id, form.scope.as_deref()) {
+        (Some(id), None) => RevokeRequest { session_id: Some(id), scope: None },
+        (None, Some("others")) => RevokeRequest { session_id: None, scope: Some("others".into()) },
+        _ => return Err(ApiError::bad_request("invalid_request", "send session_id, or scope=others")),
+    };
+    reg.revoke(&caller, request).await?;
+    Ok(HttpResponse::build(StatusCode::SEE_OTHER).insert_header((header::LOCATION, format!("/devices/{tenant}"))).finish())
+}
+
+fn render_devices(tenant: &str, sessions: &[SessionView], csrf: &str) -> HttpResponse {
+    let who = sessions.iter().find(|s| s.current).map(|s| s.email.clone().unwrap_or_else(|| s.subject.clone())).unwrap_or_default();
+    page(
+        "Your devices",
+        html! {
+            h1 { "Your devices" }
+            p { "Signed in as " strong id="who" { (who) } " in " (tenant) "." }
+            table id="sessions" {
+                thead { tr { th { "Device" } th { "Platform" } th { "Last seen" } th {} } }
+                tbody {
+                    @for s in sessions {
+                        tr.current[s.current] data-session=(s.session_id) {
+                            td { (s.device.name) @if s.current { " (this browser)" } }
+                            td { (s.device.platform) }
+                            td { (when(s.device.last_seen)) }
+                            td {
+                                @if !s.current {
+                                    form method="post" action=(format!("/devices/{tenant}/revoke")) {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        input type="hidden" name="session_id" value=(s.session_id);
+                                        button type="submit" class="revoke" id=(format!("revoke-{}", s.session_id)) { "Revoke" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form method="post" action=(format!("/devices/{tenant}/revoke")) {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="scope" value="others";
+                button type="submit" id="sign-out-others" { "Sign out everywhere else" }
+            }
+        },
+    )
+}
+
+/// Routes of the page.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/devices/{tenant}", web::get().to(devices))
+        .route("/devices/{tenant}/revoke", web::post().to(revoke))
+        .route("/auth/callback", web::get().to(callback));
+}
+
+/// Web state for the app.
+pub fn state(clients: &[WebClientConfig]) -> Arc<WebState> {
+    Arc::new(WebState::new(clients))
+}
