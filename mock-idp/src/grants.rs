@@ -67,8 +67,17 @@ pub struct RefreshRecord {
     pub family: String,
     pub expires_at: OffsetDateTime,
     pub used_at: Option<OffsetDateTime>,
-    /// The response that rotated this token, for the reuse grace window.
-    pub child: Option<(String, Value)>,
+    /// What this token was rotated into, for the reuse grace window.
+    pub child: Option<Rotation>,
+}
+
+/// A refresh token's successor and the response that carried it.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// Fingerprint of the child refresh token.
+    pub child_fp: String,
+    /// The token response; `None` while its JWTs are being signed, outside the grants lock.
+    pub response: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +151,19 @@ impl Grants {
             }
         }
         changed
+    }
+
+    /// Forgets the access token and the refresh token of a response that was registered but
+    /// never handed out (its signing failed).
+    pub fn discard(&mut self, access_jti: &str, refresh_fp: Option<&str>) {
+        let family = self.access.remove(access_jti).and_then(|a| a.family);
+        if let Some(fp) = refresh_fp {
+            self.refresh.remove(fp);
+        }
+        if let Some(f) = family.and_then(|id| self.families.get_mut(&id)) {
+            f.access_jtis.retain(|j| j != access_jti);
+            f.refresh_fps.retain(|r| Some(r.as_str()) != refresh_fp);
+        }
     }
 
     /// Revokes every family bound to IdP session `sid`.

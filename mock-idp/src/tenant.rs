@@ -2,10 +2,12 @@
 //! the minting of its tokens.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
+use tokio::sync::Notify;
 
 use crate::audit::{Audit, AuditEvent};
 use crate::clock::SharedClock;
@@ -15,8 +17,8 @@ use crate::error::OAuthError;
 use crate::faults::FaultSet;
 use crate::grants::{AccessRecord, Family, Grants, RefreshRecord};
 use crate::ids::TenantId;
-use crate::jwt;
-use crate::keys::{KeyError, KeySet};
+use crate::jwt::{self, IdTokenTamper};
+use crate::keys::{KeyError, KeySet, SigningKey};
 use crate::random;
 use crate::scope::Scope;
 
@@ -43,6 +45,10 @@ pub struct Tenant {
     pub grants: Mutex<Grants>,
     pub faults: Mutex<FaultSet>,
     pub audit: Mutex<Audit>,
+    /// Woken whenever a refresh rotation settles: its response is stored in the parent record,
+    /// or the rotation is rolled back. A repeat inside the reuse grace window that finds the
+    /// response still being signed waits on it.
+    pub rotations: Notify,
     clock: SharedClock,
 }
 
@@ -57,6 +63,106 @@ pub struct Issue<'a> {
     /// Continue this refresh family; `None` starts a new one if a refresh token is issued.
     pub family: Option<String>,
     pub with_refresh: bool,
+}
+
+/// A token response registered in the grants but not yet signed: made by [`Tenant::issue`]
+/// under the grants lock, finished by [`Unsigned::sign`] after it.
+pub struct Unsigned {
+    tokens: UnsignedTokens,
+    pub family: Option<String>,
+    pub access_jti: String,
+    pub refresh_fp: Option<String>,
+}
+
+struct UnsignedTokens {
+    at_claims: Value,
+    at_key: Arc<SigningKey>,
+    id_token: Option<UnsignedIdToken>,
+    expires_in: u64,
+    scope: String,
+    refresh_token: Option<String>,
+}
+
+struct UnsignedIdToken {
+    claims: Value,
+    key: Arc<SigningKey>,
+    /// An `id_token` fault taken when the response was registered.
+    tamper: Option<IdTokenTamper>,
+}
+
+impl Unsigned {
+    /// Signs the response; call it with the grants lock released.
+    pub fn sign(self) -> Result<Issued, SignFailure> {
+        match self.tokens.sign() {
+            Ok(body) => Ok(Issued {
+                body,
+                family: self.family,
+                access_jti: self.access_jti,
+                refresh_fp: self.refresh_fp,
+            }),
+            Err(error) => Err(SignFailure {
+                error,
+                access_jti: self.access_jti,
+                refresh_fp: self.refresh_fp,
+            }),
+        }
+    }
+}
+
+/// A response whose signing failed: its tokens were registered but will never be handed out.
+#[must_use = "the registered tokens must be discarded"]
+pub struct SignFailure {
+    error: OAuthError,
+    access_jti: String,
+    refresh_fp: Option<String>,
+}
+
+impl SignFailure {
+    /// Forgets the registered access and refresh token (whatever else the caller marked, it
+    /// undoes itself, in the same critical section) and hands back the error to answer with.
+    pub fn discard(self, grants: &mut Grants) -> OAuthError {
+        grants.discard(&self.access_jti, self.refresh_fp.as_deref());
+        self.error
+    }
+}
+
+impl UnsignedTokens {
+    /// Signs the access token and the ID token and assembles the response body.
+    fn sign(self) -> Result<Value, OAuthError> {
+        let server_error = |e: jwt::JwtError| OAuthError::server_error(e.to_string());
+        let access_token =
+            jwt::sign(&self.at_claims, &self.at_key, Some("at+jwt")).map_err(server_error)?;
+        let id_token = match self.id_token {
+            Some(UnsignedIdToken {
+                mut claims,
+                key,
+                tamper,
+            }) => {
+                claims["at_hash"] = Value::from(jwt::at_hash(&access_token));
+                Some(
+                    match tamper {
+                        Some(t) => t.sign(claims, &key),
+                        None => jwt::sign(&claims, &key, None),
+                    }
+                    .map_err(server_error)?,
+                )
+            }
+            None => None,
+        };
+        let mut body = json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        });
+        if let Some(id_token) = id_token {
+            body["id_token"] = Value::from(id_token);
+        }
+        if let Some(refresh_token) = self.refresh_token {
+            body["refresh_token"] = Value::from(refresh_token);
+        }
+        Ok(body)
+    }
 }
 
 /// An issued token response and the bookkeeping that goes with it.
@@ -130,6 +236,7 @@ impl Tenant {
             grants: Mutex::new(Grants::default()),
             faults: Mutex::new(FaultSet::default()),
             audit: Mutex::new(Audit::default()),
+            rotations: Notify::new(),
             clock,
         })
     }
@@ -165,9 +272,16 @@ impl Tenant {
         self.audit.lock().record(self.id.as_str(), event);
     }
 
-    /// Mints an access token (RFC 9068), optionally a refresh token and an ID token, and records
-    /// them in `grants`. Runs under the grants lock so rotation and reuse detection are atomic.
-    pub fn issue(&self, grants: &mut Grants, req: Issue<'_>) -> Result<Issued, OAuthError> {
+    /// Registers a token response in `grants`: a new access token (RFC 9068), optionally a
+    /// refresh token (in a new family or `req.family`) and an ID token. Runs under the grants lock
+    /// so rotation and reuse detection are atomic; the JWTs are signed afterwards, by
+    /// [`Unsigned::sign`], once the caller has released the lock (signing is most of a token
+    /// request's CPU, and under the lock the token endpoint could use one core at most); if that
+    /// fails, [`SignFailure::discard`] takes the records back. Nothing
+    /// of the response is known outside until it is signed and returned, so the records may
+    /// precede it; everything that can fail, short of signing itself, fails here, before
+    /// `grants` changes.
+    pub fn issue(&self, grants: &mut Grants, req: Issue<'_>) -> Result<Unsigned, OAuthError> {
         let now = self.now();
         let iat = self.issue_time();
         let client_id = req.client.id().clone();
@@ -183,10 +297,22 @@ impl Tenant {
                 }
             }
         };
-        let keys = self.keys.read();
-        let at_key = keys
-            .active(SigningAlg::ES256)
-            .ok_or_else(|| OAuthError::server_error("no active signing key"))?;
+        let (at_key, id_key) = {
+            let keys = self.keys.read();
+            let at_key = keys
+                .active(SigningAlg::ES256)
+                .ok_or_else(|| OAuthError::server_error("no active signing key"))?;
+            let id_key =
+                if req.scope.contains("openid") {
+                    let alg = req.client.config.id_token_alg;
+                    Some(keys.active(alg).ok_or_else(|| {
+                        OAuthError::server_error(format!("no active {alg:?} key"))
+                    })?)
+                } else {
+                    None
+                };
+            (at_key, id_key)
+        };
 
         let jti = random::id();
         let at_ttl = Self::secs(self.lifetimes.access_token);
@@ -206,54 +332,43 @@ impl Tenant {
         if let Some(sid) = req.sid {
             at_claims["sid"] = Value::from(sid);
         }
-        let access_token = jwt::sign(&at_claims, &at_key, Some("at+jwt"))
-            .map_err(|e| OAuthError::server_error(e.to_string()))?;
 
-        let mut body = json!({
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": self.lifetimes.access_token,
-            "scope": req.scope.to_string(),
-        });
-
-        if req.scope.contains("openid") {
-            let alg = req.client.config.id_token_alg;
-            let key = keys
-                .active(alg)
-                .ok_or_else(|| OAuthError::server_error(format!("no active {alg:?} key")))?;
-            let mut claims = json!({
-                "iss": self.issuer,
-                "sub": req.sub,
-                "aud": client_id.as_str(),
-                "azp": client_id.as_str(),
-                "exp": (iat + Self::secs(self.lifetimes.id_token)).unix_timestamp(),
-                "iat": iat.unix_timestamp(),
-                "auth_time": req.auth_time.unix_timestamp(),
-                "at_hash": jwt::at_hash(&access_token),
-                "tenant": self.id.as_str(),
-                "is_guest": is_guest,
-            });
-            if let (Some(map), Some(extra)) = (claims.as_object_mut(), user_claims.as_object()) {
-                map.extend(extra.clone());
+        let id_token = match id_key {
+            Some(key) => {
+                // `at_hash` is added once the access token is signed.
+                let mut claims = json!({
+                    "iss": self.issuer,
+                    "sub": req.sub,
+                    "aud": client_id.as_str(),
+                    "azp": client_id.as_str(),
+                    "exp": (iat + Self::secs(self.lifetimes.id_token)).unix_timestamp(),
+                    "iat": iat.unix_timestamp(),
+                    "auth_time": req.auth_time.unix_timestamp(),
+                    "tenant": self.id.as_str(),
+                    "is_guest": is_guest,
+                });
+                if let (Some(map), Some(extra)) = (claims.as_object_mut(), user_claims.as_object())
+                {
+                    map.extend(extra.clone());
+                }
+                if let Some(nonce) = req.nonce {
+                    claims["nonce"] = Value::from(nonce);
+                }
+                if let Some(sid) = req.sid {
+                    claims["sid"] = Value::from(sid);
+                }
+                let tamper = self.faults.lock().take_id_token_tamper();
+                Some(UnsignedIdToken {
+                    claims,
+                    key,
+                    tamper,
+                })
             }
-            if let Some(nonce) = req.nonce {
-                claims["nonce"] = Value::from(nonce);
-            }
-            if let Some(sid) = req.sid {
-                claims["sid"] = Value::from(sid);
-            }
-            let tamper = self.faults.lock().take_id_token_tamper();
-            let id_token = match tamper {
-                Some(t) => t.sign(claims, &key),
-                None => jwt::sign(&claims, &key, None),
-            }
-            .map_err(|e| OAuthError::server_error(e.to_string()))?;
-            body["id_token"] = Value::from(id_token);
-        }
-        drop(keys);
+            None => None,
+        };
 
         let mut family = req.family;
-        let mut refresh_fp = None;
+        let mut refresh = None;
         if req.with_refresh {
             let fid = family.get_or_insert_with(|| {
                 let id = random::id();
@@ -286,8 +401,7 @@ impl Tenant {
             if let Some(f) = grants.families.get_mut(fid.as_str()) {
                 f.refresh_fps.push(fp.clone());
             }
-            body["refresh_token"] = Value::from(refresh_token);
-            refresh_fp = Some(fp);
+            refresh = Some((refresh_token, fp));
         }
         grants.access.insert(
             jti.clone(),
@@ -303,8 +417,16 @@ impl Tenant {
         if let Some(f) = family.as_deref().and_then(|id| grants.families.get_mut(id)) {
             f.access_jtis.push(jti.clone());
         }
-        Ok(Issued {
-            body,
+        let (refresh_token, refresh_fp) = refresh.unzip();
+        Ok(Unsigned {
+            tokens: UnsignedTokens {
+                at_claims,
+                at_key,
+                id_token,
+                expires_in: self.lifetimes.access_token,
+                scope: req.scope.to_string(),
+                refresh_token,
+            },
             family,
             access_jti: jti,
             refresh_fp,

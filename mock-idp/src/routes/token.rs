@@ -11,7 +11,7 @@ use crate::config::GrantType;
 use crate::directory::Client;
 use crate::error::{ErrorCode, OAuthError};
 use crate::faults::Endpoint;
-use crate::grants::{CodeState, DeviceStatus};
+use crate::grants::{CodeState, DeviceStatus, RefreshRecord, Rotation};
 use crate::random;
 use crate::scope::Scope;
 use crate::state::IdpState;
@@ -81,7 +81,7 @@ pub async fn token(
         Grant::RefreshToken {
             refresh_token,
             scope,
-        } => refresh(&tenant, &client, refresh_token.expose_secret(), scope),
+        } => refresh(&tenant, &client, refresh_token.expose_secret(), scope).await,
         Grant::ClientCredentials { scope } => client_credentials(&tenant, &client, scope),
         Grant::DeviceCode { device_code } => {
             device_code_grant(&tenant, &client, device_code.expose_secret())
@@ -193,7 +193,7 @@ fn authorization_code(
         return Err(OAuthError::invalid_grant(description));
     }
     let rec = rec.clone();
-    let issued = tenant.issue(
+    let unsigned = tenant.issue(
         &mut grants,
         Issue {
             client,
@@ -208,11 +208,24 @@ fn authorization_code(
     )?;
     if let Some(r) = grants.codes.get_mut(&fp) {
         r.state = CodeState::Redeemed {
-            family: issued.family.clone(),
-            access_jti: issued.access_jti.clone(),
+            family: unsigned.family.clone(),
+            access_jti: unsigned.access_jti.clone(),
         };
     }
-    Ok(issued.body)
+    // Signed outside the lock. The code is redeemed from here on: a replay, even one that comes
+    // while these tokens are being signed, revokes them.
+    drop(grants);
+    match unsigned.sign() {
+        Ok(issued) => Ok(issued.body),
+        Err(failure) => {
+            // Nothing was handed out; the failure burns the code.
+            let mut grants = tenant.grants.lock();
+            if let Some(r) = grants.codes.get_mut(&fp) {
+                r.state = CodeState::Burned;
+            }
+            Err(failure.discard(&mut grants))
+        }
+    }
 }
 
 /// What a refresh needs from its token family.
@@ -223,7 +236,11 @@ struct FamilyGrant {
     auth_time: time::OffsetDateTime,
 }
 
-fn refresh(
+/// How long a repeat inside the reuse grace window waits for the response of the rotation it
+/// raced (which is being signed on another worker, normally for well under a millisecond).
+const ROTATION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn refresh(
     tenant: &Tenant,
     client: &Client,
     token: &str,
@@ -235,18 +252,55 @@ fn refresh(
             "this client may not use the refresh_token grant",
         ));
     }
+    let fp = random::fingerprint(token);
+    let deadline = tokio::time::Instant::now() + ROTATION_WAIT;
+    loop {
+        // Taken before the grants are looked at, so a rotation that settles after the look is
+        // sure to wake it.
+        let settled = tenant.rotations.notified();
+        match refresh_step(tenant, client, &fp, scope.as_ref())? {
+            RefreshStep::Done(body) => return Ok(body),
+            RefreshStep::WaitForRotation => {
+                if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                    return Err(OAuthError::server_error(
+                        "a concurrent rotation of this refresh token did not finish; try again",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+enum RefreshStep {
+    Done(serde_json::Value),
+    /// A repeat inside the grace window found the parent rotated, but the response that carried
+    /// the child still being signed.
+    WaitForRotation,
+}
+
+/// One attempt at a refresh: checks and rotation under the grants lock, then signing after it.
+/// Rotation is atomic: the parent is marked used and the child registered in one critical
+/// section, so of two racing uses exactly one rotates and the other is a reuse (or, inside the
+/// grace window, a repeat that gets the same child once its response is stored).
+fn refresh_step(
+    tenant: &Tenant,
+    client: &Client,
+    fp: &str,
+    scope: Option<&Scope>,
+) -> Result<RefreshStep, OAuthError> {
     let now = tenant.now();
     let mut grants = tenant.grants.lock();
-    let fp = random::fingerprint(token);
-    let Some(rec) = grants.refresh.get(&fp).cloned() else {
+    let Some(rec) = grants.refresh.get(fp) else {
         return Err(OAuthError::invalid_grant(
             "refresh token is unknown or expired",
         ));
     };
+    let (rec_family, rec_expires_at, rec_used_at) =
+        (rec.family.clone(), rec.expires_at, rec.used_at);
     // Only what this grant needs: the family's token lists grow with every rotation, so cloning
     // the whole `Family` made each refresh cost O(rotations so far).
     let family = {
-        let Some(f) = grants.families.get(&rec.family) else {
+        let Some(f) = grants.families.get(&rec_family) else {
             return Err(OAuthError::invalid_grant(
                 "refresh token is unknown or expired",
             ));
@@ -266,7 +320,7 @@ fn refresh(
             auth_time: f.auth_time,
         }
     };
-    if rec.expires_at <= now {
+    if rec_expires_at <= now {
         return Err(OAuthError::invalid_grant("refresh token has expired"));
     }
     let scope = match scope {
@@ -276,21 +330,27 @@ fn refresh(
                 "requested scope exceeds the scope originally granted",
             ));
         }
-        Some(s) => s,
+        Some(s) => s.clone(),
         None => family.scope.clone(),
     };
-    if let Some(used_at) = rec.used_at {
+    if let Some(used_at) = rec_used_at {
         let grace = Tenant::secs(client.config.refresh_reuse_grace);
         let within_grace = client.config.refresh_reuse_grace > 0 && now - used_at <= grace;
         // Only the immediate parent is covered: once the child itself was used, it is reuse.
-        let child = rec.child.as_ref().filter(|(child_fp, _)| {
-            grants
-                .refresh
-                .get(child_fp)
-                .is_some_and(|c| c.used_at.is_none())
-        });
-        if let (true, Some((_, body))) = (within_grace, child) {
-            let body = body.clone();
+        let child = grants
+            .refresh
+            .get(fp)
+            .and_then(|r| r.child.as_ref())
+            .filter(|rotation| {
+                grants
+                    .refresh
+                    .get(&rotation.child_fp)
+                    .is_some_and(|c| c.used_at.is_none())
+            });
+        if let (true, Some(rotation)) = (within_grace, child) {
+            let Some(body) = rotation.response.clone() else {
+                return Ok(RefreshStep::WaitForRotation);
+            };
             drop(grants);
             tenant.record(
                 "refresh_token_grace_reuse",
@@ -298,9 +358,9 @@ fn refresh(
                 Some(client.id().as_str()),
                 "repeat within the grace window; same child tokens returned",
             );
-            return Ok(body);
+            return Ok(RefreshStep::Done(body));
         }
-        grants.revoke_family(&rec.family);
+        grants.revoke_family(&rec_family);
         drop(grants);
         tenant.record(
             "refresh_token_reuse",
@@ -312,7 +372,7 @@ fn refresh(
             "refresh token was already used; every token of this grant is now revoked",
         ));
     }
-    let issued = tenant.issue(
+    let unsigned = tenant.issue(
         &mut grants,
         Issue {
             client,
@@ -321,18 +381,44 @@ fn refresh(
             scope: &scope,
             nonce: None,
             auth_time: family.auth_time,
-            family: Some(rec.family.clone()),
+            family: Some(rec_family),
             with_refresh: true,
         },
     )?;
-    if let Some(r) = grants.refresh.get_mut(&fp) {
+    let child_fp = unsigned.refresh_fp.clone();
+    if let Some(r) = grants.refresh.get_mut(fp) {
         r.used_at = Some(now);
-        r.child = issued
-            .refresh_fp
-            .clone()
-            .map(|child| (child, issued.body.clone()));
+        r.child = child_fp.clone().map(|child_fp| Rotation {
+            child_fp,
+            response: None,
+        });
     }
-    Ok(issued.body)
+    drop(grants);
+
+    let signed = unsigned.sign();
+    let mut grants = tenant.grants.lock();
+    let ours = |r: &&mut RefreshRecord| r.child.as_ref().map(|c| &c.child_fp) == child_fp.as_ref();
+    let parent = grants.refresh.get_mut(fp).filter(ours);
+    let result = match (signed, parent) {
+        (Ok(issued), Some(parent)) => {
+            if let Some(rotation) = parent.child.as_mut() {
+                rotation.response = Some(issued.body.clone());
+            }
+            Ok(RefreshStep::Done(issued.body))
+        }
+        (Ok(issued), None) => Ok(RefreshStep::Done(issued.body)),
+        (Err(failure), parent) => {
+            // Nothing was handed out: the parent is as it was, and a retry may rotate it.
+            if let Some(parent) = parent {
+                parent.used_at = None;
+                parent.child = None;
+            }
+            Err(failure.discard(&mut grants))
+        }
+    };
+    drop(grants);
+    tenant.rotations.notify_waiters();
+    result
 }
 
 fn client_credentials(
@@ -361,7 +447,7 @@ fn client_credentials(
         ));
     }
     let mut grants = tenant.grants.lock();
-    let issued = tenant.issue(
+    let unsigned = tenant.issue(
         &mut grants,
         Issue {
             client,
@@ -374,7 +460,11 @@ fn client_credentials(
             with_refresh: false,
         },
     )?;
-    Ok(issued.body)
+    drop(grants);
+    unsigned
+        .sign()
+        .map(|issued| issued.body)
+        .map_err(|failure| failure.discard(&mut tenant.grants.lock()))
 }
 
 fn device_code_grant(
@@ -439,7 +529,7 @@ fn device_code_grant(
         } => {
             let scope = rec.scope.clone();
             grants.devices.remove(&fp);
-            let issued = tenant.issue(
+            let unsigned = tenant.issue(
                 &mut grants,
                 Issue {
                     client,
@@ -452,7 +542,11 @@ fn device_code_grant(
                     with_refresh: client.config.allows(GrantType::RefreshToken),
                 },
             )?;
-            Ok(issued.body)
+            drop(grants);
+            unsigned
+                .sign()
+                .map(|issued| issued.body)
+                .map_err(|failure| failure.discard(&mut tenant.grants.lock()))
         }
     }
 }

@@ -248,3 +248,83 @@ async fn many_families_refresh_concurrently_without_interference() {
         tokens = next;
     }
 }
+
+#[tokio::test]
+async fn racing_repeats_inside_the_grace_window_all_get_the_same_child_tokens() {
+    // The tokens are signed after the rotation is recorded; a repeat that arrives in between
+    // must wait for the response rather than count as reuse.
+    let idp = TestIdp::spawn().await;
+    add_grace_client(&idp, 10).await;
+    for _round in 0..3 {
+        let t1 = racy_login(&idp).await;
+        let parent = rt(&t1);
+        let attempts = (0..12).map(|_| racy_refresh(&idp, &parent));
+        let mut bodies = Vec::new();
+        for res in futures_util::future::join_all(attempts).await {
+            assert_eq!(res.status(), 200);
+            bodies.push(res.json::<Value>().await.unwrap());
+        }
+        assert!(bodies.iter().all(|b| *b == bodies[0]), "{bodies:?}");
+        let child = racy_refresh(&idp, &rt(&bodies[0])).await;
+        assert_eq!(child.status(), 200, "the family is intact");
+    }
+}
+
+/// Takes the stored response out of `parent`'s rotation, as if its JWTs were still being signed.
+fn unsettle(idp: &TestIdp, parent: &str) -> Value {
+    let tenant = idp.state.tenant("acme").unwrap();
+    let mut grants = tenant.grants.lock();
+    let record = grants
+        .refresh
+        .get_mut(&mock_idp::random::fingerprint(parent))
+        .unwrap();
+    record.child.as_mut().unwrap().response.take().unwrap()
+}
+
+#[tokio::test]
+async fn a_repeat_that_finds_the_rotation_still_being_signed_waits_for_its_response() {
+    let idp = TestIdp::spawn().await;
+    add_grace_client(&idp, 10).await;
+    let parent = rt(&racy_login(&idp).await);
+    let a: Value = racy_refresh(&idp, &parent).await.json().await.unwrap();
+    let stored = unsettle(&idp, &parent);
+    assert_eq!(stored, a);
+
+    let started = std::time::Instant::now();
+    let settle = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let tenant = idp.state.tenant("acme").unwrap();
+        let mut grants = tenant.grants.lock();
+        let record = grants
+            .refresh
+            .get_mut(&mock_idp::random::fingerprint(&parent))
+            .unwrap();
+        record.child.as_mut().unwrap().response = Some(stored);
+        drop(grants);
+        tenant.rotations.notify_waiters();
+    };
+    let (res, ()) = tokio::join!(racy_refresh(&idp, &parent), settle);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap(), a);
+    assert_eq!(
+        racy_refresh(&idp, &rt(&a)).await.status(),
+        200,
+        "the family is intact"
+    );
+}
+
+#[tokio::test]
+async fn a_rotation_that_never_settles_fails_the_repeat_without_revoking_the_family() {
+    let idp = TestIdp::spawn().await;
+    add_grace_client(&idp, 10).await;
+    let parent = rt(&racy_login(&idp).await);
+    let a: Value = racy_refresh(&idp, &parent).await.json().await.unwrap();
+    unsettle(&idp, &parent);
+    assert_oauth_error(racy_refresh(&idp, &parent).await, 500, "server_error").await;
+    assert_eq!(
+        racy_refresh(&idp, &rt(&a)).await.status(),
+        200,
+        "the family is intact"
+    );
+}

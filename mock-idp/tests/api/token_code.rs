@@ -383,3 +383,25 @@ async fn concurrent_redemptions_of_one_code_succeed_exactly_once() {
         "{statuses:?}"
     );
 }
+
+#[tokio::test]
+async fn racing_replays_of_a_code_revoke_what_the_one_redemption_issued() {
+    let idp = TestIdp::spawn().await;
+    let (code, p, _) = login_code(&idp, "acme", "alice").await;
+    let attempts = (0..16).map(|_| exchange(&idp, "acme", &code, &p.verifier));
+    let mut issued = Vec::new();
+    for res in futures_util::future::join_all(attempts).await {
+        if res.status() == 200 {
+            issued.push(res.json::<Value>().await.unwrap());
+        }
+    }
+    assert_eq!(issued.len(), 1);
+    for token in ["access_token", "refresh_token"] {
+        let token = issued[0][token].as_str().unwrap();
+        assert_eq!(
+            introspect(&idp, "acme", token).await,
+            serde_json::json!({"active": false}),
+            "{token}"
+        );
+    }
+}
