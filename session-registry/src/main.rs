@@ -12,6 +12,6 @@ async fn main() -> anyhow::Result<()> {
     writeln!(out, "{}", readiness_line(app.addr()))?;
     out.flush()?;
     drop(out);
-    app.run_until_stopped().await?;
+    app.run_until_signalled().await?;
     Ok(())
 }

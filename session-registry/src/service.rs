@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use jose_keys::KeySet;
+use jose_keys::{KeySet, SigningAlg};
 use lanyard_clock::SharedClock;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,9 @@ use crate::token::SessionToken;
 
 /// Session JWT lifetime.
 pub const JWT_TTL: i64 = 300;
+/// How long a rotated-out signing key stays published and accepted: the lifetime of the last JWT
+/// it signed, plus a minute for clocks that disagree.
+pub const KEY_ROTATION_GRACE: i64 = JWT_TTL + 60;
 /// A JWT-only heartbeat re-checks the database once the JWT's `lat` is this old.
 pub const JWT_RECHECK: i64 = 60;
 /// Accepted `session_duration_minutes`: 5 minutes to a year.
@@ -707,6 +710,23 @@ impl Registry {
         let revoked = events.iter().map(|e| e.session_id.clone()).collect();
         self.publish(events);
         Ok(revoked)
+    }
+
+    /// Rotates the session-JWT signing key: new JWTs are signed with a fresh key at once, and the
+    /// old key stays in the JWKS (and is accepted) for [`KEY_ROTATION_GRACE`], so the JWTs it
+    /// signed live out their lifetime. Returns the new key's `kid`.
+    pub fn rotate_signing_key(&self) -> Result<String, ApiError> {
+        let kid = self
+            .keys
+            .write()
+            .rotate(
+                SigningAlg::ES256,
+                self.clock.now(),
+                time::Duration::seconds(KEY_ROTATION_GRACE),
+            )
+            .map_err(|e| ApiError::Internal(format!("key rotation: {e}")))?;
+        tracing::info!(%kid, grace_secs = KEY_ROTATION_GRACE, "session-JWT signing key rotated");
+        Ok(kid)
     }
 
     /// Garbage collection: expired sessions now, revoked ones after the audit window.

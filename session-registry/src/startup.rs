@@ -1,4 +1,5 @@
-//! Building the server: store, keys, tenants from config, background tasks, HTTP.
+//! Building the server: store, keys, tenants from config, background tasks, HTTP; and stopping
+//! it gracefully.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -79,9 +80,9 @@ impl Application {
         let url = settings.database_url();
         let hub = Arc::new(Hub::new());
         let (store, via_db): (Arc<dyn Store>, bool) = if url.starts_with("postgres") {
-            let pg = PgStore::connect(&url, settings.migrate).await?;
-            spawn_pg_listener(url.clone(), hub.clone());
-            (Arc::new(pg), true)
+            let pg = Arc::new(PgStore::connect(&url, settings.migrate).await?);
+            spawn_pg_listener(pg.clone(), hub.clone()).await?;
+            (pg, true)
         } else {
             if let Some(path) = url.strip_prefix("sqlite://") {
                 if let Some(dir) =
@@ -201,6 +202,9 @@ impl Application {
         })
         .workers(2)
         .shutdown_timeout(10)
+        // Signals are handled by `run_until_signalled`, which also ends the event streams that
+        // would otherwise hold a graceful shutdown until its timeout.
+        .disable_signals()
         .listen(listener)
         .map_err(|source| StartupError::Bind { addr, source })?
         .run();
@@ -228,7 +232,96 @@ impl Application {
         self.server.handle()
     }
 
+    /// What stops this server gracefully, from any task.
+    pub fn shutdown(&self) -> Shutdown {
+        Shutdown {
+            server: self.server.handle(),
+            registry: self.registry.clone(),
+        }
+    }
+
+    /// Serves until stopped through [`Application::handle`] or [`Application::shutdown`].
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully (see [`Shutdown::graceful`]):
+    /// what the binary runs. A second signal during the drain exits at once.
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        let mut signals = TerminationSignals::install()?;
+        let shutdown = self.shutdown();
+        let on_signal = tokio::spawn(async move {
+            let name = signals.next().await;
+            tracing::info!(signal = name, "shutting down gracefully");
+            tokio::select! {
+                () = shutdown.graceful() => {}
+                name = signals.next() => {
+                    tracing::warn!(signal = name, "second signal: exiting without draining");
+                    std::process::exit(1);
+                }
+            }
+        });
+        let served = self.server.await;
+        on_signal.abort();
+        served
+    }
+}
+
+/// Stops a running [`Application`].
+#[derive(Clone)]
+pub struct Shutdown {
+    server: ServerHandle,
+    registry: web::Data<Registry>,
+}
+
+impl Shutdown {
+    /// Stops accepting connections, ends the event streams (a complete response: their clients
+    /// resume with `Last-Event-ID`, on another instance or after the restart), lets requests in
+    /// flight finish within the shutdown timeout, and returns once the server has stopped.
+    pub async fn graceful(&self) {
+        let stopped = self.server.stop(true);
+        self.registry.hub.close();
+        stopped.await;
+    }
+}
+
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+#[cfg(unix)]
+struct TerminationSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl TerminationSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The name of the next signal to arrive.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+#[cfg(not(unix))]
+struct TerminationSignals;
+
+#[cfg(not(unix))]
+impl TerminationSignals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self)
+    }
+
+    async fn next(&mut self) -> &'static str {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
     }
 }

@@ -1,6 +1,7 @@
 //! Helpers every Lanyard test suite shares:
 //! - [`TestIdp`]: the real mock IdP, in process, on `127.0.0.1:0`;
 //! - [`TestDatabase`]: a fresh Postgres database per test, dropped afterwards;
+//! - [`PrivatePostgres`]: a Postgres server of one test's own, which it may stop and restart;
 //! - [`browser::Browser`]: headless Chromium over WebDriver, for testing real pages;
 //! - [`ChildService`]: a service binary run as a child process, its address read from its
 //!   readiness line (`NAME listening on http://ADDR`).
@@ -10,8 +11,12 @@ pub mod browser;
 pub mod database;
 pub mod idp;
 pub mod process;
+#[cfg(unix)]
+pub mod private_postgres;
 pub mod secret_service;
 
 pub use database::TestDatabase;
 pub use idp::TestIdp;
 pub use process::ChildService;
+#[cfg(unix)]
+pub use private_postgres::PrivatePostgres;

@@ -1,5 +1,5 @@
-//! Admin API. `POST /v1/admin/tenants` takes the server-wide admin token; everything under
-//! `/v1/admin/tenants/{slug}/…` takes that tenant's API key.
+//! Admin API. `POST /v1/admin/tenants` and `POST /v1/admin/keys/rotate` take the server-wide
+//! admin token; everything under `/v1/admin/tenants/{slug}/…` takes that tenant's API key.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, Scope};
@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::service::{Registry, SessionView};
+use crate::service::{Registry, SessionView, KEY_ROTATION_GRACE};
 use crate::store::{SessionFilter, TenantRecord};
 use crate::token::hash_hex;
 
@@ -18,6 +18,7 @@ pub struct AdminToken(pub secrecy::SecretString);
 pub fn scope() -> Scope {
     web::scope("/v1/admin")
         .route("/tenants", web::post().to(create_tenant))
+        .route("/keys/rotate", web::post().to(rotate_keys))
         .route("/tenants/{slug}/sessions", web::get().to(list_sessions))
         .route(
             "/tenants/{slug}/sessions/{id}/revoke",
@@ -41,6 +42,12 @@ fn unauthorized() -> ApiError {
         "invalid_api_key",
         "this call needs a valid admin bearer key",
     )
+}
+
+fn require_server_admin(req: &HttpRequest, admin: &AdminToken) -> Result<(), ApiError> {
+    let ok = presented(req)
+        .is_some_and(|k| crate::ct_eq(k.as_bytes(), admin.0.expose_secret().as_bytes()));
+    ok.then_some(()).ok_or_else(unauthorized)
 }
 
 async fn require_tenant_key(
@@ -74,11 +81,7 @@ async fn create_tenant(
     req: HttpRequest,
     body: web::Json<NewTenant>,
 ) -> Result<HttpResponse, ApiError> {
-    let ok = presented(&req)
-        .is_some_and(|k| crate::ct_eq(k.as_bytes(), admin.0.expose_secret().as_bytes()));
-    if !ok {
-        return Err(unauthorized());
-    }
+    require_server_admin(&req, &admin)?;
     let t = body.into_inner();
     let slug_ok = !t.slug.is_empty()
         && t.slug.len() <= 63
@@ -124,6 +127,19 @@ async fn create_tenant(
     Ok(HttpResponse::Created()
         .insert_header(("Cache-Control", "no-store"))
         .json(json!({"slug": t.slug, "api_key": api_key})))
+}
+
+/// Rotates the session-JWT signing key; the old key stays published for the grace period.
+async fn rotate_keys(
+    reg: web::Data<Registry>,
+    admin: web::Data<AdminToken>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    require_server_admin(&req, &admin)?;
+    let kid = reg.rotate_signing_key()?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({"kid": kid, "previous_key_published_for_secs": KEY_ROTATION_GRACE})))
 }
 
 #[derive(Deserialize)]

@@ -1,8 +1,10 @@
 //! `GET /v1/events`: Server-Sent Events for the caller's account (created, extended, revoked).
 //! `Last-Event-ID` replays what was missed; the stream ends after the caller's own session is
-//! revoked.
+//! revoked, and when the server shuts down.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use actix_web::web::{self, Bytes};
@@ -21,6 +23,8 @@ fn frame(e: &EventRecord) -> Bytes {
 
 struct State {
     rx: broadcast::Receiver<EventRecord>,
+    /// Resolves when the server shuts down.
+    closed: Pin<Box<dyn Future<Output = ()>>>,
     backlog: VecDeque<EventRecord>,
     tenant: String,
     account_id: String,
@@ -55,6 +59,7 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
         .unwrap_or(if last_id == i64::MAX { 0 } else { last_id });
     let state = State {
         rx,
+        closed: Box::pin(reg.hub.closed()),
         backlog,
         tenant: caller.tenant,
         account_id: caller.session.account_id,
@@ -71,7 +76,12 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
             return Some((Ok::<_, actix_web::Error>(frame(&e)), st));
         }
         loop {
-            match tokio::time::timeout(Duration::from_secs(15), st.rx.recv()).await {
+            let next = tokio::select! {
+                // A complete response: the client resumes from its Last-Event-ID elsewhere.
+                () = &mut st.closed => return None,
+                next = tokio::time::timeout(Duration::from_secs(15), st.rx.recv()) => next,
+            };
+            match next {
                 Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st)),
                 Ok(Ok(e)) => {
                     if e.tenant != st.tenant || e.account_id != st.account_id || e.id <= st.last_id

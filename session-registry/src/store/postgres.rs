@@ -70,6 +70,52 @@ impl PgStore {
         &self.pool
     }
 
+    /// The newest event id handed out so far (0 before the first): where a fresh event relay
+    /// starts, since anything later is announced to it.
+    pub async fn last_event_id(&self) -> Result<i64> {
+        use sqlx::Row;
+        let row = sqlx::query(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS id FROM events_id_seq",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// Every tenant's events after `after_id`, oldest first: what the event relay missed while it
+    /// had no connection.
+    pub async fn events_after_id(&self, after_id: i64) -> Result<Vec<EventRecord>> {
+        const PAGE: i64 = 1000;
+        let mut out = Vec::new();
+        for t in self.tenants().await? {
+            let mut after = after_id;
+            loop {
+                let mut tx = self.begin(&t.slug).await?;
+                let rows = sqlx::query(
+                    "SELECT * FROM events WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3",
+                )
+                .bind(&t.slug)
+                .bind(after)
+                .bind(PAGE)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                let page = rows
+                    .iter()
+                    .map(event_from_row)
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let full = page.len() as i64 == PAGE;
+                after = page.last().map_or(after, |e| e.id);
+                out.extend(page);
+                if !full {
+                    break;
+                }
+            }
+        }
+        out.sort_by_key(|e| e.id);
+        Ok(out)
+    }
+
     async fn begin(&self, tenant: &str) -> Result<sqlx::Transaction<'static, Postgres>> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT set_config('lanyard.tenant', $1, true)")
