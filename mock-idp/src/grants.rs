@@ -76,7 +76,8 @@ pub struct RefreshRecord {
 pub struct Rotation {
     /// Fingerprint of the child refresh token.
     pub child_fp: String,
-    /// The token response; `None` while its JWTs are being signed, outside the grants lock.
+    /// The token response; `None` while its JWTs are being signed, outside the grants lock, and
+    /// for good if the client has no reuse grace window (nothing would ever read it).
     pub response: Option<Value>,
 }
 

@@ -395,7 +395,14 @@ fn refresh_step(
     }
     drop(grants);
 
-    let signed = unsigned.sign();
+    let signed = match unsigned.sign() {
+        // Only a repeat inside the grace window asks for the response again; without a window
+        // (clients cannot be changed once registered) it is not kept, and no repeat waits for it.
+        Ok(issued) if client.config.refresh_reuse_grace == 0 => {
+            return Ok(RefreshStep::Done(issued.body))
+        }
+        signed => signed,
+    };
     let mut grants = tenant.grants.lock();
     let ours = |r: &&mut RefreshRecord| r.child.as_ref().map(|c| &c.child_fp) == child_fp.as_ref();
     let parent = grants.refresh.get_mut(fp).filter(ours);
