@@ -23,6 +23,12 @@ pub struct AccountMeta {
     pub tenant: Option<String>,
     #[serde(default)]
     pub registry_url: Option<String>,
+    /// The OAuth client the account signed in through.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// When the stored access token expires (unix seconds), if known.
+    #[serde(default)]
+    pub access_token_expires_at: Option<i64>,
     #[serde(default)]
     pub is_guest: bool,
     #[serde(with = "time::serde::rfc3339")]
@@ -40,6 +46,8 @@ impl AccountMeta {
             email: None,
             tenant: None,
             registry_url: None,
+            client_id: None,
+            access_token_expires_at: None,
             is_guest: false,
             added_at: now,
             last_used_at: now,

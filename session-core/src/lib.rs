@@ -1,1 +1,23 @@
-//! The OIDC client and multi-account `SessionManager` apps embed. Filled by the session-core issue; intentionally empty until then.
+//! The library apps embed to stay signed in — to several accounts at once.
+//!
+//! [`SessionManager`] signs in through the OIDC provider (PKCE on a loopback redirect, or the
+//! device grant), trades the ID token at the session registry for a device session, keeps every
+//! token in `account-store` under the account's key, hands out valid access tokens (refreshing
+//! once for all callers, across processes), watches the registry session (heartbeat and pushed
+//! revocation) and signs out cleanly. It never talks SQL and never logs a token.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod loopback;
+pub mod manager;
+pub mod oidc;
+pub mod registry;
+pub mod state;
+pub mod tokens;
+
+pub use error::SessionError;
+pub use manager::{
+    LoginMethod, LoginRequest, LogoutReport, LogoutScope, ManagerOptions, SessionManager,
+};
+pub use registry::DeviceIdentity;
+pub use state::{ManagerEvent, SessionState, UnavailableReason};

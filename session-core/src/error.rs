@@ -1,0 +1,52 @@
+//! The errors of session-core, told apart the way a caller must act on them: sign in again,
+//! retry later, or fix the configuration.
+
+use account_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("discovery of {issuer} failed: {detail}")]
+    Discovery { issuer: String, detail: String },
+    #[error("the provider does not advertise PKCE with S256; refusing to sign in")]
+    PkceUnsupported,
+    #[error("the sign-in callback carried a wrong or missing state")]
+    StateMismatch,
+    #[error("the identity provider refused the sign-in: {error}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    AuthorizationDenied {
+        error: String,
+        description: Option<String>,
+    },
+    #[error("the sign-in was not completed within {0} seconds")]
+    LoginTimeout(u64),
+    #[error("the ID token is invalid: {0}")]
+    IdTokenInvalid(String),
+    /// The refresh token or session is no longer accepted: the account is signed out.
+    #[error("{account} must sign in again: {reason}")]
+    ReauthenticationRequired { account: String, reason: String },
+    /// A network error, a timeout or a 5xx: nothing was lost, try again later.
+    #[error("the server is unreachable or failing ({detail}); nothing was lost, try again")]
+    Transient { detail: String },
+    #[error("the client is misconfigured at the provider: {0}")]
+    Configuration(String),
+    #[error("the registry refused the request: {0}")]
+    Registry(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no account {0}")]
+    UnknownAccount(String),
+    #[error("no active account: sign in with `lanyard login`")]
+    NoActiveAccount,
+}
+
+impl SessionError {
+    pub fn transient(e: impl std::fmt::Display) -> Self {
+        SessionError::Transient {
+            detail: e.to_string(),
+        }
+    }
+
+    /// Whether waiting and retrying may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SessionError::Transient { .. })
+    }
+}

@@ -1,0 +1,247 @@
+//! The registry client: trade an ID token for a device session, authenticate it, list and
+//! revoke sessions, and follow the account's event stream (SSE, resuming with Last-Event-ID).
+
+use futures_util::StreamExt;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+use crate::error::SessionError;
+
+/// This device, as the registry records it.
+#[derive(Debug, Clone)]
+pub struct DeviceIdentity {
+    pub id: String,
+    pub name: String,
+    pub platform: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegistrySession {
+    pub session_id: String,
+    pub session_token: SecretString,
+    pub session_jwt: SecretString,
+    pub expires_at: i64,
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryEvent {
+    pub id: String,
+    pub kind: String,
+    pub data: Value,
+}
+
+#[derive(Clone)]
+pub struct RegistryClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+fn classify(status: reqwest::StatusCode, body: &Value, account: &str) -> SessionError {
+    let detail = body["error"].as_str().unwrap_or("unknown").to_owned();
+    match status.as_u16() {
+        401 => SessionError::ReauthenticationRequired {
+            account: account.to_owned(),
+            reason: format!("the registry says {detail}"),
+        },
+        429 | 500..=599 => SessionError::Transient {
+            detail: format!("the registry answered {status} ({detail})"),
+        },
+        _ => SessionError::Registry(format!(
+            "{status}: {detail}: {}",
+            body["error_description"].as_str().unwrap_or_default()
+        )),
+    }
+}
+
+impl RegistryClient {
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        account: &str,
+    ) -> Result<Value, SessionError> {
+        let res = req.send().await.map_err(SessionError::transient)?;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(classify(status, &body, account))
+        }
+    }
+
+    pub async fn create_session(
+        &self,
+        id_token: &SecretString,
+        device: &DeviceIdentity,
+        account: &str,
+    ) -> Result<RegistrySession, SessionError> {
+        let body = self
+            .send(
+                self.http.post(format!("{}/v1/sessions", self.base)).json(&json!({
+                    "id_token": id_token.expose_secret(),
+                    "device": {"id": device.id, "name": device.name, "platform": device.platform},
+                })),
+                account,
+            )
+            .await?;
+        let text = |k: &str| body["session"][k].as_str().map(str::to_owned);
+        Ok(RegistrySession {
+            session_id: text("session_id").unwrap_or_default(),
+            session_token: SecretString::from(
+                body["session_token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            session_jwt: SecretString::from(
+                body["session_jwt"].as_str().unwrap_or_default().to_owned(),
+            ),
+            expires_at: body["session"]["expires_at"].as_i64().unwrap_or_default(),
+        })
+    }
+
+    /// Checks (or, with a duration, extends) a session; returns the fresh session JWT and expiry.
+    pub async fn authenticate(
+        &self,
+        token: &SecretString,
+        duration_minutes: Option<i64>,
+        account: &str,
+    ) -> Result<(SecretString, i64), SessionError> {
+        let mut body = json!({"session_token": token.expose_secret()});
+        if let Some(d) = duration_minutes {
+            body["session_duration_minutes"] = Value::from(d);
+        }
+        let res = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/sessions/authenticate", self.base))
+                    .json(&body),
+                account,
+            )
+            .await?;
+        Ok((
+            SecretString::from(res["session_jwt"].as_str().unwrap_or_default().to_owned()),
+            res["session"]["expires_at"].as_i64().unwrap_or_default(),
+        ))
+    }
+
+    pub async fn list(
+        &self,
+        token: &SecretString,
+        account: &str,
+    ) -> Result<Vec<Value>, SessionError> {
+        let res = self
+            .send(
+                self.http
+                    .get(format!("{}/v1/sessions", self.base))
+                    .bearer_auth(token.expose_secret()),
+                account,
+            )
+            .await?;
+        Ok(res["sessions"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// `scope` is `current`, `others` or `all`; or give a `session_id`.
+    pub async fn revoke(
+        &self,
+        token: &SecretString,
+        scope: Option<&str>,
+        session_id: Option<&str>,
+        account: &str,
+    ) -> Result<Vec<String>, SessionError> {
+        let body = match (scope, session_id) {
+            (Some(s), _) => json!({"scope": s}),
+            (None, Some(id)) => json!({"session_id": id}),
+            (None, None) => json!({"scope": "current"}),
+        };
+        let res = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/sessions/revoke", self.base))
+                    .bearer_auth(token.expose_secret())
+                    .json(&body),
+                account,
+            )
+            .await?;
+        Ok(res["revoked"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Opens the event stream; `on_event` sees each event until it returns `false` or the stream
+    /// ends. Returns the last event id seen.
+    pub async fn follow_events(
+        &self,
+        token: &SecretString,
+        last_event_id: Option<&str>,
+        account: &str,
+        mut on_event: impl FnMut(RegistryEvent) -> bool,
+    ) -> Result<Option<String>, SessionError> {
+        let mut req = self
+            .http
+            .get(format!("{}/v1/events", self.base))
+            .bearer_auth(token.expose_secret())
+            .timeout(std::time::Duration::from_secs(24 * 3600));
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let res = req.send().await.map_err(SessionError::transient)?;
+        if !res.status().is_success() {
+            let status = res.status();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            return Err(classify(status, &body, account));
+        }
+        let mut last = last_event_id.map(str::to_owned);
+        let mut stream = res.bytes_stream();
+        let mut buf = String::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(SessionError::transient)?;
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                let mut event = RegistryEvent {
+                    id: String::new(),
+                    kind: String::new(),
+                    data: Value::Null,
+                };
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        event.id = v.to_owned();
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        event.kind = v.to_owned();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        event.data = serde_json::from_str(v).unwrap_or(Value::Null);
+                    }
+                }
+                if event.kind.is_empty() {
+                    continue; // keep-alive comment
+                }
+                last = Some(event.id.clone());
+                if !on_event(event) {
+                    return Ok(last);
+                }
+            }
+        }
+        Ok(last)
+    }
+}

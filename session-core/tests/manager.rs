@@ -1,0 +1,601 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The SessionManager against the real mock IdP and the real registry (embedded SQLite), each
+//! spawned per test.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use account_store::memory::MemoryStore;
+use account_store::{AccountStore, ItemKind};
+use lanyard_clock::ManualClock;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use session_core::{
+    DeviceIdentity, LoginMethod, LoginRequest, LogoutScope, ManagerOptions, SessionManager,
+    SessionState, UnavailableReason,
+};
+use session_registry::config::{RegistryConfig, TenantConfig};
+use test_harness::TestIdp;
+
+struct Stack {
+    idp: TestIdp,
+    registry: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn stack() -> Stack {
+    let idp = TestIdp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings =
+        session_registry::Settings::for_tests(&format!("sqlite://{}/r.db", dir.path().display()));
+    let config = RegistryConfig {
+        key_dir: None,
+        tenants: vec![TenantConfig {
+            slug: "acme".into(),
+            issuer: idp.issuer("acme"),
+            audiences: vec!["lanyard-cli".into()],
+            idle_timeout_secs: 3600,
+            absolute_timeout_secs: 86_400,
+            api_key: None,
+        }],
+        web_clients: vec![],
+    };
+    let app = session_registry::Application::build_with(
+        &settings,
+        &config,
+        Arc::new(lanyard_clock::SystemClock),
+    )
+    .await
+    .unwrap();
+    let registry = app.base_url().to_owned();
+    tokio::spawn(app.run_until_stopped());
+    Stack {
+        idp,
+        registry,
+        _dir: dir,
+    }
+}
+
+struct Device {
+    manager: SessionManager,
+    clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+fn device(name: &str) -> Device {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let store =
+        AccountStore::with_backend(dir.path(), "default", Box::new(MemoryStore::new())).unwrap();
+    let mut options = ManagerOptions::new(
+        DeviceIdentity {
+            id: name.into(),
+            name: format!("{name}'s machine"),
+            platform: "linux".into(),
+        },
+        clock.clone(),
+        dir.path().join("locks"),
+    );
+    options.backoff = Duration::from_millis(20);
+    Device {
+        manager: SessionManager::new(store, options),
+        clock,
+        _dir: dir,
+    }
+}
+
+/// A browser stand-in: opens the URL, posts the login form as `user`, follows the redirect to
+/// the loopback listener.
+fn browser(user: &'static str) -> impl Fn(&url::Url) + Send + Sync {
+    move |url: &url::Url| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let html = client
+                .get(url.clone())
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let marker = r#"name="auth_request" value=""#;
+            let start = html.find(marker).unwrap() + marker.len();
+            let id = html[start..start + html[start..].find('"').unwrap()].to_owned();
+            let login = format!(
+                "{}://{}{}",
+                url.scheme(),
+                url.authority(),
+                url.path().replace("/authorize", "/login")
+            );
+            let res = client
+                .post(login)
+                .form(&[
+                    ("auth_request", id.as_str()),
+                    ("username", user),
+                    ("password", "lanyard-dev"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let location = res.headers()["location"].to_str().unwrap().to_owned();
+            client.get(location).send().await.unwrap();
+        });
+    }
+}
+
+fn request(stack: &Stack) -> LoginRequest {
+    LoginRequest {
+        issuer: stack.idp.issuer("acme"),
+        client_id: "lanyard-cli".into(),
+        registry_url: Some(stack.registry.clone()),
+        tenant: Some("acme".into()),
+    }
+}
+
+async fn counter(stack: &Stack, name: &str) -> u64 {
+    stack.idp.audit("acme").await["counters"][name]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+async fn wait_for_state(
+    d: &Device,
+    key: &account_store::AccountKey,
+    want: impl Fn(&SessionState) -> bool,
+) -> SessionState {
+    let mut rx = d.manager.state(key);
+    let state = tokio::time::timeout(Duration::from_secs(10), async {
+        rx.wait_for(|s| want(s)).await.map(|s| s.clone())
+    })
+    .await
+    .expect("state changed in time")
+    .unwrap();
+    state
+}
+
+#[tokio::test]
+async fn a_browser_login_stores_every_token_under_the_account_and_opens_a_registry_session() {
+    let stack = stack().await;
+    let d = device("laptop");
+    let prompt = browser("alice");
+    let meta = d
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&prompt, Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(meta.email.as_deref(), Some("alice@acme.example"));
+    assert_eq!(d.manager.active().await.unwrap().unwrap().key, meta.key);
+    for item in ItemKind::ALL {
+        assert!(
+            d.manager
+                .store()
+                .secrets()
+                .get(&meta.key, item)
+                .unwrap()
+                .is_some(),
+            "{item:?} missing"
+        );
+    }
+    assert!(matches!(
+        &*d.manager.state(&meta.key).borrow(),
+        SessionState::Available { .. }
+    ));
+    assert_eq!(
+        d.manager.running_tasks(&meta.key),
+        2,
+        "heartbeat and event stream"
+    );
+
+    // Signing in again as the same person updates the same account.
+    let again = d
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&prompt, Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.key, meta.key);
+    assert_eq!(d.manager.accounts().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn two_accounts_coexist_and_switching_changes_the_active_one() {
+    let stack = stack().await;
+    let d = device("laptop");
+    let alice = d
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&browser("alice"), Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    let bob = d
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&browser("bob"), Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        d.manager.active().await.unwrap().unwrap().key,
+        bob.key,
+        "the last login is active"
+    );
+    let mut events = d.manager.events();
+    d.manager.switch(&alice.key).await.unwrap();
+    assert_eq!(d.manager.active().await.unwrap().unwrap().key, alice.key);
+    assert!(matches!(
+        events.recv().await.unwrap(),
+        session_core::ManagerEvent::Switched { .. }
+    ));
+    let a = d.manager.access_token(None).await.unwrap();
+    let b = d.manager.access_token(Some(&bob.key)).await.unwrap();
+    assert_ne!(a.expose_secret(), b.expose_secret());
+}
+
+#[tokio::test]
+async fn access_tokens_refresh_proactively_and_concurrent_callers_share_one_refresh() {
+    let stack = stack().await;
+    let d = device("laptop");
+    let meta = d
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&browser("alice"), Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    let first = d.manager.access_token(None).await.unwrap();
+    assert_eq!(
+        counter(&stack, "token.refresh_token.ok").await,
+        0,
+        "a fresh token needs no refresh"
+    );
+    // 10 minutes of lifetime, 5 minutes of margin: at +6 min a refresh is due.
+    d.clock.advance(time::Duration::minutes(6));
+    let calls = (0..10).map(|_| d.manager.access_token(Some(&meta.key)));
+    let tokens = futures_util::future::join_all(calls).await;
+    let tokens: Vec<String> = tokens
+        .into_iter()
+        .map(|t| t.unwrap().expose_secret().to_owned())
+        .collect();
+    assert!(
+        tokens.iter().all(|t| t == &tokens[0]),
+        "everyone got the one refreshed token"
+    );
+    assert_ne!(tokens[0], first.expose_secret());
+    assert_eq!(
+        counter(&stack, "token.refresh_token.ok").await,
+        1,
+        "ten callers, one refresh"
+    );
+    assert_eq!(
+        counter(&stack, "token.refresh_token.invalid_grant").await,
+        0,
+        "no false reuse detection"
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_refresh_token_signs_the_account_out_cleanly() {
+    let stack = stack().await;
+    let d = device("laptop");
+    let meta = d
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&browser("alice"), Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    // Someone else uses the refresh token first: ours is now a replay.
+    let rt = d
+        .manager
+        .store()
+        .secrets()
+        .require(&meta.key, ItemKind::RefreshToken)
+        .unwrap();
+    let res = stack
+        .idp
+        .http
+        .post(format!("{}/token", stack.idp.issuer("acme")))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt.expose_secret()),
+            ("client_id", "lanyard-cli"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    d.clock.advance(time::Duration::minutes(6));
+    let err = d.manager.access_token(None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            session_core::SessionError::ReauthenticationRequired { .. }
+        ),
+        "{err:?}"
+    );
+    for item in ItemKind::ALL {
+        assert!(
+            d.manager
+                .store()
+                .secrets()
+                .get(&meta.key, item)
+                .unwrap()
+                .is_none(),
+            "{item:?} was kept"
+        );
+    }
+    assert_eq!(
+        *d.manager.state(&meta.key).borrow(),
+        SessionState::Unavailable {
+            reason: UnavailableReason::SignedOut
+        }
+    );
+    assert_eq!(d.manager.running_tasks(&meta.key), 0);
+}
+
+#[tokio::test]
+async fn an_idp_outage_during_refresh_keeps_every_token_and_retries_at_most_three_times() {
+    let stack = stack().await;
+    let d = device("laptop");
+    let meta = d
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&browser("alice"), Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    let before: Vec<Option<String>> = ItemKind::ALL
+        .iter()
+        .map(|i| {
+            d.manager
+                .store()
+                .secrets()
+                .get(&meta.key, *i)
+                .unwrap()
+                .map(|s| s.expose_secret().to_owned())
+        })
+        .collect();
+    d.clock.advance(time::Duration::minutes(6));
+    stack
+        .idp
+        .inject_fault(
+            "acme",
+            json!({"endpoint": "token", "down": true, "count": 3}),
+        )
+        .await;
+    let err = d.manager.access_token(None).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    let after: Vec<Option<String>> = ItemKind::ALL
+        .iter()
+        .map(|i| {
+            d.manager
+                .store()
+                .secrets()
+                .get(&meta.key, *i)
+                .unwrap()
+                .map(|s| s.expose_secret().to_owned())
+        })
+        .collect();
+    assert_eq!(before, after, "nothing is lost on a transient failure");
+    assert!(stack.idp.audit("acme").await["counters"]
+        .get("token.refresh_token.ok")
+        .is_none());
+    // Two failures then success: the third try wins.
+    stack
+        .idp
+        .inject_fault(
+            "acme",
+            json!({"endpoint": "token", "status": 503, "count": 2}),
+        )
+        .await;
+    let token = d.manager.access_token(None).await.unwrap();
+    assert_ne!(Some(token.expose_secret().to_owned()), before[3]);
+    assert_eq!(counter(&stack, "token.refresh_token.ok").await, 1);
+}
+
+#[tokio::test]
+async fn a_revoke_on_another_device_signs_this_one_out_within_a_second_or_so() {
+    let stack = stack().await;
+    let (laptop, phone) = (device("laptop"), device("phone"));
+    let a = laptop
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&browser("alice"), Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    let p = phone
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&browser("alice"), Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.key, p.key, "same account on two devices");
+    tokio::time::sleep(Duration::from_millis(200)).await; // the phone's event stream attaches
+    let token = laptop
+        .manager
+        .store()
+        .secrets()
+        .require(&a.key, ItemKind::SessionToken)
+        .unwrap();
+    let revoked = session_core::registry::RegistryClient::new(&stack.registry)
+        .revoke(&token, Some("others"), None, "a")
+        .await
+        .unwrap();
+    assert_eq!(revoked.len(), 1);
+    let state = wait_for_state(&phone, &p.key, |s| {
+        matches!(s, SessionState::Unavailable { .. })
+    })
+    .await;
+    assert_eq!(
+        state,
+        SessionState::Unavailable {
+            reason: UnavailableReason::RevokedRemotely
+        }
+    );
+    assert!(
+        phone
+            .manager
+            .store()
+            .secrets()
+            .get(&p.key, ItemKind::RefreshToken)
+            .unwrap()
+            .is_none(),
+        "tokens wiped"
+    );
+    assert!(
+        matches!(
+            &*laptop.manager.state(&a.key).borrow(),
+            SessionState::Available { .. }
+        ),
+        "the laptop stays signed in"
+    );
+}
+
+#[tokio::test]
+async fn logout_revokes_remotely_wipes_locally_and_stops_every_background_task() {
+    let stack = stack().await;
+    let d = device("laptop");
+    let meta = d
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&browser("alice"), Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    let session_token = d
+        .manager
+        .store()
+        .secrets()
+        .require(&meta.key, ItemKind::SessionToken)
+        .unwrap();
+    let rt = d
+        .manager
+        .store()
+        .secrets()
+        .require(&meta.key, ItemKind::RefreshToken)
+        .unwrap();
+    assert_eq!(d.manager.running_tasks(&meta.key), 2);
+    let report = d
+        .manager
+        .logout(LogoutScope::Account(meta.key.clone()))
+        .await
+        .unwrap();
+    assert!(report.not_revoked.is_empty(), "{:?}", report.not_revoked);
+    assert_eq!(d.manager.running_tasks(&meta.key), 0);
+    assert!(d.manager.accounts().await.unwrap().is_empty());
+    let registry = session_core::registry::RegistryClient::new(&stack.registry);
+    assert!(matches!(
+        registry.authenticate(&session_token, None, "x").await,
+        Err(session_core::SessionError::ReauthenticationRequired { .. })
+    ));
+    let introspect: Value = stack
+        .idp
+        .http
+        .post(format!("{}/introspect", stack.idp.issuer("acme")))
+        .basic_auth("lanyard-registry", Some("lanyard-registry-dev-secret"))
+        .form(&[("token", rt.expose_secret())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        introspect["active"], false,
+        "the refresh token was revoked at the IdP"
+    );
+}
+
+#[tokio::test]
+async fn logout_with_the_network_down_still_wipes_locally_and_says_what_was_not_revoked() {
+    let stack = stack().await;
+    let d = device("laptop");
+    let meta = d
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&browser("alice"), Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    stack
+        .idp
+        .inject_fault("acme", json!({"endpoint": "revocation", "down": true}))
+        .await;
+    let report = d
+        .manager
+        .logout(LogoutScope::Account(meta.key.clone()))
+        .await
+        .unwrap();
+    assert_eq!(report.not_revoked.len(), 1, "{:?}", report.not_revoked);
+    assert!(report.not_revoked[0].contains("refresh token"));
+    assert!(d
+        .manager
+        .store()
+        .secrets()
+        .get(&meta.key, ItemKind::RefreshToken)
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_401_refreshes_once_and_retries_once() {
+    let stack = stack().await;
+    let d = device("laptop");
+    let meta = d
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&browser("alice"), Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    // Revoke the access token at the IdP: userinfo now answers 401 until a refresh.
+    let at = d.manager.access_token(None).await.unwrap();
+    stack
+        .idp
+        .http
+        .post(format!("{}/revoke", stack.idp.issuer("acme")))
+        .form(&[("token", at.expose_secret()), ("client_id", "lanyard-cli")])
+        .send()
+        .await
+        .unwrap();
+    let url = format!("{}/userinfo", stack.idp.issuer("acme"));
+    let http = reqwest::Client::new();
+    let res = d
+        .manager
+        .send_authenticated(Some(&meta.key), |token| http.get(&url).bearer_auth(token))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(counter(&stack, "token.refresh_token.ok").await, 1);
+    // A resource that always says 401 gets exactly one refresh and one retry.
+    let res = d
+        .manager
+        .send_authenticated(Some(&meta.key), |_| http.get(&url).bearer_auth("garbage"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(counter(&stack, "token.refresh_token.ok").await, 2);
+}
