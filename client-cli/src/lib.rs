@@ -1,1 +1,9 @@
-//! The `lanyard` command. Filled by the client-cli issue; intentionally empty until then.
+//! `lanyard`: sign in to several accounts, switch in one command, print tokens for scripts, see
+//! and revoke devices. A thin layer over `session-core` and `account-store`.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod select;

@@ -1,0 +1,637 @@
+//! The commands.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use account_store::{AccountMeta, AccountStore, BackendChoice, ItemKind, StoreConfig};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use session_core::registry::RegistryClient;
+use session_core::{
+    DeviceIdentity, LoginMethod, LoginRequest, LogoutScope, ManagerOptions, SessionManager,
+};
+
+use crate::cli::{Cli, Command, ConfigAction, TokenKind};
+use crate::config::{
+    Dirs, FileConfig, DEFAULT_CLIENT_ID, DEFAULT_IDP, DEFAULT_REGISTRY, DEFAULT_TENANT, KEYS,
+};
+use crate::exit::CliError;
+use crate::select::{self, label, Rule};
+
+/// Everything a command needs.
+pub struct Context {
+    pub dirs: Dirs,
+    pub config: FileConfig,
+    pub profile: String,
+    pub json: bool,
+    pub color: bool,
+}
+
+impl Context {
+    pub fn from_env(cli: &Cli) -> Result<Self, CliError> {
+        let home = std::env::var_os("LANYARD_HOME").map(std::path::PathBuf::from);
+        let dirs = Dirs::resolve(home.as_deref())?;
+        let config = dirs.load()?;
+        let profile_ok = !cli.profile.is_empty()
+            && cli.profile.len() <= 64
+            && cli
+                .profile
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !profile_ok {
+            return Err(CliError::usage(
+                format!(
+                    "'{}' is not a profile name (letters, digits, '-', '_')",
+                    cli.profile
+                ),
+                None,
+            ));
+        }
+        Ok(Self {
+            dirs,
+            config,
+            profile: cli.profile.clone(),
+            json: cli.json,
+            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        })
+    }
+
+    fn store(&self) -> Result<AccountStore, CliError> {
+        let backend = match std::env::var("LANYARD_STORE_BACKEND")
+            .ok()
+            .or(self.config.store_backend.clone())
+        {
+            Some(b) => BackendChoice::parse(&b)
+                .ok_or_else(|| CliError::usage(format!("unknown store backend '{b}'"), None))?,
+            None => BackendChoice::Auto,
+        };
+        let mut cfg = StoreConfig::new(self.dirs.profile(&self.profile), self.profile.clone())
+            .backend(backend);
+        if let Ok(p) = std::env::var("LANYARD_VAULT_PASSPHRASE") {
+            cfg = cfg.passphrase(SecretString::from(p));
+        }
+        Ok(AccountStore::open(cfg)?)
+    }
+
+    /// This profile's device identity, created on first use.
+    fn device(&self) -> Result<DeviceIdentity, CliError> {
+        let path = self.dirs.profile(&self.profile).join("device.json");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                if let (Some(id), Some(name)) = (v["id"].as_str(), v["name"].as_str()) {
+                    return Ok(DeviceIdentity {
+                        id: id.into(),
+                        name: name.into(),
+                        platform: std::env::consts::OS.into(),
+                    });
+                }
+            }
+        }
+        let id = format!("dev-{:016x}", rand::random::<u64>());
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "this machine".into());
+        let name = if self.profile == "default" {
+            host
+        } else {
+            format!("{host} ({})", self.profile)
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(CliError::other)?;
+        }
+        std::fs::write(&path, json!({"id": id, "name": name}).to_string())
+            .map_err(CliError::other)?;
+        Ok(DeviceIdentity {
+            id,
+            name,
+            platform: std::env::consts::OS.into(),
+        })
+    }
+
+    fn manager(&self) -> Result<SessionManager, CliError> {
+        let options = ManagerOptions::new(
+            self.device()?,
+            Arc::new(lanyard_clock::SystemClock),
+            self.dirs.profile(&self.profile).join("locks"),
+        );
+        Ok(SessionManager::new(self.store()?, options))
+    }
+
+    fn out(&self, human: impl FnOnce() -> String, json: Value) -> Result<(), CliError> {
+        let mut stdout = std::io::stdout().lock();
+        let text = if self.json {
+            serde_json::to_string_pretty(&json).map_err(CliError::other)?
+        } else {
+            human()
+        };
+        writeln!(stdout, "{text}").map_err(CliError::other)
+    }
+}
+
+fn when(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+fn account_json(a: &AccountMeta, active: bool) -> Value {
+    json!({
+        "account": label(a),
+        "key": a.key.as_str(),
+        "issuer": a.id.issuer.as_str(),
+        "subject": a.id.subject.as_str(),
+        "email": a.email,
+        "tenant": a.tenant,
+        "guest": a.is_guest,
+        "active": active,
+        "registry": a.registry_url,
+        "last_used_at": a.last_used_at.unix_timestamp(),
+    })
+}
+
+async fn chosen(m: &SessionManager, flag: Option<&str>) -> Result<(AccountMeta, Rule), CliError> {
+    let accounts = m.accounts().await?;
+    let active = m.active().await?;
+    select::choose(&accounts, flag, active.as_ref())
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let ctx = Context::from_env(&cli)?;
+    match cli.command {
+        Command::Login {
+            tenant,
+            idp,
+            registry,
+            device_code,
+            timeout,
+        } => login(&ctx, tenant, idp, registry, device_code, timeout).await,
+        Command::Accounts => accounts(&ctx).await,
+        Command::Switch { account } => switch(&ctx, &account).await,
+        Command::Status { account } => status(&ctx, account.as_deref()).await,
+        Command::Token { account, kind } => token(&ctx, account.as_deref(), kind).await,
+        Command::Devices { account } => devices(&ctx, account.as_deref()).await,
+        Command::Revoke {
+            session_id,
+            others,
+            all,
+            account,
+        } => revoke(&ctx, account.as_deref(), session_id, others, all).await,
+        Command::Logout {
+            account,
+            all_accounts,
+            everywhere,
+        } => logout(&ctx, account.as_deref(), all_accounts, everywhere).await,
+        Command::Watch { account } => watch(&ctx, account.as_deref()).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "lanyard", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Config { action } => config(&ctx, action),
+    }
+}
+
+fn config(ctx: &Context, action: ConfigAction) -> Result<(), CliError> {
+    match action {
+        ConfigAction::Get { key: Some(key) } => {
+            if !KEYS.contains(&key.as_str()) {
+                return Err(CliError::usage(
+                    format!("unknown key '{key}'"),
+                    Some("keys: idp, registry, tenant, client_id, store_backend"),
+                ));
+            }
+            let value = ctx.config.get(&key).map(str::to_owned);
+            ctx.out(|| value.clone().unwrap_or_default(), json!({ key: value }))
+        }
+        ConfigAction::Get { key: None } => {
+            let all: serde_json::Map<String, Value> = KEYS
+                .iter()
+                .map(|k| ((*k).to_owned(), json!(ctx.config.get(k))))
+                .collect();
+            ctx.out(
+                || {
+                    KEYS.iter()
+                        .map(|k| format!("{k} = {}", ctx.config.get(k).unwrap_or("(default)")))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+                Value::Object(all),
+            )
+        }
+        ConfigAction::Set { key, value } => {
+            let mut cfg = ctx.config.clone();
+            cfg.set(&key, value).map_err(|e| CliError::usage(e, None))?;
+            ctx.dirs.save(&cfg)?;
+            Ok(())
+        }
+    }
+}
+
+struct Spinner(Option<indicatif::ProgressBar>);
+
+impl Spinner {
+    fn start(message: &str) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(message.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Self(Some(bar))
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Opens the system browser unless told not to (`LANYARD_NO_BROWSER`) or there is no display.
+fn open_browser(url: &url::Url) -> bool {
+    if std::env::var_os("LANYARD_NO_BROWSER").is_some() {
+        return false;
+    }
+    let has_display = cfg!(target_os = "macos")
+        || cfg!(windows)
+        || std::env::var_os("DISPLAY").is_some()
+        || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    if !has_display || std::env::var_os("SSH_CONNECTION").is_some() {
+        return false;
+    }
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(opener)
+        .arg(url.as_str())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .is_ok()
+}
+
+async fn login(
+    ctx: &Context,
+    tenant: Option<String>,
+    idp: Option<String>,
+    registry: Option<String>,
+    device_code: bool,
+    timeout: u64,
+) -> Result<(), CliError> {
+    let tenant = tenant
+        .or(ctx.config.tenant.clone())
+        .unwrap_or_else(|| DEFAULT_TENANT.into());
+    let idp = idp
+        .or(ctx.config.idp.clone())
+        .unwrap_or_else(|| DEFAULT_IDP.into());
+    let registry = registry
+        .or(ctx.config.registry.clone())
+        .unwrap_or_else(|| DEFAULT_REGISTRY.into());
+    let request = LoginRequest {
+        issuer: format!("{}/{tenant}", idp.trim_end_matches('/')),
+        client_id: ctx
+            .config
+            .client_id
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CLIENT_ID.into()),
+        registry_url: Some(registry),
+        tenant: Some(tenant),
+    };
+    let m = ctx.manager()?;
+    let timeout = Duration::from_secs(timeout);
+    let no_browser = std::env::var_os("LANYARD_NO_BROWSER").is_some();
+    let use_device = device_code || (!no_browser && !open_browser_possible());
+    let meta = if use_device {
+        let prompt = |code: &str, uri: &str, complete: Option<&str>| {
+            eprintln!("To sign in, open {uri} on any device and enter the code {code}");
+            if let Some(c) = complete {
+                eprintln!("(or open {c})");
+            }
+        };
+        let _spin = Spinner::start("Waiting for you to approve this device…");
+        m.login(request, LoginMethod::DeviceCode(&prompt, timeout))
+            .await?
+    } else {
+        let prompt = |url: &url::Url| {
+            eprintln!("Open this URL to sign in: {url}");
+            if !open_browser(url) {
+                eprintln!("(no browser was opened: open the URL yourself)");
+            }
+        };
+        let _spin = Spinner::start("Waiting for the sign-in to complete in your browser…");
+        m.login(request, LoginMethod::Browser(&prompt, timeout))
+            .await?
+    };
+    ctx.out(
+        || {
+            format!(
+                "Signed in as {} ({})",
+                label(&meta),
+                meta.email.clone().unwrap_or_default()
+            )
+        },
+        account_json(&meta, true),
+    )
+}
+
+fn open_browser_possible() -> bool {
+    cfg!(target_os = "macos")
+        || cfg!(windows)
+        || ((std::env::var_os("DISPLAY").is_some()
+            || std::env::var_os("WAYLAND_DISPLAY").is_some())
+            && std::env::var_os("SSH_CONNECTION").is_none())
+}
+
+async fn accounts(ctx: &Context) -> Result<(), CliError> {
+    let m = ctx.manager()?;
+    let all = m.accounts().await?;
+    let active = m.active().await?.map(|a| a.key);
+    let mut rows = Vec::new();
+    for a in &all {
+        let has_session = m
+            .store()
+            .secrets()
+            .get(&a.key, ItemKind::SessionToken)?
+            .is_some();
+        rows.push((a, active.as_ref() == Some(&a.key), has_session));
+    }
+    let json = Value::Array(
+        rows.iter()
+            .map(|(a, act, s)| {
+                let mut v = account_json(a, *act);
+                v["session"] = json!(if *s { "stored" } else { "signed_out" });
+                v
+            })
+            .collect(),
+    );
+    ctx.out(
+        || {
+            if rows.is_empty() {
+                return "No accounts. Sign in with `lanyard login --tenant acme`.".into();
+            }
+            let mut out = format!(
+                "{:<3} {:<2} {:<24} {:<28} {:<6} {:<11} {}",
+                "#", "", "ACCOUNT", "EMAIL", "GUEST", "SESSION", "LAST USED"
+            );
+            for (i, (a, act, s)) in rows.iter().enumerate() {
+                out.push_str(&format!(
+                    "\n{:<3} {:<2} {:<24} {:<28} {:<6} {:<11} {}",
+                    i + 1,
+                    if *act { "*" } else { "" },
+                    label(a),
+                    a.email.clone().unwrap_or_default(),
+                    if a.is_guest { "yes" } else { "no" },
+                    if *s { "stored" } else { "signed out" },
+                    when(a.last_used_at.unix_timestamp())
+                ));
+            }
+            out
+        },
+        json,
+    )
+}
+
+async fn switch(ctx: &Context, query: &str) -> Result<(), CliError> {
+    let m = ctx.manager()?;
+    let all = m.accounts().await?;
+    let target = select::find(&all, query)?.clone();
+    m.switch(&target.key).await?;
+    ctx.out(
+        || format!("Now using {}", label(&target)),
+        account_json(&target, true),
+    )
+}
+
+async fn registry_session(
+    m: &SessionManager,
+    a: &AccountMeta,
+) -> Result<(RegistryClient, SecretString), CliError> {
+    let url = a
+        .registry_url
+        .clone()
+        .ok_or_else(|| CliError::usage("this account has no registry", None))?;
+    let token = m
+        .store()
+        .secrets()
+        .get(&a.key, ItemKind::SessionToken)?
+        .ok_or_else(|| CliError::signed_out(format!("{} is signed out", label(a))))?;
+    Ok((RegistryClient::new(&url), token))
+}
+
+async fn status(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
+    let m = ctx.manager()?;
+    let (a, rule) = chosen(&m, flag).await?;
+    let backend = m.store().backend_info();
+    let (session, valid_until) = match registry_session(&m, &a).await {
+        Ok((client, token)) => match client.authenticate(&token, None, a.key.as_str()).await {
+            Ok((_, exp)) => ("valid".to_owned(), Some(exp)),
+            Err(session_core::SessionError::ReauthenticationRequired { reason, .. }) => {
+                (format!("signed out ({reason})"), None)
+            }
+            Err(e) => (format!("unknown: registry unreachable ({e})"), None),
+        },
+        Err(CliError::SignedOut { .. }) => ("signed out".to_owned(), None),
+        Err(e) => return Err(e),
+    };
+    let why = match &rule {
+        Rule::Flag => "--account / LANYARD_ACCOUNT".to_owned(),
+        Rule::PinFile(p) => format!("pinned by {p}"),
+        Rule::Active => "the profile's active account".to_owned(),
+    };
+    let json = json!({
+        "account": account_json(&a, rule == Rule::Active),
+        "chosen_by": rule,
+        "session": session,
+        "session_valid_until": valid_until,
+        "access_token_expires_at": a.access_token_expires_at,
+        "store": {"backend": backend.name, "location": backend.location},
+    });
+    let signed_out = valid_until.is_none() && session.starts_with("signed out");
+    ctx.out(
+        || {
+            format!(
+                "Account:  {} ({})\nChosen:   {why}\nSession:  {session}{}\nToken:    access token expires {}\nStore:    {} — {}",
+                label(&a),
+                a.email.clone().unwrap_or_default(),
+                valid_until.map(|t| format!(", valid until {}", when(t))).unwrap_or_default(),
+                a.access_token_expires_at.map(when).unwrap_or_else(|| "-".into()),
+                backend.name,
+                backend.location
+            )
+        },
+        json,
+    )?;
+    if signed_out {
+        return Err(CliError::signed_out(format!("{} is signed out", label(&a))));
+    }
+    Ok(())
+}
+
+async fn token(ctx: &Context, flag: Option<&str>, kind: TokenKind) -> Result<(), CliError> {
+    let m = ctx.manager()?;
+    let (a, _) = chosen(&m, flag).await?;
+    let value = match kind {
+        TokenKind::Access => m.access_token(Some(&a.key)).await?,
+        TokenKind::Id => m
+            .store()
+            .secrets()
+            .get(&a.key, ItemKind::IdToken)?
+            .ok_or_else(|| CliError::signed_out(format!("{} has no ID token", label(&a))))?,
+        TokenKind::SessionJwt => {
+            let (client, token) = registry_session(&m, &a).await?;
+            client.authenticate(&token, None, a.key.as_str()).await?.0
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", value.expose_secret()).map_err(CliError::other)
+}
+
+async fn devices(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
+    let m = ctx.manager()?;
+    let (a, _) = chosen(&m, flag).await?;
+    let (client, token) = registry_session(&m, &a).await?;
+    let sessions = client.list(&token, a.key.as_str()).await?;
+    ctx.out(
+        || {
+            let mut out = format!(
+                "{:<2} {:<34} {:<28} {:<8} {}",
+                "", "SESSION", "DEVICE", "PLATFORM", "LAST SEEN"
+            );
+            for s in &sessions {
+                out.push_str(&format!(
+                    "\n{:<2} {:<34} {:<28} {:<8} {}",
+                    if s["current"] == true { "*" } else { "" },
+                    s["session_id"].as_str().unwrap_or_default(),
+                    s["device"]["name"].as_str().unwrap_or_default(),
+                    s["device"]["platform"].as_str().unwrap_or_default(),
+                    when(s["device"]["last_seen"].as_i64().unwrap_or_default())
+                ));
+            }
+            out
+        },
+        Value::Array(sessions.clone()),
+    )
+}
+
+async fn revoke(
+    ctx: &Context,
+    flag: Option<&str>,
+    session_id: Option<String>,
+    others: bool,
+    all: bool,
+) -> Result<(), CliError> {
+    let scope = match (session_id.as_deref(), others, all) {
+        (Some(_), false, false) => None,
+        (None, true, false) => Some("others"),
+        (None, false, true) => Some("all"),
+        _ => {
+            return Err(CliError::usage(
+                "give a SESSION_ID, --others or --all",
+                Some("see `lanyard devices`"),
+            ))
+        }
+    };
+    let m = ctx.manager()?;
+    let (a, _) = chosen(&m, flag).await?;
+    let (client, token) = registry_session(&m, &a).await?;
+    let revoked = client
+        .revoke(&token, scope, session_id.as_deref(), a.key.as_str())
+        .await?;
+    ctx.out(
+        || format!("Revoked {} session(s)", revoked.len()),
+        json!({"revoked": revoked}),
+    )
+}
+
+async fn logout(
+    ctx: &Context,
+    flag: Option<&str>,
+    all_accounts: bool,
+    everywhere: bool,
+) -> Result<(), CliError> {
+    let m = ctx.manager()?;
+    let scope = if all_accounts {
+        LogoutScope::Device
+    } else {
+        let (a, _) = chosen(&m, flag).await?;
+        if everywhere {
+            LogoutScope::Everywhere(a.key)
+        } else {
+            LogoutScope::Account(a.key)
+        }
+    };
+    let report = m.logout(scope).await?;
+    for what in &report.not_revoked {
+        eprintln!("warning: could not revoke {what}; it was removed from this device anyway");
+    }
+    ctx.out(
+        || format!("Signed out of {} account(s)", report.removed.len()),
+        json!({"removed": report.removed.iter().map(|k| k.as_str()).collect::<Vec<_>>(), "not_revoked": report.not_revoked}),
+    )
+}
+
+async fn watch(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
+    let m = ctx.manager()?;
+    let (a, _) = chosen(&m, flag).await?;
+    let (client, token) = registry_session(&m, &a).await?;
+    let current = match client.authenticate(&token, None, a.key.as_str()).await {
+        Ok(_) => client
+            .list(&token, a.key.as_str())
+            .await?
+            .into_iter()
+            .find(|s| s["current"] == true)
+            .and_then(|s| s["session_id"].as_str().map(str::to_owned)),
+        Err(e) => return Err(e.into()),
+    };
+    let json = ctx.json;
+    let mut revoked_here = false;
+    let mut last = None;
+    loop {
+        let result = client
+            .follow_events(&token, last.as_deref(), a.key.as_str(), |e| {
+                let here = current.as_deref() == e.data["session_id"].as_str();
+                let line = if json {
+                    json!({"event": e.kind, "session_id": e.data["session_id"], "this_device": here, "at": e.data["at"]}).to_string()
+                } else {
+                    format!("{} {} session {}{}", when(e.data["at"].as_i64().unwrap_or_default()), e.kind, e.data["session_id"].as_str().unwrap_or_default(), if here { " (this device)" } else { "" })
+                };
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+                if e.kind == "revoked" && here {
+                    revoked_here = true;
+                    return false;
+                }
+                true
+            })
+            .await;
+        match result {
+            Ok(id) => last = id.or(last),
+            Err(session_core::SessionError::ReauthenticationRequired { .. }) => revoked_here = true,
+            Err(e) => eprintln!("event stream interrupted ({e}); reconnecting"),
+        }
+        if revoked_here {
+            let _ = m.store().secrets().delete_account(&a.key);
+            return Err(CliError::signed_out(format!(
+                "{} was signed out on this device from elsewhere",
+                label(&a)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::other(e)
+    }
+}

@@ -1,0 +1,111 @@
+//! The command line.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lanyard",
+    version,
+    about = "Sign in to several accounts, switch in one command, see and revoke your devices"
+)]
+pub struct Cli {
+    /// An isolated store and device identity (one machine can act as several devices).
+    #[arg(
+        long,
+        global = true,
+        env = "LANYARD_PROFILE",
+        default_value = "default"
+    )]
+    pub profile: String,
+    /// Print data as JSON (a documented, stable shape).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sign in: opens the browser (or prints the URL), or uses the device code flow.
+    Login {
+        #[arg(long, env = "LANYARD_TENANT")]
+        tenant: Option<String>,
+        /// The identity provider's base URL (issuers are `{idp}/{tenant}`).
+        #[arg(long, env = "LANYARD_IDP")]
+        idp: Option<String>,
+        #[arg(long, env = "LANYARD_REGISTRY")]
+        registry: Option<String>,
+        /// Sign in on another device with a code (for SSH sessions and headless machines).
+        #[arg(long)]
+        device_code: bool,
+        /// Seconds to wait for the sign-in to complete.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// List signed-in accounts.
+    Accounts,
+    /// Make another account the active one (by user@tenant, email, index or unique prefix).
+    Switch { account: String },
+    /// The account in use, whether its session is still accepted, and where secrets are kept.
+    Status {
+        #[arg(long, env = "LANYARD_ACCOUNT")]
+        account: Option<String>,
+    },
+    /// Print a valid token (and nothing else) on stdout, refreshing if needed.
+    Token {
+        #[arg(long, env = "LANYARD_ACCOUNT")]
+        account: Option<String>,
+        #[arg(long, value_enum, default_value_t = TokenKind::Access)]
+        kind: TokenKind,
+    },
+    /// Every session of the account across devices.
+    Devices {
+        #[arg(long, env = "LANYARD_ACCOUNT")]
+        account: Option<String>,
+    },
+    /// Revoke a session by id, or every other session, or all.
+    Revoke {
+        session_id: Option<String>,
+        #[arg(long, conflicts_with_all = ["session_id", "all"])]
+        others: bool,
+        #[arg(long, conflicts_with = "session_id")]
+        all: bool,
+        #[arg(long, env = "LANYARD_ACCOUNT")]
+        account: Option<String>,
+    },
+    /// Sign out of one account (default: the one in use), every account here, or everywhere.
+    Logout {
+        #[arg(long, env = "LANYARD_ACCOUNT", conflicts_with = "all_accounts")]
+        account: Option<String>,
+        #[arg(long)]
+        all_accounts: bool,
+        /// Sign the account out on every device.
+        #[arg(long, conflicts_with = "all_accounts")]
+        everywhere: bool,
+    },
+    /// Stream session events (revoked elsewhere, refreshed, switched) as they happen.
+    Watch {
+        #[arg(long, env = "LANYARD_ACCOUNT")]
+        account: Option<String>,
+    },
+    /// Shell completions.
+    Completions { shell: clap_complete::Shell },
+    /// Read or change settings: idp, registry, tenant, client_id, store_backend.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    Get { key: Option<String> },
+    Set { key: String, value: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TokenKind {
+    Access,
+    Id,
+    SessionJwt,
+}

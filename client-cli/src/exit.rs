@@ -1,0 +1,110 @@
+//! Exit codes (documented in README.md): 0 ok, 1 other error, 2 usage, 3 signed out / login
+//! needed, 4 network or server unavailable.
+
+use session_core::SessionError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{message}")]
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{message}")]
+    SignedOut {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{message}")]
+    Other {
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+impl CliError {
+    pub fn code(&self) -> u8 {
+        match self {
+            CliError::Other { .. } => 1,
+            CliError::Usage { .. } => 2,
+            CliError::SignedOut { .. } => 3,
+            CliError::Unavailable { .. } => 4,
+        }
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            CliError::Usage { hint, .. }
+            | CliError::SignedOut { hint, .. }
+            | CliError::Unavailable { hint, .. }
+            | CliError::Other { hint, .. } => hint.as_deref(),
+        }
+    }
+
+    pub fn usage(message: impl Into<String>, hint: Option<&str>) -> Self {
+        CliError::Usage {
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        }
+    }
+
+    pub fn signed_out(message: impl Into<String>) -> Self {
+        CliError::SignedOut {
+            message: message.into(),
+            hint: Some("run `lanyard login`".into()),
+        }
+    }
+
+    pub fn other(message: impl std::fmt::Display) -> Self {
+        CliError::Other {
+            message: message.to_string(),
+            hint: None,
+        }
+    }
+}
+
+impl From<SessionError> for CliError {
+    fn from(e: SessionError) -> Self {
+        match &e {
+            SessionError::ReauthenticationRequired { .. } | SessionError::NoActiveAccount => {
+                CliError::signed_out(e.to_string())
+            }
+            SessionError::Transient { .. } | SessionError::Discovery { .. } => {
+                CliError::Unavailable {
+                    message: e.to_string(),
+                    hint: Some(
+                        "check your network and that the server is running, then try again".into(),
+                    ),
+                }
+            }
+            SessionError::UnknownAccount(_) => {
+                CliError::usage(e.to_string(), Some("see `lanyard accounts`"))
+            }
+            SessionError::Store(inner) => CliError::Other {
+                message: inner.to_string(),
+                hint: None,
+            },
+            _ => CliError::other(e),
+        }
+    }
+}
+
+impl From<account_store::StoreError> for CliError {
+    fn from(e: account_store::StoreError) -> Self {
+        CliError::Other {
+            message: e.to_string(),
+            hint: None,
+        }
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        CliError::other(format!("{e:#}"))
+    }
+}

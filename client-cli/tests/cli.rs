@@ -1,0 +1,485 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `lanyard` end to end: the real binary against the real mock IdP and registry, with a
+//! passphrase vault per test home.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use session_registry::config::{RegistryConfig, TenantConfig};
+use test_harness::TestIdp;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+struct Stack {
+    idp: TestIdp,
+    registry: String,
+    home: tempfile::TempDir,
+    _db: tempfile::TempDir,
+}
+
+async fn stack() -> Stack {
+    let idp = TestIdp::spawn().await;
+    let db = tempfile::tempdir().unwrap();
+    let settings =
+        session_registry::Settings::for_tests(&format!("sqlite://{}/r.db", db.path().display()));
+    let tenant = |slug: &str| TenantConfig {
+        slug: slug.into(),
+        issuer: idp.issuer(slug),
+        audiences: vec!["lanyard-cli".into()],
+        idle_timeout_secs: 3600,
+        absolute_timeout_secs: 86_400,
+        api_key: None,
+    };
+    let config = RegistryConfig {
+        key_dir: None,
+        tenants: vec![tenant("acme"), tenant("globex")],
+        web_clients: vec![],
+    };
+    let app = session_registry::Application::build_with(
+        &settings,
+        &config,
+        Arc::new(lanyard_clock::SystemClock),
+    )
+    .await
+    .unwrap();
+    let registry = app.base_url().to_owned();
+    tokio::spawn(app.run_until_stopped());
+    Stack {
+        idp,
+        registry,
+        home: tempfile::tempdir().unwrap(),
+        _db: db,
+    }
+}
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lanyard"))
+}
+
+impl Stack {
+    fn cmd(&self, profile: &str, args: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(bin());
+        c.args(["--profile", profile])
+            .args(args)
+            .env("LANYARD_HOME", self.home.path())
+            .env("LANYARD_NO_BROWSER", "1")
+            .env("LANYARD_STORE_BACKEND", "vault")
+            .env("LANYARD_VAULT_PASSPHRASE", "test passphrase")
+            .env("LANYARD_IDP", &self.idp.base_url)
+            .env("LANYARD_REGISTRY", &self.registry)
+            .env_remove("LANYARD_ACCOUNT")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .current_dir(self.home.path())
+            .kill_on_drop(true);
+        c
+    }
+
+    async fn run(&self, profile: &str, args: &[&str]) -> Output {
+        self.cmd(profile, args).output().await.unwrap()
+    }
+
+    /// `lanyard login` for `user`, completing the IdP's form over HTTP as a browser would.
+    async fn login(&self, profile: &str, tenant: &str, user: &str) {
+        let mut child = self
+            .cmd(profile, &["login", "--tenant", tenant])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let url = read_url(child.stderr.take().unwrap()).await;
+        complete_login_form(&url, user).await;
+        let out = child.wait_with_output().await.unwrap();
+        assert!(
+            out.status.success(),
+            "login failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    async fn accounts(&self, profile: &str) -> Vec<Value> {
+        let out = self.run(profile, &["accounts", "--json"]).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+/// Reads stderr until the sign-in URL appears.
+async fn read_url(stderr: tokio::process::ChildStderr) -> String {
+    let mut lines = BufReader::new(stderr).lines();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("Open this URL to sign in: ") {
+                return url.to_owned();
+            }
+        }
+        panic!("lanyard login printed no URL")
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    found
+}
+
+async fn complete_login_form(url: &str, user: &str) {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let html = client.get(url).send().await.unwrap().text().await.unwrap();
+    let marker = r#"name="auth_request" value=""#;
+    let start = html.find(marker).unwrap() + marker.len();
+    let id = &html[start..start + html[start..].find('"').unwrap()];
+    let login = url.split("/authorize").next().unwrap().to_owned() + "/login";
+    let res = client
+        .post(login)
+        .form(&[
+            ("auth_request", id),
+            ("username", user),
+            ("password", "lanyard-dev"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let callback = res.headers()["location"].to_str().unwrap().to_owned();
+    client.get(callback).send().await.unwrap();
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn login_in_headless_chromium_then_accounts_shows_the_account() {
+    let s = stack().await;
+    let browser = test_harness::browser::Browser::start().await;
+    let mut child = s
+        .cmd("default", &["login", "--tenant", "acme"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = read_url(child.stderr.take().unwrap()).await;
+    browser.goto(&url).await.unwrap();
+    browser
+        .find(fantoccini::Locator::Id("user-bob"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find(fantoccini::Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("lanyard-dev")
+        .await
+        .unwrap();
+    browser
+        .find(fantoccini::Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Signed in as bob@acme"));
+    let accounts = s.accounts("default").await;
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0]["account"], "bob@acme");
+    assert_eq!(accounts[0]["active"], true);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_device_code_flow_signs_in_without_a_browser_on_this_machine() {
+    let s = stack().await;
+    let mut child = s
+        .cmd("default", &["login", "--tenant", "acme", "--device-code"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let code = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("enter the code ").nth(1) {
+                return rest.trim().to_owned();
+            }
+        }
+        panic!("no user code printed")
+    })
+    .await
+    .unwrap();
+    let res = s
+        .idp
+        .http
+        .post(format!("{}/device", s.idp.issuer("acme")))
+        .form(&[
+            ("user_code", code.as_str()),
+            ("username", "alice"),
+            ("password", "lanyard-dev"),
+            ("action", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(s.accounts("default").await[0]["account"], "alice@acme");
+}
+
+#[tokio::test]
+async fn token_prints_only_a_token_and_switch_picks_by_name_index_or_prefix() {
+    let s = stack().await;
+    s.login("default", "acme", "alice").await;
+    s.login("default", "globex", "carol").await;
+    let out = s.run("default", &["token"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(
+        token.split('.').count(),
+        3,
+        "a JWT and nothing else: {token}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+
+    for (query, want) in [
+        ("alice@acme", "alice@acme"),
+        ("2", "carol@globex"),
+        ("car", "carol@globex"),
+        ("alice@acme.example", "alice@acme"),
+    ] {
+        let out = s.run("default", &["switch", query]).await;
+        assert!(out.status.success(), "{query}: {}", stderr(&out));
+        let active: Vec<Value> = s
+            .accounts("default")
+            .await
+            .into_iter()
+            .filter(|a| a["active"] == true)
+            .collect();
+        assert_eq!(active[0]["account"], want, "{query}");
+    }
+    let out = s
+        .run(
+            "default",
+            &["token", "--account", "carol@globex", "--kind", "id"],
+        )
+        .await;
+    assert!(out.status.success());
+    let out = s.run("default", &["token", "--kind", "session-jwt"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn unknown_and_ambiguous_accounts_are_usage_errors_that_change_nothing() {
+    let s = stack().await;
+    s.login("default", "acme", "alice").await;
+    s.login("default", "globex", "alice").await;
+    let before = s.accounts("default").await;
+    let out = s.run("default", &["switch", "nobody"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no account matches 'nobody'"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.run("default", &["switch", "alice"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("alice@acme") && err.contains("alice@globex"),
+        "the candidates are listed: {err}"
+    );
+    assert_eq!(s.accounts("default").await, before, "nothing changed");
+    let out = s.run("default", &["token", "--account", "zed"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn revoke_others_on_one_device_signs_the_other_out_and_watch_prints_it() {
+    let s = stack().await;
+    s.login("laptop", "acme", "alice").await;
+    s.login("phone", "acme", "alice").await;
+    let mut watch = s
+        .cmd("phone", &["watch", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await; // the stream attaches
+    let out = s.run("laptop", &["revoke", "--others"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let watched = tokio::time::timeout(Duration::from_secs(15), watch.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        watched.status.code(),
+        Some(3),
+        "watch ends with 'signed out'"
+    );
+    let line = String::from_utf8_lossy(&watched.stdout);
+    assert!(
+        line.contains(r#""event":"revoked""#) && line.contains(r#""this_device":true"#),
+        "{line}"
+    );
+    let out = s.run("phone", &["status"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = s.run("laptop", &["status", "--json"]).await;
+    assert!(out.status.success());
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["session"], "valid");
+    assert_eq!(status["store"]["backend"], "vault");
+    assert_eq!(status["chosen_by"], "active");
+    let out = s.run("laptop", &["devices", "--json"]).await;
+    let devices: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(devices.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_pin_file_or_the_environment_chooses_the_account_for_one_command_only() {
+    let s = stack().await;
+    s.login("default", "acme", "alice").await;
+    s.login("default", "acme", "bob").await;
+    std::fs::write(
+        s.home.path().join(".lanyard.toml"),
+        "account = \"alice@acme\"\n",
+    )
+    .unwrap();
+    let out = s.run("default", &["status", "--json"]).await;
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["account"]["account"], "alice@acme");
+    assert!(status["chosen_by"]["pin_file"]
+        .as_str()
+        .unwrap()
+        .ends_with(".lanyard.toml"));
+    let out = s
+        .cmd("default", &["status", "--json"])
+        .env("LANYARD_ACCOUNT", "bob@acme")
+        .output()
+        .await
+        .unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["account"]["account"], "bob@acme");
+    assert_eq!(status["chosen_by"], "flag");
+    let active: Vec<Value> = s
+        .accounts("default")
+        .await
+        .into_iter()
+        .filter(|a| a["active"] == true)
+        .collect();
+    assert_eq!(
+        active[0]["account"], "bob@acme",
+        "the profile's active account is untouched"
+    );
+}
+
+#[tokio::test]
+async fn servers_down_are_exit_4_and_a_corrupt_store_is_refused_untouched() {
+    let s = stack().await;
+    s.login("default", "acme", "alice").await;
+    // The registry goes away: point the account's stored registry at a closed port.
+    let index = profile_dir(s.home.path()).join("accounts.json");
+    let text = std::fs::read_to_string(&index)
+        .unwrap()
+        .replace(&s.registry, "http://127.0.0.1:9");
+    std::fs::write(&index, text).unwrap();
+    let out = s.run("default", &["devices"]).await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let out = s.run("default", &["status"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("registry unreachable"));
+    s.idp
+        .inject_fault(
+            "acme",
+            serde_json::json!({"endpoint": "discovery", "down": true}),
+        )
+        .await;
+    let out = s
+        .run("default", &["login", "--tenant", "acme", "--timeout", "5"])
+        .await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("hint:"));
+
+    let vault = profile_dir(s.home.path()).join("vault.bin");
+    let mut bytes = std::fs::read(&vault).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1;
+    std::fs::write(&vault, &bytes).unwrap();
+    // The last entry is the ID token's; other items stay readable, the damaged one is refused.
+    let out = s.run("default", &["token", "--kind", "id"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("tampered"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(&vault).unwrap(),
+        bytes,
+        "the damaged vault was not overwritten"
+    );
+}
+
+fn profile_dir(home: &Path) -> PathBuf {
+    home.join("data").join("profiles").join("default")
+}
+
+#[tokio::test]
+async fn logout_removes_the_account_and_token_then_says_signed_out() {
+    let s = stack().await;
+    s.login("default", "acme", "alice").await;
+    let out = s.run("default", &["logout"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(s.accounts("default").await.is_empty());
+    let out = s.run("default", &["token"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("lanyard login"));
+}
+
+#[tokio::test]
+async fn config_completions_and_usage_errors() {
+    let s = stack().await;
+    let out = s
+        .run("default", &["config", "set", "tenant", "globex"])
+        .await;
+    assert!(out.status.success());
+    let out = s.run("default", &["config", "get", "tenant"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "globex");
+    let out = s
+        .run("default", &["config", "set", "store_backend", "floppy"])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = s.run("default", &["config", "set", "nope", "x"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = s.run("default", &["completions", "bash"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("lanyard"));
+    let out = s.run("default", &["frobnicate"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = s.run("bad/profile", &["accounts"]).await;
+    assert_eq!(out.status.code(), Some(2));
+}
