@@ -324,7 +324,7 @@ async fn revoke_others_on_one_device_signs_the_other_out_and_watch_prints_it() {
     let s = stack().await;
     s.login("laptop", "acme", "alice").await;
     s.login("phone", "acme", "alice").await;
-    let mut watch = s
+    let watch = s
         .cmd("phone", &["watch", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
