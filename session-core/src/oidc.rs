@@ -148,6 +148,14 @@ fn classify(account: &str, e: TokenError) -> SessionError {
             },
         },
         RequestTokenError::Request(e) => SessionError::transient(e),
+        // A successful answer that does not parse (a token response whose ID token lacks a
+        // required claim, say) is an invalid token, not a network hiccup.
+        RequestTokenError::Parse(e, body)
+            if serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|v| v.get("access_token").is_some()) =>
+        {
+            SessionError::IdTokenInvalid(format!("the token response is malformed: {e}"))
+        }
         RequestTokenError::Parse(e, _) => {
             SessionError::transient(format!("unreadable answer: {e}"))
         }
@@ -232,6 +240,15 @@ impl Provider {
                     "at_hash does not match the access token".into(),
                 ));
             }
+        }
+        // OIDC Core §3.1.3.7 step 5: a present `azp` must be this client, even with one audience.
+        if claims
+            .authorized_party()
+            .is_some_and(|azp| azp.as_str() != self.client_id)
+        {
+            return Err(SessionError::IdTokenInvalid(
+                "azp names another client".into(),
+            ));
         }
         let sub = claims.subject().as_str().to_owned();
         if expected_sub.is_some_and(|s| s != sub) {
