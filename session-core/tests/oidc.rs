@@ -58,7 +58,7 @@ async fn every_defective_id_token_is_rejected() {
     let provider = Provider::discover(&idp.issuer("acme"), "lanyard-cli")
         .await
         .unwrap();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = lanyard_clock::Clock::now(&lanyard_clock::SystemClock).unix_timestamp();
     let good = provider
         .login_with_browser(&browser("alice"), Duration::from_secs(20), now)
         .await
