@@ -123,76 +123,101 @@ impl TestIdp {
     /// A complete authorization-code login (PKCE S256, the login form posted as a browser would)
     /// for `username` through the public client `client_id`; returns the token response.
     pub async fn login(&self, tenant: &str, username: &str, client_id: &str) -> Value {
-        let browser = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("http client");
-        let verifier = mock_idp::random::token();
-        let redirect = "http://127.0.0.1:53682/callback";
-        let issuer = self.issuer(tenant);
-        let page = browser
-            .get(format!("{issuer}/authorize"))
-            .query(&[
-                ("response_type", "code"),
-                ("client_id", client_id),
-                ("redirect_uri", redirect),
-                ("scope", "openid profile email offline_access"),
-                ("state", "s"),
-                ("nonce", "n"),
-                ("code_challenge", &mock_idp::pkce::s256(&verifier)),
-                ("code_challenge_method", "S256"),
-            ])
-            .send()
-            .await
-            .expect("authorize")
-            .text()
-            .await
-            .expect("login page");
-        let marker = r#"name="auth_request" value=""#;
-        let start = page.find(marker).expect("a login page") + marker.len();
-        let id = &page[start..start + page[start..].find('"').expect("closing quote")];
-        let res = browser
-            .post(format!("{issuer}/login"))
-            .form(&[
-                ("auth_request", id),
-                ("username", username),
-                ("password", mock_idp::config::DEV_PASSWORD),
-            ])
-            .send()
-            .await
-            .expect("login");
-        let location = res
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .expect("a redirect with a code")
-            .to_owned();
-        let code = url::Url::parse(&location)
-            .expect("redirect URL")
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .map(|(_, v)| v.into_owned())
-            .expect("code");
-        self.http
-            .post(format!("{issuer}/token"))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", redirect),
-                ("client_id", client_id),
-                ("code_verifier", &verifier),
-            ])
-            .send()
-            .await
-            .expect("token request")
-            .json()
-            .await
-            .expect("token response")
+        login(&self.issuer(tenant), username, client_id).await
     }
 
     /// Stops the server (connections are refused afterwards).
     pub async fn stop(&self) {
         self.handle.stop(false).await;
     }
+}
+
+/// A complete authorization-code login at the mock IdP issuer `issuer` (e.g.
+/// `http://127.0.0.1:8700/acme`, wherever that IdP runs: in process or as a child): PKCE S256, the
+/// login form posted as a browser would, with the dev password, for `username` through the public
+/// client `client_id`; returns the token response.
+pub async fn login(issuer: &str, username: &str, client_id: &str) -> Value {
+    login_in(&browser(), issuer, username, client_id).await
+}
+
+/// A client that behaves as a browser for the login flow: it keeps cookies (the IdP session)
+/// and does not follow redirects (the test reads them).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+/// [`login`] in an existing [`browser`] that has no IdP session at `issuer` yet (the flow
+/// expects the login form). The session it opens stays in the browser for further authorization
+/// requests (single sign-on, other clients joining the session).
+pub async fn login_in(
+    browser: &reqwest::Client,
+    issuer: &str,
+    username: &str,
+    client_id: &str,
+) -> Value {
+    let verifier = mock_idp::random::token();
+    let redirect = "http://127.0.0.1:53682/callback";
+    let page = browser
+        .get(format!("{issuer}/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", redirect),
+            ("scope", "openid profile email offline_access"),
+            ("state", "s"),
+            ("nonce", "n"),
+            ("code_challenge", &mock_idp::pkce::s256(&verifier)),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await
+        .expect("authorize")
+        .text()
+        .await
+        .expect("login page");
+    let marker = r#"name="auth_request" value=""#;
+    let start = page.find(marker).expect("a login page") + marker.len();
+    let id = &page[start..start + page[start..].find('"').expect("closing quote")];
+    let res = browser
+        .post(format!("{issuer}/login"))
+        .form(&[
+            ("auth_request", id),
+            ("username", username),
+            ("password", mock_idp::config::DEV_PASSWORD),
+        ])
+        .send()
+        .await
+        .expect("login");
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("a redirect with a code")
+        .to_owned();
+    let code = url::Url::parse(&location)
+        .expect("redirect URL")
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("code");
+    // The token request is the client's back channel: no browser cookies.
+    reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            ("client_id", client_id),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token response")
 }

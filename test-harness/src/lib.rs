@@ -4,19 +4,21 @@
 //! - [`PrivatePostgres`]: a Postgres server of one test's own, which it may stop and restart;
 //! - [`browser::Browser`]: headless Chromium over WebDriver, for testing real pages;
 //! - [`ChildService`]: a service binary run as a child process, its address read from its
-//!   readiness line (`NAME listening on http://ADDR`).
+//!   readiness line (`NAME listening on http://ADDR`); [`ChildServices`] for a child that runs
+//!   several services and prints one such line for each (devstack);
+//! - [`idp::login`]: the mock IdP's login flow, by issuer URL, for an IdP in process or in a child.
 #![forbid(unsafe_code)]
 
 pub mod browser;
 pub mod database;
 pub mod idp;
-pub mod process;
 #[cfg(unix)]
 pub mod private_postgres;
+pub mod process;
 pub mod secret_service;
 
 pub use database::TestDatabase;
 pub use idp::TestIdp;
-pub use process::ChildService;
 #[cfg(unix)]
 pub use private_postgres::PrivatePostgres;
+pub use process::{ChildService, ChildServices};

@@ -1,5 +1,7 @@
-//! A service binary as a child process. Its stdout must carry one readiness line,
-//! `NAME listening on http://ADDR`; the child is killed when the value is dropped.
+//! Service binaries as child processes. Each service prints one readiness line on stdout,
+//! `NAME listening on http://ADDR`; [`ChildService`] waits for one such line, [`ChildServices`]
+//! for one line per named service (devstack prints two). The child is killed when the value is
+//! dropped.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -7,7 +9,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// How long a child may take to print its readiness lines.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct ChildService {
     pub addr: SocketAddr,
@@ -18,33 +23,97 @@ pub struct ChildService {
 impl ChildService {
     /// Starts `program args…` and waits (up to 60 s) for `"{name} listening on http://ADDR"`.
     pub async fn start(program: &Path, args: &[&str], name: &str) -> anyhow::Result<Self> {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
+        let mut command = Command::new(program);
+        command.args(args).stderr(Stdio::null());
+        let mut services = ChildServices::start(command, &[name]).await?;
+        let (_, addr) = services.services.remove(0);
+        Ok(Self {
+            base_url: format!("http://{addr}"),
+            addr,
+            child: services.child,
+        })
+    }
+}
+
+/// A child that runs several services and prints one readiness line for each.
+pub struct ChildServices {
+    /// `(name, address)` in the order the names were given to [`ChildServices::start`].
+    pub services: Vec<(String, SocketAddr)>,
+    pub child: Child,
+}
+
+impl ChildServices {
+    /// Spawns `command` (its environment, working directory and stderr are the caller's to set;
+    /// stdout is piped here) and waits (up to 60 s) for one readiness line per name, in any
+    /// order. Other stdout lines are ignored; stdout keeps being drained afterwards so the child
+    /// never blocks on a full pipe.
+    pub async fn start(mut command: Command, names: &[&str]) -> anyhow::Result<Self> {
+        let mut child = command.stdout(Stdio::piped()).kill_on_drop(true).spawn()?;
         let stdout = child
             .stdout
             .take()
             .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let prefix = format!("{name} listening on http://");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(addr) = line.strip_prefix(&prefix) {
-                    return Ok::<_, anyhow::Error>(addr.trim().parse::<SocketAddr>()?);
+        let services = read_readiness_lines(stdout, names).await?;
+        Ok(Self { services, child })
+    }
+
+    /// The address `name` announced.
+    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        self.services
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, addr)| *addr)
+    }
+
+    /// `http://ADDR` of `name`.
+    pub fn base_url(&self, name: &str) -> Option<String> {
+        self.addr(name).map(|addr| format!("http://{addr}"))
+    }
+}
+
+async fn read_readiness_lines(
+    stdout: ChildStdout,
+    names: &[&str],
+) -> anyhow::Result<Vec<(String, SocketAddr)>> {
+    let mut found: Vec<Option<SocketAddr>> = vec![None; names.len()];
+    let prefixes: Vec<String> = names
+        .iter()
+        .map(|name| format!("{name} listening on http://"))
+        .collect();
+    let mut lines = BufReader::new(stdout).lines();
+    tokio::time::timeout(READY_TIMEOUT, async {
+        while found.iter().any(Option::is_none) {
+            let Some(line) = lines.next_line().await? else {
+                let missing: Vec<&str> = names
+                    .iter()
+                    .zip(&found)
+                    .filter(|(_, addr)| addr.is_none())
+                    .map(|(name, _)| *name)
+                    .collect();
+                anyhow::bail!(
+                    "the child exited before printing the readiness line of {}",
+                    missing.join(", ")
+                );
+            };
+            for (prefix, slot) in prefixes.iter().zip(found.iter_mut()) {
+                if let Some(addr) = line.strip_prefix(prefix.as_str()) {
+                    *slot = Some(addr.trim().parse::<SocketAddr>()?);
                 }
             }
-            anyhow::bail!("{name} exited before printing its readiness line")
-        })
-        .await??;
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self {
-            base_url: format!("http://{addr}"),
-            addr,
-            child,
-        })
-    }
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "no readiness line from {} within {READY_TIMEOUT:?}",
+            names.join(", ")
+        )
+    })??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(names
+        .iter()
+        .zip(found)
+        .filter_map(|(name, addr)| addr.map(|addr| ((*name).to_owned(), addr)))
+        .collect())
 }
