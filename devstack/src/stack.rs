@@ -183,6 +183,16 @@ impl Devstack {
             key_dir: Some(data_dir.join("registry-keys")),
             // Tenants need the IdP's address: registered below, once the IdP has bound.
             tenants: Vec::new(),
+            // The registry signs people in to its "Your devices" page as the IdP's
+            // confidential `lanyard-registry` client.
+            web_clients: ["acme", "globex"]
+                .into_iter()
+                .map(|tenant| session_registry::config::WebClientConfig {
+                    tenant: tenant.into(),
+                    client_id: "lanyard-registry".into(),
+                    client_secret: SecretString::from(mock_idp::config::DEV_REGISTRY_SECRET),
+                })
+                .collect(),
             ..RegistryConfig::default()
         };
         let registry_app = session_registry::Application::build_with(

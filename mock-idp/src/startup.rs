@@ -105,6 +105,9 @@ impl Application {
         })
         .workers(2)
         .shutdown_timeout(5)
+        // The binary (and devstack) handle SIGINT/SIGTERM themselves and stop gracefully;
+        // actix's own handler would force-stop on SIGINT.
+        .disable_signals()
         .listen(listener)
         .map_err(|source| StartupError::Bind { addr, source })?
         .run();

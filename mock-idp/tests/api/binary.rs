@@ -132,3 +132,23 @@ async fn a_bad_config_file_stops_start_up_with_an_error_naming_the_key() {
     assert!(out.stdout.is_empty(), "no readiness line on failure");
     std::fs::remove_file(path).unwrap();
 }
+
+#[tokio::test]
+async fn sigint_and_sigterm_stop_the_binary_gracefully_with_exit_0() {
+    for signal in ["-INT", "-TERM"] {
+        let mut svc = ChildService::start(bin(), &["--bind", "127.0.0.1:0"], "mock-idp")
+            .await
+            .unwrap();
+        let pid = svc.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(std::time::Duration::from_secs(15), svc.child.wait())
+            .await
+            .expect("exits promptly")
+            .unwrap();
+        assert!(exit.success(), "{signal}: {exit:?}");
+    }
+}
