@@ -193,7 +193,6 @@ impl Devstack {
                     client_secret: SecretString::from(mock_idp::config::DEV_REGISTRY_SECRET),
                 })
                 .collect(),
-            ..RegistryConfig::default()
         };
         let registry_app = session_registry::Application::build_with(
             &registry_settings,
