@@ -7,15 +7,15 @@ use std::time::Duration;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
     CoreClientAuthMethod, CoreDeviceAuthorizationResponse, CoreErrorResponseType, CoreGrantType,
-    CoreIdToken, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
-    CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
-    CoreTokenResponse,
+    CoreIdToken, CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
+    CoreSubjectIdentifierType, CoreTokenResponse,
 };
 use openidconnect::{
     AccessTokenHash, AdditionalProviderMetadata, AuthType, AuthorizationCode, ClientId, CsrfToken,
-    DeviceAuthorizationUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, ProviderMetadata, RedirectUrl, RefreshToken,
-    RequestTokenError, RevocationUrl, Scope, TokenResponse,
+    DeviceAuthorizationUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
+    JsonWebKeySetUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, ProviderMetadata, RedirectUrl,
+    RefreshToken, RequestTokenError, RevocationUrl, Scope, TokenResponse,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -70,6 +70,19 @@ type DeviceClient = CoreClient<
 
 const SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
+/// Why one validation attempt failed.
+enum Check {
+    /// The token names a key the cached JWKS lacks: worth one re-fetch.
+    UnknownKey,
+    Invalid(SessionError),
+}
+
+impl From<SessionError> for Check {
+    fn from(e: SessionError) -> Self {
+        Check::Invalid(e)
+    }
+}
+
 /// One provider (issuer) as seen by one public client.
 pub struct Provider {
     pub issuer: String,
@@ -77,6 +90,10 @@ pub struct Provider {
     client: Client,
     device: Option<DeviceClient>,
     revocation: Option<RevocationUrl>,
+    jwks_uri: JsonWebKeySetUrl,
+    /// The JWKS ID tokens are checked against: from discovery, replaced by a re-fetch when a
+    /// token names an unknown `kid` (key rotation).
+    jwks: std::sync::Mutex<CoreJsonWebKeySet>,
     http: openidconnect::reqwest::Client,
 }
 
@@ -188,6 +205,8 @@ impl Provider {
             .cloned()
             .ok_or_else(|| discovery("no token endpoint".into()))?;
         let extra = metadata.additional_metadata().clone();
+        let jwks_uri = metadata.jwks_uri().clone();
+        let jwks = metadata.jwks().clone();
         let client: Client =
             CoreClient::from_provider_metadata(metadata, ClientId::new(client_id.to_owned()), None)
                 .set_token_uri(token_url)
@@ -199,27 +218,65 @@ impl Provider {
                 .device_authorization_endpoint
                 .map(|u| client.clone().set_device_authorization_url(u)),
             revocation: extra.revocation_endpoint,
+            jwks_uri,
+            jwks: std::sync::Mutex::new(jwks),
             client,
             http,
         })
     }
 
-    fn verifier(&self) -> openidconnect::core::CoreIdTokenVerifier<'_> {
-        self.client.id_token_verifier().set_allowed_algs(vec![
+    /// An ID-token verifier over the current JWKS; the alg allow-list is ours, never the token's.
+    fn verifier(&self) -> openidconnect::core::CoreIdTokenVerifier<'static> {
+        let jwks = self.jwks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        openidconnect::core::CoreIdTokenVerifier::new_public_client(
+            ClientId::new(self.client_id.clone()),
+            IssuerUrl::new(self.issuer.clone())
+                .unwrap_or_else(|_| unreachable!("validated at discovery")),
+            jwks,
+        )
+        .set_allowed_algs(vec![
             CoreJwsSigningAlgorithm::EcdsaP256Sha256,
             CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
         ])
     }
 
-    /// Validates the ID token of a token response (signature, iss, aud, azp, exp, nonce, at_hash)
-    /// and builds the token set.
-    fn validate(
+    /// Validates, re-fetching the JWKS exactly once if the token's `kid` is unknown (C-03).
+    async fn validate(
         &self,
         response: &CoreTokenResponse,
         nonce: Option<&Nonce>,
         expected_sub: Option<&str>,
         now: i64,
     ) -> Result<TokenSet, SessionError> {
+        match self.validate_once(response, nonce, expected_sub, now) {
+            Err(Check::UnknownKey) => {
+                tracing::info!(issuer = %self.issuer, "ID token signed with an unknown key: re-fetching the JWKS once");
+                let fresh = CoreJsonWebKeySet::fetch_async(&self.jwks_uri, &self.http)
+                    .await
+                    .map_err(|e| SessionError::transient(format!("JWKS re-fetch failed: {e}")))?;
+                *self.jwks.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+                self.validate_once(response, nonce, expected_sub, now)
+                    .map_err(|e| match e {
+                        Check::UnknownKey => SessionError::IdTokenInvalid(
+                            "no key with this kid, even after re-fetching the JWKS".into(),
+                        ),
+                        Check::Invalid(e) => e,
+                    })
+            }
+            Err(Check::Invalid(e)) => Err(e),
+            Ok(t) => Ok(t),
+        }
+    }
+
+    /// Validates the ID token of a token response (signature, iss, aud, azp, exp, nonce, at_hash)
+    /// and builds the token set.
+    fn validate_once(
+        &self,
+        response: &CoreTokenResponse,
+        nonce: Option<&Nonce>,
+        expected_sub: Option<&str>,
+        now: i64,
+    ) -> Result<TokenSet, Check> {
         let id_token: &CoreIdToken = response.id_token().ok_or_else(|| {
             SessionError::IdTokenInvalid("the token response has no ID token".into())
         })?;
@@ -229,16 +286,21 @@ impl Provider {
             Some(n) => id_token.claims(&verifier, n),
             None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(())),
         }
-        .map_err(|e| invalid(&e))?;
+        .map_err(|e| match e {
+            openidconnect::ClaimsVerificationError::SignatureVerification(
+                openidconnect::SignatureVerificationError::NoMatchingKey,
+            ) => Check::UnknownKey,
+            other => Check::Invalid(invalid(&other)),
+        })?;
         if let Some(expected) = claims.access_token_hash() {
             let alg = id_token.signing_alg().map_err(|e| invalid(&e))?;
             let key = id_token.signing_key(&verifier).map_err(|e| invalid(&e))?;
             let actual = AccessTokenHash::from_token(response.access_token(), alg, key)
                 .map_err(|e| invalid(&e))?;
             if actual != *expected {
-                return Err(SessionError::IdTokenInvalid(
+                return Err(Check::Invalid(SessionError::IdTokenInvalid(
                     "at_hash does not match the access token".into(),
-                ));
+                )));
             }
         }
         // OIDC Core §3.1.3.7 step 5: a present `azp` must be this client, even with one audience.
@@ -246,15 +308,15 @@ impl Provider {
             .authorized_party()
             .is_some_and(|azp| azp.as_str() != self.client_id)
         {
-            return Err(SessionError::IdTokenInvalid(
+            return Err(Check::Invalid(SessionError::IdTokenInvalid(
                 "azp names another client".into(),
-            ));
+            )));
         }
         let sub = claims.subject().as_str().to_owned();
         if expected_sub.is_some_and(|s| s != sub) {
-            return Err(SessionError::IdTokenInvalid(
+            return Err(Check::Invalid(SessionError::IdTokenInvalid(
                 "the refreshed ID token names another subject".into(),
-            ));
+            )));
         }
         let expires_at = response
             .expires_in()
@@ -315,7 +377,7 @@ impl Provider {
             .request_async(&self.http)
             .await
             .map_err(|e| classify("the new account", e))?;
-        self.validate(&response, Some(&nonce), None, now)
+        self.validate(&response, Some(&nonce), None, now).await
     }
 
     /// The device authorization grant (RFC 8628), honouring `interval` and `slow_down`.
@@ -376,7 +438,7 @@ impl Provider {
                 }
                 other => SessionError::transient(other),
             })?;
-        self.validate(&response, None, None, now)
+        self.validate(&response, None, None, now).await
     }
 
     /// Refreshes. Without a new refresh token in the answer, the old one stays (RFC 6749 §6).
@@ -393,7 +455,7 @@ impl Provider {
             .request_async(&self.http)
             .await
             .map_err(|e| classify(account, e))?;
-        let mut set = self.validate(&response, None, Some(subject), now)?;
+        let mut set = self.validate(&response, None, Some(subject), now).await?;
         if set.refresh_token.is_none() {
             set.refresh_token = Some(refresh_token.clone());
         }

@@ -161,3 +161,25 @@ async fn an_error_callback_is_reported_and_a_silent_one_times_out() {
         .unwrap_err();
     assert!(matches!(err, SessionError::LoginTimeout(_)));
 }
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_picked_up_with_one_jwks_refetch() {
+    let idp = TestIdp::spawn().await;
+    let provider = Provider::discover(&idp.issuer("acme"), "lanyard-cli")
+        .await
+        .unwrap();
+    let now = lanyard_clock::Clock::now(&lanyard_clock::SystemClock).unix_timestamp();
+    provider
+        .login_with_browser(&browser("alice"), Duration::from_secs(20), now)
+        .await
+        .unwrap();
+    let res = idp
+        .admin(reqwest::Method::POST, "tenants/acme/keys/rotate", None)
+        .await;
+    assert_eq!(res.status(), 200);
+    // The cached JWKS lacks the new kid: one re-fetch, then the login succeeds.
+    provider
+        .login_with_browser(&browser("alice"), Duration::from_secs(20), now)
+        .await
+        .unwrap();
+}
