@@ -5,6 +5,9 @@
 //! token in `account-store` under the account's key, hands out valid access tokens (refreshing
 //! once for all callers, across processes), watches the registry session (heartbeat and pushed
 //! revocation) and signs out cleanly. It never talks SQL and never logs a token.
+//!
+//! `examples/embed.rs` is a runnable app embedding the manager (sign in, print a valid access
+//! token, follow the session until it is revoked).
 #![forbid(unsafe_code)]
 
 pub mod error;
