@@ -110,11 +110,18 @@ impl Context {
     }
 
     fn manager(&self) -> Result<SessionManager, CliError> {
-        let options = ManagerOptions::new(
+        let mut options = ManagerOptions::new(
             self.device()?,
             Arc::new(lanyard_clock::SystemClock),
             self.dirs.profile(&self.profile).join("locks"),
         );
+        // How long before expiry a token is refreshed (default 300 s).
+        if let Some(secs) = std::env::var("LANYARD_REFRESH_MARGIN_SECS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            options.refresh_margin = Duration::from_secs(secs);
+        }
         Ok(SessionManager::new(self.store()?, options))
     }
 

@@ -20,7 +20,10 @@ struct Stack {
 }
 
 async fn stack() -> Stack {
-    let idp = TestIdp::spawn().await;
+    stack_with(TestIdp::spawn().await).await
+}
+
+async fn stack_with(idp: TestIdp) -> Stack {
     let db = tempfile::tempdir().unwrap();
     let settings =
         session_registry::Settings::for_tests(&format!("sqlite://{}/r.db", db.path().display()));
@@ -482,4 +485,37 @@ async fn config_completions_and_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     let out = s.run("bad/profile", &["accounts"]).await;
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn two_processes_asking_for_a_token_at_expiry_cause_one_refresh() {
+    // Access tokens live 30 s here; with a 27 s margin a token is due for refresh 3 s after issue.
+    let mut config = mock_idp::IdpConfig::defaults();
+    config.tenants[0].lifetimes.access_token = 30;
+    let s = stack_with(TestIdp::spawn_with_config(config).await).await;
+    s.login("default", "acme", "alice").await;
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let run = || {
+        s.cmd("default", &["token"])
+            .env("LANYARD_REFRESH_MARGIN_SECS", "27")
+            .output()
+    };
+    let (a, b) = tokio::join!(run(), run());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(
+        a.status.success() && b.status.success(),
+        "{} / {}",
+        stderr(&a),
+        stderr(&b)
+    );
+    assert_eq!(
+        a.stdout, b.stdout,
+        "the second process read what the first stored"
+    );
+    let counters = s.idp.audit("acme").await["counters"].clone();
+    assert_eq!(counters["token.refresh_token.ok"], 1, "{counters}");
+    assert!(
+        counters.get("token.refresh_token.invalid_grant").is_none(),
+        "no false reuse detection: {counters}"
+    );
 }
