@@ -16,7 +16,7 @@ use std::sync::Arc;
 use account_store::memory::MemoryStore;
 use account_store::vault::crypto::VaultKey;
 use account_store::vault::{VaultKeySource, VaultStore};
-use account_store::{AccountId, AccountMeta, AccountStore, ItemKind, SecretStore};
+use account_store::{AccountId, AccountMeta, AccountStore, ItemKind};
 use criterion::{criterion_group, criterion_main, Criterion};
 use secrecy::{ExposeSecret, SecretString};
 use session_core::{DeviceIdentity, ManagerOptions, SessionManager};
@@ -38,7 +38,7 @@ fn options(dir: &Path) -> ManagerOptions {
 /// Signs `alice` in directly through the store: a fresh access token (expiring in a day), a
 /// refresh token and an ID token of realistic sizes, and makes her the active account.
 fn seed(store: &AccountStore) {
-    let now = time::OffsetDateTime::now_utc();
+    let now = lanyard_clock::Clock::now(&lanyard_clock::SystemClock);
     let id = AccountId::new(ISSUER, "alice").unwrap();
     let key = id.key();
     let mut meta = AccountMeta::new(id, "alice@acme.example", now);

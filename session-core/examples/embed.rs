@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use account_store::{AccountStore, StoreConfig};
 use secrecy::{ExposeSecret, SecretString};
-use session_core::{DeviceIdentity, LoginMethod, LoginRequest, ManagerOptions, SessionManager, SessionState};
+use session_core::{
+    DeviceIdentity, LoginMethod, LoginRequest, ManagerOptions, SessionManager, SessionState,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,8 +28,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(p) = std::env::var("LANYARD_VAULT_PASSPHRASE") {
         store = store.passphrase(SecretString::from(p));
     }
-    let device = DeviceIdentity { id: "embed-example".into(), name: "embed example".into(), platform: std::env::consts::OS.into() };
-    let manager = SessionManager::new(AccountStore::open(store)?, ManagerOptions::new(device, Arc::new(lanyard_clock::SystemClock), dir.join("locks")));
+    let device = DeviceIdentity {
+        id: "embed-example".into(),
+        name: "embed example".into(),
+        platform: std::env::consts::OS.into(),
+    };
+    let manager = SessionManager::new(
+        AccountStore::open(store)?,
+        ManagerOptions::new(
+            device,
+            Arc::new(lanyard_clock::SystemClock),
+            dir.join("locks"),
+        ),
+    );
 
     if std::env::args().nth(1).as_deref() == Some("login") {
         let request = LoginRequest {
@@ -37,14 +50,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tenant: Some("acme".into()),
         };
         let prompt = |url: &url::Url| eprintln!("Open {url} and sign in (alice / lanyard-dev)");
-        let account = manager.login(request, LoginMethod::Browser(&prompt, Duration::from_secs(300))).await?;
+        let account = manager
+            .login(
+                request,
+                LoginMethod::Browser(&prompt, Duration::from_secs(300)),
+            )
+            .await?;
         println!("signed in as {}", account.display_name);
         return Ok(());
     }
 
     // Rehydrate: authenticate stored sessions and start the heartbeat and event stream.
     manager.start().await?;
-    let account = manager.active().await?.ok_or("no account: run with `login` first")?;
+    let account = manager
+        .active()
+        .await?
+        .ok_or("no account: run with `login` first")?;
     let token = manager.access_token(None).await?;
     let prefix = token.expose_secret().get(..16).unwrap_or_default();
     println!("access token for {}: {prefix}…", account.display_name);

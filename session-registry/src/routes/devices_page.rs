@@ -45,7 +45,10 @@ pub struct WebState {
 impl WebState {
     pub fn new(clients: &[WebClientConfig]) -> Self {
         Self {
-            clients: clients.iter().map(|c| (c.tenant.clone(), c.clone())).collect(),
+            clients: clients
+                .iter()
+                .map(|c| (c.tenant.clone(), c.clone()))
+                .collect(),
             pending: Mutex::new(HashMap::new()),
             endpoints: Mutex::new(HashMap::new()),
             http: reqwest::Client::builder()
@@ -61,7 +64,9 @@ impl WebState {
         if let Some(e) = self.endpoints.lock().get(issuer) {
             return Ok(e.clone());
         }
-        let unavailable = |e: reqwest::Error| ApiError::Unavailable(format!("the identity provider did not answer: {e}"));
+        let unavailable = |e: reqwest::Error| {
+            ApiError::Unavailable(format!("the identity provider did not answer: {e}"))
+        };
         let doc: Value = self
             .http
             .get(format!("{issuer}/.well-known/openid-configuration"))
@@ -74,8 +79,14 @@ impl WebState {
         let get = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
         let pair = get("authorization_endpoint")
             .zip(get("token_endpoint"))
-            .ok_or_else(|| ApiError::Unavailable("the identity provider's discovery document is incomplete".into()))?;
-        self.endpoints.lock().insert(issuer.to_owned(), pair.clone());
+            .ok_or_else(|| {
+                ApiError::Unavailable(
+                    "the identity provider's discovery document is incomplete".into(),
+                )
+            })?;
+        self.endpoints
+            .lock()
+            .insert(issuer.to_owned(), pair.clone());
         Ok(pair)
     }
 }
@@ -96,7 +107,12 @@ fn secure(reg: &Registry) -> bool {
 }
 
 fn cookie<'a>(name: &'a str, value: String, path: &'a str, reg: &Registry) -> Cookie<'a> {
-    Cookie::build(name, value).path(path).http_only(true).secure(secure(reg)).same_site(SameSite::Lax).finish()
+    Cookie::build(name, value)
+        .path(path)
+        .http_only(true)
+        .secure(secure(reg))
+        .same_site(SameSite::Lax)
+        .finish()
 }
 
 fn page(title: &str, body: Markup) -> HttpResponse {
@@ -122,12 +138,20 @@ fn page(title: &str, body: Markup) -> HttpResponse {
 fn when(ts: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ts)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
 /// `GET /devices/{tenant}`: the device list, or a redirect to the IdP to sign in.
-pub async fn devices(reg: web::Data<Registry>, state: web::Data<WebState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn devices(
+    reg: web::Data<Registry>,
+    state: web::Data<WebState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = path.into_inner();
     if let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()) {
         if let Ok(caller) = reg.resolve(&token, &super::ctx(&req)).await {
@@ -140,21 +164,43 @@ pub async fn devices(reg: web::Data<Registry>, state: web::Data<WebState>, req: 
     start_login(&reg, &state, &tenant).await
 }
 
-async fn start_login(reg: &Registry, state: &WebState, tenant: &str) -> Result<HttpResponse, ApiError> {
-    let client = state.clients.get(tenant).ok_or_else(|| ApiError::NotFound(format!("no device page for tenant '{}'", tenant.escape_default())))?;
-    let record = reg.store.tenant(tenant).await?.ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
+async fn start_login(
+    reg: &Registry,
+    state: &WebState,
+    tenant: &str,
+) -> Result<HttpResponse, ApiError> {
+    let client = state.clients.get(tenant).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no device page for tenant '{}'",
+            tenant.escape_default()
+        ))
+    })?;
+    let record = reg
+        .store
+        .tenant(tenant)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
     let (authorize, _) = state.endpoints(&record.issuer).await?;
     let (st, verifier, nonce) = (random(), random(), random());
     let challenge = {
         use base64::Engine;
         use sha2::Digest;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(verifier.as_bytes()))
     };
     let now = reg.now();
     {
         let mut pending = state.pending.lock();
         pending.retain(|_, p| now - p.created < PENDING_TTL);
-        pending.insert(st.clone(), Pending { tenant: tenant.to_owned(), verifier, nonce: nonce.clone(), created: now });
+        pending.insert(
+            st.clone(),
+            Pending {
+                tenant: tenant.to_owned(),
+                verifier,
+                nonce: nonce.clone(),
+                created: now,
+            },
+        );
     }
     let mut url = url::Url::parse(&authorize).map_err(|e| ApiError::Unavailable(e.to_string()))?;
     url.query_pairs_mut()
@@ -166,7 +212,9 @@ async fn start_login(reg: &Registry, state: &WebState, tenant: &str) -> Result<H
         .append_pair("nonce", &nonce)
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
-    let mut res = HttpResponse::SeeOther().insert_header((header::LOCATION, url.as_str())).finish();
+    let mut res = HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, url.as_str()))
+        .finish();
     let _ = res.add_cookie(&cookie(LOGIN_COOKIE, st, "/auth/", reg));
     Ok(res)
 }
@@ -179,28 +227,58 @@ pub struct Callback {
 }
 
 /// `GET /auth/callback`: the IdP's answer; state must match this browser's login cookie.
-pub async fn callback(reg: web::Data<Registry>, state: web::Data<WebState>, req: HttpRequest, q: web::Query<Callback>) -> Result<HttpResponse, ApiError> {
+pub async fn callback(
+    reg: web::Data<Registry>,
+    state: web::Data<WebState>,
+    req: HttpRequest,
+    q: web::Query<Callback>,
+) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     if let Some(err) = q.error {
-        return Err(ApiError::bad_request("login_failed", format!("the identity provider answered {}", err.escape_default())));
+        return Err(ApiError::bad_request(
+            "login_failed",
+            format!("the identity provider answered {}", err.escape_default()),
+        ));
     }
-    let st = q.state.ok_or_else(|| ApiError::bad_request("invalid_request", "state is missing"))?;
-    let bound = req.cookie(LOGIN_COOKIE).is_some_and(|c| crate::ct_eq(c.value().as_bytes(), st.as_bytes()));
+    let st = q
+        .state
+        .ok_or_else(|| ApiError::bad_request("invalid_request", "state is missing"))?;
+    let bound = req
+        .cookie(LOGIN_COOKIE)
+        .is_some_and(|c| crate::ct_eq(c.value().as_bytes(), st.as_bytes()));
     let pending = state.pending.lock().remove(&st);
     let (Some(pending), true) = (pending, bound) else {
-        return Err(ApiError::bad_request("invalid_state", "this sign-in is unknown, expired or belongs to another browser; start again"));
+        return Err(ApiError::bad_request(
+            "invalid_state",
+            "this sign-in is unknown, expired or belongs to another browser; start again",
+        ));
     };
     if reg.now() - pending.created >= PENDING_TTL {
-        return Err(ApiError::bad_request("invalid_state", "this sign-in took too long; start again"));
+        return Err(ApiError::bad_request(
+            "invalid_state",
+            "this sign-in took too long; start again",
+        ));
     }
-    let code = q.code.ok_or_else(|| ApiError::bad_request("invalid_request", "code is missing"))?;
-    let client = state.clients.get(&pending.tenant).ok_or_else(|| ApiError::NotFound("no device page for this tenant".into()))?;
-    let tenant = reg.store.tenant(&pending.tenant).await?.ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
+    let code = q
+        .code
+        .ok_or_else(|| ApiError::bad_request("invalid_request", "code is missing"))?;
+    let client = state
+        .clients
+        .get(&pending.tenant)
+        .ok_or_else(|| ApiError::NotFound("no device page for this tenant".into()))?;
+    let tenant = reg
+        .store
+        .tenant(&pending.tenant)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
     let (_, token_endpoint) = state.endpoints(&tenant.issuer).await?;
     let res = state
         .http
         .post(&token_endpoint)
-        .basic_auth(&client.client_id, Some(client.client_secret.expose_secret()))
+        .basic_auth(
+            &client.client_id,
+            Some(client.client_secret.expose_secret()),
+        )
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
@@ -211,18 +289,32 @@ pub async fn callback(reg: web::Data<Registry>, state: web::Data<WebState>, req:
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let status = res.status();
-    let body: Value = res.json().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let body: Value = res
+        .json()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     if !status.is_success() {
-        return Err(ApiError::bad_request("login_failed", format!("the code exchange failed: {}", body["error"].as_str().unwrap_or("unknown error"))));
+        return Err(ApiError::bad_request(
+            "login_failed",
+            format!(
+                "the code exchange failed: {}",
+                body["error"].as_str().unwrap_or("unknown error")
+            ),
+        ));
     }
-    let id_token = body["id_token"].as_str().ok_or_else(|| ApiError::bad_request("login_failed", "no ID token in the answer"))?;
+    let id_token = body["id_token"]
+        .as_str()
+        .ok_or_else(|| ApiError::bad_request("login_failed", "no ID token in the answer"))?;
     let claims = reg
         .verifier
         .verify_id_token(id_token, &tenant)
         .await
         .map_err(|e| ApiError::invalid_token("invalid_id_token", e.to_string()))?;
     if claims.get("nonce").and_then(Value::as_str) != Some(pending.nonce.as_str()) {
-        return Err(ApiError::invalid_token("invalid_id_token", "nonce does not match this sign-in"));
+        return Err(ApiError::invalid_token(
+            "invalid_id_token",
+            "nonce does not match this sign-in",
+        ));
     }
     let created = reg
         .create_session(
@@ -258,11 +350,22 @@ pub struct RevokeForm {
 }
 
 /// `POST /devices/{tenant}/revoke`: one session, or every other one.
-pub async fn revoke(reg: web::Data<Registry>, req: HttpRequest, path: web::Path<String>, form: web::Form<RevokeForm>) -> Result<HttpResponse, ApiError> {
+pub async fn revoke(
+    reg: web::Data<Registry>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<RevokeForm>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = path.into_inner();
-    if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+    if let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    {
         if origin != "null" && !reg.issuer.starts_with(origin) {
-            return Err(ApiError::Forbidden("cross-origin form posts are refused".into()));
+            return Err(ApiError::Forbidden(
+                "cross-origin form posts are refused".into(),
+            ));
         }
     }
     let token = req
@@ -271,23 +374,44 @@ pub async fn revoke(reg: web::Data<Registry>, req: HttpRequest, path: web::Path<
         .ok_or_else(|| ApiError::Forbidden("sign in first".into()))?;
     let form = form.into_inner();
     if !crate::ct_eq(form.csrf.as_bytes(), csrf_for(&token).as_bytes()) {
-        return Err(ApiError::Forbidden("the form's CSRF token is missing or wrong; reload the page".into()));
+        return Err(ApiError::Forbidden(
+            "the form's CSRF token is missing or wrong; reload the page".into(),
+        ));
     }
     let caller = reg.resolve(&token, &super::ctx(&req)).await?;
     if caller.tenant != tenant {
-        return Err(ApiError::Forbidden("this session belongs to another tenant".into()));
+        return Err(ApiError::Forbidden(
+            "this session belongs to another tenant".into(),
+        ));
     }
     let request = match (form.session_id, form.scope.as_deref()) {
-        (Some(id), None) => RevokeRequest { session_id: Some(id), scope: None },
-        (None, Some("others")) => RevokeRequest { session_id: None, scope: Some("others".into()) },
-        _ => return Err(ApiError::bad_request("invalid_request", "send session_id, or scope=others")),
+        (Some(id), None) => RevokeRequest {
+            session_id: Some(id),
+            scope: None,
+        },
+        (None, Some("others")) => RevokeRequest {
+            session_id: None,
+            scope: Some("others".into()),
+        },
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "send session_id, or scope=others",
+            ))
+        }
     };
     reg.revoke(&caller, request).await?;
-    Ok(HttpResponse::build(StatusCode::SEE_OTHER).insert_header((header::LOCATION, format!("/devices/{tenant}"))).finish())
+    Ok(HttpResponse::build(StatusCode::SEE_OTHER)
+        .insert_header((header::LOCATION, format!("/devices/{tenant}")))
+        .finish())
 }
 
 fn render_devices(tenant: &str, sessions: &[SessionView], csrf: &str) -> HttpResponse {
-    let who = sessions.iter().find(|s| s.current).map(|s| s.email.clone().unwrap_or_else(|| s.subject.clone())).unwrap_or_default();
+    let who = sessions
+        .iter()
+        .find(|s| s.current)
+        .map(|s| s.email.clone().unwrap_or_else(|| s.subject.clone()))
+        .unwrap_or_default();
     page(
         "Your devices",
         html! {
