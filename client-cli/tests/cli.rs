@@ -134,28 +134,7 @@ async fn read_url(stderr: tokio::process::ChildStderr) -> String {
 }
 
 async fn complete_login_form(url: &str, user: &str) {
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let html = client.get(url).send().await.unwrap().text().await.unwrap();
-    let marker = r#"name="auth_request" value=""#;
-    let start = html.find(marker).unwrap() + marker.len();
-    let id = &html[start..start + html[start..].find('"').unwrap()];
-    let login = url.split("/authorize").next().unwrap().to_owned() + "/login";
-    let res = client
-        .post(login)
-        .form(&[
-            ("auth_request", id),
-            ("username", user),
-            ("password", "lanyard-dev"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let callback = res.headers()["location"].to_str().unwrap().to_owned();
-    client.get(callback).send().await.unwrap();
+    test_harness::idp::sign_in_at(url, user).await;
 }
 
 fn stderr(o: &Output) -> String {

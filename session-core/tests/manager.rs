@@ -88,43 +88,8 @@ fn device(name: &str) -> Device {
 /// the loopback listener.
 fn browser(user: &'static str) -> impl Fn(&url::Url) + Send + Sync {
     move |url: &url::Url| {
-        let url = url.clone();
-        tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap();
-            let html = client
-                .get(url.clone())
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let marker = r#"name="auth_request" value=""#;
-            let start = html.find(marker).unwrap() + marker.len();
-            let id = html[start..start + html[start..].find('"').unwrap()].to_owned();
-            let login = format!(
-                "{}://{}{}",
-                url.scheme(),
-                url.authority(),
-                url.path().replace("/authorize", "/login")
-            );
-            let res = client
-                .post(login)
-                .form(&[
-                    ("auth_request", id.as_str()),
-                    ("username", user),
-                    ("password", "lanyard-dev"),
-                ])
-                .send()
-                .await
-                .unwrap();
-            let location = res.headers()["location"].to_str().unwrap().to_owned();
-            client.get(location).send().await.unwrap();
-        });
+        let url = url.to_string();
+        tokio::spawn(async move { test_harness::idp::sign_in_at(&url, user).await });
     }
 }
 

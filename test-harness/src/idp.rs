@@ -179,25 +179,7 @@ pub async fn login_in(
         .text()
         .await
         .expect("login page");
-    let marker = r#"name="auth_request" value=""#;
-    let start = page.find(marker).expect("a login page") + marker.len();
-    let id = &page[start..start + page[start..].find('"').expect("closing quote")];
-    let res = browser
-        .post(format!("{issuer}/login"))
-        .form(&[
-            ("auth_request", id),
-            ("username", username),
-            ("password", mock_idp::config::DEV_PASSWORD),
-        ])
-        .send()
-        .await
-        .expect("login");
-    let location = res
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .expect("a redirect with a code")
-        .to_owned();
+    let location = submit_login_form(browser, issuer, &page, username).await;
     let code = url::Url::parse(&location)
         .expect("redirect URL")
         .query_pairs()
@@ -220,4 +202,61 @@ pub async fn login_in(
         .json()
         .await
         .expect("token response")
+}
+
+/// Posts the login form of `page` (a login page of `issuer`) as `username` with the dev
+/// password; returns the redirect's `Location`: the client's callback carrying the code.
+async fn submit_login_form(
+    browser: &reqwest::Client,
+    issuer: &str,
+    page: &str,
+    username: &str,
+) -> String {
+    let marker = r#"name="auth_request" value=""#;
+    let start = page.find(marker).expect("a login page") + marker.len();
+    let id = &page[start..start + page[start..].find('"').expect("closing quote")];
+    let res = browser
+        .post(format!("{issuer}/login"))
+        .form(&[
+            ("auth_request", id),
+            ("username", username),
+            ("password", mock_idp::config::DEV_PASSWORD),
+        ])
+        .send()
+        .await
+        .expect("login");
+    res.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("a redirect with a code")
+        .to_owned()
+}
+
+/// Plays the person at the browser for an authorization URL a client produced: opens it,
+/// signs in as `username` and follows the redirect back to the client's callback (its loopback
+/// listener, say). Returns the callback's answer status.
+pub async fn sign_in_at(authorization_url: &str, username: &str) -> reqwest::StatusCode {
+    let browser = browser();
+    let url = url::Url::parse(authorization_url).expect("an authorization URL");
+    let issuer = format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.authority(),
+        url.path().trim_end_matches("/authorize")
+    );
+    let page = browser
+        .get(url.as_str())
+        .send()
+        .await
+        .expect("authorize")
+        .text()
+        .await
+        .expect("login page");
+    let callback = submit_login_form(&browser, &issuer, &page, username).await;
+    browser
+        .get(callback)
+        .send()
+        .await
+        .expect("the client's callback answers")
+        .status()
 }
