@@ -7,6 +7,9 @@ use std::collections::HashSet;
 use jose_keys::{KeySet, SigningAlg};
 use serde::{Deserialize, Serialize};
 
+/// The JOSE `typ` of session JWTs (RFC 8725 §3.11 explicit typing).
+pub const TYP: &str = "session+jwt";
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SessionClaims {
     pub iss: String,
@@ -43,7 +46,7 @@ pub fn sign(keys: &KeySet, claims: &SessionClaims) -> Result<String, SessionJwtE
         .ok_or(SessionJwtError::UnknownKey)?;
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     header.kid = Some(key.kid.clone());
-    header.typ = Some("JWT".into());
+    header.typ = Some(TYP.into());
     jsonwebtoken::encode(&header, claims, &key.encoding)
         .map_err(|e| SessionJwtError::Signing(e.to_string()))
 }
@@ -59,6 +62,10 @@ pub fn verify(
         return Err(SessionJwtError::Malformed);
     }
     let header = jsonwebtoken::decode_header(token).map_err(|_| SessionJwtError::Malformed)?;
+    // Our own explicit type: an IdP's ID token or access token is never a session JWT.
+    if header.typ.as_deref() != Some(TYP) {
+        return Err(SessionJwtError::Malformed);
+    }
     if header.alg != jsonwebtoken::Algorithm::ES256 {
         return Err(SessionJwtError::Signature);
     }

@@ -152,3 +152,72 @@ async fn exactly_one_credential_is_required() {
         assert_eq!(status, 400);
     }
 }
+
+#[tokio::test]
+async fn forged_session_jwts_are_refused() {
+    use base64::Engine;
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let (_, created) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let jwt = created["session_jwt"].as_str().unwrap().to_owned();
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[0])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["typ"], "session+jwt");
+    let with_header = |h: serde_json::Value| format!("{}.{}.{}", b64(&h), parts[1], parts[2]);
+    let mut none = header.clone();
+    none["alg"] = json!("none");
+    let mut hs = header.clone();
+    hs["alg"] = json!("HS256");
+    let mut untyped = header.clone();
+    untyped["typ"] = json!("JWT");
+    let mut hostile = header.clone();
+    hostile["kid"] = json!("../../etc/passwd' OR '1'='1");
+    let id_token = idp.login("acme", "alice", "lanyard-cli").await["id_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut flipped = jwt.clone();
+    let last = flipped.pop().unwrap();
+    flipped.push(if last == 'A' { 'B' } else { 'A' });
+    for (what, forged) in [
+        ("alg none", format!("{}.{}.", b64(&none), parts[1])),
+        ("HS256", with_header(hs)),
+        ("untyped", with_header(untyped)),
+        ("hostile kid", with_header(hostile)),
+        ("an IdP ID token", id_token),
+        ("a flipped signature", flipped),
+    ] {
+        let (status, body, _) = reg.authenticate(json!({"session_jwt": forged})).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["error"], "invalid_session_jwt", "{what}");
+    }
+    // Signed by the registry's own key but without its explicit type: still refused.
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .unwrap(),
+    )
+    .unwrap();
+    let key = reg
+        .registry
+        .keys
+        .read()
+        .active(jose_keys::SigningAlg::ES256)
+        .unwrap();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    h.kid = Some(key.kid.clone());
+    h.typ = Some("JWT".into());
+    let retyped = jsonwebtoken::encode(&h, &claims, &key.encoding).unwrap();
+    let (status, _, _) = reg.authenticate(json!({"session_jwt": retyped})).await;
+    assert_eq!(status, 401, "a registry-signed token of another type");
+    let (status, _, _) = reg.authenticate(json!({"session_jwt": jwt})).await;
+    assert_eq!(status, 200, "the genuine JWT still works");
+}
