@@ -53,10 +53,17 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
             .await?
             .into()
     };
-    let start_id = backlog
-        .back()
-        .map(|e| e.id)
-        .unwrap_or(if last_id == i64::MAX { 0 } else { last_id });
+    // A fresh stream starts after the newest event already stored: a relay that replays the log
+    // after a reconnect must not resend history to it.
+    let start_id = match backlog.back() {
+        Some(e) => e.id,
+        None if last_id == i64::MAX => {
+            reg.store
+                .latest_event_id(&caller.tenant, &caller.session.account_id)
+                .await?
+        }
+        None => last_id,
+    };
     let state = State {
         rx,
         closed: Box::pin(reg.hub.closed()),

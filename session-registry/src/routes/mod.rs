@@ -2,9 +2,9 @@
 
 mod admin;
 mod backchannel;
+pub mod devices_page;
 mod events;
 mod sessions;
-pub mod devices_page;
 mod wellknown;
 
 use actix_web::http::header;

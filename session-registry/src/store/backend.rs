@@ -307,6 +307,18 @@ macro_rules! impl_store {
                 Ok(rows.iter().map(session_from_row).collect::<std::result::Result<_, _>>()?)
             }
 
+            async fn latest_event_id(&self, tenant: &str, account_id: &str) -> Result<i64> {
+                use sqlx::Row;
+                let mut tx = self.begin(tenant).await?;
+                let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS id FROM events WHERE tenant = $1 AND account_id = $2")
+                    .bind(tenant)
+                    .bind(account_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(row.try_get::<i64, _>("id")?)
+            }
+
             async fn events_after(&self, tenant: &str, account_id: &str, after_id: i64) -> Result<Vec<EventRecord>> {
                 let mut tx = self.begin(tenant).await?;
                 let rows = sqlx::query("SELECT * FROM events WHERE tenant = $1 AND account_id = $2 AND id > $3 ORDER BY id LIMIT 1000")

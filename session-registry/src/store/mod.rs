@@ -191,6 +191,8 @@ pub trait Store: Send + Sync {
         account_id: &str,
         after_id: i64,
     ) -> Result<Vec<EventRecord>>;
+    /// The newest event id of an account (0 if none): where a fresh event stream starts.
+    async fn latest_event_id(&self, tenant: &str, account_id: &str) -> Result<i64>;
     /// Revocations since `since` in every tenant (to seed the session-JWT revocation cache).
     async fn revoked_since(&self, since: i64) -> Result<Vec<(String, String)>>;
     /// Deletes sessions expired before `expired_before` and revoked ones older than `revoked_before`.
