@@ -14,7 +14,11 @@ const WAIT: Duration = Duration::from_secs(20);
 
 async fn rows(browser: &Browser) -> Vec<String> {
     let mut out = Vec::new();
-    for row in browser.find_all(Locator::Css("#sessions tbody tr")).await.unwrap() {
+    for row in browser
+        .find_all(Locator::Css("#sessions tbody tr"))
+        .await
+        .unwrap()
+    {
         out.push(row.attr("data-session").await.unwrap().unwrap_or_default());
     }
     out
@@ -41,58 +45,143 @@ async fn a_person_signs_in_sees_their_devices_and_revokes_them_in_chromium() {
 
     browser.goto(&reg.url("/devices/acme")).await.unwrap();
     // Redirected to the IdP's login page.
-    browser.wait_for_url(WAIT, |u| u.path() == "/acme/authorize").await.unwrap();
-    browser.find(Locator::Id("user-alice")).await.unwrap().click().await.unwrap();
-    browser.find(Locator::Id("password")).await.unwrap().send_keys("lanyard-dev").await.unwrap();
-    browser.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
-    let back = browser.wait_for_url(WAIT, |u| u.path() == "/devices/acme").await.unwrap();
+    browser
+        .wait_for_url(WAIT, |u| u.path() == "/acme/authorize")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("user-alice"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("lanyard-dev")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let back = browser
+        .wait_for_url(WAIT, |u| u.path() == "/devices/acme")
+        .await
+        .unwrap();
     assert!(back.as_str().starts_with(&reg.base_url));
 
-    let who = browser.find(Locator::Id("who")).await.unwrap().text().await.unwrap();
+    let who = browser
+        .find(Locator::Id("who"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(who, "alice@acme.example");
     let listed = wait_rows(&browser, 3).await;
     let phone_id = p["session"]["session_id"].as_str().unwrap().to_owned();
     assert!(listed.contains(&phone_id), "{listed:?}");
 
     let cookies = browser.get_all_cookies().await.unwrap();
-    let session_cookie = cookies.iter().find(|c| c.name() == "lanyard_session").expect("session cookie");
+    let session_cookie = cookies
+        .iter()
+        .find(|c| c.name() == "lanyard_session")
+        .expect("session cookie");
     assert_eq!(session_cookie.http_only(), Some(true));
     assert_eq!(format!("{:?}", session_cookie.same_site()), "Some(Lax)");
 
-    browser.find(Locator::Id(&format!("revoke-{phone_id}"))).await.unwrap().click().await.unwrap();
+    browser
+        .find(Locator::Id(&format!("revoke-{phone_id}")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let listed = wait_rows(&browser, 2).await;
     assert!(!listed.contains(&phone_id));
-    assert_eq!(reg.get("/v1/sessions", &phone).await.0, 401, "the phone is signed out");
+    assert_eq!(
+        reg.get("/v1/sessions", &phone).await.0,
+        401,
+        "the phone is signed out"
+    );
 
-    browser.find(Locator::Id("sign-out-others")).await.unwrap().click().await.unwrap();
+    browser
+        .find(Locator::Id("sign-out-others"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_rows(&browser, 1).await;
-    assert_eq!(reg.get("/v1/sessions", &laptop).await.0, 401, "everywhere else is signed out");
+    assert_eq!(
+        reg.get("/v1/sessions", &laptop).await.0,
+        401,
+        "everywhere else is signed out"
+    );
     browser.close().await;
 }
 
 /// Signs in through the page without a browser; returns the session cookie value.
 async fn page_session(idp: &TestIdp, reg: &TestRegistry) -> (reqwest::Client, String) {
-    let client = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let res = client.get(reg.url("/devices/acme")).send().await.unwrap();
     assert_eq!(res.status(), 303);
     let authorize = res.headers()["location"].to_str().unwrap().to_owned();
-    let html = client.get(&authorize).send().await.unwrap().text().await.unwrap();
+    let html = client
+        .get(&authorize)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let marker = r#"name="auth_request" value=""#;
     let start = html.find(marker).unwrap() + marker.len();
     let id = &html[start..start + html[start..].find('"').unwrap()];
     let res = client
         .post(format!("{}/login", idp.issuer("acme")))
-        .form(&[("auth_request", id), ("username", "alice"), ("password", "lanyard-dev")])
+        .form(&[
+            ("auth_request", id),
+            ("username", "alice"),
+            ("password", "lanyard-dev"),
+        ])
         .send()
         .await
         .unwrap();
     let callback = res.headers()["location"].to_str().unwrap().to_owned();
     let res = client.get(&callback).send().await.unwrap();
     assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
-    let set_cookie: Vec<String> = res.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
-    let session = set_cookie.iter().find(|c| c.starts_with("lanyard_session=")).expect("session cookie").clone();
-    assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"), "{session}");
-    let value = session.split(';').next().unwrap().trim_start_matches("lanyard_session=").to_owned();
+    let set_cookie: Vec<String> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let session = set_cookie
+        .iter()
+        .find(|c| c.starts_with("lanyard_session="))
+        .expect("session cookie")
+        .clone();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
+    let value = session
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("lanyard_session=")
+        .to_owned();
     (client, value)
 }
 
@@ -102,23 +191,55 @@ async fn revoke_forms_need_the_pages_csrf_token_and_the_same_origin() {
     let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
     let (phone, p) = reg.device(&idp, "acme", "alice", "phone").await;
     let (client, _) = page_session(&idp, &reg).await;
-    let html = client.get(reg.url("/devices/acme")).send().await.unwrap().text().await.unwrap();
+    let html = client
+        .get(reg.url("/devices/acme"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let marker = r#"name="csrf" value=""#;
     let start = html.find(marker).unwrap() + marker.len();
     let csrf = html[start..start + html[start..].find('"').unwrap()].to_owned();
     let phone_id = p["session"]["session_id"].as_str().unwrap();
     let url = reg.url("/devices/acme/revoke");
 
-    let res = client.post(&url).form(&[("csrf", "forged"), ("session_id", phone_id)]).send().await.unwrap();
+    let res = client
+        .post(&url)
+        .form(&[("csrf", "forged"), ("session_id", phone_id)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
-    let res = client.post(&url).header("origin", "http://evil.example").form(&[("csrf", csrf.as_str()), ("session_id", phone_id)]).send().await.unwrap();
+    let res = client
+        .post(&url)
+        .header("origin", "http://evil.example")
+        .form(&[("csrf", csrf.as_str()), ("session_id", phone_id)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
-    assert_eq!(reg.get("/v1/sessions", &phone).await.0, 200, "refused posts change nothing");
+    assert_eq!(
+        reg.get("/v1/sessions", &phone).await.0,
+        200,
+        "refused posts change nothing"
+    );
     // Without the cookie the token alone is not enough either.
-    let res = reqwest::Client::new().post(&url).form(&[("csrf", csrf.as_str()), ("session_id", phone_id)]).send().await.unwrap();
+    let res = reqwest::Client::new()
+        .post(&url)
+        .form(&[("csrf", csrf.as_str()), ("session_id", phone_id)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
 
-    let res = client.post(&url).form(&[("csrf", csrf.as_str()), ("session_id", phone_id)]).send().await.unwrap();
+    let res = client
+        .post(&url)
+        .form(&[("csrf", csrf.as_str()), ("session_id", phone_id)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 303);
     assert_eq!(reg.get("/v1/sessions", &phone).await.0, 401);
 }
@@ -127,7 +248,9 @@ async fn revoke_forms_need_the_pages_csrf_token_and_the_same_origin() {
 async fn a_callback_with_a_forged_state_is_refused() {
     let idp = TestIdp::spawn().await;
     let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
-    let res = reqwest::get(reg.url("/auth/callback?code=abc&state=forged")).await.unwrap();
+    let res = reqwest::get(reg.url("/auth/callback?code=abc&state=forged"))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "invalid_state");
