@@ -248,6 +248,8 @@ mod tests {
 
     #[test]
     fn the_bind_flags_take_port_zero() {
+        // The default database is SQLite unless DATABASE_URL says otherwise (CI may set it).
+        std::env::remove_var("DATABASE_URL");
         let o = Options::try_parse_from([
             "devstack",
             "--idp-bind",

@@ -8,10 +8,12 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let settings = Settings::parse();
     let app = Application::build(&settings).await?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", readiness_line(app.addr()))?;
-    out.flush()?;
-    drop(out);
-    app.run_until_signalled().await?;
+    let addr = app.addr();
+    app.run_until_signalled(|| {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", readiness_line(addr))?;
+        out.flush()
+    })
+    .await?;
     Ok(())
 }

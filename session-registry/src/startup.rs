@@ -246,9 +246,15 @@ impl Application {
     }
 
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully (see [`Shutdown::graceful`]):
-    /// what the binary runs. A second signal during the drain exits at once.
-    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+    /// what the binary runs. A second signal during the drain exits at once. `ready` runs once
+    /// the handlers are installed (the binary prints its readiness line there, so a signal sent
+    /// the moment a script sees the line already finds them).
+    pub async fn run_until_signalled(
+        self,
+        ready: impl FnOnce() -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         let mut signals = TerminationSignals::install()?;
+        ready()?;
         let shutdown = self.shutdown();
         let on_signal = tokio::spawn(async move {
             let name = signals.next().await;
