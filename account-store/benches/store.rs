@@ -65,6 +65,20 @@ fn keyring(c: &mut Criterion) {
     let key = AccountId::new("https://idp.example/acme", "bench")
         .unwrap()
         .key();
+    // What opening a store on the Secret Service costs each process: connect to the bus, then
+    // the probe's round trip (write, read back and delete a probe entry).
+    c.bench_function("secret-service/open (connect + probe)", |b| {
+        b.iter(|| {
+            black_box(
+                account_store::keyring_backend::KeyringStore::probe(
+                    account_store::keyring_backend::KeyringKind::SecretService,
+                    "bench",
+                    std::time::Duration::from_secs(3),
+                )
+                .unwrap(),
+            )
+        })
+    });
     c.bench_function("secret-service/write", |b| {
         b.iter(|| s.set(&key, ItemKind::AccessToken, &value()).unwrap())
     });

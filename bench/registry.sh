@@ -1,0 +1,387 @@
+#!/usr/bin/env bash
+# Session registry on Postgres with 1,000,000 sessions: authenticate (by session token and by
+# session JWT) and list throughput against pgbench's point-select ceiling on the same server,
+# and revoke-to-SSE delivery latency.
+#
+#   bench/registry.sh                     # 5 s warm-up + 20 s measured per run
+#   BENCH_DURATION=60 bench/registry.sh   # longer
+#
+# Builds session-registry, mock-idp and the helpers (session-registry/examples/bench_sessions.rs,
+# session-registry/examples/revoke_latency.rs) in release; (re)creates the databases
+# lanyard_bench and lanyard_pgbench on the local Postgres; starts mock-idp and
+# `session-registry --migrate` on loopback with tenant acme trusting the IdP; seeds 100,000
+# accounts, 1,000,000 devices and 1,000,000 sessions with SQL; opens 16 real sessions for alice
+# through the API (each on its own device); then, in one run:
+#
+#   pgbench -S -c 16 -j 2 -T DURATION (on lanyard_pgbench, `pgbench -i -s 10`: 1,000,000 rows)
+#   POST /v1/sessions/authenticate by session token, 16 connections (oha)
+#   POST /v1/sessions/authenticate by session JWT (alice's 16 sessions), 16 connections (oha)
+#   GET /v1/sessions (list by account: alice's 16 sessions), 16 connections (oha)
+#   revoke-to-SSE delivery: 100 subscribers on /v1/events, 20 revokes (revoke_latency)
+#
+# Authenticate by token spreads over 10,000 of the seeded sessions, picked at random per request
+# (`oha -Z`, one JSON body per line): their tokens are made in the registry's format
+# (`lyst_acme_…` with its CRC-32 check, see session-registry/src/token.rs) and their SHA-256
+# hashes stored, so each request resolves a random session among 1,000,000 as real clients would;
+# a single token hammered from 16 connections would instead time row-lock contention on one row.
+# Prints Markdown tables with the ratios to pgbench and writes them into docs/benchmarks.md,
+# section "## session-registry" (other sections are left alone).
+#
+# Environment:
+#   BENCH_DURATION     measured seconds per run (default 20)
+#   BENCH_WARMUP       warm-up seconds per HTTP run, discarded (default 5)
+#   BENCH_CONNECTIONS  connections (default 16)
+#   BENCH_PG           libpq connection options (default "host=127.0.0.1 port=5432 user=postgres")
+#   BENCH_SESSIONS     seeded sessions (default 1000000)
+#   BENCH_PERF         1: also `perf record` the registry during each HTTP run (default 0)
+#   BENCH_DOC          document to update (default docs/benchmarks.md; "" to skip)
+#
+# Needs psql, pgbench, oha (`cargo install oha`), jq, python3. This is a benchmark, not a test:
+# nothing here asserts a speed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+. bench/lib/common.sh
+
+DURATION="${BENCH_DURATION:-20}"
+WARMUP="${BENCH_WARMUP:-5}"
+CONNECTIONS="${BENCH_CONNECTIONS:-16}"
+PG="${BENCH_PG:-host=127.0.0.1 port=5432 user=postgres}"
+SESSIONS="${BENCH_SESSIONS:-1000000}"
+PERF="${BENCH_PERF:-0}"
+DOC="${BENCH_DOC-docs/benchmarks.md}"
+SECTION="## session-registry"
+COMMAND="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNECTIONS bench/registry.sh"
+DB=lanyard_bench
+PGBENCH_DB=lanyard_pgbench
+SUBSCRIBERS=100
+REVOKES=20
+
+for tool in cargo psql pgbench oha jq python3 curl; do
+  command -v "$tool" >/dev/null || { echo "bench/registry.sh: $tool is required" >&2; exit 1; }
+done
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  bench_stop_all
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== building (release)" >&2
+cargo build --release -p session-registry -p mock-idp --bin session-registry --bin mock-idp \
+  --example bench_sessions --example revoke_latency >&2
+BIN="$ROOT/target/release"
+
+psql_admin() {
+  psql "$PG dbname=postgres" -v ON_ERROR_STOP=1 -qAt "$@"
+}
+
+echo "== databases $DB, $PGBENCH_DB" >&2
+for db in "$DB" "$PGBENCH_DB"; do
+  psql_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+done
+PG_VERSION="$(psql_admin -c 'SHOW server_version')"
+PG_SETTINGS="$(psql_admin -c "SELECT string_agg(name || '=' || setting || COALESCE(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', 'max_connections', 'wal_level')")"
+
+echo "== pgbench -i -s 10 $PGBENCH_DB" >&2
+pgbench "$PG dbname=$PGBENCH_DB" -i -s 10 -q >&2 2>&1
+
+# libpq keywords → a URL for sqlx.
+DATABASE_URL="$(python3 - "$PG" "$DB" <<'EOF'
+import sys, urllib.parse
+kv = dict(p.split("=", 1) for p in sys.argv[1].split())
+user = urllib.parse.quote(kv.get("user", "postgres"))
+pw = ":" + urllib.parse.quote(kv["password"]) if "password" in kv else ""
+print(f"postgres://{user}{pw}@{kv.get('host', '127.0.0.1')}:{kv.get('port', '5432')}/{sys.argv[2]}")
+EOF
+)"
+
+echo "== starting mock-idp and session-registry" >&2
+bench_start mock-idp "mock-idp listening on" env RUST_LOG=warn "$BIN/mock-idp" --bind 127.0.0.1:0
+IDP="$BASE"
+ISSUER="$IDP/acme"
+cat >"$WORK/registry.toml" <<EOF
+key_dir = "$WORK/keys"
+
+[[tenants]]
+slug = "acme"
+issuer = "$ISSUER"
+audiences = ["lanyard-cli"]
+EOF
+bench_start session-registry "session-registry listening on" env RUST_LOG=warn \
+  "$BIN/session-registry" --bind 127.0.0.1:0 --database-url "$DATABASE_URL" \
+  --config "$WORK/registry.toml" --migrate
+REGISTRY="$BASE"
+REGISTRY_PID="${PIDS[-1]}"
+
+echo "== seeding $SESSIONS sessions" >&2
+# Real tokens for 10,000 of them, spread over the table: session n = 1 + 100 i.
+TOKENS_SEEDED=10000
+python3 - "$WORK" "$TOKENS_SEEDED" "$SESSIONS" <<'EOF'
+import hashlib, json, secrets, sys, zlib
+
+work, count, sessions = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def base62(n, width):
+    out = []
+    for _ in range(width):
+        n, r = divmod(n, 62)
+        out.append(ALPHABET[r])
+    return "".join(reversed(out))
+
+
+def token(tenant):
+    raw = secrets.token_bytes(32)
+    body = base62(int.from_bytes(raw[:16], "big"), 22) + base62(int.from_bytes(raw[16:], "big"), 22)
+    check = base62(zlib.crc32(f"{tenant}_{body}".encode()), 6)
+    return f"lyst_{tenant}_{body}{check}"
+
+
+step = max(1, sessions // count)
+with open(f"{work}/seed-tokens.csv", "w") as csv, open(f"{work}/token-bodies.txt", "w") as bodies:
+    for i in range(count):
+        t = token("acme")
+        csv.write(f"{1 + i * step},{hashlib.sha256(t.encode()).hexdigest()}\n")
+        bodies.write(json.dumps({"session_token": t}, separators=(",", ":")) + "\n")
+EOF
+SEED_START="$(date +%s.%N)"
+ACCOUNTS_SEEDED=$((SESSIONS / 10))
+sed "s|SEED_TOKENS_CSV|$WORK/seed-tokens.csv|" <<'EOF' | psql "$PG dbname=$DB" -v ON_ERROR_STOP=1 -q \
+  -v issuer="$ISSUER" -v now="$(date +%s)" -v sessions="$SESSIONS" -v accounts="$ACCOUNTS_SEEDED" >&2
+-- As the superuser (row-level security does not apply); foreign-key triggers off for the bulk
+-- load: every row below references rows inserted just before it.
+SET session_replication_role = replica;
+CREATE TEMP TABLE seed_tokens (n BIGINT PRIMARY KEY, hash TEXT NOT NULL);
+\copy seed_tokens FROM 'SEED_TOKENS_CSV' WITH (FORMAT csv)
+BEGIN;
+INSERT INTO accounts (id, tenant, issuer, subject, email, is_guest, created_at)
+SELECT md5('account-' || g), 'acme', :'issuer', 'seed-' || g, 'seed-' || g || '@acme.example', false, :now
+FROM generate_series(1, :accounts) g;
+INSERT INTO devices (tenant, account_id, id, name, platform, first_seen, last_seen)
+SELECT 'acme', md5('account-' || (g % :accounts + 1)), 'seed-device-' || g, 'seed device ' || g, 'linux', :now, :now
+FROM generate_series(1, :sessions) g;
+INSERT INTO sessions (id, tenant, account_id, device_id, token_hash, idp_sid, created_at,
+                      last_authenticated_at, expires_at, absolute_expires_at, auth_method, user_agent, ip)
+SELECT md5('session-' || g), 'acme', md5('account-' || (g % :accounts + 1)), 'seed-device-' || g,
+       -- a real token's hash where one was made, else the hash of a token nobody holds
+       COALESCE(t.hash, encode(sha256(convert_to('seed-token-' || g, 'UTF8')), 'hex')),
+       md5('sid-' || g), :now, :now, :now + 2592000, :now + 2592000, 'oidc', 'lanyard/0.1', '127.0.0.1'
+FROM generate_series(1, :sessions) g LEFT JOIN seed_tokens t ON t.n = g;
+COMMIT;
+SET session_replication_role = origin;
+VACUUM ANALYZE accounts, devices, sessions;
+EOF
+SEED_SECS="$(python3 -c "import time; print(round(time.time() - $SEED_START))")"
+ROWS="$(psql "$PG dbname=$DB" -qAt -c 'SELECT count(*) FROM sessions')"
+echo "   $ROWS sessions in $DB (${SEED_SECS}s)" >&2
+
+# One seeded token must authenticate, or the token run would time refusals.
+STATUS="$(head -n1 "$WORK/token-bodies.txt" | curl -sS -o "$WORK/check.json" -w '%{http_code}' \
+  -H "Content-Type: application/json" --data-binary @- "$REGISTRY/v1/sessions/authenticate")"
+if [ "$STATUS" != 200 ]; then
+  echo "bench/registry.sh: a seeded token was refused ($STATUS):" >&2
+  cat "$WORK/check.json" >&2
+  exit 1
+fi
+
+echo "== $CONNECTIONS sessions for alice through the API" >&2
+"$BIN/examples/bench_sessions" --issuer "$ISSUER" --registry "$REGISTRY" --user alice \
+  --count "$CONNECTIONS" --device-prefix bench >"$WORK/sessions.jsonl"
+mapfile -t TOKENS < <(jq -r .session_token "$WORK/sessions.jsonl")
+[ "${#TOKENS[@]}" = "$CONNECTIONS" ] || { echo "expected $CONNECTIONS sessions" >&2; exit 1; }
+LISTED="$(curl -fsS -H "Authorization: Bearer ${TOKENS[0]}" "$REGISTRY/v1/sessions" | jq '.sessions | length')"
+
+TICKS_PER_SEC="$(getconf CLK_TCK)"
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# Busy and total jiffies of the whole machine.
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+
+RESULTS="$WORK/results.jsonl"
+: >"$RESULTS"
+
+# oha_run NAME SECONDS METHOD PATH OHA-ARGS...: one oha process, CONNECTIONS keep-alive
+# connections, JSON summary in $WORK/NAME.json.
+oha_run() {
+  local name="$1" secs="$2" method="$3" path="$4"
+  shift 4
+  oha --no-tui --output-format json -z "${secs}s" -c "$CONNECTIONS" -m "$method" "$@" \
+    "$REGISTRY$path" >"$WORK/$name.json"
+}
+
+# http_run NAME METHOD PATH OHA-ARGS...: warm-up, then the measured run with CPU accounting.
+http_run() {
+  local name="$1" method="$2" path="$3"
+  shift 3
+  echo "== $name: ${WARMUP}s warm-up + ${DURATION}s, $CONNECTIONS connections" >&2
+  oha_run "$name-warmup" "$WARMUP" "$method" "$path" "$@"
+  local r0 m0 r1 m1 t0 t1 perf_pid=""
+  if [ "$PERF" = 1 ]; then
+    perf record -F 999 -g -p "$REGISTRY_PID" -o "$WORK/perf-$name.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
+  r0="$(cpu_ticks "$REGISTRY_PID")" m0="$(machine_ticks)" t0="$(date +%s.%N)"
+  oha_run "$name" "$DURATION" "$method" "$path" "$@"
+  r1="$(cpu_ticks "$REGISTRY_PID")" m1="$(machine_ticks)" t1="$(date +%s.%N)"
+  if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
+  python3 - "$WORK/$name.json" "$r0" "$r1" "$m0" "$m1" "$t0" "$t1" "$TICKS_PER_SEC" "$name" >>"$RESULTS" <<'EOF'
+import json, sys
+
+path, r0, r1, m0, m1, t0, t1, hz, name = sys.argv[1:]
+o = json.load(open(path, encoding="utf-8"))
+codes = {str(k): v for k, v in o.get("statusCodeDistribution", {}).items()}
+ok = sum(v for k, v in codes.items() if k.startswith("2"))
+errors = sum(v for k, v in codes.items() if not k.startswith("2"))
+# Connection errors count; requests cut off by the deadline are not the server's.
+aborted = 0
+for k, v in o.get("errorDistribution", {}).items():
+    if "deadline" in k:
+        aborted += v
+    else:
+        errors += v
+total = o["summary"]["total"]
+secs = float(t1) - float(t0)
+(b0, a0), (b1, a1) = (map(int, m0.split()), map(int, m1.split()))
+print(json.dumps({
+    "name": name,
+    "rps": ok / total,
+    "p50_ms": o["latencyPercentiles"]["p50"] * 1000,
+    "p99_ms": o["latencyPercentiles"]["p99"] * 1000,
+    "requests": ok,
+    "errors": errors,
+    "aborted": aborted,
+    "codes": codes,
+    "registry_cpu": round((int(r1) - int(r0)) / int(hz) / secs, 2),
+    "machine_busy": round(100 * (b1 - b0) / max(1, a1 - a0)),
+}))
+EOF
+  tail -n1 "$RESULTS" >&2
+}
+
+LOAD_START="$(load_average)"
+
+echo "== pgbench -S -c $CONNECTIONS -j 2 -T $DURATION" >&2
+m0="$(machine_ticks)"
+pgbench "$PG dbname=$PGBENCH_DB" -S -n -c "$CONNECTIONS" -j 2 -T "$DURATION" >"$WORK/pgbench.txt" 2>&1
+m1="$(machine_ticks)"
+cat "$WORK/pgbench.txt" >&2
+PGBENCH_TPS="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$WORK/pgbench.txt" | head -n1)"
+PGBENCH_LAT="$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$WORK/pgbench.txt")"
+PGBENCH_TX="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$WORK/pgbench.txt")"
+PGBENCH_BUSY="$(python3 -c "b0, a0 = map(int, '$m0'.split()); b1, a1 = map(int, '$m1'.split()); print(round(100 * (b1 - b0) / max(1, a1 - a0)))")"
+
+echo "== pgbench -S -M prepared -c $CONNECTIONS -j 2 -T $DURATION" >&2
+pgbench "$PG dbname=$PGBENCH_DB" -S -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" >"$WORK/pgbench-prepared.txt" 2>&1
+cat "$WORK/pgbench-prepared.txt" >&2
+PGBENCH_PREPARED_TPS="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$WORK/pgbench-prepared.txt" | head -n1)"
+
+http_run token POST /v1/sessions/authenticate -H "Content-Type: application/json" -Z "$WORK/token-bodies.txt"
+
+# Session JWTs minted now (lat = now): the JWT path answers from the signature and the pushed
+# revocation set without the database while lat is under a minute old, which covers the run.
+for t in "${TOKENS[@]}"; do
+  curl -fsS -H "Content-Type: application/json" -d "{\"session_token\":\"$t\"}" \
+    "$REGISTRY/v1/sessions/authenticate" | jq -c '{session_jwt}'
+done >"$WORK/jwt-bodies.txt"
+http_run jwt POST /v1/sessions/authenticate -H "Content-Type: application/json" -Z "$WORK/jwt-bodies.txt"
+
+http_run list GET /v1/sessions -H "Authorization: Bearer ${TOKENS[0]}"
+
+echo "== revoke-to-SSE: $SUBSCRIBERS subscribers, $REVOKES revokes" >&2
+"$BIN/examples/revoke_latency" --issuer "$ISSUER" --registry "$REGISTRY" --user bob \
+  --subscribers "$SUBSCRIBERS" --revokes "$REVOKES" | tee "$WORK/revoke.json" >&2
+LOAD_END="$(load_average)"
+
+if [ "$PERF" = 1 ]; then
+  for name in token jwt list; do
+    perf report -i "$WORK/perf-$name.data" --no-children --sort dso,symbol --stdio --percent-limit 1 2>/dev/null \
+      | grep -v '^#' | grep -v '^$' | grep -v '^ *|' | grep -v '^ *-' | head -n 25 >"$WORK/perf-$name.txt" || true
+    echo "-- perf, $name" >&2
+    cat "$WORK/perf-$name.txt" >&2
+  done
+fi
+
+export RESULTS WORK PGBENCH_TPS PGBENCH_LAT PGBENCH_TX PGBENCH_BUSY PGBENCH_PREPARED_TPS CONNECTIONS DURATION WARMUP
+export ROWS LISTED SUBSCRIBERS REVOKES
+{
+  echo "$SECTION"
+  echo
+  echo "Measured $(now_utc) with \`$COMMAND\` on $(machine_line); PostgreSQL $PG_VERSION on the same machine ($PG_SETTINGS); oha $(oha --version | awk '{ print $2 }'). Load average (1/5/15 min) $LOAD_START before the runs, $LOAD_END after."
+  echo
+  python3 - <<'EOF'
+import json, os
+
+env = os.environ
+runs = {r["name"]: r for r in map(json.loads, open(env["RESULTS"], encoding="utf-8"))}
+pg = float(env["PGBENCH_TPS"])
+pgp = float(env["PGBENCH_PREPARED_TPS"])
+c = env["CONNECTIONS"]
+names = {
+    "token": f"`POST /v1/sessions/authenticate` by session token",
+    "jwt": f"`POST /v1/sessions/authenticate` by session JWT",
+    "list": f"`GET /v1/sessions` (list by account, {env['LISTED']} sessions)",
+}
+print("| workload | requests/s | p50 ms | p99 ms | requests | errors | registry CPU, cores | machine CPU busy | ÷ pgbench -S |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print(f"| `pgbench -S -c {c} -j 2` (simple protocol) | {pg:.0f} | | | {env['PGBENCH_TX']} | 0 | | {env['PGBENCH_BUSY']} % | 1.00 |")
+print(f"| `pgbench -S -M prepared -c {c} -j 2` | {pgp:.0f} | | | | | | | {pgp / pg:.2f} |")
+for key, label in names.items():
+    r = runs[key]
+    print(
+        f"| {label} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['requests']} | "
+        f"{r['errors']} | {r['registry_cpu']:.2f} | {r['machine_busy']} % | {r['rps'] / pg:.2f} |"
+    )
+print()
+rv = json.load(open(os.path.join(env["WORK"], "revoke.json"), encoding="utf-8"))
+print("| revoke → SSE delivery | subscribers | revokes | samples | missed | p50 ms | p90 ms | p99 ms | max ms | revoke call p50 ms |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print(
+    f"| `POST /v1/sessions/revoke` → `revoked` on `/v1/events` | {rv['subscribers']} | {rv['revokes']} | "
+    f"{rv['samples']} | {rv['missed']} | {rv['p50_ms']:.2f} | {rv['p90_ms']:.2f} | {rv['p99_ms']:.2f} | "
+    f"{rv['max_ms']:.2f} | {rv['revoke_call_p50_ms']:.2f} |"
+)
+print()
+tok, jwt = runs["token"]["rps"] / pg, runs["jwt"]["rps"] / pg
+print("| target (from the issue) | measured | met? |")
+print("| --- | ---: | --- |")
+print(f"| authenticate by token ≥ 60 % of `pgbench -S` | {100 * tok:.0f} % | {'yes' if tok >= 0.6 else 'no'} |")
+print(f"| authenticate by JWT above `pgbench -S` | {100 * jwt:.0f} % | {'yes' if jwt > 1 else 'no'} |")
+print(f"| revoke delivery p99 < 1 s | {rv['p99_ms']:.0f} ms | {'yes' if rv['p99_ms'] < 1000 and rv['missed'] == 0 else 'no'} |")
+EOF
+  echo
+  echo "Data: $ROWS sessions in \`$DB\` (tenant acme): $SESSIONS seeded with SQL (\`INSERT … SELECT generate_series\`: $ACCOUNTS_SEEDED accounts with 10 sessions each, every session on its own device, then \`VACUUM ANALYZE\`; ${SEED_SECS} s), plus the sessions opened through the API. $TOKENS_SEEDED of the seeded sessions, spread evenly over the table, have real tokens: made in the registry's format (\`lyst_acme_\` + 44 base62 characters + the 6-character CRC-32 check of \`session-registry/src/token.rs\`) and stored as their SHA-256; authenticate by token presents one of them at random per request (\`oha -Z\`, a JSON body per line), so each request resolves a random session among all $ROWS. Authenticate by JWT presents, at random, the session JWTs of alice's $CONNECTIONS sessions (opened through \`POST /v1/sessions\` with a real ID token from the mock IdP, each on its own device), minted just before the run; the list presents one of alice's session tokens. One oha process, $CONNECTIONS keep-alive connections, ${WARMUP} s of warm-up (discarded), then ${DURATION} s; requests/s counts 2xx answers; p50 and p99 are oha's. The registry runs with its defaults (2 actix workers, a pool of 16 Postgres connections) and \`RUST_LOG=warn\`. \`pgbench -S\` runs on \`$PGBENCH_DB\` (\`pgbench -i -s 10\`: 1,000,000 rows in \`pgbench_accounts\`) on the same server over TCP, one SELECT per transaction. The registry CPU column is the CPU time the registry process used per second of the run; machine CPU busy counts all CPUs (\`/proc/stat\`): oha, Postgres and the registry share the $(nproc) cores, as pgbench and Postgres do in the first row."
+  echo
+  echo "What each request costs in Postgres: authenticate by token resolves the token (a transaction: \`BEGIN\`, \`set_config('lanyard.tenant', …)\` for row-level security, the session SELECT joined with its account and device, \`COMMIT\`), reads the tenant, then records the check (\`touch\`: a second transaction, \`set_config\`, \`UPDATE sessions\`, \`UPDATE devices\`, \`COMMIT\` with a WAL flush) and signs a new session JWT (ES256): about 10 round trips and one durable commit, against one SELECT for \`pgbench -S\`. Authenticate by JWT within a minute of the JWT's last database check verifies the ES256 signature, checks the pushed revocation set and signs a fresh JWT, without the database. The list resolves the token (one transaction) and the tenant, then reads the account's sessions (another transaction)."
+  echo
+  echo "Revoke → SSE: \`session-registry/examples/revoke_latency.rs\` opens $SUBSCRIBERS sessions of bob (each on its own device) listening on \`GET /v1/events\`, $REVOKES more to revoke and one to revoke with; a sample is one (subscriber, revoke): from just before \`POST /v1/sessions/revoke\` is sent to the moment that subscriber has parsed the \`revoked\` event. On Postgres the event goes out with \`pg_notify\` in the revoking transaction, comes back through the registry's \`LISTEN\` connection and is fanned out to the streams, as it would reach subscribers of another registry process."
+  if [ "$PERF" = 1 ]; then
+    for name in token jwt list; do
+      echo
+      echo "\`perf record -F 999 -g -p <registry>\` during the $name run, self time by DSO and symbol (entries ≥ 1 %):"
+      echo
+      echo '```text'
+      cat "$WORK/perf-$name.txt"
+      echo '```'
+    done
+  fi
+} >"$WORK/section.md"
+
+echo
+cat "$WORK/section.md"
+echo
+
+ERRORS="$(jq -s 'map(.errors) | add' "$RESULTS")"
+MISSED="$(jq .missed "$WORK/revoke.json")"
+if { [ "$ERRORS" != 0 ] || [ "$MISSED" != 0 ]; } && [ "${BENCH_ALLOW_ERRORS:-0}" != 1 ]; then
+  echo "bench/registry.sh: $ERRORS errors, $MISSED missed events; not writing ${DOC:-the document} (BENCH_ALLOW_ERRORS=1 to write anyway)" >&2
+  exit 1
+fi
+if [ -n "$DOC" ]; then
+  python3 bench/lib/write_section.py "$DOC" "$SECTION" "$WORK/section.md"
+  echo "bench/registry.sh: wrote the section into $DOC" >&2
+fi

@@ -1,0 +1,212 @@
+//! Revoke-to-SSE delivery latency, for `bench/registry.sh`: how long after a client asks the
+//! registry to revoke a session do the account's other devices, listening on `GET /v1/events`,
+//! see the `revoked` event.
+//!
+//! ```text
+//! cargo run --release -p session-registry --example revoke_latency -- \
+//!     --issuer http://127.0.0.1:8700/acme --registry http://127.0.0.1:8701 --user bob \
+//!     --subscribers 100 --revokes 20
+//! ```
+//! Signs `--user` in at the mock IdP, opens through the API one session per subscriber, one per
+//! revoke (the victims) and one more to revoke with; connects every subscriber to
+//! `/v1/events` and waits until all are connected; then, one victim at a time, takes the time,
+//! posts `POST /v1/sessions/revoke {"session_id": victim}` and waits until every subscriber has
+//! seen that victim's `revoked` event. A sample is one (subscriber, revoke) pair: from just before
+//! the revoke request was sent to the moment the subscriber had parsed the event. Prints one JSON
+//! object on stdout.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench tool: a panic is a report
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Barrier};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+struct Session {
+    id: String,
+    token: String,
+}
+
+async fn create(http: &reqwest::Client, registry: &str, id_token: &str, device: &str) -> Session {
+    let res = http
+        .post(format!("{registry}/v1/sessions"))
+        .json(&json!({
+            "id_token": id_token,
+            "device": {"id": device, "name": device, "platform": "linux"},
+        }))
+        .send()
+        .await
+        .expect("POST /v1/sessions");
+    let status = res.status();
+    let body: Value = res.json().await.expect("JSON answer");
+    assert!(status.is_success(), "POST /v1/sessions: {status} {body}");
+    Session {
+        id: body["session"]["session_id"]
+            .as_str()
+            .expect("session_id")
+            .into(),
+        token: body["session_token"]
+            .as_str()
+            .expect("session_token")
+            .into(),
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let issuer = arg(&args, "--issuer").expect("--issuer ISSUER");
+    let registry = arg(&args, "--registry").expect("--registry URL");
+    let user = arg(&args, "--user").unwrap_or_else(|| "bob".into());
+    let subscribers: usize = arg(&args, "--subscribers")
+        .map(|c| c.parse().expect("--subscribers N"))
+        .unwrap_or(100);
+    let revokes: usize = arg(&args, "--revokes")
+        .map(|c| c.parse().expect("--revokes N"))
+        .unwrap_or(20);
+    let pause = Duration::from_millis(
+        arg(&args, "--pause-ms")
+            .map(|c| c.parse().expect("--pause-ms MS"))
+            .unwrap_or(100),
+    );
+
+    let tokens = test_harness::idp::login(&issuer, &user, "lanyard-cli").await;
+    let id_token = tokens["id_token"].as_str().expect("an ID token").to_owned();
+    let http = reqwest::Client::new();
+    let mut subs = Vec::new();
+    for i in 0..subscribers {
+        subs.push(create(&http, &registry, &id_token, &format!("sub-{i}")).await);
+    }
+    let mut victims = Vec::new();
+    for i in 0..revokes {
+        victims.push(create(&http, &registry, &id_token, &format!("victim-{i}")).await);
+    }
+    let actor = create(&http, &registry, &id_token, "actor").await;
+
+    // Every subscriber reports (subscriber, revoked session id, when it was parsed).
+    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, String, Instant)>();
+    let connected = Arc::new(Barrier::new(subscribers + 1));
+    for (n, s) in subs.iter().enumerate() {
+        let (http, url, token, tx, connected) = (
+            http.clone(),
+            format!("{registry}/v1/events"),
+            s.token.clone(),
+            tx.clone(),
+            connected.clone(),
+        );
+        tokio::spawn(async move {
+            let res = http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("GET /v1/events");
+            assert!(
+                res.status().is_success(),
+                "GET /v1/events: {}",
+                res.status()
+            );
+            // The registry subscribes before it answers: from here on nothing is missed.
+            connected.wait().await;
+            let mut stream = res.bytes_stream();
+            let mut buf = String::new();
+            while let Some(chunk) = stream.next().await {
+                let Ok(chunk) = chunk else { return };
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let frame: String = buf.drain(..end + 2).collect();
+                    let mut kind = "";
+                    let mut data = "";
+                    for line in frame.lines() {
+                        if let Some(v) = line.strip_prefix("event: ") {
+                            kind = v;
+                        } else if let Some(v) = line.strip_prefix("data: ") {
+                            data = v;
+                        }
+                    }
+                    if kind == "revoked" {
+                        let at = Instant::now();
+                        let event: Value = serde_json::from_str(data).expect("event JSON");
+                        let sid = event["session_id"].as_str().unwrap_or_default().to_owned();
+                        let _ = tx.send((n, sid, at));
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    connected.wait().await;
+    // Let the last connections' first bytes settle.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut samples = Vec::with_capacity(subscribers * revokes);
+    let mut calls = Vec::with_capacity(revokes);
+    let mut missed = 0usize;
+    for victim in &victims {
+        let t0 = Instant::now();
+        let res = http
+            .post(format!("{registry}/v1/sessions/revoke"))
+            .bearer_auth(&actor.token)
+            .json(&json!({"session_id": victim.id}))
+            .send()
+            .await
+            .expect("POST /v1/sessions/revoke");
+        assert!(
+            res.status().is_success(),
+            "POST /v1/sessions/revoke: {}",
+            res.status()
+        );
+        calls.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let mut seen = vec![false; subscribers];
+        let mut got = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while got < subscribers {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((n, sid, at))) if sid == victim.id && !seen[n] => {
+                    seen[n] = true;
+                    got += 1;
+                    samples.push(at.duration_since(t0).as_secs_f64() * 1000.0);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        missed += subscribers - got;
+        tokio::time::sleep(pause).await;
+    }
+
+    samples.sort_by(f64::total_cmp);
+    calls.sort_by(f64::total_cmp);
+    let mean = samples.iter().sum::<f64>() / samples.len().max(1) as f64;
+    println!(
+        "{}",
+        json!({
+            "subscribers": subscribers,
+            "revokes": revokes,
+            "samples": samples.len(),
+            "missed": missed,
+            "p50_ms": percentile(&samples, 50.0),
+            "p90_ms": percentile(&samples, 90.0),
+            "p99_ms": percentile(&samples, 99.0),
+            "max_ms": samples.last().copied().unwrap_or(f64::NAN),
+            "mean_ms": mean,
+            "revoke_call_p50_ms": percentile(&calls, 50.0),
+            "revoke_call_max_ms": calls.last().copied().unwrap_or(f64::NAN),
+        })
+    );
+}
