@@ -52,10 +52,10 @@ if [ -z "${BENCH_CLI_INNER:-}" ]; then
   done
   echo "== building (release)" >&2
   if cargo metadata --no-deps --format-version 1 | jq -e '.packages[] | select(.name == "devstack")' >/dev/null; then
-    cargo build --release -p devstack -p client-cli >&2
+    cargo build --release -p devstack -p client-cli -p account-store --bins >&2
     export BENCH_STACK=devstack
   else
-    cargo build --release -p mock-idp -p session-registry -p client-cli >&2
+    cargo build --release -p mock-idp -p session-registry -p client-cli -p account-store --bins >&2
     export BENCH_STACK=separate
   fi
   BENCH_MACHINE="$(machine_line)"
@@ -156,17 +156,32 @@ login_as() {
   fi
 }
 
-# measure NAME PROFILE ARGS...: hyperfine on `lanyard --profile PROFILE ARGS...` in the profile's
-# environment; the JSON goes to $WORK/NAME.json.
-measure() {
-  local name="$1" profile="$2"
-  shift 2
+# measure_cmd NAME PROFILE COMMAND: hyperfine on COMMAND in the profile's environment; the JSON
+# goes to $WORK/NAME.json.
+measure_cmd() {
+  local name="$1" profile="$2" command="$3"
   (
     use_profile "$profile"
     cd "$WORK"
     hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/$name.json" \
-      --command-name "$name" "$LANYARD --profile $profile $*" >&2
+      --command-name "$name" "$command" >&2
   )
+}
+
+# measure NAME PROFILE ARGS...: `lanyard --profile PROFILE ARGS...`.
+measure() {
+  local name="$1" profile="$2"
+  shift 2
+  measure_cmd "$name" "$profile" "$LANYARD --profile $profile $*"
+}
+
+# The Secret Service store opened and nothing read: `account-store-probe DIR secret-service list`
+# on an empty profile (connect, probe round trip, read an empty index).
+measure_open() {
+  measure_cmd "$1" bench-ss "$ROOT/target/release/account-store-probe $WORK/probe-profile secret-service list"
+  (use_profile bench-ss; dbus-send --session --print-reply --dest=org.freedesktop.secrets \
+    /org/freedesktop/secrets/collection/login org.freedesktop.DBus.Properties.Get \
+    string:org.freedesktop.Secret.Collection string:Items) | grep -c 'object path' >"$WORK/$1.items" || true
 }
 
 # `lanyard token` must not refresh during a run (that would time the network): the token printed
@@ -185,8 +200,12 @@ measure_token() {
 LOAD_START="$(load_average)"
 echo "== lanyard --version" >&2
 measure version bench --version
+echo "== Secret Service store open, empty keyring" >&2
+measure_open open-empty
 
-for profile in bench bench-ss bench-vk; do
+# bench-vk before bench-ss: its 1-account figures then run on a keyring holding only its vault
+# key, not bench-ss's items (gnome-keyring rewrites its whole file on every change).
+for profile in bench bench-vk bench-ss; do
   echo "== $profile: sign alice in" >&2
   (use_profile "$profile"; login_as "$profile" alice)
   backend="$(use_profile "$profile"; "$LANYARD" --profile "$profile" --json status | jq -r '.store.backend // empty' 2>/dev/null || true)"
@@ -205,6 +224,8 @@ for profile in bench bench-ss bench-vk; do
   measure "accounts-$profile" "$profile" accounts
   measure_token "token-n-$profile" "$profile"
 done
+echo "== Secret Service store open, keyring holding the accounts' items" >&2
+measure_open open-full
 LOAD_END="$(load_average)"
 
 export WORK RUNS WARMUP ACCOUNTS
@@ -234,10 +255,27 @@ def ms(x):
 
 stores = {
     "bench": "vault, key from passphrase (Argon2id); no keyring reachable",
-    "bench-ss": "Secret Service (gnome-keyring), every item in the keyring",
     "bench-vk": "vault, its key kept in the Secret Service",
+    "bench-ss": "Secret Service (gnome-keyring), every item in the keyring",
 }
+def items(name):
+    try:
+        return open(os.path.join(work, name + ".items"), encoding="utf-8").read().strip()
+    except OSError:
+        return "?"
+
+
 rows = [("`lanyard --version` (floor: process start, no store)", "-", load("version"))]
+rows.append((
+    "`account-store-probe DIR secret-service list` (open the store, read an empty index)",
+    f"Secret Service, {items('open-empty')} items in the keyring",
+    load("open-empty"),
+))
+rows.append((
+    "`account-store-probe DIR secret-service list` (open the store, read an empty index)",
+    f"Secret Service, {items('open-full')} items in the keyring (after the sign-ins)",
+    load("open-full"),
+))
 for p, label in stores.items():
     rows.append((f"`lanyard token`, 1 account", label, load(f"token-1-{p}")))
     rows.append((f"`lanyard token`, {n} accounts", label, load(f"token-n-{p}")))
@@ -262,7 +300,7 @@ EOF
   echo
   echo "Each row is \`hyperfine -N --warmup $WARMUP --runs $RUNS\` on the release binary (no shell in between), in a temporary folder, stdout discarded. The token is fresh (the IdP's access tokens live 600 s and the CLI refreshes 300 s before expiry; the script checks that \`lanyard token\` printed the same token before and after each run), so \`token\` does no network I/O: it opens the profile's store, reads the account index and the device identity, picks the active account and reads its access token. \`accounts\` reads the index and asks the store, for each account, whether it holds a session token. The accounts were signed in for real through the stack (\`$BENCH_STACK\`: mock IdP and session registry on loopback) with \`lanyard login --tenant acme\`, the IdP's login form completed with curl; users u2…u$ACCOUNTS were added through the IdP's admin API. The Secret Service is a private \`gnome-keyring-daemon --unlock --components=secrets\` on a \`dbus-run-session\` bus (\`bench/lib/secret-service.sh\`); in the passphrase profile \`DBUS_SESSION_BUS_ADDRESS\` is unset, so the keyring probe fails at once and the vault is keyed from \`LANYARD_VAULT_PASSPHRASE\`."
   echo
-  echo "Where the time goes: the passphrase vault derives its key with Argon2id (19 MiB, 2 passes) once per process, since a new process has no cached key; \`## session-core\` times that cold start alone (its \`cold start (vault, passphrase)\` row against \`cold start (vault, key given)\`). With the Secret Service there is no derivation but a D-Bus connection and round trips to gnome-keyring: the probe when the store opens (it writes, reads back and deletes a probe entry, so every invocation also changes the keyring twice; \`## account-store\` times it alone as \`Secret Service: open a store\`), then one lookup per item read (plus the vault key for the vault keyed from the Secret Service). The \`--version\` row is what any invocation costs before it touches the store (exec, dynamic loading, clap)."
+  echo "Where the time goes: the passphrase vault derives its key with Argon2id (19 MiB, 2 passes) once per process, since a new process has no cached key; \`## session-core\` times that cold start alone (its \`cold start (vault, passphrase)\` row against \`cold start (vault, key given)\`). With the Secret Service there is no derivation but a D-Bus connection and round trips to gnome-keyring: the probe when the store opens (it writes, reads back and deletes a probe entry, so every invocation also changes the keyring twice; \`## account-store\` times it alone as \`Secret Service: open a store\`), then one lookup per item read (plus the vault key for the vault keyed from the Secret Service). gnome-keyring rewrites its whole keyring file on every change, so the probe costs more the more the keyring holds: compare the two \`account-store-probe\` rows (the same open, before and after the sign-ins filled the keyring). The profiles run in the order of the table: the vault keyed from the Secret Service meets a keyring holding its key only, and when the Secret Service profile's 50 accounts are signed in the keyring holds their items (5 each). The \`--version\` row is what any invocation costs before it touches the store (exec, dynamic loading, clap)."
 } >"$WORK/section.md"
 
 echo

@@ -34,6 +34,9 @@
 #   BENCH_PG           libpq connection options (default "host=127.0.0.1 port=5432 user=postgres")
 #   BENCH_SESSIONS     seeded sessions (default 1000000)
 #   BENCH_PERF         1: also `perf record` the registry during each HTTP run (default 0)
+#   BENCH_BASELINE_BIN another session-registry binary (e.g. an older build) to also run the two
+#                      authenticate workloads against, on the same database, after the others
+#   BENCH_BASELINE_LABEL  how the tables name that binary (default "baseline")
 #   BENCH_DOC          document to update (default docs/benchmarks.md; "" to skip)
 #
 # Needs psql, pgbench, oha (`cargo install oha`), jq, python3. This is a benchmark, not a test:
@@ -50,6 +53,8 @@ CONNECTIONS="${BENCH_CONNECTIONS:-16}"
 PG="${BENCH_PG:-host=127.0.0.1 port=5432 user=postgres}"
 SESSIONS="${BENCH_SESSIONS:-1000000}"
 PERF="${BENCH_PERF:-0}"
+BASELINE_BIN="${BENCH_BASELINE_BIN:-}"
+BASELINE_LABEL="${BENCH_BASELINE_LABEL:-baseline}"
 DOC="${BENCH_DOC-docs/benchmarks.md}"
 SECTION="## session-registry"
 COMMAND="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNECTIONS bench/registry.sh"
@@ -292,6 +297,23 @@ http_run jwt POST /v1/sessions/authenticate -H "Content-Type: application/json" 
 
 http_run list GET /v1/sessions -H "Authorization: Bearer ${TOKENS[0]}"
 
+if [ -n "$BASELINE_BIN" ]; then
+  echo "== baseline registry: $BASELINE_BIN ($BASELINE_LABEL)" >&2
+  bench_start session-registry-baseline "session-registry listening on" env RUST_LOG=warn \
+    "$BASELINE_BIN" --bind 127.0.0.1:0 --database-url "$DATABASE_URL" --config "$WORK/registry.toml"
+  MAIN_REGISTRY="$REGISTRY" MAIN_REGISTRY_PID="$REGISTRY_PID"
+  REGISTRY="$BASE" REGISTRY_PID="${PIDS[-1]}"
+  http_run token-baseline POST /v1/sessions/authenticate -H "Content-Type: application/json" -Z "$WORK/token-bodies.txt"
+  # Its own session JWTs: `iss` is each registry's own URL.
+  for t in "${TOKENS[@]}"; do
+    curl -fsS -H "Content-Type: application/json" -d "{\"session_token\":\"$t\"}" \
+      "$REGISTRY/v1/sessions/authenticate" | jq -c '{session_jwt}'
+  done >"$WORK/jwt-bodies.txt"
+  http_run jwt-baseline POST /v1/sessions/authenticate -H "Content-Type: application/json" -Z "$WORK/jwt-bodies.txt"
+  kill "$REGISTRY_PID" 2>/dev/null || true
+  REGISTRY="$MAIN_REGISTRY" REGISTRY_PID="$MAIN_REGISTRY_PID"
+fi
+
 echo "== revoke-to-SSE: $SUBSCRIBERS subscribers, $REVOKES revokes" >&2
 "$BIN/examples/revoke_latency" --issuer "$ISSUER" --registry "$REGISTRY" --user bob \
   --subscribers "$SUBSCRIBERS" --revokes "$REVOKES" | tee "$WORK/revoke.json" >&2
@@ -307,7 +329,7 @@ if [ "$PERF" = 1 ]; then
 fi
 
 export RESULTS WORK PGBENCH_TPS PGBENCH_LAT PGBENCH_TX PGBENCH_BUSY PGBENCH_PREPARED_TPS CONNECTIONS DURATION WARMUP
-export ROWS LISTED SUBSCRIBERS REVOKES
+export ROWS LISTED SUBSCRIBERS REVOKES BASELINE_LABEL
 {
   echo "$SECTION"
   echo
@@ -330,6 +352,9 @@ print("| workload | requests/s | p50 ms | p99 ms | requests | errors | registry 
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 print(f"| `pgbench -S -c {c} -j 2` (simple protocol) | {pg:.0f} | | | {env['PGBENCH_TX']} | 0 | | {env['PGBENCH_BUSY']} % | 1.00 |")
 print(f"| `pgbench -S -M prepared -c {c} -j 2` | {pgp:.0f} | | | | | | | {pgp / pg:.2f} |")
+if "token-baseline" in runs:
+    names["token-baseline"] = names["token"] + f" ({env['BASELINE_LABEL']})"
+    names["jwt-baseline"] = names["jwt"] + f" ({env['BASELINE_LABEL']})"
 for key, label in names.items():
     r = runs[key]
     print(
