@@ -57,7 +57,11 @@ BASELINE_BIN="${BENCH_BASELINE_BIN:-}"
 BASELINE_LABEL="${BENCH_BASELINE_LABEL:-baseline}"
 DOC="${BENCH_DOC-docs/benchmarks.md}"
 SECTION="## session-registry"
-COMMAND="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNECTIONS bench/registry.sh"
+COMMAND="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNECTIONS BENCH_PERF=$PERF"
+if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
+  COMMAND="$COMMAND BENCH_BASELINE_BIN=${BENCH_BASELINE_BIN} BENCH_BASELINE_LABEL=\"${BENCH_BASELINE_LABEL:-baseline}\""
+fi
+COMMAND="$COMMAND bench/registry.sh"
 DB=lanyard_bench
 PGBENCH_DB=lanyard_pgbench
 SUBSCRIBERS=100
@@ -212,11 +216,24 @@ RESULTS="$WORK/results.jsonl"
 
 # oha_run NAME SECONDS METHOD PATH OHA-ARGS...: one oha process, CONNECTIONS keep-alive
 # connections, JSON summary in $WORK/NAME.json.
+# The CPU time oha used (user + system, seconds) goes to $WORK/NAME.cpu.
 oha_run() {
-  local name="$1" secs="$2" method="$3" path="$4"
+  local name="$1" secs="$2" method="$3" path="$4" TIMEFORMAT='%U %S'
   shift 4
-  oha --no-tui --output-format json -z "${secs}s" -c "$CONNECTIONS" -m "$method" "$@" \
-    "$REGISTRY$path" >"$WORK/$name.json"
+  { time oha --no-tui --output-format json -z "${secs}s" -c "$CONNECTIONS" -m "$method" "$@" \
+    "$REGISTRY$path" >"$WORK/$name.json" 2>"$WORK/$name.oha-err"; } 2>"$WORK/$name.cpu"
+}
+
+# CPU ticks of the Postgres backends serving the registry's database (its pool's connections).
+pg_ticks() {
+  local total=0 pid
+  for pid in $(psql "$PG dbname=postgres" -qAt -c \
+    "SELECT pid FROM pg_stat_activity WHERE datname = '$DB' AND backend_type = 'client backend'"); do
+    if [ -r "/proc/$pid/stat" ]; then
+      total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+    fi
+  done
+  echo "$total"
 }
 
 # http_run NAME METHOD PATH OHA-ARGS...: warm-up, then the measured run with CPU accounting.
@@ -230,14 +247,16 @@ http_run() {
     perf record -F 999 -g -p "$REGISTRY_PID" -o "$WORK/perf-$name.data" -- sleep "$DURATION" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  r0="$(cpu_ticks "$REGISTRY_PID")" m0="$(machine_ticks)" t0="$(date +%s.%N)"
+  local p0 p1
+  p0="$(pg_ticks)" r0="$(cpu_ticks "$REGISTRY_PID")" m0="$(machine_ticks)" t0="$(date +%s.%N)"
   oha_run "$name" "$DURATION" "$method" "$path" "$@"
-  r1="$(cpu_ticks "$REGISTRY_PID")" m1="$(machine_ticks)" t1="$(date +%s.%N)"
+  r1="$(cpu_ticks "$REGISTRY_PID")" m1="$(machine_ticks)" t1="$(date +%s.%N)" p1="$(pg_ticks)"
   if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
-  python3 - "$WORK/$name.json" "$r0" "$r1" "$m0" "$m1" "$t0" "$t1" "$TICKS_PER_SEC" "$name" >>"$RESULTS" <<'EOF'
+  python3 - "$WORK/$name.json" "$r0" "$r1" "$m0" "$m1" "$t0" "$t1" "$TICKS_PER_SEC" "$name" \
+    "$p0" "$p1" "$(cat "$WORK/$name.cpu")" >>"$RESULTS" <<'EOF'
 import json, sys
 
-path, r0, r1, m0, m1, t0, t1, hz, name = sys.argv[1:]
+path, r0, r1, m0, m1, t0, t1, hz, name, p0, p1, oha_cpu = sys.argv[1:]
 o = json.load(open(path, encoding="utf-8"))
 codes = {str(k): v for k, v in o.get("statusCodeDistribution", {}).items()}
 ok = sum(v for k, v in codes.items() if k.startswith("2"))
@@ -262,6 +281,8 @@ print(json.dumps({
     "aborted": aborted,
     "codes": codes,
     "registry_cpu": round((int(r1) - int(r0)) / int(hz) / secs, 2),
+    "postgres_cpu": round((int(p1) - int(p0)) / int(hz) / secs, 2),
+    "oha_cpu": round(sum(map(float, oha_cpu.split())) / secs, 2),
     "machine_busy": round(100 * (b1 - b0) / max(1, a1 - a0)),
 }))
 EOF
@@ -321,8 +342,9 @@ LOAD_END="$(load_average)"
 
 if [ "$PERF" = 1 ]; then
   for name in token jwt list; do
-    perf report -i "$WORK/perf-$name.data" --no-children --sort dso,symbol --stdio --percent-limit 1 2>/dev/null \
-      | grep -v '^#' | grep -v '^$' | grep -v '^ *|' | grep -v '^ *-' | head -n 25 >"$WORK/perf-$name.txt" || true
+    perf report -i "$WORK/perf-$name.data" --no-children -g none --sort dso,symbol --stdio \
+      --percent-limit 1.5 2>/dev/null | grep -v '^#' | grep -v '^$' | sed 's/[[:space:]]*$//' \
+      | head -n 20 >"$WORK/perf-$name.txt" || true
     echo "-- perf, $name" >&2
     cat "$WORK/perf-$name.txt" >&2
   done
@@ -348,10 +370,10 @@ names = {
     "jwt": f"`POST /v1/sessions/authenticate` by session JWT",
     "list": f"`GET /v1/sessions` (list by account, {env['LISTED']} sessions)",
 }
-print("| workload | requests/s | p50 ms | p99 ms | requests | errors | registry CPU, cores | machine CPU busy | ÷ pgbench -S |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-print(f"| `pgbench -S -c {c} -j 2` (simple protocol) | {pg:.0f} | | | {env['PGBENCH_TX']} | 0 | | {env['PGBENCH_BUSY']} % | 1.00 |")
-print(f"| `pgbench -S -M prepared -c {c} -j 2` | {pgp:.0f} | | | | | | | {pgp / pg:.2f} |")
+print("| workload | requests/s | p50 ms | p99 ms | requests | errors | registry CPU, cores | Postgres backends CPU, cores | oha CPU, cores | machine CPU busy | ÷ pgbench -S |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print(f"| `pgbench -S -c {c} -j 2` (simple protocol) | {pg:.0f} | | | {env['PGBENCH_TX']} | 0 | | | | {env['PGBENCH_BUSY']} % | 1.00 |")
+print(f"| `pgbench -S -M prepared -c {c} -j 2` | {pgp:.0f} | | | | | | | | | {pgp / pg:.2f} |")
 if "token-baseline" in runs:
     names["token-baseline"] = names["token"] + f" ({env['BASELINE_LABEL']})"
     names["jwt-baseline"] = names["jwt"] + f" ({env['BASELINE_LABEL']})"
@@ -359,7 +381,22 @@ for key, label in names.items():
     r = runs[key]
     print(
         f"| {label} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['requests']} | "
-        f"{r['errors']} | {r['registry_cpu']:.2f} | {r['machine_busy']} % | {r['rps'] / pg:.2f} |"
+        f"{r['errors']} | {r['registry_cpu']:.2f} | {r['postgres_cpu']:.2f} | {r['oha_cpu']:.2f} | "
+        f"{r['machine_busy']} % | {r['rps'] / pg:.2f} |"
+    )
+print()
+print("CPU per request, from the CPU columns (µs of CPU time per successful request; `pgbench -S`: all CPUs busy time per transaction, pgbench included):")
+print()
+print("| workload | registry | Postgres backends | oha | all CPUs (machine busy) |")
+print("| --- | ---: | ---: | ---: | ---: |")
+ncpu = os.cpu_count() or 1
+print(f"| `pgbench -S` | | | | {float(env['PGBENCH_BUSY']) / 100 * ncpu / pg * 1e6:.0f} |")
+for key, label in names.items():
+    r = runs[key]
+    per = lambda cores: cores / r["rps"] * 1e6
+    print(
+        f"| {label} | {per(r['registry_cpu']):.0f} | {per(r['postgres_cpu']):.0f} | {per(r['oha_cpu']):.0f} | "
+        f"{per(r['machine_busy'] / 100 * ncpu):.0f} |"
     )
 print()
 rv = json.load(open(os.path.join(env["WORK"], "revoke.json"), encoding="utf-8"))
@@ -379,9 +416,15 @@ print(f"| authenticate by JWT above `pgbench -S` | {100 * jwt:.0f} % | {'yes' if
 print(f"| revoke delivery p99 < 1 s | {rv['p99_ms']:.0f} ms | {'yes' if rv['p99_ms'] < 1000 and rv['missed'] == 0 else 'no'} |")
 EOF
   echo
-  echo "Data: $ROWS sessions in \`$DB\` (tenant acme): $SESSIONS seeded with SQL (\`INSERT … SELECT generate_series\`: $ACCOUNTS_SEEDED accounts with 10 sessions each, every session on its own device, then \`VACUUM ANALYZE\`; ${SEED_SECS} s), plus the sessions opened through the API. $TOKENS_SEEDED of the seeded sessions, spread evenly over the table, have real tokens: made in the registry's format (\`lyst_acme_\` + 44 base62 characters + the 6-character CRC-32 check of \`session-registry/src/token.rs\`) and stored as their SHA-256; authenticate by token presents one of them at random per request (\`oha -Z\`, a JSON body per line), so each request resolves a random session among all $ROWS. Authenticate by JWT presents, at random, the session JWTs of alice's $CONNECTIONS sessions (opened through \`POST /v1/sessions\` with a real ID token from the mock IdP, each on its own device), minted just before the run; the list presents one of alice's session tokens. One oha process, $CONNECTIONS keep-alive connections, ${WARMUP} s of warm-up (discarded), then ${DURATION} s; requests/s counts 2xx answers; p50 and p99 are oha's. The registry runs with its defaults (2 actix workers, a pool of 16 Postgres connections) and \`RUST_LOG=warn\`. \`pgbench -S\` runs on \`$PGBENCH_DB\` (\`pgbench -i -s 10\`: 1,000,000 rows in \`pgbench_accounts\`) on the same server over TCP, one SELECT per transaction. The registry CPU column is the CPU time the registry process used per second of the run; machine CPU busy counts all CPUs (\`/proc/stat\`): oha, Postgres and the registry share the $(nproc) cores, as pgbench and Postgres do in the first row."
+  echo "Data: $ROWS sessions in \`$DB\` (tenant acme): $SESSIONS seeded with SQL (\`INSERT … SELECT generate_series\`: $ACCOUNTS_SEEDED accounts with 10 sessions each, every session on its own device, then \`VACUUM ANALYZE\`; ${SEED_SECS} s), plus the sessions opened through the API. $TOKENS_SEEDED of the seeded sessions, spread evenly over the table, have real tokens: made in the registry's format (\`lyst_acme_\` + 44 base62 characters + the 6-character CRC-32 check of \`session-registry/src/token.rs\`) and stored as their SHA-256; authenticate by token presents one of them at random per request (\`oha -Z\`, a JSON body per line), so each request resolves a random session among all $ROWS. Authenticate by JWT presents, at random, the session JWTs of alice's $CONNECTIONS sessions (opened through \`POST /v1/sessions\` with a real ID token from the mock IdP, each on its own device), minted just before the run; the list presents one of alice's session tokens. One oha process, $CONNECTIONS keep-alive connections, ${WARMUP} s of warm-up (discarded), then ${DURATION} s; requests/s counts 2xx answers; p50 and p99 are oha's. The registry runs with its defaults (2 actix workers, a pool of 16 Postgres connections) and \`RUST_LOG=warn\`. \`pgbench -S\` runs on \`$PGBENCH_DB\` (\`pgbench -i -s 10\`: 1,000,000 rows in \`pgbench_accounts\`) on the same server over TCP, one SELECT per transaction. The CPU columns are CPU time (user + system) per second of the measured run: the registry process, the Postgres backends serving its pool (\`pg_stat_activity\`, \`/proc\`) and oha; machine CPU busy counts all CPUs (\`/proc/stat\`): oha, Postgres and the registry share the $(nproc) cores, as pgbench and Postgres do in the first row."
   echo
   echo "What each request costs in Postgres: authenticate by token resolves the token (a transaction: \`BEGIN\`, \`set_config('lanyard.tenant', …)\` for row-level security, the session SELECT joined with its account and device, \`COMMIT\`), reads the tenant, then records the check (\`touch\`: a second transaction, \`set_config\`, \`UPDATE sessions\`, \`UPDATE devices\`, \`COMMIT\` with a WAL flush) and signs a new session JWT (ES256): about 10 round trips and one durable commit, against one SELECT for \`pgbench -S\`. Authenticate by JWT within a minute of the JWT's last database check verifies the ES256 signature, checks the pushed revocation set and signs a fresh JWT, without the database. The list resolves the token (one transaction) and the tenant, then reads the account's sessions (another transaction)."
+  echo
+  echo "Reading the CPU columns: authenticate by token and the list spend most of their CPU in the Postgres backends, not in the registry: each request is ten or so statements, every one a round trip with a backend wake-up, plus for the token a commit that waits for the WAL flush; \`pgbench -S\` is one statement. So the token path cannot come near 60 % of \`pgbench -S\` on the same server without fewer round trips per request (for example one statement or server-side function doing resolve + touch, or not writing \`last_authenticated_at\` on every check); the row-level-security \`set_config\` is one of those round trips per transaction. Authenticate by JWT does not touch the database; it is bound by the registry's own CPU (an ES256 verification and an ES256 signature per request, plus HTTP and JSON) on 2 cores it shares with oha."
+  if [ -n "$BASELINE_BIN" ]; then
+    echo
+    echo "The rows marked ($BASELINE_LABEL) ran \`$BASELINE_BIN\` on the same database in the same run: a build of the registry from before it signed and verified session JWTs with ring's P-256 (\`session-registry/src/jwt.rs\`), when both went through jsonwebtoken's RustCrypto P-256 (\`p256\` 0.13), which \`perf\` showed as most of the registry's CPU on the JWT path."
+  fi
   echo
   echo "Revoke → SSE: \`session-registry/examples/revoke_latency.rs\` opens $SUBSCRIBERS sessions of bob (each on its own device) listening on \`GET /v1/events\`, $REVOKES more to revoke and one to revoke with; a sample is one (subscriber, revoke): from just before \`POST /v1/sessions/revoke\` is sent to the moment that subscriber has parsed the \`revoked\` event. On Postgres the event goes out with \`pg_notify\` in the revoking transaction, comes back through the registry's \`LISTEN\` connection and is fanned out to the streams, as it would reach subscribers of another registry process."
   if [ "$PERF" = 1 ]; then
