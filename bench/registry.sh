@@ -343,8 +343,11 @@ LOAD_END="$(load_average)"
 if [ "$PERF" = 1 ]; then
   for name in token jwt list; do
     perf report -i "$WORK/perf-$name.data" --no-children -g none --sort dso,symbol --stdio \
-      --percent-limit 1.5 2>/dev/null | grep -v '^#' | grep -v '^$' | sed 's/[[:space:]]*$//' \
+      --percent-limit 1.5 2>/dev/null | grep -v '^#' | grep -v '^$' \
+      | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//; s/[[:space:]]+$//' \
       | head -n 20 >"$WORK/perf-$name.txt" || true
+    perf report -i "$WORK/perf-$name.data" --no-children -g none --sort dso --stdio 2>/dev/null \
+      | grep -v '^#' | grep -v '^$' | sed -E 's/[[:space:]]+$//' | head -n 6 >"$WORK/perf-$name-dso.txt" || true
     echo "-- perf, $name" >&2
     cat "$WORK/perf-$name.txt" >&2
   done
@@ -420,7 +423,7 @@ EOF
   echo
   echo "What each request costs in Postgres: authenticate by token resolves the token (a transaction: \`BEGIN\`, \`set_config('lanyard.tenant', …)\` for row-level security, the session SELECT joined with its account and device, \`COMMIT\`), reads the tenant, then records the check (\`touch\`: a second transaction, \`set_config\`, \`UPDATE sessions\`, \`UPDATE devices\`, \`COMMIT\` with a WAL flush) and signs a new session JWT (ES256): about 10 round trips and one durable commit, against one SELECT for \`pgbench -S\`. Authenticate by JWT within a minute of the JWT's last database check verifies the ES256 signature, checks the pushed revocation set and signs a fresh JWT, without the database. The list resolves the token (one transaction) and the tenant, then reads the account's sessions (another transaction)."
   echo
-  echo "Reading the CPU columns: authenticate by token and the list spend most of their CPU in the Postgres backends, not in the registry: each request is ten or so statements, every one a round trip with a backend wake-up, plus for the token a commit that waits for the WAL flush; \`pgbench -S\` is one statement. So the token path cannot come near 60 % of \`pgbench -S\` on the same server without fewer round trips per request (for example one statement or server-side function doing resolve + touch, or not writing \`last_authenticated_at\` on every check); the row-level-security \`set_config\` is one of those round trips per transaction. Authenticate by JWT does not touch the database; it is bound by the registry's own CPU (an ES256 verification and an ES256 signature per request, plus HTTP and JSON) on 2 cores it shares with oha."
+  echo "Reading the CPU columns: authenticate by token and the list spend their CPU in the Postgres backends and in the registry, the larger share in Postgres, and much of the registry's is the kernel's (\`perf\` below: context switches and socket wake-ups): each request is ten or so statements, every one a round trip that wakes a backend and a registry worker, plus for the token a commit that waits for the WAL flush; \`pgbench -S\` is one statement per transaction. So the token path cannot come near 60 % of \`pgbench -S\` on the same server without fewer round trips per request (for example one statement or server-side function doing resolve + touch, or not writing \`last_authenticated_at\` on every check); the row-level-security \`set_config\` is one of those round trips per transaction. Authenticate by JWT does not touch the database; it is bound by the registry's own CPU (an ES256 verification and an ES256 signature per request, plus HTTP and JSON) on 2 cores it shares with oha."
   if [ -n "$BASELINE_BIN" ]; then
     echo
     echo "The rows marked ($BASELINE_LABEL) ran \`$BASELINE_BIN\` on the same database in the same run: a build of the registry from before it signed and verified session JWTs with ring's P-256 (\`session-registry/src/jwt.rs\`), when both went through jsonwebtoken's RustCrypto P-256 (\`p256\` 0.13), which \`perf\` showed as most of the registry's CPU on the JWT path."
@@ -430,9 +433,11 @@ EOF
   if [ "$PERF" = 1 ]; then
     for name in token jwt list; do
       echo
-      echo "\`perf record -F 999 -g -p <registry>\` during the $name run, self time by DSO and symbol (entries ≥ 1 %):"
+      echo "\`perf record -F 999 -g -p <registry>\` during the $name run: self time by DSO, then by symbol (entries ≥ 1.5 %):"
       echo
       echo '```text'
+      cat "$WORK/perf-$name-dso.txt"
+      echo
       cat "$WORK/perf-$name.txt"
       echo '```'
     done
