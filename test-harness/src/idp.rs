@@ -260,3 +260,108 @@ pub async fn sign_in_at(authorization_url: &str, username: &str) -> reqwest::Sta
         .expect("the client's callback answers")
         .status()
 }
+
+/// A guest sign-in at the mock IdP `issuer` (authorization code + PKCE with `prompt=create`,
+/// which signs in a new guest without the form) through the public client `client_id`; returns
+/// the token response (its ID token carries `is_guest: true`).
+pub async fn guest_login(issuer: &str, client_id: &str) -> Value {
+    let verifier = mock_idp::random::token();
+    let redirect = "http://127.0.0.1:53682/callback";
+    let res = browser()
+        .get(format!("{issuer}/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", redirect),
+            ("scope", "openid profile email offline_access"),
+            ("state", "s"),
+            ("nonce", "n"),
+            ("code_challenge", &mock_idp::pkce::s256(&verifier)),
+            ("code_challenge_method", "S256"),
+            ("prompt", "create"),
+        ])
+        .send()
+        .await
+        .expect("authorize");
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("prompt=create redirects with a code");
+    let code = url::Url::parse(location)
+        .expect("redirect URL")
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("code");
+    reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            ("client_id", client_id),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token response")
+}
+
+/// Plays the browser for an authorization URL that asks for a guest (`prompt=create`): opens
+/// it and follows the redirect back to the client's callback. Returns the callback's status.
+pub async fn continue_as_guest_at(authorization_url: &str) -> reqwest::StatusCode {
+    let browser = browser();
+    let res = browser
+        .get(authorization_url)
+        .send()
+        .await
+        .expect("authorize");
+    let callback = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("prompt=create redirects to the client's callback")
+        .to_owned();
+    browser
+        .get(callback)
+        .send()
+        .await
+        .expect("the client's callback answers")
+        .status()
+}
+
+/// `POST {issuer}/guest/upgrade` with the guest's access token; returns status and body.
+pub async fn upgrade_guest(issuer: &str, access_token: &str, body: Value) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{issuer}/guest/upgrade"))
+        .bearer_auth(access_token)
+        .json(&body)
+        .send()
+        .await
+        .expect("upgrade request");
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// A refresh-token grant for the public client `client_id`; returns the token response.
+pub async fn refresh(issuer: &str, client_id: &str, refresh_token: &str) -> Value {
+    reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", client_id),
+        ])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token response")
+}

@@ -1,5 +1,5 @@
 //! The authorization endpoint (RFC 6749 §4.1.1, OIDC Core §3.1.2) with its login page, the
-//! login form post, and the guest choice.
+//! login form post, and the guest choice (the page's button, or `prompt=create`).
 //!
 //! Order of checks matters: until `client_id` and `redirect_uri` are known good, errors go to an
 //! error page and never redirect (RFC 6749 §4.1.2.1); after that, they redirect with `state`.
@@ -319,6 +319,13 @@ pub async fn authorize(
             .respond(&tenant.issuer),
         });
     }
+    // `prompt=create` (OpenID Connect "Initiating User Registration") asks for a new account:
+    // here, a new guest, signed in at once. It is how a client without a person at the form
+    // (`lanyard login --guest`) picks the guest choice; any IdP session in the browser is
+    // replaced by the guest's.
+    if prompts.contains("create") {
+        return sign_in_new_guest(&state, &tenant, request);
+    }
     if let Some(s) = session.filter(|_| !prompts.contains("login")) {
         return Ok(complete(&tenant, request, &s));
     }
@@ -477,6 +484,15 @@ pub async fn guest(
     let Some(request) = take_pending(&tenant, id) else {
         return Ok(error_page(StatusCode::BAD_REQUEST, EXPIRED_REQUEST));
     };
+    sign_in_new_guest(&state, &tenant, request)
+}
+
+/// Creates an anonymous user (`is_guest: true`), signs it in and completes `request`.
+fn sign_in_new_guest(
+    state: &IdpState,
+    tenant: &Arc<Tenant>,
+    request: AuthRequest,
+) -> Result<HttpResponse, OAuthError> {
     let user = User::guest();
     let sub = user.sub.clone();
     tenant
@@ -490,5 +506,5 @@ pub async fn guest(
         Some(request.client_id.as_str()),
         "guest sign-in",
     );
-    Ok(finish_login(&state, &tenant, &sub, request))
+    Ok(finish_login(state, tenant, &sub, request))
 }

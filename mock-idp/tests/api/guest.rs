@@ -159,3 +159,55 @@ async fn the_guest_endpoint_needs_a_pending_authorization_request() {
         .unwrap();
     assert_eq!(res.status(), 400);
 }
+
+#[tokio::test]
+async fn prompt_create_signs_in_a_new_guest_without_the_form() {
+    let idp = TestIdp::spawn().await;
+    // Even with an IdP session for bob, `prompt=create` makes a new guest.
+    let client = browser();
+    let p = pkce();
+    let page = get_authorize(&client, &idp, "acme", &auth_params(&p)).await;
+    let id = auth_request_id(&page.text().await.unwrap());
+    post_login(
+        &client,
+        &idp,
+        "acme",
+        &id,
+        "bob",
+        mock_idp::config::DEV_PASSWORD,
+    )
+    .await;
+
+    let mut subs = Vec::new();
+    for _ in 0..2 {
+        let p = pkce();
+        let res = get_authorize(
+            &client,
+            &idp,
+            "acme",
+            &with(auth_params(&p), &[("prompt", Some("create"))]),
+        )
+        .await;
+        assert_eq!(res.status(), 303, "no login page");
+        let code = location(&res).1["code"].clone();
+        let t: Value = exchange(&idp, "acme", &code, &p.verifier)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let c = claims(t["id_token"].as_str().unwrap());
+        assert_eq!(c["is_guest"], true);
+        subs.push(c["sub"].as_str().unwrap().to_owned());
+    }
+    assert_ne!(subs[0], subs[1], "each prompt=create is a new guest");
+
+    // prompt=none cannot be combined with it.
+    let res = get_authorize(
+        &client,
+        &idp,
+        "acme",
+        &with(auth_params(&pkce()), &[("prompt", Some("none create"))]),
+    )
+    .await;
+    assert_eq!(location(&res).1["error"], "invalid_request");
+}
