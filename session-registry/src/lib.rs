@@ -15,6 +15,7 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod token;
+pub mod upgrade;
 
 pub use config::Settings;
 pub use startup::Application;

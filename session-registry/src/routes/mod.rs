@@ -5,6 +5,7 @@ mod backchannel;
 pub mod devices_page;
 mod events;
 mod sessions;
+mod upgrade;
 mod wellknown;
 
 use actix_web::http::header;
@@ -26,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(sessions::authenticate),
         )
         .route("/v1/sessions/revoke", web::post().to(sessions::revoke))
+        .route("/v1/sessions/upgrade", web::post().to(upgrade::upgrade))
         .route("/v1/events", web::get().to(events::stream))
         .route(
             "/v1/backchannel-logout",

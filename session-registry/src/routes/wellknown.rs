@@ -12,13 +12,14 @@ use crate::service::Registry;
 #[openapi(
     info(
         title = "Lanyard session registry",
-        description = "Device sessions: create, authenticate, list, revoke, events"
+        description = "Device sessions: create, authenticate, list, revoke, upgrade a guest, events"
     ),
     paths(
         super::sessions::create,
         super::sessions::authenticate,
         super::sessions::list,
         super::sessions::revoke,
+        super::upgrade::upgrade,
         super::events::stream,
         super::backchannel::logout
     ),
@@ -27,6 +28,7 @@ use crate::service::Registry;
         crate::service::DeviceRequest,
         crate::service::AuthenticateRequest,
         crate::service::RevokeRequest,
+        crate::upgrade::UpgradeSessionRequest,
         crate::service::SessionResponse,
         crate::service::SessionView,
         crate::service::DeviceView

@@ -371,6 +371,26 @@ macro_rules! impl_store {
                 }
                 Ok(total)
             }
+
+            async fn set_account_registered(&self, tenant: &str, account_id: &str, session_id: &str, email: Option<&str>, now: i64) -> Result<Option<EventRecord>> {
+                let mut tx = self.begin(tenant).await?;
+                let changed = sqlx::query(
+                    "UPDATE accounts SET is_guest = FALSE, email = COALESCE($3, email) WHERE tenant = $1 AND id = $2 AND is_guest = TRUE",
+                )
+                .bind(tenant)
+                .bind(account_id)
+                .bind(email)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let event = if changed == 1 {
+                    Some(insert_event(&mut tx, tenant, account_id, session_id, "upgraded", now).await?)
+                } else {
+                    None
+                };
+                tx.commit().await?;
+                Ok(event)
+            }
         }
     };
 }

@@ -197,6 +197,16 @@ pub trait Store: Send + Sync {
     async fn revoked_since(&self, since: i64) -> Result<Vec<(String, String)>>;
     /// Deletes sessions expired before `expired_before` and revoked ones older than `revoked_before`.
     async fn gc(&self, expired_before: i64, revoked_before: i64) -> Result<u64>;
+    /// Marks a guest account registered (`is_guest` false; `email` if given) and records an
+    /// `upgraded` event for `session_id`. `None` when the account was not a guest: nothing changes.
+    async fn set_account_registered(
+        &self,
+        tenant: &str,
+        account_id: &str,
+        session_id: &str,
+        email: Option<&str>,
+        now: i64,
+    ) -> Result<Option<EventRecord>>;
 }
 
 /// The SQL both backends run; `$n` placeholders work in Postgres and SQLite alike.

@@ -18,3 +18,4 @@ mod graceful_shutdown;
 mod isolation;
 mod key_rotation;
 mod list_and_revoke;
+mod upgrade;
