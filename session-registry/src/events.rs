@@ -15,8 +15,9 @@ use crate::store::{EventRecord, PgStore, StoreError};
 
 pub struct Hub {
     tx: broadcast::Sender<EventRecord>,
-    /// (tenant, session id) → revoked at. Entries older than a session JWT's lifetime are dropped.
-    revoked: Mutex<HashMap<(String, String), i64>>,
+    /// tenant → session id → revoked at (nested so a lookup by `&str` allocates nothing). Entries
+    /// older than a session JWT's lifetime are dropped.
+    revoked: Mutex<HashMap<String, HashMap<String, i64>>>,
     /// Turns true when the server shuts down: event streams then end, so their clients resume
     /// (with `Last-Event-ID`) elsewhere instead of holding the shutdown until its timeout.
     closing: watch::Sender<bool>,
@@ -58,9 +59,7 @@ impl Hub {
 
     pub fn publish(&self, event: EventRecord) {
         if event.kind == "revoked" {
-            self.revoked
-                .lock()
-                .insert((event.tenant.clone(), event.session_id.clone()), event.at);
+            self.mark_revoked(&event.tenant, &event.session_id, event.at);
         }
         let _ = self.tx.send(event);
     }
@@ -68,17 +67,24 @@ impl Hub {
     pub fn mark_revoked(&self, tenant: &str, session_id: &str, at: i64) {
         self.revoked
             .lock()
-            .insert((tenant.to_owned(), session_id.to_owned()), at);
+            .entry(tenant.to_owned())
+            .or_default()
+            .insert(session_id.to_owned(), at);
     }
 
     pub fn is_revoked(&self, tenant: &str, session_id: &str) -> bool {
         self.revoked
             .lock()
-            .contains_key(&(tenant.to_owned(), session_id.to_owned()))
+            .get(tenant)
+            .is_some_and(|sessions| sessions.contains_key(session_id))
     }
 
     pub fn forget_revocations_before(&self, before: i64) {
-        self.revoked.lock().retain(|_, at| *at >= before);
+        let mut revoked = self.revoked.lock();
+        for sessions in revoked.values_mut() {
+            sessions.retain(|_, at| *at >= before);
+        }
+        revoked.retain(|_, sessions| !sessions.is_empty());
     }
 }
 

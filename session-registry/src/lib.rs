@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod jwt;
+pub mod jwt_cache;
 pub mod metrics;
 pub mod oidc;
 mod routes;

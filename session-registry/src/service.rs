@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::events::Hub;
-use crate::jwt::{self, SessionClaims};
+use crate::jwt::SessionClaims;
+use crate::jwt_cache::JwtCache;
 use crate::metrics::Metrics;
 use crate::oidc::{unverified_issuer, OidcVerifier};
 use crate::store::{DeviceInfo, EventRecord, NewSession, SessionRecord, Store, TenantRecord};
@@ -26,6 +27,13 @@ pub const JWT_TTL: i64 = 300;
 pub const KEY_ROTATION_GRACE: i64 = JWT_TTL + 60;
 /// A JWT-only heartbeat re-checks the database once the JWT's `lat` is this old.
 pub const JWT_RECHECK: i64 = 60;
+/// A heartbeat records activity (`last_authenticated_at`, the device's `last_seen`) only when the
+/// stored time is at least this old: checking stays a read, and the idle timeout is measured to
+/// within this much.
+pub const TOUCH_INTERVAL: i64 = 60;
+/// How long a tenant's settings are served from memory before they are read again (other
+/// registry processes may have changed them).
+const TENANT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Accepted `session_duration_minutes`: 5 minutes to a year.
 pub const DURATION_RANGE: std::ops::RangeInclusive<i64> = 5..=525_600;
 const DEFAULT_DURATION_MINUTES: i64 = 60;
@@ -45,6 +53,8 @@ pub struct Registry {
     pub metrics: Metrics,
     failures: Mutex<HashMap<IpAddr, (i64, u32)>>,
     seen_logout_jtis: Mutex<HashMap<String, i64>>,
+    jwts: JwtCache,
+    tenants: RwLock<HashMap<String, (std::time::Instant, TenantRecord)>>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -199,6 +209,8 @@ impl Registry {
             metrics,
             failures: Mutex::new(HashMap::new()),
             seen_logout_jtis: Mutex::new(HashMap::new()),
+            jwts: JwtCache::new(),
+            tenants: RwLock::new(HashMap::new()),
         }
     }
 
@@ -250,13 +262,24 @@ impl Registry {
         }
     }
 
+    /// A tenant's settings, from memory when read less than [`TENANT_CACHE_TTL`] ago (unknown
+    /// tenants are not remembered: the next request asks the database again).
     async fn tenant(&self, slug: &str) -> Result<TenantRecord, ApiError> {
-        self.store.tenant(slug).await?.ok_or_else(|| {
+        if let Some((at, t)) = self.tenants.read().get(slug) {
+            if at.elapsed() < TENANT_CACHE_TTL {
+                return Ok(t.clone());
+            }
+        }
+        let tenant = self.store.tenant(slug).await?.ok_or_else(|| {
             ApiError::invalid_token(
                 "unknown_tenant",
                 format!("no tenant '{}'", slug.escape_default()),
             )
-        })
+        })?;
+        self.tenants
+            .write()
+            .insert(slug.to_owned(), (std::time::Instant::now(), tenant.clone()));
+        Ok(tenant)
     }
 
     fn mint_jwt(&self, s: &SessionRecord, now: i64, lat: i64) -> Result<String, ApiError> {
@@ -272,7 +295,15 @@ impl Registry {
             lat,
             sexp: s.expires_at,
         };
-        jwt::sign(&self.keys.read(), &claims).map_err(|e| ApiError::Internal(e.to_string()))
+        self.jwts
+            .mint(&self.keys.read(), &claims)
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    fn verify_jwt(&self, jwt: &str) -> Result<SessionClaims, ApiError> {
+        self.jwts
+            .verify(&self.keys.read(), jwt, &self.issuer, self.clock.now())
+            .map_err(|e| ApiError::invalid_token("invalid_session_jwt", e.to_string()))
     }
 
     /// `POST /v1/sessions`: an ID token of the tenant's IdP opens a device session.
@@ -432,8 +463,7 @@ impl Registry {
                 })?;
             (token.tenant().to_owned(), record)
         } else {
-            let claims = jwt::verify(&self.keys.read(), bearer, &self.issuer, self.clock.now())
-                .map_err(|e| ApiError::invalid_token("invalid_session_jwt", e.to_string()))?;
+            let claims = self.verify_jwt(bearer)?;
             let record = self
                 .store
                 .session(&claims.tenant, &claims.sid)
@@ -504,13 +534,7 @@ impl Registry {
         let now = self.now();
         // The JWT fast path: signature, expiry and the pushed revocation set, no database.
         if via == "jwt" && duration.is_none() {
-            let claims = jwt::verify(
-                &self.keys.read(),
-                credential,
-                &self.issuer,
-                self.clock.now(),
-            )
-            .map_err(|e| ApiError::invalid_token("invalid_session_jwt", e.to_string()))?;
+            let claims = self.verify_jwt(credential)?;
             if self.hub.is_revoked(&claims.tenant, &claims.sid) {
                 return Err(ApiError::invalid_token(
                     "session_revoked",
@@ -523,7 +547,9 @@ impl Registry {
                     exp: (now + JWT_TTL).min(claims.sexp),
                     ..claims.clone()
                 };
-                let session_jwt = jwt::sign(&self.keys.read(), &fresh)
+                let session_jwt = self
+                    .jwts
+                    .mint(&self.keys.read(), &fresh)
                     .map_err(|e| ApiError::Internal(e.to_string()))?;
                 return Ok(SessionResponse {
                     session: SessionView {
@@ -555,11 +581,14 @@ impl Registry {
         }
         let caller = self.resolve_inner(credential).await?;
         let new_expiry = duration.map(|m| (now + m * 60).min(caller.session.absolute_expires_at));
-        let event = self
-            .store
-            .touch(&caller.tenant, &caller.session.id, now, new_expiry)
-            .await?;
-        self.publish(event.into_iter().collect());
+        // A plain check writes only when the recorded activity is older than TOUCH_INTERVAL.
+        if new_expiry.is_some() || now - caller.session.last_authenticated_at >= TOUCH_INTERVAL {
+            let event = self
+                .store
+                .touch(&caller.tenant, &caller.session.id, now, new_expiry)
+                .await?;
+            self.publish(event.into_iter().collect());
+        }
         let mut record = caller.session;
         record.last_authenticated_at = now;
         if let Some(e) = new_expiry {
@@ -725,6 +754,7 @@ impl Registry {
                 time::Duration::seconds(KEY_ROTATION_GRACE),
             )
             .map_err(|e| ApiError::Internal(format!("key rotation: {e}")))?;
+        self.jwts.clear();
         tracing::info!(%kid, grace_secs = KEY_ROTATION_GRACE, "session-JWT signing key rotated");
         Ok(kid)
     }

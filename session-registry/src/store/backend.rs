@@ -179,13 +179,9 @@ macro_rules! impl_store {
             }
 
             async fn session_by_token_hash(&self, tenant: &str, hash: &str) -> Result<Option<SessionRecord>> {
-                let mut tx = self.begin(tenant).await?;
-                let row = sqlx::query(&format!("SELECT {} {} WHERE s.tenant = $1 AND s.token_hash = $2", sql::SESSION_COLUMNS, sql::SESSION_FROM))
-                    .bind(tenant)
-                    .bind(hash)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                tx.commit().await?;
+                // Each backend resolves tokens its own way (Postgres: one round trip, see
+                // `PgStore::token_row`); the row has the same columns either way.
+                let row = self.token_row(tenant, hash).await?;
                 Ok(row.as_ref().map(session_from_row).transpose()?)
             }
 

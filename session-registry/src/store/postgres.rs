@@ -116,6 +116,20 @@ impl PgStore {
         Ok(out)
     }
 
+    /// The session row of a token hash in one round trip: `lanyard_session_by_token` (migration
+    /// 0002) sets the row-level-security tenant for its own statement and runs the lookup, where
+    /// a transaction would cost `BEGIN`, `set_config`, the `SELECT` and `COMMIT`. This is the hot
+    /// path of every token authenticate (bench/registry.sh).
+    async fn token_row(&self, tenant: &str, hash: &str) -> Result<Option<sqlx::postgres::PgRow>> {
+        Ok(
+            sqlx::query("SELECT * FROM lanyard_session_by_token($1, $2)")
+                .bind(tenant)
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     async fn begin(&self, tenant: &str) -> Result<sqlx::Transaction<'static, Postgres>> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT set_config('lanyard.tenant', $1, true)")

@@ -43,6 +43,19 @@ impl SqliteStore {
     async fn begin(&self, _tenant: &str) -> Result<sqlx::Transaction<'static, Sqlite>> {
         Ok(self.pool.begin().await?)
     }
+
+    /// The session row of a token hash (SQLite has no row-level security to set up).
+    async fn token_row(&self, tenant: &str, hash: &str) -> Result<Option<sqlx::sqlite::SqliteRow>> {
+        Ok(sqlx::query(&format!(
+            "SELECT {} {} WHERE s.tenant = $1 AND s.token_hash = $2",
+            sql::SESSION_COLUMNS,
+            sql::SESSION_FROM
+        ))
+        .bind(tenant)
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
 }
 
 impl_store!(SqliteStore, Sqlite, sqlx::sqlite::SqliteRow, no_notify);

@@ -221,3 +221,109 @@ async fn forged_session_jwts_are_refused() {
     let (status, _, _) = reg.authenticate(json!({"session_jwt": jwt})).await;
     assert_eq!(status, 200, "the genuine JWT still works");
 }
+
+fn jwt_claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine;
+    let claims = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn a_heartbeat_records_activity_at_most_once_a_minute(backend: Backend) {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, backend).await;
+    let (token, created) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let t0 = created["session"]["last_authenticated_at"]
+        .as_i64()
+        .unwrap();
+    let recorded = |rows: Vec<serde_json::Value>| rows[0]["last_authenticated_at"].as_i64();
+
+    reg.advance(30);
+    let (status, body, _) = reg.authenticate(json!({"session_token": token})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        recorded(reg.admin_sessions("acme").await),
+        Some(t0),
+        "a check 30 s after the last recorded activity stays a read"
+    );
+    reg.advance(30);
+    let (status, _, _) = reg.authenticate(json!({"session_token": token})).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        recorded(reg.admin_sessions("acme").await),
+        Some(t0 + 60),
+        "a check a minute later records the activity"
+    );
+    let (status, _, _) = reg
+        .authenticate(json!({"session_token": token, "session_duration_minutes": 90}))
+        .await;
+    assert_eq!(status, 200);
+    let rows = reg.admin_sessions("acme").await;
+    assert_eq!(
+        rows[0]["expires_at"].as_i64(),
+        Some(t0 + 60 + 90 * 60),
+        "an extension is always written"
+    );
+}
+on_both_backends!(a_heartbeat_records_activity_at_most_once_a_minute);
+
+async fn answers_reuse_a_recent_session_jwt_and_remembered_verifications_still_expire(
+    backend: Backend,
+) {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, backend).await;
+    let (token, created) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let original = created["session_jwt"].as_str().unwrap().to_owned();
+
+    let (status, first, _) = reg.authenticate(json!({"session_jwt": original})).await;
+    assert_eq!(status, 200, "{first}");
+    reg.advance(10);
+    let (status, second, _) = reg.authenticate(json!({"session_jwt": original})).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(
+        first["session_jwt"], second["session_jwt"],
+        "a JWT minted 10 s ago for the same claims is handed out again"
+    );
+    assert_eq!(
+        second["session_jwt"].as_str(),
+        Some(original.as_str()),
+        "the JWT minted at creation is the one reused"
+    );
+    reg.advance(25);
+    let (status, third, _) = reg.authenticate(json!({"session_token": token})).await;
+    assert_eq!(status, 200);
+    let third_jwt = third["session_jwt"].as_str().unwrap();
+    assert_ne!(third_jwt, original, "past 30 s a new JWT is signed");
+    let claims = jwt_claims(third_jwt);
+    assert_eq!(
+        claims["iat"].as_i64(),
+        created["session"]["created_at"].as_i64().map(|t| t + 35)
+    );
+
+    let (status, extended, _) = reg
+        .authenticate(json!({"session_token": token, "session_duration_minutes": 600}))
+        .await;
+    assert_eq!(status, 200);
+    let claims = jwt_claims(extended["session_jwt"].as_str().unwrap());
+    assert_eq!(
+        claims["sexp"], extended["session"]["expires_at"],
+        "a new session expiry never reuses a JWT of the old one"
+    );
+
+    // The original JWT's verification is remembered, but its expiry is checked on every use.
+    reg.advance(300);
+    let (status, body, _) = reg.authenticate(json!({"session_jwt": original})).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "invalid_session_jwt");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("expired")),
+        "{body}"
+    );
+}
+on_both_backends!(answers_reuse_a_recent_session_jwt_and_remembered_verifications_still_expire);
