@@ -21,6 +21,7 @@ pub mod tokens;
 pub use error::SessionError;
 pub use manager::{
     LoginMethod, LoginRequest, LogoutReport, LogoutScope, ManagerOptions, SessionManager,
+    UpgradeError, UpgradeRequest, Upgraded,
 };
 pub use registry::DeviceIdentity;
 pub use state::{ManagerEvent, SessionState, UnavailableReason};

@@ -20,6 +20,9 @@ use crate::registry::{DeviceIdentity, RegistryClient};
 use crate::state::{ManagerEvent, SessionState, UnavailableReason};
 use crate::tokens::TokenSet;
 
+mod guest;
+pub use guest::{UpgradeError, UpgradeRequest, Upgraded};
+
 /// Tunables; the defaults are the documented ones.
 #[derive(Clone)]
 pub struct ManagerOptions {
@@ -198,6 +201,17 @@ impl SessionManager {
                     .await?
             }
         };
+        self.open_account(req, tokens, now).await
+    }
+
+    /// After a sign-in: opens the registry session, stores everything under the account's key
+    /// and makes it active.
+    async fn open_account(
+        &self,
+        req: LoginRequest,
+        tokens: TokenSet,
+        now: i64,
+    ) -> Result<AccountMeta, SessionError> {
         let id = AccountId::new(&req.issuer, &tokens.subject)
             .map_err(|e| SessionError::IdTokenInvalid(e.to_string()))?;
         let key = id.key();
@@ -220,7 +234,7 @@ impl SessionManager {
         meta.registry_url = req.registry_url.clone();
         meta.client_id = Some(req.client_id.clone());
         meta.access_token_expires_at = tokens.access_token_expires_at;
-        meta.is_guest = false;
+        meta.is_guest = tokens.is_guest;
         let mut items = token_items(&tokens);
         if let Some(s) = &session {
             items.push((ItemKind::SessionToken, s.session_token.clone()));

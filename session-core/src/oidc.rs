@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use openidconnect::core::{
-    CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
-    CoreClientAuthMethod, CoreDeviceAuthorizationResponse, CoreErrorResponseType, CoreGrantType,
-    CoreIdToken, CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
-    CoreSubjectIdentifierType, CoreTokenResponse,
+    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
+    CoreClient, CoreClientAuthMethod, CoreDeviceAuthorizationResponse, CoreErrorResponseType,
+    CoreGrantType, CoreIdToken, CoreJsonWebKey, CoreJsonWebKeySet,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType, CoreTokenResponse,
 };
 use openidconnect::{
     AccessTokenHash, AdditionalProviderMetadata, AuthType, AuthorizationCode, ClientId, CsrfToken,
@@ -335,6 +335,10 @@ impl Provider {
             id_token: SecretString::from(id_token.to_string()),
             access_token_expires_at: expires_at
                 .or_else(|| crate::tokens::jwt_exp(response.access_token().secret())),
+            // Verified just above; the typed claims have no place for this one.
+            is_guest: crate::tokens::jwt_claims(&id_token.to_string())
+                .and_then(|c| c.get("is_guest")?.as_bool())
+                .unwrap_or(false),
         })
     }
 
@@ -344,6 +348,27 @@ impl Provider {
         prompt: &dyn AuthPrompt,
         timeout: Duration,
         now: i64,
+    ) -> Result<TokenSet, SessionError> {
+        self.browser_login(prompt, timeout, now, false).await
+    }
+
+    /// [`Provider::login_with_browser`] asking for a new guest account (`prompt=create`, from
+    /// OpenID Connect "Initiating User Registration"; the mock IdP signs a guest in at once).
+    pub async fn login_as_guest_with_browser(
+        &self,
+        prompt: &dyn AuthPrompt,
+        timeout: Duration,
+        now: i64,
+    ) -> Result<TokenSet, SessionError> {
+        self.browser_login(prompt, timeout, now, true).await
+    }
+
+    async fn browser_login(
+        &self,
+        prompt: &dyn AuthPrompt,
+        timeout: Duration,
+        now: i64,
+        guest: bool,
     ) -> Result<TokenSet, SessionError> {
         let listener = LoopbackListener::bind().await?;
         let redirect = RedirectUrl::new(listener.redirect_uri())
@@ -360,6 +385,9 @@ impl Provider {
             .set_redirect_uri(std::borrow::Cow::Owned(redirect.clone()));
         for s in SCOPES {
             request = request.add_scope(Scope::new(s.into()));
+        }
+        if guest {
+            request = request.add_prompt(CoreAuthPrompt::Extension("create".into()));
         }
         let (url, state, nonce) = request.url();
         prompt.open(&url);

@@ -23,6 +23,15 @@ pub struct RegistrySession {
     pub expires_at: i64,
 }
 
+/// A session after its guest account was upgraded: the same session, a new session JWT.
+#[derive(Debug, Clone)]
+pub struct UpgradedSession {
+    pub session_id: String,
+    pub session_jwt: SecretString,
+    pub expires_at: i64,
+    pub is_guest: bool,
+}
+
 /// One server-sent event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegistryEvent {
@@ -138,6 +147,36 @@ impl RegistryClient {
             SecretString::from(res["session_jwt"].as_str().unwrap_or_default().to_owned()),
             res["session"]["expires_at"].as_i64().unwrap_or_default(),
         ))
+    }
+
+    /// `POST /v1/sessions/upgrade`: the session of a guest follows its upgrade, proven by a fresh
+    /// ID token of the same subject that is no longer a guest's.
+    pub async fn upgrade(
+        &self,
+        token: &SecretString,
+        id_token: &SecretString,
+        account: &str,
+    ) -> Result<UpgradedSession, SessionError> {
+        let res = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/sessions/upgrade", self.base))
+                    .bearer_auth(token.expose_secret())
+                    .json(&json!({"id_token": id_token.expose_secret()})),
+                account,
+            )
+            .await?;
+        Ok(UpgradedSession {
+            session_id: res["session"]["session_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            session_jwt: SecretString::from(
+                res["session_jwt"].as_str().unwrap_or_default().to_owned(),
+            ),
+            expires_at: res["session"]["expires_at"].as_i64().unwrap_or_default(),
+            is_guest: res["session"]["is_guest"].as_bool().unwrap_or(true),
+        })
     }
 
     pub async fn list(

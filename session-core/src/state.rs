@@ -32,6 +32,7 @@ pub enum UnavailableReason {
     NoRegistry,
 }
 
+/// `Upgraded`: a guest account became a registered one (same account, same registry session).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ManagerEvent {
@@ -41,4 +42,5 @@ pub enum ManagerEvent {
     Refreshed { account: AccountKey },
     RevokedRemotely { account: AccountKey },
     SignedOut { account: AccountKey },
+    Upgraded { account: AccountKey },
 }
