@@ -66,7 +66,7 @@ fn keyring(c: &mut Criterion) {
         .unwrap()
         .key();
     // What opening a store on the Secret Service costs each process: connect to the bus, then
-    // the probe's round trip (write, read back and delete a probe entry).
+    // the probe (read the profile's marker entry; only a profile's first open writes it).
     c.bench_function("secret-service/open (connect + probe)", |b| {
         b.iter(|| {
             black_box(

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyring_core::{CredentialStore, Entry, Error as KeyringError};
-use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::account::AccountKey;
@@ -84,10 +83,29 @@ fn map_err(kind: KeyringKind, e: KeyringError) -> StoreError {
     }
 }
 
+/// The entry whose presence proves a profile's keyring usable. It is written once, on the first
+/// open of the profile; every later open only reads it, so opening the store changes nothing in
+/// the keyring (gnome-keyring rewrites its whole keyring file on every change).
+const MARKER: &str = "keyring-marker";
+const MARKER_VALUE: &str = "lanyard keyring marker v1";
+
 impl KeyringStore {
-    /// Connects and proves the store works with a write-read-delete round trip, within `timeout`
-    /// (a hung or locked Secret Service must not hang the caller).
+    /// Connects and proves the store usable, within `timeout` (a hung or locked Secret Service
+    /// must not hang the caller). The proof reads the profile's marker entry: an item of a
+    /// locked collection cannot be read, so a locked keyring is still reported as
+    /// [`StoreError::Locked`]. Only the first open of a profile writes (the marker).
     pub fn probe(kind: KeyringKind, profile: &str, timeout: Duration) -> Result<Self, StoreError> {
+        Self::probe_with(kind, profile, timeout, KeyringStore::check_marker).map(|(s, ())| s)
+    }
+
+    /// Connects and runs `check` on the new store, both within `timeout`. `check` must prove
+    /// the store usable (read or write an entry); its error is the probe's.
+    pub fn probe_with<T: Send + 'static>(
+        kind: KeyringKind,
+        profile: &str,
+        timeout: Duration,
+        check: impl FnOnce(&KeyringStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<(Self, T), StoreError> {
         let (tx, rx) = mpsc::channel();
         let profile = profile.to_owned();
         std::thread::spawn(move || {
@@ -99,8 +117,8 @@ impl KeyringStore {
                         store,
                         profile,
                     };
-                    s.round_trip()?;
-                    Ok(s)
+                    let checked = check(&s)?;
+                    Ok((s, checked))
                 });
             let _ = tx.send(result);
         });
@@ -113,22 +131,30 @@ impl KeyringStore {
         }
     }
 
-    fn round_trip(&self) -> Result<(), StoreError> {
-        let nonce: u64 = rand::thread_rng().gen();
-        let entry = self.entry_named(&format!("{}/probe-{nonce:016x}", self.profile))?;
-        let value = format!("probe-{nonce}");
-        entry
-            .set_password(&value)
-            .map_err(|e| map_err(self.kind, e))?;
-        let read = entry.get_password().map_err(|e| map_err(self.kind, e));
-        let _ = entry.delete_credential();
-        if read? != value {
-            return Err(StoreError::BackendUnavailable {
-                backend: self.kind.name(),
-                detail: "a written probe entry read back differently".into(),
-            });
+    /// Reads the marker entry; on the profile's first open (or if it was removed or altered),
+    /// writes it and reads it back.
+    fn check_marker(&self) -> Result<(), StoreError> {
+        let entry = self.entry_named(&format!("{}/{MARKER}", self.profile))?;
+        match entry.get_password() {
+            Ok(v) if v == MARKER_VALUE => return Ok(()),
+            // Two processes opening a new profile at once may both have created it; either
+            // copy proves the keyring readable.
+            Err(KeyringError::Ambiguous(_)) => return Ok(()),
+            Ok(_) | Err(KeyringError::NoEntry) => {}
+            Err(e) => return Err(map_err(self.kind, e)),
         }
-        Ok(())
+        entry
+            .set_password(MARKER_VALUE)
+            .map_err(|e| map_err(self.kind, e))?;
+        match entry.get_password() {
+            Ok(v) if v == MARKER_VALUE => Ok(()),
+            Err(KeyringError::Ambiguous(_)) => Ok(()),
+            Ok(_) => Err(StoreError::BackendUnavailable {
+                backend: self.kind.name(),
+                detail: "a written marker entry read back differently".into(),
+            }),
+            Err(e) => Err(map_err(self.kind, e)),
+        }
     }
 
     fn entry_named(&self, user: &str) -> Result<Entry, StoreError> {

@@ -101,14 +101,15 @@ fn passphrase_vault(cfg: &StoreConfig) -> Result<VaultStore, StoreError> {
     Ok(vault)
 }
 
-/// A vault whose key lives in `keyring`.
-fn keyring_keyed_vault(
-    cfg: &StoreConfig,
-    keyring: &KeyringStore,
-) -> Result<VaultStore, StoreError> {
-    let raw = keyring.get_or_create_raw("vault-key", || VaultKey::random().as_bytes().to_vec())?;
+/// A vault whose key lives in the platform keyring. Reading (or, the first time, creating) the
+/// key is itself the keyring's probe: a separate marker read would be one more round trip.
+fn keyring_keyed_vault(cfg: &StoreConfig) -> Result<VaultStore, StoreError> {
+    let kind = platform_keyring();
+    let (_, raw) = KeyringStore::probe_with(kind, &cfg.profile, cfg.probe_timeout, |keyring| {
+        keyring.get_or_create_raw("vault-key", || VaultKey::random().as_bytes().to_vec())
+    })?;
     let key = VaultKey::from_bytes(&raw).ok_or_else(|| StoreError::BackendUnavailable {
-        backend: keyring.kind().name(),
+        backend: kind.name(),
         detail: "the stored vault key has the wrong length".into(),
     })?;
     Ok(VaultStore::new(cfg.vault_path(), VaultKeySource::Key(key)))
@@ -122,8 +123,8 @@ pub fn open_backend(cfg: &StoreConfig) -> Result<Box<dyn SecretStore>, StoreErro
         BackendChoice::SecretService => Box::new(probe(KeyringKind::SecretService)?),
         BackendChoice::Keyutils => Box::new(probe(KeyringKind::Keyutils)?),
         BackendChoice::Native => Box::new(probe(KeyringKind::Native)?),
-        BackendChoice::Vault => match probe(platform_keyring()) {
-            Ok(keyring) => Box::new(keyring_keyed_vault(cfg, &keyring)?),
+        BackendChoice::Vault => match keyring_keyed_vault(cfg) {
+            Ok(vault) => Box::new(vault),
             Err(e) => {
                 tracing::info!(error = %e, "no keyring for the vault key; using a passphrase");
                 Box::new(passphrase_vault(cfg)?)

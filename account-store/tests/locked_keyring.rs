@@ -36,6 +36,25 @@ fn a_locked_collection_is_reported_as_locked_with_what_to_do() {
     );
     assert!(err.to_string().contains("unlock"), "{err}");
 
+    // A profile opened before holds its marker entry: the read-only probe of a known marker
+    // meets the lock too.
+    let err = KeyringStore::probe(
+        KeyringKind::SecretService,
+        "before",
+        Duration::from_secs(10),
+    )
+    .err()
+    .expect("locked, even with the marker in place");
+    assert!(
+        matches!(
+            err,
+            StoreError::Locked {
+                backend: "secret-service"
+            }
+        ),
+        "{err:?}"
+    );
+
     let dir = tempfile::tempdir().unwrap();
     let err =
         AccountStore::open(StoreConfig::new(dir.path(), "auto").passphrase(secret(PASSPHRASE)))

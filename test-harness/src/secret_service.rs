@@ -60,6 +60,19 @@ impl SecretService {
 }
 
 impl SecretService {
+    /// The file gnome-keyring keeps the login collection in; it is rewritten whenever an item
+    /// is created, changed or deleted, so its modification time shows whether anything wrote.
+    pub fn login_keyring_file(&self) -> std::path::PathBuf {
+        let bus = self
+            .bus_address
+            .strip_prefix("unix:path=")
+            .unwrap_or(&self.bus_address);
+        std::path::Path::new(bus)
+            .parent()
+            .unwrap_or(std::path::Path::new("/"))
+            .join("data/keyrings/login.keyring")
+    }
+
     /// Starts the service on first call and points this process's `DBUS_SESSION_BUS_ADDRESS` at
     /// it; later calls return the same one. Panics with the packages to install if it cannot.
     pub fn shared() -> &'static SecretService {
