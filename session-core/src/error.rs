@@ -45,6 +45,21 @@ impl SessionError {
         }
     }
 
+    /// [`SessionError::transient`] with every cause of `e`: an HTTP client says "operation timed
+    /// out" or "connection refused" only in an error's sources.
+    pub fn transient_with_causes(e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut detail = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !detail.contains(&text) {
+                detail = format!("{detail}: {text}");
+            }
+            source = cause.source();
+        }
+        SessionError::Transient { detail }
+    }
+
     /// Whether waiting and retrying may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, SessionError::Transient { .. })

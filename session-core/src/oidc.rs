@@ -164,7 +164,7 @@ fn classify(account: &str, e: TokenError) -> SessionError {
                 detail: format!("the provider answered {other}"),
             },
         },
-        RequestTokenError::Request(e) => SessionError::transient(e),
+        RequestTokenError::Request(e) => SessionError::transient_with_causes(&e),
         // A successful answer that does not parse (a token response whose ID token lacks a
         // required claim, say) is an invalid token, not a network hiccup.
         RequestTokenError::Parse(e, body)

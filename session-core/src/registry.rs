@@ -63,6 +63,27 @@ fn classify(status: reqwest::StatusCode, body: &Value, account: &str) -> Session
     }
 }
 
+/// A field a success answer must carry; its absence is a registry error naming the field.
+fn required_str<'a>(body: &'a Value, pointer: &str) -> Result<&'a str, SessionError> {
+    body.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| missing(pointer))
+}
+
+fn required_i64(body: &Value, pointer: &str) -> Result<i64, SessionError> {
+    body.pointer(pointer)
+        .and_then(Value::as_i64)
+        .ok_or_else(|| missing(pointer))
+}
+
+fn missing(pointer: &str) -> SessionError {
+    SessionError::Registry(format!(
+        "the registry's answer lacks {}",
+        pointer.trim_start_matches('/').replace('/', ".")
+    ))
+}
+
 impl RegistryClient {
     pub fn new(base: &str) -> Self {
         Self {
@@ -83,14 +104,24 @@ impl RegistryClient {
         req: reqwest::RequestBuilder,
         account: &str,
     ) -> Result<Value, SessionError> {
-        let res = req.send().await.map_err(SessionError::transient)?;
+        let res = req
+            .send()
+            .await
+            .map_err(|e| SessionError::transient_with_causes(&e))?;
         let status = res.status();
-        let body: Value = res.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(classify(status, &body, account))
+        let bytes = res.bytes().await.map_err(SessionError::transient)?;
+        if !status.is_success() {
+            return Err(classify(
+                status,
+                &serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                account,
+            ));
         }
+        // A success that is not JSON (a captive portal's page, a truncated answer) must not
+        // become an empty session that is then stored: it is a failure worth retrying.
+        serde_json::from_slice(&bytes).map_err(|e| SessionError::Transient {
+            detail: format!("the registry answered {status} with a body that is not JSON ({e})"),
+        })
     }
 
     pub async fn create_session(
@@ -108,19 +139,11 @@ impl RegistryClient {
                 account,
             )
             .await?;
-        let text = |k: &str| body["session"][k].as_str().map(str::to_owned);
         Ok(RegistrySession {
-            session_id: text("session_id").unwrap_or_default(),
-            session_token: SecretString::from(
-                body["session_token"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            ),
-            session_jwt: SecretString::from(
-                body["session_jwt"].as_str().unwrap_or_default().to_owned(),
-            ),
-            expires_at: body["session"]["expires_at"].as_i64().unwrap_or_default(),
+            session_id: required_str(&body, "/session/session_id")?.to_owned(),
+            session_token: SecretString::from(required_str(&body, "/session_token")?.to_owned()),
+            session_jwt: SecretString::from(required_str(&body, "/session_jwt")?.to_owned()),
+            expires_at: required_i64(&body, "/session/expires_at")?,
         })
     }
 
@@ -144,8 +167,8 @@ impl RegistryClient {
             )
             .await?;
         Ok((
-            SecretString::from(res["session_jwt"].as_str().unwrap_or_default().to_owned()),
-            res["session"]["expires_at"].as_i64().unwrap_or_default(),
+            SecretString::from(required_str(&res, "/session_jwt")?.to_owned()),
+            required_i64(&res, "/session/expires_at")?,
         ))
     }
 

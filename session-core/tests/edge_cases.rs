@@ -1,0 +1,620 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! What a real server cannot easily be made to do, played by `wiremock`: a token endpoint or a
+//! registry that hangs, answers a malformed body, or fails on the third call. Everything else is
+//! tested against the real mock IdP and registry (`manager.rs`, `oidc.rs`).
+//!
+//! The fake IdP serves discovery and a JWKS whose key signs the ID tokens of its token answers,
+//! so session-core's validation runs for real; accounts are seeded into the store as a previous
+//! sign-in would have left them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use account_store::memory::MemoryStore;
+use account_store::{AccountId, AccountKey, AccountMeta, AccountStore, ItemKind};
+use base64::Engine;
+use jose_keys::{SigningAlg, SigningKey};
+use lanyard_clock::{Clock, ManualClock};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use session_core::{
+    DeviceIdentity, LoginMethod, LoginRequest, ManagerOptions, SessionError, SessionManager,
+    SessionState, UnavailableReason,
+};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const CLIENT_ID: &str = "lanyard-cli";
+const SUBJECT: &str = "sub-alice";
+
+/// An IdP played by wiremock: discovery and JWKS are mounted; the token endpoint is the test's.
+struct FakeIdp {
+    server: MockServer,
+    key: Arc<SigningKey>,
+}
+
+impl FakeIdp {
+    async fn start() -> Self {
+        let server = MockServer::start().await;
+        let key = Arc::new(SigningKey::generate(SigningAlg::ES256).unwrap());
+        let issuer = server.uri();
+        Mock::given(method("GET"))
+            .and(path("/.well-known/openid-configuration"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "issuer": issuer,
+                "authorization_endpoint": format!("{issuer}/authorize"),
+                "token_endpoint": format!("{issuer}/token"),
+                "jwks_uri": format!("{issuer}/jwks"),
+                "revocation_endpoint": format!("{issuer}/revoke"),
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["ES256"],
+                "code_challenge_methods_supported": ["S256"],
+            })))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/jwks"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"keys": [key.public_jwk]})),
+            )
+            .mount(&server)
+            .await;
+        Self { server, key }
+    }
+
+    fn issuer(&self) -> String {
+        self.server.uri()
+    }
+
+    /// A token answer as a well-behaved IdP gives it, with a freshly signed ID token.
+    fn tokens(&self, n: usize) -> Value {
+        token_answer(&self.key, &self.issuer(), n)
+    }
+
+    async fn token_requests(&self) -> Vec<Request> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.url.path() == "/token")
+            .collect()
+    }
+}
+
+fn token_answer(key: &SigningKey, issuer: &str, n: usize) -> Value {
+    json!({
+        "access_token": format!("at-{n}"),
+        "token_type": "Bearer",
+        "expires_in": 600,
+        "refresh_token": format!("rt-{n}"),
+        "id_token": id_token(key, issuer),
+    })
+}
+
+fn id_token(key: &SigningKey, issuer: &str) -> String {
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let now = lanyard_clock::SystemClock.now().unix_timestamp();
+    let header = b64(&json!({"alg": "ES256", "typ": "JWT", "kid": key.kid}));
+    let claims = b64(&json!({
+        "iss": issuer,
+        "sub": SUBJECT,
+        "aud": CLIENT_ID,
+        "iat": now,
+        "exp": now + 600,
+        "email": "alice@edge.example",
+    }));
+    let signing_input = format!("{header}.{claims}");
+    let signature = key.es256().unwrap().sign(signing_input.as_bytes()).unwrap();
+    format!(
+        "{signing_input}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
+    )
+}
+
+/// The refresh token a token request presented.
+fn presented_refresh_token(r: &Request) -> String {
+    url::form_urlencoded::parse(&r.body)
+        .find(|(k, _)| k == "refresh_token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+struct Device {
+    manager: SessionManager,
+    clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+fn device(max_tries: u32) -> Device {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let store =
+        AccountStore::with_backend(dir.path(), "default", Box::new(MemoryStore::new())).unwrap();
+    let mut options = ManagerOptions::new(
+        DeviceIdentity {
+            id: "laptop".into(),
+            name: "the laptop".into(),
+            platform: "linux".into(),
+        },
+        clock.clone(),
+        dir.path().join("locks"),
+    );
+    options.backoff = Duration::from_millis(20);
+    options.heartbeat = Duration::from_millis(100);
+    options.max_tries = max_tries;
+    Device {
+        manager: SessionManager::new(store, options),
+        clock,
+        _dir: dir,
+    }
+}
+
+/// An account as an earlier sign-in left it: tokens `at-0`/`rt-0`, the access token expired,
+/// optionally a registry session (`st-0`, `jwt-0`) at `registry`.
+fn seed(d: &Device, idp: &FakeIdp, registry: Option<&str>) -> AccountKey {
+    let id = AccountId::new(&idp.issuer(), SUBJECT).unwrap();
+    let mut meta = AccountMeta::new(id, "alice@edge.example", d.clock.now());
+    meta.email = Some("alice@edge.example".into());
+    meta.client_id = Some(CLIENT_ID.into());
+    meta.registry_url = registry.map(str::to_owned);
+    meta.access_token_expires_at = Some(d.clock.now().unix_timestamp() - 1);
+    let key = meta.key.clone();
+    let secret = |s: &str| SecretString::from(s.to_owned());
+    let mut items = vec![
+        (ItemKind::AccessToken, secret("at-0")),
+        (ItemKind::RefreshToken, secret("rt-0")),
+        (
+            ItemKind::IdToken,
+            secret(&id_token(&idp.key, &idp.issuer())),
+        ),
+    ];
+    if registry.is_some() {
+        items.push((ItemKind::SessionToken, secret("st-0")));
+        items.push((ItemKind::SessionJwt, secret("jwt-0")));
+    }
+    let store = d.manager.store();
+    store.save_account(meta, &items).unwrap();
+    store.set_active(&key, d.clock.now()).unwrap();
+    key
+}
+
+/// Every stored item of `key` and its index entry: what "nothing changed" compares.
+fn snapshot(d: &Device, key: &AccountKey) -> (Vec<Option<String>>, Option<AccountMeta>) {
+    let items = ItemKind::ALL
+        .iter()
+        .map(|i| {
+            d.manager
+                .store()
+                .secrets()
+                .get(key, *i)
+                .unwrap()
+                .map(|s| s.expose_secret().to_owned())
+        })
+        .collect();
+    (items, d.manager.store().index().get(key).unwrap())
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_hangs_times_out_as_transient_and_keeps_the_session() {
+    let idp = FakeIdp::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(600)))
+        .mount(&idp.server)
+        .await;
+    // Two tries of the client's 10 s timeout keep the test at about 20 s.
+    let d = device(2);
+    let key = seed(&d, &idp, None);
+    let before = snapshot(&d, &key);
+
+    let err = d.manager.access_token(None).await.unwrap_err();
+    let SessionError::Transient { detail } = &err else {
+        panic!("a hang is transient, got {err:?}");
+    };
+    assert!(
+        detail.contains("timed out"),
+        "the error says it timed out: {detail}"
+    );
+    assert_eq!(
+        idp.token_requests().await.len(),
+        2,
+        "max_tries tries, no more"
+    );
+    assert_eq!(snapshot(&d, &key), before, "nothing stored changes");
+    assert_ne!(
+        *d.manager.state(&key).borrow(),
+        SessionState::Unavailable {
+            reason: UnavailableReason::SignedOut
+        },
+        "a hang never signs the account out"
+    );
+}
+
+#[tokio::test]
+async fn a_truncated_token_answer_is_a_transient_error_that_changes_nothing() {
+    let idp = FakeIdp::start().await;
+    let whole = idp.tokens(1).to_string();
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(whole[..whole.len() / 2].to_owned(), "application/json"),
+        )
+        .mount(&idp.server)
+        .await;
+    let d = device(3);
+    let key = seed(&d, &idp, None);
+    let before = snapshot(&d, &key);
+
+    let err = d.manager.access_token(None).await.unwrap_err();
+    let SessionError::Transient { detail } = &err else {
+        panic!("a body cut short is transient, got {err:?}");
+    };
+    assert!(detail.contains("unreadable"), "names the problem: {detail}");
+    assert_eq!(idp.token_requests().await.len(), 3, "at most 3 tries");
+    assert_eq!(snapshot(&d, &key), before, "nothing stored changes");
+}
+
+#[tokio::test]
+async fn a_token_answer_without_a_valid_id_token_is_rejected_once_and_changes_nothing() {
+    let idp = FakeIdp::start().await;
+    let mut answer = idp.tokens(1);
+    answer["id_token"] = json!("not-a-jwt");
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&idp.server)
+        .await;
+    let d = device(3);
+    let key = seed(&d, &idp, None);
+    let before = snapshot(&d, &key);
+
+    let err = d.manager.access_token(None).await.unwrap_err();
+    let SessionError::IdTokenInvalid(detail) = &err else {
+        panic!("a malformed token answer is an invalid token, got {err:?}");
+    };
+    assert!(detail.contains("malformed"), "names the problem: {detail}");
+    assert_eq!(
+        idp.token_requests().await.len(),
+        1,
+        "a defective answer is not retried"
+    );
+    assert_eq!(snapshot(&d, &key), before, "nothing stored changes");
+    assert!(
+        d.manager.store().index().get(&key).unwrap().is_some(),
+        "the account is not signed out by a defective answer"
+    );
+}
+
+/// Answers refreshes 1 and 2, fails the third call with a 500, then answers again; or, with
+/// `fail_from_third`, fails every call from the third on.
+struct FailsOnTheThirdCall {
+    calls: AtomicUsize,
+    key: Arc<SigningKey>,
+    issuer: String,
+    fail_from_third: bool,
+}
+
+impl Respond for FailsOnTheThirdCall {
+    fn respond(&self, _request: &Request) -> ResponseTemplate {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if call == 3 || (self.fail_from_third && call > 3) {
+            return ResponseTemplate::new(500).set_body_json(json!({"error": "server_error"}));
+        }
+        ResponseTemplate::new(200)
+            .insert_header("cache-control", "no-store")
+            .set_body_json(token_answer(&self.key, &self.issuer, call))
+    }
+}
+
+#[tokio::test]
+async fn a_500_on_the_third_call_is_retried_with_the_same_refresh_token_and_succeeds() {
+    let idp = FakeIdp::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(FailsOnTheThirdCall {
+            calls: AtomicUsize::new(0),
+            key: idp.key.clone(),
+            issuer: idp.issuer(),
+            fail_from_third: false,
+        })
+        .mount(&idp.server)
+        .await;
+    let d = device(3);
+    let key = seed(&d, &idp, None);
+
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        tokens.push(
+            d.manager
+                .access_token(None)
+                .await
+                .unwrap()
+                .expose_secret()
+                .to_owned(),
+        );
+        // Past the 5-minute margin of the 10-minute token: the next call refreshes.
+        d.clock.advance(time::Duration::minutes(6));
+    }
+    assert_eq!(tokens, ["at-1", "at-2", "at-4"]);
+    let presented: Vec<String> = idp
+        .token_requests()
+        .await
+        .iter()
+        .map(presented_refresh_token)
+        .collect();
+    assert_eq!(
+        presented,
+        ["rt-0", "rt-1", "rt-2", "rt-2"],
+        "the try after the 500 presents the same refresh token"
+    );
+    let (items, meta) = snapshot(&d, &key);
+    assert_eq!(
+        items[ItemKind::ALL
+            .iter()
+            .position(|i| *i == ItemKind::RefreshToken)
+            .unwrap()]
+        .as_deref(),
+        Some("rt-4")
+    );
+    assert!(meta.is_some());
+}
+
+#[tokio::test]
+async fn a_500_from_the_third_call_on_gives_up_after_three_tries_and_keeps_the_tokens() {
+    let idp = FakeIdp::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(FailsOnTheThirdCall {
+            calls: AtomicUsize::new(0),
+            key: idp.key.clone(),
+            issuer: idp.issuer(),
+            fail_from_third: true,
+        })
+        .mount(&idp.server)
+        .await;
+    let d = device(3);
+    let key = seed(&d, &idp, None);
+    for want in ["at-1", "at-2"] {
+        let token = d.manager.access_token(None).await.unwrap();
+        assert_eq!(token.expose_secret(), want);
+        d.clock.advance(time::Duration::minutes(6));
+    }
+    let before = snapshot(&d, &key);
+
+    let err = d.manager.access_token(None).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains("server_error"), "{err}");
+    // Calls 3, 4 and 5: three tries of the third refresh, then it gives up.
+    assert_eq!(idp.token_requests().await.len(), 5);
+    assert_eq!(snapshot(&d, &key), before, "the tokens are kept");
+}
+
+/// The registry played by wiremock; the sign-in itself is real (the mock IdP in process).
+async fn registry_with_session_answer(answer: ResponseTemplate) -> MockServer {
+    let registry = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/sessions"))
+        .respond_with(answer)
+        .mount(&registry)
+        .await;
+    registry
+}
+
+fn browser(user: &'static str) -> impl Fn(&url::Url) + Send + Sync {
+    move |url: &url::Url| {
+        let url = url.to_string();
+        tokio::spawn(async move { test_harness::idp::sign_in_at(&url, user).await });
+    }
+}
+
+async fn login_against(
+    d: &Device,
+    idp: &test_harness::TestIdp,
+    registry: &MockServer,
+) -> Result<AccountMeta, SessionError> {
+    d.manager
+        .login(
+            LoginRequest {
+                issuer: idp.issuer("acme"),
+                client_id: CLIENT_ID.into(),
+                registry_url: Some(registry.uri()),
+                tenant: Some("acme".into()),
+            },
+            LoginMethod::Browser(&browser("alice"), Duration::from_secs(20)),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_registry_answer_that_is_not_json_fails_the_login_and_stores_nothing() {
+    let idp = test_harness::TestIdp::spawn().await;
+    // A captive portal's page, with a success status.
+    let registry = registry_with_session_answer(
+        ResponseTemplate::new(201)
+            .insert_header("content-type", "text/html")
+            .set_body_string("<html><body>Sign in to the hotel Wi-Fi</body></html>"),
+    )
+    .await;
+    let d = device(3);
+
+    let err = login_against(&d, &idp, &registry).await.unwrap_err();
+    let SessionError::Transient { detail } = &err else {
+        panic!("a page instead of JSON is transient, got {err:?}");
+    };
+    assert!(detail.contains("not JSON"), "names the problem: {detail}");
+    assert!(d.manager.accounts().await.unwrap().is_empty(), "no account");
+    assert!(d.manager.active().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_registry_answer_without_a_session_token_fails_the_login_and_stores_nothing() {
+    let idp = test_harness::TestIdp::spawn().await;
+    let registry = registry_with_session_answer(ResponseTemplate::new(201).set_body_json(json!({
+        "session": {"session_id": "s-1", "expires_at": 4_000_000_000_i64},
+        "session_jwt": "jwt-1",
+    })))
+    .await;
+    let d = device(3);
+
+    let err = login_against(&d, &idp, &registry).await.unwrap_err();
+    let SessionError::Registry(detail) = &err else {
+        panic!("an answer without the token is a registry error, got {err:?}");
+    };
+    assert!(
+        detail.contains("session_token"),
+        "names the field: {detail}"
+    );
+    assert!(d.manager.accounts().await.unwrap().is_empty(), "no account");
+}
+
+/// `POST /v1/sessions/authenticate` answering like the registry, but failing call `fail_on`
+/// with a 500.
+struct Authenticate {
+    calls: AtomicUsize,
+    fail_on: usize,
+}
+
+impl Respond for Authenticate {
+    fn respond(&self, _request: &Request) -> ResponseTemplate {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if call == self.fail_on {
+            return ResponseTemplate::new(500).set_body_json(json!({"error": "server_error"}));
+        }
+        ResponseTemplate::new(200).set_body_json(json!({
+            "session": {"session_id": "s-1", "expires_at": 4_000_000_000_i64},
+            "session_jwt": format!("jwt-{call}"),
+        }))
+    }
+}
+
+async fn registry_for_heartbeats(authenticate: impl Respond + 'static) -> MockServer {
+    let registry = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/sessions/authenticate"))
+        .respond_with(authenticate)
+        .mount(&registry)
+        .await;
+    // An event stream that ends at once: the manager reconnects, quietly.
+    Mock::given(method("GET"))
+        .and(path("/v1/events"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/event-stream")
+                .set_body_string(": nothing yet\n\n"),
+        )
+        .mount(&registry)
+        .await;
+    registry
+}
+
+async fn authenticate_calls(registry: &MockServer) -> usize {
+    registry
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v1/sessions/authenticate")
+        .count()
+}
+
+#[tokio::test]
+async fn a_registry_500_on_the_third_heartbeat_keeps_the_session_and_the_heartbeat_goes_on() {
+    let idp = FakeIdp::start().await;
+    let registry = registry_for_heartbeats(Authenticate {
+        calls: AtomicUsize::new(0),
+        fail_on: 3,
+    })
+    .await;
+    let d = device(3);
+    let key = seed(&d, &idp, Some(&registry.uri()));
+    let mut states = d.manager.state(&key);
+    let mut events = d.manager.events();
+
+    // Call 1 is the check at start, calls 2.. are heartbeats (every ~100 ms here).
+    d.manager.start().await.unwrap();
+    assert!(matches!(
+        *states.borrow_and_update(),
+        SessionState::Available { .. }
+    ));
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while authenticate_calls(&registry).await < 5 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the heartbeat keeps going after the 500");
+    // The 500 changed nothing visible: still Available, and no sign-out was ever announced.
+    assert!(
+        matches!(*states.borrow(), SessionState::Available { .. }),
+        "{:?}",
+        *states.borrow()
+    );
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(
+                event,
+                session_core::ManagerEvent::SignedOut { .. }
+                    | session_core::ManagerEvent::RevokedRemotely { .. }
+            ),
+            "{event:?}"
+        );
+    }
+    let (items, meta) = snapshot(&d, &key);
+    let session_token = ItemKind::ALL
+        .iter()
+        .position(|i| *i == ItemKind::SessionToken)
+        .unwrap();
+    assert_eq!(items[session_token].as_deref(), Some("st-0"));
+    let jwt = ItemKind::ALL
+        .iter()
+        .position(|i| *i == ItemKind::SessionJwt)
+        .unwrap();
+    assert_ne!(
+        items[jwt].as_deref(),
+        Some("jwt-3"),
+        "call 3 failed; the JWT comes from a later one"
+    );
+    assert!(meta.is_some());
+    d.manager
+        .logout(session_core::LogoutScope::Device)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_registry_that_hangs_at_start_leaves_the_account_offline_with_its_tokens() {
+    let idp = FakeIdp::start().await;
+    let registry = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/sessions/authenticate"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(600)))
+        .mount(&registry)
+        .await;
+    let d = device(3);
+    let key = seed(&d, &idp, Some(&registry.uri()));
+    let before = snapshot(&d, &key);
+    let started_at = d.clock.now().unix_timestamp();
+
+    // The registry client gives up after its 10 s timeout.
+    d.manager.start().await.unwrap();
+    assert_eq!(
+        *d.manager.state(&key).borrow(),
+        SessionState::Unavailable {
+            reason: UnavailableReason::Offline { since: started_at }
+        }
+    );
+    assert_eq!(snapshot(&d, &key), before, "nothing stored changes");
+    assert_eq!(
+        d.manager.running_tasks(&key),
+        2,
+        "heartbeat and event stream"
+    );
+    d.manager
+        .logout(session_core::LogoutScope::Device)
+        .await
+        .unwrap();
+}
