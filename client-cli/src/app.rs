@@ -109,7 +109,7 @@ impl Context {
         })
     }
 
-    fn manager(&self) -> Result<SessionManager, CliError> {
+    pub(crate) fn manager(&self) -> Result<SessionManager, CliError> {
         let mut options = ManagerOptions::new(
             self.device()?,
             Arc::new(lanyard_clock::SystemClock),
@@ -125,7 +125,7 @@ impl Context {
         Ok(SessionManager::new(self.store()?, options))
     }
 
-    fn out(&self, human: impl FnOnce() -> String, json: Value) -> Result<(), CliError> {
+    pub(crate) fn out(&self, human: impl FnOnce() -> String, json: Value) -> Result<(), CliError> {
         let mut stdout = std::io::stdout().lock();
         let text = if self.json {
             serde_json::to_string_pretty(&json).map_err(CliError::other)?
@@ -146,7 +146,7 @@ fn when(ts: i64) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn account_json(a: &AccountMeta, active: bool) -> Value {
+pub(crate) fn account_json(a: &AccountMeta, active: bool) -> Value {
     json!({
         "account": label(a),
         "key": a.key.as_str(),
@@ -161,7 +161,10 @@ fn account_json(a: &AccountMeta, active: bool) -> Value {
     })
 }
 
-async fn chosen(m: &SessionManager, flag: Option<&str>) -> Result<(AccountMeta, Rule), CliError> {
+pub(crate) async fn chosen(
+    m: &SessionManager,
+    flag: Option<&str>,
+) -> Result<(AccountMeta, Rule), CliError> {
     let accounts = m.accounts().await?;
     let active = m.active().await?;
     select::choose(&accounts, flag, active.as_ref())
@@ -174,9 +177,24 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             tenant,
             idp,
             registry,
+            timeout,
+            guest: true,
+            ..
+        } => crate::guest::login(&ctx, tenant, idp, registry, timeout).await,
+        Command::Login {
+            tenant,
+            idp,
+            registry,
             device_code,
             timeout,
+            ..
         } => login(&ctx, tenant, idp, registry, device_code, timeout).await,
+        Command::Upgrade {
+            account,
+            username,
+            email,
+            name,
+        } => crate::guest::upgrade(&ctx, account.as_deref(), username, email, name).await,
         Command::Accounts => accounts(&ctx).await,
         Command::Switch { account } => switch(&ctx, &account).await,
         Command::Status { account } => status(&ctx, account.as_deref()).await,
@@ -262,7 +280,7 @@ impl Drop for Spinner {
 }
 
 /// Opens the system browser unless told not to (`LANYARD_NO_BROWSER`) or there is no display.
-fn open_browser(url: &url::Url) -> bool {
+pub(crate) fn open_browser(url: &url::Url) -> bool {
     if std::env::var_os("LANYARD_NO_BROWSER").is_some() {
         return false;
     }

@@ -41,6 +41,9 @@ pub enum Command {
         /// Seconds to wait for the sign-in to complete.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// Sign in as a new guest (no username or password); `lanyard upgrade` registers it later.
+        #[arg(long, conflicts_with = "device_code")]
+        guest: bool,
     },
     /// List signed-in accounts.
     Accounts,
@@ -87,6 +90,20 @@ pub enum Command {
     Watch {
         #[arg(long, env = "LANYARD_ACCOUNT")]
         account: Option<String>,
+    },
+    /// Turn a guest account into a registered one, keeping the account and its sessions. The
+    /// password comes from LANYARD_UPGRADE_PASSWORD, or is asked for on a terminal.
+    Upgrade {
+        #[arg(long, env = "LANYARD_ACCOUNT")]
+        account: Option<String>,
+        /// The username to register.
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// The display name.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Shell completions.
     Completions { shell: clap_complete::Shell },
