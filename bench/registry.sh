@@ -14,13 +14,13 @@
 # through the API (each on its own device); then, in one run:
 #
 #   pgbench -S -c 16 -j 2 -T DURATION (on lanyard_pgbench, `pgbench -i -s 10`: 1,000,000 rows)
-#   POST /v1/sessions/authenticate by session token, 16 connections (oha)
-#   POST /v1/sessions/authenticate by session JWT (alice's 16 sessions), 16 connections (oha)
-#   GET /v1/sessions (list by account: alice's 16 sessions), 16 connections (oha)
+#   POST /v1/sessions/authenticate by session token, 16 connections (wrk)
+#   POST /v1/sessions/authenticate by session JWT (alice's 16 sessions), 16 connections (wrk)
+#   GET /v1/sessions (list by account: alice's 16 sessions), 16 connections (wrk)
 #   revoke-to-SSE delivery: 100 subscribers on /v1/events, 20 revokes (revoke_latency)
 #
 # Authenticate by token spreads over 10,000 of the seeded sessions, picked at random per request
-# (`oha -Z`, one JSON body per line): their tokens are made in the registry's format
+# (bench/lib/wrk-requests.lua, one JSON body per line): their tokens are made in the registry's format
 # (`lyst_acme_…` with its CRC-32 check, see session-registry/src/token.rs) and their SHA-256
 # hashes stored, so each request resolves a random session among 1,000,000 as real clients would;
 # a single token hammered from 16 connections would instead time row-lock contention on one row.
@@ -33,13 +33,16 @@
 #   BENCH_CONNECTIONS  connections (default 16)
 #   BENCH_PG           libpq connection options (default "host=127.0.0.1 port=5432 user=postgres")
 #   BENCH_SESSIONS     seeded sessions (default 1000000)
+#   BENCH_LOADGEN      wrk (default) or oha: the HTTP load generator. wrk (C, like pgbench) costs
+#                      a few µs of CPU per request; oha (Rust, tokio + hyper) costs ~35 µs, which
+#                      on 2 shared cores is CPU the registry does not get.
 #   BENCH_PERF         1: also `perf record` the registry during each HTTP run (default 0)
 #   BENCH_BASELINE_BIN another session-registry binary (e.g. an older build) to also run the two
 #                      authenticate workloads against, on the same database, after the others
 #   BENCH_BASELINE_LABEL  how the tables name that binary (default "baseline")
 #   BENCH_DOC          document to update (default docs/benchmarks.md; "" to skip)
 #
-# Needs psql, pgbench, oha (`cargo install oha`), jq, python3. This is a benchmark, not a test:
+# Needs psql, pgbench, wrk (`apt-get install wrk`) or oha (`cargo install oha`), jq, python3. This is a benchmark, not a test:
 # nothing here asserts a speed.
 set -euo pipefail
 
@@ -53,11 +56,12 @@ CONNECTIONS="${BENCH_CONNECTIONS:-16}"
 PG="${BENCH_PG:-host=127.0.0.1 port=5432 user=postgres}"
 SESSIONS="${BENCH_SESSIONS:-1000000}"
 PERF="${BENCH_PERF:-0}"
+LOADGEN="${BENCH_LOADGEN:-wrk}"
 BASELINE_BIN="${BENCH_BASELINE_BIN:-}"
 BASELINE_LABEL="${BENCH_BASELINE_LABEL:-baseline}"
 DOC="${BENCH_DOC-docs/benchmarks.md}"
 SECTION="## session-registry"
-COMMAND="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNECTIONS BENCH_PERF=$PERF"
+COMMAND="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNECTIONS BENCH_LOADGEN=$LOADGEN BENCH_PERF=$PERF"
 if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
   COMMAND="$COMMAND BENCH_BASELINE_BIN=${BENCH_BASELINE_BIN} BENCH_BASELINE_LABEL=\"${BENCH_BASELINE_LABEL:-baseline}\""
 fi
@@ -67,7 +71,11 @@ PGBENCH_DB=lanyard_pgbench
 SUBSCRIBERS=100
 REVOKES=20
 
-for tool in cargo psql pgbench oha jq python3 curl; do
+case "$LOADGEN" in
+  wrk | oha) ;;
+  *) echo "bench/registry.sh: BENCH_LOADGEN must be wrk or oha" >&2; exit 1 ;;
+esac
+for tool in cargo psql pgbench "$LOADGEN" jq python3 curl; do
   command -v "$tool" >/dev/null || { echo "bench/registry.sh: $tool is required" >&2; exit 1; }
 done
 
@@ -214,14 +222,23 @@ machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
 
-# oha_run NAME SECONDS METHOD PATH OHA-ARGS...: one oha process, CONNECTIONS keep-alive
-# connections, JSON summary in $WORK/NAME.json.
-# The CPU time oha used (user + system, seconds) goes to $WORK/NAME.cpu.
-oha_run() {
-  local name="$1" secs="$2" method="$3" path="$4" TIMEFORMAT='%U %S'
-  shift 4
-  { time oha --no-tui --output-format json -z "${secs}s" -c "$CONNECTIONS" -m "$method" "$@" \
-    "$REGISTRY$path" >"$WORK/$name.json" 2>"$WORK/$name.oha-err"; } 2>"$WORK/$name.cpu"
+# load_run NAME SECONDS METHOD PATH BODIES BEARER: one load generator process, CONNECTIONS
+# keep-alive connections; each request sends a random line of the file BODIES (if not empty) as
+# its JSON body and BEARER (if not empty) as its bearer credential. JSON summary in
+# $WORK/NAME.json; the CPU time the generator used (user + system, seconds) in $WORK/NAME.cpu.
+load_run() {
+  local name="$1" secs="$2" method="$3" path="$4" bodies="$5" bearer="$6" TIMEFORMAT='%U %S'
+  if [ "$LOADGEN" = wrk ]; then
+    { time WRK_METHOD="$method" WRK_PATH="$path" WRK_BODIES="$bodies" WRK_BEARER="$bearer" \
+      WRK_OUT="$WORK/$name.json" wrk -t 2 -c "$CONNECTIONS" -d "${secs}s" \
+      -s "$ROOT/bench/lib/wrk-requests.lua" "$REGISTRY" >"$WORK/$name.wrk-out" 2>&1; } 2>"$WORK/$name.cpu"
+  else
+    local args=(-m "$method")
+    [ -n "$bodies" ] && args+=(-H "Content-Type: application/json" -Z "$bodies")
+    [ -n "$bearer" ] && args+=(-H "Authorization: Bearer $bearer")
+    { time oha --no-tui --output-format json -z "${secs}s" -c "$CONNECTIONS" "${args[@]}" \
+      "$REGISTRY$path" >"$WORK/$name.json" 2>"$WORK/$name.oha-err"; } 2>"$WORK/$name.cpu"
+  fi
 }
 
 # CPU ticks of the Postgres backends serving the registry's database (its pool's connections).
@@ -236,12 +253,11 @@ pg_ticks() {
   echo "$total"
 }
 
-# http_run NAME METHOD PATH OHA-ARGS...: warm-up, then the measured run with CPU accounting.
+# http_run NAME METHOD PATH BODIES BEARER: warm-up, then the measured run with CPU accounting.
 http_run() {
-  local name="$1" method="$2" path="$3"
-  shift 3
+  local name="$1" method="$2" path="$3" bodies="$4" bearer="$5"
   echo "== $name: ${WARMUP}s warm-up + ${DURATION}s, $CONNECTIONS connections" >&2
-  oha_run "$name-warmup" "$WARMUP" "$method" "$path" "$@"
+  load_run "$name-warmup" "$WARMUP" "$method" "$path" "$bodies" "$bearer"
   local r0 m0 r1 m1 t0 t1 perf_pid=""
   if [ "$PERF" = 1 ]; then
     perf record -F 999 -g -p "$REGISTRY_PID" -o "$WORK/perf-$name.data" -- sleep "$DURATION" >/dev/null 2>&1 &
@@ -249,46 +265,62 @@ http_run() {
   fi
   local p0 p1
   p0="$(pg_ticks)" r0="$(cpu_ticks "$REGISTRY_PID")" m0="$(machine_ticks)" t0="$(date +%s.%N)"
-  oha_run "$name" "$DURATION" "$method" "$path" "$@"
+  load_run "$name" "$DURATION" "$method" "$path" "$bodies" "$bearer"
   r1="$(cpu_ticks "$REGISTRY_PID")" m1="$(machine_ticks)" t1="$(date +%s.%N)" p1="$(pg_ticks)"
   if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
   python3 - "$WORK/$name.json" "$r0" "$r1" "$m0" "$m1" "$t0" "$t1" "$TICKS_PER_SEC" "$name" \
     "$p0" "$p1" "$(cat "$WORK/$name.cpu")" >>"$RESULTS" <<'EOF'
 import json, sys
 
-path, r0, r1, m0, m1, t0, t1, hz, name, p0, p1, oha_cpu = sys.argv[1:]
+path, r0, r1, m0, m1, t0, t1, hz, name, p0, p1, loadgen_cpu = sys.argv[1:]
 o = json.load(open(path, encoding="utf-8"))
-codes = {str(k): v for k, v in o.get("statusCodeDistribution", {}).items()}
-ok = sum(v for k, v in codes.items() if k.startswith("2"))
-errors = sum(v for k, v in codes.items() if not k.startswith("2"))
-# Connection errors count; requests cut off by the deadline are not the server's.
-aborted = 0
-for k, v in o.get("errorDistribution", {}).items():
-    if "deadline" in k:
-        aborted += v
-    else:
-        errors += v
-total = o["summary"]["total"]
+if o.get("loadgen") == "wrk":
+    # wrk counts answers of status >= 400 and socket errors apart from the completed requests.
+    errors = o["status_errors"] + o["socket_errors"]
+    ok = o["requests"] - o["status_errors"]
+    total = o["duration_us"] / 1e6
+    p50, p99 = o["p50_us"] / 1000, o["p99_us"] / 1000
+    codes, aborted = {}, 0
+else:
+    codes = {str(k): v for k, v in o.get("statusCodeDistribution", {}).items()}
+    ok = sum(v for k, v in codes.items() if k.startswith("2"))
+    errors = sum(v for k, v in codes.items() if not k.startswith("2"))
+    # Connection errors count; requests cut off by the deadline are not the server's.
+    aborted = 0
+    for k, v in o.get("errorDistribution", {}).items():
+        if "deadline" in k:
+            aborted += v
+        else:
+            errors += v
+    total = o["summary"]["total"]
+    p50, p99 = o["latencyPercentiles"]["p50"] * 1000, o["latencyPercentiles"]["p99"] * 1000
 secs = float(t1) - float(t0)
 (b0, a0), (b1, a1) = (map(int, m0.split()), map(int, m1.split()))
 print(json.dumps({
     "name": name,
     "rps": ok / total,
-    "p50_ms": o["latencyPercentiles"]["p50"] * 1000,
-    "p99_ms": o["latencyPercentiles"]["p99"] * 1000,
+    "p50_ms": p50,
+    "p99_ms": p99,
     "requests": ok,
     "errors": errors,
     "aborted": aborted,
     "codes": codes,
     "registry_cpu": round((int(r1) - int(r0)) / int(hz) / secs, 2),
     "postgres_cpu": round((int(p1) - int(p0)) / int(hz) / secs, 2),
-    "oha_cpu": round(sum(map(float, oha_cpu.split())) / secs, 2),
+    "loadgen_cpu": round(sum(map(float, loadgen_cpu.split())) / secs, 2),
     "machine_busy": round(100 * (b1 - b0) / max(1, a1 - a0)),
 }))
 EOF
   tail -n1 "$RESULTS" >&2
 }
 
+if [ "$LOADGEN" = wrk ]; then
+  LOADGEN_VERSION="$(wrk -v 2>&1 | head -n1 | awk '{ print $1, $2 }' || true)"
+  LOADGEN_SHAPE="2 threads"
+else
+  LOADGEN_VERSION="oha $(oha --version | awk '{ print $2 }')"
+  LOADGEN_SHAPE="tokio"
+fi
 LOAD_START="$(load_average)"
 
 echo "== pgbench -S -c $CONNECTIONS -j 2 -T $DURATION" >&2
@@ -306,7 +338,7 @@ pgbench "$PG dbname=$PGBENCH_DB" -S -n -M prepared -c "$CONNECTIONS" -j 2 -T "$D
 cat "$WORK/pgbench-prepared.txt" >&2
 PGBENCH_PREPARED_TPS="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$WORK/pgbench-prepared.txt" | head -n1)"
 
-http_run token POST /v1/sessions/authenticate -H "Content-Type: application/json" -Z "$WORK/token-bodies.txt"
+http_run token POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
 
 # Session JWTs minted now (lat = now): the JWT path answers from the signature and the pushed
 # revocation set without the database while lat is under a minute old, which covers the run.
@@ -314,9 +346,9 @@ for t in "${TOKENS[@]}"; do
   curl -fsS -H "Content-Type: application/json" -d "{\"session_token\":\"$t\"}" \
     "$REGISTRY/v1/sessions/authenticate" | jq -c '{session_jwt}'
 done >"$WORK/jwt-bodies.txt"
-http_run jwt POST /v1/sessions/authenticate -H "Content-Type: application/json" -Z "$WORK/jwt-bodies.txt"
+http_run jwt POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
 
-http_run list GET /v1/sessions -H "Authorization: Bearer ${TOKENS[0]}"
+http_run list GET /v1/sessions "" "${TOKENS[0]}"
 
 if [ -n "$BASELINE_BIN" ]; then
   echo "== baseline registry: $BASELINE_BIN ($BASELINE_LABEL)" >&2
@@ -324,13 +356,13 @@ if [ -n "$BASELINE_BIN" ]; then
     "$BASELINE_BIN" --bind 127.0.0.1:0 --database-url "$DATABASE_URL" --config "$WORK/registry.toml"
   MAIN_REGISTRY="$REGISTRY" MAIN_REGISTRY_PID="$REGISTRY_PID"
   REGISTRY="$BASE" REGISTRY_PID="${PIDS[-1]}"
-  http_run token-baseline POST /v1/sessions/authenticate -H "Content-Type: application/json" -Z "$WORK/token-bodies.txt"
+  http_run token-baseline POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
   # Its own session JWTs: `iss` is each registry's own URL.
   for t in "${TOKENS[@]}"; do
     curl -fsS -H "Content-Type: application/json" -d "{\"session_token\":\"$t\"}" \
       "$REGISTRY/v1/sessions/authenticate" | jq -c '{session_jwt}'
   done >"$WORK/jwt-bodies.txt"
-  http_run jwt-baseline POST /v1/sessions/authenticate -H "Content-Type: application/json" -Z "$WORK/jwt-bodies.txt"
+  http_run jwt-baseline POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
   kill "$REGISTRY_PID" 2>/dev/null || true
   REGISTRY="$MAIN_REGISTRY" REGISTRY_PID="$MAIN_REGISTRY_PID"
 fi
@@ -358,7 +390,7 @@ export ROWS LISTED SUBSCRIBERS REVOKES BASELINE_LABEL
 {
   echo "$SECTION"
   echo
-  echo "Measured $(now_utc) with \`$COMMAND\` on $(machine_line); PostgreSQL $PG_VERSION on the same machine ($PG_SETTINGS); oha $(oha --version | awk '{ print $2 }'). Load average (1/5/15 min) $LOAD_START before the runs, $LOAD_END after."
+  echo "Measured $(now_utc) with \`$COMMAND\` on $(machine_line); PostgreSQL $PG_VERSION on the same machine ($PG_SETTINGS); $LOADGEN_VERSION. Load average (1/5/15 min) $LOAD_START before the runs, $LOAD_END after."
   echo
   python3 - <<'EOF'
 import json, os
@@ -373,7 +405,7 @@ names = {
     "jwt": f"`POST /v1/sessions/authenticate` by session JWT",
     "list": f"`GET /v1/sessions` (list by account, {env['LISTED']} sessions)",
 }
-print("| workload | requests/s | p50 ms | p99 ms | requests | errors | registry CPU, cores | Postgres backends CPU, cores | oha CPU, cores | machine CPU busy | ÷ pgbench -S |")
+print("| workload | requests/s | p50 ms | p99 ms | requests | errors | registry CPU, cores | Postgres backends CPU, cores | load generator CPU, cores | machine CPU busy | ÷ pgbench -S |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 print(f"| `pgbench -S -c {c} -j 2` (simple protocol) | {pg:.0f} | | | {env['PGBENCH_TX']} | 0 | | | | {env['PGBENCH_BUSY']} % | 1.00 |")
 print(f"| `pgbench -S -M prepared -c {c} -j 2` | {pgp:.0f} | | | | | | | | | {pgp / pg:.2f} |")
@@ -384,13 +416,13 @@ for key, label in names.items():
     r = runs[key]
     print(
         f"| {label} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['requests']} | "
-        f"{r['errors']} | {r['registry_cpu']:.2f} | {r['postgres_cpu']:.2f} | {r['oha_cpu']:.2f} | "
+        f"{r['errors']} | {r['registry_cpu']:.2f} | {r['postgres_cpu']:.2f} | {r['loadgen_cpu']:.2f} | "
         f"{r['machine_busy']} % | {r['rps'] / pg:.2f} |"
     )
 print()
 print("CPU per request, from the CPU columns (µs of CPU time per successful request; `pgbench -S`: all CPUs busy time per transaction, pgbench included):")
 print()
-print("| workload | registry | Postgres backends | oha | all CPUs (machine busy) |")
+print("| workload | registry | Postgres backends | load generator | all CPUs (machine busy) |")
 print("| --- | ---: | ---: | ---: | ---: |")
 ncpu = os.cpu_count() or 1
 print(f"| `pgbench -S` | | | | {float(env['PGBENCH_BUSY']) / 100 * ncpu / pg * 1e6:.0f} |")
@@ -398,7 +430,7 @@ for key, label in names.items():
     r = runs[key]
     per = lambda cores: cores / r["rps"] * 1e6
     print(
-        f"| {label} | {per(r['registry_cpu']):.0f} | {per(r['postgres_cpu']):.0f} | {per(r['oha_cpu']):.0f} | "
+        f"| {label} | {per(r['registry_cpu']):.0f} | {per(r['postgres_cpu']):.0f} | {per(r['loadgen_cpu']):.0f} | "
         f"{per(r['machine_busy'] / 100 * ncpu):.0f} |"
     )
 print()
@@ -419,7 +451,7 @@ print(f"| authenticate by JWT above `pgbench -S` | {100 * jwt:.0f} % | {'yes' if
 print(f"| revoke delivery p99 < 1 s | {rv['p99_ms']:.0f} ms | {'yes' if rv['p99_ms'] < 1000 and rv['missed'] == 0 else 'no'} |")
 EOF
   echo
-  echo "Data: $ROWS sessions in \`$DB\` (tenant acme): $SESSIONS seeded with SQL (\`INSERT … SELECT generate_series\`: $ACCOUNTS_SEEDED accounts with 10 sessions each, every session on its own device, then \`VACUUM ANALYZE\`; ${SEED_SECS} s), plus the sessions opened through the API. $TOKENS_SEEDED of the seeded sessions, spread evenly over the table, have real tokens: made in the registry's format (\`lyst_acme_\` + 44 base62 characters + the 6-character CRC-32 check of \`session-registry/src/token.rs\`) and stored as their SHA-256; authenticate by token presents one of them at random per request (\`oha -Z\`, a JSON body per line), so each request resolves a random session among all $ROWS. Authenticate by JWT presents, at random, the session JWTs of alice's $CONNECTIONS sessions (opened through \`POST /v1/sessions\` with a real ID token from the mock IdP, each on its own device), minted just before the run; the list presents one of alice's session tokens. One oha process, $CONNECTIONS keep-alive connections, ${WARMUP} s of warm-up (discarded), then ${DURATION} s; requests/s counts 2xx answers; p50 and p99 are oha's. The registry runs with its defaults (2 actix workers, a pool of 16 Postgres connections) and \`RUST_LOG=warn\`. \`pgbench -S\` runs on \`$PGBENCH_DB\` (\`pgbench -i -s 10\`: 1,000,000 rows in \`pgbench_accounts\`) on the same server over TCP, one SELECT per transaction. The CPU columns are CPU time (user + system) per second of the measured run: the registry process, the Postgres backends serving its pool (\`pg_stat_activity\`, \`/proc\`) and oha; machine CPU busy counts all CPUs (\`/proc/stat\`): oha, Postgres and the registry share the $(nproc) cores, as pgbench and Postgres do in the first row."
+  echo "Data: $ROWS sessions in \`$DB\` (tenant acme): $SESSIONS seeded with SQL (\`INSERT … SELECT generate_series\`: $ACCOUNTS_SEEDED accounts with 10 sessions each, every session on its own device, then \`VACUUM ANALYZE\`; ${SEED_SECS} s), plus the sessions opened through the API. $TOKENS_SEEDED of the seeded sessions, spread evenly over the table, have real tokens: made in the registry's format (\`lyst_acme_\` + 44 base62 characters + the 6-character CRC-32 check of \`session-registry/src/token.rs\`) and stored as their SHA-256; authenticate by token presents one of them at random per request (a JSON body per line, picked by \`bench/lib/wrk-requests.lua\` or \`oha -Z\`), so each request resolves a random session among all $ROWS. Authenticate by JWT presents, at random, the session JWTs of alice's $CONNECTIONS sessions (opened through \`POST /v1/sessions\` with a real ID token from the mock IdP, each on its own device), minted just before the run; the list presents one of alice's session tokens. One $LOADGEN process ($LOADGEN_SHAPE), $CONNECTIONS keep-alive connections, ${WARMUP} s of warm-up (discarded), then ${DURATION} s; requests/s counts 2xx answers; p50 and p99 are $LOADGEN's. The registry runs with its defaults (2 actix workers, a pool of 16 Postgres connections) and \`RUST_LOG=warn\`. \`pgbench -S\` runs on \`$PGBENCH_DB\` (\`pgbench -i -s 10\`: 1,000,000 rows in \`pgbench_accounts\`) on the same server over TCP, one SELECT per transaction. The CPU columns are CPU time (user + system) per second of the measured run: the registry process, the Postgres backends serving its pool (\`pg_stat_activity\`, \`/proc\`) and $LOADGEN; machine CPU busy counts all CPUs (\`/proc/stat\`): $LOADGEN, Postgres and the registry share the $(nproc) cores, as pgbench and Postgres do in the first row."
   echo
   echo "What each request costs in Postgres: authenticate by token resolves the token (a transaction: \`BEGIN\`, \`set_config('lanyard.tenant', …)\` for row-level security, the session SELECT joined with its account and device, \`COMMIT\`), reads the tenant, then records the check (\`touch\`: a second transaction, \`set_config\`, \`UPDATE sessions\`, \`UPDATE devices\`, \`COMMIT\` with a WAL flush) and signs a new session JWT (ES256): about 10 round trips and one durable commit, against one SELECT for \`pgbench -S\`. Authenticate by JWT within a minute of the JWT's last database check verifies the ES256 signature, checks the pushed revocation set and signs a fresh JWT, without the database. The list resolves the token (one transaction) and the tenant, then reads the account's sessions (another transaction)."
   echo

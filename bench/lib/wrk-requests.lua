@@ -1,0 +1,46 @@
+-- wrk script of bench/registry.sh: one request shape per run, from the environment.
+--   WRK_METHOD  GET or POST (default GET)
+--   WRK_PATH    request path
+--   WRK_BODIES  optional file of JSON bodies, one per line: each request sends one at random
+--   WRK_BEARER  optional bearer credential
+--   WRK_OUT     file the summary is written to (JSON, one line)
+local method = os.getenv("WRK_METHOD") or "GET"
+local path = os.getenv("WRK_PATH") or "/"
+local bodies_file = os.getenv("WRK_BODIES") or ""
+local bearer = os.getenv("WRK_BEARER") or ""
+local bodies = {}
+local headers = {}
+
+function init(args)
+  if bodies_file ~= "" then
+    for line in io.lines(bodies_file) do
+      if line ~= "" then
+        bodies[#bodies + 1] = line
+      end
+    end
+    headers["Content-Type"] = "application/json"
+  end
+  if bearer ~= "" then
+    headers["Authorization"] = "Bearer " .. bearer
+  end
+  -- Each wrk thread has its own Lua state: seed each differently.
+  math.randomseed(os.time() + tonumber(tostring(headers):match("0x(%x+)") or "0", 16) % 100000)
+end
+
+function request()
+  if #bodies > 0 then
+    return wrk.format(method, path, headers, bodies[math.random(#bodies)])
+  end
+  return wrk.format(method, path, headers, nil)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  local f = assert(io.open(os.getenv("WRK_OUT"), "w"))
+  f:write(string.format(
+    '{"loadgen":"wrk","requests":%d,"duration_us":%d,"status_errors":%d,"socket_errors":%d,' ..
+    '"p50_us":%d,"p90_us":%d,"p99_us":%d}\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99)))
+  f:close()
+end
