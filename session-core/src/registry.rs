@@ -190,14 +190,9 @@ impl RegistryClient {
             )
             .await?;
         Ok(UpgradedSession {
-            session_id: res["session"]["session_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            session_jwt: SecretString::from(
-                res["session_jwt"].as_str().unwrap_or_default().to_owned(),
-            ),
-            expires_at: res["session"]["expires_at"].as_i64().unwrap_or_default(),
+            session_id: required_str(&res, "/session/session_id")?.to_owned(),
+            session_jwt: SecretString::from(required_str(&res, "/session_jwt")?.to_owned()),
+            expires_at: required_i64(&res, "/session/expires_at")?,
             is_guest: res["session"]["is_guest"].as_bool().unwrap_or(true),
         })
     }

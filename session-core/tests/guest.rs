@@ -157,6 +157,7 @@ async fn a_guest_upgrades_keeping_its_account_subject_and_registry_session() {
     assert!(!done.account.is_guest);
     assert_eq!(done.account.email.as_deref(), Some("dana@acme.example"));
     assert_eq!(done.session_id.as_deref(), Some(session_id.as_str()));
+    assert_eq!(done.username.as_deref(), Some("dana"));
     let accounts = m.accounts().await.unwrap();
     assert_eq!(accounts.len(), 1);
     assert_eq!(accounts[0].key, guest.key);
@@ -289,4 +290,40 @@ fn an_upgrade_request_never_shows_its_password() {
     let shown = format!("{:?}", upgrade("dana"));
     assert!(!shown.contains("correct horse"), "{shown}");
     assert!(shown.contains("dana"));
+}
+
+#[tokio::test]
+async fn an_upgrade_the_idp_already_made_is_completed_on_the_next_try() {
+    let stack = stack().await;
+    let (m, _dir) = manager();
+    let guest = m
+        .login_guest(request(&stack), &guest_browser, Duration::from_secs(20))
+        .await
+        .unwrap();
+    // An earlier try got as far as the IdP, then failed (the registry was unreachable, say).
+    let access = m.access_token(Some(&guest.key)).await.unwrap();
+    let (status, body) = test_harness::idp::upgrade_guest(
+        &stack.idp.issuer("acme"),
+        access.expose_secret(),
+        serde_json::json!({"username": "dana", "password": "correct horse battery"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        m.accounts().await.unwrap()[0].is_guest,
+        "still a guest here"
+    );
+
+    // Retried with the same name (taken — by this user) or another: it completes as "dana".
+    let done = m.upgrade_guest(&guest.key, upgrade("dana")).await.unwrap();
+    assert_eq!(done.account.key, guest.key);
+    assert!(!done.account.is_guest);
+    assert_eq!(done.username.as_deref(), Some("dana"));
+    let sessions = registry_sessions(&stack, &m, &guest.key).await;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["is_guest"], false);
+    assert_eq!(
+        done.session_id.as_deref(),
+        sessions[0]["session_id"].as_str()
+    );
 }

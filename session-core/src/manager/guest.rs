@@ -33,6 +33,9 @@ pub struct Upgraded {
     pub account: AccountMeta,
     /// The registry session that followed (the same id as before), if the account has one.
     pub session_id: Option<String>,
+    /// The registered username as the IdP now reports it (`preferred_username`); after a resumed
+    /// upgrade it is the one chosen the first time.
+    pub username: Option<String>,
 }
 
 /// Why an upgrade did not happen. After a refusal the account is still a guest (its tokens may
@@ -148,12 +151,13 @@ impl SessionManager {
         Ok(Upgraded {
             account: updated,
             session_id: session.map(|s| s.session_id),
+            username: str_claim("preferred_username"),
         })
     }
 
     /// The IdP step, then a forced refresh so the stored tokens are a registered user's. A
-    /// refusal because the user is no longer a guest is taken as an earlier, interrupted
-    /// upgrade when the refreshed ID token agrees.
+    /// refusal (the name is taken — by this very user —, or it is no longer a guest) is taken as
+    /// an earlier, interrupted upgrade when the refreshed ID token says it is registered.
     async fn upgrade_at_idp(
         &self,
         meta: &AccountMeta,
@@ -187,11 +191,9 @@ impl SessionManager {
             .to_owned();
         let refused = match status {
             200..=299 => None,
-            409 => {
-                return Err(UpgradeError::UsernameTaken {
-                    username: req.username.clone(),
-                })
-            }
+            409 => Some(UpgradeError::UsernameTaken {
+                username: req.username.clone(),
+            }),
             401 => {
                 return Err(SessionError::ReauthenticationRequired {
                     account: meta.key.to_string(),
@@ -207,10 +209,10 @@ impl SessionManager {
                 }
                 .into())
             }
-            _ => Some(description),
+            _ => Some(UpgradeError::Refused { description }),
         };
         self.refresh(&meta.key, true).await?;
-        if let Some(description) = refused {
+        if let Some(refusal) = refused {
             let still_guest = self
                 .item(&meta.key, ItemKind::IdToken)
                 .await?
@@ -218,7 +220,7 @@ impl SessionManager {
                 .and_then(|c| c["is_guest"].as_bool())
                 .unwrap_or(true);
             if still_guest {
-                return Err(UpgradeError::Refused { description });
+                return Err(refusal);
             }
             tracing::info!("the IdP had already upgraded this guest; resuming");
         }
