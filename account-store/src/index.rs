@@ -123,6 +123,13 @@ impl AccountIndex {
         Ok(self.read()?.accounts)
     }
 
+    /// The accounts and the active pointer from one read, so the two always agree (a watcher
+    /// comparing snapshots sees a switch and a refresh as they were written).
+    pub fn snapshot(&self) -> Result<(Vec<AccountMeta>, Option<AccountKey>), StoreError> {
+        let file = self.read()?;
+        Ok((file.accounts, file.active))
+    }
+
     pub fn get(&self, key: &AccountKey) -> Result<Option<AccountMeta>, StoreError> {
         Ok(self.read()?.accounts.into_iter().find(|a| &a.key == key))
     }

@@ -13,6 +13,7 @@ use session_core::{
 };
 
 use crate::cli::{Cli, Command, ConfigAction, TokenKind};
+use crate::color::Paint;
 use crate::config::{
     Dirs, FileConfig, DEFAULT_CLIENT_ID, DEFAULT_IDP, DEFAULT_REGISTRY, DEFAULT_TENANT, KEYS,
 };
@@ -53,7 +54,7 @@ impl Context {
             config,
             profile: cli.profile.clone(),
             json: cli.json,
-            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            color: !cli.json && crate::color::Paint::stdout().enabled(),
         })
     }
 
@@ -136,7 +137,7 @@ impl Context {
     }
 }
 
-fn when(ts: i64) -> String {
+pub(crate) fn when(ts: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ts)
         .ok()
         .and_then(|t| {
@@ -196,7 +197,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             name,
         } => crate::guest::upgrade(&ctx, account.as_deref(), username, email, name).await,
         Command::Accounts => accounts(&ctx).await,
-        Command::Switch { account } => switch(&ctx, &account).await,
+        Command::Switch { account } => switch(&ctx, account.as_deref()).await,
         Command::Status { account } => status(&ctx, account.as_deref()).await,
         Command::Token { account, kind } => token(&ctx, account.as_deref(), kind).await,
         Command::Devices { account } => devices(&ctx, account.as_deref()).await,
@@ -211,7 +212,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             all_accounts,
             everywhere,
         } => logout(&ctx, account.as_deref(), all_accounts, everywhere).await,
-        Command::Watch { account } => watch(&ctx, account.as_deref()).await,
+        Command::Watch { account } => crate::watch::run(&ctx, account.as_deref()).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "lanyard", &mut std::io::stdout());
@@ -407,15 +408,24 @@ async fn accounts(ctx: &Context) -> Result<(), CliError> {
                 "{:<3} {:<2} {:<24} {:<28} {:<6} {:<11} {}",
                 "#", "", "ACCOUNT", "EMAIL", "GUEST", "SESSION", "LAST USED"
             );
+            let paint = Paint::new(ctx.color);
             for (i, (a, act, s)) in rows.iter().enumerate() {
                 out.push_str(&format!(
-                    "\n{:<3} {:<2} {:<24} {:<28} {:<6} {:<11} {}",
+                    "\n{:<3} {} {} {:<28} {:<6} {} {}",
                     i + 1,
-                    if *act { "*" } else { "" },
-                    label(a),
+                    paint.padded(if *act { "*" } else { "" }, 2, Paint::good),
+                    paint.padded(
+                        &label(a),
+                        24,
+                        if *act { Paint::strong } else { Paint::unstyled }
+                    ),
                     a.email.clone().unwrap_or_default(),
                     if a.is_guest { "yes" } else { "no" },
-                    if *s { "stored" } else { "signed out" },
+                    if *s {
+                        paint.padded("stored", 11, Paint::good)
+                    } else {
+                        paint.padded("signed out", 11, Paint::bad)
+                    },
                     when(a.last_used_at.unix_timestamp())
                 ));
             }
@@ -425,10 +435,13 @@ async fn accounts(ctx: &Context) -> Result<(), CliError> {
     )
 }
 
-async fn switch(ctx: &Context, query: &str) -> Result<(), CliError> {
+async fn switch(ctx: &Context, query: Option<&str>) -> Result<(), CliError> {
     let m = ctx.manager()?;
-    let all = m.accounts().await?;
-    let target = select::find(&all, query)?.clone();
+    let (all, active) = m.store().index().snapshot()?;
+    let target = match query {
+        Some(q) => select::find(&all, q)?.clone(),
+        None => crate::picker::pick(&all, active.as_ref())?.clone(),
+    };
     m.switch(&target.key).await?;
     ctx.out(
         || format!("Now using {}", label(&target)),
@@ -436,7 +449,7 @@ async fn switch(ctx: &Context, query: &str) -> Result<(), CliError> {
     )
 }
 
-async fn registry_session(
+pub(crate) async fn registry_session(
     m: &SessionManager,
     a: &AccountMeta,
 ) -> Result<(RegistryClient, SecretString), CliError> {
@@ -481,11 +494,19 @@ async fn status(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
         "store": {"backend": backend.name, "location": backend.location},
     });
     let signed_out = valid_until.is_none() && session.starts_with("signed out");
+    let paint = Paint::new(ctx.color);
+    let session_text = if valid_until.is_some() {
+        paint.good(&session)
+    } else if session.starts_with("signed out") {
+        paint.bad(&session)
+    } else {
+        paint.warn(&session)
+    };
     ctx.out(
         || {
             format!(
-                "Account:  {} ({})\nChosen:   {why}\nSession:  {session}{}\nToken:    access token expires {}\nStore:    {} — {}",
-                label(&a),
+                "Account:  {} ({})\nChosen:   {why}\nSession:  {session_text}{}\nToken:    access token expires {}\nStore:    {} — {}",
+                paint.strong(&label(&a)),
                 a.email.clone().unwrap_or_default(),
                 valid_until.map(|t| format!(", valid until {}", when(t))).unwrap_or_default(),
                 a.access_token_expires_at.map(when).unwrap_or_else(|| "-".into()),
@@ -602,57 +623,6 @@ async fn logout(
         || format!("Signed out of {} account(s)", report.removed.len()),
         json!({"removed": report.removed.iter().map(|k| k.as_str()).collect::<Vec<_>>(), "not_revoked": report.not_revoked}),
     )
-}
-
-async fn watch(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
-    let m = ctx.manager()?;
-    let (a, _) = chosen(&m, flag).await?;
-    let (client, token) = registry_session(&m, &a).await?;
-    let current = match client.authenticate(&token, None, a.key.as_str()).await {
-        Ok(_) => client
-            .list(&token, a.key.as_str())
-            .await?
-            .into_iter()
-            .find(|s| s["current"] == true)
-            .and_then(|s| s["session_id"].as_str().map(str::to_owned)),
-        Err(e) => return Err(e.into()),
-    };
-    let json = ctx.json;
-    let mut revoked_here = false;
-    let mut last = None;
-    loop {
-        let result = client
-            .follow_events(&token, last.as_deref(), a.key.as_str(), |e| {
-                let here = current.as_deref() == e.data["session_id"].as_str();
-                let line = if json {
-                    json!({"event": e.kind, "session_id": e.data["session_id"], "this_device": here, "at": e.data["at"]}).to_string()
-                } else {
-                    format!("{} {} session {}{}", when(e.data["at"].as_i64().unwrap_or_default()), e.kind, e.data["session_id"].as_str().unwrap_or_default(), if here { " (this device)" } else { "" })
-                };
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-                let _ = out.flush();
-                if e.kind == "revoked" && here {
-                    revoked_here = true;
-                    return false;
-                }
-                true
-            })
-            .await;
-        match result {
-            Ok(id) => last = id.or(last),
-            Err(session_core::SessionError::ReauthenticationRequired { .. }) => revoked_here = true,
-            Err(e) => eprintln!("event stream interrupted ({e}); reconnecting"),
-        }
-        if revoked_here {
-            let _ = m.store().secrets().delete_account(&a.key);
-            return Err(CliError::signed_out(format!(
-                "{} was signed out on this device from elsewhere",
-                label(&a)
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 impl From<std::io::Error> for CliError {

@@ -48,7 +48,8 @@ pub enum Command {
     /// List signed-in accounts.
     Accounts,
     /// Make another account the active one (by user@tenant, email, index or unique prefix).
-    Switch { account: String },
+    /// Without ACCOUNT, pick one interactively (on a terminal only).
+    Switch { account: Option<String> },
     /// The account in use, whether its session is still accepted, and where secrets are kept.
     Status {
         #[arg(long, env = "LANYARD_ACCOUNT")]

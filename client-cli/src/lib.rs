@@ -4,7 +4,10 @@
 
 pub mod app;
 pub mod cli;
+pub mod color;
 pub mod config;
 pub mod exit;
 pub mod guest;
+pub mod picker;
 pub mod select;
+pub mod watch;

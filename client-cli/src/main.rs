@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use client_cli::cli::Cli;
+use client_cli::color::Paint;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -16,8 +17,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: every command is a short sequence of awaits (and `watch` two streams), and
+    // starting worker threads is start-up time that `lanyard token` in a script pays each run.
+    // Store work still goes to tokio's blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -30,9 +33,10 @@ fn main() -> ExitCode {
     match runtime.block_on(client_cli::app::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            let paint = Paint::stderr();
+            eprintln!("{} {e}", paint.error_label("error:"));
             if let Some(hint) = e.hint() {
-                eprintln!("hint: {hint}");
+                eprintln!("{} {hint}", paint.warn("hint:"));
             }
             ExitCode::from(e.code())
         }

@@ -74,9 +74,52 @@ impl Stack {
             .env("LANYARD_REGISTRY", &self.registry)
             .env_remove("LANYARD_ACCOUNT")
             .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE")
+            .env_remove("CLICOLOR")
             .current_dir(self.home.path())
             .kill_on_drop(true);
         c
+    }
+
+    /// `lanyard` on a pseudo-terminal, through util-linux `script`: what is written to the
+    /// child's stdin reaches `lanyard` as key presses, and its terminal output comes back on
+    /// stdout.
+    fn pty_cmd(&self, profile: &str, args: &[&str]) -> tokio::process::Command {
+        let mut line = format!("exec '{}' --profile {profile}", bin().display());
+        for a in args {
+            line.push_str(&format!(" '{a}'"));
+        }
+        let mut c = tokio::process::Command::new("script");
+        c.args(["--quiet", "--return", "--command", &line, "/dev/null"])
+            .env("TERM", "xterm-256color")
+            .env("LANYARD_HOME", self.home.path())
+            .env("LANYARD_NO_BROWSER", "1")
+            .env("LANYARD_STORE_BACKEND", "vault")
+            .env("LANYARD_VAULT_PASSPHRASE", "test passphrase")
+            .env("LANYARD_IDP", &self.idp.base_url)
+            .env("LANYARD_REGISTRY", &self.registry)
+            .env_remove("LANYARD_ACCOUNT")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE")
+            .env_remove("CLICOLOR")
+            .current_dir(self.home.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        c
+    }
+
+    async fn active(&self, profile: &str) -> String {
+        let active: Vec<Value> = self
+            .accounts(profile)
+            .await
+            .into_iter()
+            .filter(|a| a["active"] == true)
+            .collect();
+        active[0]["account"].as_str().unwrap().to_owned()
     }
 
     async fn run(&self, profile: &str, args: &[&str]) -> Output {
@@ -497,4 +540,198 @@ async fn two_processes_asking_for_a_token_at_expiry_cause_one_refresh() {
         counters.get("token.refresh_token.invalid_grant").is_none(),
         "no false reuse detection: {counters}"
     );
+}
+
+fn has_escape(bytes: &[u8]) -> bool {
+    bytes.contains(&0x1b)
+}
+
+#[tokio::test]
+async fn colour_only_on_a_terminal_or_when_forced_and_never_with_no_color() {
+    let s = stack().await;
+    s.login("default", "acme", "alice").await;
+    // A pipe: no escape codes, in tables, status or errors.
+    for args in [&["accounts"][..], &["status"], &["switch", "nobody"]] {
+        let out = s.run("default", args).await;
+        assert!(
+            !has_escape(&out.stdout) && !has_escape(&out.stderr),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    // CLICOLOR_FORCE turns colour on even on a pipe (so the colour path is real)…
+    let forced = |args: &'static [&'static str], no_color: bool| {
+        let mut c = s.cmd("default", args);
+        c.env("CLICOLOR_FORCE", "1");
+        if no_color {
+            c.env("NO_COLOR", "1");
+        }
+        c.output()
+    };
+    let out = forced(&["accounts"], false).await.unwrap();
+    assert!(
+        has_escape(&out.stdout),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = forced(&["switch", "nobody"], false).await.unwrap();
+    assert!(has_escape(&out.stderr), "{}", stderr(&out));
+    // …but never into JSON or a token, which scripts read.
+    for args in [
+        &["accounts", "--json"][..],
+        &["status", "--json"],
+        &["token"],
+    ] {
+        let out = forced(args, false).await.unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(!has_escape(&out.stdout), "{args:?}");
+    }
+    // NO_COLOR wins over everything.
+    for args in [&["accounts"][..], &["status"], &["switch", "nobody"]] {
+        let out = forced(args, true).await.unwrap();
+        assert!(
+            !has_escape(&out.stdout) && !has_escape(&out.stderr),
+            "{args:?} with NO_COLOR"
+        );
+    }
+}
+
+#[tokio::test]
+async fn switch_without_an_account_off_a_terminal_is_a_usage_error_listing_the_accounts() {
+    let s = stack().await;
+    s.login("default", "acme", "alice").await;
+    s.login("default", "globex", "carol").await;
+    let before = s.accounts("default").await;
+    let out = s
+        .cmd("default", &["switch"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("alice@acme") && err.contains("carol@globex"),
+        "the accounts are listed: {err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(s.accounts("default").await, before, "nothing changed");
+}
+
+/// Reads `from` until `needle` has appeared in what was read; returns everything read.
+async fn read_until(from: &mut (impl tokio::io::AsyncRead + Unpin), needle: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(needle) {
+            let n = from.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "ended before {needle:?}: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {needle:?} in {}", String::from_utf8_lossy(&seen)));
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test]
+async fn switch_without_an_account_on_a_terminal_picks_with_the_arrow_keys() {
+    use tokio::io::AsyncWriteExt;
+    let s = stack().await;
+    s.login("default", "acme", "alice").await;
+    s.login("default", "globex", "carol").await;
+    let out = s.run("default", &["switch", "alice@acme"]).await;
+    assert!(out.status.success());
+
+    let mut child = s.pty_cmd("default", &["switch"]).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let screen = read_until(&mut stdout, "carol@globex").await;
+    assert!(screen.contains("Switch to"), "{screen}");
+    assert!(screen.contains("alice@acme"), "{screen}");
+    // The cursor starts on the active account (alice, the first): down once, then Enter.
+    stdin.write_all(b"\x1b[B").await.unwrap();
+    stdin.flush().await.unwrap();
+    stdin.write_all(b"\r").await.unwrap();
+    stdin.flush().await.unwrap();
+    let screen = read_until(&mut stdout, "Now using").await;
+    assert!(screen.contains("Now using carol@globex"), "{screen}");
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(s.active("default").await, "carol@globex");
+}
+
+async fn next_event(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> Value {
+    let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+        .await
+        .expect("an event within 15 s")
+        .unwrap()
+        .expect("watch is still running");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+#[tokio::test]
+async fn watch_prints_a_switch_and_a_refresh_made_by_other_processes() {
+    let s = stack().await;
+    s.login("default", "acme", "alice").await;
+    s.login("default", "acme", "bob").await;
+    // Bob's stored expiry is moved back a minute, so the refresh below stores a different one
+    // whatever the second it happens in.
+    let index = profile_dir(s.home.path()).join("accounts.json");
+    let mut file: Value = serde_json::from_str(&std::fs::read_to_string(&index).unwrap()).unwrap();
+    for a in file["accounts"].as_array_mut().unwrap() {
+        if a["display_name"].as_str().unwrap().starts_with("bob") {
+            let exp = a["access_token_expires_at"].as_i64().unwrap();
+            a["access_token_expires_at"] = Value::from(exp - 60);
+        }
+    }
+    std::fs::write(&index, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
+
+    let mut watch = s
+        .cmd("default", &["watch", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = watch.stderr.take().unwrap();
+    read_until(&mut err, "Watching").await;
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+
+    let out = s.run("default", &["switch", "alice@acme"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let event = next_event(&mut lines).await;
+    assert_eq!(event["event"], "switched", "{event}");
+    assert_eq!(event["account"], "alice@acme", "{event}");
+    assert_eq!(event["from"], "bob@acme", "{event}");
+
+    // Another process refreshes bob's token (a margin longer than the token's life forces it).
+    let before = s
+        .run("default", &["token", "--account", "bob@acme"])
+        .await
+        .stdout;
+    let out = s
+        .cmd("default", &["token", "--account", "bob@acme"])
+        .env("LANYARD_REFRESH_MARGIN_SECS", "100000")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(out.stdout, before, "a refresh happened");
+    let event = next_event(&mut lines).await;
+    assert_eq!(event["event"], "refreshed", "{event}");
+    assert_eq!(event["account"], "bob@acme", "{event}");
+    assert!(
+        event["access_token_expires_at"].as_i64().is_some(),
+        "{event}"
+    );
+    let _ = watch.kill().await;
 }
