@@ -355,6 +355,107 @@ mod interop {
     }
 
     #[tokio::test]
+    async fn oidc_provider_serves_a_session_manager_from_sign_in_to_logout() {
+        // The SessionManager apps embed, without a registry: sign in, a token on demand, a
+        // proactive refresh near expiry, and a logout that revokes at the provider.
+        use account_store::{AccountStore, ItemKind};
+        use session_core::{
+            DeviceIdentity, LoginMethod, LoginRequest, LogoutScope, ManagerOptions, SessionManager,
+            SessionState, UnavailableReason,
+        };
+        use std::sync::Arc;
+
+        let (_child, issuer) = start_oidc_provider().await;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(lanyard_clock::ManualClock::new());
+        let store = AccountStore::with_backend(
+            dir.path(),
+            "default",
+            Box::new(account_store::memory::MemoryStore::new()),
+        )
+        .unwrap();
+        let manager = SessionManager::new(
+            store,
+            ManagerOptions::new(
+                DeviceIdentity {
+                    id: "laptop".into(),
+                    name: "the laptop".into(),
+                    platform: "linux".into(),
+                },
+                clock.clone(),
+                dir.path().join("locks"),
+            ),
+        );
+        let (report, mut reports) = mpsc::unbounded_channel();
+        let prompt = browser("dave", report);
+        let meta = manager
+            .login(
+                LoginRequest {
+                    issuer: issuer.clone(),
+                    client_id: CLIENT_ID.into(),
+                    registry_url: None,
+                    tenant: None,
+                },
+                LoginMethod::Browser(&prompt, Duration::from_secs(30)),
+            )
+            .await
+            .unwrap();
+        let run = reports.try_recv().unwrap().unwrap();
+        assert_eq!(run.prompts, ["login", "consent"]);
+        assert_eq!(meta.id.subject.as_str(), "dave");
+        assert_eq!(meta.id.issuer.as_str(), issuer);
+        assert_eq!(meta.email.as_deref(), Some("dave@interop.example"));
+        assert_eq!(
+            *manager.state(&meta.key).borrow(),
+            SessionState::Unavailable {
+                reason: UnavailableReason::NoRegistry
+            }
+        );
+
+        let first = manager.access_token(None).await.unwrap();
+        let again = manager.access_token(None).await.unwrap();
+        assert_eq!(
+            first.expose_secret(),
+            again.expose_secret(),
+            "a fresh token is served as is"
+        );
+        let at = introspect(&issuer, &first, "access_token").await;
+        assert_eq!(at["active"], true, "{at}");
+        let refresh1 = manager
+            .store()
+            .secrets()
+            .require(&meta.key, ItemKind::RefreshToken)
+            .unwrap();
+
+        // Within five minutes of the ten-minute expiry: the manager refreshes first.
+        clock.advance(time::Duration::minutes(6));
+        let second = manager.access_token(None).await.unwrap();
+        assert_ne!(second.expose_secret(), first.expose_secret());
+        let at = introspect(&issuer, &second, "access_token").await;
+        assert_eq!(at["active"], true, "{at}");
+        assert_eq!(at["sub"], "dave", "{at}");
+        let refresh2 = manager
+            .store()
+            .secrets()
+            .require(&meta.key, ItemKind::RefreshToken)
+            .unwrap();
+        assert_ne!(refresh2.expose_secret(), refresh1.expose_secret());
+
+        let report = manager
+            .logout(LogoutScope::Account(meta.key.clone()))
+            .await
+            .unwrap();
+        assert_eq!(report.removed, std::slice::from_ref(&meta.key));
+        assert!(report.not_revoked.is_empty(), "{:?}", report.not_revoked);
+        let rt = introspect(&issuer, &refresh2, "refresh_token").await;
+        assert_eq!(
+            rt["active"], false,
+            "logout revoked the refresh token: {rt}"
+        );
+        assert!(manager.accounts().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn oidc_provider_reuse_of_a_rotated_refresh_token_signs_the_account_out() {
         let (_child, issuer) = start_oidc_provider().await;
         let provider = Provider::discover(&issuer, CLIENT_ID).await.unwrap();
