@@ -99,7 +99,7 @@ pub async fn upgrade(
     let active = m.active().await?.map(|a| a.key) == Some(done.account.key.clone());
     let mut out = account_json(&done.account, active);
     out["session_id"] = json!(done.session_id);
-    out["username"] = json!(username);
+    out["username"] = json!(done.username.clone().unwrap_or(username));
     ctx.out(
         || {
             format!(

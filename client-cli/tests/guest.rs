@@ -163,6 +163,7 @@ async fn a_guest_signs_in_and_upgrades_keeping_the_account_and_its_session() {
     assert_eq!(done["subject"], subject.as_str());
     assert_eq!(done["session_id"], session_id.as_str());
     assert_eq!(done["account"], "dana@acme");
+    assert_eq!(done["username"], "dana");
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("correct horse")
             && !stderr(&out).contains("correct horse"),
