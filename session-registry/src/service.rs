@@ -219,7 +219,7 @@ impl Registry {
     }
 
     /// Publishes events to local subscribers when the database does not (SQLite).
-    fn publish(&self, events: Vec<EventRecord>) {
+    pub(crate) fn publish(&self, events: Vec<EventRecord>) {
         for e in events {
             self.metrics
                 .events
@@ -282,7 +282,12 @@ impl Registry {
         Ok(tenant)
     }
 
-    fn mint_jwt(&self, s: &SessionRecord, now: i64, lat: i64) -> Result<String, ApiError> {
+    pub(crate) fn mint_jwt(
+        &self,
+        s: &SessionRecord,
+        now: i64,
+        lat: i64,
+    ) -> Result<String, ApiError> {
         let claims = SessionClaims {
             iss: self.issuer.clone(),
             sub: s.subject.clone(),

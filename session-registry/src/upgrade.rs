@@ -7,10 +7,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::jwt::{self, SessionClaims};
 use crate::oidc::unverified_issuer;
-use crate::service::{Caller, Registry, SessionResponse, SessionView, JWT_TTL};
-use crate::store::SessionRecord;
+use crate::service::{Caller, Registry, SessionResponse, SessionView};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -93,13 +91,7 @@ impl Registry {
             .await?;
         if let Some(e) = event {
             tracing::info!("guest account upgraded");
-            self.metrics
-                .events
-                .with_label_values(&[e.kind.as_str()])
-                .inc();
-            if !self.events_via_database {
-                self.hub.publish(e);
-            }
+            self.publish(vec![e]);
         }
         let record = self
             .store
@@ -109,25 +101,9 @@ impl Registry {
                 ApiError::invalid_token("session_not_found", "the session no longer exists")
             })?;
         Ok(SessionResponse {
-            session_jwt: self.sign_session_jwt(&record, now)?,
+            session_jwt: self.mint_jwt(&record, now, now)?,
             session: SessionView::from_record(&record, Some(&record.id)),
             session_token: None,
         })
-    }
-
-    fn sign_session_jwt(&self, s: &SessionRecord, now: i64) -> Result<String, ApiError> {
-        let claims = SessionClaims {
-            iss: self.issuer.clone(),
-            sub: s.subject.clone(),
-            tenant: s.tenant.clone(),
-            sid: s.id.clone(),
-            device_id: s.device_id.clone(),
-            is_guest: s.is_guest,
-            iat: now,
-            exp: (now + JWT_TTL).min(s.expires_at),
-            lat: now,
-            sexp: s.expires_at,
-        };
-        jwt::sign(&self.keys.read(), &claims).map_err(|e| ApiError::Internal(e.to_string()))
     }
 }
