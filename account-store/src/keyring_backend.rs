@@ -2,6 +2,7 @@
 //! platform): Secret Service over zbus or kernel keyutils on Linux, Keychain on macOS, Credential
 //! Manager on Windows. Entries live under service `lanyard`, user `{profile}/{account key}/{item}`.
 
+use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,7 +135,17 @@ impl KeyringStore {
     /// Reads the marker entry; on the profile's first open (or if it was removed or altered),
     /// writes it and reads it back.
     fn check_marker(&self) -> Result<(), StoreError> {
-        let entry = self.entry_named(&format!("{}/{MARKER}", self.profile))?;
+        let user = format!("{}/{MARKER}", self.profile);
+        // Where the store can search (the Secret Service), one SearchItems round trip: a marker
+        // found proves the collection readable (one in a locked collection makes the store ask
+        // for an unlock, which fails headless: `Locked`). Elsewhere, read it.
+        let spec = HashMap::from([("service", SERVICE), ("username", user.as_str())]);
+        match self.store.search(&spec) {
+            Ok(found) if !found.is_empty() => return Ok(()),
+            Ok(_) | Err(KeyringError::NotSupportedByStore(_)) => {}
+            Err(e) => return Err(map_err(self.kind, e)),
+        }
+        let entry = self.entry_named(&user)?;
         match entry.get_password() {
             Ok(v) if v == MARKER_VALUE => return Ok(()),
             // Two processes opening a new profile at once may both have created it; either
