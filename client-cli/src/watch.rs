@@ -113,14 +113,21 @@ impl Printer {
 
 /// What of the index a watcher compares.
 struct Seen {
-    stamp: Option<(SystemTime, u64)>,
+    stamp: Option<(SystemTime, u64, u64)>,
     accounts: Vec<AccountMeta>,
     active: Option<AccountKey>,
 }
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// When the index was last replaced: its modification time, length and (on Unix) inode. Every
+/// write is a new file renamed over the old one, so the inode tells two writes apart even within
+/// one tick of a coarse file-system clock.
+fn stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
     let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((m.modified().ok()?, m.len(), inode))
 }
 
 fn read_index(dir: &Path) -> Result<Seen, account_store::StoreError> {
