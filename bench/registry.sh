@@ -184,11 +184,14 @@ INSERT INTO devices (tenant, account_id, id, name, platform, first_seen, last_se
 SELECT 'acme', md5('account-' || (g % :accounts + 1)), 'seed-device-' || g, 'seed device ' || g, 'linux', :now, :now
 FROM generate_series(1, :sessions) g;
 INSERT INTO sessions (id, tenant, account_id, device_id, token_hash, idp_sid, created_at,
-                      last_authenticated_at, expires_at, absolute_expires_at, auth_method, user_agent, ip)
+                      last_authenticated_at, expires_at, absolute_expires_at, auth_method, user_agent, ip,
+                      subject, email, is_guest, device_name, device_platform)
 SELECT md5('session-' || g), 'acme', md5('account-' || (g % :accounts + 1)), 'seed-device-' || g,
        -- a real token's hash where one was made, else the hash of a token nobody holds
        COALESCE(t.hash, encode(sha256(convert_to('seed-token-' || g, 'UTF8')), 'hex')),
-       md5('sid-' || g), :now, :now, :now + 2592000, :now + 2592000, 'oidc', 'lanyard/0.1', '127.0.0.1'
+       md5('sid-' || g), :now, :now, :now + 2592000, :now + 2592000, 'oidc', 'lanyard/0.1', '127.0.0.1',
+       'seed-' || (g % :accounts + 1), 'seed-' || (g % :accounts + 1) || '@acme.example', false,
+       'seed device ' || g, 'linux'
 FROM generate_series(1, :sessions) g LEFT JOIN seed_tokens t ON t.n = g;
 COMMIT;
 SET session_replication_role = origin;

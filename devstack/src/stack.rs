@@ -178,6 +178,7 @@ impl Devstack {
             public_url: None,
             migrate: database.migrate(),
             admin_token: SecretString::from(session_registry::config::DEV_ADMIN_TOKEN),
+            workers: 2,
         };
         let registry_config = RegistryConfig {
             key_dir: Some(data_dir.join("registry-keys")),

@@ -35,6 +35,9 @@ pub struct Settings {
     /// Server-wide admin token (creates tenants).
     #[arg(long, env = "SESSION_REGISTRY_ADMIN_TOKEN", default_value = DEV_ADMIN_TOKEN, hide_default_value = true)]
     pub admin_token: SecretString,
+    /// HTTP worker threads (each runs its own event loop).
+    #[arg(long, env = "SESSION_REGISTRY_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
 }
 
 impl Settings {
@@ -46,6 +49,7 @@ impl Settings {
             public_url: None,
             migrate: true,
             admin_token: SecretString::from(DEV_ADMIN_TOKEN),
+            workers: 2,
         }
     }
 

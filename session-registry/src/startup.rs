@@ -200,7 +200,7 @@ impl Application {
                 }))
                 .configure(routes::configure)
         })
-        .workers(2)
+        .workers(usize::from(settings.workers))
         .shutdown_timeout(10)
         // Signals are handled by `run_until_signalled`, which also ends the event streams that
         // would otherwise hold a graceful shutdown until its timeout.

@@ -121,10 +121,10 @@ macro_rules! impl_store {
                 use sqlx::Row;
                 let mut tx = self.begin(&s.tenant).await?;
                 let new_id = random_id();
-                let account_id: String = sqlx::query(
+                let account = sqlx::query(
                     "INSERT INTO accounts (id, tenant, issuer, subject, email, is_guest, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
                      ON CONFLICT (tenant, issuer, subject) DO UPDATE SET email = COALESCE(excluded.email, accounts.email), is_guest = excluded.is_guest \
-                     RETURNING id",
+                     RETURNING id, email, is_guest",
                 )
                 .bind(&new_id)
                 .bind(&s.tenant)
@@ -134,8 +134,26 @@ macro_rules! impl_store {
                 .bind(s.is_guest)
                 .bind(s.now)
                 .fetch_one(&mut *tx)
-                .await?
-                .try_get("id")?;
+                .await?;
+                let account_id: String = account.try_get("id")?;
+                let email: Option<String> = account.try_get("email")?;
+                let is_guest: bool = account.try_get("is_guest")?;
+                // The copies on the account's other sessions follow the account and the device.
+                sqlx::query("UPDATE sessions SET email = $3, is_guest = $4 WHERE tenant = $1 AND account_id = $2")
+                    .bind(&s.tenant)
+                    .bind(&account_id)
+                    .bind(&email)
+                    .bind(is_guest)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE sessions SET device_name = $4, device_platform = $5 WHERE tenant = $1 AND account_id = $2 AND device_id = $3")
+                    .bind(&s.tenant)
+                    .bind(&account_id)
+                    .bind(&s.device.id)
+                    .bind(&s.device.name)
+                    .bind(&s.device.platform)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(
                     "INSERT INTO devices (tenant, account_id, id, name, platform, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $6) \
                      ON CONFLICT (tenant, account_id, id) DO UPDATE SET name = excluded.name, platform = excluded.platform, last_seen = excluded.last_seen",
@@ -151,7 +169,8 @@ macro_rules! impl_store {
                 let session_id = random_id();
                 sqlx::query(
                     "INSERT INTO sessions (id, tenant, account_id, device_id, token_hash, idp_sid, created_at, last_authenticated_at, \
-                     expires_at, absolute_expires_at, auth_method, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12)",
+                     expires_at, absolute_expires_at, auth_method, user_agent, ip, subject, email, is_guest, device_name, device_platform) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
                 )
                 .bind(&session_id)
                 .bind(&s.tenant)
@@ -165,6 +184,11 @@ macro_rules! impl_store {
                 .bind(&s.auth_method)
                 .bind(&s.user_agent)
                 .bind(&s.ip)
+                .bind(&s.subject)
+                .bind(&email)
+                .bind(is_guest)
+                .bind(&s.device.name)
+                .bind(&s.device.platform)
                 .execute(&mut *tx)
                 .await?;
                 let event = insert_event(&mut tx, &s.tenant, &account_id, &session_id, "created", s.now).await?;
@@ -380,6 +404,12 @@ macro_rules! impl_store {
                 .await?
                 .rows_affected();
                 let event = if changed == 1 {
+                    sqlx::query("UPDATE sessions SET is_guest = FALSE, email = COALESCE($3, email) WHERE tenant = $1 AND account_id = $2")
+                        .bind(tenant)
+                        .bind(account_id)
+                        .bind(email)
+                        .execute(&mut *tx)
+                        .await?;
                     Some(insert_event(&mut tx, tenant, account_id, session_id, "upgraded", now).await?)
                 } else {
                     None

@@ -327,3 +327,58 @@ async fn answers_reuse_a_recent_session_jwt_and_remembered_verifications_still_e
     );
 }
 on_both_backends!(answers_reuse_a_recent_session_jwt_and_remembered_verifications_still_expire);
+
+async fn authenticate_answers_with_the_current_account_and_device_details(backend: Backend) {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, backend).await;
+    let (token, created) = reg.device(&idp, "acme", "alice", "laptop").await;
+    assert_eq!(created["session"]["device"]["name"], "laptop's laptop");
+    // The same device signs in again under a new name and platform: a second session on it.
+    let id_token = idp.login("acme", "alice", "lanyard-cli").await["id_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = reqwest::Client::new()
+        .post(reg.url("/v1/sessions"))
+        .json(&json!({"id_token": id_token, "device": {"id": "laptop", "name": "renamed", "platform": "macos"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+
+    reg.advance(120);
+    let (status, body, _) = reg.authenticate(json!({"session_token": token})).await;
+    assert_eq!(status, 200, "{body}");
+    let answered = &body["session"];
+    assert_eq!(answered["device"]["name"], "renamed", "{answered}");
+    assert_eq!(answered["device"]["platform"], "macos");
+    let (status, list) = reg.get("/v1/sessions", &token).await;
+    assert_eq!(status, 200);
+    let listed = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session_id"] == answered["session_id"])
+        .unwrap()
+        .clone();
+    for field in [
+        "tenant",
+        "account_id",
+        "subject",
+        "email",
+        "is_guest",
+        "created_at",
+        "expires_at",
+        "absolute_expires_at",
+        "auth_method",
+    ] {
+        assert_eq!(answered[field], listed[field], "{field}");
+    }
+    for field in ["id", "name", "platform"] {
+        assert_eq!(
+            answered["device"][field], listed["device"][field],
+            "device {field}"
+        );
+    }
+}
+on_both_backends!(authenticate_answers_with_the_current_account_and_device_details);
