@@ -7,6 +7,7 @@
 //! without two offline caches kept in step. Every query still binds its parameters.
 
 pub(crate) mod backend;
+mod pg_hot;
 mod postgres;
 mod sqlite;
 

@@ -6,6 +6,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor, PgPool, Postgres};
 
 use super::backend::{impl_store, random_id};
+use super::pg_hot::HotPool;
 use super::*;
 
 /// The channel events are announced on.
@@ -13,6 +14,8 @@ pub const CHANNEL: &str = "lanyard_events";
 
 pub struct PgStore {
     pool: PgPool,
+    /// The token lookup's own connections (see `pg_hot`).
+    hot: HotPool,
     url: String,
 }
 
@@ -45,9 +48,15 @@ impl PgStore {
                 .map_err(|e| StoreError::Query(format!("migrations: {e}")))?;
             owner.close().await;
         }
+        let hot = HotPool::new(opts.clone())?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(3))
+            // sqlx pings every connection it hands out by default: a round trip before each
+            // statement, which doubled the cost of a token authenticate (strace, bench/registry.sh).
+            // A connection that died is an I/O error on its first statement instead, which maps
+            // to `Unavailable` (503) like any outage, and the pool then replaces it.
+            .test_before_acquire(false)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute("SET ROLE lanyard_app").await?;
@@ -58,6 +67,7 @@ impl PgStore {
             .await?;
         Ok(Self {
             pool,
+            hot,
             url: url.to_owned(),
         })
     }
@@ -121,13 +131,7 @@ impl PgStore {
     /// a transaction would cost `BEGIN`, `set_config`, the `SELECT` and `COMMIT`. This is the hot
     /// path of every token authenticate (bench/registry.sh).
     async fn token_row(&self, tenant: &str, hash: &str) -> Result<Option<sqlx::postgres::PgRow>> {
-        Ok(
-            sqlx::query("SELECT * FROM lanyard_session_by_token($1, $2)")
-                .bind(tenant)
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        self.hot.session_by_token(tenant, hash).await
     }
 
     async fn begin(&self, tenant: &str) -> Result<sqlx::Transaction<'static, Postgres>> {
