@@ -128,6 +128,9 @@ use_profile() {
 # login_as PROFILE USER: a real browser sign-in, the browser played by curl.
 login_as() {
   local profile="$1" user="$2" out="$WORK/login-$1-$2" url="" pid page auth_request location
+  # Created before the background start: the loop below may read them before the child has.
+  : >"$out.out"
+  : >"$out.err"
   "$LANYARD" --profile "$profile" login --tenant acme >"$out.out" 2>"$out.err" &
   pid=$!
   for _ in $(seq 1 600); do
@@ -176,7 +179,7 @@ measure() {
 }
 
 # The Secret Service store opened and nothing read: `account-store-probe DIR secret-service list`
-# on an empty profile (connect, probe round trip, read an empty index).
+# on an empty profile (connect, look the profile's marker entry up, read an empty index).
 measure_open() {
   measure_cmd "$1" bench-ss "$ROOT/target/release/account-store-probe $WORK/probe-profile secret-service list"
   (use_profile bench-ss; dbus-send --session --print-reply --dest=org.freedesktop.secrets \
@@ -300,7 +303,7 @@ EOF
   echo
   echo "Each row is \`hyperfine -N --warmup $WARMUP --runs $RUNS\` on the release binary (no shell in between), in a temporary folder, stdout discarded. The token is fresh (the IdP's access tokens live 600 s and the CLI refreshes 300 s before expiry; the script checks that \`lanyard token\` printed the same token before and after each run), so \`token\` does no network I/O: it opens the profile's store, reads the account index and the device identity, picks the active account and reads its access token. \`accounts\` reads the index and asks the store, for each account, whether it holds a session token. The accounts were signed in for real through the stack (\`$BENCH_STACK\`: mock IdP and session registry on loopback) with \`lanyard login --tenant acme\`, the IdP's login form completed with curl; users u2…u$ACCOUNTS were added through the IdP's admin API. The Secret Service is a private \`gnome-keyring-daemon --unlock --components=secrets\` on a \`dbus-run-session\` bus (\`bench/lib/secret-service.sh\`); in the passphrase profile \`DBUS_SESSION_BUS_ADDRESS\` is unset, so the keyring probe fails at once and the vault is keyed from \`LANYARD_VAULT_PASSPHRASE\`."
   echo
-  echo "Where the time goes: the passphrase vault derives its key with Argon2id (19 MiB, 2 passes) once per process, since a new process has no cached key; \`## session-core\` times that cold start alone (its \`cold start (vault, passphrase)\` row against \`cold start (vault, key given)\`). With the Secret Service there is no derivation but a D-Bus connection and round trips to gnome-keyring: the probe when the store opens (it writes, reads back and deletes a probe entry, so every invocation also changes the keyring twice; \`## account-store\` times it alone as \`Secret Service: open a store\`), then one lookup per item read (plus the vault key for the vault keyed from the Secret Service). The open is most of \`lanyard token\` under the Secret Service: the probe is a write, a read and a delete (\`## account-store\` times a write and a read alone), and the rest is connecting (D-Bus authentication, then the Secret Service session, which zbus-secret-service-keyring-store opens encrypted, with a Diffie-Hellman exchange). gnome-keyring rewrites its whole keyring file on every change, so the probe costs more the more the keyring holds: compare the two \`account-store-probe\` rows (the same open, before and after the sign-ins filled the keyring). The profiles run in the order of the table: the vault keyed from the Secret Service meets a keyring holding its key only, and when the Secret Service profile's 50 accounts are signed in the keyring holds their items (5 each). The \`--version\` row is what any invocation costs before it touches the store (exec, dynamic loading, clap)."
+  echo "Where the time goes: the passphrase vault derives its key with Argon2id (19 MiB, 2 passes) once per process, since a new process has no cached key; \`## session-core\` times that cold start alone (its \`cold start (vault, passphrase)\` row against \`cold start (vault, key given)\`). With the Secret Service there is no derivation but a D-Bus connection and round trips to gnome-keyring: the probe when the store opens (one SearchItems for the profile's marker entry, which only the profile's first open writes; for the vault keyed from the Secret Service, reading the vault key is the probe), then one lookup per item read (a search and a GetSecrets). Opening writes nothing, so the keyring's size hardly matters: compare the two \`account-store-probe\` rows (the same open, before and after the sign-ins filled the keyring). Most of the open is connecting: D-Bus authentication, then the Secret Service session, which zbus-secret-service-keyring-store always opens encrypted, with a 1024-bit Diffie-Hellman exchange (two 1024-bit modular exponentiations on each side: ours through num-bigint's \`modpow\` since the patch in \`vendor/secret-service\`, a few tenths of a millisecond, where the crate's own loop took about 3 ms of CPU; gnome-keyring's on its side). The profiles run in the order of the table: the vault keyed from the Secret Service meets a keyring holding its key only, and when the Secret Service profile's 50 accounts are signed in the keyring holds their items (5 each). The \`--version\` row is what any invocation costs before it touches the store (exec, dynamic loading, clap)."
 } >"$WORK/section.md"
 
 echo
