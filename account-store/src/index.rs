@@ -31,6 +31,10 @@ pub struct AccountMeta {
     pub access_token_expires_at: Option<i64>,
     #[serde(default)]
     pub is_guest: bool,
+    /// The last sign-in brought no refresh token (the provider ignored `offline_access`): the
+    /// account cannot refresh and must sign in again when its access token expires.
+    #[serde(default)]
+    pub no_refresh_token: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub added_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -49,6 +53,7 @@ impl AccountMeta {
             client_id: None,
             access_token_expires_at: None,
             is_guest: false,
+            no_refresh_token: false,
             added_at: now,
             last_used_at: now,
         }

@@ -491,6 +491,7 @@ async fn status(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
         "session": session,
         "session_valid_until": valid_until,
         "access_token_expires_at": a.access_token_expires_at,
+        "can_refresh": !a.no_refresh_token,
         "store": {"backend": backend.name, "location": backend.location},
     });
     let signed_out = valid_until.is_none() && session.starts_with("signed out");
@@ -505,11 +506,16 @@ async fn status(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
     ctx.out(
         || {
             format!(
-                "Account:  {} ({})\nChosen:   {why}\nSession:  {session_text}{}\nToken:    access token expires {}\nStore:    {} — {}",
+                "Account:  {} ({})\nChosen:   {why}\nSession:  {session_text}{}\nToken:    access token expires {}{}\nStore:    {} — {}",
                 paint.strong(&label(&a)),
                 a.email.clone().unwrap_or_default(),
                 valid_until.map(|t| format!(", valid until {}", when(t))).unwrap_or_default(),
                 a.access_token_expires_at.map(when).unwrap_or_else(|| "-".into()),
+                if a.no_refresh_token {
+                    paint.warn(" (no refresh token: the session cannot refresh; sign in again when it expires)")
+                } else {
+                    String::new()
+                },
                 backend.name,
                 backend.location
             )

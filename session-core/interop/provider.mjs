@@ -12,7 +12,10 @@
 // use. Revocation (RFC 7009) and introspection (RFC 7662, so the test can ask whether a token is
 // still active) are on. Sign-in and consent are oidc-provider's own development pages
 // (`devInteractions`): any login name is accepted as the subject; the test posts the forms.
-// Storage is the built-in in-memory adapter. OIDC_PROVIDER_DEBUG=1 logs server errors to stderr.
+// Storage is the built-in in-memory adapter.
+//
+// oidc-provider honours `offline_access` only with `prompt=consent` (OIDC Core §11, its default),
+// so there is a refresh token only if the client asks for consent. OIDC_PROVIDER_DEBUG=1 logs server errors to stderr.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import http from 'node:http';
 
@@ -80,11 +83,6 @@ const configuration = {
   // Rotate on every use, as mock-idp does (oidc-provider's default already rotates the refresh
   // tokens of public clients; this says so for the reader).
   rotateRefreshToken: true,
-  // OIDC Core §11 keeps `offline_access` only with `prompt=consent`, and session-core does not
-  // send `prompt`, so oidc-provider strips the scope from the request. The same section lets the
-  // provider grant offline access under "other conditions": here, that the client is registered
-  // for the refresh_token grant — as mock-idp does.
-  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
   ttl: {
     AccessToken: 600,
     AuthorizationCode: 60,

@@ -235,6 +235,10 @@ impl SessionManager {
         meta.client_id = Some(req.client_id.clone());
         meta.access_token_expires_at = tokens.access_token_expires_at;
         meta.is_guest = tokens.is_guest;
+        meta.no_refresh_token = tokens.refresh_token.is_none();
+        if meta.no_refresh_token {
+            tracing::warn!(account = %key, issuer = %req.issuer, "the provider issued no refresh token: this account must sign in again when its access token expires");
+        }
         let mut items = token_items(&tokens);
         if let Some(s) = &session {
             items.push((ItemKind::SessionToken, s.session_token.clone()));

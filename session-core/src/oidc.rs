@@ -33,6 +33,9 @@ pub struct ExtraMetadata {
     pub revocation_endpoint: Option<RevocationUrl>,
     #[serde(default)]
     pub code_challenge_methods_supported: Vec<String>,
+    /// From OpenID Connect "Initiating User Registration" §4.1; many providers do not publish it.
+    #[serde(default)]
+    pub prompt_values_supported: Option<Vec<String>>,
 }
 impl AdditionalProviderMetadata for ExtraMetadata {}
 
@@ -95,6 +98,8 @@ pub struct Provider {
     /// token names an unknown `kid` (key rotation).
     jwks: std::sync::Mutex<CoreJsonWebKeySet>,
     http: openidconnect::reqwest::Client,
+    /// Whether to send `prompt=consent` with `offline_access` (see [`Provider::discover`]).
+    consent_prompt: bool,
 }
 
 /// What an interactive sign-in needs from the application: show or open this URL.
@@ -205,6 +210,12 @@ impl Provider {
             .cloned()
             .ok_or_else(|| discovery("no token endpoint".into()))?;
         let extra = metadata.additional_metadata().clone();
+        // OIDC Core §11: a provider may ignore `offline_access` unless `prompt=consent` comes with
+        // it (oidc-provider does). Sent unless the provider says it does not support the value.
+        let consent_prompt = extra
+            .prompt_values_supported
+            .as_ref()
+            .is_none_or(|values| values.iter().any(|v| v == "consent"));
         let jwks_uri = metadata.jwks_uri().clone();
         let jwks = metadata.jwks().clone();
         let client: Client =
@@ -222,6 +233,7 @@ impl Provider {
             jwks: std::sync::Mutex::new(jwks),
             client,
             http,
+            consent_prompt,
         })
     }
 
@@ -388,6 +400,9 @@ impl Provider {
         }
         if guest {
             request = request.add_prompt(CoreAuthPrompt::Extension("create".into()));
+        }
+        if self.consent_prompt && SCOPES.contains(&"offline_access") {
+            request = request.add_prompt(CoreAuthPrompt::Consent);
         }
         let (url, state, nonce) = request.url();
         prompt.open(&url);

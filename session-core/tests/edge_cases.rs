@@ -36,22 +36,29 @@ struct FakeIdp {
 
 impl FakeIdp {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A fake IdP whose discovery document `edit` may change (given the issuer).
+    async fn start_with(edit: impl FnOnce(&mut Value)) -> Self {
         let server = MockServer::start().await;
         let key = Arc::new(SigningKey::generate(SigningAlg::ES256).unwrap());
         let issuer = server.uri();
+        let mut discovery = json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "token_endpoint": format!("{issuer}/token"),
+            "jwks_uri": format!("{issuer}/jwks"),
+            "revocation_endpoint": format!("{issuer}/revoke"),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+            "code_challenge_methods_supported": ["S256"],
+        });
+        edit(&mut discovery);
         Mock::given(method("GET"))
             .and(path("/.well-known/openid-configuration"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "issuer": issuer,
-                "authorization_endpoint": format!("{issuer}/authorize"),
-                "token_endpoint": format!("{issuer}/token"),
-                "jwks_uri": format!("{issuer}/jwks"),
-                "revocation_endpoint": format!("{issuer}/revoke"),
-                "response_types_supported": ["code"],
-                "subject_types_supported": ["public"],
-                "id_token_signing_alg_values_supported": ["ES256"],
-                "code_challenge_methods_supported": ["S256"],
-            })))
+            .respond_with(ResponseTemplate::new(200).set_body_json(discovery))
             .mount(&server)
             .await;
         Mock::given(method("GET"))
@@ -95,17 +102,25 @@ fn token_answer(key: &SigningKey, issuer: &str, n: usize) -> Value {
 }
 
 fn id_token(key: &SigningKey, issuer: &str) -> String {
-    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
     let now = lanyard_clock::SystemClock.now().unix_timestamp();
+    sign(
+        key,
+        &json!({
+            "iss": issuer,
+            "sub": SUBJECT,
+            "aud": CLIENT_ID,
+            "iat": now,
+            "exp": now + 600,
+            "email": "alice@edge.example",
+        }),
+    )
+}
+
+/// A JWT of `claims` signed ES256 by `key`.
+fn sign(key: &SigningKey, claims: &Value) -> String {
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
     let header = b64(&json!({"alg": "ES256", "typ": "JWT", "kid": key.kid}));
-    let claims = b64(&json!({
-        "iss": issuer,
-        "sub": SUBJECT,
-        "aud": CLIENT_ID,
-        "iat": now,
-        "exp": now + 600,
-        "email": "alice@edge.example",
-    }));
+    let claims = b64(claims);
     let signing_input = format!("{header}.{claims}");
     let signature = key.es256().unwrap().sign(signing_input.as_bytes()).unwrap();
     format!(
@@ -617,4 +632,162 @@ async fn a_registry_that_hangs_at_start_leaves_the_account_offline_with_its_toke
         .logout(session_core::LogoutScope::Device)
         .await
         .unwrap();
+}
+
+/// The code exchange of a sign-in at the fake IdP: an ID token for `SUBJECT` carrying the nonce
+/// the authorization URL sent, with `claims` merged in (`email`, `name`…), and a refresh token
+/// only if `refresh_token`.
+struct CodeExchange {
+    key: Arc<SigningKey>,
+    issuer: String,
+    nonce: Arc<std::sync::Mutex<String>>,
+    claims: Value,
+    refresh_token: bool,
+}
+
+impl Respond for CodeExchange {
+    fn respond(&self, _request: &Request) -> ResponseTemplate {
+        let now = lanyard_clock::SystemClock.now().unix_timestamp();
+        let mut claims = json!({
+            "iss": self.issuer,
+            "sub": SUBJECT,
+            "aud": CLIENT_ID,
+            "iat": now,
+            "exp": now + 600,
+            "nonce": *self.nonce.lock().unwrap(),
+        });
+        for (k, v) in self.claims.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        let mut answer = json!({
+            "access_token": "at-login",
+            "token_type": "Bearer",
+            "expires_in": 600,
+            "id_token": sign(&self.key, &claims),
+        });
+        if self.refresh_token {
+            answer["refresh_token"] = json!("rt-login");
+        }
+        ResponseTemplate::new(200).set_body_json(answer)
+    }
+}
+
+/// A sign-in at the fake IdP: the token endpoint answers as `CodeExchange` does; the "browser"
+/// records the authorization URL and delivers a code straight to the loopback listener.
+struct FakeSignIn {
+    nonce: Arc<std::sync::Mutex<String>>,
+    authorization_url: Arc<std::sync::Mutex<Option<url::Url>>>,
+}
+
+impl FakeSignIn {
+    async fn mount(idp: &FakeIdp, claims: Value, refresh_token: bool) -> Self {
+        let nonce = Arc::new(std::sync::Mutex::new(String::new()));
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(CodeExchange {
+                key: idp.key.clone(),
+                issuer: idp.issuer(),
+                nonce: nonce.clone(),
+                claims,
+                refresh_token,
+            })
+            .mount(&idp.server)
+            .await;
+        Self {
+            nonce,
+            authorization_url: Arc::default(),
+        }
+    }
+
+    fn browser(&self) -> impl Fn(&url::Url) + Send + Sync {
+        let nonce = self.nonce.clone();
+        let seen = self.authorization_url.clone();
+        move |url: &url::Url| {
+            let q: std::collections::HashMap<String, String> =
+                url.query_pairs().into_owned().collect();
+            *nonce.lock().unwrap() = q["nonce"].clone();
+            *seen.lock().unwrap() = Some(url.clone());
+            let mut callback = url::Url::parse(&q["redirect_uri"]).unwrap();
+            callback
+                .query_pairs_mut()
+                .append_pair("code", "code-1")
+                .append_pair("state", &q["state"]);
+            tokio::spawn(async move { reqwest::get(callback).await });
+        }
+    }
+
+    /// The `prompt` parameter of the authorization URL, if any.
+    fn prompt(&self) -> Option<String> {
+        self.authorization_url
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("the browser was opened")
+            .query_pairs()
+            .find(|(k, _)| k == "prompt")
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+async fn login_at_fake(
+    d: &Device,
+    idp: &FakeIdp,
+    sign_in: &FakeSignIn,
+) -> Result<AccountMeta, SessionError> {
+    d.manager
+        .login(
+            LoginRequest {
+                issuer: idp.issuer(),
+                client_id: CLIENT_ID.into(),
+                registry_url: None,
+                tenant: None,
+            },
+            LoginMethod::Browser(&sign_in.browser(), Duration::from_secs(20)),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn offline_access_is_asked_with_prompt_consent_and_a_missing_refresh_token_is_recorded() {
+    // A provider without `prompt_values_supported` (most): consent is asked for, as OIDC Core
+    // §11 requires for `offline_access`. This one still issues no refresh token.
+    let idp = FakeIdp::start().await;
+    let sign_in = FakeSignIn::mount(
+        &idp,
+        json!({"email": "alice@edge.example", "name": "Alice"}),
+        false,
+    )
+    .await;
+    let d = device(3);
+
+    let meta = login_at_fake(&d, &idp, &sign_in).await.unwrap();
+    assert_eq!(sign_in.prompt().as_deref(), Some("consent"));
+    assert!(meta.no_refresh_token, "the sign-in says it cannot refresh");
+    let stored = d.manager.store().index().get(&meta.key).unwrap().unwrap();
+    assert!(stored.no_refresh_token, "and the account index keeps it");
+
+    // When the access token nears expiry there is nothing to refresh with: sign in again.
+    d.clock.advance(time::Duration::minutes(9));
+    let err = d.manager.access_token(None).await.unwrap_err();
+    assert!(
+        matches!(err, SessionError::ReauthenticationRequired { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_consent_prompt_goes_to_a_provider_that_lists_its_prompts_without_consent() {
+    let idp =
+        FakeIdp::start_with(|d| d["prompt_values_supported"] = json!(["none", "login"])).await;
+    let sign_in = FakeSignIn::mount(
+        &idp,
+        json!({"email": "alice@edge.example", "name": "Alice"}),
+        true,
+    )
+    .await;
+    let d = device(3);
+
+    let meta = login_at_fake(&d, &idp, &sign_in).await.unwrap();
+    assert_eq!(sign_in.prompt(), None);
+    assert!(!meta.no_refresh_token, "a refresh token came");
 }

@@ -271,6 +271,9 @@ mod interop {
         assert_eq!(params["client_id"], CLIENT_ID);
         assert!(!params["state"].is_empty() && !params["nonce"].is_empty());
         assert!(params["scope"].split(' ').any(|s| s == "offline_access"));
+        // OIDC Core §11: without it, oidc-provider drops offline_access and issues no refresh
+        // token.
+        assert_eq!(params.get("prompt").map(String::as_str), Some("consent"));
         let redirect = url::Url::parse(&params["redirect_uri"]).unwrap();
         assert_eq!(redirect.host_str(), Some("127.0.0.1"));
         assert_eq!(redirect.path(), "/callback");
@@ -405,6 +408,10 @@ mod interop {
         assert_eq!(meta.id.subject.as_str(), "dave");
         assert_eq!(meta.id.issuer.as_str(), issuer);
         assert_eq!(meta.email.as_deref(), Some("dave@interop.example"));
+        assert!(
+            !meta.no_refresh_token,
+            "prompt=consent brought a refresh token"
+        );
         assert_eq!(
             *manager.state(&meta.key).borrow(),
             SessionState::Unavailable {
