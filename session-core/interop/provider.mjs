@@ -14,8 +14,10 @@
 // (`devInteractions`): any login name is accepted as the subject; the test posts the forms.
 // Storage is the built-in in-memory adapter.
 //
-// oidc-provider honours `offline_access` only with `prompt=consent` (OIDC Core §11, its default),
-// so there is a refresh token only if the client asks for consent. OIDC_PROVIDER_DEBUG=1 logs server errors to stderr.
+// Two of oidc-provider's strict defaults stay on, and session-core must cope with them: the email
+// and profile claims of a code flow are only at UserInfo, not in the ID token (OIDC Core §5.4,
+// `conformIdTokenClaims`), and `offline_access` is honoured only with `prompt=consent` (OIDC Core
+// §11), so there is a refresh token only if the client asks for consent. OIDC_PROVIDER_DEBUG=1 logs server errors to stderr.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import http from 'node:http';
 
@@ -74,10 +76,6 @@ const configuration = {
       }),
     };
   },
-  // oidc-provider's default (OIDC Core §5.4) puts the profile and email claims of a code flow
-  // only in UserInfo, and session-core reads them from the ID token alone (it never calls
-  // UserInfo): without this, its accounts would have no email or name here.
-  conformIdTokenClaims: false,
   // Public clients must use PKCE; oidc-provider only accepts S256 (no `plain`).
   pkce: { required: () => true },
   // Rotate on every use, as mock-idp does (oidc-provider's default already rotates the refresh

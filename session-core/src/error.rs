@@ -20,6 +20,10 @@ pub enum SessionError {
     LoginTimeout(u64),
     #[error("the ID token is invalid: {0}")]
     IdTokenInvalid(String),
+    /// UserInfo described another subject than the ID token (OIDC Core §5.3.2): the sign-in is
+    /// refused, as its answer cannot be trusted for this account.
+    #[error("the UserInfo answer of {issuer} names another subject than the ID token")]
+    UserInfoSubjectMismatch { issuer: String },
     /// The refresh token or session is no longer accepted: the account is signed out.
     #[error("{account} must sign in again: {reason}")]
     ReauthenticationRequired { account: String, reason: String },

@@ -7,15 +7,17 @@ use std::time::Duration;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
     CoreClient, CoreClientAuthMethod, CoreDeviceAuthorizationResponse, CoreErrorResponseType,
-    CoreGrantType, CoreIdToken, CoreJsonWebKey, CoreJsonWebKeySet,
+    CoreGenderClaim, CoreGrantType, CoreIdToken, CoreJsonWebKey, CoreJsonWebKeySet,
     CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
     CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType, CoreTokenResponse,
 };
 use openidconnect::{
-    AccessTokenHash, AdditionalProviderMetadata, AuthType, AuthorizationCode, ClientId, CsrfToken,
-    DeviceAuthorizationUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
-    JsonWebKeySetUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, ProviderMetadata, RedirectUrl,
-    RefreshToken, RequestTokenError, RevocationUrl, Scope, TokenResponse,
+    AccessToken, AccessTokenHash, AdditionalProviderMetadata, AuthType, AuthorizationCode,
+    ClaimsVerificationError, ClientId, CsrfToken, DeviceAuthorizationUrl, EmptyAdditionalClaims,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, JsonWebKeySetUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, ProviderMetadata, RedirectUrl, RefreshToken,
+    RequestTokenError, RevocationUrl, Scope, SubjectIdentifier, TokenResponse, UserInfoClaims,
+    UserInfoError,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -420,7 +422,8 @@ impl Provider {
             .request_async(&self.http)
             .await
             .map_err(|e| classify("the new account", e))?;
-        self.validate(&response, Some(&nonce), None, now).await
+        let set = self.validate(&response, Some(&nonce), None, now).await?;
+        self.complete_profile(set).await
     }
 
     /// The device authorization grant (RFC 8628), honouring `interval` and `slow_down`.
@@ -481,7 +484,54 @@ impl Provider {
                 }
                 other => SessionError::transient(other),
             })?;
-        self.validate(&response, None, None, now).await
+        let set = self.validate(&response, None, None, now).await?;
+        self.complete_profile(set).await
+    }
+
+    /// After a sign-in: a provider that keeps email and name out of the ID token (OIDC Core
+    /// §5.4 lets it, and oidc-provider does) serves them at UserInfo. Asked only when the ID
+    /// token lacks one of them. A UserInfo answer for another subject fails the sign-in (OIDC
+    /// Core §5.3.2); any other UserInfo failure only costs the profile, not the sign-in.
+    async fn complete_profile(&self, mut set: TokenSet) -> Result<TokenSet, SessionError> {
+        if set.email.is_some() && set.name.is_some() {
+            return Ok(set);
+        }
+        let request = match self.client.user_info(
+            AccessToken::new(set.access_token.expose_secret().to_owned()),
+            Some(SubjectIdentifier::new(set.subject.clone())),
+        ) {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::debug!(issuer = %self.issuer, "no UserInfo endpoint: the profile is what the ID token says");
+                return Ok(set);
+            }
+        };
+        let claims: UserInfoClaims<EmptyAdditionalClaims, CoreGenderClaim> = match request
+            .request_async(&self.http)
+            .await
+        {
+            Ok(c) => c,
+            Err(UserInfoError::ClaimsVerification(ClaimsVerificationError::InvalidSubject(_))) => {
+                tracing::warn!(issuer = %self.issuer, "UserInfo answered for another subject than the ID token; refusing the sign-in");
+                return Err(SessionError::UserInfoSubjectMismatch {
+                    issuer: self.issuer.clone(),
+                });
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %self.issuer, error = %e, "UserInfo failed; signing in without email or name");
+                return Ok(set);
+            }
+        };
+        if set.email.is_none() {
+            set.email = claims.email().map(|e| e.as_str().to_owned());
+        }
+        if set.name.is_none() {
+            set.name = claims
+                .name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.as_str().to_owned());
+        }
+        Ok(set)
     }
 
     /// Refreshes. Without a new refresh token in the answer, the old one stays (RFC 6749 §6).

@@ -791,3 +791,104 @@ async fn no_consent_prompt_goes_to_a_provider_that_lists_its_prompts_without_con
     assert_eq!(sign_in.prompt(), None);
     assert!(!meta.no_refresh_token, "a refresh token came");
 }
+
+/// UserInfo at the fake IdP answering `claims` for the sign-in's access token.
+async fn mount_userinfo(idp: &FakeIdp, claims: Value) {
+    Mock::given(method("GET"))
+        .and(path("/userinfo"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            "Bearer at-login",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(claims))
+        .mount(&idp.server)
+        .await;
+}
+
+async fn idp_with_userinfo() -> FakeIdp {
+    FakeIdp::start_with(|d| {
+        let issuer = d["issuer"].as_str().unwrap().to_owned();
+        d["userinfo_endpoint"] = json!(format!("{issuer}/userinfo"));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn email_and_name_the_id_token_lacks_come_from_userinfo() {
+    let idp = idp_with_userinfo().await;
+    mount_userinfo(
+        &idp,
+        json!({"sub": SUBJECT, "email": "alice@userinfo.example", "name": "Alice U."}),
+    )
+    .await;
+    let sign_in = FakeSignIn::mount(&idp, json!({}), true).await;
+    let d = device(3);
+
+    let meta = login_at_fake(&d, &idp, &sign_in).await.unwrap();
+    assert_eq!(meta.email.as_deref(), Some("alice@userinfo.example"));
+    assert_eq!(meta.display_name, "alice@userinfo.example");
+}
+
+#[tokio::test]
+async fn an_id_token_with_email_and_name_needs_no_userinfo() {
+    let idp = idp_with_userinfo().await;
+    mount_userinfo(
+        &idp,
+        json!({"sub": SUBJECT, "email": "other@userinfo.example"}),
+    )
+    .await;
+    let sign_in = FakeSignIn::mount(
+        &idp,
+        json!({"email": "alice@edge.example", "name": "Alice"}),
+        true,
+    )
+    .await;
+    let d = device(3);
+
+    let meta = login_at_fake(&d, &idp, &sign_in).await.unwrap();
+    assert_eq!(meta.email.as_deref(), Some("alice@edge.example"));
+    let userinfo_calls = idp
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/userinfo")
+        .count();
+    assert_eq!(userinfo_calls, 0);
+}
+
+#[tokio::test]
+async fn a_userinfo_answer_for_another_subject_fails_the_sign_in_and_stores_nothing() {
+    let idp = idp_with_userinfo().await;
+    mount_userinfo(
+        &idp,
+        json!({"sub": "sub-mallory", "email": "mallory@userinfo.example"}),
+    )
+    .await;
+    let sign_in = FakeSignIn::mount(&idp, json!({}), true).await;
+    let d = device(3);
+
+    let err = login_at_fake(&d, &idp, &sign_in).await.unwrap_err();
+    assert!(
+        matches!(err, SessionError::UserInfoSubjectMismatch { .. }),
+        "{err:?}"
+    );
+    assert!(d.manager.accounts().await.unwrap().is_empty(), "no account");
+}
+
+#[tokio::test]
+async fn a_failing_userinfo_costs_the_profile_not_the_sign_in() {
+    let idp = idp_with_userinfo().await;
+    Mock::given(method("GET"))
+        .and(path("/userinfo"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&idp.server)
+        .await;
+    let sign_in = FakeSignIn::mount(&idp, json!({}), true).await;
+    let d = device(3);
+
+    let meta = login_at_fake(&d, &idp, &sign_in).await.unwrap();
+    assert_eq!(meta.email, None);
+    assert_eq!(meta.display_name, SUBJECT);
+}

@@ -284,7 +284,8 @@ mod interop {
         assert_eq!(callback.get("state"), params.get("state"));
         assert_eq!(callback.get("iss"), Some(&issuer), "RFC 9207 iss");
 
-        // The validated ID token and what session-core made of it.
+        // The validated ID token and what session-core made of it. oidc-provider keeps email
+        // and name out of the ID token (OIDC Core §5.4): they come from UserInfo.
         assert_eq!(tokens.subject, "alice");
         assert_eq!(tokens.email.as_deref(), Some("alice@interop.example"));
         assert_eq!(tokens.name.as_deref(), Some("alice (oidc-provider)"));
@@ -292,6 +293,7 @@ mod interop {
         assert_eq!(header["alg"], "ES256");
         assert_eq!(header["kid"], "interop-es256");
         let claims = jwt_part(&tokens.id_token, 1);
+        assert!(claims.get("email").is_none(), "{claims}");
         assert_eq!(claims["iss"], issuer.as_str());
         assert_eq!(claims["aud"], CLIENT_ID);
         assert_eq!(claims["nonce"], params["nonce"].as_str());
