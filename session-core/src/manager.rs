@@ -563,7 +563,13 @@ impl SessionManager {
                         Err(e) if e.is_transient() => {
                             tracing::info!(account = %meta.key, error = %e, "heartbeat: registry unreachable; keeping the session")
                         }
-                        Err(_) => return,
+                        // check_session has signed the account out: nothing left to watch.
+                        Err(SessionError::ReauthenticationRequired { .. }) => return,
+                        // A registry answer missing a field, a store hiccup…: one failed check,
+                        // not a reason to stop watching (nor to drop the session).
+                        Err(e) => {
+                            tracing::warn!(account = %meta.key, error = %e, "heartbeat: the check failed; keeping the session and checking again")
+                        }
                     }
                 }
             })

@@ -486,18 +486,19 @@ async fn a_registry_answer_without_a_session_token_fails_the_login_and_stores_no
     assert!(d.manager.accounts().await.unwrap().is_empty(), "no account");
 }
 
-/// `POST /v1/sessions/authenticate` answering like the registry, but failing call `fail_on`
-/// with a 500.
+/// `POST /v1/sessions/authenticate` answering like the registry, but answering call `fail_on`
+/// with `failure`.
 struct Authenticate {
     calls: AtomicUsize,
     fail_on: usize,
+    failure: ResponseTemplate,
 }
 
 impl Respond for Authenticate {
     fn respond(&self, _request: &Request) -> ResponseTemplate {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         if call == self.fail_on {
-            return ResponseTemplate::new(500).set_body_json(json!({"error": "server_error"}));
+            return self.failure.clone();
         }
         ResponseTemplate::new(200).set_body_json(json!({
             "session": {"session_id": "s-1", "expires_at": 4_000_000_000_i64},
@@ -538,10 +539,32 @@ async fn authenticate_calls(registry: &MockServer) -> usize {
 
 #[tokio::test]
 async fn a_registry_500_on_the_third_heartbeat_keeps_the_session_and_the_heartbeat_goes_on() {
+    heartbeat_goes_on_after_a_third_check_answered(
+        ResponseTemplate::new(500).set_body_json(json!({"error": "server_error"})),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_registry_answer_missing_a_field_on_the_third_heartbeat_keeps_the_session_and_the_heartbeat_goes_on(
+) {
+    // Neither transient nor a sign-out: a success without the session JWT.
+    heartbeat_goes_on_after_a_third_check_answered(
+        ResponseTemplate::new(200).set_body_json(
+            json!({"session": {"session_id": "s-1", "expires_at": 4_000_000_000_i64}}),
+        ),
+    )
+    .await;
+}
+
+/// The heartbeat's third check gets `failure`: the session stays Available, nothing is signed
+/// out and the heartbeat keeps checking.
+async fn heartbeat_goes_on_after_a_third_check_answered(failure: ResponseTemplate) {
     let idp = FakeIdp::start().await;
     let registry = registry_for_heartbeats(Authenticate {
         calls: AtomicUsize::new(0),
         fail_on: 3,
+        failure,
     })
     .await;
     let d = device(3);
@@ -561,8 +584,8 @@ async fn a_registry_500_on_the_third_heartbeat_keeps_the_session_and_the_heartbe
         }
     })
     .await
-    .expect("the heartbeat keeps going after the 500");
-    // The 500 changed nothing visible: still Available, and no sign-out was ever announced.
+    .expect("the heartbeat keeps going after the failed check");
+    // The failed check changed nothing visible: still Available, and no sign-out was ever announced.
     assert!(
         matches!(*states.borrow(), SessionState::Available { .. }),
         "{:?}",
