@@ -38,6 +38,9 @@ pub struct ManagerOptions {
     pub clock: SharedClock,
     /// Where per-account refresh locks live (shared by every process of the profile).
     pub lock_dir: PathBuf,
+    /// How long one HTTP request to the provider or the registry may take (not the registry's
+    /// event stream, which stays open).
+    pub http_timeout: Duration,
 }
 
 impl ManagerOptions {
@@ -50,6 +53,7 @@ impl ManagerOptions {
             device,
             clock,
             lock_dir: lock_dir.into(),
+            http_timeout: crate::oidc::DEFAULT_HTTP_TIMEOUT,
         }
     }
 }
@@ -122,6 +126,11 @@ impl SessionManager {
         }
     }
 
+    /// A registry client with the configured timeout.
+    fn registry(&self, url: &str) -> RegistryClient {
+        RegistryClient::with_timeout(url, self.inner.options.http_timeout)
+    }
+
     fn now(&self) -> i64 {
         self.inner.options.clock.now().unix_timestamp()
     }
@@ -148,7 +157,10 @@ impl SessionManager {
         if let Some(p) = providers.get(&key) {
             return Ok(p.clone());
         }
-        let p = Arc::new(Provider::discover(issuer, client_id).await?);
+        let p = Arc::new(
+            Provider::discover_with_timeout(issuer, client_id, self.inner.options.http_timeout)
+                .await?,
+        );
         providers.insert(key, p.clone());
         Ok(p)
     }
@@ -217,7 +229,7 @@ impl SessionManager {
         let key = id.key();
         let session = match &req.registry_url {
             Some(url) => Some(
-                RegistryClient::new(url)
+                self.registry(url)
                     .create_session(&tokens.id_token, &self.inner.options.device, key.as_str())
                     .await?,
             ),
@@ -514,7 +526,8 @@ impl SessionManager {
                 reason: "no session token".into(),
             });
         };
-        match RegistryClient::new(url)
+        match self
+            .registry(url)
             .authenticate(&token, None, meta.key.as_str())
             .await
         {
@@ -589,7 +602,7 @@ impl SessionManager {
     /// Follows the registry's event stream; a revoke of this device's session signs the account
     /// out here. Reconnects with Last-Event-ID after errors.
     async fn follow_events(&self, meta: AccountMeta, url: String) {
-        let client = RegistryClient::new(&url);
+        let client = self.registry(&url);
         let mut last: Option<String> = None;
         let mut delay = Duration::from_millis(250);
         loop {
@@ -692,7 +705,8 @@ impl SessionManager {
                 &meta.registry_url,
                 self.item(&meta.key, ItemKind::SessionToken).await?,
             ) {
-                if let Err(e) = RegistryClient::new(url)
+                if let Err(e) = self
+                    .registry(url)
                     .revoke(&token, Some(registry_scope), None, meta.key.as_str())
                     .await
                 {

@@ -131,11 +131,15 @@ impl<F: Fn(&str, &str, Option<&str>) + Send + Sync> DevicePrompt for F {
     }
 }
 
-fn http_client() -> Result<openidconnect::reqwest::Client, SessionError> {
+/// How long one HTTP request to the provider or the registry may take, unless configured
+/// otherwise ([`crate::ManagerOptions::http_timeout`]).
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn http_client(timeout: Duration) -> Result<openidconnect::reqwest::Client, SessionError> {
     openidconnect::reqwest::ClientBuilder::new()
         // Following redirects opens the client up to SSRF (openidconnect's own advice).
         .redirect(openidconnect::reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
+        .timeout(timeout)
         .build()
         .map_err(SessionError::transient)
 }
@@ -189,8 +193,18 @@ fn classify(account: &str, e: TokenError) -> SessionError {
 
 impl Provider {
     /// Discovers `issuer` (its `issuer` must match exactly) and checks that PKCE S256 is offered.
+    /// Every request to the provider times out after [`DEFAULT_HTTP_TIMEOUT`].
     pub async fn discover(issuer: &str, client_id: &str) -> Result<Self, SessionError> {
-        let http = http_client()?;
+        Self::discover_with_timeout(issuer, client_id, DEFAULT_HTTP_TIMEOUT).await
+    }
+
+    /// [`Provider::discover`], every request to the provider timing out after `timeout`.
+    pub async fn discover_with_timeout(
+        issuer: &str,
+        client_id: &str,
+        timeout: Duration,
+    ) -> Result<Self, SessionError> {
+        let http = http_client(timeout)?;
         let discovery = |detail: String| SessionError::Discovery {
             issuer: issuer.to_owned(),
             detail,

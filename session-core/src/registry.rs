@@ -85,11 +85,17 @@ fn missing(pointer: &str) -> SessionError {
 }
 
 impl RegistryClient {
+    /// A client whose requests time out after [`crate::oidc::DEFAULT_HTTP_TIMEOUT`].
     pub fn new(base: &str) -> Self {
+        Self::with_timeout(base, crate::oidc::DEFAULT_HTTP_TIMEOUT)
+    }
+
+    /// A client whose requests (but the event stream) time out after `timeout`.
+    pub fn with_timeout(base: &str, timeout: std::time::Duration) -> Self {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
+                .timeout(timeout)
                 .build()
                 .unwrap_or_default(),
         }

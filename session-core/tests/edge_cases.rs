@@ -144,6 +144,11 @@ struct Device {
 }
 
 fn device(max_tries: u32) -> Device {
+    device_with_timeout(max_tries, session_core::oidc::DEFAULT_HTTP_TIMEOUT)
+}
+
+/// A device whose requests to the IdP and the registry time out after `http_timeout`.
+fn device_with_timeout(max_tries: u32, http_timeout: Duration) -> Device {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new());
     let store =
@@ -160,6 +165,7 @@ fn device(max_tries: u32) -> Device {
     options.backoff = Duration::from_millis(20);
     options.heartbeat = Duration::from_millis(100);
     options.max_tries = max_tries;
+    options.http_timeout = http_timeout;
     Device {
         manager: SessionManager::new(store, options),
         clock,
@@ -220,12 +226,15 @@ async fn a_token_endpoint_that_hangs_times_out_as_transient_and_keeps_the_sessio
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(600)))
         .mount(&idp.server)
         .await;
-    // Two tries of the client's 10 s timeout keep the test at about 20 s.
-    let d = device(2);
+    // Two tries of a 300 ms timeout (the default is 10 s).
+    let d = device_with_timeout(2, Duration::from_millis(300));
     let key = seed(&d, &idp, None);
     let before = snapshot(&d, &key);
 
-    let err = d.manager.access_token(None).await.unwrap_err();
+    let err = tokio::time::timeout(Duration::from_secs(5), d.manager.access_token(None))
+        .await
+        .expect("the configured timeout applies, not the default 10 s")
+        .unwrap_err();
     let SessionError::Transient { detail } = &err else {
         panic!("a hang is transient, got {err:?}");
     };
@@ -632,13 +641,16 @@ async fn a_registry_that_hangs_at_start_leaves_the_account_offline_with_its_toke
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(600)))
         .mount(&registry)
         .await;
-    let d = device(3);
+    let d = device_with_timeout(3, Duration::from_millis(300));
     let key = seed(&d, &idp, Some(&registry.uri()));
     let before = snapshot(&d, &key);
     let started_at = d.clock.now().unix_timestamp();
 
-    // The registry client gives up after its 10 s timeout.
-    d.manager.start().await.unwrap();
+    // The registry client gives up after the configured 300 ms (the default is 10 s).
+    tokio::time::timeout(Duration::from_secs(5), d.manager.start())
+        .await
+        .expect("the configured timeout applies, not the default 10 s")
+        .unwrap();
     assert_eq!(
         *d.manager.state(&key).borrow(),
         SessionState::Unavailable {

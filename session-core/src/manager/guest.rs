@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 use super::{LoginRequest, SessionManager};
 use crate::error::SessionError;
 use crate::oidc::AuthPrompt;
-use crate::registry::RegistryClient;
 use crate::state::{ManagerEvent, SessionState};
 use crate::tokens::jwt_claims;
 
@@ -110,7 +109,7 @@ impl SessionManager {
         if let Some(url) = &meta.registry_url {
             if let Some(token) = self.item(account, ItemKind::SessionToken).await? {
                 session = Some(
-                    RegistryClient::new(url)
+                    self.registry(url)
                         .upgrade(&token, &id_token, account.as_str())
                         .await?,
                 );
@@ -168,7 +167,7 @@ impl SessionManager {
             meta.id.issuer.as_str().trim_end_matches('/')
         );
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(self.inner.options.http_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(SessionError::transient)?;
