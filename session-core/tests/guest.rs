@@ -84,11 +84,12 @@ fn request(stack: &Stack) -> LoginRequest {
 }
 
 /// The browser of a person who picked the guest choice: follows `prompt=create` back to the
-/// loopback listener.
+/// loopback listener. (`prompt` is a space-separated list: `consent` comes along, for
+/// `offline_access`.)
 fn guest_browser(url: &url::Url) {
     assert!(
         url.query_pairs()
-            .any(|(k, v)| k == "prompt" && v == "create"),
+            .any(|(k, v)| k == "prompt" && v.split(' ').any(|p| p == "create")),
         "{url}"
     );
     let url = url.to_string();

@@ -326,6 +326,10 @@ pub async fn authorize(
     if prompts.contains("create") {
         return sign_in_new_guest(&state, &tenant, request);
     }
+    // `prompt=consent` (which OIDC Core §11 asks of a client wanting `offline_access`) needs no
+    // page here: every client of a tenant is the tenant's own (first-party), so consent to its
+    // scopes is taken as given — the login form when there is no IdP session, a code at once when
+    // there is one, `offline_access` kept either way.
     if let Some(s) = session.filter(|_| !prompts.contains("login")) {
         return Ok(complete(&tenant, request, &s));
     }

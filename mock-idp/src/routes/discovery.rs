@@ -40,7 +40,7 @@ pub async fn openid_configuration(
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "claims_supported": ["iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "email", "email_verified", "name", "preferred_username", "tenant", "is_guest"],
-        "prompt_values_supported": ["none", "login", "create"],
+        "prompt_values_supported": ["none", "login", "consent", "create"],
         "authorization_response_iss_parameter_supported": true,
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,

@@ -263,6 +263,51 @@ async fn an_idp_session_skips_the_form_and_prompt_login_forces_it() {
 }
 
 #[tokio::test]
+async fn prompt_consent_is_advertised_and_taken_as_given_keeping_offline_access() {
+    let idp = TestIdp::spawn().await;
+    let discovery: serde_json::Value = reqwest::get(format!(
+        "{}/.well-known/openid-configuration",
+        idp.issuer("acme")
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(
+        discovery["prompt_values_supported"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "consent"),
+        "{discovery}"
+    );
+
+    // Without an IdP session: the login form, as without the prompt; no consent page.
+    let consent = |p: &Pkce| with(auth_params(p), &[("prompt", Some("consent"))]);
+    let res = get_authorize(&browser(), &idp, "acme", &consent(&pkce())).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains(r#"type="password""#));
+
+    // With one: a code at once, and offline_access was kept (a refresh token comes with it).
+    let (_, _, client) = login_code(&idp, "acme", "bob").await;
+    let p = pkce();
+    let res = get_authorize(&client, &idp, "acme", &consent(&p)).await;
+    assert_eq!(
+        res.status(),
+        303,
+        "no consent page for the tenant's own client"
+    );
+    let code = location(&res).1["code"].clone();
+    let tokens: serde_json::Value = exchange(&idp, "acme", &code, &p.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
+}
+
+#[tokio::test]
 async fn prompt_none_without_a_session_answers_login_required() {
     let idp = TestIdp::spawn().await;
     let res = get_authorize(
