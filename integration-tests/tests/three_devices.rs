@@ -221,16 +221,18 @@ async fn three_devices_two_tenants_revoke_one_device_then_log_out_everywhere() {
     // The laptop revokes the phone's alice session: the registry pushes the revoke and the
     // phone signs alice out by itself (its heartbeat is minutes away).
     let mut phone_events = phone.manager.events();
+    // Read before revoking: the pushed revoke may turn the phone's state before the answer is in.
+    let phone_alice = session_id(phone, &alice);
     let revoked = RegistryClient::new(&stack.registry)
         .revoke(
             &session_token(laptop, &alice),
             None,
-            Some(&session_id(phone, &alice)),
+            Some(&phone_alice),
             alice.as_str(),
         )
         .await
         .unwrap();
-    assert_eq!(revoked, [session_id(phone, &alice)]);
+    assert_eq!(revoked, [phone_alice]);
     let state = wait_for(phone, &alice, |s| {
         !matches!(s, SessionState::Available { .. })
     })
