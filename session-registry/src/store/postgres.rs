@@ -52,11 +52,6 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(3))
-            // sqlx pings every connection it hands out by default: a round trip before each
-            // statement, which doubled the cost of a token authenticate (strace, bench/registry.sh).
-            // A connection that died is an I/O error on its first statement instead, which maps
-            // to `Unavailable` (503) like any outage, and the pool then replaces it.
-            .test_before_acquire(false)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute("SET ROLE lanyard_app").await?;

@@ -12,16 +12,18 @@ use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// The rows' session ids, read in one script: element by element, a page that reloads between
+/// finding the rows and reading them would leave stale references.
 async fn rows(browser: &Browser) -> Vec<String> {
-    let mut out = Vec::new();
-    for row in browser
-        .find_all(Locator::Css("#sessions tbody tr"))
+    let ids = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('#sessions tbody tr'))\
+             .map(r => r.getAttribute('data-session') || '');",
+            Vec::new(),
+        )
         .await
-        .unwrap()
-    {
-        out.push(row.attr("data-session").await.unwrap().unwrap_or_default());
-    }
-    out
+        .unwrap();
+    serde_json::from_value(ids).unwrap()
 }
 
 async fn wait_rows(browser: &Browser, n: usize) -> Vec<String> {
