@@ -48,7 +48,7 @@ impl PgStore {
                 .map_err(|e| StoreError::Query(format!("migrations: {e}")))?;
             owner.close().await;
         }
-        let hot = HotPool::new(opts.clone(), session_from_row)?;
+        let hot = HotPool::new(opts.clone())?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(3))
@@ -121,12 +121,11 @@ impl PgStore {
         Ok(out)
     }
 
-    /// The session of a token hash: `lanyard_sessions_by_tokens` (migrations 0002-0004) sets
-    /// the row-level-security tenant for its own statement and reads one row of `sessions` per
-    /// token, where a transaction would cost `BEGIN`, `set_config`, the `SELECT` and `COMMIT`;
-    /// concurrent lookups share statements (`pg_hot`). The hot path of every token authenticate
-    /// (bench/registry.sh).
-    async fn token_session(&self, tenant: &str, hash: &str) -> Result<Option<SessionRecord>> {
+    /// The session row of a token hash in one round trip: `lanyard_session_by_token` (migration
+    /// 0002) sets the row-level-security tenant for its own statement and runs the lookup, where
+    /// a transaction would cost `BEGIN`, `set_config`, the `SELECT` and `COMMIT`. This is the hot
+    /// path of every token authenticate (bench/registry.sh).
+    async fn token_row(&self, tenant: &str, hash: &str) -> Result<Option<sqlx::postgres::PgRow>> {
         self.hot.session_by_token(tenant, hash).await
     }
 
