@@ -382,3 +382,50 @@ async fn authenticate_answers_with_the_current_account_and_device_details(backen
     }
 }
 on_both_backends!(authenticate_answers_with_the_current_account_and_device_details);
+
+/// Many token authenticates at once, across tenants, on the token lookup's own connections:
+/// every answer must be the session of its own token, with unknown tokens refused.
+#[tokio::test]
+async fn concurrent_token_authenticates_each_get_their_own_session() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let mut expected = Vec::new();
+    for (tenant, user, device) in [
+        ("acme", "alice", "laptop"),
+        ("acme", "alice", "phone"),
+        ("acme", "bob", "laptop"),
+        ("globex", "carol", "desktop"),
+        ("globex", "alice", "tablet"),
+    ] {
+        let (token, created) = reg.device(&idp, tenant, user, device).await;
+        let id = created["session"]["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        expected.push((token, Some((id, tenant))));
+    }
+    for tenant in ["acme", "globex"] {
+        let unknown = session_registry::token::SessionToken::generate(tenant);
+        expected.push((unknown.expose().to_owned(), None));
+    }
+    let reg = &reg;
+    let calls = (0..6)
+        .flat_map(|_| expected.iter())
+        .map(|(token, want)| async move {
+            let (status, body, _) = reg.authenticate(json!({"session_token": token})).await;
+            (status, body, want)
+        });
+    for (status, body, want) in futures_util::future::join_all(calls).await {
+        match want {
+            Some((id, tenant)) => {
+                assert_eq!(status, 200, "{body}");
+                assert_eq!(body["session"]["session_id"].as_str(), Some(id.as_str()));
+                assert_eq!(body["session"]["tenant"].as_str(), Some(*tenant));
+            }
+            None => {
+                assert_eq!(status, 401, "{body}");
+                assert_eq!(body["error"], "session_not_found");
+            }
+        }
+    }
+}
