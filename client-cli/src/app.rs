@@ -313,25 +313,7 @@ async fn login(
     device_code: bool,
     timeout: u64,
 ) -> Result<(), CliError> {
-    let tenant = tenant
-        .or(ctx.config.tenant.clone())
-        .unwrap_or_else(|| DEFAULT_TENANT.into());
-    let idp = idp
-        .or(ctx.config.idp.clone())
-        .unwrap_or_else(|| DEFAULT_IDP.into());
-    let registry = registry
-        .or(ctx.config.registry.clone())
-        .unwrap_or_else(|| DEFAULT_REGISTRY.into());
-    let request = LoginRequest {
-        issuer: format!("{}/{tenant}", idp.trim_end_matches('/')),
-        client_id: ctx
-            .config
-            .client_id
-            .clone()
-            .unwrap_or_else(|| DEFAULT_CLIENT_ID.into()),
-        registry_url: Some(registry),
-        tenant: Some(tenant),
-    };
+    let request = login_request(ctx, tenant, idp, registry);
     let m = ctx.manager()?;
     let timeout = Duration::from_secs(timeout);
     let no_browser = std::env::var_os("LANYARD_NO_BROWSER").is_some();
@@ -347,14 +329,8 @@ async fn login(
         m.login(request, LoginMethod::DeviceCode(&prompt, timeout))
             .await?
     } else {
-        let prompt = |url: &url::Url| {
-            eprintln!("Open this URL to sign in: {url}");
-            if !open_browser(url) {
-                eprintln!("(no browser was opened: open the URL yourself)");
-            }
-        };
         let _spin = Spinner::start("Waiting for the sign-in to complete in your browser…");
-        m.login(request, LoginMethod::Browser(&prompt, timeout))
+        m.login(request, LoginMethod::Browser(&browser_prompt, timeout))
             .await?
     };
     ctx.out(
@@ -367,6 +343,42 @@ async fn login(
         },
         account_json(&meta, true),
     )
+}
+
+/// What `login` (and `login --guest`) sign in to: flags over config over defaults.
+pub(crate) fn login_request(
+    ctx: &Context,
+    tenant: Option<String>,
+    idp: Option<String>,
+    registry: Option<String>,
+) -> LoginRequest {
+    let tenant = tenant
+        .or(ctx.config.tenant.clone())
+        .unwrap_or_else(|| DEFAULT_TENANT.into());
+    let idp = idp
+        .or(ctx.config.idp.clone())
+        .unwrap_or_else(|| DEFAULT_IDP.into());
+    let registry = registry
+        .or(ctx.config.registry.clone())
+        .unwrap_or_else(|| DEFAULT_REGISTRY.into());
+    LoginRequest {
+        issuer: format!("{}/{tenant}", idp.trim_end_matches('/')),
+        client_id: ctx
+            .config
+            .client_id
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CLIENT_ID.into()),
+        registry_url: Some(registry),
+        tenant: Some(tenant),
+    }
+}
+
+/// Hands the authorization URL to the person: printed, and opened in a browser where possible.
+pub(crate) fn browser_prompt(url: &url::Url) {
+    eprintln!("Open this URL to sign in: {url}");
+    if !open_browser(url) {
+        eprintln!("(no browser was opened: open the URL yourself)");
+    }
 }
 
 fn open_browser_possible() -> bool {

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use session_core::{LoginRequest, UpgradeError, UpgradeRequest};
+use session_core::{UpgradeError, UpgradeRequest};
 
-use crate::app::{account_json, chosen, open_browser, Context};
-use crate::config::{DEFAULT_CLIENT_ID, DEFAULT_IDP, DEFAULT_REGISTRY, DEFAULT_TENANT};
+use crate::app::{account_json, browser_prompt, chosen, login_request, Context};
 use crate::exit::CliError;
 use crate::select::label;
 
@@ -25,34 +24,10 @@ pub async fn login(
     registry: Option<String>,
     timeout: u64,
 ) -> Result<(), CliError> {
-    let tenant = tenant
-        .or(ctx.config.tenant.clone())
-        .unwrap_or_else(|| DEFAULT_TENANT.into());
-    let idp = idp
-        .or(ctx.config.idp.clone())
-        .unwrap_or_else(|| DEFAULT_IDP.into());
-    let registry = registry
-        .or(ctx.config.registry.clone())
-        .unwrap_or_else(|| DEFAULT_REGISTRY.into());
-    let request = LoginRequest {
-        issuer: format!("{}/{tenant}", idp.trim_end_matches('/')),
-        client_id: ctx
-            .config
-            .client_id
-            .clone()
-            .unwrap_or_else(|| DEFAULT_CLIENT_ID.into()),
-        registry_url: Some(registry),
-        tenant: Some(tenant),
-    };
+    let request = login_request(ctx, tenant, idp, registry);
     let m = ctx.manager()?;
-    let prompt = |url: &url::Url| {
-        eprintln!("Open this URL to sign in: {url}");
-        if !open_browser(url) {
-            eprintln!("(no browser was opened: open the URL yourself)");
-        }
-    };
     let meta = m
-        .login_guest(request, &prompt, Duration::from_secs(timeout))
+        .login_guest(request, &browser_prompt, Duration::from_secs(timeout))
         .await?;
     ctx.out(
         || {
