@@ -127,6 +127,41 @@ impl Es256Signer {
             .try_into()
             .map_err(|_| KeyError::Crypto("ES256 signature is not 64 bytes".into()))
     }
+
+    /// A compact JWS of `claims`: what `jsonwebtoken::encode` makes, byte for byte up to the
+    /// signature (the header's fields in its order, base64url header and claims), signed with
+    /// [`Es256Signer::sign`]. Used for both the IdP's tokens and the registry's session JWTs, so
+    /// neither parses a PKCS#8 key or runs RustCrypto's P-256 per token.
+    pub fn sign_jws(
+        &self,
+        kid: &str,
+        typ: Option<&str>,
+        claims: &impl serde::Serialize,
+    ) -> Result<String, KeyError> {
+        /// The JOSE header, fields in jsonwebtoken's order.
+        #[derive(serde::Serialize)]
+        struct Header<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            typ: Option<&'a str>,
+            alg: &'static str,
+            kid: &'a str,
+        }
+        let json = |e: serde_json::Error| KeyError::Crypto(e.to_string());
+        let header = serde_json::to_vec(&Header {
+            typ,
+            alg: "ES256",
+            kid,
+        })
+        .map_err(json)?;
+        let claims = serde_json::to_vec(claims).map_err(json)?;
+        let mut jws = URL_SAFE_NO_PAD.encode(header);
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims, &mut jws);
+        let signature = self.sign(jws.as_bytes())?;
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut jws);
+        Ok(jws)
+    }
 }
 
 fn b64(bytes: &[u8]) -> String {

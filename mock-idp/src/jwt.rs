@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::config::SigningAlg;
-use crate::keys::{Es256Signer, KeySet, SigningKey};
+use crate::keys::{KeySet, SigningKey};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum JwtError {
@@ -42,51 +42,15 @@ fn algorithm(alg: SigningAlg) -> Algorithm {
 /// Signs `claims` with `key`, `kid` in the header, and `typ` if given.
 pub fn sign(claims: &Value, key: &SigningKey, typ: Option<&str>) -> Result<String, JwtError> {
     if let Some(es256) = key.es256() {
-        return sign_es256(claims, es256, &key.kid, typ);
+        return es256
+            .sign_jws(&key.kid, typ, claims)
+            .map_err(|e| JwtError::Signing(e.to_string()));
     }
     let mut header = Header::new(algorithm(key.alg));
     header.kid = Some(key.kid.clone());
     header.typ = typ.map(str::to_owned);
     jsonwebtoken::encode(&header, claims, &key.encoding)
         .map_err(|e| JwtError::Signing(e.to_string()))
-}
-
-/// The JOSE header of [`sign_es256`], fields in jsonwebtoken's order so the header segment is
-/// byte-identical to jsonwebtoken's.
-#[derive(Serialize)]
-struct Es256Header<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    typ: Option<&'a str>,
-    alg: &'static str,
-    kid: &'a str,
-}
-
-/// ES256 with the key parsed once and ring's P-256 (see [`Es256Signer`]): jsonwebtoken's
-/// RustCrypto backend parses the PKCS#8 key and derives its public point on each call, and
-/// RustCrypto's signature alone was most of the token endpoint's CPU (bench/idp.sh). The JWS is
-/// what jsonwebtoken makes, byte for byte up to the signature: base64url header and claims, and
-/// the 64-byte `r || s` signature (RFC 7518 §3.4), whose random nonce makes it differ per call.
-fn sign_es256(
-    claims: &Value,
-    key: &Es256Signer,
-    kid: &str,
-    typ: Option<&str>,
-) -> Result<String, JwtError> {
-    let signing = |e: &dyn std::fmt::Display| JwtError::Signing(e.to_string());
-    let header = serde_json::to_vec(&Es256Header {
-        typ,
-        alg: "ES256",
-        kid,
-    })
-    .map_err(|e| signing(&e))?;
-    let claims = serde_json::to_vec(claims).map_err(|e| signing(&e))?;
-    let mut jws = URL_SAFE_NO_PAD.encode(header);
-    jws.push('.');
-    URL_SAFE_NO_PAD.encode_string(claims, &mut jws);
-    let signature = key.sign(jws.as_bytes()).map_err(|e| signing(&e))?;
-    jws.push('.');
-    URL_SAFE_NO_PAD.encode_string(signature, &mut jws);
-    Ok(jws)
 }
 
 /// `at_hash` (OIDC Core §3.1.3.6): left half of SHA-256 of the access token, base64url. Both our

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jose_keys::{Es256Signer, KeySet, SigningAlg, SigningKey};
+use jose_keys::{KeySet, SigningAlg, SigningKey};
 use serde::{Deserialize, Serialize};
 
 /// The JOSE `typ` of session JWTs (RFC 8725 §3.11 explicit typing).
@@ -47,7 +47,9 @@ pub fn sign(keys: &KeySet, claims: &SessionClaims) -> Result<String, SessionJwtE
         .active(SigningAlg::ES256)
         .ok_or(SessionJwtError::UnknownKey)?;
     if let Some(es256) = key.es256() {
-        return sign_es256(claims, es256, &key.kid);
+        return es256
+            .sign_jws(&key.kid, Some(TYP), claims)
+            .map_err(|e| SessionJwtError::Signing(e.to_string()));
     }
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     header.kid = Some(key.kid.clone());
@@ -93,42 +95,6 @@ pub fn verify(
         return Err(SessionJwtError::Expired);
     }
     Ok(claims)
-}
-
-/// The JOSE header of [`sign_es256`], in jsonwebtoken's field order, so the header segment is
-/// byte-identical to the one `jsonwebtoken::encode` makes.
-#[derive(Serialize)]
-struct Es256Header<'a> {
-    typ: &'static str,
-    alg: &'static str,
-    kid: &'a str,
-}
-
-/// ES256 with ring's P-256 and the key parsed once (see [`Es256Signer`]): jsonwebtoken's
-/// RustCrypto backend re-parses the PKCS#8 key on each call and its P-256 arithmetic was most of
-/// the registry's CPU per authenticate (bench/registry.sh, `perf`). The JWS is what
-/// jsonwebtoken makes up to the signature: base64url header and claims, and the 64-byte `r || s`
-/// signature (RFC 7518 §3.4), whose random nonce makes it differ per call.
-fn sign_es256(
-    claims: &SessionClaims,
-    key: &Es256Signer,
-    kid: &str,
-) -> Result<String, SessionJwtError> {
-    let signing = |e: &dyn std::fmt::Display| SessionJwtError::Signing(e.to_string());
-    let header = serde_json::to_vec(&Es256Header {
-        typ: TYP,
-        alg: "ES256",
-        kid,
-    })
-    .map_err(|e| signing(&e))?;
-    let claims = serde_json::to_vec(claims).map_err(|e| signing(&e))?;
-    let mut jws = URL_SAFE_NO_PAD.encode(header);
-    jws.push('.');
-    URL_SAFE_NO_PAD.encode_string(claims, &mut jws);
-    let signature = key.sign(jws.as_bytes()).map_err(|e| signing(&e))?;
-    jws.push('.');
-    URL_SAFE_NO_PAD.encode_string(signature, &mut jws);
-    Ok(jws)
 }
 
 /// The uncompressed SEC1 point (`04 || x || y`) of an ES256 key, from its JWK.
