@@ -12,50 +12,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use session_core::registry::RegistryClient;
 use session_core::{
-    DeviceIdentity, LoginMethod, LoginRequest, ManagerEvent, ManagerOptions, SessionManager,
-    SessionState, UpgradeError, UpgradeRequest,
+    DeviceIdentity, LoginMethod, ManagerEvent, ManagerOptions, SessionManager, SessionState,
+    UpgradeError, UpgradeRequest,
 };
-use session_registry::config::{RegistryConfig, TenantConfig};
-use test_harness::TestIdp;
+mod common;
 
-struct Stack {
-    idp: TestIdp,
-    registry: String,
-    _dir: tempfile::TempDir,
-}
-
-async fn stack() -> Stack {
-    let idp = TestIdp::spawn().await;
-    let dir = tempfile::tempdir().unwrap();
-    let settings =
-        session_registry::Settings::for_tests(&format!("sqlite://{}/r.db", dir.path().display()));
-    let config = RegistryConfig {
-        key_dir: None,
-        tenants: vec![TenantConfig {
-            slug: "acme".into(),
-            issuer: idp.issuer("acme"),
-            audiences: vec!["lanyard-cli".into()],
-            idle_timeout_secs: 3600,
-            absolute_timeout_secs: 86_400,
-            api_key: None,
-        }],
-        web_clients: vec![],
-    };
-    let app = session_registry::Application::build_with(
-        &settings,
-        &config,
-        Arc::new(lanyard_clock::SystemClock),
-    )
-    .await
-    .unwrap();
-    let registry = app.base_url().to_owned();
-    tokio::spawn(app.run_until_stopped());
-    Stack {
-        idp,
-        registry,
-        _dir: dir,
-    }
-}
+use common::{request, stack, Stack};
 
 fn manager() -> (SessionManager, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -72,15 +34,6 @@ fn manager() -> (SessionManager, tempfile::TempDir) {
     );
     options.backoff = Duration::from_millis(20);
     (SessionManager::new(store, options), dir)
-}
-
-fn request(stack: &Stack) -> LoginRequest {
-    LoginRequest {
-        issuer: stack.idp.issuer("acme"),
-        client_id: "lanyard-cli".into(),
-        registry_url: Some(stack.registry.clone()),
-        tenant: Some("acme".into()),
-    }
 }
 
 /// The browser of a person who picked the guest choice: follows `prompt=create` back to the

@@ -11,50 +11,12 @@ use lanyard_clock::ManualClock;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use session_core::{
-    DeviceIdentity, LoginMethod, LoginRequest, LogoutScope, ManagerOptions, SessionManager,
-    SessionState, UnavailableReason,
+    DeviceIdentity, LoginMethod, LogoutScope, ManagerOptions, SessionManager, SessionState,
+    UnavailableReason,
 };
-use session_registry::config::{RegistryConfig, TenantConfig};
-use test_harness::TestIdp;
+mod common;
 
-struct Stack {
-    idp: TestIdp,
-    registry: String,
-    _dir: tempfile::TempDir,
-}
-
-async fn stack() -> Stack {
-    let idp = TestIdp::spawn().await;
-    let dir = tempfile::tempdir().unwrap();
-    let settings =
-        session_registry::Settings::for_tests(&format!("sqlite://{}/r.db", dir.path().display()));
-    let config = RegistryConfig {
-        key_dir: None,
-        tenants: vec![TenantConfig {
-            slug: "acme".into(),
-            issuer: idp.issuer("acme"),
-            audiences: vec!["lanyard-cli".into()],
-            idle_timeout_secs: 3600,
-            absolute_timeout_secs: 86_400,
-            api_key: None,
-        }],
-        web_clients: vec![],
-    };
-    let app = session_registry::Application::build_with(
-        &settings,
-        &config,
-        Arc::new(lanyard_clock::SystemClock),
-    )
-    .await
-    .unwrap();
-    let registry = app.base_url().to_owned();
-    tokio::spawn(app.run_until_stopped());
-    Stack {
-        idp,
-        registry,
-        _dir: dir,
-    }
-}
+use common::{request, stack, Stack};
 
 struct Device {
     manager: SessionManager,
@@ -90,15 +52,6 @@ fn browser(user: &'static str) -> impl Fn(&url::Url) + Send + Sync {
     move |url: &url::Url| {
         let url = url.to_string();
         tokio::spawn(async move { test_harness::idp::sign_in_at(&url, user).await });
-    }
-}
-
-fn request(stack: &Stack) -> LoginRequest {
-    LoginRequest {
-        issuer: stack.idp.issuer("acme"),
-        client_id: "lanyard-cli".into(),
-        registry_url: Some(stack.registry.clone()),
-        tenant: Some("acme".into()),
     }
 }
 
