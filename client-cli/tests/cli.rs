@@ -3,85 +3,17 @@
 //! passphrase vault per test home.
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::sync::Arc;
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use session_registry::config::{RegistryConfig, TenantConfig};
+mod common;
+
+use common::{bin, read_url, stack, stack_with, stderr, Stack};
 use test_harness::TestIdp;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-struct Stack {
-    idp: TestIdp,
-    registry: String,
-    home: tempfile::TempDir,
-    _db: tempfile::TempDir,
-}
-
-async fn stack() -> Stack {
-    stack_with(TestIdp::spawn().await).await
-}
-
-async fn stack_with(idp: TestIdp) -> Stack {
-    let db = tempfile::tempdir().unwrap();
-    let settings =
-        session_registry::Settings::for_tests(&format!("sqlite://{}/r.db", db.path().display()));
-    let tenant = |slug: &str| TenantConfig {
-        slug: slug.into(),
-        issuer: idp.issuer(slug),
-        audiences: vec!["lanyard-cli".into()],
-        idle_timeout_secs: 3600,
-        absolute_timeout_secs: 86_400,
-        api_key: None,
-    };
-    let config = RegistryConfig {
-        key_dir: None,
-        tenants: vec![tenant("acme"), tenant("globex")],
-        web_clients: vec![],
-    };
-    let app = session_registry::Application::build_with(
-        &settings,
-        &config,
-        Arc::new(lanyard_clock::SystemClock),
-    )
-    .await
-    .unwrap();
-    let registry = app.base_url().to_owned();
-    tokio::spawn(app.run_until_stopped());
-    Stack {
-        idp,
-        registry,
-        home: tempfile::tempdir().unwrap(),
-        _db: db,
-    }
-}
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lanyard"))
-}
-
 impl Stack {
-    fn cmd(&self, profile: &str, args: &[&str]) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new(bin());
-        c.args(["--profile", profile])
-            .args(args)
-            .env("LANYARD_HOME", self.home.path())
-            .env("LANYARD_NO_BROWSER", "1")
-            .env("LANYARD_STORE_BACKEND", "vault")
-            .env("LANYARD_VAULT_PASSPHRASE", "test passphrase")
-            .env("LANYARD_IDP", &self.idp.base_url)
-            .env("LANYARD_REGISTRY", &self.registry)
-            .env_remove("LANYARD_ACCOUNT")
-            .env_remove("DBUS_SESSION_BUS_ADDRESS")
-            .env_remove("NO_COLOR")
-            .env_remove("CLICOLOR_FORCE")
-            .env_remove("CLICOLOR")
-            .current_dir(self.home.path())
-            .kill_on_drop(true);
-        c
-    }
-
     /// `lanyard` on a pseudo-terminal, through util-linux `script`: what is written to the
     /// child's stdin reaches `lanyard` as key presses, and its terminal output comes back on
     /// stdout.
@@ -92,19 +24,8 @@ impl Stack {
         }
         let mut c = tokio::process::Command::new("script");
         c.args(["--quiet", "--return", "--command", &line, "/dev/null"])
-            .env("TERM", "xterm-256color")
-            .env("LANYARD_HOME", self.home.path())
-            .env("LANYARD_NO_BROWSER", "1")
-            .env("LANYARD_STORE_BACKEND", "vault")
-            .env("LANYARD_VAULT_PASSPHRASE", "test passphrase")
-            .env("LANYARD_IDP", &self.idp.base_url)
-            .env("LANYARD_REGISTRY", &self.registry)
-            .env_remove("LANYARD_ACCOUNT")
-            .env_remove("DBUS_SESSION_BUS_ADDRESS")
-            .env_remove("NO_COLOR")
-            .env_remove("CLICOLOR_FORCE")
-            .env_remove("CLICOLOR")
-            .current_dir(self.home.path())
+            .env("TERM", "xterm-256color");
+        self.isolate(&mut c)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -120,10 +41,6 @@ impl Stack {
             .filter(|a| a["active"] == true)
             .collect();
         active[0]["account"].as_str().unwrap().to_owned()
-    }
-
-    async fn run(&self, profile: &str, args: &[&str]) -> Output {
-        self.cmd(profile, args).output().await.unwrap()
     }
 
     /// `lanyard login` for `user`, completing the IdP's form over HTTP as a browser would.
@@ -160,28 +77,8 @@ impl Stack {
 }
 
 /// Reads stderr until the sign-in URL appears.
-async fn read_url(stderr: tokio::process::ChildStderr) -> String {
-    let mut lines = BufReader::new(stderr).lines();
-    let found = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("Open this URL to sign in: ") {
-                return url.to_owned();
-            }
-        }
-        panic!("lanyard login printed no URL")
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    found
-}
-
 async fn complete_login_form(url: &str, user: &str) {
     test_harness::idp::sign_in_at(url, user).await;
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[tokio::test]

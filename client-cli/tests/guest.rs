@@ -2,81 +2,17 @@
 //! `lanyard login --guest` and `lanyard upgrade` end to end: the real binary against the real
 //! mock IdP and registry, with a passphrase vault per test home (as in `cli.rs`).
 
-use std::path::PathBuf;
 use std::process::{Output, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use session_registry::config::{RegistryConfig, TenantConfig};
-use test_harness::TestIdp;
-use tokio::io::{AsyncBufReadExt, BufReader};
+mod common;
 
-struct Stack {
-    idp: TestIdp,
-    registry: String,
-    home: tempfile::TempDir,
-    _db: tempfile::TempDir,
-}
-
-async fn stack() -> Stack {
-    let idp = TestIdp::spawn().await;
-    let db = tempfile::tempdir().unwrap();
-    let settings =
-        session_registry::Settings::for_tests(&format!("sqlite://{}/r.db", db.path().display()));
-    let config = RegistryConfig {
-        key_dir: None,
-        tenants: vec![TenantConfig {
-            slug: "acme".into(),
-            issuer: idp.issuer("acme"),
-            audiences: vec!["lanyard-cli".into()],
-            idle_timeout_secs: 3600,
-            absolute_timeout_secs: 86_400,
-            api_key: None,
-        }],
-        web_clients: vec![],
-    };
-    let app = session_registry::Application::build_with(
-        &settings,
-        &config,
-        Arc::new(lanyard_clock::SystemClock),
-    )
-    .await
-    .unwrap();
-    let registry = app.base_url().to_owned();
-    tokio::spawn(app.run_until_stopped());
-    Stack {
-        idp,
-        registry,
-        home: tempfile::tempdir().unwrap(),
-        _db: db,
-    }
-}
+use common::{read_url, stack, stderr, Stack};
 
 impl Stack {
-    fn cmd(&self, args: &[&str]) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new(PathBuf::from(env!("CARGO_BIN_EXE_lanyard")));
-        c.args(args)
-            .env("LANYARD_HOME", self.home.path())
-            .env("LANYARD_NO_BROWSER", "1")
-            .env("LANYARD_STORE_BACKEND", "vault")
-            .env("LANYARD_VAULT_PASSPHRASE", "test passphrase")
-            .env("LANYARD_IDP", &self.idp.base_url)
-            .env("LANYARD_REGISTRY", &self.registry)
-            .env_remove("LANYARD_ACCOUNT")
-            .env_remove("LANYARD_UPGRADE_PASSWORD")
-            .env_remove("DBUS_SESSION_BUS_ADDRESS")
-            .current_dir(self.home.path())
-            .kill_on_drop(true);
-        c
-    }
-
-    async fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().await.unwrap()
-    }
-
     async fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args).await;
+        let out = self.run("default", args).await;
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         serde_json::from_slice(&out.stdout).unwrap()
     }
@@ -85,22 +21,15 @@ impl Stack {
     /// loopback listener.
     async fn login_guest(&self) -> Output {
         let mut child = self
-            .cmd(&["login", "--tenant", "acme", "--guest", "--json"])
+            .cmd(
+                "default",
+                &["login", "--tenant", "acme", "--guest", "--json"],
+            )
             .stderr(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(url) = line.strip_prefix("Open this URL to sign in: ") {
-                    return url.to_owned();
-                }
-            }
-            panic!("lanyard login printed no URL")
-        })
-        .await
-        .unwrap();
+        let url = read_url(child.stderr.take().unwrap()).await;
         assert!(url.contains("prompt=create"), "{url}");
         test_harness::idp::continue_as_guest_at(&url).await;
         tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
@@ -108,10 +37,6 @@ impl Stack {
             .unwrap()
             .unwrap()
     }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[tokio::test]
@@ -133,7 +58,7 @@ async fn a_guest_signs_in_and_upgrades_keeping_the_account_and_its_session() {
     assert_eq!(devices[0]["is_guest"], true);
 
     // No password anywhere: a usage error that changes nothing.
-    let out = s.run(&["upgrade", "--username", "dana"]).await;
+    let out = s.run("default", &["upgrade", "--username", "dana"]).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("LANYARD_UPGRADE_PASSWORD"),
@@ -142,16 +67,19 @@ async fn a_guest_signs_in_and_upgrades_keeping_the_account_and_its_session() {
     );
 
     let out = s
-        .cmd(&[
-            "upgrade",
-            "--username",
-            "dana",
-            "--email",
-            "dana@acme.example",
-            "--name",
-            "Dana",
-            "--json",
-        ])
+        .cmd(
+            "default",
+            &[
+                "upgrade",
+                "--username",
+                "dana",
+                "--email",
+                "dana@acme.example",
+                "--name",
+                "Dana",
+                "--json",
+            ],
+        )
         .env("LANYARD_UPGRADE_PASSWORD", "correct horse battery")
         .output()
         .await
@@ -183,7 +111,7 @@ async fn a_guest_signs_in_and_upgrades_keeping_the_account_and_its_session() {
 
     // A registered account cannot be upgraded: a usage error.
     let out = s
-        .cmd(&["upgrade", "--username", "dana2"])
+        .cmd("default", &["upgrade", "--username", "dana2"])
         .env("LANYARD_UPGRADE_PASSWORD", "correct horse battery")
         .output()
         .await
@@ -196,14 +124,17 @@ async fn a_guest_signs_in_and_upgrades_keeping_the_account_and_its_session() {
 async fn guest_and_device_code_do_not_mix_and_a_taken_username_is_reported() {
     let s = stack().await;
     let out = s
-        .run(&["login", "--tenant", "acme", "--guest", "--device-code"])
+        .run(
+            "default",
+            &["login", "--tenant", "acme", "--guest", "--device-code"],
+        )
         .await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
     let out = s.login_guest().await;
     assert!(out.status.success(), "{}", stderr(&out));
     let out = s
-        .cmd(&["upgrade", "--username", "alice"])
+        .cmd("default", &["upgrade", "--username", "alice"])
         .env("LANYARD_UPGRADE_PASSWORD", "correct horse battery")
         .output()
         .await
