@@ -160,27 +160,50 @@ pub async fn login_in(
     client_id: &str,
 ) -> Value {
     let verifier = mock_idp::random::token();
-    let redirect = "http://127.0.0.1:53682/callback";
-    let page = browser
-        .get(format!("{issuer}/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", client_id),
-            ("redirect_uri", redirect),
-            ("scope", "openid profile email offline_access"),
-            ("state", "s"),
-            ("nonce", "n"),
-            ("code_challenge", &mock_idp::pkce::s256(&verifier)),
-            ("code_challenge_method", "S256"),
-        ])
-        .send()
+    let page = authorize(browser, issuer, client_id, &verifier, None)
         .await
-        .expect("authorize")
         .text()
         .await
         .expect("login page");
     let location = submit_login_form(browser, issuer, &page, username).await;
-    let code = url::Url::parse(&location)
+    redeem(issuer, client_id, &location, &verifier).await
+}
+
+/// The helpers' code-flow client: a fixed loopback callback nobody listens on.
+const REDIRECT: &str = "http://127.0.0.1:53682/callback";
+
+/// The authorization request of the helpers' code flow (PKCE S256, fixed state and nonce, and
+/// `prompt` if given) in `browser`.
+async fn authorize(
+    browser: &reqwest::Client,
+    issuer: &str,
+    client_id: &str,
+    verifier: &str,
+    prompt: Option<&str>,
+) -> reqwest::Response {
+    let challenge = mock_idp::pkce::s256(verifier);
+    let mut query = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("scope", "openid profile email offline_access"),
+        ("state", "s"),
+        ("nonce", "n"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    query.extend(prompt.map(|p| ("prompt", p)));
+    browser
+        .get(format!("{issuer}/authorize"))
+        .query(&query)
+        .send()
+        .await
+        .expect("authorize")
+}
+
+/// Trades the code in `location` (the redirect to the client's callback) at the token endpoint.
+async fn redeem(issuer: &str, client_id: &str, location: &str, verifier: &str) -> Value {
+    let code = url::Url::parse(location)
         .expect("redirect URL")
         .query_pairs()
         .find(|(k, _)| k == "code")
@@ -192,9 +215,9 @@ pub async fn login_in(
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", &code),
-            ("redirect_uri", redirect),
+            ("redirect_uri", REDIRECT),
             ("client_id", client_id),
-            ("code_verifier", &verifier),
+            ("code_verifier", verifier),
         ])
         .send()
         .await
@@ -266,49 +289,13 @@ pub async fn sign_in_at(authorization_url: &str, username: &str) -> reqwest::Sta
 /// the token response (its ID token carries `is_guest: true`).
 pub async fn guest_login(issuer: &str, client_id: &str) -> Value {
     let verifier = mock_idp::random::token();
-    let redirect = "http://127.0.0.1:53682/callback";
-    let res = browser()
-        .get(format!("{issuer}/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", client_id),
-            ("redirect_uri", redirect),
-            ("scope", "openid profile email offline_access"),
-            ("state", "s"),
-            ("nonce", "n"),
-            ("code_challenge", &mock_idp::pkce::s256(&verifier)),
-            ("code_challenge_method", "S256"),
-            ("prompt", "create"),
-        ])
-        .send()
-        .await
-        .expect("authorize");
+    let res = authorize(&browser(), issuer, client_id, &verifier, Some("create")).await;
     let location = res
         .headers()
         .get("location")
         .and_then(|v| v.to_str().ok())
         .expect("prompt=create redirects with a code");
-    let code = url::Url::parse(location)
-        .expect("redirect URL")
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .expect("code");
-    reqwest::Client::new()
-        .post(format!("{issuer}/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", redirect),
-            ("client_id", client_id),
-            ("code_verifier", &verifier),
-        ])
-        .send()
-        .await
-        .expect("token request")
-        .json()
-        .await
-        .expect("token response")
+    redeem(issuer, client_id, location, &verifier).await
 }
 
 /// Plays the browser for an authorization URL that asks for a guest (`prompt=create`): opens
