@@ -111,20 +111,25 @@ impl Running {
         };
         let result = task.await;
         self.task = None;
-        match result {
-            Ok(Ok(())) => {
-                tracing::info!(service = self.name, "stopped by a signal");
-                Ok(())
-            }
-            Ok(Err(e)) => Err(DevstackError::Exited {
-                service: self.name,
-                reason: e.to_string(),
-            }),
-            Err(e) => Err(DevstackError::Exited {
-                service: self.name,
-                reason: e.to_string(),
-            }),
-        }
+        self.outcome(result)?;
+        tracing::info!(service = self.name, "stopped by a signal");
+        Ok(())
+    }
+
+    /// What the server's task ended with: the server's own error, or the task's (a panic).
+    fn outcome(
+        &self,
+        result: Result<std::io::Result<()>, tokio::task::JoinError>,
+    ) -> Result<(), DevstackError> {
+        let reason = match result {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        Err(DevstackError::Exited {
+            service: self.name,
+            reason,
+        })
     }
 
     /// Graceful stop: no new connections, requests in flight finish.
@@ -135,17 +140,10 @@ impl Running {
         }
         match self.task.take() {
             None => Ok(()),
-            Some(task) => match task.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(DevstackError::Exited {
-                    service: self.name,
-                    reason: e.to_string(),
-                }),
-                Err(e) => Err(DevstackError::Exited {
-                    service: self.name,
-                    reason: e.to_string(),
-                }),
-            },
+            Some(task) => {
+                let result = task.await;
+                self.outcome(result)
+            }
         }
     }
 }
