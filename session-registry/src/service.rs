@@ -65,7 +65,7 @@ pub struct DeviceRequest {
     pub platform: String,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSessionRequest {
     pub id_token: String,
@@ -77,7 +77,7 @@ pub struct CreateSessionRequest {
     pub tenant: Option<String>,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthenticateRequest {
     #[serde(default)]
@@ -144,13 +144,52 @@ impl SessionView {
 }
 
 /// The answer to create and authenticate.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionResponse {
     pub session: SessionView,
     /// Present when the session was just created (the only time the token is shown).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_token: Option<String>,
     pub session_jwt: String,
+}
+
+/// Shown instead of a credential in `Debug` output.
+const REDACTED: &str = "<redacted>";
+
+fn redacted<T>(v: &Option<T>) -> Option<&'static str> {
+    v.as_ref().map(|_| REDACTED)
+}
+
+// The requests and answers carrying credentials print everything but the credentials.
+impl std::fmt::Debug for CreateSessionRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateSessionRequest")
+            .field("id_token", &REDACTED)
+            .field("device", &self.device)
+            .field("session_duration_minutes", &self.session_duration_minutes)
+            .field("tenant", &self.tenant)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AuthenticateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthenticateRequest")
+            .field("session_token", &redacted(&self.session_token))
+            .field("session_jwt", &redacted(&self.session_jwt))
+            .field("session_duration_minutes", &self.session_duration_minutes)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SessionResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionResponse")
+            .field("session", &self.session)
+            .field("session_token", &redacted(&self.session_token))
+            .field("session_jwt", &REDACTED)
+            .finish()
+    }
 }
 
 /// Who is calling, after their bearer credential checked out.
@@ -769,5 +808,35 @@ impl Registry {
         let now = self.now();
         self.hub.forget_revocations_before(now - JWT_TTL - 60);
         Ok(self.store.gc(now, now - audit_window_secs).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_credential() {
+        let device = DeviceRequest {
+            id: "laptop".into(),
+            name: "the laptop".into(),
+            platform: "linux".into(),
+        };
+        let create = CreateSessionRequest {
+            id_token: "eyJ-id-token-secret".into(),
+            device,
+            session_duration_minutes: Some(60),
+            tenant: None,
+        };
+        let auth = AuthenticateRequest {
+            session_token: Some("lyst_acme_secret".into()),
+            session_jwt: Some("eyJ-session-jwt-secret".into()),
+            session_duration_minutes: None,
+        };
+        for printed in [format!("{create:?}"), format!("{auth:?}")] {
+            assert!(!printed.contains("secret"), "{printed}");
+            assert!(printed.contains(REDACTED), "{printed}");
+        }
+        assert!(format!("{create:?}").contains("laptop"));
     }
 }
