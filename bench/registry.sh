@@ -189,7 +189,9 @@ INSERT INTO sessions (id, tenant, account_id, device_id, token_hash, idp_sid, cr
 SELECT md5('session-' || g), 'acme', md5('account-' || (g % :accounts + 1)), 'seed-device-' || g,
        -- a real token's hash where one was made, else the hash of a token nobody holds
        COALESCE(t.hash, encode(sha256(convert_to('seed-token-' || g, 'UTF8')), 'hex')),
-       md5('sid-' || g), :now, :now, :now + 2592000, :now + 2592000, 'oidc', 'lanyard/0.1', '127.0.0.1',
+       -- last active an hour ago: each session's first authenticate records its activity (in
+       -- the warm-up), as a steady heartbeat does once a minute
+       md5('sid-' || g), :now, :now - 3600, :now + 2592000, :now + 2592000, 'oidc', 'lanyard/0.1', '127.0.0.1',
        'seed-' || (g % :accounts + 1), 'seed-' || (g % :accounts + 1) || '@acme.example', false,
        'seed device ' || g, 'linux'
 FROM generate_series(1, :sessions) g LEFT JOIN seed_tokens t ON t.n = g;

@@ -203,10 +203,9 @@ macro_rules! impl_store {
             }
 
             async fn session_by_token_hash(&self, tenant: &str, hash: &str) -> Result<Option<SessionRecord>> {
-                // Each backend resolves tokens its own way (Postgres: one round trip, see
-                // `PgStore::token_row`); the row has the same columns either way.
-                let row = self.token_row(tenant, hash).await?;
-                Ok(row.as_ref().map(session_from_row).transpose()?)
+                // Each backend resolves tokens its own way (Postgres: one pipelined round trip,
+                // see `PgStore::token_session`).
+                self.token_session(tenant, hash).await
             }
 
             async fn session(&self, tenant: &str, id: &str) -> Result<Option<SessionRecord>> {

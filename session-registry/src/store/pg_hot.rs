@@ -1,96 +1,380 @@
 //! Connections for the token lookup, the one statement every token authenticate runs.
 //!
-//! sqlx 0.8's pool pings each connection when it is returned (`Sync`, then wait for
-//! `ReadyForQuery`: `sqlx-core` `pool/connection.rs`, unconditional): a second round trip per
-//! statement that Postgres serves as busily as the query itself, which strace and
-//! bench/registry.sh showed on the token path. This pool (deadpool, generic over sqlx's
-//! `PgConnection`) hands connections out and takes them back without any round trip; a
-//! connection that fails is dropped instead of returned, with every idle one (a failure is
-//! almost always the server going away, which ends them all), and the statement is tried once
-//! more on a fresh connection. Everything else uses the sqlx pool.
+//! The lookup goes through `tokio-postgres` rather than sqlx, for two things sqlx's pool does
+//! not do. It batches: the lookups that concurrent requests start while one is in flight go
+//! together as the next statement (`token_hash = ANY($2)`, one per tenant in the batch), which
+//! Postgres serves for little more than a single lookup; a statement is a full round trip with
+//! wake-ups on both sides, and on a busy registry that, not the index lookup, is most of what a
+//! lookup costs. And it pipelines: the statements of a batch go out back to back on one
+//! connection, with no wait for each answer. sqlx's pool serves one statement per connection at
+//! a time and pings every connection it gets back (a second round trip per statement).
+//! bench/registry.sh measures the difference.
+//!
+//! Row-level security applies as everywhere else: the connection runs as `lanyard_app`, and
+//! its `lanyard.tenant` is set at session level to the tenant of the statement that follows it,
+//! when that differs from the one set before (the only statements on the connection are the
+//! driver's, one batch at a time, in order). The lookup also names the tenant itself, so a
+//! wrong setting could only hide rows, never show another tenant's. A plain statement costs
+//! Postgres about half what the PL/pgSQL function that set the tenant per statement did
+//! (migration 0004 drops it).
+//!
+//! Each thread that looks tokens up has its own connection and batch queue: an actix worker (a
+//! single-threaded runtime) sends all its requests' lookups on one connection whose I/O task
+//! runs on the same thread, so no lookup wakes another thread. A lookup waits at most for the
+//! batch in flight and its own: no timer holds a batch back. A connection that fails (almost
+//! always the server going away) is replaced and the batch tried once more on the fresh one;
+//! after any other error it is replaced too, so its tenant setting is never in doubt.
+//! Everything else uses the sqlx pool.
 
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use deadpool::managed::{self, Metrics, Object, RecycleResult};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
-use sqlx::{ConnectOptions, Executor};
+use thread_local::ThreadLocal;
+use tokio::sync::oneshot;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
-use super::{Result, StoreError};
+use super::{Result, SessionRecord, StoreError};
 
-/// Connections kept for the lookup.
-const MAX_SIZE: usize = 8;
-const TIMEOUT: Duration = Duration::from_secs(3);
+/// Connecting, and waiting for one batch's answer.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Most hashes in one statement; more waiting lookups go in the next.
+const MAX_BATCH: usize = 64;
+/// Same contract as every backend's token lookup, for several hashes of one tenant: the
+/// session rows of those token hashes, each with its hash. Sessions carry copies of their
+/// account's and device's fields (migration 0003), so this reads one row of one table per hash.
+const LOOKUP: &str = "SELECT s.token_hash, s.id, s.tenant, s.account_id, s.subject, s.email, \
+    s.is_guest, s.device_id, s.device_name, s.device_platform, \
+    s.last_authenticated_at AS device_last_seen, s.idp_sid, s.created_at, \
+    s.last_authenticated_at, s.expires_at, s.absolute_expires_at, s.revoked_at, \
+    s.revoked_reason, s.auth_method, s.user_agent, s.ip \
+    FROM sessions s WHERE s.tenant = $1 AND s.token_hash = ANY($2)";
+/// The row-level-security tenant, for the session.
+const SET_TENANT: &str = "SELECT set_config('lanyard.tenant', $1, false)";
 
-pub(super) struct Manager {
-    opts: PgConnectOptions,
+/// One connection with its statements prepared.
+struct Conn {
+    client: Client,
+    lookup: Statement,
+    set_tenant: Statement,
+    /// The `lanyard.tenant` set on the connection (none at first: row-level security then
+    /// shows no rows at all).
+    tenant: Mutex<Option<String>>,
 }
 
-impl managed::Manager for Manager {
-    type Type = PgConnection;
-    type Error = sqlx::Error;
+/// A lookup waiting for its batch.
+struct Waiter {
+    tenant: String,
+    hash: String,
+    reply: oneshot::Sender<Result<Option<SessionRecord>>>,
+}
 
-    async fn create(&self) -> std::result::Result<PgConnection, sqlx::Error> {
-        let mut conn = self.opts.connect().await?;
-        // Row-level security applies to the application role, as on the main pool.
-        conn.execute("SET ROLE lanyard_app").await?;
-        Ok(conn)
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Waiter>,
+    /// A batch is being sent (its driver task then takes the waiting ones when it is answered).
+    driving: bool,
+}
+
+/// A thread's connection and batch queue.
+#[derive(Default)]
+struct Slot {
+    conn: Mutex<Option<Arc<Conn>>>,
+    queue: Mutex<Queue>,
+}
+
+impl Slot {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn recycle(&self, _conn: &mut PgConnection, _: &Metrics) -> RecycleResult<sqlx::Error> {
-        Ok(())
+    fn current(&self) -> Option<Arc<Conn>> {
+        self.conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|c| !c.client.is_closed())
+            .cloned()
+    }
+
+    /// Drops the connection if it is still `failed`.
+    fn forget(&self, failed: &Arc<Conn>) {
+        let mut current = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, failed)) {
+            *current = None;
+        }
     }
 }
 
 pub(super) struct HotPool {
-    pool: managed::Pool<Manager>,
+    config: Arc<Config>,
+    /// Dropped with the pool: the connections close when the store does.
+    slots: ThreadLocal<Arc<Slot>>,
 }
 
 impl HotPool {
-    pub(super) fn new(opts: PgConnectOptions) -> Result<Self> {
-        let pool = managed::Pool::builder(Manager { opts })
-            .max_size(MAX_SIZE)
-            .wait_timeout(Some(TIMEOUT))
-            .create_timeout(Some(TIMEOUT))
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("token lookup pool: {e}")))?;
-        Ok(Self { pool })
-    }
-
-    async fn get(&self) -> Result<Object<Manager>> {
-        self.pool.get().await.map_err(|e| match e {
-            managed::PoolError::Backend(e) => StoreError::from(e),
-            other => StoreError::Unavailable(format!("token lookup pool: {other}")),
+    /// Connects lazily, on a thread's first lookup; `url` is the registry's Postgres URL.
+    pub(super) fn new(url: &str) -> Result<Self> {
+        let mut config = Config::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("token lookup connection: {e}")))?;
+        config.connect_timeout(TIMEOUT);
+        config.application_name("session-registry token lookup");
+        Ok(Self {
+            config: Arc::new(config),
+            slots: ThreadLocal::new(),
         })
     }
 
-    /// `SELECT * FROM lanyard_session_by_token($1, $2)`: the session row of a token hash.
-    pub(super) async fn session_by_token(&self, tenant: &str, hash: &str) -> Result<Option<PgRow>> {
-        let mut last = None;
-        for _ in 0..2 {
-            let mut conn = self.get().await?;
-            // `fetch_all` reads the answer to its end (ReadyForQuery included), so the
-            // connection goes back ready for its next statement. Zero or one row: the hash is
-            // unique.
-            let result = sqlx::query("SELECT * FROM lanyard_session_by_token($1, $2)")
-                .bind(tenant)
-                .bind(hash)
-                .fetch_all(&mut *conn)
-                .await;
-            match result {
-                Ok(rows) => return Ok(rows.into_iter().next()),
-                Err(e) => {
-                    drop(Object::take(conn));
-                    let err = StoreError::from(e);
-                    if !matches!(err, StoreError::Unavailable(_)) {
-                        return Err(err);
-                    }
-                    tracing::debug!(error = %err, "token lookup connection failed; reconnecting");
-                    self.pool.retain(|_, _| false);
-                    last = Some(err);
+    /// The session row of a token hash in `tenant`, if any.
+    pub(super) async fn session_by_token(
+        &self,
+        tenant: &str,
+        hash: &str,
+    ) -> Result<Option<SessionRecord>> {
+        let slot = self.slots.get_or_default();
+        let (reply, answer) = oneshot::channel();
+        let start_driver = {
+            let mut queue = slot.queue();
+            queue.waiting.push(Waiter {
+                tenant: tenant.to_owned(),
+                hash: hash.to_owned(),
+                reply,
+            });
+            !std::mem::replace(&mut queue.driving, true)
+        };
+        if start_driver {
+            // Spawned, not awaited here: the driver outlives this request while others wait.
+            // It runs after the tasks already ready on this thread, whose lookups join the batch.
+            tokio::spawn(drive(Arc::clone(slot), Arc::clone(&self.config)));
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the token lookup stopped before answering".into(),
+            ))
+        })
+    }
+}
+
+/// Sends the waiting lookups as batches, one after the other, until none are left. On any end,
+/// cancellation included (its runtime shutting down), the guard hands the queue back: waiters
+/// left get an error and the next lookup starts a new driver.
+async fn drive(slot: Arc<Slot>, config: Arc<Config>) {
+    /// Hands the queue back if the driver ends before it has emptied it.
+    struct Guard(Option<Arc<Slot>>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(slot) = self.0.take() {
+                let mut queue = slot.queue();
+                queue.driving = false;
+                for w in queue.waiting.drain(..) {
+                    let _ = w.reply.send(Err(StoreError::Unavailable(
+                        "the token lookup stopped before answering".into(),
+                    )));
                 }
             }
         }
-        Err(last.unwrap_or_else(|| StoreError::Unavailable("token lookup failed".into())))
     }
+    let mut guard = Guard(Some(slot));
+    let Some(slot) = guard.0.clone() else { return };
+    loop {
+        let batch = {
+            let mut queue = slot.queue();
+            if queue.waiting.is_empty() {
+                // Done, under the lock: a lookup queued after this starts the next driver.
+                queue.driving = false;
+                guard.0 = None;
+                return;
+            }
+            let n = queue.waiting.len().min(MAX_BATCH);
+            queue.waiting.drain(..n).collect::<Vec<_>>()
+        };
+        run_batch(&slot, &config, batch).await;
+    }
+}
+
+/// Looks up one batch (a statement per tenant in it, pipelined) and answers its waiters; on a
+/// connection failure, once more on a fresh connection.
+async fn run_batch(slot: &Slot, config: &Config, batch: Vec<Waiter>) {
+    let mut groups: Vec<(String, Vec<Waiter>)> = Vec::new();
+    for w in batch {
+        match groups.iter_mut().find(|(t, _)| *t == w.tenant) {
+            Some((_, ws)) => ws.push(w),
+            None => groups.push((w.tenant.clone(), vec![w])),
+        }
+    }
+    let mut result = Err(StoreError::Unavailable("token lookup failed".into()));
+    for _ in 0..2 {
+        result = lookup_groups(slot, config, &groups).await;
+        match &result {
+            Err(StoreError::Unavailable(reason)) => {
+                tracing::debug!(%reason, "token lookup connection failed; reconnecting");
+            }
+            _ => break,
+        }
+    }
+    match result {
+        Ok(answers) => {
+            for ((_, waiters), rows) in groups.into_iter().zip(answers) {
+                answer(waiters, rows);
+            }
+        }
+        Err(e) => {
+            for (_, waiters) in groups {
+                for w in waiters {
+                    let _ = w.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// One statement per tenant group, each after setting its tenant where that changes, all sent
+/// before the first answer is read.
+async fn lookup_groups(
+    slot: &Slot,
+    config: &Config,
+    groups: &[(String, Vec<Waiter>)],
+) -> Result<Vec<Vec<Row>>> {
+    let conn = match slot.current() {
+        Some(conn) => conn,
+        None => {
+            let conn = Arc::new(connect(config).await?);
+            *slot.conn.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&conn));
+            conn
+        }
+    };
+    let hashes: Vec<Vec<&str>> = groups
+        .iter()
+        .map(|(_, ws)| ws.iter().map(|w| w.hash.as_str()).collect())
+        .collect();
+    // (statement, parameters, whether its rows are a group's answer), in the order they run.
+    let mut calls: Vec<(&Statement, Vec<&(dyn ToSql + Sync)>, bool)> = Vec::new();
+    let mut tenant = conn
+        .tenant
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    for ((group_tenant, _), hashes) in groups.iter().zip(&hashes) {
+        if tenant.as_deref() != Some(group_tenant.as_str()) {
+            calls.push((&conn.set_tenant, vec![group_tenant], false));
+            tenant = Some(group_tenant.clone());
+        }
+        calls.push((&conn.lookup, vec![group_tenant, hashes], true));
+    }
+    let queries = calls
+        .iter()
+        .map(|(statement, params, _)| conn.client.query(*statement, params));
+    let all = futures_util::future::try_join_all(queries);
+    let result = match tokio::time::timeout(TIMEOUT, all).await {
+        Ok(result) => result.map_err(store_error),
+        Err(_) => Err(StoreError::Unavailable(
+            "the token lookup got no answer in time".into(),
+        )),
+    };
+    match result {
+        Ok(answers) => {
+            *conn.tenant.lock().unwrap_or_else(PoisonError::into_inner) = tenant;
+            Ok(calls
+                .iter()
+                .zip(answers)
+                .filter(|((_, _, is_lookup), _)| *is_lookup)
+                .map(|(_, rows)| rows)
+                .collect())
+        }
+        Err(e) => {
+            // Whatever ran before the failure, the next batch starts on a fresh connection.
+            slot.forget(&conn);
+            Err(e)
+        }
+    }
+}
+
+/// Hands each waiter its session: the row whose hash is the one it asked for, if any.
+fn answer(waiters: Vec<Waiter>, rows: Vec<Row>) {
+    let mut found = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let hash: std::result::Result<&str, _> = row.try_get("token_hash");
+        let record = session_from_row(row);
+        found.push((hash, record));
+    }
+    for w in waiters {
+        let result = match found
+            .iter()
+            .find(|(h, _)| h.as_ref().is_ok_and(|h| *h == w.hash))
+        {
+            Some((_, record)) => record.clone().map(Some),
+            None => Ok(None),
+        };
+        let _ = w.reply.send(result);
+    }
+}
+
+/// Connects, with its I/O task on the calling thread's runtime, as `lanyard_app` (row-level
+/// security applies, as on the main pool), and prepares the lookup.
+async fn connect(config: &Config) -> Result<Conn> {
+    let (client, connection) = config.connect(NoTls).await.map_err(store_error)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "token lookup connection ended");
+        }
+    });
+    client
+        .batch_execute("SET ROLE lanyard_app")
+        .await
+        .map_err(store_error)?;
+    let lookup = client.prepare(LOOKUP).await.map_err(store_error)?;
+    let set_tenant = client.prepare(SET_TENANT).await.map_err(store_error)?;
+    Ok(Conn {
+        client,
+        lookup,
+        set_tenant,
+        tenant: Mutex::new(None),
+    })
+}
+
+/// Connection trouble is `Unavailable` (the caller answers 503 and may retry); anything the
+/// server refused for another reason is a query error.
+fn store_error(e: tokio_postgres::Error) -> StoreError {
+    let unavailable = match e.code() {
+        // 57P0x shutdown/terminated, 08xxx connection exceptions, 53xxx insufficient
+        // resources, 55000 "database is not currently accepting connections".
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("57") || c.starts_with("08") || c.starts_with("53") || c == "55000"
+        }
+        // No SQLSTATE: I/O, a closed connection, a timeout or a protocol error.
+        None => true,
+    };
+    if unavailable {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Query(e.to_string())
+    }
+}
+
+fn session_from_row(r: &Row) -> Result<SessionRecord> {
+    let inconsistent = |e: tokio_postgres::Error| StoreError::Inconsistent(e.to_string());
+    Ok(SessionRecord {
+        id: r.try_get("id").map_err(inconsistent)?,
+        tenant: r.try_get("tenant").map_err(inconsistent)?,
+        account_id: r.try_get("account_id").map_err(inconsistent)?,
+        subject: r.try_get("subject").map_err(inconsistent)?,
+        email: r.try_get("email").map_err(inconsistent)?,
+        is_guest: r.try_get("is_guest").map_err(inconsistent)?,
+        device_id: r.try_get("device_id").map_err(inconsistent)?,
+        device_name: r.try_get("device_name").map_err(inconsistent)?,
+        device_platform: r.try_get("device_platform").map_err(inconsistent)?,
+        device_last_seen: r.try_get("device_last_seen").map_err(inconsistent)?,
+        idp_sid: r.try_get("idp_sid").map_err(inconsistent)?,
+        created_at: r.try_get("created_at").map_err(inconsistent)?,
+        last_authenticated_at: r.try_get("last_authenticated_at").map_err(inconsistent)?,
+        expires_at: r.try_get("expires_at").map_err(inconsistent)?,
+        absolute_expires_at: r.try_get("absolute_expires_at").map_err(inconsistent)?,
+        revoked_at: r.try_get("revoked_at").map_err(inconsistent)?,
+        revoked_reason: r.try_get("revoked_reason").map_err(inconsistent)?,
+        auth_method: r.try_get("auth_method").map_err(inconsistent)?,
+        user_agent: r.try_get("user_agent").map_err(inconsistent)?,
+        ip: r.try_get("ip").map_err(inconsistent)?,
+    })
 }

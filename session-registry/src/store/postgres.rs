@@ -48,7 +48,7 @@ impl PgStore {
                 .map_err(|e| StoreError::Query(format!("migrations: {e}")))?;
             owner.close().await;
         }
-        let hot = HotPool::new(opts.clone())?;
+        let hot = HotPool::new(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(3))
@@ -121,11 +121,12 @@ impl PgStore {
         Ok(out)
     }
 
-    /// The session row of a token hash in one round trip: `lanyard_session_by_token` (migration
+    /// The session of a token hash in one round trip: `lanyard_session_by_token` (migration
     /// 0002) sets the row-level-security tenant for its own statement and runs the lookup, where
-    /// a transaction would cost `BEGIN`, `set_config`, the `SELECT` and `COMMIT`. This is the hot
-    /// path of every token authenticate (bench/registry.sh).
-    async fn token_row(&self, tenant: &str, hash: &str) -> Result<Option<sqlx::postgres::PgRow>> {
+    /// a transaction would cost `BEGIN`, `set_config`, the `SELECT` and `COMMIT`; it runs on the
+    /// pipelined connections of `pg_hot`. This is the hot path of every token authenticate
+    /// (bench/registry.sh).
+    async fn token_session(&self, tenant: &str, hash: &str) -> Result<Option<SessionRecord>> {
         self.hot.session_by_token(tenant, hash).await
     }
 

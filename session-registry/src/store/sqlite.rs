@@ -44,9 +44,9 @@ impl SqliteStore {
         Ok(self.pool.begin().await?)
     }
 
-    /// The session row of a token hash (SQLite has no row-level security to set up).
-    async fn token_row(&self, tenant: &str, hash: &str) -> Result<Option<sqlx::sqlite::SqliteRow>> {
-        Ok(sqlx::query(&format!(
+    /// The session of a token hash (SQLite has no row-level security to set up).
+    async fn token_session(&self, tenant: &str, hash: &str) -> Result<Option<SessionRecord>> {
+        let row = sqlx::query(&format!(
             "SELECT {} {} WHERE s.tenant = $1 AND s.token_hash = $2",
             sql::SESSION_COLUMNS,
             sql::SESSION_FROM
@@ -54,7 +54,8 @@ impl SqliteStore {
         .bind(tenant)
         .bind(hash)
         .fetch_optional(&self.pool)
-        .await?)
+        .await?;
+        Ok(row.as_ref().map(session_from_row).transpose()?)
     }
 }
 

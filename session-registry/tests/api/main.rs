@@ -18,4 +18,5 @@ mod graceful_shutdown;
 mod isolation;
 mod key_rotation;
 mod list_and_revoke;
+mod token_lookup;
 mod upgrade;

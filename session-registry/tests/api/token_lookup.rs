@@ -1,0 +1,144 @@
+//! The Postgres token lookup (`store/pg_hot.rs`) at the store level: lookups of several tenants
+//! batched and pipelined on one connection whose row-level-security tenant follows the
+//! statements, and a lookup connection that outlives its runtime.
+
+use session_registry::store::{PgStore, Store, StoreError};
+use session_registry::token::SessionToken;
+use test_harness::TestIdp;
+
+use crate::helpers::*;
+
+/// (tenant, token hash, session id) of a new device session.
+async fn session(
+    reg: &TestRegistry,
+    idp: &TestIdp,
+    tenant: &str,
+    user: &str,
+    device: &str,
+) -> (String, String, String) {
+    let (token, body) = reg.device(idp, tenant, user, device).await;
+    let hash = SessionToken::parse(&token).unwrap().hash();
+    let id = body["session"]["session_id"].as_str().unwrap().to_owned();
+    (tenant.to_owned(), hash, id)
+}
+
+#[tokio::test]
+async fn batched_lookups_across_tenants_answer_each_from_its_own_tenant_only() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let sessions = [
+        session(&reg, &idp, "acme", "alice", "laptop").await,
+        session(&reg, &idp, "globex", "carol", "desk").await,
+        session(&reg, &idp, "acme", "bob", "phone").await,
+        session(&reg, &idp, "globex", "alice", "tablet").await,
+    ];
+    let store = PgStore::connect(&reg.database_url, false).await.unwrap();
+    // Every hash asked in its own tenant (found) and in the other (not found), interleaved so
+    // that batches hold both tenants and the connection's tenant changes within a batch.
+    let mut asks = Vec::new();
+    for (tenant, hash, id) in &sessions {
+        let other = if tenant == "acme" { "globex" } else { "acme" };
+        asks.push((tenant.clone(), hash.clone(), Some(id.clone())));
+        asks.push((other.to_owned(), hash.clone(), None));
+    }
+    asks.push(("acme".into(), "0".repeat(64), None));
+    let store = &store;
+    for round in 0..3 {
+        // All at once: they queue while a batch is in flight and go as the next one.
+        let answers = futures_util::future::join_all(asks.iter().cycle().take(asks.len() * 8).map(
+            |(tenant, hash, _)| async move { store.session_by_token_hash(tenant, hash).await },
+        ))
+        .await;
+        for ((tenant, _, want), got) in asks.iter().cycle().zip(answers) {
+            let got = got.unwrap();
+            assert_eq!(
+                got.as_ref().map(|s| s.id.clone()),
+                *want,
+                "round {round}: a lookup in {tenant}"
+            );
+            if let Some(s) = got {
+                assert_eq!(s.tenant, *tenant);
+            }
+        }
+        // And one by one, the tenant changing every time.
+        for (tenant, hash, want) in &asks {
+            let got = store.session_by_token_hash(tenant, hash).await.unwrap();
+            assert_eq!(
+                got.map(|s| s.id),
+                *want,
+                "round {round}: one lookup in {tenant}"
+            );
+        }
+    }
+}
+
+/// A lookup connection's I/O, and the task sending a thread's batches, run on the runtime of
+/// the thread that started them; when that runtime ends (a worker stopping), even in the middle
+/// of a batch, the next lookup on the thread starts afresh instead of failing or waiting forever.
+#[test]
+fn lookups_go_on_after_the_runtime_that_started_them_ended() {
+    let services = tokio::runtime::Runtime::new().unwrap();
+    let (idp, reg, (tenant, hash, id)) = services.block_on(async {
+        let idp = TestIdp::spawn().await;
+        let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+        let s = session(&reg, &idp, "acme", "alice", "laptop").await;
+        (idp, reg, s)
+    });
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let store = runtime()
+        .block_on(PgStore::connect(&reg.database_url, false))
+        .unwrap();
+    let lookup = || {
+        let store = &store;
+        let (tenant, hash) = (&tenant, &hash);
+        async move {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                store.session_by_token_hash(tenant, hash),
+            )
+            .await
+            .expect("the lookup must not wait forever")
+        }
+    };
+
+    // A runtime that answered a lookup, then ended: its connection went with it.
+    let first = runtime();
+    let found = first.block_on(lookup()).unwrap();
+    assert_eq!(found.map(|s| s.id).as_deref(), Some(id.as_str()));
+    drop(first);
+
+    // A runtime that ends while its batch is being sent.
+    let second = runtime();
+    second.block_on(async {
+        let pending = store.session_by_token_hash(&tenant, &hash);
+        tokio::pin!(pending);
+        assert!(
+            futures_util::poll!(&mut pending).is_pending(),
+            "queued; the batch's task is spawned"
+        );
+        // The batch's task runs until it waits for Postgres.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+    });
+    drop(second);
+
+    let third = runtime();
+    let found = third.block_on(lookup());
+    assert!(
+        !matches!(found, Err(StoreError::Unavailable(_))),
+        "the ended runtimes' connection and batch must not be used: {found:?}"
+    );
+    assert_eq!(found.unwrap().map(|s| s.id).as_deref(), Some(id.as_str()));
+    drop(third);
+    drop(store);
+    services.block_on(async move {
+        drop(reg);
+        drop(idp);
+    });
+}
