@@ -121,11 +121,9 @@ impl PgStore {
         Ok(out)
     }
 
-    /// The session of a token hash in one round trip: `lanyard_session_by_token` (migration
-    /// 0002) sets the row-level-security tenant for its own statement and runs the lookup, where
-    /// a transaction would cost `BEGIN`, `set_config`, the `SELECT` and `COMMIT`; it runs on the
-    /// pipelined connections of `pg_hot`. This is the hot path of every token authenticate
-    /// (bench/registry.sh).
+    /// The session of a token hash: batched with the lookups of concurrent requests on this
+    /// thread's lookup connection (`pg_hot`), with row-level security as everywhere else. This
+    /// is the hot path of every token authenticate (bench/registry.sh).
     async fn token_session(&self, tenant: &str, hash: &str) -> Result<Option<SessionRecord>> {
         self.hot.session_by_token(tenant, hash).await
     }
