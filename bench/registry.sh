@@ -269,9 +269,11 @@ http_run() {
     perf_pid=$!
   fi
   local p0 p1
+  curl -fsS "$REGISTRY/metrics" >"$WORK/$name.metrics-before" 2>/dev/null || true
   p0="$(pg_ticks)" r0="$(cpu_ticks "$REGISTRY_PID")" m0="$(machine_ticks)" t0="$(date +%s.%N)"
   load_run "$name" "$DURATION" "$method" "$path" "$bodies" "$bearer"
   r1="$(cpu_ticks "$REGISTRY_PID")" m1="$(machine_ticks)" t1="$(date +%s.%N)" p1="$(pg_ticks)"
+  curl -fsS "$REGISTRY/metrics" >"$WORK/$name.metrics-after" 2>/dev/null || true
   if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
   python3 - "$WORK/$name.json" "$r0" "$r1" "$m0" "$m1" "$t0" "$t1" "$TICKS_PER_SEC" "$name" \
     "$p0" "$p1" "$(cat "$WORK/$name.cpu")" >>"$RESULTS" <<'EOF'
@@ -344,6 +346,28 @@ cat "$WORK/pgbench-prepared.txt" >&2
 PGBENCH_PREPARED_TPS="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$WORK/pgbench-prepared.txt" | head -n1)"
 
 http_run token POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
+# How the measured run's token lookups were batched, from the registry's /metrics.
+TOKEN_BATCHING="$(python3 - "$WORK/token.metrics-before" "$WORK/token.metrics-after" <<'EOF'
+import sys
+
+NAMES = ("lanyard_registry_token_lookups_total", "lanyard_registry_token_lookup_statements_total")
+
+
+def counters(path):
+    out = {}
+    for line in open(path, encoding="utf-8"):
+        name, _, value = line.strip().rpartition(" ")
+        if name in NAMES:
+            out[name] = float(value)
+    return out
+
+
+before, after = counters(sys.argv[1]), counters(sys.argv[2])
+lookups, statements = (after[n] - before[n] for n in NAMES)
+print(f"{lookups:,.0f} token lookups in {statements:,.0f} statements, {lookups / statements:.2f} lookups per statement on average")
+EOF
+)"
+echo "   $TOKEN_BATCHING" >&2
 
 # Session JWTs minted now (lat = now): the JWT path answers from the signature and the pushed
 # revocation set without the database while lat is under a minute old, which covers the run.
@@ -458,7 +482,7 @@ EOF
   echo
   echo "Data: $ROWS sessions in \`$DB\` (tenant acme): $SESSIONS seeded with SQL (\`INSERT … SELECT generate_series\`: $ACCOUNTS_SEEDED accounts with 10 sessions each, every session on its own device, then \`VACUUM ANALYZE\`; ${SEED_SECS} s), plus the sessions opened through the API. $TOKENS_SEEDED of the seeded sessions, spread evenly over the table, have real tokens: made in the registry's format (\`lyst_acme_\` + 44 base62 characters + the 6-character CRC-32 check of \`session-registry/src/token.rs\`) and stored as their SHA-256; authenticate by token presents one of them at random per request (a JSON body per line, picked by \`bench/lib/wrk-requests.lua\` or \`oha -Z\`), so each request resolves a random session among all $ROWS. Authenticate by JWT presents, at random, the session JWTs of alice's $CONNECTIONS sessions (opened through \`POST /v1/sessions\` with a real ID token from the mock IdP, each on its own device), minted just before the run; the list presents one of alice's session tokens. One $LOADGEN process ($LOADGEN_SHAPE), $CONNECTIONS keep-alive connections, ${WARMUP} s of warm-up (discarded), then ${DURATION} s; requests/s counts 2xx answers; p50 and p99 are $LOADGEN's. The registry runs with its defaults (2 actix workers, a pool of 16 Postgres connections) and \`RUST_LOG=warn\`. \`pgbench -S\` runs on \`$PGBENCH_DB\` (\`pgbench -i -s 10\`: 1,000,000 rows in \`pgbench_accounts\`) on the same server over TCP, one SELECT per transaction. The CPU columns are CPU time (user + system) per second of the measured run: the registry process, the Postgres backends serving its pool (\`pg_stat_activity\`, \`/proc\`) and $LOADGEN; machine CPU busy counts all CPUs (\`/proc/stat\`): $LOADGEN, Postgres and the registry share the $(nproc) cores, as pgbench and Postgres do in the first row."
   echo
-  echo "What each request costs in Postgres: authenticate by token checks the token's format and checksum first (a malformed token never reaches the database), then looks it up on the registry's own lookup connections (\`session-registry/src/store/pg_hot.rs\`, tokio-postgres): each actix worker thread has one connection, and the lookups its requests start while a statement is in flight wait and go together as the next one, \`SELECT … FROM sessions WHERE tenant = \$1 AND token_hash = ANY(\$2)\` (one statement per tenant in the batch, pipelined); no timer holds a batch back, so a lookup waits at most for the batch in flight. The connection runs as \`lanyard_app\` with its \`lanyard.tenant\` set at session level ahead of a statement of another tenant, so row-level security applies as on every other query. Sessions carry copies of their account's and device's fields, so the statement reads one table. The tenant's settings come from memory (re-read every 10 s). The activity is recorded (\`UPDATE sessions\`, \`UPDATE devices\`, a durable commit) only when the recorded time is a minute old or more, so a steady heartbeat is a read; the seeded sessions were last active an hour before the run, so each records its activity once, during the warm-up (every token is presented there many times), and the measured ${DURATION} s are reads, as a heartbeat is between its once-a-minute writes. The answer carries the session JWT minted for the session in the last 30 s, else a newly signed one. Authenticate by JWT, within a minute of the JWT's last database check, remembers the ES256 verification per JWT (expiry and the pushed revocation set are checked every time) and reuses the recently minted JWT: no database and, in the steady state, no P-256 arithmetic. The list resolves the token, then reads the account's sessions (a transaction with the joins)."
+  echo "What each request costs in Postgres: authenticate by token checks the token's format and checksum first (a malformed token never reaches the database), then looks it up on the registry's own lookup connections (\`session-registry/src/store/pg_hot.rs\`, tokio-postgres): each actix worker thread has one connection, and the lookups its requests start while a statement is in flight wait and go together as the next one, \`SELECT … FROM sessions WHERE tenant = \$1 AND token_hash = ANY(\$2)\` (one statement per tenant in the batch, pipelined); no timer holds a batch back, so a lookup waits at most for the batch in flight. In the measured token run: $TOKEN_BATCHING (\`lanyard_registry_token_lookups_total\` and \`lanyard_registry_token_lookup_statements_total\` on \`/metrics\`, before and after). The connection runs as \`lanyard_app\` with its \`lanyard.tenant\` set at session level ahead of a statement of another tenant, so row-level security applies as on every other query. Sessions carry copies of their account's and device's fields, so the statement reads one table. The tenant's settings come from memory (re-read every 10 s). The activity is recorded (\`UPDATE sessions\`, \`UPDATE devices\`, a durable commit) only when the recorded time is a minute old or more, so a steady heartbeat is a read; the seeded sessions were last active an hour before the run, so each records its activity once, during the warm-up (every token is presented there many times), and the measured ${DURATION} s are reads, as a heartbeat is between its once-a-minute writes. The answer carries the session JWT minted for the session in the last 30 s, else a newly signed one. Authenticate by JWT, within a minute of the JWT's last database check, remembers the ES256 verification per JWT (expiry and the pushed revocation set are checked every time) and reuses the recently minted JWT: no database and, in the steady state, no P-256 arithmetic. The list resolves the token, then reads the account's sessions (a transaction with the joins)."
   echo
   echo "Reading the CPU columns: \`pgbench -S\` sends one statement per round trip on each of its 16 connections, and at this size most of what a point select costs is the round trip (wake-ups, system calls, protocol), not the index lookup. The registry's batches spread that over several lookups: its Postgres backends spend less per token than a \`pgbench -S\` transaction costs the machine, which leaves room for the HTTP, JSON and SHA-256 work in the registry and for wrk on the same 2 cores. How it got here (runs of this script, token ÷ \`pgbench -S\`): 4 % (17:28 UTC, sqlx pool, transaction per lookup, oha), 23–30 % (19:17 and 18:38 UTC: one round trip through a PL/pgSQL function that set the tenant per statement, sqlx connections without the release ping), 33 % (20:11 UTC: the same statement on tokio-postgres, 4 shared pipelined connections), 42 % (20:16 UTC: one connection per worker thread, no cross-thread wake-ups), then batching, first through a PL/pgSQL function per batch and then as the plain statement above, which \`pgbench\` showed costs Postgres about half as much per token as the function (pipelined batches of 4: 11 µs against 20 µs of machine time per token). An earlier try at batching (19:32 UTC, 27 %) grouped lookups across threads on sqlx connections; the cross-thread hand-offs ate the gain. Before the seeded sessions started stale, runs of the same build moved between 40 and 70 %: whether the once-a-minute activity writes of the 10,000 tokens fell into the warm-up or the measured seconds depended on how long the seeding took. Authenticate by JWT does not touch the database and is above the \`pgbench -S\` figure."
   if [ -n "$BASELINE_BIN" ]; then

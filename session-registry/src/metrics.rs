@@ -1,9 +1,15 @@
 //! Prometheus metrics: requests and latencies by route, authenticate outcomes, active sessions
-//! (gauge refreshed by the collector task), events published.
+//! (gauge refreshed by the collector task), events published, and how the token lookups were
+//! batched (read from the store at each scrape).
+
+use std::sync::{Mutex, PoisonError};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
+
+use crate::store::TokenLookupStats;
 
 pub struct Metrics {
     registry: Registry,
@@ -12,6 +18,10 @@ pub struct Metrics {
     pub authenticate: IntCounterVec,
     pub events: IntCounterVec,
     pub active_sessions: IntGauge,
+    token_lookups: IntCounter,
+    token_lookup_statements: IntCounter,
+    /// Serialises catching the two counters up with the store's.
+    token_lookup_sync: Mutex<()>,
 }
 
 impl Metrics {
@@ -39,12 +49,22 @@ impl Metrics {
         )?;
         let active_sessions =
             IntGauge::new("active_sessions", "sessions neither revoked nor expired")?;
+        let token_lookups = IntCounter::new(
+            "token_lookups_total",
+            "session token lookups sent through the batching lookup connections (Postgres)",
+        )?;
+        let token_lookup_statements = IntCounter::new(
+            "token_lookup_statements_total",
+            "statements that carried the token lookups (several lookups share one when batched)",
+        )?;
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(authenticate.clone()),
             Box::new(events.clone()),
             Box::new(active_sessions.clone()),
+            Box::new(token_lookups.clone()),
+            Box::new(token_lookup_statements.clone()),
         ] {
             registry.register(c)?;
         }
@@ -55,7 +75,23 @@ impl Metrics {
             authenticate,
             events,
             active_sessions,
+            token_lookups,
+            token_lookup_statements,
+            token_lookup_sync: Mutex::new(()),
         })
+    }
+
+    /// Brings the token lookup counters up to the store's figures.
+    pub fn observe_token_lookups(&self, stats: TokenLookupStats) {
+        let _guard = self
+            .token_lookup_sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let catch_up = |counter: &IntCounter, total: u64| {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        };
+        catch_up(&self.token_lookups, stats.lookups);
+        catch_up(&self.token_lookup_statements, stats.statements);
     }
 
     pub fn render(&self) -> String {

@@ -51,6 +51,9 @@ pub async fn readyz(reg: web::Data<Registry>) -> HttpResponse {
 }
 
 pub async fn metrics(reg: web::Data<Registry>) -> HttpResponse {
+    if let Some(stats) = reg.store.token_lookup_stats() {
+        reg.metrics.observe_token_lookups(stats);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(reg.metrics.render())

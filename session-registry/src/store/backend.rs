@@ -81,6 +81,10 @@ macro_rules! impl_store {
 
         #[async_trait::async_trait]
         impl Store for $store {
+            fn token_lookup_stats(&self) -> Option<TokenLookupStats> {
+                self.lookup_stats()
+            }
+
             async fn ping(&self) -> Result<()> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())

@@ -142,9 +142,22 @@ pub struct SessionFilter {
     pub limit: i64,
 }
 
+/// How the token lookups went to the database so far (Postgres batches them, see `pg_hot`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenLookupStats {
+    /// Token lookups asked.
+    pub lookups: u64,
+    /// Statements that carried them.
+    pub statements: u64,
+}
+
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
     async fn ping(&self) -> Result<()>;
+    /// The token lookups' batching so far, where the backend batches them.
+    fn token_lookup_stats(&self) -> Option<TokenLookupStats> {
+        None
+    }
     async fn upsert_tenant(&self, t: &TenantRecord) -> Result<()>;
     async fn tenant(&self, slug: &str) -> Result<Option<TenantRecord>>;
     async fn tenants(&self) -> Result<Vec<TenantRecord>>;

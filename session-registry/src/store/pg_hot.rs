@@ -27,6 +27,7 @@
 //! Everything else uses the sqlx pool.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
-use super::{Result, SessionRecord, StoreError};
+use super::{Result, SessionRecord, StoreError, TokenLookupStats};
 
 /// Connecting, and waiting for one batch's answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -107,8 +108,16 @@ impl Slot {
     }
 }
 
+/// Counts for `/metrics`: how many lookups, in how many statements.
+#[derive(Default)]
+struct Counters {
+    lookups: AtomicU64,
+    statements: AtomicU64,
+}
+
 pub(super) struct HotPool {
     config: Arc<Config>,
+    counters: Arc<Counters>,
     /// Dropped with the pool: the connections close when the store does.
     slots: ThreadLocal<Arc<Slot>>,
 }
@@ -122,8 +131,16 @@ impl HotPool {
         config.application_name("session-registry token lookup");
         Ok(Self {
             config: Arc::new(config),
+            counters: Arc::default(),
             slots: ThreadLocal::new(),
         })
+    }
+
+    pub(super) fn stats(&self) -> TokenLookupStats {
+        TokenLookupStats {
+            lookups: self.counters.lookups.load(Ordering::Relaxed),
+            statements: self.counters.statements.load(Ordering::Relaxed),
+        }
     }
 
     /// The session row of a token hash in `tenant`, if any.
@@ -146,7 +163,11 @@ impl HotPool {
         if start_driver {
             // Spawned, not awaited here: the driver outlives this request while others wait.
             // It runs after the tasks already ready on this thread, whose lookups join the batch.
-            tokio::spawn(drive(Arc::clone(slot), Arc::clone(&self.config)));
+            tokio::spawn(drive(
+                Arc::clone(slot),
+                Arc::clone(&self.config),
+                Arc::clone(&self.counters),
+            ));
         }
         answer.await.unwrap_or_else(|_| {
             Err(StoreError::Unavailable(
@@ -159,7 +180,7 @@ impl HotPool {
 /// Sends the waiting lookups as batches, one after the other, until none are left. On any end,
 /// cancellation included (its runtime shutting down), the guard hands the queue back: waiters
 /// left get an error and the next lookup starts a new driver.
-async fn drive(slot: Arc<Slot>, config: Arc<Config>) {
+async fn drive(slot: Arc<Slot>, config: Arc<Config>, counters: Arc<Counters>) {
     /// Hands the queue back if the driver ends before it has emptied it.
     struct Guard(Option<Arc<Slot>>);
     impl Drop for Guard {
@@ -189,13 +210,13 @@ async fn drive(slot: Arc<Slot>, config: Arc<Config>) {
             let n = queue.waiting.len().min(MAX_BATCH);
             queue.waiting.drain(..n).collect::<Vec<_>>()
         };
-        run_batch(&slot, &config, batch).await;
+        run_batch(&slot, &config, &counters, batch).await;
     }
 }
 
 /// Looks up one batch (a statement per tenant in it, pipelined) and answers its waiters; on a
 /// connection failure, once more on a fresh connection.
-async fn run_batch(slot: &Slot, config: &Config, batch: Vec<Waiter>) {
+async fn run_batch(slot: &Slot, config: &Config, counters: &Counters, batch: Vec<Waiter>) {
     let mut groups: Vec<(String, Vec<Waiter>)> = Vec::new();
     for w in batch {
         match groups.iter_mut().find(|(t, _)| *t == w.tenant) {
@@ -203,6 +224,13 @@ async fn run_batch(slot: &Slot, config: &Config, batch: Vec<Waiter>) {
             None => groups.push((w.tenant.clone(), vec![w])),
         }
     }
+    counters.lookups.fetch_add(
+        groups.iter().map(|(_, ws)| ws.len() as u64).sum(),
+        Ordering::Relaxed,
+    );
+    counters
+        .statements
+        .fetch_add(groups.len() as u64, Ordering::Relaxed);
     let mut result = Err(StoreError::Unavailable("token lookup failed".into()));
     for _ in 0..2 {
         result = lookup_groups(slot, config, &groups).await;

@@ -128,6 +128,10 @@ impl PgStore {
         self.hot.session_by_token(tenant, hash).await
     }
 
+    fn lookup_stats(&self) -> Option<TokenLookupStats> {
+        Some(self.hot.stats())
+    }
+
     async fn begin(&self, tenant: &str) -> Result<sqlx::Transaction<'static, Postgres>> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT set_config('lanyard.tenant', $1, true)")

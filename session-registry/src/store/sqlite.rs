@@ -40,6 +40,11 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
+    /// One statement per lookup: nothing to report.
+    fn lookup_stats(&self) -> Option<TokenLookupStats> {
+        None
+    }
+
     async fn begin(&self, _tenant: &str) -> Result<sqlx::Transaction<'static, Sqlite>> {
         Ok(self.pool.begin().await?)
     }

@@ -1,6 +1,7 @@
 //! The Postgres token lookup (`store/pg_hot.rs`) at the store level: lookups of several tenants
 //! batched and pipelined on one connection whose row-level-security tenant follows the
-//! statements, and a lookup connection that outlives its runtime.
+//! statements, a lookup connection that outlives its runtime, and the batching's counters on
+//! `/metrics`.
 
 use session_registry::store::{PgStore, Store, StoreError};
 use session_registry::token::SessionToken;
@@ -44,11 +45,22 @@ async fn batched_lookups_across_tenants_answer_each_from_its_own_tenant_only() {
     asks.push(("acme".into(), "0".repeat(64), None));
     let store = &store;
     for round in 0..3 {
-        // All at once: they queue while a batch is in flight and go as the next one.
-        let answers = futures_util::future::join_all(asks.iter().cycle().take(asks.len() * 8).map(
+        // All at once: on this single-threaded runtime they all queue before the batch's task
+        // runs, so they go as batches of up to 64, a statement per tenant in each.
+        let before = store.token_lookup_stats().unwrap();
+        let count = asks.len() * 8;
+        let answers = futures_util::future::join_all(asks.iter().cycle().take(count).map(
             |(tenant, hash, _)| async move { store.session_by_token_hash(tenant, hash).await },
         ))
         .await;
+        let after = store.token_lookup_stats().unwrap();
+        assert_eq!(after.lookups - before.lookups, count as u64);
+        let batches = count.div_ceil(64) as u64;
+        assert!(
+            after.statements - before.statements <= 2 * batches,
+            "round {round}: {count} lookups took {} statements",
+            after.statements - before.statements
+        );
         for ((tenant, _, want), got) in asks.iter().cycle().zip(answers) {
             let got = got.unwrap();
             assert_eq!(
@@ -141,4 +153,54 @@ fn lookups_go_on_after_the_runtime_that_started_them_ended() {
         drop(reg);
         drop(idp);
     });
+}
+
+/// `/metrics` counts the token lookups and the statements that carried them: concurrent
+/// authenticates share statements, and every lookup is counted once.
+#[tokio::test]
+async fn metrics_count_token_lookups_and_the_statements_that_carried_them() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let (token, _) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let counter = |metrics: &str, name: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("lanyard_registry_{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let scrape = || async {
+        reg.http
+            .get(reg.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = scrape().await;
+    let (lookups0, statements0) = (
+        counter(&before, "token_lookups_total"),
+        counter(&before, "token_lookup_statements_total"),
+    );
+    const N: u64 = 200;
+    let reg_ref = &reg;
+    let token = &token;
+    let answers = futures_util::future::join_all((0..N).map(|_| async move {
+        reg_ref
+            .authenticate(serde_json::json!({ "session_token": token }))
+            .await
+            .0
+    }))
+    .await;
+    assert!(answers.iter().all(|s| *s == 200), "{answers:?}");
+    let after = scrape().await;
+    let lookups = counter(&after, "token_lookups_total") - lookups0;
+    let statements = counter(&after, "token_lookup_statements_total") - statements0;
+    assert_eq!(lookups, N, "one lookup per token authenticate");
+    assert!(
+        (1..=N).contains(&statements),
+        "{statements} statements for {N} lookups"
+    );
 }
