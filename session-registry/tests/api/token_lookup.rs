@@ -204,3 +204,38 @@ async fn metrics_count_token_lookups_and_the_statements_that_carried_them() {
         "{statements} statements for {N} lookups"
     );
 }
+
+/// A lookup connection killed under the registry (`pg_terminate_backend`) costs the next
+/// authenticate nothing: the batch goes again on a fresh connection.
+#[tokio::test]
+async fn a_killed_lookup_connection_is_replaced_without_failing_a_request() {
+    use sqlx::{Connection, Row};
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let (token, created) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let body = serde_json::json!({ "session_token": token });
+    let (status, _, _) = reg.authenticate(body.clone()).await;
+    assert_eq!(status, 200);
+
+    let mut admin = sqlx::PgConnection::connect(&reg.database_url)
+        .await
+        .unwrap();
+    let killed = sqlx::query(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'session-registry token lookup'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap()
+    .get::<i64, _>("n");
+    assert!(killed >= 1, "the registry's lookup connection was open");
+
+    for _ in 0..3 {
+        let (status, answer, _) = reg.authenticate(body.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["session"]["session_id"],
+            created["session"]["session_id"]
+        );
+    }
+}
