@@ -38,8 +38,11 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::{Result, SessionRecord, StoreError, TokenLookupStats};
 
-/// Connecting, and waiting for one batch's answer.
+/// Connecting (socket, start-up, `SET ROLE`, preparing), and waiting for one batch's answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a lookup waits for its answer: the batch in flight and its own, each of which may
+/// connect and look up twice.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(45);
 /// Most hashes in one statement; more waiting lookups go in the next.
 const MAX_BATCH: usize = 64;
 /// Same contract as every backend's token lookup, for several hashes of one tenant: the
@@ -163,40 +166,50 @@ impl HotPool {
         if start_driver {
             // Spawned, not awaited here: the driver outlives this request while others wait.
             // It runs after the tasks already ready on this thread, whose lookups join the batch.
+            // The guard exists before the task does, so a task dropped before its first poll (a
+            // runtime shutting down) still hands the queue back.
+            let guard = DriverGuard(Some(Arc::clone(slot)));
             tokio::spawn(drive(
-                Arc::clone(slot),
+                guard,
                 Arc::clone(&self.config),
                 Arc::clone(&self.counters),
             ));
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(
+        // The driver answers or errs within a few timeouts (connect and lookup, one retry);
+        // this is the backstop should it ever not.
+        match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StoreError::Unavailable(
                 "the token lookup stopped before answering".into(),
-            ))
-        })
+            )),
+            Err(_) => Err(StoreError::Unavailable(
+                "the token lookup got no answer in time".into(),
+            )),
+        }
+    }
+}
+
+/// Hands a slot's queue back if its driver ends, or is dropped unstarted, before it has emptied
+/// the queue: the waiters left get an error and the next lookup starts a new driver.
+struct DriverGuard(Option<Arc<Slot>>);
+
+impl Drop for DriverGuard {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            let mut queue = slot.queue();
+            queue.driving = false;
+            for w in queue.waiting.drain(..) {
+                let _ = w.reply.send(Err(StoreError::Unavailable(
+                    "the token lookup stopped before answering".into(),
+                )));
+            }
+        }
     }
 }
 
 /// Sends the waiting lookups as batches, one after the other, until none are left. On any end,
-/// cancellation included (its runtime shutting down), the guard hands the queue back: waiters
-/// left get an error and the next lookup starts a new driver.
-async fn drive(slot: Arc<Slot>, config: Arc<Config>, counters: Arc<Counters>) {
-    /// Hands the queue back if the driver ends before it has emptied it.
-    struct Guard(Option<Arc<Slot>>);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            if let Some(slot) = self.0.take() {
-                let mut queue = slot.queue();
-                queue.driving = false;
-                for w in queue.waiting.drain(..) {
-                    let _ = w.reply.send(Err(StoreError::Unavailable(
-                        "the token lookup stopped before answering".into(),
-                    )));
-                }
-            }
-        }
-    }
-    let mut guard = Guard(Some(slot));
+/// cancellation included (its runtime shutting down), the guard hands the queue back.
+async fn drive(mut guard: DriverGuard, config: Arc<Config>, counters: Arc<Counters>) {
     let Some(slot) = guard.0.clone() else { return };
     loop {
         let batch = {
@@ -278,11 +291,13 @@ async fn lookup_groups(
         .collect();
     // (statement, parameters, whether its rows are a group's answer), in the order they run.
     let mut calls: Vec<(&Statement, Vec<&(dyn ToSql + Sync)>, bool)> = Vec::new();
+    // Taken out while the batch runs: should it stop half way (cancelled), the setting on the
+    // server is unknown and the next batch sets it again.
     let mut tenant = conn
         .tenant
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+        .take();
     for ((group_tenant, _), hashes) in groups.iter().zip(&hashes) {
         if tenant.as_deref() != Some(group_tenant.as_str()) {
             calls.push((&conn.set_tenant, vec![group_tenant], false));
@@ -318,21 +333,25 @@ async fn lookup_groups(
     }
 }
 
-/// Hands each waiter its session: the row whose hash is the one it asked for, if any.
+/// Hands each waiter its session: the row whose hash is the one it asked for, if any. A row
+/// that does not decode makes the whole group an error rather than a "not found".
 fn answer(waiters: Vec<Waiter>, rows: Vec<Row>) {
-    let mut found = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let hash: std::result::Result<&str, _> = row.try_get("token_hash");
-        let record = session_from_row(row);
-        found.push((hash, record));
-    }
+    let decoded: Result<Vec<(String, SessionRecord)>> = rows
+        .iter()
+        .map(|row| {
+            let hash = row
+                .try_get("token_hash")
+                .map_err(|e: tokio_postgres::Error| StoreError::Inconsistent(e.to_string()))?;
+            Ok((hash, session_from_row(row)?))
+        })
+        .collect();
     for w in waiters {
-        let result = match found
-            .iter()
-            .find(|(h, _)| h.as_ref().is_ok_and(|h| *h == w.hash))
-        {
-            Some((_, record)) => record.clone().map(Some),
-            None => Ok(None),
+        let result = match &decoded {
+            Ok(found) => Ok(found
+                .iter()
+                .find(|(hash, _)| *hash == w.hash)
+                .map(|(_, record)| record.clone())),
+            Err(e) => Err(e.clone()),
         };
         let _ = w.reply.send(result);
     }
@@ -341,6 +360,15 @@ fn answer(waiters: Vec<Waiter>, rows: Vec<Row>) {
 /// Connects, with its I/O task on the calling thread's runtime, as `lanyard_app` (row-level
 /// security applies, as on the main pool), and prepares the lookup.
 async fn connect(config: &Config) -> Result<Conn> {
+    match tokio::time::timeout(TIMEOUT, open(config)).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Unavailable(
+            "the token lookup connection was not ready in time".into(),
+        )),
+    }
+}
+
+async fn open(config: &Config) -> Result<Conn> {
     let (client, connection) = config.connect(NoTls).await.map_err(store_error)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {

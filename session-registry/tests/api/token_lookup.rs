@@ -124,21 +124,23 @@ fn lookups_go_on_after_the_runtime_that_started_them_ended() {
     assert_eq!(found.map(|s| s.id).as_deref(), Some(id.as_str()));
     drop(first);
 
-    // A runtime that ends while its batch is being sent.
-    let second = runtime();
-    second.block_on(async {
-        let pending = store.session_by_token_hash(&tenant, &hash);
-        tokio::pin!(pending);
-        assert!(
-            futures_util::poll!(&mut pending).is_pending(),
-            "queued; the batch's task is spawned"
-        );
-        // The batch's task runs until it waits for Postgres.
-        for _ in 0..3 {
-            tokio::task::yield_now().await;
-        }
-    });
-    drop(second);
+    // A runtime that ends before the batch's task has run at all (it is dropped unpolled),
+    // then one that ends while its batch is being sent.
+    for yields in [0, 3] {
+        let ending = runtime();
+        ending.block_on(async {
+            let pending = store.session_by_token_hash(&tenant, &hash);
+            tokio::pin!(pending);
+            assert!(
+                futures_util::poll!(&mut pending).is_pending(),
+                "queued; the batch's task is spawned"
+            );
+            for _ in 0..yields {
+                tokio::task::yield_now().await;
+            }
+        });
+        drop(ending);
+    }
 
     let third = runtime();
     let found = third.block_on(lookup());
