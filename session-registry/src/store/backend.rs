@@ -6,28 +6,7 @@ macro_rules! impl_store {
     ($store:ident, $db:ty, $row:ty, $notify:ident) => {
         fn session_from_row(r: &$row) -> std::result::Result<SessionRecord, sqlx::Error> {
             use sqlx::Row;
-            Ok(SessionRecord {
-                id: r.try_get("id")?,
-                tenant: r.try_get("tenant")?,
-                account_id: r.try_get("account_id")?,
-                subject: r.try_get("subject")?,
-                email: r.try_get("email")?,
-                is_guest: r.try_get("is_guest")?,
-                device_id: r.try_get("device_id")?,
-                device_name: r.try_get("device_name")?,
-                device_platform: r.try_get("device_platform")?,
-                device_last_seen: r.try_get("device_last_seen")?,
-                idp_sid: r.try_get("idp_sid")?,
-                created_at: r.try_get("created_at")?,
-                last_authenticated_at: r.try_get("last_authenticated_at")?,
-                expires_at: r.try_get("expires_at")?,
-                absolute_expires_at: r.try_get("absolute_expires_at")?,
-                revoked_at: r.try_get("revoked_at")?,
-                revoked_reason: r.try_get("revoked_reason")?,
-                auth_method: r.try_get("auth_method")?,
-                user_agent: r.try_get("user_agent")?,
-                ip: r.try_get("ip")?,
-            })
+            Ok(session_record!(|name| r.try_get(name)))
         }
 
         fn tenant_from_row(r: &$row) -> Result<TenantRecord> {

@@ -6,6 +6,36 @@
 //! SQL (expanded by `impl_store!` for each pool type), which the compile-time macros cannot do
 //! without two offline caches kept in step. Every query still binds its parameters.
 
+/// A [`SessionRecord`] from a row of the session columns (`sql::SESSION_COLUMNS`, or the token
+/// lookup's): `$get(name)` reads one column, `?` passes its error on. One list of fields for sqlx's
+/// rows and tokio-postgres's.
+macro_rules! session_record {
+    ($get:expr) => {
+        SessionRecord {
+            id: $get("id")?,
+            tenant: $get("tenant")?,
+            account_id: $get("account_id")?,
+            subject: $get("subject")?,
+            email: $get("email")?,
+            is_guest: $get("is_guest")?,
+            device_id: $get("device_id")?,
+            device_name: $get("device_name")?,
+            device_platform: $get("device_platform")?,
+            device_last_seen: $get("device_last_seen")?,
+            idp_sid: $get("idp_sid")?,
+            created_at: $get("created_at")?,
+            last_authenticated_at: $get("last_authenticated_at")?,
+            expires_at: $get("expires_at")?,
+            absolute_expires_at: $get("absolute_expires_at")?,
+            revoked_at: $get("revoked_at")?,
+            revoked_reason: $get("revoked_reason")?,
+            auth_method: $get("auth_method")?,
+            user_agent: $get("user_agent")?,
+            ip: $get("ip")?,
+        }
+    };
+}
+
 pub(crate) mod backend;
 mod pg_hot;
 mod postgres;

@@ -410,27 +410,7 @@ fn store_error(e: tokio_postgres::Error) -> StoreError {
 }
 
 fn session_from_row(r: &Row) -> Result<SessionRecord> {
-    let inconsistent = |e: tokio_postgres::Error| StoreError::Inconsistent(e.to_string());
-    Ok(SessionRecord {
-        id: r.try_get("id").map_err(inconsistent)?,
-        tenant: r.try_get("tenant").map_err(inconsistent)?,
-        account_id: r.try_get("account_id").map_err(inconsistent)?,
-        subject: r.try_get("subject").map_err(inconsistent)?,
-        email: r.try_get("email").map_err(inconsistent)?,
-        is_guest: r.try_get("is_guest").map_err(inconsistent)?,
-        device_id: r.try_get("device_id").map_err(inconsistent)?,
-        device_name: r.try_get("device_name").map_err(inconsistent)?,
-        device_platform: r.try_get("device_platform").map_err(inconsistent)?,
-        device_last_seen: r.try_get("device_last_seen").map_err(inconsistent)?,
-        idp_sid: r.try_get("idp_sid").map_err(inconsistent)?,
-        created_at: r.try_get("created_at").map_err(inconsistent)?,
-        last_authenticated_at: r.try_get("last_authenticated_at").map_err(inconsistent)?,
-        expires_at: r.try_get("expires_at").map_err(inconsistent)?,
-        absolute_expires_at: r.try_get("absolute_expires_at").map_err(inconsistent)?,
-        revoked_at: r.try_get("revoked_at").map_err(inconsistent)?,
-        revoked_reason: r.try_get("revoked_reason").map_err(inconsistent)?,
-        auth_method: r.try_get("auth_method").map_err(inconsistent)?,
-        user_agent: r.try_get("user_agent").map_err(inconsistent)?,
-        ip: r.try_get("ip").map_err(inconsistent)?,
-    })
+    Ok(session_record!(|name| r.try_get(name).map_err(
+        |e: tokio_postgres::Error| StoreError::Inconsistent(e.to_string())
+    )))
 }
