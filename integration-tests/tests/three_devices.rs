@@ -19,7 +19,6 @@ use session_core::{
     DeviceIdentity, LoginMethod, LoginRequest, LogoutScope, ManagerEvent, ManagerOptions,
     SessionError, SessionManager, SessionState, UnavailableReason,
 };
-use session_registry::config::{RegistryConfig, TenantConfig};
 use test_harness::{TestDatabase, TestIdp};
 
 /// How long a pushed change may take before the test gives up (not an assertion on speed).
@@ -34,29 +33,15 @@ struct Stack {
 async fn stack() -> Stack {
     let idp = TestIdp::spawn().await;
     let db = TestDatabase::create().await;
-    let settings = session_registry::Settings::for_tests(&db.url);
-    let tenant = |slug: &str| TenantConfig {
-        slug: slug.into(),
-        issuer: idp.issuer(slug),
-        audiences: vec!["lanyard-cli".into()],
-        idle_timeout_secs: 3600,
-        absolute_timeout_secs: 86_400,
-        api_key: None,
-    };
-    let config = RegistryConfig {
-        key_dir: None,
-        tenants: vec![tenant("acme"), tenant("globex")],
-        web_clients: vec![],
-    };
-    let app = session_registry::Application::build_with(
-        &settings,
-        &config,
-        Arc::new(lanyard_clock::SystemClock),
+    let registry = session_registry::startup::Application::spawn_for_tests(
+        &db.url,
+        &[
+            ("acme", idp.issuer("acme")),
+            ("globex", idp.issuer("globex")),
+        ],
     )
     .await
     .expect("the registry starts on the fresh Postgres database");
-    let registry = app.base_url().to_owned();
-    tokio::spawn(app.run_until_stopped());
     Stack {
         idp,
         registry,

@@ -245,6 +245,40 @@ impl Application {
         self.server.await
     }
 
+    /// For other crates' end-to-end tests (as [`Settings::for_tests`]): a registry on
+    /// `database_url` (migrated), on a free loopback port, serving in the background, whose
+    /// tenants are `(slug, issuer)` trusting ID tokens for `lanyard-cli`, with a one-hour idle
+    /// and one-day absolute timeout. Returns its base URL.
+    pub async fn spawn_for_tests(
+        database_url: &str,
+        tenants: &[(&str, String)],
+    ) -> Result<String, StartupError> {
+        let config = RegistryConfig {
+            key_dir: None,
+            tenants: tenants
+                .iter()
+                .map(|(slug, issuer)| crate::config::TenantConfig {
+                    slug: (*slug).to_owned(),
+                    issuer: issuer.clone(),
+                    audiences: vec!["lanyard-cli".into()],
+                    idle_timeout_secs: 3600,
+                    absolute_timeout_secs: 86_400,
+                    api_key: None,
+                })
+                .collect(),
+            web_clients: vec![],
+        };
+        let app = Self::build_with(
+            &Settings::for_tests(database_url),
+            &config,
+            Arc::new(SystemClock),
+        )
+        .await?;
+        let base_url = app.base_url().to_owned();
+        tokio::spawn(app.run_until_stopped());
+        Ok(base_url)
+    }
+
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully (see [`Shutdown::graceful`]):
     /// what the binary runs. A second signal during the drain exits at once. `ready` runs once
     /// the handlers are installed (the binary prints its readiness line there, so a signal sent

@@ -5,10 +5,8 @@
 
 use std::path::PathBuf;
 use std::process::Output;
-use std::sync::Arc;
 use std::time::Duration;
 
-use session_registry::config::{RegistryConfig, TenantConfig};
 use test_harness::TestIdp;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -25,30 +23,15 @@ pub async fn stack() -> Stack {
 
 pub async fn stack_with(idp: TestIdp) -> Stack {
     let db = tempfile::tempdir().unwrap();
-    let settings =
-        session_registry::Settings::for_tests(&format!("sqlite://{}/r.db", db.path().display()));
-    let tenant = |slug: &str| TenantConfig {
-        slug: slug.into(),
-        issuer: idp.issuer(slug),
-        audiences: vec!["lanyard-cli".into()],
-        idle_timeout_secs: 3600,
-        absolute_timeout_secs: 86_400,
-        api_key: None,
-    };
-    let config = RegistryConfig {
-        key_dir: None,
-        tenants: vec![tenant("acme"), tenant("globex")],
-        web_clients: vec![],
-    };
-    let app = session_registry::Application::build_with(
-        &settings,
-        &config,
-        Arc::new(lanyard_clock::SystemClock),
+    let registry = session_registry::startup::Application::spawn_for_tests(
+        &format!("sqlite://{}/r.db", db.path().display()),
+        &[
+            ("acme", idp.issuer("acme")),
+            ("globex", idp.issuer("globex")),
+        ],
     )
     .await
     .unwrap();
-    let registry = app.base_url().to_owned();
-    tokio::spawn(app.run_until_stopped());
     Stack {
         idp,
         registry,

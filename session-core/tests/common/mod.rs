@@ -2,10 +2,7 @@
 //! tenant `acme` trusting the IdP), spawned per test.
 #![allow(dead_code)]
 
-use std::sync::Arc;
-
 use session_core::LoginRequest;
-use session_registry::config::{RegistryConfig, TenantConfig};
 use test_harness::TestIdp;
 
 pub struct Stack {
@@ -17,29 +14,12 @@ pub struct Stack {
 pub async fn stack() -> Stack {
     let idp = TestIdp::spawn().await;
     let dir = tempfile::tempdir().unwrap();
-    let settings =
-        session_registry::Settings::for_tests(&format!("sqlite://{}/r.db", dir.path().display()));
-    let config = RegistryConfig {
-        key_dir: None,
-        tenants: vec![TenantConfig {
-            slug: "acme".into(),
-            issuer: idp.issuer("acme"),
-            audiences: vec!["lanyard-cli".into()],
-            idle_timeout_secs: 3600,
-            absolute_timeout_secs: 86_400,
-            api_key: None,
-        }],
-        web_clients: vec![],
-    };
-    let app = session_registry::Application::build_with(
-        &settings,
-        &config,
-        Arc::new(lanyard_clock::SystemClock),
+    let registry = session_registry::startup::Application::spawn_for_tests(
+        &format!("sqlite://{}/r.db", dir.path().display()),
+        &[("acme", idp.issuer("acme"))],
     )
     .await
     .unwrap();
-    let registry = app.base_url().to_owned();
-    tokio::spawn(app.run_until_stopped());
     Stack {
         idp,
         registry,
