@@ -95,15 +95,7 @@ async fn health_readiness_metrics_and_the_openapi_document_are_served() {
             "{path}"
         );
     }
-    let metrics = reg
-        .http
-        .get(reg.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = reg.metrics().await;
     assert!(
         metrics.contains("lanyard_registry_http_requests_total"),
         "{metrics}"

@@ -107,6 +107,18 @@ impl TestRegistry {
         format!("{}{path}", self.base_url)
     }
 
+    /// The `/metrics` page (Prometheus text).
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// `POST /v1/sessions` with a device; returns the status and body.
     pub async fn create(&self, id_token: &str, device: &str) -> (u16, Value) {
         let res = self

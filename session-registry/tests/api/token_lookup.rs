@@ -171,17 +171,7 @@ async fn metrics_count_token_lookups_and_the_statements_that_carried_them() {
             .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
-    let scrape = || async {
-        reg.http
-            .get(reg.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let before = scrape().await;
+    let before = reg.metrics().await;
     let (lookups0, statements0) = (
         counter(&before, "token_lookups_total"),
         counter(&before, "token_lookup_statements_total"),
@@ -197,7 +187,7 @@ async fn metrics_count_token_lookups_and_the_statements_that_carried_them() {
     }))
     .await;
     assert!(answers.iter().all(|s| *s == 200), "{answers:?}");
-    let after = scrape().await;
+    let after = reg.metrics().await;
     let lookups = counter(&after, "token_lookups_total") - lookups0;
     let statements = counter(&after, "token_lookup_statements_total") - statements0;
     assert_eq!(lookups, N, "one lookup per token authenticate");
