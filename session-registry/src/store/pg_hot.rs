@@ -179,9 +179,7 @@ impl HotPool {
         // this is the backstop should it ever not.
         match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(StoreError::Unavailable(
-                "the token lookup stopped before answering".into(),
-            )),
+            Ok(Err(_)) => Err(stopped()),
             Err(_) => Err(StoreError::Unavailable(
                 "the token lookup got no answer in time".into(),
             )),
@@ -199,12 +197,15 @@ impl Drop for DriverGuard {
             let mut queue = slot.queue();
             queue.driving = false;
             for w in queue.waiting.drain(..) {
-                let _ = w.reply.send(Err(StoreError::Unavailable(
-                    "the token lookup stopped before answering".into(),
-                )));
+                let _ = w.reply.send(Err(stopped()));
             }
         }
     }
+}
+
+/// What a lookup gets when the task sending its batch ended without answering.
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the token lookup stopped before answering".into())
 }
 
 /// Sends the waiting lookups as batches, one after the other, until none are left. On any end,
@@ -244,15 +245,10 @@ async fn run_batch(slot: &Slot, config: &Config, counters: &Counters, batch: Vec
     counters
         .statements
         .fetch_add(groups.len() as u64, Ordering::Relaxed);
-    let mut result = Err(StoreError::Unavailable("token lookup failed".into()));
-    for _ in 0..2 {
+    let mut result = lookup_groups(slot, config, &groups).await;
+    if let Err(StoreError::Unavailable(reason)) = &result {
+        tracing::debug!(%reason, "token lookup connection failed; reconnecting");
         result = lookup_groups(slot, config, &groups).await;
-        match &result {
-            Err(StoreError::Unavailable(reason)) => {
-                tracing::debug!(%reason, "token lookup connection failed; reconnecting");
-            }
-            _ => break,
-        }
     }
     match result {
         Ok(answers) => {
