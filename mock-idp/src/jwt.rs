@@ -31,6 +31,8 @@ pub enum JwtError {
         expected: &'static str,
         found: Option<String>,
     },
+    #[error("token is not an ID token: {0}")]
+    NotAnIdToken(&'static str),
     #[error("signing failed: {0}")]
     Signing(String),
 }
@@ -103,6 +105,41 @@ pub fn verify_own(
         if exp <= now.unix_timestamp() {
             return Err(JwtError::Expired);
         }
+    }
+    Ok(claims)
+}
+
+/// Verifies an ID token this tenant signed, as `id_token_hint` needs it: everything
+/// [`verify_own`] checks, a `typ` that is absent or `JWT` (an access token is `at+jwt`, a logout
+/// token `logout+jwt`), and no `events` claim (which only logout tokens carry). An expired ID
+/// token passes when `allow_expired` (RP-Initiated Logout 1.0 §2 accepts one as a hint).
+/// The audience is the caller's to check: only it knows the tenant's clients.
+pub fn verify_id_token(
+    token: &str,
+    keys: &KeySet,
+    issuer: &str,
+    now: OffsetDateTime,
+    allow_expired: bool,
+) -> Result<Value, JwtError> {
+    if token.len() > 16 * 1024 {
+        return Err(JwtError::Malformed);
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
+    match header.typ.as_deref() {
+        None | Some("JWT") => {}
+        Some(_) => {
+            return Err(JwtError::WrongType {
+                expected: "JWT",
+                found: header.typ,
+            })
+        }
+    }
+    let claims = verify_own(token, keys, issuer, None, now, allow_expired)?;
+    if claims.get("events").is_some() {
+        return Err(JwtError::NotAnIdToken("it carries an events claim"));
+    }
+    if !claims.get("sub").is_some_and(Value::is_string) {
+        return Err(JwtError::NotAnIdToken("it has no sub"));
     }
     Ok(claims)
 }
@@ -283,6 +320,40 @@ mod tests {
             ),
             Err(JwtError::WrongType { .. })
         ));
+    }
+
+    #[test]
+    fn only_id_tokens_pass_as_id_tokens_expired_or_not() {
+        let keys = keyset();
+        let key = keys.active(SigningAlg::ES256).unwrap();
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let id = json!({"iss": "http://i/acme", "sub": "s", "aud": "c", "exp": now.unix_timestamp() - 60});
+        let verify = |t: &str| verify_id_token(t, &keys, "http://i/acme", now, true);
+        for typ in [None, Some("JWT")] {
+            assert!(verify(&sign(&id, &key, typ).unwrap()).is_ok(), "{typ:?}");
+        }
+        for typ in ["at+jwt", "logout+jwt", "jwt+whatever"] {
+            assert!(matches!(
+                verify(&sign(&id, &key, Some(typ)).unwrap()),
+                Err(JwtError::WrongType { .. })
+            ));
+        }
+        let mut logout = id.clone();
+        logout["events"] = json!({"http://schemas.openid.net/event/backchannel-logout": {}});
+        assert!(matches!(
+            verify(&sign(&logout, &key, None).unwrap()),
+            Err(JwtError::NotAnIdToken(_))
+        ));
+        assert_eq!(
+            verify_id_token(
+                &sign(&id, &key, None).unwrap(),
+                &keys,
+                "http://i/acme",
+                now,
+                false
+            ),
+            Err(JwtError::Expired)
+        );
     }
 
     #[test]

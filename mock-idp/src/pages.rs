@@ -99,6 +99,40 @@ pub fn device(issuer: &str, tenant: &str, user_code: Option<&str>, error: Option
     )
 }
 
+/// What the sign-out confirmation page needs.
+pub struct EndSessionPage<'a> {
+    pub tenant: &'a str,
+    pub issuer: &'a str,
+    /// The signed-in account, as the person knows it.
+    pub account: &'a str,
+    pub csrf_token: &'a str,
+    pub client_id: Option<&'a str>,
+    pub post_logout_redirect_uri: Option<&'a str>,
+    pub state: Option<&'a str>,
+    /// Why the request could not be taken as it was.
+    pub problem: Option<&'a str>,
+}
+
+/// Asks the person before a sign-out nobody trustworthy asked for; only its form ends the session.
+pub fn end_session(p: &EndSessionPage<'_>) -> Markup {
+    layout(
+        &format!("Sign out of {}", p.tenant),
+        html! {
+            h1 { "Sign out of " (p.tenant) "?" }
+            @if let Some(problem) = p.problem { p.error id="error" role="alert" { (problem) } }
+            p { "You are signed in as " strong { (p.account) } ". Signing out ends this sign-in for every application that uses it." }
+            form method="post" action=(format!("{}/end_session", p.issuer)) id="end-session-form" {
+                input type="hidden" name="csrf_token" value=(p.csrf_token);
+                @if let Some(v) = p.client_id { input type="hidden" name="client_id" value=(v); }
+                @if let Some(v) = p.post_logout_redirect_uri { input type="hidden" name="post_logout_redirect_uri" value=(v); }
+                @if let Some(v) = p.state { input type="hidden" name="state" value=(v); }
+                button type="submit" name="confirm" value="yes" id="confirm-sign-out" { "Sign out" }
+            }
+            p.muted { "If you did not ask to sign out, close this page: you stay signed in." }
+        },
+    )
+}
+
 pub fn notice(title: &str, message: &str) -> Markup {
     layout(title, html! { h1 { (title) } p id="message" { (message) } })
 }

@@ -1,5 +1,15 @@
 //! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): ends the IdP session, revokes
 //! the refresh families bound to it, and sends back-channel logout tokens.
+//!
+//! Ending a session is only done for someone who asked (issue #12, finding 10). An
+//! `id_token_hint` is taken as the relying party asking only when it is an ID token of this
+//! tenant for one of its clients ([`jwt::verify_id_token`]: signed by this tenant, `typ` absent or
+//! `JWT`, no `events`; expired is fine) naming the browser's signed-in user, or there is no
+//! browser session. Anything else — no hint, a bad hint, an access or logout token, another
+//! user's ID token — ends nothing: the answer is a page asking the person to confirm, whose form
+//! posts back `confirm=yes` with a CSRF token derived from the browser's session cookie (checked
+//! in constant time). Only that post ends the browser's session; a cross-site post lacks the
+//! token, and a link or an `<img>` cannot post at all.
 
 use std::sync::Arc;
 
@@ -71,6 +81,87 @@ pub fn terminate(
     ended
 }
 
+/// An `id_token_hint` that passed every check: the relying party's word for who signs out.
+struct IdTokenHint {
+    sub: String,
+    sid: Option<String>,
+    client_id: String,
+}
+
+/// Checks `token` as an `id_token_hint` of `tenant`; the error says why it is not one.
+fn verify_hint(tenant: &Tenant, token: &str) -> Result<IdTokenHint, String> {
+    let claims = jwt::verify_id_token(
+        token,
+        &tenant.keys.read(),
+        &tenant.issuer,
+        tenant.now(),
+        true,
+    )
+    .map_err(|e| e.to_string())?;
+    let client_id = match claims.get("aud") {
+        Some(Value::String(aud)) => aud.clone(),
+        Some(Value::Array(auds)) => match auds.as_slice() {
+            [Value::String(aud)] => aud.clone(),
+            _ => return Err("its aud is not exactly one client".into()),
+        },
+        _ => return Err("it has no aud".into()),
+    };
+    if tenant.directory.read().client(&client_id).is_none() {
+        return Err(format!(
+            "its aud '{}' is not a client of this tenant",
+            client_id.escape_default()
+        ));
+    }
+    Ok(IdTokenHint {
+        sub: claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        sid: claims.get("sid").and_then(Value::as_str).map(str::to_owned),
+        client_id,
+    })
+}
+
+/// The CSRF token of the confirmation form: derived from the session cookie's value, so it is
+/// bound to the browser holding that cookie, unguessable without it, and needs no storage. The
+/// prefix keeps it apart from the cookie's fingerprint, which keys the session map.
+fn csrf_token(cookie: &str) -> String {
+    random::fingerprint(&format!("lanyard mock-idp end_session csrf\0{cookie}"))
+}
+
+/// The browser's live IdP session and the value of the cookie naming it.
+fn browser_session(tenant: &Tenant, req: &HttpRequest) -> Option<(String, IdpSession)> {
+    let cookie = req.cookie(SESSION_COOKIE)?;
+    let grants = tenant.grants.lock();
+    let session = grants.sessions.get(&random::fingerprint(cookie.value()))?;
+    (session.expires_at > tenant.now()).then(|| (cookie.value().to_owned(), session.clone()))
+}
+
+/// The `post_logout_redirect_uri` to send the browser to, if it is registered for `client_id`.
+fn registered_redirect(
+    tenant: &Tenant,
+    client_id: Option<&str>,
+    uri: Option<&str>,
+) -> Result<Option<String>, HttpResponse> {
+    let Some(uri) = uri else { return Ok(None) };
+    let dir = tenant.directory.read();
+    let allowed = client_id.and_then(|id| dir.client(id)).is_some_and(|c| {
+        c.config
+            .post_logout_redirect_uris
+            .iter()
+            .any(|r| redirect_uri::matches(r, uri))
+    });
+    if allowed {
+        Ok(Some(uri.to_owned()))
+    } else {
+        Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "post_logout_redirect_uri is not registered for this client (send id_token_hint or client_id)",
+        ))
+    }
+}
+
 async fn end_session(
     state: web::Data<IdpState>,
     path: web::Path<String>,
@@ -85,80 +176,200 @@ async fn end_session(
         Ok(p) => p,
         Err(e) => return Ok(error_page(StatusCode::BAD_REQUEST, &e.to_string())),
     };
-    let hint = match params.get("id_token_hint") {
-        Some(t) => match jwt::verify_own(
-            t,
-            &tenant.keys.read(),
-            &tenant.issuer,
-            None,
-            tenant.now(),
-            true,
-        ) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                return Ok(error_page(
-                    StatusCode::BAD_REQUEST,
-                    &format!("id_token_hint is not valid: {e}"),
-                ))
+    let browser = browser_session(&tenant, &req);
+    if req.method() == actix_web::http::Method::POST && params.get("confirm").is_some() {
+        return confirmed(&state, &tenant, &params, browser);
+    }
+    let hint = params
+        .get("id_token_hint")
+        .map(|t| verify_hint(&tenant, t))
+        .transpose()
+        .and_then(|hint| match (&hint, params.get("client_id")) {
+            // RP-Initiated Logout 1.0 §2: both sent, they must agree.
+            (Some(h), Some(id)) if h.client_id != id => {
+                Err("client_id is not the audience of id_token_hint".to_owned())
             }
-        },
-        None => None,
-    };
-    let client_id = params.get("client_id").map(str::to_owned).or_else(|| {
-        hint.as_ref()
-            .and_then(|c| c.get("aud"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    });
-    let redirect = match params.get("post_logout_redirect_uri") {
-        Some(uri) => {
-            let dir = tenant.directory.read();
-            let allowed = client_id
-                .as_deref()
-                .and_then(|id| dir.client(id))
-                .is_some_and(|c| {
-                    c.config
-                        .post_logout_redirect_uris
-                        .iter()
-                        .any(|r| redirect_uri::matches(r, uri))
-                });
-            if !allowed {
-                return Ok(error_page(
+            _ => Ok(hint),
+        });
+    let hint = match hint {
+        Ok(hint) => hint,
+        Err(reason) => {
+            tenant.record(
+                "end_session_hint_refused",
+                browser.as_ref().map(|(_, s)| s.sub.as_str()),
+                params.get("client_id"),
+                reason.clone(),
+            );
+            let problem = format!(
+                "The application's sign-out request was not accepted (id_token_hint is not valid: {reason})."
+            );
+            // No redirect after a failed check (RP-Initiated Logout 1.0 §3), so none is offered.
+            return Ok(match &browser {
+                Some((cookie, session)) => confirmation_page(
+                    &tenant,
                     StatusCode::BAD_REQUEST,
-                    "post_logout_redirect_uri is not registered for this client (send id_token_hint or client_id)",
-                ));
-            }
-            Some(uri.to_owned())
+                    cookie,
+                    session,
+                    None,
+                    Some(&problem),
+                ),
+                None => error_page(StatusCode::BAD_REQUEST, &problem),
+            });
         }
-        None => None,
     };
-    let cookie_sid = req.cookie(SESSION_COOKIE).and_then(|c| {
-        let grants = tenant.grants.lock();
-        grants
-            .sessions
-            .get(&random::fingerprint(c.value()))
-            .map(|s| s.sid.clone())
-    });
-    let hint_sid = hint
-        .as_ref()
-        .and_then(|c| c.get("sid"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let sids: Vec<String> = cookie_sid.into_iter().chain(hint_sid).collect();
-    terminate(&state, &tenant, &sids, "end_session");
+    let client_id = params
+        .get("client_id")
+        .map(str::to_owned)
+        .or_else(|| hint.as_ref().map(|h| h.client_id.clone()));
+    let client_id = client_id.as_deref();
+    let redirect =
+        match registered_redirect(&tenant, client_id, params.get("post_logout_redirect_uri")) {
+            Ok(r) => r,
+            Err(page) => return Ok(page),
+        };
+    match (hint, browser) {
+        // The relying party speaks for the browser's own user (or there is no browser session
+        // to protect): end it and the hint's session at once.
+        (Some(hint), browser) if browser.as_ref().is_none_or(|(_, s)| s.sub == hint.sub) => {
+            let mut sids: Vec<String> = browser.map(|(_, s)| s.sid).into_iter().collect();
+            if let Some(sid) = &hint.sid {
+                let grants = tenant.grants.lock();
+                if grants
+                    .session_by_sid(sid)
+                    .is_some_and(|(_, s)| s.sub == hint.sub)
+                {
+                    sids.push(sid.clone());
+                }
+            }
+            terminate(&state, &tenant, &sids, "end_session with id_token_hint");
+            Ok(signed_out(&tenant, redirect, params.get("state")))
+        }
+        // Someone must confirm: no hint, or another user's ID token in this browser.
+        (_, Some((cookie, session))) => {
+            let back = redirect.as_deref().map(|uri| Return {
+                client_id: client_id.unwrap_or_default(),
+                post_logout_redirect_uri: uri,
+                state: params.get("state"),
+            });
+            Ok(confirmation_page(
+                &tenant,
+                StatusCode::OK,
+                &cookie,
+                &session,
+                back,
+                None,
+            ))
+        }
+        // No hint and no browser session: nothing to end. (With a hint and no browser
+        // session, the first arm took it.)
+        (_, None) => Ok(signed_out_without_session(redirect, params.get("state"))),
+    }
+}
 
-    let removal = Cookie::build(SESSION_COOKIE, "")
+/// The confirmation form posted back: ends the browser's session if its CSRF token matches.
+fn confirmed(
+    state: &IdpState,
+    tenant: &Arc<Tenant>,
+    params: &Params,
+    browser: Option<(String, IdpSession)>,
+) -> Result<HttpResponse, OAuthError> {
+    let Some((cookie, session)) = browser else {
+        // Nothing to end, and nothing proves who asked: no redirect.
+        return Ok(signed_out_without_session(None, None));
+    };
+    let presented = params.get("csrf_token").unwrap_or_default();
+    if !random::constant_time_eq(presented.as_bytes(), csrf_token(&cookie).as_bytes()) {
+        tenant.record(
+            "end_session_csrf_refused",
+            Some(&session.sub),
+            None,
+            "sign-out confirmation without this browser's CSRF token; nothing ended",
+        );
+        return Ok(error_page(
+            StatusCode::FORBIDDEN,
+            "This sign-out was not confirmed from this browser, so nothing was ended. Use the sign-out button of the identity provider's own page.",
+        ));
+    }
+    let redirect = match registered_redirect(
+        tenant,
+        params.get("client_id"),
+        params.get("post_logout_redirect_uri"),
+    ) {
+        Ok(r) => r,
+        Err(page) => return Ok(page),
+    };
+    terminate(
+        state,
+        tenant,
+        &[session.sid],
+        "end_session confirmed by the user",
+    );
+    Ok(signed_out(tenant, redirect, params.get("state")))
+}
+
+/// Where the confirmed sign-out returns to: carried through the form, checked again on post.
+struct Return<'a> {
+    client_id: &'a str,
+    post_logout_redirect_uri: &'a str,
+    state: Option<&'a str>,
+}
+
+fn confirmation_page(
+    tenant: &Tenant,
+    status: StatusCode,
+    cookie: &str,
+    session: &IdpSession,
+    back: Option<Return<'_>>,
+    problem: Option<&str>,
+) -> HttpResponse {
+    let account = tenant
+        .directory
+        .read()
+        .user(&session.sub)
+        .map(|u| match &u.username {
+            Some(name) => name.to_string(),
+            None => "a guest account".to_owned(),
+        })
+        .unwrap_or_else(|| "this account".to_owned());
+    html(
+        status,
+        pages::end_session(&pages::EndSessionPage {
+            tenant: &tenant.display_name,
+            issuer: &tenant.issuer,
+            account: &account,
+            csrf_token: &csrf_token(cookie),
+            client_id: back.as_ref().map(|b| b.client_id),
+            post_logout_redirect_uri: back.as_ref().map(|b| b.post_logout_redirect_uri),
+            state: back.as_ref().and_then(|b| b.state),
+            problem,
+        }),
+    )
+}
+
+/// After a session ended: the redirect back to the client (with `state`), or a notice; either
+/// way the session cookie is cleared.
+fn signed_out(tenant: &Tenant, redirect: Option<String>, state: Option<&str>) -> HttpResponse {
+    let mut res = signed_out_without_session(redirect, state);
+    let mut removal = Cookie::build(SESSION_COOKIE, "")
         .path(format!("/{}/", tenant.id))
         .finish();
-    let mut res = match redirect {
-        Some(uri) => {
-            let mut url =
-                url::Url::parse(&uri).map_err(|e| OAuthError::invalid_request(e.to_string()))?;
-            if let Some(s) = params.get("state") {
+    removal.make_removal();
+    if let Err(e) = res.add_cookie(&removal) {
+        tracing::error!(error = %e, "could not clear the session cookie");
+    }
+    res
+}
+
+fn signed_out_without_session(redirect: Option<String>, state: Option<&str>) -> HttpResponse {
+    let to = redirect.and_then(|uri| url::Url::parse(&uri).ok());
+    match to {
+        Some(mut url) => {
+            if let Some(s) = state {
                 url.query_pairs_mut().append_pair("state", s);
             }
             HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, url.as_str()))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
                 .finish()
         }
         None => html(
@@ -168,11 +379,5 @@ async fn end_session(
                 "You are signed out of this identity provider.",
             ),
         ),
-    };
-    let mut removal = removal;
-    removal.make_removal();
-    if let Err(e) = res.add_cookie(&removal) {
-        tracing::error!(error = %e, "could not clear the session cookie");
     }
-    Ok(res)
 }

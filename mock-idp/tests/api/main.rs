@@ -10,6 +10,7 @@ mod binary;
 mod browser;
 mod device;
 mod discovery_and_keys;
+mod end_session;
 mod guest;
 mod interop;
 mod logout;
