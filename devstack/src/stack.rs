@@ -175,7 +175,11 @@ impl Devstack {
             config: None,
             public_url: None,
             migrate: database.migrate(),
-            admin_token: SecretString::from(session_registry::config::DEV_ADMIN_TOKEN),
+            admin_token: Some(SecretString::from(
+                session_registry::config::DEV_ADMIN_TOKEN,
+            )),
+            trusted_proxies: Vec::new(),
+            allow_http_issuers: false,
             workers: 2,
         };
         let registry_config = RegistryConfig {
@@ -232,7 +236,7 @@ impl Devstack {
 
         for tenant in registry_tenants(&idp_config, idp.base_url()) {
             registry_store
-                .upsert_tenant(&tenant_record(&tenant))
+                .upsert_tenant(&tenant.record())
                 .await
                 .map_err(|source| DevstackError::Tenant {
                     tenant: tenant.slug.clone(),
@@ -399,24 +403,11 @@ pub fn registry_tenants(idp: &mock_idp::IdpConfig, idp_url: &str) -> Vec<TenantC
             audiences: AUDIENCES.iter().map(|a| (*a).to_owned()).collect(),
             idle_timeout_secs: session_registry::config::default_idle(),
             absolute_timeout_secs: session_registry::config::default_absolute(),
+            max_id_token_age_secs: session_registry::config::default_max_age(),
+            max_auth_age_secs: session_registry::config::default_max_age(),
             api_key: Some(SecretString::from(tenant_api_key(t.slug.as_str()))),
         })
         .collect()
-}
-
-/// What the registry stores for a configured tenant (as its own start-up does).
-fn tenant_record(t: &TenantConfig) -> TenantRecord {
-    TenantRecord {
-        slug: t.slug.clone(),
-        issuer: t.issuer.clone(),
-        audiences: t.audiences.clone(),
-        idle_timeout_secs: t.idle_timeout_secs,
-        absolute_timeout_secs: t.absolute_timeout_secs,
-        api_key_hash: t
-            .api_key
-            .as_ref()
-            .map(|k| session_registry::token::hash_hex(k.expose_secret())),
-    }
 }
 
 /// Polls `url` until it answers 2xx.
@@ -502,7 +493,7 @@ mod tests {
         );
         for t in &tenants {
             assert_eq!(t.audiences, ["lanyard-cli", "lanyard-registry"]);
-            let record = tenant_record(t);
+            let record = t.record();
             assert_eq!(
                 record.api_key_hash.as_deref(),
                 Some(session_registry::token::hash_hex(&tenant_api_key(&t.slug)).as_str())

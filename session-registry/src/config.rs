@@ -8,6 +8,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8701";
+/// The admin token devstack and the tests pass explicitly; the binary has no default.
 pub const DEV_ADMIN_TOKEN: &str = "lanyard-dev-registry-admin";
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -32,9 +33,18 @@ pub struct Settings {
     /// Run migrations at start (always done for SQLite).
     #[arg(long, env = "SESSION_REGISTRY_MIGRATE")]
     pub migrate: bool,
-    /// Server-wide admin token (creates tenants).
-    #[arg(long, env = "SESSION_REGISTRY_ADMIN_TOKEN", default_value = DEV_ADMIN_TOKEN, hide_default_value = true)]
-    pub admin_token: SecretString,
+    /// Server-wide admin token (creates tenants, rotates keys). There is no built-in one:
+    /// without it the server-wide admin API is off.
+    #[arg(long, env = "SESSION_REGISTRY_ADMIN_TOKEN")]
+    pub admin_token: Option<SecretString>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (comma-separated addresses or
+    /// CIDR blocks). From any other peer the header is ignored.
+    #[arg(long, env = "SESSION_REGISTRY_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Let the admin API add tenants whose issuer is plain `http` on a non-loopback host (only
+    /// for a private network you vouch for; `https` or loopback `http` otherwise).
+    #[arg(long, env = "SESSION_REGISTRY_ALLOW_HTTP_ISSUERS")]
+    pub allow_http_issuers: bool,
     /// HTTP worker threads (each runs its own event loop).
     #[arg(long, env = "SESSION_REGISTRY_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
@@ -48,7 +58,9 @@ impl Settings {
             config: None,
             public_url: None,
             migrate: true,
-            admin_token: SecretString::from(DEV_ADMIN_TOKEN),
+            admin_token: Some(SecretString::from(DEV_ADMIN_TOKEN)),
+            trusted_proxies: Vec::new(),
+            allow_http_issuers: false,
             workers: 2,
         }
     }
@@ -65,6 +77,14 @@ impl Settings {
             None => Ok(RegistryConfig::default()),
         }
     }
+}
+
+/// A trusted proxy: a CIDR block, or one address (a block of one).
+pub fn parse_proxy(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("'{s}' is neither an IP address nor a CIDR block"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,9 +144,39 @@ pub struct TenantConfig {
     pub idle_timeout_secs: i64,
     #[serde(default = "default_absolute")]
     pub absolute_timeout_secs: i64,
+    /// How old (by `iat`) an ID token may be when it is traded for a session.
+    #[serde(default = "default_max_age")]
+    pub max_id_token_age_secs: i64,
+    /// How recent the last IdP sign-in must be to end sessions other than the caller's own.
+    #[serde(default = "default_max_age")]
+    pub max_auth_age_secs: i64,
     /// The tenant admin API key (stored hashed).
     #[serde(default)]
     pub api_key: Option<SecretString>,
+}
+
+impl TenantConfig {
+    /// What the registry stores for this tenant: its API key only as a hash.
+    pub fn record(&self) -> crate::store::TenantRecord {
+        use secrecy::ExposeSecret;
+        crate::store::TenantRecord {
+            slug: self.slug.clone(),
+            issuer: self.issuer.clone(),
+            audiences: self.audiences.clone(),
+            idle_timeout_secs: self.idle_timeout_secs,
+            absolute_timeout_secs: self.absolute_timeout_secs,
+            max_id_token_age_secs: self.max_id_token_age_secs,
+            max_auth_age_secs: self.max_auth_age_secs,
+            api_key_hash: self
+                .api_key
+                .as_ref()
+                .map(|k| crate::token::hash_hex(k.expose_secret())),
+        }
+    }
+}
+
+pub fn default_max_age() -> i64 {
+    crate::store::DEFAULT_MAX_AGE_SECS
 }
 
 pub fn default_idle() -> i64 {

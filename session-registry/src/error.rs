@@ -8,12 +8,23 @@ use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 401: the credential is not (or no longer) good. `reason` is a stable machine code.
+    /// 401: the credential is not (or no longer) good. `reason` is a stable machine code (the
+    /// answer's `error`); `cause`, where there is one, says more precisely what is wrong with it
+    /// (the answer's `reason`, e.g. `already_used` for an ID token).
     #[error("{reason}: {description}")]
     InvalidToken {
         reason: &'static str,
+        cause: Option<&'static str>,
         description: String,
     },
+    /// 401 with an RFC 9470 step-up challenge: the caller must sign in at the IdP again (within
+    /// `max_age` seconds) before doing this.
+    #[error("insufficient_user_authentication: sign in again (within {max_age} s) to do this")]
+    InsufficientUserAuthentication { max_age: i64 },
+    /// 503: a tenant's identity provider did not answer usably. The detail is logged, never
+    /// shown: it may carry the remote server's words.
+    #[error("the identity provider could not be reached")]
+    IssuerUnavailable(String),
     #[error("{code}: {description}")]
     BadRequest {
         code: &'static str,
@@ -35,6 +46,20 @@ impl ApiError {
     pub fn invalid_token(reason: &'static str, description: impl Into<String>) -> Self {
         ApiError::InvalidToken {
             reason,
+            cause: None,
+            description: description.into(),
+        }
+    }
+
+    /// A 401 `reason` with a precise `cause` (see [`ApiError::InvalidToken`]).
+    pub fn invalid_token_because(
+        reason: &'static str,
+        cause: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
+        ApiError::InvalidToken {
+            reason,
+            cause: Some(cause),
             description: description.into(),
         }
     }
@@ -51,6 +76,10 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            // Callers that spend a credential say what was spent; this is the fallback.
+            crate::store::StoreError::AlreadyUsed => {
+                ApiError::invalid_token("already_used", "this credential was already used")
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -59,13 +88,27 @@ impl From<crate::store::StoreError> for ApiError {
 #[derive(Serialize)]
 struct Body<'a> {
     error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
     error_description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_age: Option<i64>,
+}
+
+/// `s` without the characters a quoted-string in a `WWW-Authenticate` header cannot carry.
+fn header_safe(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '"' && *c != '\\')
+        .collect()
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::InvalidToken { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidToken { .. } | ApiError::InsufficientUserAuthentication { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::IssuerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -78,22 +121,45 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
         res.insert_header((header::CACHE_CONTROL, "no-store"));
+        let mut cause_of = None;
+        let mut max_age_of = None;
         let (error, description) = match self {
             ApiError::InvalidToken {
                 reason,
+                cause,
                 description,
             } => {
-                let safe: String = description
-                    .chars()
-                    .filter(|c| c.is_ascii() && *c != '"' && *c != '\\')
-                    .collect();
+                let safe = header_safe(description);
                 res.insert_header((
                     header::WWW_AUTHENTICATE,
                     format!(
                         r#"Bearer error="invalid_token", error_description="{reason}: {safe}""#
                     ),
                 ));
+                cause_of = *cause;
                 (*reason, description.clone())
+            }
+            ApiError::InsufficientUserAuthentication { max_age } => {
+                let description = format!(
+                    "sign in at the identity provider again (max_age={max_age}) and send the new ID token to /v1/sessions/reauthenticate"
+                );
+                res.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!(
+                        r#"Bearer error="insufficient_user_authentication", error_description="{}", max_age={max_age}"#,
+                        header_safe(&description)
+                    ),
+                ));
+                max_age_of = Some(*max_age);
+                ("insufficient_user_authentication", description)
+            }
+            ApiError::IssuerUnavailable(detail) => {
+                tracing::warn!(%detail, "identity provider unavailable");
+                res.insert_header((header::RETRY_AFTER, "5"));
+                (
+                    "temporarily_unavailable",
+                    "the tenant's identity provider could not be reached; retry shortly".to_owned(),
+                )
             }
             ApiError::BadRequest { code, description } => (*code, description.clone()),
             ApiError::Forbidden(d) => ("forbidden", d.clone()),
@@ -117,7 +183,9 @@ impl ResponseError for ApiError {
         };
         res.json(Body {
             error,
+            reason: cause_of,
             error_description: description,
+            max_age: max_age_of,
         })
     }
 }

@@ -14,9 +14,15 @@ use time::{Duration, OffsetDateTime};
 
 use crate::store::TenantRecord;
 
-const LEEWAY: i64 = 60;
+/// Clock skew tolerated on `exp` and a future `iat`.
+pub const LEEWAY: i64 = 60;
+/// How old a logout token may be (Back-Channel Logout 1.0 §2.6 leaves it to the receiver; two
+/// minutes is what the IdP gives them to live).
+pub const LOGOUT_TOKEN_MAX_AGE: i64 = 120;
 const REFETCH_INTERVAL: Duration = Duration::seconds(10);
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// The most of a discovery document or JWKS read from an issuer.
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OidcError {
@@ -34,14 +40,71 @@ pub enum OidcError {
     Audience,
     #[error("the token has expired")]
     Expired,
-    #[error("iat is missing or in the future")]
+    #[error("iat is in the future")]
     IssuedAt,
+    #[error("the token was issued too long ago (iat more than {0} s ago)")]
+    TooOld(i64),
     #[error("claim {0} is missing")]
     MissingClaim(&'static str),
+    #[error("a token typed {0:?} is not accepted here")]
+    WrongType(String),
+    #[error("not an ID token: {0}")]
+    NotAnIdToken(&'static str),
     #[error("not a back-channel logout token: {0}")]
     NotALogoutToken(&'static str),
-    #[error("the issuer could not be reached: {0}")]
+    /// The detail (kept for the log) may carry the remote server's words: never shown.
+    #[error("the issuer could not be reached")]
     IssuerUnreachable(String),
+}
+
+impl OidcError {
+    /// A stable machine code for the answer's `reason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OidcError::Malformed => "malformed",
+            OidcError::AlgNotAllowed(_) => "alg_not_allowed",
+            OidcError::UnknownKid => "unknown_kid",
+            OidcError::Signature => "bad_signature",
+            OidcError::Issuer => "wrong_issuer",
+            OidcError::Audience => "wrong_audience",
+            OidcError::Expired => "expired",
+            OidcError::IssuedAt => "issued_in_the_future",
+            OidcError::TooOld(_) => "too_old",
+            OidcError::MissingClaim(_) => "missing_claim",
+            OidcError::WrongType(_) => "wrong_token_type",
+            OidcError::NotAnIdToken(_) => "not_an_id_token",
+            OidcError::NotALogoutToken(_) => "not_a_logout_token",
+            OidcError::IssuerUnreachable(_) => "issuer_unreachable",
+        }
+    }
+}
+
+/// The claims of a verified token and its header's `typ`.
+struct Verified {
+    typ: Option<String>,
+    claims: Value,
+}
+
+/// Reads at most [`MAX_DOCUMENT_BYTES`] of a successful answer as JSON.
+async fn read_json<T: serde::de::DeserializeOwned>(res: reqwest::Response) -> Result<T, OidcError> {
+    let unreachable = |m: String| OidcError::IssuerUnreachable(m);
+    let mut res = res
+        .error_for_status()
+        .map_err(|e| unreachable(e.to_string()))?;
+    if res
+        .content_length()
+        .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
+    {
+        return Err(unreachable("the answer is too large".into()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| unreachable(e.to_string()))? {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(unreachable("the answer is too large".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| unreachable(format!("not the expected JSON: {e}")))
 }
 
 struct IssuerKeys {
@@ -89,20 +152,30 @@ impl OidcVerifier {
         issuer: &str,
         known_jwks_uri: Option<String>,
     ) -> Result<IssuerKeys, OidcError> {
+        let result = self.fetch_keys(issuer, known_jwks_uri).await;
+        if let Err(OidcError::IssuerUnreachable(detail)) = &result {
+            tracing::warn!(issuer, %detail, "could not fetch the issuer's keys");
+        }
+        result
+    }
+
+    async fn fetch_keys(
+        &self,
+        issuer: &str,
+        known_jwks_uri: Option<String>,
+    ) -> Result<IssuerKeys, OidcError> {
         let unreachable = |e: reqwest::Error| OidcError::IssuerUnreachable(e.to_string());
         let jwks_uri = match known_jwks_uri {
             Some(u) => u,
             None => {
-                let doc: Value = self
-                    .http
-                    .get(format!("{issuer}/.well-known/openid-configuration"))
-                    .send()
-                    .await
-                    .and_then(reqwest::Response::error_for_status)
-                    .map_err(unreachable)?
-                    .json()
-                    .await
-                    .map_err(unreachable)?;
+                let doc: Value = read_json(
+                    self.http
+                        .get(format!("{issuer}/.well-known/openid-configuration"))
+                        .send()
+                        .await
+                        .map_err(unreachable)?,
+                )
+                .await?;
                 if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
                     return Err(OidcError::IssuerUnreachable(
                         "discovery names a different issuer".into(),
@@ -116,16 +189,8 @@ impl OidcVerifier {
                     .to_owned()
             }
         };
-        let set: JwkSet = self
-            .http
-            .get(&jwks_uri)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(unreachable)?
-            .json()
-            .await
-            .map_err(unreachable)?;
+        let set: JwkSet =
+            read_json(self.http.get(&jwks_uri).send().await.map_err(unreachable)?).await?;
         let keys = set
             .keys
             .iter()
@@ -194,7 +259,11 @@ impl OidcVerifier {
         pick(&fresh).unwrap_or(Err(OidcError::UnknownKid))
     }
 
-    async fn verify_signed(&self, token: &str, tenant: &TenantRecord) -> Result<Value, OidcError> {
+    async fn verify_signed(
+        &self,
+        token: &str,
+        tenant: &TenantRecord,
+    ) -> Result<Verified, OidcError> {
         if token.len() > 16 * 1024 {
             return Err(OidcError::Malformed);
         }
@@ -227,27 +296,45 @@ impl OidcVerifier {
         let iat = claims
             .get("iat")
             .and_then(Value::as_i64)
-            .ok_or(OidcError::IssuedAt)?;
+            .ok_or(OidcError::MissingClaim("iat"))?;
         if iat > now + LEEWAY {
             return Err(OidcError::IssuedAt);
         }
-        Ok(claims)
-    }
-
-    /// Verifies an ID token for `tenant` (OIDC Core §3.1.3.7, as a relying party of the tenant).
-    pub async fn verify_id_token(
-        &self,
-        token: &str,
-        tenant: &TenantRecord,
-    ) -> Result<Value, OidcError> {
-        let claims = self.verify_signed(token, tenant).await?;
-        let now = self.clock.now().unix_timestamp();
         let exp = claims
             .get("exp")
             .and_then(Value::as_i64)
             .ok_or(OidcError::MissingClaim("exp"))?;
         if exp + LEEWAY <= now {
             return Err(OidcError::Expired);
+        }
+        Ok(Verified {
+            typ: header.typ,
+            claims,
+        })
+    }
+
+    /// Verifies an ID token for `tenant` (OIDC Core §3.1.3.7, as a relying party of the tenant),
+    /// and that it is one: typed `JWT` or untyped (an access token is `at+jwt`, RFC 9068; a
+    /// logout token `logout+jwt`), no `events` claim (a logout token's), `exp` and `iat` present
+    /// and `iat` at most the tenant's `max_id_token_age_secs` old.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        tenant: &TenantRecord,
+    ) -> Result<Value, OidcError> {
+        let Verified { typ, claims } = self.verify_signed(token, tenant).await?;
+        if let Some(typ) = typ.filter(|t| !t.eq_ignore_ascii_case("JWT")) {
+            return Err(OidcError::WrongType(typ));
+        }
+        if claims.get("events").is_some() {
+            return Err(OidcError::NotAnIdToken(
+                "it carries events (a logout token?)",
+            ));
+        }
+        let now = self.clock.now().unix_timestamp();
+        let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or(now);
+        if now - iat > tenant.max_id_token_age_secs {
+            return Err(OidcError::TooOld(tenant.max_id_token_age_secs));
         }
         if claims
             .get("sub")
@@ -259,25 +346,22 @@ impl OidcVerifier {
         Ok(claims)
     }
 
-    /// Verifies a back-channel logout token (Back-Channel Logout 1.0 §2.6).
+    /// Verifies a back-channel logout token (Back-Channel Logout 1.0 §2.6): typed `logout+jwt`
+    /// or untyped, `exp` present and not past, `iat` at most [`LOGOUT_TOKEN_MAX_AGE`] old, the
+    /// back-channel logout event, no nonce, `sid` or `sub`, and a `jti`.
     pub async fn verify_logout_token(
         &self,
         token: &str,
         tenant: &TenantRecord,
     ) -> Result<Value, OidcError> {
-        let claims = self.verify_signed(token, tenant).await?;
-        let now = self.clock.now().unix_timestamp();
-        if let Some(exp) = claims.get("exp").and_then(Value::as_i64) {
-            if exp + LEEWAY <= now {
-                return Err(OidcError::Expired);
-            }
+        let Verified { typ, claims } = self.verify_signed(token, tenant).await?;
+        if let Some(typ) = typ.filter(|t| !t.eq_ignore_ascii_case("logout+jwt")) {
+            return Err(OidcError::WrongType(typ));
         }
-        let iat = claims
-            .get("iat")
-            .and_then(Value::as_i64)
-            .unwrap_or_default();
-        if now - iat > 600 {
-            return Err(OidcError::Expired);
+        let now = self.clock.now().unix_timestamp();
+        let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or(now);
+        if now - iat > LOGOUT_TOKEN_MAX_AGE {
+            return Err(OidcError::TooOld(LOGOUT_TOKEN_MAX_AGE));
         }
         if !claims
             .get("events")

@@ -16,8 +16,11 @@ use crate::events::Hub;
 use crate::jwt::SessionClaims;
 use crate::jwt_cache::JwtCache;
 use crate::metrics::Metrics;
-use crate::oidc::{unverified_issuer, OidcVerifier};
-use crate::store::{DeviceInfo, EventRecord, NewSession, SessionRecord, Store, TenantRecord};
+use crate::oidc::{unverified_issuer, OidcError, OidcVerifier};
+use crate::store::{
+    DeviceInfo, EventRecord, NewSession, SessionRecord, Store, StoreError, TenantRecord,
+    UsedCredential,
+};
 use crate::token::SessionToken;
 
 /// Session JWT lifetime.
@@ -52,7 +55,8 @@ pub struct Registry {
     pub events_via_database: bool,
     pub metrics: Metrics,
     failures: Mutex<HashMap<IpAddr, (i64, u32)>>,
-    seen_logout_jtis: Mutex<HashMap<String, i64>>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     jwts: JwtCache,
     tenants: RwLock<HashMap<String, (std::time::Instant, TenantRecord)>>,
 }
@@ -88,6 +92,21 @@ pub struct AuthenticateRequest {
     pub session_duration_minutes: Option<i64>,
 }
 
+/// `POST /v1/sessions/reauthenticate`: a fresh ID token of the session's person.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReauthenticateRequest {
+    pub id_token: String,
+}
+
+impl std::fmt::Debug for ReauthenticateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReauthenticateRequest")
+            .field("id_token", &REDACTED)
+            .finish()
+    }
+}
+
 /// What a client sees of a session.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
@@ -105,6 +124,8 @@ pub struct SessionView {
     pub revoked_at: Option<i64>,
     pub revoked_reason: Option<String>,
     pub auth_method: String,
+    /// When the person last signed in at the IdP (Unix time): what step-up checks.
+    pub auth_time: i64,
     pub current: bool,
 }
 
@@ -138,6 +159,7 @@ impl SessionView {
             revoked_at: r.revoked_at,
             revoked_reason: r.revoked_reason.clone(),
             auth_method: r.auth_method.clone(),
+            auth_time: r.auth_time,
             current: current_id == Some(r.id.as_str()),
         }
     }
@@ -206,7 +228,7 @@ pub struct RequestCtx {
     pub user_agent: Option<String>,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     #[serde(default)]
@@ -214,6 +236,57 @@ pub struct RevokeRequest {
     /// `current`, `others` or `all`.
     #[serde(default)]
     pub scope: Option<String>,
+}
+
+/// Whether `s` has a JWT's shape (three base64url segments, the first a JSON object's start).
+fn looks_like_jwt(s: &str) -> bool {
+    s.starts_with("eyJ") && s.split('.').count() == 3
+}
+
+/// Whether an authentication failed because the credential matched nothing: what the
+/// failed-authenticate limit counts. A revoked, expired or idle session is a real session that
+/// its device keeps presenting, not a guess.
+fn is_failed_lookup<T>(result: &Result<T, ApiError>) -> bool {
+    matches!(
+        result,
+        Err(ApiError::InvalidToken {
+            reason: "malformed_token" | "session_not_found" | "invalid_session_jwt",
+            ..
+        })
+    )
+}
+
+/// The answer to an ID token that failed the intake rules.
+fn id_token_refused(e: OidcError) -> ApiError {
+    match e {
+        OidcError::IssuerUnreachable(detail) => ApiError::IssuerUnavailable(detail),
+        e => ApiError::invalid_token_because("invalid_id_token", e.reason(), e.to_string()),
+    }
+}
+
+/// An ID token's `auth_time` (when the person signed in at the IdP), else its `iat`, never
+/// later than `now`.
+fn auth_time_of(claims: &Value, now: i64) -> i64 {
+    claims
+        .get("auth_time")
+        .and_then(Value::as_i64)
+        .or_else(|| claims.get("iat").and_then(Value::as_i64))
+        .unwrap_or(now)
+        .min(now)
+}
+
+/// The single-use record of an ID token: its hash, kept until it expires.
+fn spent_id_token(token: &str, claims: &Value, now: i64) -> UsedCredential {
+    UsedCredential {
+        kind: "id_token",
+        hash: crate::token::hash_hex(token),
+        expires_at: claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .unwrap_or(now)
+            .max(now)
+            + crate::oidc::LEEWAY,
+    }
 }
 
 fn bounded(field: &'static str, v: &str, max: usize) -> Result<(), ApiError> {
@@ -247,7 +320,7 @@ impl Registry {
             events_via_database,
             metrics,
             failures: Mutex::new(HashMap::new()),
-            seen_logout_jtis: Mutex::new(HashMap::new()),
+            trusted_proxies: Vec::new(),
             jwts: JwtCache::new(),
             tenants: RwLock::new(HashMap::new()),
         }
@@ -397,10 +470,11 @@ impl Registry {
             .verifier
             .verify_id_token(&req.id_token, &tenant)
             .await
-            .map_err(|e| ApiError::invalid_token("invalid_id_token", e.to_string()))?;
+            .map_err(id_token_refused)?;
         let str_claim = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
         let subject = str_claim("sub").unwrap_or_default();
         let now = self.now();
+        let id_token = spent_id_token(&req.id_token, &claims, now);
         let absolute = now + tenant.absolute_timeout_secs;
         let token = SessionToken::generate(&tenant.slug);
         let (record, event) = self
@@ -425,13 +499,26 @@ impl Registry {
                 expires_at: (now + duration * 60).min(absolute),
                 absolute_expires_at: absolute,
                 auth_method: "oidc".into(),
+                auth_time: auth_time_of(&claims, now),
+                id_token,
                 user_agent: ctx
                     .user_agent
                     .clone()
                     .map(|u| u.chars().take(256).collect()),
                 ip: ctx.ip.map(|i| i.to_string()),
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyUsed => {
+                    tracing::warn!(tenant = %tenant.slug, "an ID token was presented a second time");
+                    ApiError::invalid_token_because(
+                        "invalid_id_token",
+                        "already_used",
+                        "this ID token was already traded for a session; sign in again",
+                    )
+                }
+                e => e.into(),
+            })?;
         tracing::info!(tenant = %record.tenant, account = %record.account_id, session = %record.id, "session created");
         self.publish(vec![event]);
         Ok(SessionResponse {
@@ -484,13 +571,36 @@ impl Registry {
     }
 
     /// Resolves a bearer credential (session token or session JWT) to its live session.
+    /// The session token behind a call that manages sessions (listing, revoking, events,
+    /// upgrade, re-authentication). A session JWT is refused here: it is handed to other APIs
+    /// to prove who the user is, and must not let them sign the user out.
     pub async fn resolve(&self, bearer: &str, ctx: &RequestCtx) -> Result<Caller, ApiError> {
+        if !bearer.starts_with(crate::token::PREFIX) && looks_like_jwt(bearer) {
+            return Err(ApiError::invalid_token(
+                "session_token_required",
+                "this call needs the session token; a session JWT only authenticates",
+            ));
+        }
         self.check_rate(ctx)?;
         let result = self.resolve_inner(bearer).await;
-        if matches!(result, Err(ApiError::InvalidToken { .. })) {
+        if is_failed_lookup(&result) {
             self.note_failure(ctx);
         }
         result
+    }
+
+    /// The live session `id` of `tenant` as a caller: for the devices page, whose sign-in
+    /// state (bound to the browser by its login cookie) names the session it acts for.
+    pub async fn caller_by_session_id(&self, tenant: &str, id: &str) -> Result<Caller, ApiError> {
+        let record = self.store.session(tenant, id).await?.ok_or_else(|| {
+            ApiError::invalid_token("session_not_found", "the session no longer exists")
+        })?;
+        let settings = self.tenant(tenant).await?;
+        self.check_live(&settings, &record, self.now()).await?;
+        Ok(Caller {
+            tenant: tenant.to_owned(),
+            session: record,
+        })
     }
 
     async fn resolve_inner(&self, bearer: &str) -> Result<Caller, ApiError> {
@@ -563,7 +673,7 @@ impl Registry {
             .authenticate
             .with_label_values(&[via, outcome])
             .inc();
-        if matches!(result, Err(ApiError::InvalidToken { .. })) {
+        if is_failed_lookup(&result) {
             self.note_failure(ctx);
         }
         result
@@ -616,6 +726,7 @@ impl Registry {
                         revoked_at: None,
                         revoked_reason: None,
                         auth_method: "session_jwt".into(),
+                        auth_time: 0,
                         current: true,
                     },
                     session_token: None,
@@ -702,6 +813,19 @@ impl Registry {
                 ))
             }
         };
+        // Step-up (RFC 9470): ending any session but one's own needs a recent sign-in, so a
+        // stolen credential cannot sign its owner out everywhere.
+        let only_own = req.scope.as_deref() == Some("current")
+            || req.session_id.as_deref() == Some(caller.session.id.as_str());
+        if !only_own {
+            let tenant = self.tenant(&caller.tenant).await?;
+            if now - caller.session.auth_time > tenant.max_auth_age_secs {
+                tracing::info!(tenant = %caller.tenant, account = %caller.session.account_id, session = %caller.session.id, "revoke of other sessions needs a fresh sign-in");
+                return Err(ApiError::InsufficientUserAuthentication {
+                    max_age: tenant.max_auth_age_secs,
+                });
+            }
+        }
         let events = self
             .store
             .end_sessions(&caller.tenant, &ids, "revoked_by_user", now)
@@ -710,6 +834,63 @@ impl Registry {
         tracing::info!(tenant = %caller.tenant, account = %caller.session.account_id, count = revoked.len(), "sessions revoked by user");
         self.publish(events);
         Ok(revoked)
+    }
+
+    /// `POST /v1/sessions/reauthenticate`: a fresh ID token of the caller's person (same tenant,
+    /// same subject, the intake rules of [`Registry::create_session`], single use) records a new
+    /// `auth_time` on the caller's session. The sign-in must itself be recent enough to meet the
+    /// step-up rule.
+    pub async fn reauthenticate(
+        &self,
+        caller: &Caller,
+        req: ReauthenticateRequest,
+    ) -> Result<SessionResponse, ApiError> {
+        let tenant = self.tenant(&caller.tenant).await?;
+        let claims = self
+            .verifier
+            .verify_id_token(&req.id_token, &tenant)
+            .await
+            .map_err(id_token_refused)?;
+        let now = self.now();
+        if claims.get("sub").and_then(Value::as_str) != Some(caller.session.subject.as_str()) {
+            tracing::warn!(tenant = %caller.tenant, account = %caller.session.account_id, "re-authentication with another person's ID token");
+            return Err(ApiError::invalid_token_because(
+                "invalid_id_token",
+                "subject_mismatch",
+                "this ID token is another person's; sign in as the session's own user",
+            ));
+        }
+        let auth_time = auth_time_of(&claims, now);
+        if now - auth_time > tenant.max_auth_age_secs {
+            return Err(ApiError::invalid_token_because(
+                "invalid_id_token",
+                "sign_in_too_old",
+                format!(
+                    "this ID token's sign-in is older than {} s; sign in again with max_age=0",
+                    tenant.max_auth_age_secs
+                ),
+            ));
+        }
+        let spent = spent_id_token(&req.id_token, &claims, now);
+        let record = self
+            .store
+            .reauthenticate(&caller.tenant, &caller.session.id, auth_time, &spent)
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyUsed => ApiError::invalid_token_because(
+                    "invalid_id_token",
+                    "already_used",
+                    "this ID token was already used; sign in again",
+                ),
+                e => e.into(),
+            })?
+            .ok_or_else(|| ApiError::invalid_token("session_revoked", "the session has ended"))?;
+        tracing::info!(tenant = %record.tenant, account = %record.account_id, session = %record.id, "session re-authenticated");
+        Ok(SessionResponse {
+            session_jwt: self.mint_jwt(&record, now, now)?,
+            session: SessionView::from_record(&record, Some(&record.id)),
+            session_token: None,
+        })
     }
 
     /// `POST /v1/backchannel-logout`: a logout token from a tenant's IdP ends matching sessions.
@@ -735,37 +916,51 @@ impl Registry {
                 Err(e) => tracing::info!(tenant = %t.slug, error = %e, "logout token refused"),
             }
         }
-        let Some((_, first)) = verified.first() else {
+        if verified.is_empty() {
             return Err(bad("the logout token failed validation".into()));
-        };
-        let jti = first
-            .get("jti")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        {
-            let mut seen = self.seen_logout_jtis.lock();
-            seen.retain(|_, at| now - *at < 900);
-            if seen.insert(jti, now).is_some() {
-                return Err(bad("this logout token was already used".into()));
-            }
         }
         let mut ended = 0;
+        let mut replayed = 0;
+        let tenants = verified.len();
         for (tenant, claims) in verified {
             let sub = claims.get("sub").and_then(Value::as_str);
             let sid = claims.get("sid").and_then(Value::as_str);
-            let sessions = self
+            let jti = UsedCredential {
+                kind: "logout_jti",
+                hash: crate::token::hash_hex(
+                    claims
+                        .get("jti")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                ),
+                expires_at: claims
+                    .get("exp")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(now)
+                    .max(now)
+                    + crate::oidc::LEEWAY,
+            };
+            // The jti is recorded in the transaction that ends the sessions: a database error
+            // leaves it unspent, so the IdP's redelivery is processed.
+            match self
                 .store
-                .sessions_for_idp_logout(&tenant.slug, &tenant.issuer, sub, sid)
-                .await?;
-            let ids: Vec<String> = sessions.into_iter().map(|s| s.id).collect();
-            let events = self
-                .store
-                .end_sessions(&tenant.slug, &ids, "idp_logout", now)
-                .await?;
-            ended += events.len();
-            tracing::info!(tenant = %tenant.slug, count = events.len(), "sessions ended by back-channel logout");
-            self.publish(events);
+                .idp_logout(&tenant.slug, &tenant.issuer, sub, sid, &jti, now)
+                .await
+            {
+                Ok(events) => {
+                    ended += events.len();
+                    tracing::info!(tenant = %tenant.slug, count = events.len(), "sessions ended by back-channel logout");
+                    self.publish(events);
+                }
+                Err(StoreError::AlreadyUsed) => {
+                    tracing::warn!(tenant = %tenant.slug, "a logout token was replayed");
+                    replayed += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if replayed == tenants {
+            return Err(bad("this logout token was already used".into()));
         }
         Ok(ended)
     }

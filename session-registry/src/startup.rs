@@ -10,7 +10,6 @@ use actix_web::{web, App, HttpServer};
 use futures_util::FutureExt;
 use jose_keys::{KeySet, SigningAlg};
 use lanyard_clock::{SharedClock, SystemClock};
-use secrecy::ExposeSecret;
 
 use crate::config::{RegistryConfig, Settings};
 use crate::error::ApiError;
@@ -18,8 +17,7 @@ use crate::events::{spawn_pg_listener, Hub};
 use crate::metrics::Metrics;
 use crate::routes::{self, admin_token};
 use crate::service::{Registry, JWT_TTL};
-use crate::store::{PgStore, SqliteStore, Store, TenantRecord};
-use crate::token::hash_hex;
+use crate::store::{PgStore, SqliteStore, Store};
 
 pub const MAX_BODY: usize = 64 * 1024;
 /// How long revoked sessions stay for audit before garbage collection.
@@ -99,22 +97,13 @@ impl Application {
             (Arc::new(SqliteStore::connect(&url).await?), false)
         };
         for t in &config.tenants {
-            store
-                .upsert_tenant(&TenantRecord {
-                    slug: t.slug.clone(),
-                    issuer: t.issuer.clone(),
-                    audiences: t.audiences.clone(),
-                    idle_timeout_secs: t.idle_timeout_secs,
-                    absolute_timeout_secs: t.absolute_timeout_secs,
-                    api_key_hash: t.api_key.as_ref().map(|k| hash_hex(k.expose_secret())),
-                })
-                .await?;
+            store.upsert_tenant(&t.record()).await?;
         }
         let mut keys = KeySet::load(&[], config.key_dir.as_deref())?;
         keys.ensure(SigningAlg::ES256)?;
         let metrics =
             Metrics::new().map_err(|e| crate::store::StoreError::Inconsistent(e.to_string()))?;
-        let registry = web::Data::new(Registry::new(
+        let mut registry = Registry::new(
             store.clone(),
             hub.clone(),
             keys,
@@ -122,7 +111,9 @@ impl Application {
             base_url.clone(),
             via_db,
             metrics,
-        ));
+        );
+        registry.trusted_proxies = settings.trusted_proxies.clone();
+        let registry = web::Data::new(registry);
         // Seed the JWT revocation cache with what other processes revoked recently.
         let since = clock.now().unix_timestamp() - JWT_TTL - 60;
         for (tenant, sid) in store.revoked_since(since).await? {
@@ -143,12 +134,20 @@ impl Application {
         });
 
         let data = registry.clone();
-        let admin = web::Data::new(admin_token(settings.admin_token.clone()));
+        if settings.admin_token.is_none() {
+            tracing::info!("no --admin-token: the server-wide admin API is off");
+        }
+        let admin = web::Data::new(admin_token(
+            settings.admin_token.clone(),
+            settings.allow_http_issuers,
+        ));
         let web_state = web::Data::from(routes::devices_page::state(&config.web_clients));
         let server = HttpServer::new(move || {
             let metrics_data = data.clone();
             App::new()
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(tracing_actix_web::TracingLogger::<
+                    lanyard_telemetry::RedactedRootSpan,
+                >::new())
                 .wrap_fn(move |req, srv| {
                     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
                     let start = std::time::Instant::now();
@@ -263,6 +262,8 @@ impl Application {
                     audiences: vec!["lanyard-cli".into()],
                     idle_timeout_secs: 3600,
                     absolute_timeout_secs: 86_400,
+                    max_id_token_age_secs: crate::config::default_max_age(),
+                    max_auth_age_secs: crate::config::default_max_age(),
                     api_key: None,
                 })
                 .collect(),

@@ -1,50 +1,6 @@
-//! Logging: JSON to stderr (stdout carries only the readiness line).
-
-use tracing_subscriber::{fmt, EnvFilter};
-
-/// Targets whose debug output carries secrets, capped at `info` whatever `RUST_LOG` says:
-/// tokio-postgres logs every statement's parameters at debug level, and the token lookup's
-/// parameters are token hashes.
-const CAPPED: &[&str] = &["tokio_postgres=info"];
+//! Logging: JSON to stderr (stdout carries only the readiness line), set up as every Lanyard
+//! service does (`lanyard-telemetry`: `RUST_LOG`, secret-carrying targets capped).
 
 pub fn init() {
-    let _ = fmt()
-        .json()
-        .with_env_filter(filter(std::env::var("RUST_LOG").ok().as_deref()))
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-/// `RUST_LOG` (default `info`) with the secret-carrying targets capped.
-fn filter(rust_log: Option<&str>) -> EnvFilter {
-    let mut filter = rust_log
-        .and_then(|spec| EnvFilter::try_new(spec).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    for capped in CAPPED {
-        if let Ok(directive) = capped.parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
-    filter
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokio_postgres_debug_lines_stay_off_even_when_asked_for() {
-        for spec in [
-            None,
-            Some("debug"),
-            Some("trace"),
-            Some("tokio_postgres=trace,info"),
-        ] {
-            let shown = filter(spec).to_string();
-            assert!(
-                shown.contains("tokio_postgres=info") && !shown.contains("tokio_postgres=trace"),
-                "{spec:?} gave {shown}"
-            );
-        }
-    }
+    lanyard_telemetry::init_json();
 }

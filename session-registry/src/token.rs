@@ -10,7 +10,8 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-const PREFIX: &str = "lyst_";
+/// What every session token starts with.
+pub const PREFIX: &str = "lyst_";
 const BODY_LEN: usize = 44;
 const CHECKSUM_LEN: usize = 6;
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

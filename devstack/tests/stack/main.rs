@@ -7,3 +7,4 @@ mod binary;
 mod compose;
 mod helpers;
 mod in_process;
+mod logs;

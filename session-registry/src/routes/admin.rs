@@ -12,8 +12,13 @@ use crate::service::{Registry, SessionView, KEY_ROTATION_GRACE};
 use crate::store::{SessionFilter, TenantRecord};
 use crate::token::hash_hex;
 
-/// The server-wide admin token, as app data.
-pub struct AdminToken(pub secrecy::SecretString);
+/// The server-wide admin settings, as app data.
+pub struct AdminToken {
+    /// `None` turns the server-wide admin API off.
+    pub token: Option<secrecy::SecretString>,
+    /// Whether tenants may trust plain-`http` issuers off loopback.
+    pub allow_http_issuers: bool,
+}
 
 pub fn scope() -> Scope {
     web::scope("/v1/admin")
@@ -45,8 +50,14 @@ fn unauthorized() -> ApiError {
 }
 
 fn require_server_admin(req: &HttpRequest, admin: &AdminToken) -> Result<(), ApiError> {
+    let Some(token) = &admin.token else {
+        return Err(ApiError::invalid_token(
+            "admin_api_disabled",
+            "the server-wide admin API is off: start the registry with --admin-token",
+        ));
+    };
     let ok = presented(req)
-        .is_some_and(|k| crate::ct_eq(k.as_bytes(), admin.0.expose_secret().as_bytes()));
+        .is_some_and(|k| crate::ct_eq(k.as_bytes(), token.expose_secret().as_bytes()));
     ok.then_some(()).ok_or_else(unauthorized)
 }
 
@@ -63,6 +74,36 @@ async fn require_tenant_key(
     }
 }
 
+/// An issuer the registry will fetch discovery and keys from: `https`, or `http` on a loopback
+/// address (a local IdP) unless plain http is allowed; no credentials, query or fragment.
+fn check_issuer(issuer: &str, allow_http: bool) -> Result<(), ApiError> {
+    let bad = |why: &str| {
+        ApiError::bad_request(
+            "invalid_issuer",
+            format!("issuer must be an https URL (or http on loopback): {why}"),
+        )
+    };
+    let url = url::Url::parse(issuer).map_err(|_| bad("not a URL"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("it carries credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it has a query or fragment"));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => return Err(bad("it has no host")),
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback || allow_http => Ok(()),
+        "http" => Err(bad("plain http is only for loopback")),
+        _ => Err(bad("the scheme is neither https nor http")),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewTenant {
@@ -73,6 +114,10 @@ struct NewTenant {
     idle_timeout_secs: i64,
     #[serde(default = "crate::config::default_absolute")]
     absolute_timeout_secs: i64,
+    #[serde(default = "crate::config::default_max_age")]
+    max_id_token_age_secs: i64,
+    #[serde(default = "crate::config::default_max_age")]
+    max_auth_age_secs: i64,
 }
 
 async fn create_tenant(
@@ -94,10 +139,11 @@ async fn create_tenant(
             "slug must be 1-63 characters of a-z, 0-9 and '-'",
         ));
     }
-    if url::Url::parse(&t.issuer).is_err() || t.audiences.is_empty() {
+    check_issuer(&t.issuer, admin.allow_http_issuers)?;
+    if t.audiences.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_request",
-            "issuer must be a URL and audiences non-empty",
+            "audiences must not be empty",
         ));
     }
     if t.idle_timeout_secs <= 0 || t.absolute_timeout_secs < t.idle_timeout_secs.min(300) {
@@ -120,6 +166,8 @@ async fn create_tenant(
             audiences: t.audiences,
             idle_timeout_secs: t.idle_timeout_secs,
             absolute_timeout_secs: t.absolute_timeout_secs,
+            max_id_token_age_secs: t.max_id_token_age_secs,
+            max_auth_age_secs: t.max_auth_age_secs,
             api_key_hash: Some(hash_hex(&api_key)),
         })
         .await?;

@@ -20,24 +20,45 @@ use serde_json::Value;
 
 use crate::config::WebClientConfig;
 use crate::error::ApiError;
-use crate::service::{CreateSessionRequest, DeviceRequest, Registry, RevokeRequest, SessionView};
+use crate::service::{
+    CreateSessionRequest, DeviceRequest, ReauthenticateRequest, Registry, RevokeRequest,
+    SessionView,
+};
 use crate::token::hash_hex;
 
 const SESSION_COOKIE: &str = "lanyard_session";
 const LOGIN_COOKIE: &str = "lanyard_login";
 const PENDING_TTL: i64 = 600;
+/// Sign-ins in progress kept at once; past it the oldest is forgotten (its person starts again).
+const MAX_PENDING: usize = 10_000;
+/// Sign-ins one client address may start per minute.
+const SIGN_INS_PER_MINUTE: u32 = 20;
+
+/// What the person asked for that needed a fresh sign-in first (step-up), and the page session
+/// it is for (the session cookie is scoped to `/devices/`, so the callback does not see it).
+#[derive(Clone)]
+enum Then {
+    Revoke {
+        session_id: String,
+        request: RevokeRequest,
+    },
+}
 
 struct Pending {
     tenant: String,
     verifier: String,
     nonce: String,
     created: i64,
+    /// Set when this sign-in is a step-up for an action of a signed-in browser.
+    then: Option<Then>,
 }
 
 /// Web-page state: client registrations, logins in progress, the IdPs' endpoints.
 pub struct WebState {
     clients: HashMap<String, WebClientConfig>,
     pending: Mutex<HashMap<String, Pending>>,
+    /// Sign-ins started per client address in the current minute: (minute start, count).
+    starts: Mutex<HashMap<std::net::IpAddr, (i64, u32)>>,
     endpoints: Mutex<HashMap<String, (String, String)>>,
     http: reqwest::Client,
 }
@@ -50,6 +71,7 @@ impl WebState {
                 .map(|c| (c.tenant.clone(), c.clone()))
                 .collect(),
             pending: Mutex::new(HashMap::new()),
+            starts: Mutex::new(HashMap::new()),
             endpoints: Mutex::new(HashMap::new()),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(5))
@@ -161,13 +183,44 @@ pub async fn devices(
             }
         }
     }
-    start_login(&reg, &state, &tenant).await
+    start_login(&reg, &state, &req, &tenant, None).await
+}
+
+/// Counts a sign-in started by `ip`; `false` once it started too many this minute.
+fn may_start(state: &WebState, ip: Option<std::net::IpAddr>, now: i64) -> bool {
+    let Some(ip) = ip else { return true };
+    let mut starts = state.starts.lock();
+    if starts.len() > MAX_PENDING {
+        starts.retain(|_, (start, _)| now - *start < 60);
+    }
+    let entry = starts.entry(ip).or_insert((now, 0));
+    if now - entry.0 >= 60 {
+        *entry = (now, 0);
+    }
+    entry.1 += 1;
+    entry.1 <= SIGN_INS_PER_MINUTE
+}
+
+fn too_many_sign_ins() -> HttpResponse {
+    let mut res = page(
+        "Too many sign-ins",
+        html! {
+            h1 { "Too many sign-ins" }
+            p { "Too many sign-ins were started from your address in the last minute. Wait a minute, then reload this page." }
+        },
+    );
+    *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+    res
 }
 
 async fn start_login(
     reg: &Registry,
     state: &WebState,
+    req: &HttpRequest,
     tenant: &str,
+    then: Option<Then>,
 ) -> Result<HttpResponse, ApiError> {
     let client = state.clients.get(tenant).ok_or_else(|| {
         ApiError::NotFound(format!(
@@ -189,9 +242,29 @@ async fn start_login(
             .encode(sha2::Sha256::digest(verifier.as_bytes()))
     };
     let now = reg.now();
+    if !may_start(state, super::ctx(req).ip, now) {
+        tracing::info!(
+            tenant,
+            "devices page: sign-ins from one address rate-limited"
+        );
+        return Ok(too_many_sign_ins());
+    }
+    let step_up = then.is_some();
     {
         let mut pending = state.pending.lock();
-        pending.retain(|_, p| now - p.created < PENDING_TTL);
+        if pending.len() >= MAX_PENDING {
+            pending.retain(|_, p| now - p.created < PENDING_TTL);
+        }
+        if pending.len() >= MAX_PENDING {
+            // Still full of live sign-ins: the oldest goes.
+            if let Some(oldest) = pending
+                .iter()
+                .min_by_key(|(_, p)| p.created)
+                .map(|(k, _)| k.clone())
+            {
+                pending.remove(&oldest);
+            }
+        }
         pending.insert(
             st.clone(),
             Pending {
@@ -199,6 +272,7 @@ async fn start_login(
                 verifier,
                 nonce: nonce.clone(),
                 created: now,
+                then,
             },
         );
     }
@@ -212,6 +286,12 @@ async fn start_login(
         .append_pair("nonce", &nonce)
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
+    if step_up {
+        // RFC 9470: the IdP must authenticate the person now, whatever its session says.
+        url.query_pairs_mut()
+            .append_pair("max_age", "0")
+            .append_pair("prompt", "login");
+    }
     let mut res = HttpResponse::SeeOther()
         .insert_header((header::LOCATION, url.as_str()))
         .finish();
@@ -224,6 +304,8 @@ pub struct Callback {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
+    /// RFC 9207: the issuer that answered, when it says.
+    iss: Option<String>,
 }
 
 /// `GET /auth/callback`: the IdP's answer; state must match this browser's login cookie.
@@ -271,6 +353,14 @@ pub async fn callback(
         .tenant(&pending.tenant)
         .await?
         .ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
+    // RFC 9207: an answer naming another issuer is a mix-up; no code is sent anywhere.
+    if q.iss.as_deref().is_some_and(|iss| iss != tenant.issuer) {
+        tracing::warn!(tenant = %tenant.slug, "devices page: callback from another issuer refused");
+        return Err(ApiError::bad_request(
+            "issuer_mismatch",
+            "this answer names another identity provider than the one asked; start again",
+        ));
+    }
     let (_, token_endpoint) = state.endpoints(&tenant.issuer).await?;
     let res = state
         .http
@@ -316,6 +406,9 @@ pub async fn callback(
             "nonce does not match this sign-in",
         ));
     }
+    if let Some(then) = pending.then {
+        return finish_step_up(&reg, &tenant.slug, id_token, then).await;
+    }
     let created = reg
         .create_session(
             CreateSessionRequest {
@@ -342,6 +435,33 @@ pub async fn callback(
     Ok(res)
 }
 
+/// The browser's fresh sign-in for a step-up: recorded on its session, then the action it was
+/// for is done.
+async fn finish_step_up(
+    reg: &Registry,
+    tenant: &str,
+    id_token: &str,
+    then: Then,
+) -> Result<HttpResponse, ApiError> {
+    let Then::Revoke {
+        session_id,
+        request,
+    } = then;
+    let caller = reg.caller_by_session_id(tenant, &session_id).await?;
+    reg.reauthenticate(
+        &caller,
+        ReauthenticateRequest {
+            id_token: id_token.to_owned(),
+        },
+    )
+    .await?;
+    let caller = reg.caller_by_session_id(tenant, &session_id).await?;
+    reg.revoke(&caller, request).await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/devices/{tenant}")))
+        .finish())
+}
+
 #[derive(Deserialize)]
 pub struct RevokeForm {
     csrf: String,
@@ -352,6 +472,7 @@ pub struct RevokeForm {
 /// `POST /devices/{tenant}/revoke`: one session, or every other one.
 pub async fn revoke(
     reg: web::Data<Registry>,
+    state: web::Data<WebState>,
     req: HttpRequest,
     path: web::Path<String>,
     form: web::Form<RevokeForm>,
@@ -362,7 +483,7 @@ pub async fn revoke(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
     {
-        if origin != "null" && !reg.issuer.starts_with(origin) {
+        if origin != "null" && !same_origin(origin, &reg.issuer) {
             return Err(ApiError::Forbidden(
                 "cross-origin form posts are refused".into(),
             ));
@@ -400,10 +521,32 @@ pub async fn revoke(
             ))
         }
     };
-    reg.revoke(&caller, request).await?;
+    match reg.revoke(&caller, request.clone()).await {
+        Err(ApiError::InsufficientUserAuthentication { .. }) => {
+            // Sign in again at the IdP, then come back and do it.
+            let then = Then::Revoke {
+                session_id: caller.session.id.clone(),
+                request,
+            };
+            return start_login(&reg, &state, &req, &tenant, Some(then)).await;
+        }
+        other => {
+            other?;
+        }
+    }
     Ok(HttpResponse::build(StatusCode::SEE_OTHER)
         .insert_header((header::LOCATION, format!("/devices/{tenant}")))
         .finish())
+}
+
+/// Whether the `Origin` header names exactly the origin (scheme, host, port) of `base`.
+fn same_origin(origin: &str, base: &str) -> bool {
+    match (url::Url::parse(origin), url::Url::parse(base)) {
+        (Ok(o), Ok(b)) => {
+            o.origin() == b.origin() && matches!(o.path(), "" | "/") && o.query().is_none()
+        }
+        _ => false,
+    }
 }
 
 fn render_devices(tenant: &str, sessions: &[SessionView], csrf: &str) -> HttpResponse {

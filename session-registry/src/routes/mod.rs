@@ -27,6 +27,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(sessions::authenticate),
         )
         .route("/v1/sessions/revoke", web::post().to(sessions::revoke))
+        .route(
+            "/v1/sessions/reauthenticate",
+            web::post().to(sessions::reauthenticate),
+        )
         .route("/v1/sessions/upgrade", web::post().to(upgrade::upgrade))
         .route("/v1/events", web::get().to(events::stream))
         .route(
@@ -52,9 +56,18 @@ pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
         })
 }
 
+/// Where a request came from: the peer's address, or, when the peer is one of the registry's
+/// trusted proxies, the client its `X-Forwarded-For` names (the right-most address that is not
+/// itself a trusted proxy: entries to its left are whatever the client chose to send).
 pub fn ctx(req: &HttpRequest) -> RequestCtx {
+    let trusted: &[ipnet::IpNet] = req
+        .app_data::<web::Data<crate::service::Registry>>()
+        .map(|r| r.trusted_proxies.as_slice())
+        .unwrap_or_default();
     RequestCtx {
-        ip: req.peer_addr().map(|a| a.ip()),
+        ip: req
+            .peer_addr()
+            .map(|a| client_address(a.ip(), forwarded_for(req), trusted)),
         user_agent: req
             .headers()
             .get(header::USER_AGENT)
@@ -63,7 +76,89 @@ pub fn ctx(req: &HttpRequest) -> RequestCtx {
     }
 }
 
+/// Every address in the request's `X-Forwarded-For` headers, left to right; `None` for an
+/// entry that is not an address (which ends the trusted chain).
+fn forwarded_for(req: &HttpRequest) -> Vec<Option<std::net::IpAddr>> {
+    req.headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|a| a.trim().parse().ok())
+        .collect()
+}
+
+/// The client's address: walking `X-Forwarded-For` from the right while the hop that added the
+/// entry is a trusted proxy.
+pub fn client_address(
+    peer: std::net::IpAddr,
+    forwarded: Vec<Option<std::net::IpAddr>>,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let mut client = peer;
+    for hop in forwarded.into_iter().rev() {
+        if !is_trusted(&client) {
+            break;
+        }
+        match hop {
+            Some(ip) => client = ip,
+            None => break,
+        }
+    }
+    client
+}
+
 /// Wraps the server-wide admin token for the admin routes.
-pub fn admin_token(token: secrecy::SecretString) -> admin::AdminToken {
-    admin::AdminToken(token)
+pub fn admin_token(
+    token: Option<secrecy::SecretString>,
+    allow_http_issuers: bool,
+) -> admin::AdminToken {
+    admin::AdminToken {
+        token,
+        allow_http_issuers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_address;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_names_the_client_only_through_trusted_proxies() {
+        let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        let chain = |v: &[&str]| v.iter().map(|a| a.parse().ok()).collect::<Vec<_>>();
+        // Untrusted peer: its header is ignored.
+        assert_eq!(
+            client_address(ip("203.0.113.1"), chain(&["198.51.100.1"]), &trusted),
+            ip("203.0.113.1")
+        );
+        // Trusted peer: the entry it added.
+        assert_eq!(
+            client_address(ip("10.0.0.2"), chain(&["198.51.100.1"]), &trusted),
+            ip("198.51.100.1")
+        );
+        // A spoofed left-most entry stays unread: the client's own address is right of it.
+        assert_eq!(
+            client_address(
+                ip("10.0.0.2"),
+                chain(&["1.2.3.4", "198.51.100.1", "10.0.0.9"]),
+                &trusted
+            ),
+            ip("198.51.100.1")
+        );
+        // Garbage ends the chain at the last trusted hop.
+        assert_eq!(
+            client_address(ip("10.0.0.2"), chain(&["junk"]), &trusted),
+            ip("10.0.0.2")
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.2"), chain(&["198.51.100.1"]), &[]),
+            ip("10.0.0.2")
+        );
+    }
 }

@@ -6,8 +6,8 @@ use serde_json::json;
 use super::{bearer, ctx};
 use crate::error::ApiError;
 use crate::service::{
-    AuthenticateRequest, CreateSessionRequest, Registry, RevokeRequest, SessionResponse,
-    SessionView,
+    AuthenticateRequest, CreateSessionRequest, ReauthenticateRequest, Registry, RevokeRequest,
+    SessionResponse, SessionView,
 };
 
 /// Trade an ID token from the tenant's IdP for a device session.
@@ -57,4 +57,22 @@ pub async fn revoke(
     let caller = reg.resolve(bearer(&req)?, &ctx(&req)).await?;
     let revoked = reg.revoke(&caller, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(json!({"revoked": revoked})))
+}
+
+/// Record a fresh sign-in at the IdP on the caller's session (step-up, RFC 9470): the answer to
+/// `insufficient_user_authentication`. Needs the session token and a new ID token of the same
+/// person, issued by a sign-in within the tenant's `max_age`.
+#[utoipa::path(post, path = "/v1/sessions/reauthenticate", request_body = ReauthenticateRequest,
+    responses((status = 200, body = SessionResponse), (status = 400), (status = 401)),
+    security(("bearer" = [])))]
+pub async fn reauthenticate(
+    reg: web::Data<Registry>,
+    req: HttpRequest,
+    body: web::Json<ReauthenticateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = reg.resolve(bearer(&req)?, &ctx(&req)).await?;
+    let res = reg.reauthenticate(&caller, body.into_inner()).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(res))
 }

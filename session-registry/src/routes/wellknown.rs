@@ -19,6 +19,7 @@ use crate::service::Registry;
         super::sessions::authenticate,
         super::sessions::list,
         super::sessions::revoke,
+        super::sessions::reauthenticate,
         super::upgrade::upgrade,
         super::events::stream,
         super::backchannel::logout
@@ -28,6 +29,7 @@ use crate::service::Registry;
         crate::service::DeviceRequest,
         crate::service::AuthenticateRequest,
         crate::service::RevokeRequest,
+        crate::service::ReauthenticateRequest,
         crate::upgrade::UpgradeSessionRequest,
         crate::service::SessionResponse,
         crate::service::SessionView,

@@ -18,6 +18,8 @@ macro_rules! impl_store {
                 audiences: serde_json::from_str(&audiences).map_err(|e| StoreError::Inconsistent(e.to_string()))?,
                 idle_timeout_secs: r.try_get("idle_timeout_secs")?,
                 absolute_timeout_secs: r.try_get("absolute_timeout_secs")?,
+                max_id_token_age_secs: r.try_get("max_id_token_age_secs")?,
+                max_auth_age_secs: r.try_get("max_auth_age_secs")?,
                 api_key_hash: r.try_get("api_key_hash")?,
             })
         }
@@ -32,6 +34,28 @@ macro_rules! impl_store {
                 kind: r.try_get("kind")?,
                 at: r.try_get("at")?,
             })
+        }
+
+        /// Records a single-use credential in `tx`: [`StoreError::AlreadyUsed`] if it is there.
+        async fn spend(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            tenant: &str,
+            credential: &UsedCredential,
+        ) -> Result<()> {
+            let inserted = sqlx::query(
+                "INSERT INTO used_credentials (tenant, kind, hash, expires_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (tenant, kind, hash) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(credential.kind)
+            .bind(&credential.hash)
+            .bind(credential.expires_at)
+            .execute(&mut **tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(StoreError::AlreadyUsed);
+            }
+            Ok(())
         }
 
         async fn insert_event(
@@ -72,11 +96,13 @@ macro_rules! impl_store {
             async fn upsert_tenant(&self, t: &TenantRecord) -> Result<()> {
                 let audiences = serde_json::to_string(&t.audiences).map_err(|e| StoreError::Inconsistent(e.to_string()))?;
                 sqlx::query(
-                    "INSERT INTO tenants (slug, issuer, audiences, idle_timeout_secs, absolute_timeout_secs, api_key_hash, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                    "INSERT INTO tenants (slug, issuer, audiences, idle_timeout_secs, absolute_timeout_secs, api_key_hash, created_at, \
+                     max_id_token_age_secs, max_auth_age_secs) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                      ON CONFLICT (slug) DO UPDATE SET issuer = excluded.issuer, audiences = excluded.audiences, \
                      idle_timeout_secs = excluded.idle_timeout_secs, absolute_timeout_secs = excluded.absolute_timeout_secs, \
-                     api_key_hash = COALESCE(excluded.api_key_hash, tenants.api_key_hash)",
+                     api_key_hash = COALESCE(excluded.api_key_hash, tenants.api_key_hash), \
+                     max_id_token_age_secs = excluded.max_id_token_age_secs, max_auth_age_secs = excluded.max_auth_age_secs",
                 )
                 .bind(&t.slug)
                 .bind(&t.issuer)
@@ -85,6 +111,8 @@ macro_rules! impl_store {
                 .bind(t.absolute_timeout_secs)
                 .bind(&t.api_key_hash)
                 .bind(0i64)
+                .bind(t.max_id_token_age_secs)
+                .bind(t.max_auth_age_secs)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -103,6 +131,7 @@ macro_rules! impl_store {
             async fn create_session(&self, s: NewSession) -> Result<(SessionRecord, EventRecord)> {
                 use sqlx::Row;
                 let mut tx = self.begin(&s.tenant).await?;
+                spend(&mut tx, &s.tenant, &s.id_token).await?;
                 let new_id = random_id();
                 let account = sqlx::query(
                     "INSERT INTO accounts (id, tenant, issuer, subject, email, is_guest, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -152,8 +181,8 @@ macro_rules! impl_store {
                 let session_id = random_id();
                 sqlx::query(
                     "INSERT INTO sessions (id, tenant, account_id, device_id, token_hash, idp_sid, created_at, last_authenticated_at, \
-                     expires_at, absolute_expires_at, auth_method, user_agent, ip, subject, email, is_guest, device_name, device_platform) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                     expires_at, absolute_expires_at, auth_method, user_agent, ip, subject, email, is_guest, device_name, device_platform, auth_time) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
                 )
                 .bind(&session_id)
                 .bind(&s.tenant)
@@ -172,6 +201,7 @@ macro_rules! impl_store {
                 .bind(is_guest)
                 .bind(&s.device.name)
                 .bind(&s.device.platform)
+                .bind(s.auth_time)
                 .execute(&mut *tx)
                 .await?;
                 let event = insert_event(&mut tx, &s.tenant, &account_id, &session_id, "created", s.now).await?;
@@ -272,22 +302,59 @@ macro_rules! impl_store {
                 Ok(rows.iter().map(session_from_row).collect::<std::result::Result<_, _>>()?)
             }
 
-            async fn sessions_for_idp_logout(&self, tenant: &str, issuer: &str, subject: Option<&str>, idp_sid: Option<&str>) -> Result<Vec<SessionRecord>> {
+            async fn reauthenticate(&self, tenant: &str, session_id: &str, auth_time: i64, id_token: &UsedCredential) -> Result<Option<SessionRecord>> {
                 let mut tx = self.begin(tenant).await?;
-                let rows = sqlx::query(&format!(
-                    "SELECT {} {} WHERE s.tenant = $1 AND a.issuer = $2 AND s.revoked_at IS NULL \
-                     AND (($3 IS NOT NULL AND s.idp_sid = $3) OR ($3 IS NULL AND a.subject = $4))",
-                    sql::SESSION_COLUMNS,
-                    sql::SESSION_FROM
-                ))
+                spend(&mut tx, tenant, id_token).await?;
+                // auth_time only moves forward.
+                sqlx::query(
+                    "UPDATE sessions SET auth_time = $3 WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL AND auth_time < $3",
+                )
+                .bind(tenant)
+                .bind(session_id)
+                .bind(auth_time)
+                .execute(&mut *tx)
+                .await?;
+                let row = sqlx::query(&format!("SELECT {} {} WHERE s.tenant = $1 AND s.id = $2 AND s.revoked_at IS NULL", sql::SESSION_COLUMNS, sql::SESSION_FROM))
+                    .bind(tenant)
+                    .bind(session_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let record = row.as_ref().map(session_from_row).transpose()?;
+                if record.is_some() {
+                    tx.commit().await?;
+                } else {
+                    // Nothing to re-authenticate: the ID token stays unspent.
+                    tx.rollback().await?;
+                }
+                Ok(record)
+            }
+
+            async fn idp_logout(&self, tenant: &str, issuer: &str, subject: Option<&str>, idp_sid: Option<&str>, jti: &UsedCredential, now: i64) -> Result<Vec<EventRecord>> {
+                use sqlx::Row;
+                let mut tx = self.begin(tenant).await?;
+                spend(&mut tx, tenant, jti).await?;
+                let rows = sqlx::query(
+                    "UPDATE sessions SET revoked_at = $5, revoked_reason = 'idp_logout' \
+                     WHERE tenant = $1 AND revoked_at IS NULL \
+                     AND account_id IN (SELECT id FROM accounts WHERE tenant = $1 AND issuer = $2) \
+                     AND (($3 IS NOT NULL AND idp_sid = $3) OR ($3 IS NULL AND subject = $4)) \
+                     RETURNING id, account_id",
+                )
                 .bind(tenant)
                 .bind(issuer)
                 .bind(idp_sid)
                 .bind(subject)
+                .bind(now)
                 .fetch_all(&mut *tx)
                 .await?;
+                let mut events = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let id: String = row.try_get("id")?;
+                    let account_id: String = row.try_get("account_id")?;
+                    events.push(insert_event(&mut tx, tenant, &account_id, &id, "revoked", now).await?);
+                }
                 tx.commit().await?;
-                Ok(rows.iter().map(session_from_row).collect::<std::result::Result<_, _>>()?)
+                Ok(events)
             }
 
             async fn admin_sessions(&self, tenant: &str, f: &SessionFilter) -> Result<Vec<SessionRecord>> {
@@ -366,6 +433,12 @@ macro_rules! impl_store {
                     sqlx::query("DELETE FROM events WHERE tenant = $1 AND at < $2")
                         .bind(&t.slug)
                         .bind(revoked_before)
+                        .execute(&mut *tx)
+                        .await?;
+                    // A spent credential past its expiry would be refused as expired anyway.
+                    sqlx::query("DELETE FROM used_credentials WHERE tenant = $1 AND expires_at < $2")
+                        .bind(&t.slug)
+                        .bind(expired_before)
                         .execute(&mut *tx)
                         .await?;
                     tx.commit().await?;

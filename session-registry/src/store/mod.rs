@@ -30,6 +30,7 @@ macro_rules! session_record {
             revoked_at: $get("revoked_at")?,
             revoked_reason: $get("revoked_reason")?,
             auth_method: $get("auth_method")?,
+            auth_time: $get("auth_time")?,
             user_agent: $get("user_agent")?,
             ip: $get("ip")?,
         }
@@ -60,6 +61,9 @@ pub enum StoreError {
     Query(String),
     #[error("stored data is inconsistent: {0}")]
     Inconsistent(String),
+    /// A single-use credential (an ID token, a logout token's `jti`) was used before.
+    #[error("this credential was already used")]
+    AlreadyUsed,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -97,8 +101,37 @@ pub struct TenantRecord {
     pub audiences: Vec<String>,
     pub idle_timeout_secs: i64,
     pub absolute_timeout_secs: i64,
+    /// How old (by `iat`) an ID token may be when it is traded for a session.
+    pub max_id_token_age_secs: i64,
+    /// How long ago the person must have signed in at the IdP to end sessions other than the
+    /// caller's own (step-up, RFC 9470 `max_age`).
+    pub max_auth_age_secs: i64,
     #[serde(skip)]
     pub api_key_hash: Option<String>,
+}
+
+/// Default of [`TenantRecord::max_id_token_age_secs`] and [`TenantRecord::max_auth_age_secs`].
+pub const DEFAULT_MAX_AGE_SECS: i64 = 600;
+
+/// A single-use credential from outside, recorded when it is acted on so that no registry
+/// process acts on it again before it expires.
+#[derive(Clone)]
+pub struct UsedCredential {
+    /// What it is: `id_token` or `logout_jti`.
+    pub kind: &'static str,
+    /// SHA-256 of the credential (hex): the raw value is never stored.
+    pub hash: String,
+    /// When it expires (after which it would be refused anyway and the record can go).
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for UsedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsedCredential")
+            .field("kind", &self.kind)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +155,10 @@ pub struct NewSession {
     pub expires_at: i64,
     pub absolute_expires_at: i64,
     pub auth_method: String,
+    /// When the person last signed in at the IdP (the ID token's `auth_time`).
+    pub auth_time: i64,
+    /// The ID token this session is opened with: recorded, so it opens no other.
+    pub id_token: UsedCredential,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
 }
@@ -148,6 +185,7 @@ pub struct SessionRecord {
     pub revoked_at: Option<i64>,
     pub revoked_reason: Option<String>,
     pub auth_method: String,
+    pub auth_time: i64,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
 }
@@ -216,14 +254,28 @@ pub trait Store: Send + Sync {
         now: i64,
     ) -> Result<Vec<EventRecord>>;
     async fn account_sessions(&self, tenant: &str, account_id: &str) -> Result<Vec<SessionRecord>>;
-    /// Live sessions matching an IdP logout: by IdP session id, else by subject.
-    async fn sessions_for_idp_logout(
+    /// Records a fresh sign-in at the IdP (`auth_time`) on a live session, spending the ID
+    /// token that proves it: [`StoreError::AlreadyUsed`] if it was spent before. `None` when the
+    /// session is gone or ended.
+    async fn reauthenticate(
+        &self,
+        tenant: &str,
+        session_id: &str,
+        auth_time: i64,
+        id_token: &UsedCredential,
+    ) -> Result<Option<SessionRecord>>;
+    /// Ends the live sessions matching an IdP logout (by IdP session id, else by subject) and
+    /// records the logout token's `jti`, in one transaction: [`StoreError::AlreadyUsed`] and
+    /// nothing ended if the `jti` was recorded before.
+    async fn idp_logout(
         &self,
         tenant: &str,
         issuer: &str,
         subject: Option<&str>,
         idp_sid: Option<&str>,
-    ) -> Result<Vec<SessionRecord>>;
+        jti: &UsedCredential,
+        now: i64,
+    ) -> Result<Vec<EventRecord>>;
     async fn admin_sessions(
         &self,
         tenant: &str,
@@ -258,7 +310,7 @@ pub(crate) mod sql {
     pub const SESSION_COLUMNS: &str = "s.id, s.tenant, s.account_id, a.subject, a.email, a.is_guest, s.device_id, \
         d.name AS device_name, d.platform AS device_platform, d.last_seen AS device_last_seen, s.idp_sid, s.created_at, \
         s.last_authenticated_at, s.expires_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, s.auth_method, \
-        s.user_agent, s.ip";
+        s.auth_time, s.user_agent, s.ip";
     pub const SESSION_FROM: &str = "FROM sessions s JOIN accounts a ON a.id = s.account_id \
         JOIN devices d ON d.tenant = s.tenant AND d.account_id = s.account_id AND d.id = s.device_id";
 }

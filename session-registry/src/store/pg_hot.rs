@@ -52,7 +52,7 @@ const LOOKUP: &str = "SELECT s.token_hash, s.id, s.tenant, s.account_id, s.subje
     s.is_guest, s.device_id, s.device_name, s.device_platform, \
     s.last_authenticated_at AS device_last_seen, s.idp_sid, s.created_at, \
     s.last_authenticated_at, s.expires_at, s.absolute_expires_at, s.revoked_at, \
-    s.revoked_reason, s.auth_method, s.user_agent, s.ip \
+    s.revoked_reason, s.auth_method, s.auth_time, s.user_agent, s.ip \
     FROM sessions s WHERE s.tenant = $1 AND s.token_hash = ANY($2)";
 /// The row-level-security tenant, for the session.
 const SET_TENANT: &str = "SELECT set_config('lanyard.tenant', $1, false)";

@@ -199,3 +199,134 @@ async fn the_binary_prints_its_readiness_line_and_defaults_to_sqlite() {
     assert_eq!(res.status(), 200);
     assert!(dir.path().join("r.db").exists());
 }
+
+#[tokio::test]
+async fn the_binary_has_no_built_in_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/r.db", dir.path().display());
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_session-registry"));
+    let svc = ChildService::start(
+        bin,
+        &["--bind", "127.0.0.1:0", "--database-url", &url],
+        "session-registry",
+    )
+    .await
+    .unwrap();
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/admin/tenants", svc.base_url))
+        .bearer_auth(session_registry::config::DEV_ADMIN_TOKEN)
+        .json(&json!({"slug": "evil", "issuer": "http://127.0.0.1:1/evil", "audiences": ["x"]}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "admin_api_disabled", "{body}");
+}
+
+#[tokio::test]
+async fn issuers_added_through_the_admin_api_are_https_or_loopback_http() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let admin = session_registry::config::DEV_ADMIN_TOKEN;
+    for (slug, issuer, expected) in [
+        ("plain-http", "http://idp.example.com/t", 400),
+        ("private-http", "http://10.0.0.5/t", 400),
+        ("no-scheme", "idp.example.com", 400),
+        ("file", "file:///etc/passwd", 400),
+        ("with-userinfo", "https://user:pw@idp.example.com/t", 400),
+        ("with-query", "https://idp.example.com/t?x=1", 400),
+        ("tls", "https://idp.example.com/t", 201),
+        ("loopback", "http://127.0.0.1:8700/t", 201),
+    ] {
+        let (status, body) = reg
+            .post(
+                "/v1/admin/tenants",
+                admin,
+                json!({"slug": slug, "issuer": issuer, "audiences": ["lanyard-cli"]}),
+            )
+            .await;
+        assert_eq!(status, expected, "{issuer}: {body}");
+    }
+    // A flag allows plain http elsewhere, for a private network the operator vouches for.
+    let open =
+        TestRegistry::spawn_with(&idp, Backend::Sqlite, |s| s.allow_http_issuers = true).await;
+    let (status, body) = open
+        .post(
+            "/v1/admin/tenants",
+            admin,
+            json!({"slug": "lab", "issuer": "http://idp.lab.internal/t", "audiences": ["x"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// An "issuer" on loopback that answers whatever the test says: the registry must not follow
+/// it, wait on it forever, read it without bound, or repeat its words to the caller.
+async fn hostile_issuer(answer: &'static [u8]) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn.write_all(answer).await;
+                if answer.ends_with(b"STREAM") {
+                    // Keep sending until the other side hangs up.
+                    let chunk = vec![b' '; 64 * 1024];
+                    while conn.write_all(&chunk).await.is_ok() {}
+                }
+            });
+        }
+    });
+    format!("http://{addr}/t")
+}
+
+#[tokio::test]
+async fn an_issuers_answers_are_bounded_and_never_echoed() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let admin = session_registry::config::DEV_ADMIN_TOKEN;
+    let cases: [(&str, &'static [u8]); 3] = [
+        (
+            "redirect",
+            b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest\r\nContent-Length: 0\r\n\r\n",
+        ),
+        (
+            "error-text",
+            b"HTTP/1.1 500 Oops\r\nContent-Type: text/plain\r\nContent-Length: 27\r\n\r\nREMOTE-TEXT-MUST-NOT-ECHO!!",
+        ),
+        (
+            "endless",
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"issuer\": \"STREAM",
+        ),
+    ];
+    for (slug, answer) in cases {
+        let issuer = hostile_issuer(answer).await;
+        let (status, body) = reg
+            .post(
+                "/v1/admin/tenants",
+                admin,
+                json!({"slug": slug, "issuer": issuer, "audiences": ["lanyard-cli"]}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let token = sign_as_idp(
+            &idp,
+            "acme",
+            &json!({"iss": issuer, "aud": "lanyard-cli", "sub": "s",
+                    "iat": time::OffsetDateTime::now_utc().unix_timestamp(),
+                    "exp": time::OffsetDateTime::now_utc().unix_timestamp() + 600}),
+            None,
+        );
+        let (status, body) = reg.create(&token, "laptop").await;
+        assert_eq!(status, 503, "{slug}: {body}");
+        let text = body.to_string();
+        for echoed in ["REMOTE-TEXT", "169.254", "Oops", &issuer] {
+            assert!(!text.contains(echoed), "{slug}: {echoed} in {text}");
+        }
+    }
+}

@@ -222,17 +222,6 @@ async fn forged_session_jwts_are_refused() {
     assert_eq!(status, 200, "the genuine JWT still works");
 }
 
-fn jwt_claims(jwt: &str) -> serde_json::Value {
-    use base64::Engine;
-    let claims = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(claims)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 async fn a_heartbeat_records_activity_at_most_once_a_minute(backend: Backend) {
     let idp = TestIdp::spawn().await;
     let reg = TestRegistry::spawn(&idp, backend).await;

@@ -258,3 +258,204 @@ async fn a_callback_with_a_forged_state_is_refused() {
     assert_eq!(body["error"], "invalid_state");
     assert!(reg.admin_sessions("acme").await.is_empty());
 }
+
+/// The page's CSRF token, read from the devices page in `client`.
+async fn csrf_of(client: &reqwest::Client, reg: &TestRegistry) -> String {
+    let html = client
+        .get(reg.url("/devices/acme"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = r#"name="csrf" value=""#;
+    let start = html.find(marker).expect("the devices page") + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+#[tokio::test]
+async fn an_origin_that_only_starts_like_ours_is_cross_origin() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let (phone, p) = reg.device(&idp, "acme", "alice", "phone").await;
+    let (client, _) = page_session(&idp, &reg).await;
+    let csrf = csrf_of(&client, &reg).await;
+    let phone_id = p["session"]["session_id"].as_str().unwrap();
+    // "http://127.0.0.1:4" is a prefix of "http://127.0.0.1:4xxxx": another origin all the same.
+    let base = reg.base_url.clone();
+    for origin in [
+        base[..base.len() - 1].to_owned(),
+        format!("{base}.evil.example"),
+        format!("{base}0"),
+    ] {
+        let res = client
+            .post(reg.url("/devices/acme/revoke"))
+            .header("origin", &origin)
+            .form(&[("csrf", csrf.as_str()), ("session_id", phone_id)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{origin}");
+    }
+    assert_eq!(reg.get("/v1/sessions", &phone).await.0, 200);
+    let res = client
+        .post(reg.url("/devices/acme/revoke"))
+        .header("origin", &base)
+        .form(&[("csrf", csrf.as_str()), ("session_id", phone_id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "our own origin");
+}
+
+#[tokio::test]
+async fn unauthenticated_visits_cannot_fill_the_registrys_memory() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut limited = None;
+    for i in 0..200 {
+        let res = client.get(reg.url("/devices/acme")).send().await.unwrap();
+        match res.status().as_u16() {
+            303 => {}
+            429 => {
+                assert!(res.headers().contains_key("retry-after"));
+                let text = res.text().await.unwrap();
+                assert!(text.contains("Too many sign-ins"), "{text}");
+                limited = Some(i);
+                break;
+            }
+            other => panic!("visit {i}: {other}"),
+        }
+    }
+    let limited = limited.expect("one address cannot start sign-ins without bound");
+    assert!(
+        limited >= 10,
+        "a person retrying a few times is not limited ({limited})"
+    );
+    // Another client is not affected by the first one's limit.
+    let other = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = other
+        .get(reg.url("/devices/acme"))
+        .header("x-forwarded-for", "198.51.100.9")
+        .send()
+        .await
+        .unwrap();
+    // Without trusted proxies the header is ignored: still the same (limited) address.
+    assert_eq!(res.status(), 429);
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_else_after_ten_minutes_asks_for_a_fresh_sign_in() {
+    let idp = TestIdp::spawn_with_manual_clock().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let (phone, _) = reg.device(&idp, "acme", "alice", "phone").await;
+    let (client, _) = page_session(&idp, &reg).await;
+    let csrf = csrf_of(&client, &reg).await;
+    idp.clock
+        .as_ref()
+        .unwrap()
+        .advance(time::Duration::seconds(601));
+    reg.advance(601);
+    let res = client
+        .post(reg.url("/devices/acme/revoke"))
+        .form(&[("csrf", csrf.as_str()), ("scope", "others")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    let authorize = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        authorize.starts_with(&idp.issuer("acme")) && authorize.contains("max_age=0"),
+        "{authorize}"
+    );
+    assert_eq!(reg.get("/v1/sessions", &phone).await.0, 200, "not yet");
+    // The IdP asks for the password again even though its session is live.
+    let html = client
+        .get(&authorize)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = r#"name="auth_request" value=""#;
+    let start = html.find(marker).expect("the login form again") + marker.len();
+    let id = &html[start..start + html[start..].find('"').unwrap()];
+    let res = client
+        .post(format!("{}/login", idp.issuer("acme")))
+        .form(&[
+            ("auth_request", id),
+            ("username", "alice"),
+            ("password", "lanyard-dev"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let callback = res.headers()["location"].to_str().unwrap().to_owned();
+    let res = client.get(&callback).send().await.unwrap();
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    assert_eq!(
+        reg.get("/v1/sessions", &phone).await.0,
+        401,
+        "after the fresh sign-in the action went through"
+    );
+}
+
+#[tokio::test]
+async fn a_callback_naming_another_issuer_is_refused() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = client.get(reg.url("/devices/acme")).send().await.unwrap();
+    let authorize = res.headers()["location"].to_str().unwrap().to_owned();
+    let html = client
+        .get(&authorize)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = r#"name="auth_request" value=""#;
+    let start = html.find(marker).unwrap() + marker.len();
+    let id = &html[start..start + html[start..].find('"').unwrap()];
+    let res = client
+        .post(format!("{}/login", idp.issuer("acme")))
+        .form(&[
+            ("auth_request", id),
+            ("username", "alice"),
+            ("password", "lanyard-dev"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let callback = res.headers()["location"].to_str().unwrap().to_owned();
+    let mut forged = url::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = forged
+        .query_pairs()
+        .filter(|(k, _)| k != "iss")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    forged
+        .query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs)
+        .append_pair("iss", &idp.issuer("globex"));
+    let res = client.get(forged.as_str()).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "issuer_mismatch", "{body}");
+    assert!(reg.admin_sessions("acme").await.is_empty());
+}

@@ -34,6 +34,8 @@ pub fn tenants(idp: &TestIdp) -> RegistryConfig {
         audiences: vec!["lanyard-cli".into(), "rp".into(), "lanyard-registry".into()],
         idle_timeout_secs: 3600,
         absolute_timeout_secs: 24 * 3600,
+        max_id_token_age_secs: session_registry::config::default_max_age(),
+        max_auth_age_secs: session_registry::config::default_max_age(),
         api_key: Some(secrecy::SecretString::from(format!("{slug}-admin-key"))),
     };
     RegistryConfig {
@@ -49,28 +51,44 @@ pub fn tenants(idp: &TestIdp) -> RegistryConfig {
 
 impl TestRegistry {
     pub async fn spawn(idp: &TestIdp, backend: Backend) -> Self {
+        Self::spawn_with(idp, backend, |_| {}).await
+    }
+
+    /// As [`TestRegistry::spawn`], with `settings` changed by `adjust` first.
+    pub async fn spawn_with(
+        idp: &TestIdp,
+        backend: Backend,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Self {
         match backend {
             Backend::Postgres => {
                 let db = Arc::new(TestDatabase::create().await);
                 let url = db.url.clone();
-                Self::spawn_on(idp, &url, Some(db), None).await
+                Self::spawn_on(idp, &url, Some(db), None, adjust).await
             }
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}/registry.db", dir.path().display());
-                Self::spawn_on(idp, &url, None, Some(dir)).await
+                Self::spawn_on(idp, &url, None, Some(dir), adjust).await
             }
         }
     }
 
     /// A registry on a database the test provides (a private Postgres server, say).
     pub async fn spawn_on_url(idp: &TestIdp, url: &str) -> Self {
-        Self::spawn_on(idp, url, None, None).await
+        Self::spawn_on(idp, url, None, None, |_| {}).await
     }
 
     /// A second registry process on the same database (Postgres).
     pub async fn spawn_sibling(&self, idp: &TestIdp) -> Self {
-        Self::spawn_on(idp, &self.database_url.clone(), self.db.clone(), None).await
+        Self::spawn_on(
+            idp,
+            &self.database_url.clone(),
+            self.db.clone(),
+            None,
+            |_| {},
+        )
+        .await
     }
 
     async fn spawn_on(
@@ -78,13 +96,15 @@ impl TestRegistry {
         url: &str,
         db: Option<Arc<TestDatabase>>,
         dir: Option<tempfile::TempDir>,
+        adjust: impl FnOnce(&mut Settings),
     ) -> Self {
         // Logs are captured per test and shown only when it fails.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("session_registry=info")
             .try_init();
-        let settings = Settings::for_tests(url);
+        let mut settings = Settings::for_tests(url);
+        adjust(&mut settings);
         let clock = Arc::new(ManualClock::new());
         let app = Application::build_with(&settings, &tenants(idp), clock.clone())
             .await
@@ -228,3 +248,52 @@ macro_rules! on_both_backends {
     };
 }
 pub(crate) use on_both_backends;
+
+/// Signs `claims` with `tenant`'s active IdP key, typed `typ`: a token the IdP could have
+/// issued, of whatever kind the test needs.
+pub fn sign_as_idp(idp: &TestIdp, tenant: &str, claims: &Value, typ: Option<&str>) -> String {
+    let tenant = idp.state.tenant(tenant).unwrap();
+    let key = tenant
+        .keys
+        .read()
+        .active(jose_keys::SigningAlg::ES256)
+        .expect("an ES256 key");
+    mock_idp::jwt::sign(claims, &key, typ).unwrap()
+}
+
+/// The claims of a JWT, unverified.
+pub fn jwt_claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+impl TestRegistry {
+    /// `POST path` with a JSON body and no credential beyond `headers`; status, challenge, body.
+    pub async fn post_with(
+        &self,
+        path: &str,
+        bearer: &str,
+        body: Value,
+    ) -> (u16, Option<String>, Value) {
+        let res = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(bearer)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let challenge = res
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, challenge, res.json().await.unwrap_or(Value::Null))
+    }
+}

@@ -30,12 +30,12 @@ async fn an_account_sees_its_sessions_across_devices_with_its_own_marked_current
         .map(|s| s["device"]["id"].as_str().unwrap())
         .collect();
     assert!(devices.contains(&"laptop") && devices.contains(&"phone"));
-    // The same list with the session JWT as the bearer.
+    // The session JWT proves who the user is to other APIs; it lists nothing (issue #12).
     let (status, by_jwt) = reg
         .get("/v1/sessions", p["session_jwt"].as_str().unwrap())
         .await;
-    assert_eq!(status, 200);
-    assert_eq!(by_jwt["sessions"].as_array().unwrap().len(), 2);
+    assert_eq!(status, 401, "{by_jwt}");
+    assert_eq!(by_jwt["error"], "session_token_required");
 }
 on_both_backends!(an_account_sees_its_sessions_across_devices_with_its_own_marked_current);
 

@@ -19,4 +19,5 @@ mod isolation;
 mod key_rotation;
 mod list_and_revoke;
 mod token_lookup;
+mod trust_boundaries;
 mod upgrade;

@@ -72,11 +72,20 @@ async fn an_upgraded_guest_keeps_its_session_which_is_no_longer_a_guest(backend:
     let id_token = upgraded["id_token"].as_str().unwrap();
     assert_eq!(claims(id_token)["is_guest"], false);
 
-    // The session JWT is a good bearer too.
+    // The session JWT manages nothing (issue #12): only the session token upgrades.
     let (status, body) = reg
         .post(
             "/v1/sessions/upgrade",
             guest_jwt,
+            json!({ "id_token": id_token }),
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "session_token_required");
+    let (status, body) = reg
+        .post(
+            "/v1/sessions/upgrade",
+            session_token,
             json!({ "id_token": id_token }),
         )
         .await;

@@ -1,0 +1,47 @@
+//! The root span of every HTTP request, as tracing-actix-web's default one but with the target's
+//! query redacted: its default writes the full `path?query`, and an authorization callback's
+//! query carries `code` and `state`, an `end_session` GET its `id_token_hint`.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::{Error, HttpMessage};
+use tracing::Span;
+use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
+
+use crate::redact::redact_target;
+
+/// Use as `TracingLogger::<RedactedRootSpan>::new()`.
+pub struct RedactedRootSpan;
+
+impl RootSpanBuilder for RedactedRootSpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        let target = redact_target(request.path(), request.query_string());
+        let route = request.match_pattern().unwrap_or_default();
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let client_ip = request
+            .connection_info()
+            .peer_addr()
+            .map(str::to_owned)
+            .unwrap_or_default();
+        tracing::info_span!(
+            "HTTP request",
+            http.method = %request.method(),
+            http.route = %route,
+            http.target = %target,
+            http.client_ip = %client_ip,
+            http.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
+            request_id = %request_id,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}

@@ -1,0 +1,471 @@
+//! Every credential accepted only for what it is, only once, only from whom it belongs (issue
+//! #12): the ID-token intake, the session JWT that manages nothing, step-up before revoking other
+//! sessions, the back-channel logout token's rules, the failed-authenticate limit's address.
+
+use serde_json::{json, Value};
+use test_harness::TestIdp;
+
+use crate::helpers::*;
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+async fn created_sessions(reg: &TestRegistry) -> usize {
+    reg.admin_sessions("acme").await.len()
+}
+
+#[tokio::test]
+async fn an_access_token_or_a_logout_token_does_not_open_a_session() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let tokens = idp.login("acme", "alice", "lanyard-cli").await;
+    let access_token = tokens["access_token"].as_str().unwrap();
+    let id_claims = jwt_claims(tokens["id_token"].as_str().unwrap());
+    let logout_token = sign_as_idp(
+        &idp,
+        "acme",
+        &json!({
+            "iss": idp.issuer("acme"), "aud": "lanyard-cli", "sub": id_claims["sub"],
+            "iat": now(), "exp": now() + 120, "jti": "j1",
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        }),
+        Some("logout+jwt"),
+    );
+    let id_shaped_with_events = sign_as_idp(
+        &idp,
+        "acme",
+        &json!({
+            "iss": idp.issuer("acme"), "aud": "lanyard-cli", "sub": id_claims["sub"],
+            "iat": now(), "exp": now() + 600,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        }),
+        None,
+    );
+    let jose_typed = sign_as_idp(
+        &idp,
+        "acme",
+        &json!({"iss": idp.issuer("acme"), "aud": "lanyard-cli", "sub": id_claims["sub"],
+                "iat": now(), "exp": now() + 600}),
+        Some("JOSE"),
+    );
+    for (what, token, reason) in [
+        (
+            "access token (at+jwt)",
+            access_token.to_owned(),
+            "wrong_token_type",
+        ),
+        ("logout token", logout_token, "wrong_token_type"),
+        ("JOSE-typed token", jose_typed, "wrong_token_type"),
+        (
+            "token carrying events",
+            id_shaped_with_events,
+            "not_an_id_token",
+        ),
+    ] {
+        let (status, body) = reg.create(&token, "laptop").await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["error"], "invalid_id_token", "{what}: {body}");
+        assert_eq!(body["reason"], reason, "{what}: {body}");
+    }
+    assert_eq!(created_sessions(&reg).await, 0, "nothing was created");
+}
+
+#[tokio::test]
+async fn an_id_token_without_exp_or_iat_or_older_than_ten_minutes_is_refused() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let sub = "some-subject";
+    let base = json!({"iss": idp.issuer("acme"), "aud": "lanyard-cli", "sub": sub});
+    let with = |extra: Value| {
+        let mut claims = base.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        sign_as_idp(&idp, "acme", &claims, Some("JWT"))
+    };
+    for (what, token, reason) in [
+        ("no exp", with(json!({"iat": now()})), "missing_claim"),
+        ("no iat", with(json!({"exp": now() + 600})), "missing_claim"),
+        (
+            "iat 11 minutes ago",
+            with(json!({"iat": now() - 660, "exp": now() + 600})),
+            "too_old",
+        ),
+    ] {
+        let (status, body) = reg.create(&token, "laptop").await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["reason"], reason, "{what}: {body}");
+    }
+    // A fresh, typed, complete ID token is the control.
+    let (status, body) = reg
+        .create(&with(json!({"iat": now(), "exp": now() + 600})), "laptop")
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+async fn an_id_token_opens_one_session_only(backend: Backend) {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, backend).await;
+    let tokens = idp.login("acme", "alice", "lanyard-cli").await;
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let (status, body) = reg.create(id_token, "laptop").await;
+    assert_eq!(status, 201, "{body}");
+    for device in ["laptop", "stolen-elsewhere"] {
+        let (status, body) = reg.create(id_token, device).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"], "invalid_id_token");
+        assert_eq!(body["reason"], "already_used", "{body}");
+    }
+    assert_eq!(created_sessions(&reg).await, 1);
+}
+on_both_backends!(an_id_token_opens_one_session_only);
+
+#[tokio::test]
+async fn an_id_token_used_at_one_registry_process_is_refused_by_another() {
+    let idp = TestIdp::spawn().await;
+    let a = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let b = a.spawn_sibling(&idp).await;
+    let tokens = idp.login("acme", "alice", "lanyard-cli").await;
+    let id_token = tokens["id_token"].as_str().unwrap();
+    assert_eq!(a.create(id_token, "laptop").await.0, 201);
+    let (status, body) = b.create(id_token, "desktop").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["reason"], "already_used", "{body}");
+}
+
+async fn the_session_jwt_lists_revokes_and_streams_nothing(backend: Backend) {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, backend).await;
+    let (token, created) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let (_other, _) = reg.device(&idp, "acme", "alice", "desktop").await;
+    let jwt = created["session_jwt"].as_str().unwrap();
+
+    let (status, body) = reg.get("/v1/sessions", jwt).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "session_token_required", "{body}");
+    for scope in ["others", "all", "current"] {
+        let (status, body) = reg
+            .post("/v1/sessions/revoke", jwt, json!({"scope": scope}))
+            .await;
+        assert_eq!(status, 401, "{scope}: {body}");
+        assert_eq!(body["error"], "session_token_required", "{body}");
+    }
+    let (status, body) = reg.get("/v1/events", jwt).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = reg
+        .post("/v1/sessions/upgrade", jwt, json!({"id_token": "x"}))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    // Nothing was revoked, and the JWT still authenticates: it is not a bad credential.
+    let (status, body) = reg.get("/v1/sessions", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["sessions"].as_array().unwrap().len(), 2, "{body}");
+    let (status, _, _) = reg.authenticate(json!({"session_jwt": jwt})).await;
+    assert_eq!(status, 200);
+}
+on_both_backends!(the_session_jwt_lists_revokes_and_streams_nothing);
+
+/// Two devices of alice whose sign-in is `age` seconds old by both the IdP's and the registry's
+/// clocks (which move together); returns (laptop token, desktop token).
+async fn alice_on_two_devices(
+    idp: &TestIdp,
+    reg: &TestRegistry,
+    age: i64,
+) -> (String, String, Value) {
+    let (laptop, created) = reg.device(idp, "acme", "alice", "laptop").await;
+    let (desktop, _) = reg.device(idp, "acme", "alice", "desktop").await;
+    idp.clock
+        .as_ref()
+        .unwrap()
+        .advance(time::Duration::seconds(age));
+    reg.advance(age);
+    (laptop, desktop, created)
+}
+
+async fn revoking_other_sessions_needs_a_sign_in_of_the_last_ten_minutes(backend: Backend) {
+    let idp = TestIdp::spawn_with_manual_clock().await;
+    let reg = TestRegistry::spawn(&idp, backend).await;
+    let (laptop, desktop, _) = alice_on_two_devices(&idp, &reg, 601).await;
+    let desktop_id = reg.get("/v1/sessions", &desktop).await.1["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()["session_id"]
+        .clone();
+    for body in [
+        json!({"scope": "others"}),
+        json!({"scope": "all"}),
+        json!({"session_id": desktop_id}),
+    ] {
+        let (status, challenge, answer) = reg
+            .post_with("/v1/sessions/revoke", &laptop, body.clone())
+            .await;
+        assert_eq!(status, 401, "{body}: {answer}");
+        let challenge = challenge.expect("a WWW-Authenticate challenge");
+        assert!(
+            challenge.starts_with("Bearer ")
+                && challenge.contains(r#"error="insufficient_user_authentication""#)
+                && challenge.contains("max_age=600"),
+            "{challenge}"
+        );
+        assert_eq!(answer["error"], "insufficient_user_authentication");
+        assert_eq!(answer["max_age"], 600);
+    }
+    assert_eq!(
+        reg.get("/v1/sessions", &desktop).await.0,
+        200,
+        "the desktop is untouched"
+    );
+    // Signing out oneself needs no step-up.
+    let (status, body) = reg
+        .post("/v1/sessions/revoke", &desktop, json!({"scope": "current"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+on_both_backends!(revoking_other_sessions_needs_a_sign_in_of_the_last_ten_minutes);
+
+#[tokio::test]
+async fn a_fresh_sign_in_of_the_same_person_meets_the_step_up_challenge() {
+    let idp = TestIdp::spawn_with_manual_clock().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let (laptop, desktop, created) = alice_on_two_devices(&idp, &reg, 601).await;
+    let jwt = created["session_jwt"].as_str().unwrap();
+
+    // Another person's fresh sign-in, a session JWT, a replayed ID token: all refused.
+    let bob = idp.login("acme", "bob", "lanyard-cli").await;
+    let (status, _, body) = reg
+        .post_with(
+            "/v1/sessions/reauthenticate",
+            &laptop,
+            json!({"id_token": bob["id_token"]}),
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["reason"], "subject_mismatch", "{body}");
+    let fresh = idp.login("acme", "alice", "lanyard-cli").await;
+    let (status, _, body) = reg
+        .post_with(
+            "/v1/sessions/reauthenticate",
+            jwt,
+            json!({"id_token": fresh["id_token"]}),
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "session_token_required", "{body}");
+
+    let (status, _, body) = reg
+        .post_with(
+            "/v1/sessions/reauthenticate",
+            &laptop,
+            json!({"id_token": fresh["id_token"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let auth_time = jwt_claims(fresh["id_token"].as_str().unwrap())["auth_time"].clone();
+    assert_eq!(body["session"]["auth_time"], auth_time, "{body}");
+    let (status, _, body) = reg
+        .post_with(
+            "/v1/sessions/reauthenticate",
+            &laptop,
+            json!({"id_token": fresh["id_token"]}),
+        )
+        .await;
+    assert_eq!(status, 401, "an ID token is single use here too: {body}");
+    assert_eq!(body["reason"], "already_used", "{body}");
+
+    let (status, body) = reg
+        .post("/v1/sessions/revoke", &laptop, json!({"scope": "others"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(reg.get("/v1/sessions", &desktop).await.0, 401);
+    assert_eq!(reg.get("/v1/sessions", &laptop).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_reauthentication_from_another_tenant_is_refused() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let (laptop, _) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let globex = idp.login("globex", "alice", "lanyard-cli").await;
+    let (status, _, body) = reg
+        .post_with(
+            "/v1/sessions/reauthenticate",
+            &laptop,
+            json!({"id_token": globex["id_token"]}),
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "invalid_id_token", "{body}");
+}
+
+/// A logout token of acme's IdP for `sub` with `claims` merged in, typed `typ`.
+fn logout_token(idp: &TestIdp, sub: &Value, extra: Value, typ: Option<&str>) -> String {
+    let mut claims = json!({
+        "iss": idp.issuer("acme"), "aud": "lanyard-registry", "sub": sub,
+        "iat": now(), "exp": now() + 120, "jti": mock_idp::random::id(),
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    sign_as_idp(idp, "acme", &claims, typ)
+}
+
+async fn post_logout(reg: &TestRegistry, token: &str) -> (u16, Value) {
+    let res = reg
+        .http
+        .post(reg.url("/v1/backchannel-logout"))
+        .form(&[("logout_token", token)])
+        .send()
+        .await
+        .unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn a_logout_token_must_be_typed_fresh_and_expiring() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let (alice, created) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let sub = created["session"]["subject"].clone();
+    for (what, token) in [
+        (
+            "typed JWT",
+            logout_token(&idp, &sub, json!({}), Some("JWT")),
+        ),
+        (
+            "typed at+jwt",
+            logout_token(&idp, &sub, json!({}), Some("at+jwt")),
+        ),
+        (
+            "without exp",
+            logout_token(&idp, &sub, json!({"exp": null}), Some("logout+jwt")),
+        ),
+        (
+            "issued three minutes ago",
+            logout_token(&idp, &sub, json!({"iat": now() - 180}), Some("logout+jwt")),
+        ),
+    ] {
+        let (status, body) = post_logout(&reg, &token).await;
+        assert_eq!(status, 400, "{what}: {body}");
+    }
+    assert_eq!(
+        reg.get("/v1/sessions", &alice).await.0,
+        200,
+        "alice is untouched"
+    );
+    // The control: typed logout+jwt (or untyped), fresh, with exp.
+    let (status, body) = post_logout(&reg, &logout_token(&idp, &sub, json!({}), None)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(reg.get("/v1/sessions", &alice).await.0, 401);
+}
+
+#[tokio::test]
+async fn a_logout_token_replayed_to_another_registry_process_is_refused() {
+    let idp = TestIdp::spawn().await;
+    let a = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let b = a.spawn_sibling(&idp).await;
+    let (_, created) = a.device(&idp, "acme", "alice", "laptop").await;
+    let sub = created["session"]["subject"].clone();
+    let token = logout_token(&idp, &sub, json!({}), Some("logout+jwt"));
+    assert_eq!(post_logout(&a, &token).await.0, 200);
+    // alice signs in again; the replayed token must not end her new session.
+    let (again, _) = b.device(&idp, "acme", "alice", "desktop").await;
+    let (status, body) = post_logout(&b, &token).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("already"),
+        "{body}"
+    );
+    assert_eq!(b.get("/v1/sessions", &again).await.0, 200);
+}
+
+#[tokio::test]
+async fn x_forwarded_for_counts_only_from_a_trusted_proxy_and_only_failed_lookups_count() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn_with(&idp, Backend::Sqlite, |s| {
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let (good, _) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let unknown = session_registry::token::SessionToken::generate("acme");
+    let from = |addr: &'static str, body: Value| {
+        let req = reg
+            .http
+            .post(reg.url("/v1/sessions/authenticate"))
+            .header("X-Forwarded-For", addr)
+            .json(&body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let mut limited = false;
+    for _ in 0..40 {
+        match from("203.0.113.7", json!({"session_token": unknown.expose()})).await {
+            429 => {
+                limited = true;
+                break;
+            }
+            status => assert_eq!(status, 401),
+        }
+    }
+    assert!(limited, "the attacker's address is limited");
+    assert_eq!(
+        from("198.51.100.20", json!({"session_token": good})).await,
+        200,
+        "another client behind the same proxy is not locked out"
+    );
+    // A revoked session's heartbeats are not guesses: they never count.
+    let (revoked, _) = reg.device(&idp, "acme", "bob", "old-phone").await;
+    assert_eq!(
+        reg.post("/v1/sessions/revoke", &revoked, json!({"scope": "current"}))
+            .await
+            .0,
+        200
+    );
+    for _ in 0..40 {
+        assert_eq!(
+            from("198.51.100.30", json!({"session_token": revoked})).await,
+            401
+        );
+    }
+}
+
+#[tokio::test]
+async fn x_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let unknown = session_registry::token::SessionToken::generate("acme");
+    let mut limited = false;
+    // Each guess claims another address; without trusted proxies the peer address counts.
+    for i in 0..40 {
+        let status = reg
+            .http
+            .post(reg.url("/v1/sessions/authenticate"))
+            .header("X-Forwarded-For", format!("203.0.113.{i}"))
+            .json(&json!({"session_token": unknown.expose()}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(
+        limited,
+        "a forged X-Forwarded-For does not escape the limit"
+    );
+}
