@@ -114,6 +114,7 @@ impl IdpConfig {
             slug: TenantId::parse(slug).unwrap_or_else(|_| unreachable!("static slug")),
             display_name: None,
             lifetimes: Lifetimes::default(),
+            guests: GuestLimits::default(),
             users: users
                 .iter()
                 .map(|(username, name)| UserConfig {
@@ -153,6 +154,9 @@ pub struct TenantConfig {
     pub display_name: Option<String>,
     #[serde(default)]
     pub lifetimes: Lifetimes,
+    /// Bounds on guest creation (`prompt=create` and the guest button).
+    #[serde(default)]
+    pub guests: GuestLimits,
     #[serde(default)]
     pub users: Vec<UserConfig>,
     #[serde(default)]
@@ -221,6 +225,27 @@ impl Lifetimes {
             }
         }
         Ok(())
+    }
+}
+
+/// How many guests a tenant creates: anyone can press the guest button, so both the rate per
+/// client address and the total are bounded. A refusal creates nothing: the guest button answers
+/// a 429 page, `prompt=create` a redirect with `error=temporarily_unavailable`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuestLimits {
+    /// Guest users the tenant holds at most (an upgraded guest no longer counts).
+    pub max_users: u64,
+    /// Guests one client IP address may create in any 60 seconds.
+    pub per_address_per_minute: u32,
+}
+
+impl Default for GuestLimits {
+    fn default() -> Self {
+        Self {
+            max_users: 10_000,
+            per_address_per_minute: 10,
+        }
     }
 }
 

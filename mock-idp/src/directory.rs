@@ -30,6 +30,8 @@ pub enum DirectoryError {
     NoSuchUser,
     #[error("user is not a guest")]
     NotAGuest,
+    #[error("this tenant holds its maximum of {max} guest accounts")]
+    GuestLimitReached { max: u64 },
 }
 
 /// A user. Guests have no username or password until upgraded; `sub` never changes.
@@ -167,6 +169,8 @@ pub struct Directory {
     users: HashMap<String, User>,
     by_username: HashMap<Username, String>,
     clients: HashMap<ClientId, Client>,
+    /// How many of `users` are guests.
+    guests: u64,
 }
 
 impl Directory {
@@ -177,8 +181,28 @@ impl Directory {
             }
             self.by_username.insert(name.clone(), user.sub.clone());
         }
-        self.users.insert(user.sub.clone(), user);
+        if user.is_guest {
+            self.guests += 1;
+        }
+        if let Some(replaced) = self.users.insert(user.sub.clone(), user) {
+            if replaced.is_guest {
+                self.guests = self.guests.saturating_sub(1);
+            }
+        }
         Ok(())
+    }
+
+    /// Adds a guest unless the directory already holds `max` guests.
+    pub fn add_guest(&mut self, user: User, max: u64) -> Result<(), DirectoryError> {
+        if self.guests >= max {
+            return Err(DirectoryError::GuestLimitReached { max });
+        }
+        self.add_user(user)
+    }
+
+    /// How many guests (not yet upgraded) the directory holds.
+    pub fn guest_count(&self) -> u64 {
+        self.guests
     }
 
     pub fn add_client(&mut self, client: Client) -> Result<(), DirectoryError> {
@@ -231,6 +255,7 @@ impl Directory {
             return Err(DirectoryError::NotAGuest);
         }
         user.is_guest = false;
+        self.guests = self.guests.saturating_sub(1);
         user.username = Some(username.clone());
         user.password_hash = Some(password_hash);
         user.email = email;

@@ -24,6 +24,7 @@ pub mod directory;
 pub mod error;
 pub mod faults;
 pub mod grants;
+pub mod guest_quota;
 pub mod ids;
 pub mod jwt;
 /// Signing keys (shared with the registry).

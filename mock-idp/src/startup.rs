@@ -9,10 +9,10 @@ use actix_web::dev::{Server, ServerHandle, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpServer, ResponseError};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{IdpConfig, Settings};
+use crate::config::{IdpConfig, Settings, DEV_ADMIN_TOKEN};
 use crate::error::{payload_error, OAuthError};
 use crate::state::IdpState;
 use crate::{routes, tenant::TenantError};
@@ -43,6 +43,25 @@ fn too_large<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerRespon
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(req, body).map_into_right_body(),
     ))
+}
+
+/// The admin token the server accepts, or `None` for the admin API off. The built-in dev token
+/// is printed in the README for anyone to read, so it opens the admin API (which can add users,
+/// end sessions and rotate keys) only while the IdP listens on a loopback address; bound to any
+/// other address, only a token given with `--admin-token` / `MOCK_IDP_ADMIN_TOKEN` does.
+/// (The flag's default cannot be told from the same value given explicitly, so the dev token
+/// given explicitly counts as the built-in one: it is no less public.)
+fn admin_token(settings: &Settings, bound: SocketAddr) -> Option<SecretString> {
+    let built_in = settings.admin_token.expose_secret() == DEV_ADMIN_TOKEN;
+    if built_in && !bound.ip().to_canonical().is_loopback() {
+        tracing::warn!(
+            %bound,
+            "the admin API is off: bound to a non-loopback address with only the built-in dev \
+             admin token; set --admin-token or MOCK_IDP_ADMIN_TOKEN to turn it on"
+        );
+        return None;
+    }
+    Some(settings.admin_token.clone())
 }
 
 pub struct Application {
@@ -78,7 +97,7 @@ impl Application {
             .as_ref()
             .map(|u| u.as_str().trim_end_matches('/').to_owned())
             .unwrap_or_else(|| format!("http://{addr}"));
-        let admin: SecretString = settings.admin_token.clone();
+        let admin = admin_token(settings, addr);
         let state = web::Data::new(IdpState::new(config, base_url.clone(), admin, clock)?);
 
         let server_state = state.clone();

@@ -19,7 +19,8 @@ pub struct IdpState {
     tenants: RwLock<BTreeMap<TenantId, Arc<Tenant>>>,
     pub clock: SharedClock,
     pub base_url: String,
-    admin_token: SecretString,
+    /// `None`: the admin API is off (see `startup::admin_token`).
+    admin_token: Option<SecretString>,
     key_dir: Option<PathBuf>,
     pub http: reqwest::Client,
 }
@@ -28,7 +29,7 @@ impl IdpState {
     pub fn new(
         config: &IdpConfig,
         base_url: String,
-        admin_token: SecretString,
+        admin_token: Option<SecretString>,
         clock: SharedClock,
     ) -> Result<Self, TenantError> {
         let state = Self {
@@ -83,16 +84,22 @@ impl IdpState {
         self.tenants.read().values().cloned().collect()
     }
 
+    /// Whether the admin API is on at all.
+    pub fn admin_api_enabled(&self) -> bool {
+        self.admin_token.is_some()
+    }
+
     /// Checks an `Authorization: Bearer` header against the admin token, in constant time.
+    /// Always false while the admin API is off.
     pub fn is_admin(&self, authorization: Option<&str>) -> bool {
+        let Some(admin_token) = &self.admin_token else {
+            return false;
+        };
         let presented = authorization
             .and_then(|h| h.strip_prefix("Bearer "))
             .unwrap_or_default();
         !presented.is_empty()
-            && constant_time_eq(
-                presented.as_bytes(),
-                self.admin_token.expose_secret().as_bytes(),
-            )
+            && constant_time_eq(presented.as_bytes(), admin_token.expose_secret().as_bytes())
     }
 
     /// Drops expired grants in every tenant.
@@ -100,6 +107,7 @@ impl IdpState {
         for tenant in self.tenants() {
             let now = tenant.now();
             tenant.grants.lock().sweep(now);
+            tenant.guest_rate.lock().sweep(now);
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::directory::{Client, Directory, DirectoryError, User};
 use crate::error::OAuthError;
 use crate::faults::FaultSet;
 use crate::grants::{AccessRecord, Family, Grants, RefreshRecord};
+use crate::guest_quota::{GuestLimits, GuestRate, GuestRefusal};
 use crate::ids::TenantId;
 use crate::jwt::{self, IdTokenTamper};
 use crate::keys::{KeyError, KeySet, SigningKey};
@@ -40,6 +41,10 @@ pub struct Tenant {
     pub issuer: String,
     pub display_name: String,
     pub lifetimes: Lifetimes,
+    pub guest_limits: GuestLimits,
+    /// Guests created per client address in the last minute. Taken before `directory` when
+    /// both are held.
+    pub guest_rate: Mutex<GuestRate>,
     pub keys: RwLock<KeySet>,
     pub directory: RwLock<Directory>,
     pub grants: Mutex<Grants>,
@@ -231,6 +236,8 @@ impl Tenant {
                 .unwrap_or_else(|| tenant.to_string()),
             id: tenant,
             lifetimes: cfg.lifetimes,
+            guest_limits: cfg.guests,
+            guest_rate: Mutex::new(GuestRate::default()),
             keys: RwLock::new(keys),
             directory: RwLock::new(directory),
             grants: Mutex::new(Grants::default()),
@@ -431,6 +438,48 @@ impl Tenant {
             access_jti: jti,
             refresh_fp,
         })
+    }
+
+    /// Creates a guest user for a request from `addr` by `client_id`, within the tenant's
+    /// [`GuestLimits`]; returns its `sub`. A refusal creates nothing. Both outcomes are audited.
+    pub fn create_guest(
+        &self,
+        addr: Option<std::net::IpAddr>,
+        client_id: &str,
+    ) -> Result<String, GuestRefusal> {
+        let now = self.now();
+        let created = {
+            let mut rate = self.guest_rate.lock();
+            rate.check(addr, now, self.guest_limits.per_address_per_minute)
+                .and_then(|()| {
+                    let user = User::guest();
+                    let sub = user.sub.clone();
+                    self.directory
+                        .write()
+                        .add_guest(user, self.guest_limits.max_users)
+                        .map_err(|_| GuestRefusal::TenantFull {
+                            max: self.guest_limits.max_users,
+                        })?;
+                    rate.record(addr, now);
+                    Ok(sub)
+                })
+        };
+        let address = addr.map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
+        match &created {
+            Ok(sub) => self.record(
+                "guest_created",
+                Some(sub),
+                Some(client_id),
+                format!("guest sign-in from {address}"),
+            ),
+            Err(refusal) => self.record(
+                "guest_refused",
+                None,
+                Some(client_id),
+                format!("from {address}: {refusal}"),
+            ),
+        }
+        created
     }
 
     /// Verifies an access token of this tenant and that it is still live.

@@ -42,6 +42,12 @@ pub fn scope() -> Scope {
 }
 
 fn require_admin(state: &IdpState, req: &HttpRequest) -> Result<(), OAuthError> {
+    if !state.admin_api_enabled() {
+        return Err(OAuthError::not_found(
+            "the admin API is off: mock-idp is bound to a non-loopback address without an admin \
+             token of its own; start it with --admin-token or MOCK_IDP_ADMIN_TOKEN",
+        ));
+    }
     if state.is_admin(authorization_header(req)) {
         Ok(())
     } else {

@@ -289,12 +289,24 @@ pub async fn authorize(
         .split(' ')
         .filter(|s| !s.is_empty())
         .collect();
+    let max_age = match params.get("max_age").map(parse_max_age) {
+        None => None,
+        Some(Some(secs)) => Some(secs),
+        Some(None) => {
+            return Ok(Refusal::Redirect {
+                redirect_uri: request.redirect_uri,
+                state: request.state,
+                error: "invalid_request",
+                description: "max_age must be a non-negative whole number of seconds".into(),
+            }
+            .respond(&tenant.issuer))
+        }
+    };
     let mut session = current_session(&tenant, &req);
-    if let (Some(s), Some(max_age)) = (
-        &session,
-        params.get("max_age").and_then(|m| m.parse::<i64>().ok()),
-    ) {
-        if tenant.now() - s.auth_time > Duration::seconds(max_age) {
+    if let (Some(s), Some(max_age)) = (&session, max_age) {
+        // `max_age=0` asks for a sign-in now (OIDC Core §3.1.2.1: like `prompt=login`), even
+        // one that happened this very second.
+        if max_age == 0 || tenant.now() - s.auth_time > Duration::seconds(max_age) {
             session = None;
         }
     }
@@ -324,7 +336,20 @@ pub async fn authorize(
     // (`lanyard login --guest`) picks the guest choice; any IdP session in the browser is
     // replaced by the guest's.
     if prompts.contains("create") {
-        return sign_in_new_guest(&state, &tenant, request);
+        // A client waits on its redirect and no person sees a page: a refusal goes back to it
+        // as `temporarily_unavailable` (RFC 6749 §4.1.2.1), so it stops waiting and can say why.
+        return Ok(
+            match tenant.create_guest(peer_ip(&req), request.client_id.as_str()) {
+                Ok(sub) => finish_login(&state, &tenant, &sub, request),
+                Err(refusal) => Refusal::Redirect {
+                    redirect_uri: request.redirect_uri,
+                    state: request.state,
+                    error: "temporarily_unavailable",
+                    description: refusal.to_string(),
+                }
+                .respond(&tenant.issuer),
+            },
+        );
     }
     // `prompt=consent` (which OIDC Core §11 asks of a client wanting `offline_access`) needs no
     // page here: every client of a tenant is the tenant's own (first-party), so consent to its
@@ -340,6 +365,16 @@ pub async fn authorize(
         .pending
         .insert(id.clone(), request.clone());
     Ok(login_page(&tenant, &id, &request, None, StatusCode::OK))
+}
+
+/// `max_age` as OIDC Core §3.1.2.1 defines it: a non-negative integer of seconds, digits only
+/// (no sign, fraction or exponent). `None` when it is not one.
+fn parse_max_age(value: &str) -> Option<i64> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // More seconds than fit is no bound at all.
+    Some(value.parse::<i64>().unwrap_or(i64::MAX / 2))
 }
 
 /// Creates an IdP session for `sub` and the cookie naming it.
@@ -473,6 +508,7 @@ fn finish_login(
 pub async fn guest(
     state: web::Data<IdpState>,
     path: web::Path<String>,
+    req: HttpRequest,
     body: Bytes,
 ) -> Result<HttpResponse, OAuthError> {
     let tenant = state.tenant(&path)?;
@@ -488,27 +524,36 @@ pub async fn guest(
     let Some(request) = take_pending(&tenant, id) else {
         return Ok(error_page(StatusCode::BAD_REQUEST, EXPIRED_REQUEST));
     };
-    sign_in_new_guest(&state, &tenant, request)
+    match tenant.create_guest(peer_ip(&req), request.client_id.as_str()) {
+        Ok(sub) => Ok(finish_login(&state, &tenant, &sub, request)),
+        // A person is at the page: 429 with the reason, and the request stays pending so the
+        // sign-in form on the same page still works.
+        Err(refusal) => {
+            tenant
+                .grants
+                .lock()
+                .pending
+                .insert(id.to_owned(), request.clone());
+            let mut res = login_page(
+                &tenant,
+                id,
+                &request,
+                Some(&format!(
+                    "No guest account was created: {refusal}. You can sign in with an account instead."
+                )),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            if let Some(secs) = refusal.retry_after_secs() {
+                if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+                    res.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            Ok(res)
+        }
+    }
 }
 
-/// Creates an anonymous user (`is_guest: true`), signs it in and completes `request`.
-fn sign_in_new_guest(
-    state: &IdpState,
-    tenant: &Arc<Tenant>,
-    request: AuthRequest,
-) -> Result<HttpResponse, OAuthError> {
-    let user = User::guest();
-    let sub = user.sub.clone();
-    tenant
-        .directory
-        .write()
-        .add_user(user)
-        .map_err(|e| OAuthError::server_error(e.to_string()))?;
-    tenant.record(
-        "guest_created",
-        Some(&sub),
-        Some(request.client_id.as_str()),
-        "guest sign-in",
-    );
-    Ok(finish_login(state, tenant, &sub, request))
+/// The client's IP address, for the guest rate: the TCP peer, never a forwarded-for header.
+fn peer_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|a| a.ip())
 }

@@ -138,12 +138,24 @@ fn browser_session(tenant: &Tenant, req: &HttpRequest) -> Option<(String, IdpSes
     (session.expires_at > tenant.now()).then(|| (cookie.value().to_owned(), session.clone()))
 }
 
+/// A `post_logout_redirect_uri` that is not registered for the request's client.
+struct UnregisteredRedirect;
+
+impl UnregisteredRedirect {
+    fn page(self) -> HttpResponse {
+        error_page(
+            StatusCode::BAD_REQUEST,
+            "post_logout_redirect_uri is not registered for this client (send id_token_hint or client_id)",
+        )
+    }
+}
+
 /// The `post_logout_redirect_uri` to send the browser to, if it is registered for `client_id`.
 fn registered_redirect(
     tenant: &Tenant,
     client_id: Option<&str>,
     uri: Option<&str>,
-) -> Result<Option<String>, HttpResponse> {
+) -> Result<Option<String>, UnregisteredRedirect> {
     let Some(uri) = uri else { return Ok(None) };
     let dir = tenant.directory.read();
     let allowed = client_id.and_then(|id| dir.client(id)).is_some_and(|c| {
@@ -155,10 +167,7 @@ fn registered_redirect(
     if allowed {
         Ok(Some(uri.to_owned()))
     } else {
-        Err(error_page(
-            StatusCode::BAD_REQUEST,
-            "post_logout_redirect_uri is not registered for this client (send id_token_hint or client_id)",
-        ))
+        Err(UnregisteredRedirect)
     }
 }
 
@@ -225,7 +234,7 @@ async fn end_session(
     let redirect =
         match registered_redirect(&tenant, client_id, params.get("post_logout_redirect_uri")) {
             Ok(r) => r,
-            Err(page) => return Ok(page),
+            Err(unregistered) => return Ok(unregistered.page()),
         };
     match (hint, browser) {
         // The relying party speaks for the browser's own user (or there is no browser session
@@ -296,7 +305,7 @@ fn confirmed(
         params.get("post_logout_redirect_uri"),
     ) {
         Ok(r) => r,
-        Err(page) => return Ok(page),
+        Err(unregistered) => return Ok(unregistered.page()),
     };
     terminate(
         state,

@@ -362,3 +362,84 @@ async fn the_audit_log_counts_token_grants_by_outcome() {
     assert_eq!(counters["token.refresh_token.ok"], 1);
     assert_eq!(counters["token.refresh_token.invalid_grant"], 1);
 }
+
+/// The IdP built from `Settings` bound to `bind` with `admin_token`; its loopback URL.
+async fn spawn_bound(bind: &str, admin_token: &str) -> (String, actix_web::dev::ServerHandle) {
+    let settings = mock_idp::Settings {
+        bind: bind.parse().unwrap(),
+        config: None,
+        admin_token: secrecy::SecretString::from(admin_token),
+        public_url: None,
+    };
+    let app = mock_idp::Application::build_with(
+        &settings,
+        &mock_idp::IdpConfig::defaults(),
+        std::sync::Arc::new(mock_idp::clock::SystemClock),
+    )
+    .unwrap();
+    let (url, handle) = (format!("http://127.0.0.1:{}", app.port()), app.handle());
+    tokio::spawn(app.run_until_stopped());
+    (url, handle)
+}
+
+#[tokio::test]
+async fn off_loopback_the_built_in_dev_admin_token_opens_nothing() {
+    let (url, handle) = spawn_bound("0.0.0.0:0", mock_idp::config::DEV_ADMIN_TOKEN).await;
+    let http = reqwest::Client::new();
+    let res = http
+        .get(format!("{url}/admin/tenants"))
+        .bearer_auth(mock_idp::config::DEV_ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("--admin-token"),
+        "{body}"
+    );
+    // Everything else is served as usual.
+    let res = http
+        .get(format!("{url}/acme/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    handle.stop(false).await;
+}
+
+#[tokio::test]
+async fn off_loopback_an_admin_token_of_ones_own_opens_the_admin_api() {
+    let (url, handle) = spawn_bound("0.0.0.0:0", "a-token-of-ones-own").await;
+    let http = reqwest::Client::new();
+    let get = |token: &'static str| {
+        http.get(format!("{url}/admin/tenants"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(get("a-token-of-ones-own").await.unwrap().status(), 200);
+    assert_eq!(
+        get(mock_idp::config::DEV_ADMIN_TOKEN)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    handle.stop(false).await;
+}
+
+#[tokio::test]
+async fn on_loopback_the_built_in_dev_admin_token_still_works() {
+    let (url, handle) = spawn_bound("127.0.0.1:0", mock_idp::config::DEV_ADMIN_TOKEN).await;
+    let res = reqwest::Client::new()
+        .get(format!("{url}/admin/tenants"))
+        .bearer_auth(mock_idp::config::DEV_ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    handle.stop(false).await;
+}

@@ -211,3 +211,122 @@ async fn prompt_create_signs_in_a_new_guest_without_the_form() {
     .await;
     assert_eq!(location(&res).1["error"], "invalid_request");
 }
+
+/// `prompt=create` from a fresh browser: the redirect's query (a code, or an error).
+async fn prompt_create(idp: &TestIdp) -> std::collections::HashMap<String, String> {
+    let res = get_authorize(
+        &browser(),
+        idp,
+        "acme",
+        &with(auth_params(&pkce()), &[("prompt", Some("create"))]),
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    location(&res).1
+}
+
+/// How many guests the tenant has created, by its audit log.
+async fn guests_created(idp: &TestIdp) -> usize {
+    idp.audit("acme").await["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "guest_created")
+        .count()
+}
+
+#[tokio::test]
+async fn guests_from_one_address_are_rate_limited_and_a_refusal_creates_nothing() {
+    let idp = TestIdp::spawn_with_manual_clock().await;
+    let clock = idp.clock.clone().unwrap();
+    let per_minute = mock_idp::config::GuestLimits::default().per_address_per_minute;
+    for _ in 0..per_minute {
+        assert!(prompt_create(&idp).await.contains_key("code"));
+    }
+    // prompt=create has a client waiting on its redirect: it hears why.
+    let q = prompt_create(&idp).await;
+    assert_eq!(q["error"], "temporarily_unavailable", "{q:?}");
+    assert_eq!(q["state"], "state-123");
+    assert!(!q.contains_key("code"));
+
+    // The guest button has a person at the page: a 429 page, and the sign-in form still works.
+    let client = browser();
+    let p = pkce();
+    let page = get_authorize(&client, &idp, "acme", &auth_params(&p)).await;
+    let id = auth_request_id(&page.text().await.unwrap());
+    let res = client
+        .post(format!("{}/guest", idp.issuer("acme")))
+        .form(&[("auth_request", id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().get("location").is_none());
+    assert!(res.headers().get("retry-after").is_some());
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(res.text().await.unwrap().contains("guest"));
+    let res = post_login(&client, &idp, "acme", &id, "alice", PASSWORD).await;
+    assert_eq!(res.status(), 303);
+    assert!(location(&res).1.contains_key("code"));
+
+    assert_eq!(guests_created(&idp).await, per_minute as usize);
+    let refused = idp.audit("acme").await["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "guest_refused")
+        .count();
+    assert_eq!(refused, 2);
+
+    // A minute later the address may create guests again.
+    clock.advance(time::Duration::seconds(61));
+    assert!(prompt_create(&idp).await.contains_key("code"));
+}
+
+#[tokio::test]
+async fn a_tenant_holds_at_most_its_configured_number_of_guests() {
+    let mut config = mock_idp::IdpConfig::defaults();
+    config.tenants[0].guests.max_users = 2;
+    let idp = TestIdp::spawn_with_config(config).await;
+    let first = guest_tokens(&idp).await;
+    assert!(prompt_create(&idp).await.contains_key("code"));
+    let q = prompt_create(&idp).await;
+    assert_eq!(q["error"], "temporarily_unavailable", "{q:?}");
+    assert_eq!(guests_created(&idp).await, 2);
+
+    // An upgraded guest is no longer a guest: its place is free again.
+    let res = upgrade(
+        &idp,
+        first["access_token"].as_str().unwrap(),
+        json!({"username": "dana", "password": "correct horse"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert!(prompt_create(&idp).await.contains_key("code"));
+    // Other tenants have their own count.
+    let globex = test_harness::idp::guest_login(&idp.issuer("globex"), CLI).await;
+    assert!(globex["id_token"].is_string());
+}
+
+#[test]
+fn guest_limits_are_read_from_the_tenant_config() {
+    let c = mock_idp::IdpConfig::from_toml(
+        "[[tenants]]\nslug = \"initech\"\n[tenants.guests]\nmax_users = 5\nper_address_per_minute = 2\n",
+    )
+    .unwrap();
+    assert_eq!(c.tenants[0].guests.max_users, 5);
+    assert_eq!(c.tenants[0].guests.per_address_per_minute, 2);
+    let defaults = mock_idp::config::GuestLimits::default();
+    assert_eq!(
+        (defaults.max_users, defaults.per_address_per_minute),
+        (10_000, 10)
+    );
+    let err = mock_idp::IdpConfig::from_toml(
+        "[[tenants]]\nslug = \"initech\"\n[tenants.guests]\nbogus = 1\n",
+    )
+    .unwrap_err();
+    assert!(err.contains("bogus"), "{err}");
+}

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod admin_and_faults;
+mod auth_time;
 mod authorize;
 mod bad_input;
 mod binary;

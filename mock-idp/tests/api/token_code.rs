@@ -358,6 +358,13 @@ async fn a_client_registered_for_rs256_gets_rs256_id_tokens_verifiable_with_the_
     let body: Value = res.json().await.unwrap();
     let id_token = body["id_token"].as_str().unwrap();
     assert_eq!(header(id_token)["alg"], "RS256");
+    // The registry takes only `JWT` (or no `typ`) as an ID token.
+    let typ = header(id_token).get("typ").cloned();
+    assert!(typ.is_none() || typ == Some(Value::from("JWT")), "{typ:?}");
+    assert_eq!(
+        header(body["access_token"].as_str().unwrap())["typ"],
+        "at+jwt"
+    );
     let c = verify_with_jwks(&idp, "acme", id_token, Some("rsa-app")).await;
     assert_eq!(c["aud"], "rsa-app");
 }
