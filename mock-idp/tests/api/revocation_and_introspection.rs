@@ -189,3 +189,42 @@ async fn userinfo_answers_with_the_users_claims_and_refuses_bad_tokens_with_bear
         );
     }
 }
+
+#[tokio::test]
+async fn an_id_token_is_no_access_token_at_userinfo_introspection_revocation_or_guest_upgrade() {
+    let idp = TestIdp::spawn().await;
+    let t = login_tokens(&idp, "acme", "alice").await;
+    let id_token = t["id_token"].as_str().unwrap();
+    let res = idp
+        .http
+        .get(format!("{}/userinfo", idp.issuer("acme")))
+        .bearer_auth(id_token)
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(res, 401, "invalid_token").await;
+    assert_eq!(
+        introspect(&idp, "acme", id_token).await,
+        json!({"active": false})
+    );
+    let res = idp
+        .http
+        .post(format!("{}/guest/upgrade", idp.issuer("acme")))
+        .bearer_auth(id_token)
+        .json(&json!({"username": "mallory", "password": "long enough"}))
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(res, 401, "invalid_token").await;
+    // Revoking it is a no-op: the access token of the same response stays live.
+    let res = idp
+        .http
+        .post(format!("{}/revoke", idp.issuer("acme")))
+        .form(&[("token", id_token), ("client_id", CLI)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let at = introspect(&idp, "acme", t["access_token"].as_str().unwrap()).await;
+    assert_eq!(at["active"], true);
+}
