@@ -14,9 +14,8 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use lanyard_clock::SystemClock;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use session_registry::config::{RegistryConfig, TenantConfig};
-use session_registry::store::TenantRecord;
 use tokio::task::JoinHandle;
 
 use crate::options::{Database, InvalidDatabaseUrl, NonUtf8Path, Options};

@@ -3,12 +3,13 @@
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::fmt;
 
 /// Installs the global subscriber once; `RUST_LOG` overrides the default level. Request logs of
-/// both services are on at `info`, as when each runs alone.
+/// both services are on at `info`, as when each runs alone; the targets whose debug lines carry
+/// secrets are capped as in every Lanyard service (`lanyard-telemetry`).
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = lanyard_telemetry::filter(std::env::var("RUST_LOG").ok().as_deref());
     let _ = fmt()
         .compact()
         .with_ansi(std::io::stderr().is_terminal())

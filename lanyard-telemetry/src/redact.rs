@@ -4,8 +4,8 @@
 pub const REDACTED: &str = "[redacted]";
 
 /// Parameter names whose values are credentials or single-use protocol values: authorization
-/// codes, `state` and `nonce`, every `*_token` (ID token hints, logout tokens, refresh tokens…),
-/// client secrets, device-grant codes and passwords.
+/// codes, `state` and `nonce`, device-grant codes; besides these, every name containing `token`
+/// (`id_token_hint`, `logout_token`, `refresh_token`…), `secret` or `password`.
 const SENSITIVE: &[&str] = &[
     "code",
     "state",
@@ -26,7 +26,10 @@ const SENSITIVE: &[&str] = &[
 /// Whether a query or form parameter's value must never be logged.
 pub fn is_sensitive_parameter(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    SENSITIVE.contains(&name.as_str()) || name.ends_with("_token") || name.ends_with("_secret")
+    SENSITIVE.contains(&name.as_str())
+        || name.contains("token")
+        || name.contains("secret")
+        || name.contains("password")
 }
 
 /// `query` (without the `?`) with the value of every sensitive parameter replaced by

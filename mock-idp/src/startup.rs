@@ -104,7 +104,9 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(ErrorHandlers::new().handler(StatusCode::PAYLOAD_TOO_LARGE, too_large))
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(tracing_actix_web::TracingLogger::<
+                    lanyard_telemetry::RedactedRootSpan,
+                >::new())
                 .app_data(server_state.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY))
                 .app_data(

@@ -1,13 +1,7 @@
 //! Logging: structured JSON to stderr (stdout carries only the readiness line).
 
-use tracing_subscriber::{fmt, EnvFilter};
-
-/// Installs the global subscriber once; `RUST_LOG` overrides the default `info` level.
+/// Installs the global subscriber once, as every Lanyard service does (`lanyard-telemetry`);
+/// `RUST_LOG` overrides the default `info` level.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    lanyard_telemetry::init_json();
 }

@@ -106,6 +106,36 @@ async fn no_secret_of_a_sign_in_refresh_and_logout_reaches_the_logs() {
     .await;
     assert!(refreshed["access_token"].is_string(), "{refreshed}");
 
+    // The same browser opens the registry's devices page: single sign-on through the registry's
+    // own client, so the IdP session now has a client with a back-channel logout URI.
+    let to_idp = browser
+        .get(format!("{}/devices/acme", stack.registry))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(to_idp.status(), 303);
+    let authorize = to_idp.headers()["location"].to_str().unwrap().to_owned();
+    let back_to_registry = browser.get(&authorize).send().await.unwrap();
+    let callback = back_to_registry
+        .headers()
+        .get("location")
+        .expect("single sign-on redirects straight back")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let page_code = query_value(&callback, "code");
+    let signed_in = browser.get(&callback).send().await.unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let page_cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("lanyard_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("the page's session cookie")
+        .to_owned();
+
     // RP-initiated logout with the hint in the URL: the IdP ends its session and tells the
     // registry through back-channel logout, which ends the device session.
     let ended = browser
@@ -117,7 +147,12 @@ async fn no_secret_of_a_sign_in_refresh_and_logout_reaches_the_logs() {
         .send()
         .await
         .unwrap();
-    assert!(ended.status().is_success() || ended.status().is_redirection());
+    let ended_status = ended.status();
+    let ended_body = ended.text().await.unwrap_or_default();
+    assert!(
+        ended_status.is_success() || ended_status.is_redirection(),
+        "{ended_status}: {ended_body}"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status = back
@@ -132,14 +167,16 @@ async fn no_secret_of_a_sign_in_refresh_and_logout_reaches_the_logs() {
         }
         assert!(
             Instant::now() < deadline,
-            "the back-channel logout never ended the device session"
+            "the back-channel logout never ended the device session ({ended_status}: {ended_body}): {}",
+            stack.stderr()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     let logs = stack.stderr();
+    // The requests whose handling logs something carry their target in the log line.
     assert!(
-        logs.contains("/acme/authorize") && logs.contains("/v1/backchannel-logout"),
+        logs.contains("/auth/callback?") && logs.contains("/v1/backchannel-logout"),
         "the requests were logged: {logs}"
     );
     let secrets = [
@@ -147,6 +184,8 @@ async fn no_secret_of_a_sign_in_refresh_and_logout_reaches_the_logs() {
         ("nonce", nonce.as_str()),
         ("code_verifier", verifier.as_str()),
         ("code", code.as_str()),
+        ("devices page code", page_code.as_str()),
+        ("devices page session", page_cookie.as_str()),
         ("id_token", id_token.as_str()),
         ("access_token", tokens["access_token"].as_str().unwrap()),
         ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
