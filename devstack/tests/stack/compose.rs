@@ -339,6 +339,16 @@ fn the_ports_and_urls_are_devstacks_documented_ones() {
         Some(format!("http://127.0.0.1:{registry_port}"))
     );
     assert!(registry_settings.migrate, "Postgres is migrated at start");
+    // Neither binary has a default admin token off loopback: the file passes both explicitly.
+    assert!(
+        registry_settings.admin_token.is_some(),
+        "the registry's admin token is set in the file"
+    );
+    assert!(
+        idp.command.iter().any(|a| a == "--admin-token"),
+        "the IdP's admin token is set in the file: {:?}",
+        idp.command
+    );
 
     // The registry runs in the IdP's network namespace, so the IdP publishes both ports, each
     // on the host's loopback at the same number as inside.
