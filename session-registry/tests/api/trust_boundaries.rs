@@ -469,3 +469,38 @@ async fn x_forwarded_for_from_an_untrusted_peer_is_ignored() {
         "a forged X-Forwarded-For does not escape the limit"
     );
 }
+
+/// Runs one statement on the registry's database as the test's (superuser) role.
+async fn as_superuser(reg: &TestRegistry, sql: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&reg.database_url)
+        .await
+        .unwrap();
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_logout_that_failed_in_the_database_is_processed_when_the_idp_redelivers_it() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let (alice, created) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let sub = created["session"]["subject"].clone();
+    let token = logout_token(&idp, &sub, json!({}), Some("logout+jwt"));
+    // The ending of the sessions fails (the application role may not update them for now).
+    as_superuser(&reg, "REVOKE UPDATE ON sessions FROM lanyard_app").await;
+    let (status, body) = post_logout(&reg, &token).await;
+    assert!(
+        status >= 500,
+        "a failure on our side is no refusal: {status} {body}"
+    );
+    as_superuser(&reg, "GRANT UPDATE ON sessions TO lanyard_app").await;
+    assert_eq!(
+        reg.get("/v1/sessions", &alice).await.0,
+        200,
+        "nothing ended yet"
+    );
+    // The IdP delivers the same token again: its jti was not spent by the failed attempt.
+    let (status, body) = post_logout(&reg, &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(reg.get("/v1/sessions", &alice).await.0, 401);
+}
