@@ -16,6 +16,23 @@ pub enum SessionError {
         error: String,
         description: Option<String>,
     },
+    /// RFC 9207: the authorization response names another issuer than the one asked (or none,
+    /// though the provider promises one): a mix-up; the code was not redeemed.
+    #[error("the sign-in response comes from {} instead of {expected}; refusing it (possible mix-up attack)", .found.as_deref().unwrap_or("no named issuer"))]
+    IssuerMismatch {
+        expected: String,
+        found: Option<String>,
+    },
+    /// The token endpoint issued a token of another type than `Bearer`: nothing is stored.
+    #[error("the identity provider issued a '{found}' token; only bearer tokens are supported")]
+    UnexpectedTokenType { found: String },
+    /// RFC 9470: the registry wants a recent sign-in for this (ending other sessions); sign in
+    /// again (`max_age=0`) and re-authenticate the session.
+    #[error("this needs a recent sign-in (within {} s); sign in again to confirm it is you", .max_age.map(|a| a.to_string()).unwrap_or_else(|| "a few minutes".into()))]
+    StepUpRequired { max_age: Option<i64> },
+    /// The step-up sign-in was another person than the account's.
+    #[error("the new sign-in is {found}, not {expected}; sign in as the same account to confirm")]
+    StepUpAccountMismatch { expected: String, found: String },
     #[error("the sign-in was not completed within {0} seconds")]
     LoginTimeout(u64),
     #[error("the ID token is invalid: {0}")]

@@ -15,13 +15,15 @@ pub mod loopback;
 pub mod manager;
 pub mod oidc;
 pub mod registry;
+pub mod session_note;
 pub mod state;
 pub mod tokens;
 
 pub use error::SessionError;
 pub use manager::{
-    LoginMethod, LoginRequest, LogoutReport, LogoutScope, ManagerOptions, SessionManager,
-    UpgradeError, UpgradeRequest, Upgraded,
+    LoginMethod, LoginRequest, LogoutReport, LogoutScope, ManagerOptions, RevokeTarget,
+    SessionCheck, SessionManager, UpgradeError, UpgradeRequest, Upgraded, DEFAULT_SESSION_DURATION,
 };
 pub use registry::DeviceIdentity;
+pub use session_note::SessionNote;
 pub use state::{ManagerEvent, SessionState, UnavailableReason};

@@ -22,13 +22,18 @@ pub struct LoopbackListener {
     addr: SocketAddr,
 }
 
-/// What the provider sent back.
+/// What the provider sent back. `iss` is the authorization response's issuer (RFC 9207),
+/// when the provider sends one; the caller compares it with the issuer it asked.
 #[derive(Debug)]
 pub enum Callback {
-    Code(String),
+    Code {
+        code: String,
+        iss: Option<String>,
+    },
     Error {
         error: String,
         description: Option<String>,
+        iss: Option<String>,
     },
 }
 
@@ -100,13 +105,17 @@ impl LoopbackListener {
                     Some(Callback::Error {
                         error: error.clone(),
                         description: params.get("error_description").cloned(),
+                        iss: params.get("iss").cloned(),
                     }),
                 )
             } else if let Some(code) = params.get("code") {
                 (
                     "200 OK",
                     "Signed in. You can close this window and return to the terminal.",
-                    Some(Callback::Code(code.clone())),
+                    Some(Callback::Code {
+                        code: code.clone(),
+                        iss: params.get("iss").cloned(),
+                    }),
                 )
             } else {
                 ("400 Bad Request", "The sign-in response has no code.", None)

@@ -15,8 +15,9 @@ use tokio::sync::{broadcast, watch, Mutex as AsyncMutex};
 use tokio::task::JoinHandle;
 
 use crate::error::SessionError;
-use crate::oidc::{AuthPrompt, DevicePrompt, Provider};
-use crate::registry::{DeviceIdentity, RegistryClient};
+use crate::oidc::{AuthPrompt, DevicePrompt, Provider, SignInBinding};
+use crate::registry::{CheckedSession, DeviceIdentity, RegistryClient};
+use crate::session_note::{SessionNote, SessionNotes};
 use crate::state::{ManagerEvent, SessionState, UnavailableReason};
 use crate::tokens::TokenSet;
 
@@ -41,7 +42,19 @@ pub struct ManagerOptions {
     /// How long one HTTP request to the provider or the registry may take (not the registry's
     /// event stream, which stays open).
     pub http_timeout: Duration,
+    /// Clock-skew allowance of ID-token time checks (default 60 s; capped at
+    /// [`crate::oidc::MAX_LEEWAY`], 300 s).
+    pub id_token_leeway: Duration,
+    /// The registry session lifetime asked for at sign-in (default 30 days; the tenant's absolute
+    /// limit caps it). A session in use is extended by it when less than half is left.
+    pub session_duration: Duration,
 }
+
+/// The default registry session lifetime: 30 days.
+pub const DEFAULT_SESSION_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// A session in use is extended at most this often (and at most once per half its lifetime when
+/// that is shorter, so a short session can still be kept alive).
+pub const EXTEND_AT_MOST_EVERY: Duration = Duration::from_secs(3600);
 
 impl ManagerOptions {
     pub fn new(device: DeviceIdentity, clock: SharedClock, lock_dir: impl Into<PathBuf>) -> Self {
@@ -54,8 +67,37 @@ impl ManagerOptions {
             clock,
             lock_dir: lock_dir.into(),
             http_timeout: crate::oidc::DEFAULT_HTTP_TIMEOUT,
+            id_token_leeway: crate::oidc::DEFAULT_LEEWAY,
+            session_duration: DEFAULT_SESSION_DURATION,
         }
     }
+}
+
+/// Which sessions a revoke ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeTarget {
+    /// This device's session.
+    Current,
+    /// Every other session of the account.
+    Others,
+    /// Every session of the account, this one included.
+    All,
+    /// One session by id.
+    Session(String),
+}
+
+/// What the registry said of a session when asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCheck {
+    pub expires_at: i64,
+    pub absolute_expires_at: Option<i64>,
+}
+
+/// Tokens a refresh obtained that could not be saved yet: kept here (the refresh token they
+/// replace is spent) until a save succeeds.
+struct PendingSave {
+    meta: AccountMeta,
+    tokens: TokenSet,
 }
 
 /// Where to sign in.
@@ -99,6 +141,8 @@ struct Inner {
     events: broadcast::Sender<ManagerEvent>,
     refresh_locks: std::sync::Mutex<HashMap<AccountKey, Arc<AsyncMutex<()>>>>,
     tasks: std::sync::Mutex<HashMap<AccountKey, Vec<JoinHandle<()>>>>,
+    notes: SessionNotes,
+    pending: std::sync::Mutex<HashMap<AccountKey, PendingSave>>,
 }
 
 #[derive(Clone)]
@@ -113,9 +157,12 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl SessionManager {
     pub fn new(store: AccountStore, options: ManagerOptions) -> Self {
         let (events, _) = broadcast::channel(256);
+        let notes = SessionNotes::new(options.lock_dir.clone());
         Self {
             inner: Arc::new(Inner {
                 store: Arc::new(store),
+                notes,
+                pending: std::sync::Mutex::new(HashMap::new()),
                 options,
                 providers: AsyncMutex::new(HashMap::new()),
                 states: std::sync::Mutex::new(HashMap::new()),
@@ -159,7 +206,9 @@ impl SessionManager {
         }
         let p = Arc::new(
             Provider::discover_with_timeout(issuer, client_id, self.inner.options.http_timeout)
-                .await?,
+                .await?
+                .with_clock(self.inner.options.clock.clone())
+                .with_leeway(self.inner.options.id_token_leeway),
         );
         providers.insert(key, p.clone());
         Ok(p)
@@ -202,18 +251,25 @@ impl SessionManager {
         method: LoginMethod<'_>,
     ) -> Result<AccountMeta, SessionError> {
         let provider = self.provider(&req.issuer, &req.client_id).await?;
-        let now = self.now();
         let tokens = match method {
             LoginMethod::Browser(prompt, timeout) => {
-                provider.login_with_browser(prompt, timeout, now).await?
+                provider.login_with_browser(prompt, timeout).await?
             }
             LoginMethod::DeviceCode(prompt, timeout) => {
-                provider
-                    .login_with_device_code(prompt, timeout, now)
-                    .await?
+                provider.login_with_device_code(prompt, timeout).await?
             }
         };
-        self.open_account(req, tokens, now).await
+        self.open_account(req, tokens).await
+    }
+
+    /// The lifetime asked of the registry, in whole minutes.
+    fn duration_minutes(&self) -> i64 {
+        i64::try_from(self.inner.options.session_duration.as_secs() / 60).unwrap_or(i64::MAX)
+    }
+
+    /// What this profile last learnt of `account`'s registry session (see [`SessionNote`]).
+    pub fn session_note(&self, account: &AccountKey) -> SessionNote {
+        self.inner.notes.read(account)
     }
 
     /// After a sign-in: opens the registry session, stores everything under the account's key
@@ -222,15 +278,20 @@ impl SessionManager {
         &self,
         req: LoginRequest,
         tokens: TokenSet,
-        now: i64,
     ) -> Result<AccountMeta, SessionError> {
+        let now = self.now();
         let id = AccountId::new(&req.issuer, &tokens.subject)
             .map_err(|e| SessionError::IdTokenInvalid(e.to_string()))?;
         let key = id.key();
         let session = match &req.registry_url {
             Some(url) => Some(
                 self.registry(url)
-                    .create_session(&tokens.id_token, &self.inner.options.device, key.as_str())
+                    .create_session(
+                        &tokens.id_token,
+                        &self.inner.options.device,
+                        Some(self.duration_minutes()),
+                        key.as_str(),
+                    )
                     .await?,
             ),
             None => None,
@@ -265,6 +326,17 @@ impl SessionManager {
         })
         .await?;
         tracing::info!(account = %key, "signed in");
+        lock(&self.inner.pending).remove(&key);
+        let minutes = self.duration_minutes();
+        self.inner.notes.update(&key, |n| {
+            *n = SessionNote {
+                last_checked_at: Some(now),
+                expires_at: session.as_ref().map(|s| s.expires_at),
+                absolute_expires_at: session.as_ref().and_then(|s| s.absolute_expires_at),
+                duration_minutes: session.as_ref().map(|_| minutes),
+                last_extended_at: None,
+            }
+        });
         match session {
             Some(s) => {
                 self.set_state(
@@ -328,30 +400,58 @@ impl SessionManager {
     }
 
     /// A valid access token for `account` (the active one by default), refreshed first if it
-    /// expires within the margin. Concurrent callers share one refresh.
+    /// expires within the margin. Concurrent callers share one refresh. A registry session in use
+    /// is extended when less than half of its lifetime is left (see [`ManagerOptions`]).
     pub async fn access_token(
         &self,
         account: Option<&AccountKey>,
     ) -> Result<SecretString, SessionError> {
         let meta = self.meta(account).await?;
-        if let Some(token) = self.fresh_access_token(&meta).await? {
-            return Ok(token);
-        }
-        self.refresh(&meta.key, false).await
+        let token = match self.fresh_access_token(&meta).await? {
+            Some(token) => token,
+            None => self.refresh(&meta.key, false).await?,
+        };
+        self.extend_if_due(&meta).await?;
+        Ok(token)
+    }
+
+    fn is_fresh(&self, expires_at: Option<i64>) -> bool {
+        let margin = i64::try_from(self.inner.options.refresh_margin.as_secs()).unwrap_or(300);
+        expires_at.is_some_and(|exp| exp - margin > self.now())
     }
 
     async fn fresh_access_token(
         &self,
         meta: &AccountMeta,
     ) -> Result<Option<SecretString>, SessionError> {
-        let margin = i64::try_from(self.inner.options.refresh_margin.as_secs()).unwrap_or(300);
-        let fresh = meta
-            .access_token_expires_at
-            .is_some_and(|exp| exp - margin > self.now());
-        if !fresh {
+        // Tokens a refresh could not save yet come first: what is stored is older (and its
+        // refresh token spent).
+        if self.save_pending(&meta.key).await.is_err() {
+            let pending = lock(&self.inner.pending);
+            if let Some(p) = pending.get(&meta.key) {
+                return Ok(self
+                    .is_fresh(p.tokens.access_token_expires_at)
+                    .then(|| p.tokens.access_token.clone()));
+            }
+        }
+        if !self.is_fresh(meta.access_token_expires_at) {
             return Ok(None);
         }
         self.item(&meta.key, ItemKind::AccessToken).await
+    }
+
+    /// Saves tokens a refresh could not save (if any). `Err` while they still cannot be saved.
+    async fn save_pending(&self, account: &AccountKey) -> Result<(), SessionError> {
+        let Some((meta, items)) = lock(&self.inner.pending)
+            .get(account)
+            .map(|p| (p.meta.clone(), token_items(&p.tokens)))
+        else {
+            return Ok(());
+        };
+        self.blocking(move |s| s.save_account(meta, &items)).await?;
+        lock(&self.inner.pending).remove(account);
+        tracing::info!(account = %account, "the refreshed tokens are saved now");
+        Ok(())
     }
 
     /// Refreshes `account` once across this process (a per-account mutex) and every process of
@@ -403,32 +503,46 @@ impl SessionManager {
                 return Ok(token); // another task or process refreshed while we waited
             }
         }
-        let refresh_token = self
-            .item(account, ItemKind::RefreshToken)
-            .await?
-            .ok_or_else(|| SessionError::ReauthenticationRequired {
-                account: account.to_string(),
-                reason: "no refresh token is stored".into(),
-            })?;
+        // Unsaved tokens of an earlier refresh hold the only live refresh token: never fall back
+        // to the stored one, which that refresh spent.
+        let (meta, refresh_token, stored_id_token) = match lock(&self.inner.pending).get(account) {
+            Some(p) => (
+                p.meta.clone(),
+                p.tokens.refresh_token.clone(),
+                Some(p.tokens.id_token.clone()),
+            ),
+            None => (meta, None, None),
+        };
+        let refresh_token = match refresh_token {
+            Some(rt) => rt,
+            None => self
+                .item(account, ItemKind::RefreshToken)
+                .await?
+                .ok_or_else(|| SessionError::ReauthenticationRequired {
+                    account: account.to_string(),
+                    reason: "no refresh token is stored".into(),
+                })?,
+        };
         let issuer = meta.id.issuer.as_str().to_owned();
         let client_id = meta
             .client_id
             .clone()
             .unwrap_or_else(|| "lanyard-cli".into());
+        let id_token = match stored_id_token {
+            Some(t) => Some(t),
+            None => self.item(account, ItemKind::IdToken).await?,
+        };
+        let binding = id_token
+            .and_then(|t| SignInBinding::from_id_token(t.expose_secret()))
+            .unwrap_or_else(|| {
+                SignInBinding::of_account(&issuer, meta.id.subject.as_str(), &client_id)
+            });
         let mut delay = self.inner.options.backoff;
         let mut tries = 0;
         let tokens = loop {
             tries += 1;
             let attempt = match self.provider(&issuer, &client_id).await {
-                Ok(p) => {
-                    p.refresh(
-                        account.as_str(),
-                        &refresh_token,
-                        meta.id.subject.as_str(),
-                        self.now(),
-                    )
-                    .await
-                }
+                Ok(p) => p.refresh(account.as_str(), &refresh_token, &binding).await,
                 Err(e) => Err(e),
             };
             match attempt {
@@ -449,10 +563,30 @@ impl SessionManager {
         };
         let mut updated = meta.clone();
         updated.access_token_expires_at = tokens.access_token_expires_at;
-        let items = token_items(&tokens);
         let access = tokens.access_token.clone();
-        self.blocking(move |s| s.save_account(updated, &items))
-            .await?;
+        // From here the old refresh token is spent: the new tokens stay in memory until saved.
+        lock(&self.inner.pending).insert(
+            account.clone(),
+            PendingSave {
+                meta: updated,
+                tokens,
+            },
+        );
+        let mut delay = self.inner.options.backoff;
+        for attempt in 1..=self.inner.options.max_tries.max(1) {
+            match self.save_pending(account).await {
+                Ok(()) => break,
+                Err(e) if attempt < self.inner.options.max_tries => {
+                    tracing::warn!(account = %account, attempt, error = %e, "saving the refreshed tokens failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => {
+                    // Still in memory: the next call of this process saves them first.
+                    tracing::error!(account = %account, error = %e, "the refreshed tokens could not be saved; keeping them in memory");
+                }
+            }
+        }
         self.emit(ManagerEvent::Refreshed {
             account: account.clone(),
         });
@@ -514,6 +648,21 @@ impl SessionManager {
 
     /// One heartbeat: asks the registry whether the session is still good (never extends).
     async fn check_session(&self, meta: &AccountMeta, url: &str) -> Result<(), SessionError> {
+        self.ask_registry(meta, None, self.registry(url))
+            .await
+            .map(|_| ())
+    }
+
+    /// Asks the registry about the session (extending it by `extend_minutes` if given) through
+    /// `client`, and acts on the answer: a fresh session JWT is stored and the state updated; a
+    /// session the registry no longer accepts signs the account out here at once. Every attempt,
+    /// answered or not, is recorded as the last check.
+    async fn ask_registry(
+        &self,
+        meta: &AccountMeta,
+        extend_minutes: Option<i64>,
+        client: RegistryClient,
+    ) -> Result<CheckedSession, SessionError> {
         let Some(token) = self.item(&meta.key, ItemKind::SessionToken).await? else {
             self.set_state(
                 &meta.key,
@@ -526,13 +675,24 @@ impl SessionManager {
                 reason: "no session token".into(),
             });
         };
-        match self
-            .registry(url)
-            .authenticate(&token, None, meta.key.as_str())
-            .await
-        {
-            Ok((jwt, expires_at)) => {
+        let asked_at = self.now();
+        let answer = client
+            .authenticate(&token, extend_minutes, meta.key.as_str())
+            .await;
+        self.inner.notes.update(&meta.key, |n| {
+            n.last_checked_at = Some(asked_at);
+            if let Ok(s) = &answer {
+                n.expires_at = Some(s.expires_at);
+                n.absolute_expires_at = s.absolute_expires_at.or(n.absolute_expires_at);
+                if extend_minutes.is_some() {
+                    n.last_extended_at = Some(asked_at);
+                }
+            }
+        });
+        match answer {
+            Ok(checked) => {
                 let k = meta.key.clone();
+                let jwt = checked.session_jwt.clone();
                 self.blocking(move |s| s.secrets().set(&k, ItemKind::SessionJwt, &jwt))
                     .await?;
                 let session_id = match &*self.state(&meta.key).borrow() {
@@ -543,18 +703,234 @@ impl SessionManager {
                     &meta.key,
                     SessionState::Available {
                         session_id,
-                        expires_at,
+                        expires_at: checked.expires_at,
                         last_validated_at: self.now(),
                     },
                 );
-                Ok(())
+                Ok(checked)
             }
-            Err(e @ SessionError::ReauthenticationRequired { .. }) => {
-                self.sign_out_locally(&meta.key, UnavailableReason::RevokedRemotely, false)
-                    .await?;
-                Err(e)
+            Err(e) => Err(self.on_registry_error(&meta.key, e).await),
+        }
+    }
+
+    /// Every registry answer goes through here: one that says the session is gone (revoked,
+    /// expired, unknown) wipes the account's tokens on this device at once — partial logout is
+    /// never left behind. A step-up demand or a network error changes nothing.
+    async fn on_registry_error(&self, account: &AccountKey, e: SessionError) -> SessionError {
+        if let SessionError::ReauthenticationRequired { reason, .. } = &e {
+            tracing::info!(account = %account, reason = %reason, "the registry no longer accepts this session; signing out here");
+            if let Err(wipe) = self
+                .sign_out_locally(account, UnavailableReason::RevokedRemotely, false)
+                .await
+            {
+                return wipe;
+            }
+        }
+        e
+    }
+
+    /// Asks the registry now whether `account`'s session is still good, never extending it
+    /// (what `lanyard status` shows). A revoked session is wiped here at once.
+    pub async fn verify_session(&self, account: &AccountKey) -> Result<SessionCheck, SessionError> {
+        let meta = self.meta(Some(account)).await?;
+        let url = meta.registry_url.clone().ok_or_else(|| {
+            SessionError::Configuration("this account has no registry session".into())
+        })?;
+        let checked = self.ask_registry(&meta, None, self.registry(&url)).await?;
+        Ok(SessionCheck {
+            expires_at: checked.expires_at,
+            absolute_expires_at: checked.absolute_expires_at,
+        })
+    }
+
+    /// A heartbeat for a process that runs no watcher (`lanyard token`): when the last check of
+    /// `account`'s session is older than `interval`, asks the registry once, waiting at most
+    /// `timeout`. A revoked session is wiped (and the error returned); an unreachable registry is
+    /// only logged, and not asked again within `interval`. Never extends the session. Returns
+    /// whether the registry was asked.
+    pub async fn check_session_if_stale(
+        &self,
+        account: &AccountKey,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<bool, SessionError> {
+        let meta = self.meta(Some(account)).await?;
+        let Some(url) = meta.registry_url.clone() else {
+            return Ok(false);
+        };
+        let interval = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
+        let last = self.inner.notes.read(account).last_checked_at;
+        if last.is_some_and(|t| self.now() - t < interval) {
+            return Ok(false);
+        }
+        let client = RegistryClient::with_timeout(&url, timeout);
+        match self.ask_registry(&meta, None, client).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_transient() => {
+                tracing::info!(account = %account, error = %e, "registry unreachable; the session is kept and checked again later");
+                Ok(true)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Extends `meta`'s registry session by the chosen lifetime when less than half of it is
+    /// left, at most once an hour (or per half lifetime, if shorter). Only for a session in use
+    /// (an access token was asked for): the background heartbeat never extends. A registry that
+    /// cannot be reached costs nothing; a session it no longer accepts is signed out here.
+    async fn extend_if_due(&self, meta: &AccountMeta) -> Result<(), SessionError> {
+        let Some(url) = meta.registry_url.clone() else {
+            return Ok(());
+        };
+        let note = self.inner.notes.read(&meta.key);
+        let (Some(expires_at), Some(minutes)) = (note.expires_at, note.duration_minutes) else {
+            return Ok(());
+        };
+        let now = self.now();
+        let lifetime = minutes.saturating_mul(60);
+        let every = i64::try_from(EXTEND_AT_MOST_EVERY.as_secs())
+            .unwrap_or(3600)
+            .min(lifetime / 2);
+        let due = expires_at - now < lifetime / 2
+            && note.absolute_expires_at.is_none_or(|abs| expires_at < abs)
+            && note.last_extended_at.is_none_or(|t| now - t >= every);
+        if !due {
+            return Ok(());
+        }
+        match self
+            .ask_registry(meta, Some(minutes), self.registry(&url))
+            .await
+        {
+            Ok(s) => {
+                tracing::info!(account = %meta.key, expires_at = s.expires_at, "session extended");
+                Ok(())
+            }
+            Err(e @ SessionError::ReauthenticationRequired { .. }) => Err(e),
+            Err(e) => {
+                tracing::info!(account = %meta.key, error = %e, "could not extend the session; trying again later");
+                Ok(())
+            }
+        }
+    }
+
+    /// The registry client and session token of `account`, or why there are none.
+    async fn registry_session(
+        &self,
+        account: &AccountKey,
+    ) -> Result<(AccountMeta, RegistryClient, SecretString), SessionError> {
+        let meta = self.meta(Some(account)).await?;
+        let url = meta.registry_url.clone().ok_or_else(|| {
+            SessionError::Configuration("this account has no registry session".into())
+        })?;
+        // Only the session token: the registry refuses a session JWT for listing, revoking,
+        // events and re-authentication.
+        let token = self
+            .item(account, ItemKind::SessionToken)
+            .await?
+            .ok_or_else(|| SessionError::ReauthenticationRequired {
+                account: account.to_string(),
+                reason: "this device is signed out".into(),
+            })?;
+        Ok((meta, self.registry(&url), token))
+    }
+
+    /// Every session of `account` across devices (the registry's list). A registry answer that
+    /// the session is gone signs the account out here.
+    pub async fn list_sessions(
+        &self,
+        account: &AccountKey,
+    ) -> Result<Vec<serde_json::Value>, SessionError> {
+        let (meta, client, token) = self.registry_session(account).await?;
+        match client.list(&token, meta.key.as_str()).await {
+            Ok(list) => Ok(list),
+            Err(e) => Err(self.on_registry_error(account, e).await),
+        }
+    }
+
+    /// Ends sessions of `account`. If the registry asks for a recent sign-in first (RFC 9470),
+    /// and `step_up` says how, the person signs in again (`max_age=0`; it must be the same
+    /// account), the new ID token re-authenticates this session, and the revoke is retried once.
+    /// Returns the ended session ids. Ending this device's own session signs it out here.
+    pub async fn revoke_sessions(
+        &self,
+        account: &AccountKey,
+        target: RevokeTarget,
+        step_up: Option<LoginMethod<'_>>,
+    ) -> Result<Vec<String>, SessionError> {
+        let (meta, client, token) = self.registry_session(account).await?;
+        let (scope, id) = match &target {
+            RevokeTarget::Current => (Some("current"), None),
+            RevokeTarget::Others => (Some("others"), None),
+            RevokeTarget::All => (Some("all"), None),
+            RevokeTarget::Session(id) => (None, Some(id.as_str())),
+        };
+        let first = client.revoke(&token, scope, id, meta.key.as_str()).await;
+        let revoked = match (first, step_up) {
+            (Err(SessionError::StepUpRequired { max_age }), Some(method)) => {
+                tracing::info!(account = %account, ?max_age, "the registry asks for a recent sign-in; signing in again");
+                self.step_up(&meta, &client, &token, method).await?;
+                client.revoke(&token, scope, id, meta.key.as_str()).await
+            }
+            (first, _) => first,
+        };
+        let revoked = match revoked {
+            Ok(r) => r,
+            Err(e) => return Err(self.on_registry_error(account, e).await),
+        };
+        if target == RevokeTarget::All || target == RevokeTarget::Current {
+            self.sign_out_locally(account, UnavailableReason::SignedOut, false)
+                .await?;
+        }
+        Ok(revoked)
+    }
+
+    /// RFC 9470 step-up: a fresh sign-in (`max_age=0`) of the same person (same iss and sub),
+    /// whose new ID token — used once, here — records the sign-in on this session at the
+    /// registry. The new sign-in's own tokens are not kept: its refresh token is revoked.
+    async fn step_up(
+        &self,
+        meta: &AccountMeta,
+        client: &RegistryClient,
+        token: &SecretString,
+        method: LoginMethod<'_>,
+    ) -> Result<(), SessionError> {
+        let issuer = meta.id.issuer.as_str().to_owned();
+        let client_id = meta
+            .client_id
+            .clone()
+            .unwrap_or_else(|| "lanyard-cli".into());
+        let provider = self.provider(&issuer, &client_id).await?;
+        let fresh = match method {
+            LoginMethod::Browser(prompt, timeout) => {
+                provider
+                    .reauthenticate_with_browser(prompt, timeout)
+                    .await?
+            }
+            LoginMethod::DeviceCode(prompt, timeout) => {
+                provider
+                    .reauthenticate_with_device_code(prompt, timeout)
+                    .await?
+            }
+        };
+        if let Some(rt) = &fresh.refresh_token {
+            if let Err(e) = provider.revoke(rt).await {
+                tracing::info!(account = %meta.key, error = %e, "could not revoke the step-up sign-in's refresh token");
+            }
+        }
+        // The provider is the account's (same issuer), so only the subject can differ.
+        if fresh.subject != meta.id.subject.as_str() {
+            tracing::warn!(account = %meta.key, "step-up sign-in as another person; refused");
+            return Err(SessionError::StepUpAccountMismatch {
+                expected: meta.display_name.clone(),
+                found: fresh.email.clone().unwrap_or(fresh.subject.clone()),
+            });
+        }
+        match client
+            .reauthenticate(token, &fresh.id_token, meta.key.as_str())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.on_registry_error(&meta.key, e).await),
         }
     }
 
@@ -658,6 +1034,8 @@ impl SessionManager {
         let k = account.clone();
         self.blocking(move |s| s.secrets().delete_account(&k))
             .await?;
+        lock(&self.inner.pending).remove(account);
+        self.inner.notes.remove(account);
         let remote = reason == UnavailableReason::RevokedRemotely;
         self.set_state(account, SessionState::Unavailable { reason });
         self.emit(if remote {
@@ -692,7 +1070,40 @@ impl SessionManager {
     }
 
     /// Signs out: revokes at the registry and the IdP (best effort), then always wipes locally.
+    /// A logout everywhere that the registry wants a recent sign-in for is reported in
+    /// `not_revoked`; [`SessionManager::logout_with_step_up`] meets that demand.
     pub async fn logout(&self, scope: LogoutScope) -> Result<LogoutReport, SessionError> {
+        self.logout_with_step_up(scope, None).await
+    }
+
+    /// [`SessionManager::logout`]; for [`LogoutScope::Everywhere`], a registry demand for a
+    /// recent sign-in (RFC 9470) is met through `step_up` first (see
+    /// [`SessionManager::revoke_sessions`]). A failed or refused step-up leaves the account
+    /// as it was (nothing is wiped): the person asked for everywhere, not for here only.
+    pub async fn logout_with_step_up(
+        &self,
+        scope: LogoutScope,
+        step_up: Option<LoginMethod<'_>>,
+    ) -> Result<LogoutReport, SessionError> {
+        let mut step_up = step_up;
+        if let (LogoutScope::Everywhere(k), Some(method)) = (&scope, step_up.take()) {
+            let meta = self.meta(Some(k)).await?;
+            if meta.registry_url.is_some() && self.item(k, ItemKind::SessionToken).await?.is_some()
+            {
+                match self
+                    .revoke_sessions(k, RevokeTarget::Others, Some(method))
+                    .await
+                {
+                    // Unreachable, or this session is gone already: the logout goes on and
+                    // reports what it could not revoke.
+                    Err(e)
+                        if e.is_transient()
+                            || matches!(e, SessionError::ReauthenticationRequired { .. }) => {}
+                    Err(e) => return Err(e),
+                    Ok(_) => {}
+                }
+            }
+        }
         let (accounts, registry_scope) = match &scope {
             LogoutScope::Account(k) => (vec![self.meta(Some(k)).await?], "current"),
             LogoutScope::Everywhere(k) => (vec![self.meta(Some(k)).await?], "all"),

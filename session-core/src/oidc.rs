@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use lanyard_clock::SharedClock;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
     CoreClient, CoreClientAuthMethod, CoreDeviceAuthorizationResponse, CoreErrorResponseType,
@@ -14,8 +15,8 @@ use openidconnect::core::{
 use openidconnect::{
     AccessToken, AccessTokenHash, AdditionalProviderMetadata, AuthType, AuthorizationCode,
     ClaimsVerificationError, ClientId, CsrfToken, DeviceAuthorizationUrl, EmptyAdditionalClaims,
-    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, JsonWebKeySetUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, ProviderMetadata, RedirectUrl, RefreshToken,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, JsonWebKeySetUrl, JsonWebTokenType,
+    Nonce, OAuth2TokenResponse, PkceCodeChallenge, ProviderMetadata, RedirectUrl, RefreshToken,
     RequestTokenError, RevocationUrl, Scope, SubjectIdentifier, TokenResponse, UserInfoClaims,
     UserInfoError,
 };
@@ -38,6 +39,9 @@ pub struct ExtraMetadata {
     /// From OpenID Connect "Initiating User Registration" §4.1; many providers do not publish it.
     #[serde(default)]
     pub prompt_values_supported: Option<Vec<String>>,
+    /// RFC 9207 §3: the provider puts `iss` in every authorization response.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 impl AdditionalProviderMetadata for ExtraMetadata {}
 
@@ -79,7 +83,24 @@ const SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 enum Check {
     /// The token names a key the cached JWKS lacks: worth one re-fetch.
     UnknownKey,
+    /// A refreshed ID token that is not the sign-in's: this claim differs.
+    Mismatch(&'static str),
     Invalid(SessionError),
+}
+
+impl Check {
+    /// The error of a sign-in (no binding: a mismatch cannot happen there).
+    fn into_error(self) -> SessionError {
+        match self {
+            Check::UnknownKey => {
+                SessionError::IdTokenInvalid("no key with this kid in the provider's JWKS".into())
+            }
+            Check::Mismatch(claim) => {
+                SessionError::IdTokenInvalid(format!("the ID token's {claim} is not the sign-in's"))
+            }
+            Check::Invalid(e) => e,
+        }
+    }
 }
 
 impl From<SessionError> for Check {
@@ -102,6 +123,115 @@ pub struct Provider {
     http: openidconnect::reqwest::Client,
     /// Whether to send `prompt=consent` with `offline_access` (see [`Provider::discover`]).
     consent_prompt: bool,
+    /// RFC 9207: whether every authorization response must carry `iss`.
+    iss_parameter_required: bool,
+    /// The clock every time claim is checked against (the manager's, so tests move it).
+    clock: SharedClock,
+    /// Clock-skew allowance for `exp`, `iat` and `nbf`, in seconds (at most [`MAX_LEEWAY`]).
+    leeway: i64,
+}
+
+/// Clock-skew allowance of ID-token time checks unless configured otherwise.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// The largest allowance accepted; a larger configured value is capped to it.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
+/// How long ago an ID token may have been issued (`iat`), beyond the leeway. An ID token comes
+/// straight from the token endpoint, so it is minutes old at most; an hour tolerates a local clock
+/// well ahead of the provider's (SECURITY I-03) and still refuses a replayed old token.
+pub const ID_TOKEN_MAX_AGE: i64 = 3600;
+
+/// What a sign-in started: everything the callback and the code exchange are checked against.
+/// Kept together so no part of it outlives or crosses its flow.
+struct PendingAuthorization {
+    state: CsrfToken,
+    nonce: Nonce,
+    verifier: openidconnect::PkceCodeVerifier,
+    redirect: RedirectUrl,
+    /// The issuer this request went to: the callback's `iss` must be it (RFC 9207 §2.4).
+    issuer: String,
+}
+
+/// Variants of the browser sign-in.
+#[derive(Default, Clone, Copy)]
+struct BrowserLogin {
+    /// `prompt=create`: a new guest.
+    guest: bool,
+    /// `max_age=0`: the person signs in again (a step-up).
+    max_age_zero: bool,
+}
+
+/// What a refreshed ID token must agree with: the claims of the ID token of the sign-in
+/// (OIDC Core §12.2). Read from the stored ID token, which was fully verified when received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInBinding {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Vec<String>,
+    pub azp: Option<String>,
+    pub auth_time: Option<i64>,
+    /// Read from an ID token (else only `iss` and `sub` are known, from the account).
+    complete: bool,
+}
+
+impl SignInBinding {
+    /// The binding of a stored (earlier verified) ID token; `None` if it cannot be read.
+    pub fn from_id_token(id_token: &str) -> Option<Self> {
+        let claims = crate::tokens::jwt_claims(id_token)?;
+        Self::from_claims(&claims)
+    }
+
+    fn from_claims(claims: &serde_json::Value) -> Option<Self> {
+        let mut aud: Vec<String> = match &claims["aud"] {
+            serde_json::Value::String(a) => vec![a.clone()],
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        aud.sort();
+        Some(Self {
+            iss: claims["iss"].as_str()?.to_owned(),
+            sub: claims["sub"].as_str()?.to_owned(),
+            aud,
+            azp: claims["azp"].as_str().map(str::to_owned),
+            auth_time: claims["auth_time"].as_i64(),
+            complete: true,
+        })
+    }
+
+    /// For an account whose ID token is not stored: what the account itself says.
+    pub fn of_account(issuer: &str, subject: &str, client_id: &str) -> Self {
+        Self {
+            iss: issuer.to_owned(),
+            sub: subject.to_owned(),
+            aud: vec![client_id.to_owned()],
+            azp: None,
+            auth_time: None,
+            complete: false,
+        }
+    }
+
+    /// The first claim of `refreshed` that breaks the binding, if any.
+    fn mismatch(&self, refreshed: &Self) -> Option<&'static str> {
+        let full = self.complete;
+        if refreshed.iss != self.iss {
+            return Some("iss");
+        }
+        if refreshed.sub != self.sub {
+            return Some("sub");
+        }
+        if full && refreshed.aud != self.aud {
+            return Some("aud");
+        }
+        if full && refreshed.azp != self.azp {
+            return Some("azp");
+        }
+        match (self.auth_time, refreshed.auth_time) {
+            (Some(before), Some(now)) if now < before => Some("auth_time"),
+            _ => None,
+        }
+    }
 }
 
 /// What an interactive sign-in needs from the application: show or open this URL.
@@ -250,12 +380,45 @@ impl Provider {
             client,
             http,
             consent_prompt,
+            iss_parameter_required: extra.authorization_response_iss_parameter_supported,
+            clock: std::sync::Arc::new(lanyard_clock::SystemClock),
+            leeway: i64::try_from(DEFAULT_LEEWAY.as_secs()).unwrap_or(60),
         })
     }
 
-    /// An ID-token verifier over the current JWKS; the alg allow-list is ours, never the token's.
-    fn verifier(&self) -> openidconnect::core::CoreIdTokenVerifier<'static> {
+    /// Checks every time claim against `clock` (the manager's), not the wall clock.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock-skew allowance of ID-token time checks; capped at [`MAX_LEEWAY`].
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        if leeway > MAX_LEEWAY {
+            tracing::warn!(
+                configured = leeway.as_secs(),
+                cap = MAX_LEEWAY.as_secs(),
+                "ID-token clock leeway capped"
+            );
+        }
+        self.leeway = i64::try_from(leeway.min(MAX_LEEWAY).as_secs()).unwrap_or(0);
+        self
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+
+    /// An ID-token verifier over the current JWKS at time `now`; the alg allow-list is ours,
+    /// never the token's. Only `typ` absent or `JWT` is an ID token (RFC 8725 §3.11: a logout
+    /// token, an access token or any other JWT typed otherwise must not pass for one). `exp` and
+    /// `iat` are checked against `now` with the leeway; openidconnect alone would read the wall
+    /// clock with no leeway and accept any `iat`.
+    fn verifier(&self, now: i64) -> openidconnect::core::CoreIdTokenVerifier<'static> {
         let jwks = self.jwks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let leeway = self.leeway;
+        let at = |t: i64| chrono::DateTime::from_timestamp(t, 0).unwrap_or_default();
+        let skewed_now = at(now - leeway);
         openidconnect::core::CoreIdTokenVerifier::new_public_client(
             ClientId::new(self.client_id.clone()),
             IssuerUrl::new(self.issuer.clone())
@@ -266,60 +429,107 @@ impl Provider {
             CoreJwsSigningAlgorithm::EcdsaP256Sha256,
             CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
         ])
+        .set_allowed_jose_types(JsonWebTokenType::new("JWT".into()).normalize().ok())
+        // exp is refused once `now - leeway` reaches it.
+        .set_time_fn(move || skewed_now)
+        .set_issue_time_verifier_fn(move |iat| {
+            let iat = iat.timestamp();
+            if iat > now + leeway {
+                Err(format!("iat is {} s in the future", iat - now))
+            } else if iat < now - ID_TOKEN_MAX_AGE - leeway {
+                Err(format!("iat is {} s in the past", now - iat))
+            } else {
+                Ok(())
+            }
+        })
     }
 
     /// Validates, re-fetching the JWKS exactly once if the token's `kid` is unknown (C-03).
+    /// With `binding` (a refresh), the new ID token must also be the sign-in's (OIDC Core §12.2).
     async fn validate(
         &self,
         response: &CoreTokenResponse,
         nonce: Option<&Nonce>,
-        expected_sub: Option<&str>,
-        now: i64,
-    ) -> Result<TokenSet, SessionError> {
-        match self.validate_once(response, nonce, expected_sub, now) {
+        binding: Option<&SignInBinding>,
+    ) -> Result<TokenSet, Check> {
+        match self.validate_once(response, nonce, binding) {
             Err(Check::UnknownKey) => {
                 tracing::info!(issuer = %self.issuer, "ID token signed with an unknown key: re-fetching the JWKS once");
                 let fresh = CoreJsonWebKeySet::fetch_async(&self.jwks_uri, &self.http)
                     .await
                     .map_err(|e| SessionError::transient(format!("JWKS re-fetch failed: {e}")))?;
                 *self.jwks.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
-                self.validate_once(response, nonce, expected_sub, now)
-                    .map_err(|e| match e {
-                        Check::UnknownKey => SessionError::IdTokenInvalid(
-                            "no key with this kid, even after re-fetching the JWKS".into(),
-                        ),
-                        Check::Invalid(e) => e,
-                    })
+                match self.validate_once(response, nonce, binding) {
+                    Err(Check::UnknownKey) => Err(Check::Invalid(SessionError::IdTokenInvalid(
+                        "no key with this kid, even after re-fetching the JWKS".into(),
+                    ))),
+                    other => other,
+                }
             }
-            Err(Check::Invalid(e)) => Err(e),
-            Ok(t) => Ok(t),
+            other => other,
         }
     }
 
-    /// Validates the ID token of a token response (signature, iss, aud, azp, exp, nonce, at_hash)
-    /// and builds the token set.
+    /// Validates a token response: `token_type` is Bearer, and its ID token (typ, signature,
+    /// iss, aud, azp, exp, iat, nbf, nonce, at_hash, no `events`) is an ID token of this client
+    /// at the clock's time; builds the token set.
     fn validate_once(
         &self,
         response: &CoreTokenResponse,
         nonce: Option<&Nonce>,
-        expected_sub: Option<&str>,
-        now: i64,
+        binding: Option<&SignInBinding>,
     ) -> Result<TokenSet, Check> {
+        // RFC 6749 §7.1 / RFC 6750: this client only knows how to use a bearer token; a DPoP- or
+        // MAC-bound token sent as a bearer would fail (or leak its binding) later.
+        let bearer = match response.token_type() {
+            openidconnect::core::CoreTokenType::Bearer => true,
+            openidconnect::core::CoreTokenType::Extension(t) => t.eq_ignore_ascii_case("bearer"),
+            _ => false,
+        };
+        if !bearer {
+            let found = response.token_type().as_ref().to_owned();
+            tracing::warn!(issuer = %self.issuer, token_type = %found, "token response refused: not a bearer token");
+            return Err(Check::Invalid(SessionError::UnexpectedTokenType { found }));
+        }
         let id_token: &CoreIdToken = response.id_token().ok_or_else(|| {
             SessionError::IdTokenInvalid("the token response has no ID token".into())
         })?;
-        let verifier = self.verifier();
+        let now = self.now();
+        let verifier = self.verifier(now);
         let invalid = |e: &dyn std::fmt::Display| SessionError::IdTokenInvalid(e.to_string());
         let claims = match nonce {
             Some(n) => id_token.claims(&verifier, n),
             None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(())),
         }
         .map_err(|e| match e {
-            openidconnect::ClaimsVerificationError::SignatureVerification(
+            ClaimsVerificationError::SignatureVerification(
                 openidconnect::SignatureVerificationError::NoMatchingKey,
             ) => Check::UnknownKey,
+            // A refreshed ID token for another issuer or audience is not the sign-in's.
+            ClaimsVerificationError::InvalidIssuer(_) if binding.is_some() => {
+                Check::Mismatch("iss")
+            }
+            ClaimsVerificationError::InvalidAudience(_) if binding.is_some() => {
+                Check::Mismatch("aud")
+            }
             other => Check::Invalid(invalid(&other)),
         })?;
+        // Verified just above: the raw claims only add what the typed ones drop.
+        let raw = crate::tokens::jwt_claims(&id_token.to_string()).unwrap_or_default();
+        if raw.get("events").is_some() {
+            // A Security Event Token (a back-channel logout token, say) is not an ID token.
+            return Err(Check::Invalid(SessionError::IdTokenInvalid(
+                "the token carries events: it is a security event token, not an ID token".into(),
+            )));
+        }
+        if let Some(nbf) = raw.get("nbf").and_then(serde_json::Value::as_i64) {
+            if nbf > now + self.leeway {
+                return Err(Check::Invalid(SessionError::IdTokenInvalid(format!(
+                    "nbf is {} s in the future",
+                    nbf - now
+                ))));
+            }
+        }
         if let Some(expected) = claims.access_token_hash() {
             let alg = id_token.signing_alg().map_err(|e| invalid(&e))?;
             let key = id_token.signing_key(&verifier).map_err(|e| invalid(&e))?;
@@ -336,16 +546,20 @@ impl Provider {
             .authorized_party()
             .is_some_and(|azp| azp.as_str() != self.client_id)
         {
-            return Err(Check::Invalid(SessionError::IdTokenInvalid(
-                "azp names another client".into(),
-            )));
+            return Err(match binding {
+                Some(_) => Check::Mismatch("azp"),
+                None => Check::Invalid(SessionError::IdTokenInvalid(
+                    "azp names another client".into(),
+                )),
+            });
+        }
+        if let Some(original) = binding {
+            let refreshed = SignInBinding::from_claims(&raw).ok_or(Check::Mismatch("sub"))?;
+            if let Some(claim) = original.mismatch(&refreshed) {
+                return Err(Check::Mismatch(claim));
+            }
         }
         let sub = claims.subject().as_str().to_owned();
-        if expected_sub.is_some_and(|s| s != sub) {
-            return Err(Check::Invalid(SessionError::IdTokenInvalid(
-                "the refreshed ID token names another subject".into(),
-            )));
-        }
         let expires_at = response
             .expires_in()
             .map(|d| now + i64::try_from(d.as_secs()).unwrap_or(0));
@@ -363,9 +577,9 @@ impl Provider {
             id_token: SecretString::from(id_token.to_string()),
             access_token_expires_at: expires_at
                 .or_else(|| crate::tokens::jwt_exp(response.access_token().secret())),
-            // Verified just above; the typed claims have no place for this one.
-            is_guest: crate::tokens::jwt_claims(&id_token.to_string())
-                .and_then(|c| c.get("is_guest")?.as_bool())
+            is_guest: raw
+                .get("is_guest")
+                .and_then(serde_json::Value::as_bool)
                 .unwrap_or(false),
         })
     }
@@ -375,9 +589,9 @@ impl Provider {
         &self,
         prompt: &dyn AuthPrompt,
         timeout: Duration,
-        now: i64,
     ) -> Result<TokenSet, SessionError> {
-        self.browser_login(prompt, timeout, now, false).await
+        self.browser_login(prompt, timeout, BrowserLogin::default())
+            .await
     }
 
     /// [`Provider::login_with_browser`] asking for a new guest account (`prompt=create`, from
@@ -386,17 +600,41 @@ impl Provider {
         &self,
         prompt: &dyn AuthPrompt,
         timeout: Duration,
-        now: i64,
     ) -> Result<TokenSet, SessionError> {
-        self.browser_login(prompt, timeout, now, true).await
+        self.browser_login(
+            prompt,
+            timeout,
+            BrowserLogin {
+                guest: true,
+                ..BrowserLogin::default()
+            },
+        )
+        .await
+    }
+
+    /// A fresh sign-in for a step-up (RFC 9470): `max_age=0` makes the provider ask the person
+    /// again, whatever session it holds.
+    pub async fn reauthenticate_with_browser(
+        &self,
+        prompt: &dyn AuthPrompt,
+        timeout: Duration,
+    ) -> Result<TokenSet, SessionError> {
+        self.browser_login(
+            prompt,
+            timeout,
+            BrowserLogin {
+                max_age_zero: true,
+                ..BrowserLogin::default()
+            },
+        )
+        .await
     }
 
     async fn browser_login(
         &self,
         prompt: &dyn AuthPrompt,
         timeout: Duration,
-        now: i64,
-        guest: bool,
+        how: BrowserLogin,
     ) -> Result<TokenSet, SessionError> {
         let listener = LoopbackListener::bind().await?;
         let redirect = RedirectUrl::new(listener.redirect_uri())
@@ -414,30 +652,90 @@ impl Provider {
         for s in SCOPES {
             request = request.add_scope(Scope::new(s.into()));
         }
-        if guest {
+        if how.guest {
             request = request.add_prompt(CoreAuthPrompt::Extension("create".into()));
+        }
+        if how.max_age_zero {
+            request = request.set_max_age(Duration::ZERO);
         }
         if self.consent_prompt && SCOPES.contains(&"offline_access") {
             request = request.add_prompt(CoreAuthPrompt::Consent);
         }
         let (url, state, nonce) = request.url();
+        let started = self.now();
+        let pending = PendingAuthorization {
+            state,
+            nonce,
+            verifier,
+            redirect,
+            issuer: self.issuer.clone(),
+        };
         prompt.open(&url);
-        let code = match listener.wait(state.secret(), timeout).await? {
-            Callback::Code(c) => c,
-            Callback::Error { error, description } => {
-                return Err(SessionError::AuthorizationDenied { error, description })
+        let (code, iss) = match listener.wait(pending.state.secret(), timeout).await? {
+            Callback::Code { code, iss } => (code, iss),
+            Callback::Error {
+                error,
+                description,
+                iss,
+            } => {
+                // An error from another provider is no more to be trusted than its code; it
+                // ends this flow either way, but say which check failed.
+                self.check_response_issuer(&pending, iss.as_deref())?;
+                return Err(SessionError::AuthorizationDenied { error, description });
             }
         };
+        self.check_response_issuer(&pending, iss.as_deref())?;
         let response = self
             .client
             .exchange_code(AuthorizationCode::new(code))
-            .set_pkce_verifier(verifier)
-            .set_redirect_uri(std::borrow::Cow::Owned(redirect))
+            .set_pkce_verifier(pending.verifier)
+            .set_redirect_uri(std::borrow::Cow::Owned(pending.redirect))
             .request_async(&self.http)
             .await
             .map_err(|e| classify("the new account", e))?;
-        let set = self.validate(&response, Some(&nonce), None, now).await?;
+        let set = self
+            .validate(&response, Some(&pending.nonce), None)
+            .await
+            .map_err(Check::into_error)?;
+        if how.max_age_zero {
+            self.check_fresh_sign_in(&set, started)?;
+        }
         self.complete_profile(set).await
+    }
+
+    /// OIDC Core §3.1.2.1: with `max_age`, `auth_time` is required; after `max_age=0` it must be
+    /// this sign-in's, not an older one the provider kept.
+    fn check_fresh_sign_in(&self, set: &TokenSet, started: i64) -> Result<(), SessionError> {
+        let auth_time = crate::tokens::jwt_claims(set.id_token.expose_secret())
+            .and_then(|c| c.get("auth_time")?.as_i64());
+        if auth_time.is_none_or(|t| t < started - self.leeway) {
+            return Err(SessionError::IdTokenInvalid(
+                "the provider did not sign the person in again (auth_time is old or missing)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// RFC 9207 §2.4: an authorization response's `iss` must be the issuer the request went to;
+    /// a provider that advertises the parameter must send it. A mismatch is a mix-up: the code
+    /// is never redeemed.
+    fn check_response_issuer(
+        &self,
+        pending: &PendingAuthorization,
+        iss: Option<&str>,
+    ) -> Result<(), SessionError> {
+        match iss {
+            Some(found) if found == pending.issuer => Ok(()),
+            None if !self.iss_parameter_required => Ok(()),
+            found => {
+                tracing::warn!(expected = %pending.issuer, found = ?found, "authorization response from another issuer (RFC 9207); refusing the code");
+                Err(SessionError::IssuerMismatch {
+                    expected: pending.issuer.clone(),
+                    found: found.map(str::to_owned),
+                })
+            }
+        }
     }
 
     /// The device authorization grant (RFC 8628), honouring `interval` and `slow_down`.
@@ -445,14 +743,36 @@ impl Provider {
         &self,
         prompt: &dyn DevicePrompt,
         timeout: Duration,
-        now: i64,
+    ) -> Result<TokenSet, SessionError> {
+        self.device_login(prompt, timeout, false).await
+    }
+
+    /// A fresh device-code sign-in for a step-up (`max_age=0`, as
+    /// [`Provider::reauthenticate_with_browser`]).
+    pub async fn reauthenticate_with_device_code(
+        &self,
+        prompt: &dyn DevicePrompt,
+        timeout: Duration,
+    ) -> Result<TokenSet, SessionError> {
+        self.device_login(prompt, timeout, true).await
+    }
+
+    async fn device_login(
+        &self,
+        prompt: &dyn DevicePrompt,
+        timeout: Duration,
+        max_age_zero: bool,
     ) -> Result<TokenSet, SessionError> {
         let device = self.device.as_ref().ok_or_else(|| {
             SessionError::Configuration("the provider has no device authorization endpoint".into())
         })?;
+        let started = self.now();
         let mut request = device.exchange_device_code();
         for s in SCOPES {
             request = request.add_scope(Scope::new(s.into()));
+        }
+        if max_age_zero {
+            request = request.add_extra_param("max_age", "0");
         }
         let details: CoreDeviceAuthorizationResponse = request
             .request_async(&self.http)
@@ -498,7 +818,13 @@ impl Provider {
                 }
                 other => SessionError::transient(other),
             })?;
-        let set = self.validate(&response, None, None, now).await?;
+        let set = self
+            .validate(&response, None, None)
+            .await
+            .map_err(Check::into_error)?;
+        if max_age_zero {
+            self.check_fresh_sign_in(&set, started)?;
+        }
         self.complete_profile(set).await
     }
 
@@ -549,12 +875,14 @@ impl Provider {
     }
 
     /// Refreshes. Without a new refresh token in the answer, the old one stays (RFC 6749 §6).
+    /// The new ID token must be the sign-in's (`binding`: same iss, sub, aud, azp, and an
+    /// auth_time not earlier; OIDC Core §12.2); if it is not, nothing of the answer is used and
+    /// the account must sign in again.
     pub async fn refresh(
         &self,
         account: &str,
         refresh_token: &SecretString,
-        subject: &str,
-        now: i64,
+        binding: &SignInBinding,
     ) -> Result<TokenSet, SessionError> {
         let response = self
             .client
@@ -562,7 +890,19 @@ impl Provider {
             .request_async(&self.http)
             .await
             .map_err(|e| classify(account, e))?;
-        let mut set = self.validate(&response, None, Some(subject), now).await?;
+        let mut set = match self.validate(&response, None, Some(binding)).await {
+            Ok(set) => set,
+            Err(Check::Mismatch(claim)) => {
+                tracing::warn!(account, issuer = %self.issuer, claim, "the refreshed ID token is not the sign-in's; the account must sign in again");
+                return Err(SessionError::ReauthenticationRequired {
+                    account: account.to_owned(),
+                    reason: format!(
+                        "the identity provider's refreshed ID token does not match the sign-in ({claim} differs)"
+                    ),
+                });
+            }
+            Err(e) => return Err(e.into_error()),
+        };
         if set.refresh_token.is_none() {
             set.refresh_token = Some(refresh_token.clone());
         }

@@ -21,6 +21,18 @@ pub struct RegistrySession {
     pub session_token: SecretString,
     pub session_jwt: SecretString,
     pub expires_at: i64,
+    /// The tenant's absolute limit of this session: no extension goes past it.
+    pub absolute_expires_at: Option<i64>,
+}
+
+/// A session the registry accepted: a fresh session JWT and when the session ends.
+#[derive(Debug, Clone)]
+pub struct CheckedSession {
+    pub session_jwt: SecretString,
+    pub expires_at: i64,
+    pub absolute_expires_at: Option<i64>,
+    /// When the person last signed in at the IdP, if the registry says.
+    pub auth_time: Option<i64>,
 }
 
 /// A session after its guest account was upgraded: the same session, a new session JWT.
@@ -49,6 +61,10 @@ pub struct RegistryClient {
 fn classify(status: reqwest::StatusCode, body: &Value, account: &str) -> SessionError {
     let detail = body["error"].as_str().unwrap_or("unknown").to_owned();
     match status.as_u16() {
+        // RFC 9470: not a dead session but a demand for a recent sign-in; never a sign-out.
+        401 if detail == "insufficient_user_authentication" => SessionError::StepUpRequired {
+            max_age: body["max_age"].as_i64(),
+        },
         401 => SessionError::ReauthenticationRequired {
             account: account.to_owned(),
             reason: format!("the registry says {detail}"),
@@ -82,6 +98,16 @@ fn missing(pointer: &str) -> SessionError {
         "the registry's answer lacks {}",
         pointer.trim_start_matches('/').replace('/', ".")
     ))
+}
+
+/// The session of an authenticate or reauthenticate answer.
+fn checked(res: &Value) -> Result<CheckedSession, SessionError> {
+    Ok(CheckedSession {
+        session_jwt: SecretString::from(required_str(res, "/session_jwt")?.to_owned()),
+        expires_at: required_i64(res, "/session/expires_at")?,
+        absolute_expires_at: res["session"]["absolute_expires_at"].as_i64(),
+        auth_time: res["session"]["auth_time"].as_i64(),
+    })
 }
 
 impl RegistryClient {
@@ -130,18 +156,28 @@ impl RegistryClient {
         })
     }
 
+    /// `POST /v1/sessions`: trades a fresh ID token (the registry takes each one once) for a
+    /// session of `duration_minutes` (the registry's default when `None`), capped by the
+    /// tenant's absolute limit.
     pub async fn create_session(
         &self,
         id_token: &SecretString,
         device: &DeviceIdentity,
+        duration_minutes: Option<i64>,
         account: &str,
     ) -> Result<RegistrySession, SessionError> {
+        let mut request = json!({
+            "id_token": id_token.expose_secret(),
+            "device": {"id": device.id, "name": device.name, "platform": device.platform},
+        });
+        if let Some(d) = duration_minutes {
+            request["session_duration_minutes"] = Value::from(d);
+        }
         let body = self
             .send(
-                self.http.post(format!("{}/v1/sessions", self.base)).json(&json!({
-                    "id_token": id_token.expose_secret(),
-                    "device": {"id": device.id, "name": device.name, "platform": device.platform},
-                })),
+                self.http
+                    .post(format!("{}/v1/sessions", self.base))
+                    .json(&request),
                 account,
             )
             .await?;
@@ -150,7 +186,28 @@ impl RegistryClient {
             session_token: SecretString::from(required_str(&body, "/session_token")?.to_owned()),
             session_jwt: SecretString::from(required_str(&body, "/session_jwt")?.to_owned()),
             expires_at: required_i64(&body, "/session/expires_at")?,
+            absolute_expires_at: body["session"]["absolute_expires_at"].as_i64(),
         })
+    }
+
+    /// `POST /v1/sessions/reauthenticate` (RFC 9470 step-up): a fresh ID token of the session's
+    /// person records a new sign-in time on the session. Only the session token is accepted.
+    pub async fn reauthenticate(
+        &self,
+        token: &SecretString,
+        id_token: &SecretString,
+        account: &str,
+    ) -> Result<CheckedSession, SessionError> {
+        let res = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/sessions/reauthenticate", self.base))
+                    .bearer_auth(token.expose_secret())
+                    .json(&json!({"id_token": id_token.expose_secret()})),
+                account,
+            )
+            .await?;
+        checked(&res)
     }
 
     /// Checks (or, with a duration, extends) a session; returns the fresh session JWT and expiry.
@@ -159,7 +216,7 @@ impl RegistryClient {
         token: &SecretString,
         duration_minutes: Option<i64>,
         account: &str,
-    ) -> Result<(SecretString, i64), SessionError> {
+    ) -> Result<CheckedSession, SessionError> {
         let mut body = json!({"session_token": token.expose_secret()});
         if let Some(d) = duration_minutes {
             body["session_duration_minutes"] = Value::from(d);
@@ -172,10 +229,7 @@ impl RegistryClient {
                 account,
             )
             .await?;
-        Ok((
-            SecretString::from(required_str(&res, "/session_jwt")?.to_owned()),
-            required_i64(&res, "/session/expires_at")?,
-        ))
+        checked(&res)
     }
 
     /// `POST /v1/sessions/upgrade`: the session of a guest follows its upgrade, proven by a fresh

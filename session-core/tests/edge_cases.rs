@@ -77,7 +77,12 @@ impl FakeIdp {
 
     /// A token answer as a well-behaved IdP gives it, with a freshly signed ID token.
     fn tokens(&self, n: usize) -> Value {
-        token_answer(&self.key, &self.issuer(), n)
+        token_answer(
+            &self.key,
+            &self.issuer(),
+            n,
+            lanyard_clock::SystemClock.now().unix_timestamp(),
+        )
     }
 
     async fn token_requests(&self) -> Vec<Request> {
@@ -91,18 +96,18 @@ impl FakeIdp {
     }
 }
 
-fn token_answer(key: &SigningKey, issuer: &str, n: usize) -> Value {
+/// A token answer with an ID token issued at `now`.
+fn token_answer(key: &SigningKey, issuer: &str, n: usize, now: i64) -> Value {
     json!({
         "access_token": format!("at-{n}"),
         "token_type": "Bearer",
         "expires_in": 600,
         "refresh_token": format!("rt-{n}"),
-        "id_token": id_token(key, issuer),
+        "id_token": id_token(key, issuer, now),
     })
 }
 
-fn id_token(key: &SigningKey, issuer: &str) -> String {
-    let now = lanyard_clock::SystemClock.now().unix_timestamp();
+fn id_token(key: &SigningKey, issuer: &str, now: i64) -> String {
     sign(
         key,
         &json!({
@@ -118,8 +123,17 @@ fn id_token(key: &SigningKey, issuer: &str) -> String {
 
 /// A JWT of `claims` signed ES256 by `key`.
 fn sign(key: &SigningKey, claims: &Value) -> String {
+    sign_with_header(
+        key,
+        json!({"alg": "ES256", "typ": "JWT", "kid": key.kid}),
+        claims,
+    )
+}
+
+/// A JWS of `claims` with this header, signed ES256 by `key`.
+fn sign_with_header(key: &SigningKey, header: Value, claims: &Value) -> String {
     let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    let header = b64(&json!({"alg": "ES256", "typ": "JWT", "kid": key.kid}));
+    let header = b64(&header);
     let claims = b64(claims);
     let signing_input = format!("{header}.{claims}");
     let signature = key.es256().unwrap().sign(signing_input.as_bytes()).unwrap();
@@ -189,7 +203,11 @@ fn seed(d: &Device, idp: &FakeIdp, registry: Option<&str>) -> AccountKey {
         (ItemKind::RefreshToken, secret("rt-0")),
         (
             ItemKind::IdToken,
-            secret(&id_token(&idp.key, &idp.issuer())),
+            secret(&id_token(
+                &idp.key,
+                &idp.issuer(),
+                d.clock.now().unix_timestamp(),
+            )),
         ),
     ];
     if registry.is_some() {
@@ -320,6 +338,8 @@ struct FailsOnTheThirdCall {
     key: Arc<SigningKey>,
     issuer: String,
     fail_from_third: bool,
+    /// The device's clock: the IdP and the device agree on the time.
+    clock: Arc<ManualClock>,
 }
 
 impl Respond for FailsOnTheThirdCall {
@@ -330,13 +350,19 @@ impl Respond for FailsOnTheThirdCall {
         }
         ResponseTemplate::new(200)
             .insert_header("cache-control", "no-store")
-            .set_body_json(token_answer(&self.key, &self.issuer, call))
+            .set_body_json(token_answer(
+                &self.key,
+                &self.issuer,
+                call,
+                self.clock.now().unix_timestamp(),
+            ))
     }
 }
 
 #[tokio::test]
 async fn a_500_on_the_third_call_is_retried_with_the_same_refresh_token_and_succeeds() {
     let idp = FakeIdp::start().await;
+    let d = device(3);
     Mock::given(method("POST"))
         .and(path("/token"))
         .respond_with(FailsOnTheThirdCall {
@@ -344,10 +370,10 @@ async fn a_500_on_the_third_call_is_retried_with_the_same_refresh_token_and_succ
             key: idp.key.clone(),
             issuer: idp.issuer(),
             fail_from_third: false,
+            clock: d.clock.clone(),
         })
         .mount(&idp.server)
         .await;
-    let d = device(3);
     let key = seed(&d, &idp, None);
 
     let mut tokens = Vec::new();
@@ -390,6 +416,7 @@ async fn a_500_on_the_third_call_is_retried_with_the_same_refresh_token_and_succ
 #[tokio::test]
 async fn a_500_from_the_third_call_on_gives_up_after_three_tries_and_keeps_the_tokens() {
     let idp = FakeIdp::start().await;
+    let d = device(3);
     Mock::given(method("POST"))
         .and(path("/token"))
         .respond_with(FailsOnTheThirdCall {
@@ -397,10 +424,10 @@ async fn a_500_from_the_third_call_on_gives_up_after_three_tries_and_keeps_the_t
             key: idp.key.clone(),
             issuer: idp.issuer(),
             fail_from_third: true,
+            clock: d.clock.clone(),
         })
         .mount(&idp.server)
         .await;
-    let d = device(3);
     let key = seed(&d, &idp, None);
     for want in ["at-1", "at-2"] {
         let token = d.manager.access_token(None).await.unwrap();
@@ -926,4 +953,411 @@ async fn a_failing_userinfo_costs_the_profile_not_the_sign_in() {
     let meta = login_at_fake(&d, &idp, &sign_in).await.unwrap();
     assert_eq!(meta.email, None);
     assert_eq!(meta.display_name, SUBJECT);
+}
+
+// ---- Trust boundaries (issue #12): what a real provider cannot be made to send. ----
+
+/// The claims of a well-formed ID token for `SUBJECT` issued at `now`.
+fn id_claims(idp: &FakeIdp, now: i64) -> Value {
+    json!({
+        "iss": idp.issuer(),
+        "sub": SUBJECT,
+        "aud": CLIENT_ID,
+        "iat": now,
+        "exp": now + 600,
+        "auth_time": now - 100,
+        "email": "alice@edge.example",
+    })
+}
+
+/// Mounts a token endpoint answering every request with `answer`.
+async fn answer_tokens_with(idp: &FakeIdp, answer: Value) {
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&idp.server)
+        .await;
+}
+
+#[tokio::test]
+async fn a_token_answer_that_is_not_a_bearer_token_is_refused_and_changes_nothing() {
+    for token_type in ["DPoP", "mac", "N_A"] {
+        let idp = FakeIdp::start().await;
+        let d = device(3);
+        let key = seed(&d, &idp, None);
+        let before = snapshot(&d, &key);
+        let mut answer = token_answer(&idp.key, &idp.issuer(), 1, d.clock.now().unix_timestamp());
+        answer["token_type"] = json!(token_type);
+        answer_tokens_with(&idp, answer).await;
+
+        let err = d.manager.access_token(None).await.unwrap_err();
+        assert!(
+            matches!(&err, SessionError::UnexpectedTokenType { found } if found.eq_ignore_ascii_case(token_type)),
+            "{token_type}: {err:?}"
+        );
+        assert_eq!(snapshot(&d, &key), before, "{token_type}: nothing stored");
+    }
+    // Bearer in any case is a bearer token (RFC 6749 §5.1: case-insensitive).
+    let idp = FakeIdp::start().await;
+    let d = device(3);
+    seed(&d, &idp, None);
+    let mut answer = token_answer(&idp.key, &idp.issuer(), 1, d.clock.now().unix_timestamp());
+    answer["token_type"] = json!("BEARER");
+    answer_tokens_with(&idp, answer).await;
+    assert_eq!(
+        d.manager.access_token(None).await.unwrap().expose_secret(),
+        "at-1"
+    );
+}
+
+#[tokio::test]
+async fn a_jwt_typed_other_than_jwt_or_carrying_events_is_not_accepted_as_an_id_token() {
+    let events = json!({"http://schemas.openid.net/event/backchannel-logout": {}});
+    let cases: Vec<(&str, Option<&str>, bool)> = vec![
+        ("typ JOSE", Some("JOSE"), false),
+        ("typ at+jwt", Some("at+jwt"), false),
+        ("typ logout+jwt", Some("logout+jwt"), false),
+        ("events claim", Some("JWT"), true),
+    ];
+    for (case, typ, with_events) in cases {
+        let idp = FakeIdp::start().await;
+        let d = device(3);
+        let key = seed(&d, &idp, None);
+        let before = snapshot(&d, &key);
+        let mut claims = id_claims(&idp, d.clock.now().unix_timestamp());
+        if with_events {
+            claims["events"] = events.clone();
+        }
+        let mut header = json!({"alg": "ES256", "kid": idp.key.kid});
+        if let Some(t) = typ {
+            header["typ"] = json!(t);
+        }
+        let mut answer = token_answer(&idp.key, &idp.issuer(), 1, d.clock.now().unix_timestamp());
+        answer["id_token"] = json!(sign_with_header(&idp.key, header, &claims));
+        answer_tokens_with(&idp, answer).await;
+
+        let err = d.manager.access_token(None).await.unwrap_err();
+        assert!(
+            matches!(err, SessionError::IdTokenInvalid(_)),
+            "{case}: {err:?}"
+        );
+        assert_eq!(snapshot(&d, &key), before, "{case}: nothing stored");
+    }
+    // No typ at all is an ID token.
+    let idp = FakeIdp::start().await;
+    let d = device(3);
+    seed(&d, &idp, None);
+    let claims = id_claims(&idp, d.clock.now().unix_timestamp());
+    let mut answer = token_answer(&idp.key, &idp.issuer(), 1, d.clock.now().unix_timestamp());
+    answer["id_token"] = json!(sign_with_header(
+        &idp.key,
+        json!({"alg": "ES256", "kid": idp.key.kid}),
+        &claims
+    ));
+    answer_tokens_with(&idp, answer).await;
+    d.manager.access_token(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_not_matching_the_sign_in_wipes_the_account_and_asks_for_a_new_sign_in(
+) {
+    // iss, sub and aud are covered against the real IdP (manager.rs); here what it cannot send.
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "auth_time earlier",
+            Box::new(|c: &mut Value| c["auth_time"] = json!(c["auth_time"].as_i64().unwrap() - 1)),
+        ),
+        (
+            "another audience list",
+            Box::new(|c: &mut Value| {
+                c["aud"] = json!([CLIENT_ID, "another-client"]);
+                c["azp"] = json!(CLIENT_ID);
+            }),
+        ),
+        (
+            "azp added",
+            Box::new(|c: &mut Value| c["azp"] = json!(CLIENT_ID)),
+        ),
+    ];
+    for (case, edit) in cases {
+        let idp = FakeIdp::start().await;
+        let d = device(3);
+        let key = seed(&d, &idp, None);
+        let now = d.clock.now().unix_timestamp();
+        // The sign-in's ID token, as stored: auth_time now - 100, aud lanyard-cli, no azp.
+        d.manager
+            .store()
+            .secrets()
+            .set(
+                &key,
+                ItemKind::IdToken,
+                &SecretString::from(sign(&idp.key, &id_claims(&idp, now))),
+            )
+            .unwrap();
+        let mut claims = id_claims(&idp, now);
+        edit(&mut claims);
+        let mut answer = token_answer(&idp.key, &idp.issuer(), 1, now);
+        answer["id_token"] = json!(sign(&idp.key, &claims));
+        answer_tokens_with(&idp, answer).await;
+
+        let err = d.manager.access_token(None).await.unwrap_err();
+        let SessionError::ReauthenticationRequired { reason, .. } = &err else {
+            panic!("{case}: {err:?}");
+        };
+        assert!(reason.contains("does not match"), "{case}: {reason}");
+        let (items, meta) = snapshot(&d, &key);
+        assert!(
+            items.iter().all(Option::is_none),
+            "{case}: every token wiped (nothing of the answer used)"
+        );
+        assert!(
+            meta.is_some(),
+            "{case}: the account stays, to sign in again"
+        );
+        assert_eq!(
+            *d.manager.state(&key).borrow(),
+            SessionState::Unavailable {
+                reason: UnavailableReason::SignedOut
+            },
+            "{case}"
+        );
+        // The next use asks for a sign-in; the spent refresh token is never presented again.
+        assert!(matches!(
+            d.manager.access_token(None).await,
+            Err(SessionError::ReauthenticationRequired { .. })
+        ));
+        assert_eq!(idp.token_requests().await.len(), 1, "{case}");
+    }
+    // The same auth_time, audience and azp: accepted.
+    let idp = FakeIdp::start().await;
+    let d = device(3);
+    let key = seed(&d, &idp, None);
+    let now = d.clock.now().unix_timestamp();
+    let signed_in = sign(&idp.key, &id_claims(&idp, now));
+    d.manager
+        .store()
+        .secrets()
+        .set(&key, ItemKind::IdToken, &SecretString::from(signed_in))
+        .unwrap();
+    let mut later = id_claims(&idp, now + 30);
+    later["auth_time"] = json!(now - 100);
+    let mut answer = token_answer(&idp.key, &idp.issuer(), 1, now);
+    answer["id_token"] = json!(sign(&idp.key, &later));
+    answer_tokens_with(&idp, answer).await;
+    d.manager.access_token(None).await.unwrap();
+}
+
+/// A callback delivered straight to the loopback listener with `iss` (if any) added.
+fn browser_with_iss(sign_in: &FakeSignIn, iss: Option<String>) -> impl Fn(&url::Url) + Send + Sync {
+    let nonce = sign_in.nonce.clone();
+    move |url: &url::Url| {
+        let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        *nonce.lock().unwrap() = q["nonce"].clone();
+        let mut callback = url::Url::parse(&q["redirect_uri"]).unwrap();
+        callback
+            .query_pairs_mut()
+            .append_pair("code", "code-1")
+            .append_pair("state", &q["state"]);
+        if let Some(iss) = &iss {
+            callback.query_pairs_mut().append_pair("iss", iss);
+        }
+        tokio::spawn(async move { reqwest::get(callback).await });
+    }
+}
+
+async fn login_with_callback_iss(
+    advertises_iss: bool,
+    iss: Option<&str>,
+) -> (Result<AccountMeta, SessionError>, usize, Device) {
+    let idp = FakeIdp::start_with(|d| {
+        if advertises_iss {
+            d["authorization_response_iss_parameter_supported"] = json!(true);
+        }
+    })
+    .await;
+    let sign_in = FakeSignIn::mount(&idp, json!({"email": "a@e", "name": "A"}), true).await;
+    let d = device(3);
+    let iss = iss.map(|i| i.replace("{issuer}", &idp.issuer()));
+    let result = d
+        .manager
+        .login(
+            LoginRequest {
+                issuer: idp.issuer(),
+                client_id: CLIENT_ID.into(),
+                registry_url: None,
+                tenant: None,
+            },
+            LoginMethod::Browser(&browser_with_iss(&sign_in, iss), Duration::from_secs(20)),
+        )
+        .await;
+    let token_requests = idp.token_requests().await.len();
+    (result, token_requests, d)
+}
+
+#[tokio::test]
+async fn a_wrong_iss_in_the_callback_is_always_refused_and_a_missing_one_when_advertised() {
+    for advertises in [false, true] {
+        let (result, token_requests, d) =
+            login_with_callback_iss(advertises, Some("https://attacker.example")).await;
+        assert!(
+            matches!(&result, Err(SessionError::IssuerMismatch { found: Some(f), .. }) if f == "https://attacker.example"),
+            "advertised {advertises}: {result:?}"
+        );
+        assert_eq!(token_requests, 0, "the code is never redeemed");
+        assert!(d.manager.accounts().await.unwrap().is_empty());
+    }
+    let (result, token_requests, _) = login_with_callback_iss(true, None).await;
+    assert!(
+        matches!(
+            &result,
+            Err(SessionError::IssuerMismatch { found: None, .. })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(token_requests, 0);
+    // The right iss passes; without the promise, no iss passes too (RFC 9207 §2.4).
+    assert!(login_with_callback_iss(true, Some("{issuer}"))
+        .await
+        .0
+        .is_ok());
+    assert!(login_with_callback_iss(false, None).await.0.is_ok());
+}
+
+/// A store whose saves of the refresh token fail while `failing` is above zero (each failed
+/// save counts it down): a keyring that is locked, a full disk.
+struct FlakyStore {
+    inner: MemoryStore,
+    failing: Arc<AtomicUsize>,
+}
+
+impl account_store::SecretStore for FlakyStore {
+    fn get(
+        &self,
+        account: &AccountKey,
+        item: ItemKind,
+    ) -> Result<Option<SecretString>, account_store::StoreError> {
+        self.inner.get(account, item)
+    }
+    fn set(
+        &self,
+        account: &AccountKey,
+        item: ItemKind,
+        value: &SecretString,
+    ) -> Result<(), account_store::StoreError> {
+        if item == ItemKind::RefreshToken
+            && self
+                .failing
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(account_store::StoreError::BackendUnavailable {
+                backend: "flaky",
+                detail: "the disk is full".into(),
+            });
+        }
+        self.inner.set(account, item, value)
+    }
+    fn delete(
+        &self,
+        account: &AccountKey,
+        item: ItemKind,
+    ) -> Result<(), account_store::StoreError> {
+        self.inner.delete(account, item)
+    }
+    fn info(&self) -> account_store::BackendInfo {
+        self.inner.info()
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_whose_save_fails_keeps_the_new_tokens_and_never_presents_the_spent_one() {
+    let idp = FakeIdp::start().await;
+    let failing = Arc::new(AtomicUsize::new(0));
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let store = AccountStore::with_backend(
+        dir.path(),
+        "default",
+        Box::new(FlakyStore {
+            inner: MemoryStore::new(),
+            failing: failing.clone(),
+        }),
+    )
+    .unwrap();
+    let mut options = ManagerOptions::new(
+        DeviceIdentity {
+            id: "laptop".into(),
+            name: "the laptop".into(),
+            platform: "linux".into(),
+        },
+        clock.clone(),
+        dir.path().join("locks"),
+    );
+    options.backoff = Duration::from_millis(10);
+    let d = Device {
+        manager: SessionManager::new(store, options),
+        clock: clock.clone(),
+        _dir: dir,
+    };
+    let key = seed(&d, &idp, None);
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(FailsOnTheThirdCall {
+            calls: AtomicUsize::new(0),
+            key: idp.key.clone(),
+            issuer: idp.issuer(),
+            fail_from_third: false,
+            clock: clock.clone(),
+        })
+        .mount(&idp.server)
+        .await;
+
+    // Every save of this refresh fails (three tries): the new tokens are served from memory.
+    failing.store(3, Ordering::SeqCst);
+    let token = d.manager.access_token(None).await.unwrap();
+    assert_eq!(token.expose_secret(), "at-1");
+    // The store heals: the next use saves the kept tokens, and no second refresh happens.
+    let token = d.manager.access_token(None).await.unwrap();
+    assert_eq!(token.expose_secret(), "at-1");
+    let refresh_item = ItemKind::ALL
+        .iter()
+        .position(|i| *i == ItemKind::RefreshToken)
+        .unwrap();
+    assert_eq!(snapshot(&d, &key).0[refresh_item].as_deref(), Some("rt-1"));
+
+    // A save that fails once is retried at once.
+    failing.store(1, Ordering::SeqCst);
+    d.clock.advance(time::Duration::minutes(6));
+    assert_eq!(
+        d.manager.access_token(None).await.unwrap().expose_secret(),
+        "at-2"
+    );
+    assert_eq!(snapshot(&d, &key).0[refresh_item].as_deref(), Some("rt-2"));
+
+    // While the new tokens are unsaved and expiring, the refresh uses the new refresh token.
+    failing.store(3, Ordering::SeqCst);
+    d.clock.advance(time::Duration::minutes(6));
+    // Call 3 of the IdP is a 500, call 4 answers at-4/rt-4.
+    assert_eq!(
+        d.manager.access_token(None).await.unwrap().expose_secret(),
+        "at-4"
+    );
+    failing.store(3, Ordering::SeqCst);
+    d.clock.advance(time::Duration::minutes(6));
+    assert_eq!(
+        d.manager.access_token(None).await.unwrap().expose_secret(),
+        "at-5"
+    );
+    let presented: Vec<String> = idp
+        .token_requests()
+        .await
+        .iter()
+        .map(presented_refresh_token)
+        .collect();
+    assert_eq!(
+        presented,
+        ["rt-0", "rt-1", "rt-2", "rt-2", "rt-4"],
+        "each refresh token presented once (the retry after the 500 aside), never a spent one"
+    );
 }

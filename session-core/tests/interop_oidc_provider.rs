@@ -18,7 +18,7 @@ mod interop {
     use lanyard_clock::Clock;
     use secrecy::{ExposeSecret, SecretString};
     use serde_json::Value;
-    use session_core::oidc::Provider;
+    use session_core::oidc::{Provider, SignInBinding};
     use session_core::SessionError;
     use test_harness::process::ChildServices;
     use tokio::sync::mpsc;
@@ -242,7 +242,7 @@ mod interop {
         let (report, mut reports) = mpsc::unbounded_channel();
         let prompt = browser(user, report);
         let tokens = provider
-            .login_with_browser(&prompt, Duration::from_secs(30), now())
+            .login_with_browser(&prompt, Duration::from_secs(30))
             .await;
         let run = reports
             .try_recv()
@@ -315,7 +315,11 @@ mod interop {
 
         // Refresh: a new access token and a rotated refresh token; the old one is spent.
         let refreshed = provider
-            .refresh("alice", &refresh1, "alice", now())
+            .refresh(
+                "alice",
+                &refresh1,
+                &SignInBinding::of_account(&issuer, "alice", CLIENT_ID),
+            )
             .await
             .unwrap();
         assert_eq!(refreshed.subject, "alice");
@@ -348,7 +352,11 @@ mod interop {
             "an access token of the revoked grant: {at}"
         );
         let err = provider
-            .refresh("alice", &refresh2, "alice", now())
+            .refresh(
+                "alice",
+                &refresh2,
+                &SignInBinding::of_account(&issuer, "alice", CLIENT_ID),
+            )
             .await
             .unwrap_err();
         assert!(
@@ -472,7 +480,11 @@ mod interop {
         assert_eq!(tokens.subject, "bob");
         let refresh1 = tokens.refresh_token.expect("a refresh token");
         let refresh2 = provider
-            .refresh("bob", &refresh1, "bob", now())
+            .refresh(
+                "bob",
+                &refresh1,
+                &SignInBinding::of_account(&issuer, "bob", CLIENT_ID),
+            )
             .await
             .unwrap()
             .refresh_token
@@ -481,7 +493,11 @@ mod interop {
         // Presenting the spent token again is reuse: invalid_grant, the account must sign in
         // again, and the provider ends the whole grant, so the current token dies too.
         let err = provider
-            .refresh("bob", &refresh1, "bob", now())
+            .refresh(
+                "bob",
+                &refresh1,
+                &SignInBinding::of_account(&issuer, "bob", CLIENT_ID),
+            )
             .await
             .unwrap_err();
         assert!(
@@ -491,7 +507,11 @@ mod interop {
         let rt = introspect(&issuer, &refresh2, "refresh_token").await;
         assert_eq!(rt["active"], false, "the grant is revoked on reuse: {rt}");
         let err = provider
-            .refresh("bob", &refresh2, "bob", now())
+            .refresh(
+                "bob",
+                &refresh2,
+                &SignInBinding::of_account(&issuer, "bob", CLIENT_ID),
+            )
             .await
             .unwrap_err();
         assert!(
@@ -508,9 +528,16 @@ mod interop {
         let (tokens, _) = sign_in(&provider, "carol").await;
         let refresh = tokens.refresh_token.expect("a refresh token");
         let err = provider
-            .refresh("carol", &refresh, "mallory", now())
+            .refresh(
+                "carol",
+                &refresh,
+                &SignInBinding::of_account(&issuer, "mallory", CLIENT_ID),
+            )
             .await
             .unwrap_err();
-        assert!(matches!(err, SessionError::IdTokenInvalid(_)), "{err:?}");
+        assert!(
+            matches!(err, SessionError::ReauthenticationRequired { .. }),
+            "{err:?}"
+        );
     }
 }

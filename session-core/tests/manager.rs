@@ -517,3 +517,133 @@ async fn a_401_refreshes_once_and_retries_once() {
     assert_eq!(res.status(), 401);
     assert_eq!(counter(&stack, "token.refresh_token.ok").await, 2);
 }
+
+#[tokio::test]
+async fn a_refreshed_id_token_of_another_issuer_subject_audience_or_party_wipes_the_account() {
+    let stack = stack().await;
+    for tamper in ["wrong_sub", "wrong_iss", "wrong_aud", "wrong_azp"] {
+        let d = device("laptop");
+        let meta = d
+            .manager
+            .login(
+                request(&stack),
+                LoginMethod::Browser(&browser("alice"), Duration::from_secs(20)),
+            )
+            .await
+            .unwrap();
+        stack
+            .idp
+            .inject_fault("acme", json!({"id_token": tamper, "count": 1}))
+            .await;
+        d.clock.advance(time::Duration::minutes(6));
+        let refreshes = counter(&stack, "token.refresh_token.ok").await;
+        let err = d.manager.access_token(None).await.unwrap_err();
+        let session_core::SessionError::ReauthenticationRequired { reason, .. } = &err else {
+            panic!("{tamper}: {err:?}");
+        };
+        assert!(reason.contains("does not match"), "{tamper}: {reason}");
+        for item in ItemKind::ALL {
+            assert!(
+                d.manager
+                    .store()
+                    .secrets()
+                    .get(&meta.key, item)
+                    .unwrap()
+                    .is_none(),
+                "{tamper}: {item:?} was kept"
+            );
+        }
+        assert!(
+            d.manager.store().index().get(&meta.key).unwrap().is_some(),
+            "{tamper}: the account stays listed, to sign in again"
+        );
+        // Marked for a new sign-in: the spent refresh token is never presented again.
+        assert!(matches!(
+            d.manager.access_token(None).await,
+            Err(session_core::SessionError::ReauthenticationRequired { .. })
+        ));
+        assert_eq!(
+            counter(&stack, "token.refresh_token.ok").await,
+            refreshes + 1,
+            "{tamper}: one refresh, no retry with the spent token"
+        );
+        assert_eq!(
+            counter(&stack, "token.refresh_token.invalid_grant").await,
+            0,
+            "{tamper}: no reuse detection tripped"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_login_asks_for_30_days_and_learns_the_tenants_cap() {
+    let stack = stack().await;
+    let d = device("laptop");
+    let meta = d
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&browser("alice"), Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    let SessionState::Available { expires_at, .. } = d.manager.state(&meta.key).borrow().clone()
+    else {
+        panic!("no session");
+    };
+    let now = lanyard_clock::Clock::now(&*d.clock).unix_timestamp();
+    // The test tenant's absolute limit is one day: 30 days asked, one day granted (the
+    // registry's own default would have been one hour).
+    assert!(
+        (now + 86_400 - 120..=now + 86_400 + 120).contains(&expires_at),
+        "{expires_at} vs now {now}"
+    );
+    let note = d.manager.session_note(&meta.key);
+    assert_eq!(note.duration_minutes, Some(30 * 24 * 60));
+    assert_eq!(note.absolute_expires_at, Some(expires_at));
+}
+
+#[tokio::test]
+async fn a_session_in_use_is_extended_when_half_its_lifetime_is_left_at_most_once_per_period() {
+    let stack = stack().await;
+    let mut d = device("laptop");
+    // A 10-minute session (the shortest the person could choose is 5).
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = ManagerOptions::new(
+        DeviceIdentity {
+            id: "laptop".into(),
+            name: "laptop's machine".into(),
+            platform: "linux".into(),
+        },
+        d.clock.clone(),
+        dir.path().join("locks"),
+    );
+    options.session_duration = Duration::from_secs(600);
+    d.manager = SessionManager::new(
+        AccountStore::with_backend(dir.path(), "default", Box::new(MemoryStore::new())).unwrap(),
+        options,
+    );
+    let meta = d
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&browser("alice"), Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    let first = d.manager.session_note(&meta.key);
+    assert_eq!(first.last_extended_at, None);
+    // More than half left: used, not extended.
+    d.manager.access_token(None).await.unwrap();
+    assert_eq!(d.manager.session_note(&meta.key).last_extended_at, None);
+    // 6 minutes later (4 left of 10): the next use extends it.
+    d.clock.advance(time::Duration::minutes(6));
+    d.manager.access_token(None).await.unwrap();
+    let extended = d.manager.session_note(&meta.key);
+    let now = lanyard_clock::Clock::now(&*d.clock).unix_timestamp();
+    assert_eq!(extended.last_extended_at, Some(now));
+    // Still less than half left on this clock, but it was extended just now: not again.
+    d.manager.access_token(None).await.unwrap();
+    assert_eq!(d.manager.session_note(&meta.key), extended);
+    drop(dir);
+}

@@ -65,15 +65,14 @@ impl SessionManager {
         timeout: Duration,
     ) -> Result<AccountMeta, SessionError> {
         let provider = self.provider(&req.issuer, &req.client_id).await?;
-        let now = self.now();
         let tokens = provider
-            .login_as_guest_with_browser(prompt, timeout, now)
+            .login_as_guest_with_browser(prompt, timeout)
             .await?;
         if !tokens.is_guest {
             // A provider without guests shows its usual sign-in; the person chose an account.
             tracing::info!("asked for a guest; the provider signed in a registered user");
         }
-        self.open_account(req, tokens, now).await
+        self.open_account(req, tokens).await
     }
 
     /// Turns the guest `account` into a registered user at its IdP (`{issuer}/guest/upgrade`
