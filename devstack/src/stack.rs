@@ -219,7 +219,7 @@ impl Devstack {
         let idp_settings = mock_idp::Settings {
             bind: options.idp_bind,
             config: None,
-            admin_token: SecretString::from(mock_idp::config::DEV_ADMIN_TOKEN),
+            admin_token: Some(SecretString::from(mock_idp::config::DEV_ADMIN_TOKEN)),
             public_url: None,
         };
         let idp_app =

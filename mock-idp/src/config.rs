@@ -36,9 +36,11 @@ pub struct Settings {
     /// TOML file seeding tenants, users and clients; without it the documented defaults are used.
     #[arg(long, env = "MOCK_IDP_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Bearer token for the admin API.
-    #[arg(long, env = "MOCK_IDP_ADMIN_TOKEN", default_value = DEV_ADMIN_TOKEN, hide_default_value = true)]
-    pub admin_token: SecretString,
+    /// Bearer token for the admin API. Without it, the built-in dev token (`lanyard-dev-admin`)
+    /// opens the admin API while the IdP listens on a loopback address, and nothing does
+    /// elsewhere.
+    #[arg(long, env = "MOCK_IDP_ADMIN_TOKEN")]
+    pub admin_token: Option<SecretString>,
     /// Public base URL (issuers are `{public_url}/{tenant}`); defaults to `http://{bound address}`.
     #[arg(long, env = "MOCK_IDP_PUBLIC_URL")]
     pub public_url: Option<url::Url>,
@@ -50,7 +52,7 @@ impl Settings {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             config: None,
-            admin_token: SecretString::from(DEV_ADMIN_TOKEN),
+            admin_token: Some(SecretString::from(DEV_ADMIN_TOKEN)),
             public_url: None,
         }
     }

@@ -9,7 +9,7 @@ use actix_web::dev::{Server, ServerHandle, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpServer, ResponseError};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{IdpConfig, Settings, DEV_ADMIN_TOKEN};
@@ -46,22 +46,24 @@ fn too_large<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerRespon
 }
 
 /// The admin token the server accepts, or `None` for the admin API off. The built-in dev token
-/// is printed in the README for anyone to read, so it opens the admin API (which can add users,
-/// end sessions and rotate keys) only while the IdP listens on a loopback address; bound to any
-/// other address, only a token given with `--admin-token` / `MOCK_IDP_ADMIN_TOKEN` does.
-/// (The flag's default cannot be told from the same value given explicitly, so the dev token
-/// given explicitly counts as the built-in one: it is no less public.)
+/// is printed in the README for anyone to read, so without `--admin-token` /
+/// `MOCK_IDP_ADMIN_TOKEN` it opens the admin API (which can add users, end sessions and rotate
+/// keys) only while the IdP listens on a loopback address. A token given explicitly is the
+/// operator's choice and is used wherever the IdP listens (docker-compose passes the dev one and
+/// publishes the port on the host's loopback only).
 fn admin_token(settings: &Settings, bound: SocketAddr) -> Option<SecretString> {
-    let built_in = settings.admin_token.expose_secret() == DEV_ADMIN_TOKEN;
-    if built_in && !bound.ip().to_canonical().is_loopback() {
+    if let Some(token) = &settings.admin_token {
+        return Some(token.clone());
+    }
+    if !bound.ip().to_canonical().is_loopback() {
         tracing::warn!(
             %bound,
-            "the admin API is off: bound to a non-loopback address with only the built-in dev \
-             admin token; set --admin-token or MOCK_IDP_ADMIN_TOKEN to turn it on"
+            "the admin API is off: bound to a non-loopback address without --admin-token or \
+             MOCK_IDP_ADMIN_TOKEN"
         );
         return None;
     }
-    Some(settings.admin_token.clone())
+    Some(SecretString::from(DEV_ADMIN_TOKEN))
 }
 
 pub struct Application {

@@ -363,12 +363,16 @@ async fn the_audit_log_counts_token_grants_by_outcome() {
     assert_eq!(counters["token.refresh_token.invalid_grant"], 1);
 }
 
-/// The IdP built from `Settings` bound to `bind` with `admin_token`; its loopback URL.
-async fn spawn_bound(bind: &str, admin_token: &str) -> (String, actix_web::dev::ServerHandle) {
+/// The IdP built from `Settings` bound to `bind` with `admin_token` (`None`: no flag given);
+/// its loopback URL.
+async fn spawn_bound(
+    bind: &str,
+    admin_token: Option<&str>,
+) -> (String, actix_web::dev::ServerHandle) {
     let settings = mock_idp::Settings {
         bind: bind.parse().unwrap(),
         config: None,
-        admin_token: secrecy::SecretString::from(admin_token),
+        admin_token: admin_token.map(secrecy::SecretString::from),
         public_url: None,
     };
     let app = mock_idp::Application::build_with(
@@ -384,7 +388,7 @@ async fn spawn_bound(bind: &str, admin_token: &str) -> (String, actix_web::dev::
 
 #[tokio::test]
 async fn off_loopback_the_built_in_dev_admin_token_opens_nothing() {
-    let (url, handle) = spawn_bound("0.0.0.0:0", mock_idp::config::DEV_ADMIN_TOKEN).await;
+    let (url, handle) = spawn_bound("0.0.0.0:0", None).await;
     let http = reqwest::Client::new();
     let res = http
         .get(format!("{url}/admin/tenants"))
@@ -413,7 +417,7 @@ async fn off_loopback_the_built_in_dev_admin_token_opens_nothing() {
 
 #[tokio::test]
 async fn off_loopback_an_admin_token_of_ones_own_opens_the_admin_api() {
-    let (url, handle) = spawn_bound("0.0.0.0:0", "a-token-of-ones-own").await;
+    let (url, handle) = spawn_bound("0.0.0.0:0", Some("a-token-of-ones-own")).await;
     let http = reqwest::Client::new();
     let get = |token: &'static str| {
         http.get(format!("{url}/admin/tenants"))
@@ -433,7 +437,22 @@ async fn off_loopback_an_admin_token_of_ones_own_opens_the_admin_api() {
 
 #[tokio::test]
 async fn on_loopback_the_built_in_dev_admin_token_still_works() {
-    let (url, handle) = spawn_bound("127.0.0.1:0", mock_idp::config::DEV_ADMIN_TOKEN).await;
+    let (url, handle) = spawn_bound("127.0.0.1:0", None).await;
+    let res = reqwest::Client::new()
+        .get(format!("{url}/admin/tenants"))
+        .bearer_auth(mock_idp::config::DEV_ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    handle.stop(false).await;
+}
+
+#[tokio::test]
+async fn off_loopback_the_dev_token_given_explicitly_is_the_operators_choice() {
+    // docker-compose binds 0.0.0.0 inside the container, publishes on the host's loopback only,
+    // and passes the dev token explicitly.
+    let (url, handle) = spawn_bound("0.0.0.0:0", Some(mock_idp::config::DEV_ADMIN_TOKEN)).await;
     let res = reqwest::Client::new()
         .get(format!("{url}/admin/tenants"))
         .bearer_auth(mock_idp::config::DEV_ADMIN_TOKEN)
