@@ -7,9 +7,9 @@ use std::time::Duration;
 use account_store::{AccountMeta, AccountStore, BackendChoice, ItemKind, StoreConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
-use session_core::registry::RegistryClient;
 use session_core::{
-    DeviceIdentity, LoginMethod, LoginRequest, LogoutScope, ManagerOptions, SessionManager,
+    DeviceIdentity, LoginMethod, LoginRequest, LogoutScope, ManagerOptions, RevokeTarget,
+    SessionError, SessionManager,
 };
 
 use crate::cli::{Cli, Command, ConfigAction, TokenKind};
@@ -111,6 +111,14 @@ impl Context {
     }
 
     pub(crate) fn manager(&self) -> Result<SessionManager, CliError> {
+        self.manager_with(None)
+    }
+
+    /// The manager, asking the registry for sessions of `session_duration` when it signs in.
+    pub(crate) fn manager_with(
+        &self,
+        session_duration: Option<Duration>,
+    ) -> Result<SessionManager, CliError> {
         let mut options = ManagerOptions::new(
             self.device()?,
             Arc::new(lanyard_clock::SystemClock),
@@ -122,6 +130,9 @@ impl Context {
             .and_then(|v| v.parse::<u64>().ok())
         {
             options.refresh_margin = Duration::from_secs(secs);
+        }
+        if let Some(d) = session_duration {
+            options.session_duration = d;
         }
         Ok(SessionManager::new(self.store()?, options))
     }
@@ -180,16 +191,29 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             registry,
             timeout,
             guest: true,
+            session_duration,
             ..
-        } => crate::guest::login(&ctx, tenant, idp, registry, timeout).await,
+        } => crate::guest::login(&ctx, tenant, idp, registry, timeout, session_duration).await,
         Command::Login {
             tenant,
             idp,
             registry,
             device_code,
             timeout,
+            session_duration,
             ..
-        } => login(&ctx, tenant, idp, registry, device_code, timeout).await,
+        } => {
+            login(
+                &ctx,
+                tenant,
+                idp,
+                registry,
+                device_code,
+                timeout,
+                session_duration,
+            )
+            .await
+        }
         Command::Upgrade {
             account,
             username,
@@ -199,7 +223,19 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Accounts => accounts(&ctx).await,
         Command::Switch { account } => switch(&ctx, account.as_deref()).await,
         Command::Status { account } => status(&ctx, account.as_deref()).await,
-        Command::Token { account, kind } => token(&ctx, account.as_deref(), kind).await,
+        Command::Token {
+            account,
+            kind,
+            check_interval_secs,
+        } => {
+            token(
+                &ctx,
+                account.as_deref(),
+                kind,
+                Duration::from_secs(check_interval_secs),
+            )
+            .await
+        }
         Command::Devices { account } => devices(&ctx, account.as_deref()).await,
         Command::Revoke {
             session_id,
@@ -312,9 +348,10 @@ async fn login(
     registry: Option<String>,
     device_code: bool,
     timeout: u64,
+    session_duration: Duration,
 ) -> Result<(), CliError> {
     let request = login_request(ctx, tenant, idp, registry);
-    let m = ctx.manager()?;
+    let m = ctx.manager_with(Some(session_duration))?;
     let timeout = Duration::from_secs(timeout);
     let no_browser = std::env::var_os("LANYARD_NO_BROWSER").is_some();
     let use_device = device_code || (!no_browser && !open_browser_possible());
@@ -333,6 +370,8 @@ async fn login(
         m.login(request, LoginMethod::Browser(&browser_prompt, timeout))
             .await?
     };
+    tell_session_cap(&m, &meta, session_duration);
+    crate::vault_notice::once_per_profile(ctx, &m.store().backend_info());
     ctx.out(
         || {
             format!(
@@ -343,6 +382,55 @@ async fn login(
         },
         account_json(&meta, true),
     )
+}
+
+/// After a sign-in: when the tenant's absolute limit cut the session shorter than asked, say so
+/// (on stderr: stdout stays the documented output).
+pub(crate) fn tell_session_cap(m: &SessionManager, meta: &AccountMeta, asked: Duration) {
+    let note = m.session_note(&meta.key);
+    let (Some(ends), Some(checked)) = (note.expires_at, note.last_checked_at) else {
+        return;
+    };
+    let asked_secs = i64::try_from(asked.as_secs()).unwrap_or(i64::MAX);
+    // A minute of slack: the registry's clock and ours.
+    if ends - checked < asked_secs - 60 {
+        eprintln!(
+            "note: the session ends {} — the tenant's limit, shorter than the {} asked for; sign in again then",
+            when(ends),
+            human_duration(asked_secs)
+        );
+    }
+}
+
+fn human_duration(secs: i64) -> String {
+    match secs {
+        s if s % 86_400 == 0 => format!("{} days", s / 86_400),
+        s if s % 3600 == 0 => format!("{} hours", s / 3600),
+        s => format!("{} minutes", s / 60),
+    }
+}
+
+/// How a step-up sign-in (RFC 9470) happens: the browser where one can open, else the device
+/// flow; the person is told why they are asked again.
+pub(crate) fn step_up_method(timeout: Duration) -> LoginMethod<'static> {
+    let no_browser = std::env::var_os("LANYARD_NO_BROWSER").is_some();
+    if !no_browser && !open_browser_possible() {
+        LoginMethod::DeviceCode(&step_up_device_prompt, timeout)
+    } else {
+        LoginMethod::Browser(&step_up_browser_prompt, timeout)
+    }
+}
+
+fn step_up_browser_prompt(url: &url::Url) {
+    eprintln!("This needs a recent sign-in; sign in again to confirm it is you.");
+    browser_prompt(url);
+}
+
+fn step_up_device_prompt(code: &str, uri: &str, complete: Option<&str>) {
+    eprintln!("This needs a recent sign-in. Confirm it is you: open {uri} on any device and enter the code {code}");
+    if let Some(c) = complete {
+        eprintln!("(or open {c})");
+    }
 }
 
 /// What `login` (and `login --guest`) sign in to: flags over config over defaults.
@@ -461,36 +549,35 @@ async fn switch(ctx: &Context, query: Option<&str>) -> Result<(), CliError> {
     )
 }
 
-pub(crate) async fn registry_session(
-    m: &SessionManager,
-    a: &AccountMeta,
-) -> Result<(RegistryClient, SecretString), CliError> {
-    let url = a
-        .registry_url
-        .clone()
-        .ok_or_else(|| CliError::usage("this account has no registry", None))?;
-    let token = m
-        .store()
-        .secrets()
-        .get(&a.key, ItemKind::SessionToken)?
-        .ok_or_else(|| CliError::signed_out(format!("{} is signed out", label(a))))?;
-    Ok((RegistryClient::new(&url), token))
-}
-
 async fn status(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
     let m = ctx.manager()?;
     let (a, rule) = chosen(&m, flag).await?;
     let backend = m.store().backend_info();
-    let (session, valid_until) = match registry_session(&m, &a).await {
-        Ok((client, token)) => match client.authenticate(&token, None, a.key.as_str()).await {
-            Ok((_, exp)) => ("valid".to_owned(), Some(exp)),
-            Err(session_core::SessionError::ReauthenticationRequired { reason, .. }) => {
+    crate::vault_notice::once_per_profile(ctx, &backend);
+    let has_session = m
+        .store()
+        .secrets()
+        .get(&a.key, ItemKind::SessionToken)?
+        .is_some();
+    let mut unreachable = None;
+    let (session, valid_until) = if a.registry_url.is_none() {
+        ("no registry session".to_owned(), None)
+    } else if !has_session {
+        ("signed out".to_owned(), None)
+    } else {
+        // A revoke the registry reports wipes this device's tokens at once (in the manager).
+        match m.verify_session(&a.key).await {
+            Ok(check) => ("valid".to_owned(), Some(check.expires_at)),
+            Err(SessionError::ReauthenticationRequired { reason, .. }) => {
                 (format!("signed out ({reason})"), None)
             }
-            Err(e) => (format!("unknown: registry unreachable ({e})"), None),
-        },
-        Err(CliError::SignedOut { .. }) => ("signed out".to_owned(), None),
-        Err(e) => return Err(e),
+            Err(e) if e.is_transient() => {
+                let text = format!("unknown: registry unreachable ({e})");
+                unreachable = Some(e);
+                (text, None)
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
     let why = match &rule {
         Rule::Flag => "--account / LANYARD_ACCOUNT".to_owned(),
@@ -537,12 +624,34 @@ async fn status(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
     if signed_out {
         return Err(CliError::signed_out(format!("{} is signed out", label(&a))));
     }
+    if let Some(e) = unreachable {
+        // The state shown is unknown: say so in the exit code too (README: 4).
+        return Err(e.into());
+    }
     Ok(())
 }
 
-async fn token(ctx: &Context, flag: Option<&str>, kind: TokenKind) -> Result<(), CliError> {
+/// How long `lanyard token` waits for the registry's answer to its session check.
+const TOKEN_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+async fn token(
+    ctx: &Context,
+    flag: Option<&str>,
+    kind: TokenKind,
+    check_interval: Duration,
+) -> Result<(), CliError> {
     let m = ctx.manager()?;
     let (a, _) = chosen(&m, flag).await?;
+    // A device that runs no `watch` still hears of a revoke within a minute of its next use;
+    // a recent check (or an unreachable registry, asked once per interval) costs nothing.
+    if m.store()
+        .secrets()
+        .get(&a.key, ItemKind::SessionToken)?
+        .is_some()
+    {
+        m.check_session_if_stale(&a.key, check_interval, TOKEN_CHECK_TIMEOUT)
+            .await?;
+    }
     let value = match kind {
         TokenKind::Access => m.access_token(Some(&a.key)).await?,
         TokenKind::Id => m
@@ -551,19 +660,38 @@ async fn token(ctx: &Context, flag: Option<&str>, kind: TokenKind) -> Result<(),
             .get(&a.key, ItemKind::IdToken)?
             .ok_or_else(|| CliError::signed_out(format!("{} has no ID token", label(&a))))?,
         TokenKind::SessionJwt => {
-            let (client, token) = registry_session(&m, &a).await?;
-            client.authenticate(&token, None, a.key.as_str()).await?.0
+            signed_in(&m, &a)?;
+            m.verify_session(&a.key).await?;
+            m.store()
+                .secrets()
+                .get(&a.key, ItemKind::SessionJwt)?
+                .ok_or_else(|| CliError::signed_out(format!("{} is signed out", label(&a))))?
         }
     };
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", value.expose_secret()).map_err(CliError::other)
 }
 
+/// That `a` has a registry session on this device (else: a usage error or signed out).
+pub(crate) fn signed_in(m: &SessionManager, a: &AccountMeta) -> Result<(), CliError> {
+    if a.registry_url.is_none() {
+        return Err(CliError::usage("this account has no registry", None));
+    }
+    if m.store()
+        .secrets()
+        .get(&a.key, ItemKind::SessionToken)?
+        .is_none()
+    {
+        return Err(CliError::signed_out(format!("{} is signed out", label(a))));
+    }
+    Ok(())
+}
+
 async fn devices(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
     let m = ctx.manager()?;
     let (a, _) = chosen(&m, flag).await?;
-    let (client, token) = registry_session(&m, &a).await?;
-    let sessions = client.list(&token, a.key.as_str()).await?;
+    signed_in(&m, &a)?;
+    let sessions = m.list_sessions(&a.key).await?;
     ctx.out(
         || {
             let mut out = format!(
@@ -586,6 +714,9 @@ async fn devices(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
     )
 }
 
+/// How long a step-up sign-in may take.
+const STEP_UP_TIMEOUT: Duration = Duration::from_secs(300);
+
 async fn revoke(
     ctx: &Context,
     flag: Option<&str>,
@@ -593,10 +724,10 @@ async fn revoke(
     others: bool,
     all: bool,
 ) -> Result<(), CliError> {
-    let scope = match (session_id.as_deref(), others, all) {
-        (Some(_), false, false) => None,
-        (None, true, false) => Some("others"),
-        (None, false, true) => Some("all"),
+    let target = match (session_id, others, all) {
+        (Some(id), false, false) => RevokeTarget::Session(id),
+        (None, true, false) => RevokeTarget::Others,
+        (None, false, true) => RevokeTarget::All,
         _ => {
             return Err(CliError::usage(
                 "give a SESSION_ID, --others or --all",
@@ -606,9 +737,9 @@ async fn revoke(
     };
     let m = ctx.manager()?;
     let (a, _) = chosen(&m, flag).await?;
-    let (client, token) = registry_session(&m, &a).await?;
-    let revoked = client
-        .revoke(&token, scope, session_id.as_deref(), a.key.as_str())
+    signed_in(&m, &a)?;
+    let revoked = m
+        .revoke_sessions(&a.key, target, Some(step_up_method(STEP_UP_TIMEOUT)))
         .await?;
     ctx.out(
         || format!("Revoked {} session(s)", revoked.len()),
@@ -633,7 +764,12 @@ async fn logout(
             LogoutScope::Account(a.key)
         }
     };
-    let report = m.logout(scope).await?;
+    let report = if matches!(scope, LogoutScope::Everywhere(_)) {
+        m.logout_with_step_up(scope, Some(step_up_method(STEP_UP_TIMEOUT)))
+            .await?
+    } else {
+        m.logout(scope).await?
+    };
     for what in &report.not_revoked {
         eprintln!("warning: could not revoke {what}; it was removed from this device anyway");
     }

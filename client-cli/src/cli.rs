@@ -44,6 +44,10 @@ pub enum Command {
         /// Sign in as a new guest (no username or password); `lanyard upgrade` registers it later.
         #[arg(long, conflicts_with = "device_code")]
         guest: bool,
+        /// How long the device session lasts while in use: minutes, hours or days (`90m`, `12h`,
+        /// `30d`), 5 minutes to 365 days. The tenant's absolute limit may cap it (you are told).
+        #[arg(long, default_value = "30d", value_parser = parse_session_duration)]
+        session_duration: std::time::Duration,
     },
     /// List signed-in accounts.
     Accounts,
@@ -61,6 +65,10 @@ pub enum Command {
         account: Option<String>,
         #[arg(long, value_enum, default_value_t = TokenKind::Access)]
         kind: TokenKind,
+        /// Ask the registry whether the session was revoked when the last check is older than
+        /// this many seconds (a revoke reaches this device within a minute of its next use).
+        #[arg(long, env = "LANYARD_CHECK_INTERVAL_SECS", default_value_t = 60)]
+        check_interval_secs: u64,
     },
     /// Every session of the account across devices.
     Devices {
@@ -126,4 +134,58 @@ pub enum TokenKind {
     Access,
     Id,
     SessionJwt,
+}
+
+/// `90m`, `12h`, `30d` (or plain minutes) → a session lifetime of 5 minutes to 365 days.
+pub fn parse_session_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_lowercase()),
+        _ => (text, 'm'),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 90m, 12h or 30d"))?;
+    let minutes = match unit {
+        'm' => Some(n),
+        'h' => n.checked_mul(60),
+        'd' => n.checked_mul(24 * 60),
+        _ => None,
+    }
+    .ok_or_else(|| format!("'{text}' is not a duration like 90m, 12h or 30d"))?;
+    if !(5..=365 * 24 * 60).contains(&minutes) {
+        return Err(format!(
+            "a session lasts 5 minutes to 365 days, not '{text}'"
+        ));
+    }
+    Ok(std::time::Duration::from_secs(minutes * 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_session_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn session_durations_read_as_minutes_hours_or_days_within_5_minutes_to_a_year() {
+        assert_eq!(
+            parse_session_duration("30d"),
+            Ok(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(
+            parse_session_duration("12h"),
+            Ok(Duration::from_secs(12 * 3600))
+        );
+        assert_eq!(
+            parse_session_duration("90m"),
+            Ok(Duration::from_secs(90 * 60))
+        );
+        assert_eq!(
+            parse_session_duration("45"),
+            Ok(Duration::from_secs(45 * 60))
+        );
+        for bad in ["4m", "366d", "d", "-1d", "3w", "1.5h", ""] {
+            assert!(parse_session_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

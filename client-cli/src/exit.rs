@@ -82,6 +82,15 @@ impl From<SessionError> for CliError {
                     ),
                 }
             }
+            // A recent sign-in was demanded and not given: a login is what is needed.
+            SessionError::StepUpRequired { .. } => CliError::SignedOut {
+                message: e.to_string(),
+                hint: Some("run the command again on a machine where you can sign in".into()),
+            },
+            SessionError::StepUpAccountMismatch { .. } => CliError::Other {
+                message: e.to_string(),
+                hint: Some("sign in as the account the command acts on".into()),
+            },
             SessionError::UnknownAccount(_) => {
                 CliError::usage(e.to_string(), Some("see `lanyard accounts`"))
             }

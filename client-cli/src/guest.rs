@@ -23,12 +23,15 @@ pub async fn login(
     idp: Option<String>,
     registry: Option<String>,
     timeout: u64,
+    session_duration: Duration,
 ) -> Result<(), CliError> {
     let request = login_request(ctx, tenant, idp, registry);
-    let m = ctx.manager()?;
+    let m = ctx.manager_with(Some(session_duration))?;
     let meta = m
         .login_guest(request, &browser_prompt, Duration::from_secs(timeout))
         .await?;
+    crate::app::tell_session_cap(&m, &meta, session_duration);
+    crate::vault_notice::once_per_profile(ctx, &m.store().backend_info());
     ctx.out(
         || {
             if meta.is_guest {

@@ -10,4 +10,5 @@ pub mod exit;
 pub mod guest;
 pub mod picker;
 pub mod select;
+pub mod vault_notice;
 pub mod watch;

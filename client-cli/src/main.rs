@@ -12,7 +12,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let filter = std::env::var("LANYARD_LOG").unwrap_or_else(|_| "warn".into());
+    // The store's "no keyring: using the encrypted vault" warning is the CLI's to say, once per
+    // profile (`vault_notice`), not a log line on every command.
+    let filter =
+        std::env::var("LANYARD_LOG").unwrap_or_else(|_| "warn,account_store::select=error".into());
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)

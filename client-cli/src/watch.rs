@@ -15,13 +15,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use account_store::ItemKind;
 use account_store::{AccountIndex, AccountKey, AccountMeta};
 use lanyard_clock::Clock;
 use serde_json::{json, Value};
 use session_core::registry::RegistryClient;
 use session_core::SessionError;
 
-use crate::app::{chosen, registry_session, when, Context};
+use crate::app::{chosen, signed_in, when, Context};
 use crate::color::Paint;
 use crate::exit::CliError;
 use crate::select::label;
@@ -240,14 +241,21 @@ pub async fn run(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
     let seen = tokio::task::spawn_blocking(move || read_index(&d))
         .await
         .map_err(CliError::other)??;
-    let (client, token) = registry_session(&m, &a).await?;
-    client.authenticate(&token, None, a.key.as_str()).await?;
-    let current = client
-        .list(&token, a.key.as_str())
+    signed_in(&m, &a)?;
+    // Both go through the manager: an answer that the session is gone wipes it here at once.
+    m.verify_session(&a.key).await?;
+    let current = m
+        .list_sessions(&a.key)
         .await?
         .into_iter()
         .find(|s| s["current"] == true)
         .and_then(|s| s["session_id"].as_str().map(str::to_owned));
+    let token = m
+        .store()
+        .secrets()
+        .get(&a.key, ItemKind::SessionToken)?
+        .ok_or_else(|| CliError::signed_out(format!("{} is signed out", label(&a))))?;
+    let client = RegistryClient::new(a.registry_url.as_deref().unwrap_or_default());
     let printer = Printer {
         json: ctx.json,
         paint: if ctx.json {

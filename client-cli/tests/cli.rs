@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -631,4 +633,139 @@ async fn watch_prints_a_switch_and_a_refresh_made_by_other_processes() {
         "{event}"
     );
     let _ = watch.kill().await;
+}
+
+fn profile_path(home: &Path, profile: &str) -> PathBuf {
+    home.join("data").join("profiles").join(profile)
+}
+
+/// Points `profile`'s stored registry at `to` (the registry went away, or hangs).
+fn move_registry(s: &Stack, profile: &str, to: &str) {
+    let index = profile_path(s.home.path(), profile).join("accounts.json");
+    let text = std::fs::read_to_string(&index)
+        .unwrap()
+        .replace(&s.registry, to);
+    std::fs::write(&index, text).unwrap();
+}
+
+#[tokio::test]
+async fn a_revoke_learnt_by_status_or_devices_wipes_the_tokens_at_once() {
+    let s = stack().await;
+    for device in ["laptop", "phone", "tablet"] {
+        s.login(device, "acme", "alice").await;
+    }
+    let out = s.run("laptop", &["revoke", "--others"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (device, learns_by) in [("phone", "status"), ("tablet", "devices")] {
+        let out = s.run(device, &[learns_by]).await;
+        assert_eq!(out.status.code(), Some(3), "{device}: {}", stderr(&out));
+        // No partial logout: the token is gone too, not only the session.
+        let out = s.run(device, &["token"]).await;
+        assert_eq!(out.status.code(), Some(3), "{device}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{device}: no token printed");
+        let accounts = s.accounts(device).await;
+        assert_eq!(accounts[0]["session"], "signed_out", "{device}");
+    }
+}
+
+#[tokio::test]
+async fn status_is_exit_4_when_the_registry_cannot_be_reached_and_keeps_the_tokens() {
+    let s = stack().await;
+    s.login("default", "acme", "alice").await;
+    move_registry(&s, "default", "http://127.0.0.1:9");
+    let out = s.run("default", &["status"]).await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("registry unreachable"));
+    let out = s.run("default", &["token", "--kind", "id"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A registry that accepts connections and never answers; counts the connections.
+async fn silent_registry() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            held.push(conn);
+        }
+    });
+    (url, count)
+}
+
+#[tokio::test]
+async fn token_rechecks_a_session_last_checked_longer_ago_than_the_interval() {
+    let s = stack().await;
+    s.login("laptop", "acme", "alice").await;
+    s.login("phone", "acme", "alice").await;
+    let out = s.run("laptop", &["revoke", "--others"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Checked at sign-in, less than the interval ago: a fresh token needs no network call.
+    let out = s.run("phone", &["token"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Once the last check is older than the interval (0 here), the revoke is learnt and wiped.
+    let out = s
+        .cmd("phone", &["token"])
+        .env("LANYARD_CHECK_INTERVAL_SECS", "0")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert_eq!(s.accounts("phone").await[0]["session"], "signed_out");
+
+    // A registry that never answers neither blocks `token` nor is asked again within the
+    // interval: the token is printed (exit 0), as a heartbeat that only checks.
+    s.login("desk", "acme", "bob").await;
+    let (silent, connections) = silent_registry().await;
+    move_registry(&s, "desk", &silent);
+    let out = s
+        .cmd("desk", &["token"])
+        .env("LANYARD_CHECK_INTERVAL_SECS", "0")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!out.stdout.is_empty());
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+    let out = s.run("desk", &["token"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "not asked again within the interval"
+    );
+}
+
+#[tokio::test]
+async fn login_asks_for_the_chosen_session_duration_capped_by_the_tenant() {
+    let s = stack().await;
+    for (profile, duration, want_secs) in [("short", "2h", 7200), ("long", "30d", 86_400)] {
+        let mut child = s
+            .cmd(
+                profile,
+                &["login", "--tenant", "acme", "--session-duration", duration],
+            )
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let url = read_url(child.stderr.take().unwrap()).await;
+        complete_login_form(&url, "alice").await;
+        let out = child.wait_with_output().await.unwrap();
+        assert!(out.status.success(), "{profile}");
+        let out = s.run(profile, &["status", "--json"]).await;
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let now = lanyard_clock::Clock::now(&lanyard_clock::SystemClock).unix_timestamp();
+        let until = status["session_valid_until"].as_i64().unwrap();
+        assert!(
+            (now + want_secs - 120..=now + want_secs + 60).contains(&until),
+            "{profile}: {until} vs now {now}"
+        );
+    }
+    let out = s.run("bad", &["login", "--session-duration", "3m"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
