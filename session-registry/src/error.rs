@@ -6,17 +6,42 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::refusal::Refusal;
+
+impl Refusal {
+    /// The answer's `error`: a stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::MissingToken => "missing_token",
+            Refusal::MalformedToken(_) => "malformed_token",
+            Refusal::SessionNotFound => "session_not_found",
+            Refusal::SessionRevoked { .. } => "session_revoked",
+            Refusal::SessionExpired | Refusal::AbsoluteLifetimeReached => "session_expired",
+            Refusal::SessionIdle => "session_idle_timeout",
+            Refusal::InvalidSessionJwt(_) => "invalid_session_jwt",
+            Refusal::SessionTokenRequired => "session_token_required",
+            Refusal::UnknownTenant(_) => "unknown_tenant",
+            Refusal::UntrustedIssuer => "untrusted_issuer",
+            Refusal::InvalidIdToken { .. } => "invalid_id_token",
+            Refusal::InvalidApiKey => "invalid_api_key",
+            Refusal::AdminApiDisabled => "admin_api_disabled",
+        }
+    }
+
+    /// The answer's `reason`, where the code alone does not say what is wrong.
+    fn cause(&self) -> Option<&'static str> {
+        match self {
+            Refusal::InvalidIdToken { cause, .. } => Some(cause),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 401: the credential is not (or no longer) good. `reason` is a stable machine code (the
-    /// answer's `error`); `cause`, where there is one, says more precisely what is wrong with it
-    /// (the answer's `reason`, e.g. `already_used` for an ID token).
-    #[error("{reason}: {description}")]
-    InvalidToken {
-        reason: &'static str,
-        cause: Option<&'static str>,
-        description: String,
-    },
+    /// 401: the credential is not (or no longer) good.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// 401 with an RFC 9470 step-up challenge: the caller must sign in at the IdP again (within
     /// `max_age` seconds) before doing this.
     #[error("insufficient_user_authentication: sign in again (within {max_age} s) to do this")]
@@ -43,27 +68,6 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn invalid_token(reason: &'static str, description: impl Into<String>) -> Self {
-        ApiError::InvalidToken {
-            reason,
-            cause: None,
-            description: description.into(),
-        }
-    }
-
-    /// A 401 `reason` with a precise `cause` (see [`ApiError::InvalidToken`]).
-    pub fn invalid_token_because(
-        reason: &'static str,
-        cause: &'static str,
-        description: impl Into<String>,
-    ) -> Self {
-        ApiError::InvalidToken {
-            reason,
-            cause: Some(cause),
-            description: description.into(),
-        }
-    }
-
     pub fn bad_request(code: &'static str, description: impl Into<String>) -> Self {
         ApiError::BadRequest {
             code,
@@ -78,7 +82,7 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::Unavailable(m) => ApiError::Unavailable(m),
             // Callers that spend a credential say what was spent; this is the fallback.
             crate::store::StoreError::AlreadyUsed => {
-                ApiError::invalid_token("already_used", "this credential was already used")
+                ApiError::Internal("a spent credential was not told apart by its caller".into())
             }
             other => ApiError::Internal(other.to_string()),
         }
@@ -105,7 +109,7 @@ fn header_safe(s: &str) -> String {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::InvalidToken { .. } | ApiError::InsufficientUserAuthentication { .. } => {
+            ApiError::Refused(_) | ApiError::InsufficientUserAuthentication { .. } => {
                 StatusCode::UNAUTHORIZED
             }
             ApiError::IssuerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -124,20 +128,18 @@ impl ResponseError for ApiError {
         let mut cause_of = None;
         let mut max_age_of = None;
         let (error, description) = match self {
-            ApiError::InvalidToken {
-                reason,
-                cause,
-                description,
-            } => {
-                let safe = header_safe(description);
+            ApiError::Refused(refusal) => {
+                let reason = refusal.code();
+                let description = refusal.to_string();
                 res.insert_header((
                     header::WWW_AUTHENTICATE,
                     format!(
-                        r#"Bearer error="invalid_token", error_description="{reason}: {safe}""#
+                        r#"Bearer error="invalid_token", error_description="{reason}: {}""#,
+                        header_safe(&description)
                     ),
                 ));
-                cause_of = *cause;
-                (*reason, description.clone())
+                cause_of = refusal.cause();
+                (reason, description)
             }
             ApiError::InsufficientUserAuthentication { max_age } => {
                 let description = format!(

@@ -10,6 +10,7 @@ pub mod jwt;
 pub mod jwt_cache;
 pub mod metrics;
 pub mod oidc;
+pub mod refusal;
 mod routes;
 pub mod service;
 pub mod startup;

@@ -3,27 +3,13 @@
 //! upgrade with a fresh ID token of the same tenant and subject, no longer a guest; the account
 //! is updated and the same session gets a new session JWT (`is_guest` false).
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::oidc::unverified_issuer;
-use crate::service::{Caller, Registry, SessionResponse, SessionView};
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpgradeSessionRequest {
-    /// An ID token from the tenant's IdP for the same subject, with `is_guest` false.
-    pub id_token: String,
-}
-
-impl std::fmt::Debug for UpgradeSessionRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpgradeSessionRequest")
-            .field("id_token", &"[REDACTED]")
-            .finish()
-    }
-}
+use crate::refusal::Refusal;
+use crate::service::{session_view, Caller, Registry, SessionResponse};
+use registry_api::{Credential, UpgradeSessionRequest};
 
 /// A refused upgrade: the ID token in the body is at fault (the bearer was fine), so `400`.
 fn refuse(code: &'static str, description: impl Into<String>) -> ApiError {
@@ -31,7 +17,7 @@ fn refuse(code: &'static str, description: impl Into<String>) -> ApiError {
 }
 
 impl Registry {
-    /// `POST /v1/sessions/upgrade`: verifies `req.id_token` as `POST /v1/sessions` does, against
+    /// `POST /v1/sessions/upgrade`: verifies `req.id_token.expose()` as `POST /v1/sessions` does, against
     /// the caller's tenant; requires the caller's subject and `is_guest` false; then marks the
     /// account registered (an `upgraded` event) and answers a fresh session JWT for the same
     /// session. Repeating it once the account is registered changes nothing and answers the same.
@@ -44,9 +30,11 @@ impl Registry {
         req: UpgradeSessionRequest,
     ) -> Result<SessionResponse, ApiError> {
         let tenant = self.store.tenant(&caller.tenant).await?.ok_or_else(|| {
-            ApiError::invalid_token("unknown_tenant", "the session's tenant no longer exists")
+            ApiError::from(Refusal::UnknownTenant(
+                caller.tenant.escape_default().to_string(),
+            ))
         })?;
-        let iss = unverified_issuer(&req.id_token)
+        let iss = unverified_issuer(req.id_token.expose())
             .ok_or_else(|| refuse("invalid_id_token", "the ID token is not a JWT"))?;
         if iss != tenant.issuer {
             tracing::info!(reason = "issuer_mismatch", "guest upgrade refused");
@@ -57,7 +45,7 @@ impl Registry {
         }
         let claims = self
             .verifier
-            .verify_id_token(&req.id_token, &tenant)
+            .verify_id_token(req.id_token.expose(), &tenant)
             .await
             .map_err(|e| {
                 tracing::info!(reason = "invalid_id_token", error = %e, "guest upgrade refused");
@@ -97,12 +85,10 @@ impl Registry {
             .store
             .session(&caller.tenant, &caller.session.id)
             .await?
-            .ok_or_else(|| {
-                ApiError::invalid_token("session_not_found", "the session no longer exists")
-            })?;
+            .ok_or_else(|| ApiError::from(Refusal::SessionNotFound))?;
         Ok(SessionResponse {
-            session_jwt: self.mint_jwt(&record, now, now)?,
-            session: SessionView::from_record(&record, Some(&record.id)),
+            session_jwt: Credential::new(self.mint_jwt(&record, now, now)?),
+            session: session_view(&record, Some(&record.id)),
             session_token: None,
         })
     }

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::service::{Registry, SessionView, KEY_ROTATION_GRACE};
+use crate::refusal::Refusal;
+use crate::service::{session_view, Registry, SessionView, KEY_ROTATION_GRACE};
 use crate::store::{SessionFilter, TenantRecord};
 use crate::token::hash_hex;
 
@@ -43,18 +44,12 @@ fn presented(req: &HttpRequest) -> Option<&str> {
 }
 
 fn unauthorized() -> ApiError {
-    ApiError::invalid_token(
-        "invalid_api_key",
-        "this call needs a valid admin bearer key",
-    )
+    Refusal::InvalidApiKey.into()
 }
 
 fn require_server_admin(req: &HttpRequest, admin: &AdminToken) -> Result<(), ApiError> {
     let Some(token) = &admin.token else {
-        return Err(ApiError::invalid_token(
-            "admin_api_disabled",
-            "the server-wide admin API is off: start the registry with --admin-token",
-        ));
+        return Err(Refusal::AdminApiDisabled.into());
     };
     let ok = presented(req)
         .is_some_and(|k| crate::ct_eq(k.as_bytes(), token.expose_secret().as_bytes()));
@@ -223,10 +218,7 @@ async fn list_sessions(
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.id.clone()))
         .flatten();
-    let sessions: Vec<SessionView> = rows
-        .iter()
-        .map(|r| SessionView::from_record(r, None))
-        .collect();
+    let sessions: Vec<SessionView> = rows.iter().map(|r| session_view(r, None)).collect();
     Ok(HttpResponse::Ok().json(json!({"sessions": sessions, "next": next})))
 }
 

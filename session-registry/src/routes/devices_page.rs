@@ -20,11 +20,13 @@ use serde_json::Value;
 
 use crate::config::WebClientConfig;
 use crate::error::ApiError;
+use crate::refusal::Refusal;
 use crate::service::{
     CreateSessionRequest, DeviceRequest, ReauthenticateRequest, Registry, RevokeRequest,
-    SessionView,
+    RevokeScope, SessionView,
 };
 use crate::token::hash_hex;
+use registry_api::Credential;
 
 const SESSION_COOKIE: &str = "lanyard_session";
 const LOGIN_COOKIE: &str = "lanyard_login";
@@ -399,12 +401,9 @@ pub async fn callback(
         .verifier
         .verify_id_token(id_token, &tenant)
         .await
-        .map_err(|e| ApiError::invalid_token("invalid_id_token", e.to_string()))?;
+        .map_err(Refusal::from)?;
     if claims.get("nonce").and_then(Value::as_str) != Some(pending.nonce.as_str()) {
-        return Err(ApiError::invalid_token(
-            "invalid_id_token",
-            "nonce does not match this sign-in",
-        ));
+        return Err(Refusal::id_token("nonce", "nonce does not match this sign-in").into());
     }
     if let Some(then) = pending.then {
         return finish_step_up(&reg, &tenant.slug, id_token, then).await;
@@ -412,7 +411,7 @@ pub async fn callback(
     let created = reg
         .create_session(
             CreateSessionRequest {
-                id_token: id_token.to_owned(),
+                id_token: Credential::new(id_token),
                 device: DeviceRequest {
                     id: format!("web-{}", &random()[..12]),
                     name: "Web browser".into(),
@@ -424,7 +423,10 @@ pub async fn callback(
             &super::ctx(&req),
         )
         .await?;
-    let token = created.session_token.unwrap_or_default();
+    let token = created
+        .session_token
+        .map(|t| t.expose().to_owned())
+        .unwrap_or_default();
     let mut res = HttpResponse::SeeOther()
         .insert_header((header::LOCATION, format!("/devices/{}", tenant.slug)))
         .finish();
@@ -451,7 +453,7 @@ async fn finish_step_up(
     reg.reauthenticate(
         &caller,
         ReauthenticateRequest {
-            id_token: id_token.to_owned(),
+            id_token: Credential::new(id_token),
         },
     )
     .await?;
@@ -512,7 +514,7 @@ pub async fn revoke(
         },
         (None, Some("others")) => RevokeRequest {
             session_id: None,
-            scope: Some("others".into()),
+            scope: Some(RevokeScope::Others),
         },
         _ => {
             return Err(ApiError::bad_request(

@@ -12,6 +12,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest};
 
 use crate::error::ApiError;
+use crate::refusal::Refusal;
 use crate::service::RequestCtx;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -48,12 +49,7 @@ pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::invalid_token(
-                "missing_token",
-                "send 'Authorization: Bearer <session token or session JWT>'",
-            )
-        })
+        .ok_or_else(|| ApiError::from(Refusal::MissingToken))
 }
 
 /// Where a request came from: the peer's address, or, when the peer is one of the registry's

@@ -1,13 +1,13 @@
 //! The session API.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use registry_api::{AuthenticateResponse, RevokeResponse, SessionList};
 
 use super::{bearer, ctx};
 use crate::error::ApiError;
 use crate::service::{
     AuthenticateRequest, CreateSessionRequest, ReauthenticateRequest, Registry, RevokeRequest,
-    SessionResponse, SessionView,
+    SessionResponse,
 };
 
 /// Trade an ID token from the tenant's IdP for a device session.
@@ -26,7 +26,7 @@ pub async fn create(
 
 /// Check a session (heartbeat) or extend it; returns a fresh session JWT.
 #[utoipa::path(post, path = "/v1/sessions/authenticate", request_body = AuthenticateRequest,
-    responses((status = 200, body = SessionResponse), (status = 400), (status = 401), (status = 429)))]
+    responses((status = 200, body = AuthenticateResponse), (status = 400), (status = 401), (status = 429)))]
 pub async fn authenticate(
     reg: web::Data<Registry>,
     req: HttpRequest,
@@ -39,16 +39,18 @@ pub async fn authenticate(
 }
 
 /// Every live session of the caller's account, across devices; the caller's marked `current`.
-#[utoipa::path(get, path = "/v1/sessions", responses((status = 200, body = [SessionView]), (status = 401)),
+#[utoipa::path(get, path = "/v1/sessions", responses((status = 200, body = SessionList), (status = 401)),
     security(("bearer" = [])))]
 pub async fn list(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let caller = reg.resolve(bearer(&req)?, &ctx(&req)).await?;
-    Ok(HttpResponse::Ok().json(json!({"sessions": reg.list(&caller).await?})))
+    Ok(HttpResponse::Ok().json(SessionList {
+        sessions: reg.list(&caller).await?,
+    }))
 }
 
 /// Revoke one session of the caller's account, or `current`, `others` or `all`.
 #[utoipa::path(post, path = "/v1/sessions/revoke", request_body = RevokeRequest,
-    responses((status = 200), (status = 400), (status = 401), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = RevokeResponse), (status = 400), (status = 401), (status = 404)), security(("bearer" = [])))]
 pub async fn revoke(
     reg: web::Data<Registry>,
     req: HttpRequest,
@@ -56,7 +58,7 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let caller = reg.resolve(bearer(&req)?, &ctx(&req)).await?;
     let revoked = reg.revoke(&caller, body.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(json!({"revoked": revoked})))
+    Ok(HttpResponse::Ok().json(RevokeResponse { revoked }))
 }
 
 /// Record a fresh sign-in at the IdP on the caller's session (step-up, RFC 9470): the answer to

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::{bearer, ctx};
 use crate::error::ApiError;
 use crate::service::{Registry, SessionResponse};
-use crate::upgrade::UpgradeSessionRequest;
+use registry_api::UpgradeSessionRequest;
 
 /// Upgrade the caller's guest account: a fresh ID token of the same subject, no longer a guest,
 /// marks the account registered; answers a new session JWT for the same session.

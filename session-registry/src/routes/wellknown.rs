@@ -25,15 +25,24 @@ use crate::service::Registry;
         super::backchannel::logout
     ),
     components(schemas(
-        crate::service::CreateSessionRequest,
-        crate::service::DeviceRequest,
-        crate::service::AuthenticateRequest,
-        crate::service::RevokeRequest,
-        crate::service::ReauthenticateRequest,
-        crate::upgrade::UpgradeSessionRequest,
-        crate::service::SessionResponse,
-        crate::service::SessionView,
-        crate::service::DeviceView
+        registry_api::CreateSessionRequest,
+        registry_api::DeviceRequest,
+        registry_api::AuthenticateRequest,
+        registry_api::AuthenticateResponse,
+        registry_api::JwtSessionView,
+        registry_api::RevokeRequest,
+        registry_api::RevokeScope,
+        registry_api::RevokeResponse,
+        registry_api::ReauthenticateRequest,
+        registry_api::UpgradeSessionRequest,
+        registry_api::SessionResponse,
+        registry_api::SessionList,
+        registry_api::SessionView,
+        registry_api::DeviceView,
+        registry_api::EventData,
+        registry_api::EventKind,
+        registry_api::ErrorBody,
+        registry_api::Credential
     ))
 )]
 pub struct ApiDoc;

@@ -285,6 +285,11 @@ async fn hostile_issuer(answer: &'static [u8]) -> String {
     format!("http://{addr}/t")
 }
 
+fn registry_now(reg: &TestRegistry) -> i64 {
+    use lanyard_clock::Clock;
+    reg.clock.now().unix_timestamp()
+}
+
 #[tokio::test]
 async fn an_issuers_answers_are_bounded_and_never_echoed() {
     let idp = TestIdp::spawn().await;
@@ -318,8 +323,8 @@ async fn an_issuers_answers_are_bounded_and_never_echoed() {
             &idp,
             "acme",
             &json!({"iss": issuer, "aud": "lanyard-cli", "sub": "s",
-                    "iat": time::OffsetDateTime::now_utc().unix_timestamp(),
-                    "exp": time::OffsetDateTime::now_utc().unix_timestamp() + 600}),
+                    "iat": registry_now(&reg),
+                    "exp": registry_now(&reg) + 600}),
             None,
         );
         let (status, body) = reg.create(&token, "laptop").await;

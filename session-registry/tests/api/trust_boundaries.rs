@@ -7,8 +7,10 @@ use test_harness::TestIdp;
 
 use crate::helpers::*;
 
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+/// The registry's time: what it checks `iat` and `exp` against.
+fn now_at(reg: &TestRegistry) -> i64 {
+    use lanyard_clock::Clock;
+    reg.clock.now_at(&reg).unix_timestamp()
 }
 
 async fn created_sessions(reg: &TestRegistry) -> usize {
@@ -27,7 +29,7 @@ async fn an_access_token_or_a_logout_token_does_not_open_a_session() {
         "acme",
         &json!({
             "iss": idp.issuer("acme"), "aud": "lanyard-cli", "sub": id_claims["sub"],
-            "iat": now(), "exp": now() + 120, "jti": "j1",
+            "iat": now_at(&reg), "exp": now_at(&reg) + 120, "jti": "j1",
             "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
         }),
         Some("logout+jwt"),
@@ -37,7 +39,7 @@ async fn an_access_token_or_a_logout_token_does_not_open_a_session() {
         "acme",
         &json!({
             "iss": idp.issuer("acme"), "aud": "lanyard-cli", "sub": id_claims["sub"],
-            "iat": now(), "exp": now() + 600,
+            "iat": now_at(&reg), "exp": now_at(&reg) + 600,
             "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
         }),
         None,
@@ -46,7 +48,7 @@ async fn an_access_token_or_a_logout_token_does_not_open_a_session() {
         &idp,
         "acme",
         &json!({"iss": idp.issuer("acme"), "aud": "lanyard-cli", "sub": id_claims["sub"],
-                "iat": now(), "exp": now() + 600}),
+                "iat": now_at(&reg), "exp": now_at(&reg) + 600}),
         Some("JOSE"),
     );
     for (what, token, reason) in [
@@ -85,11 +87,19 @@ async fn an_id_token_without_exp_or_iat_or_older_than_ten_minutes_is_refused() {
         sign_as_idp(&idp, "acme", &claims, Some("JWT"))
     };
     for (what, token, reason) in [
-        ("no exp", with(json!({"iat": now()})), "missing_claim"),
-        ("no iat", with(json!({"exp": now() + 600})), "missing_claim"),
+        (
+            "no exp",
+            with(json!({"iat": now_at(&reg)})),
+            "missing_claim",
+        ),
+        (
+            "no iat",
+            with(json!({"exp": now_at(&reg) + 600})),
+            "missing_claim",
+        ),
         (
             "iat 11 minutes ago",
-            with(json!({"iat": now() - 660, "exp": now() + 600})),
+            with(json!({"iat": now_at(&reg) - 660, "exp": now_at(&reg) + 600})),
             "too_old",
         ),
     ] {
@@ -99,7 +109,10 @@ async fn an_id_token_without_exp_or_iat_or_older_than_ten_minutes_is_refused() {
     }
     // A fresh, typed, complete ID token is the control.
     let (status, body) = reg
-        .create(&with(json!({"iat": now(), "exp": now() + 600})), "laptop")
+        .create(
+            &with(json!({"iat": now_at(&reg), "exp": now_at(&reg) + 600})),
+            "laptop",
+        )
         .await;
     assert_eq!(status, 201, "{body}");
 }
@@ -301,10 +314,17 @@ async fn a_reauthentication_from_another_tenant_is_refused() {
 }
 
 /// A logout token of acme's IdP for `sub` with `claims` merged in, typed `typ`.
-fn logout_token(idp: &TestIdp, sub: &Value, extra: Value, typ: Option<&str>) -> String {
+fn logout_token(
+    idp: &TestIdp,
+    reg: &TestRegistry,
+    sub: &Value,
+    extra: Value,
+    typ: Option<&str>,
+) -> String {
+    let now = now_at(reg);
     let mut claims = json!({
         "iss": idp.issuer("acme"), "aud": "lanyard-registry", "sub": sub,
-        "iat": now(), "exp": now() + 120, "jti": mock_idp::random::id(),
+        "iat": now, "exp": now + 120, "jti": mock_idp::random::id(),
         "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
     });
     for (k, v) in extra.as_object().unwrap() {
@@ -340,19 +360,25 @@ async fn a_logout_token_must_be_typed_fresh_and_expiring() {
     for (what, token) in [
         (
             "typed JWT",
-            logout_token(&idp, &sub, json!({}), Some("JWT")),
+            logout_token(&idp, &reg, &sub, json!({}), Some("JWT")),
         ),
         (
             "typed at+jwt",
-            logout_token(&idp, &sub, json!({}), Some("at+jwt")),
+            logout_token(&idp, &reg, &sub, json!({}), Some("at+jwt")),
         ),
         (
             "without exp",
-            logout_token(&idp, &sub, json!({"exp": null}), Some("logout+jwt")),
+            logout_token(&idp, &reg, &sub, json!({"exp": null}), Some("logout+jwt")),
         ),
         (
             "issued three minutes ago",
-            logout_token(&idp, &sub, json!({"iat": now() - 180}), Some("logout+jwt")),
+            logout_token(
+                &idp,
+                &reg,
+                &sub,
+                json!({"iat": now_at(&reg) - 180}),
+                Some("logout+jwt"),
+            ),
         ),
     ] {
         let (status, body) = post_logout(&reg, &token).await;
@@ -364,7 +390,7 @@ async fn a_logout_token_must_be_typed_fresh_and_expiring() {
         "alice is untouched"
     );
     // The control: typed logout+jwt (or untyped), fresh, with exp.
-    let (status, body) = post_logout(&reg, &logout_token(&idp, &sub, json!({}), None)).await;
+    let (status, body) = post_logout(&reg, &logout_token(&idp, &reg, &sub, json!({}), None)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(reg.get("/v1/sessions", &alice).await.0, 401);
 }
@@ -376,7 +402,7 @@ async fn a_logout_token_replayed_to_another_registry_process_is_refused() {
     let b = a.spawn_sibling(&idp).await;
     let (_, created) = a.device(&idp, "acme", "alice", "laptop").await;
     let sub = created["session"]["subject"].clone();
-    let token = logout_token(&idp, &sub, json!({}), Some("logout+jwt"));
+    let token = logout_token(&idp, &a, &sub, json!({}), Some("logout+jwt"));
     assert_eq!(post_logout(&a, &token).await.0, 200);
     // alice signs in again; the replayed token must not end her new session.
     let (again, _) = b.device(&idp, "acme", "alice", "desktop").await;
@@ -485,7 +511,7 @@ async fn a_logout_that_failed_in_the_database_is_processed_when_the_idp_redelive
     let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
     let (alice, created) = reg.device(&idp, "acme", "alice", "laptop").await;
     let sub = created["session"]["subject"].clone();
-    let token = logout_token(&idp, &sub, json!({}), Some("logout+jwt"));
+    let token = logout_token(&idp, &reg, &sub, json!({}), Some("logout+jwt"));
     // The ending of the sessions fails (the application role may not update them for now).
     as_superuser(&reg, "REVOKE UPDATE ON sessions FROM lanyard_app").await;
     let (status, body) = post_logout(&reg, &token).await;

@@ -1,0 +1,209 @@
+//! The registry's behaviour, independent of HTTP, one job a module: opening, checking and
+//! managing sessions (`sessions`), the ID-token intake rules (`intake`), back-channel and admin
+//! logout (`logout`), the failed-lookup limit (`limits`) and the tenant settings cache
+//! (`tenant_cache`). Here: the [`Registry`] they share, session JWTs, events, key rotation and
+//! garbage collection.
+
+mod intake;
+mod limits;
+mod logout;
+mod sessions;
+mod tenant_cache;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use jose_keys::{KeySet, SigningAlg};
+use lanyard_clock::SharedClock;
+use parking_lot::RwLock;
+
+use crate::error::ApiError;
+use crate::events::Hub;
+use crate::jwt::SessionClaims;
+use crate::jwt_cache::JwtCache;
+use crate::metrics::Metrics;
+use crate::oidc::OidcVerifier;
+use crate::refusal::Refusal;
+use crate::store::{EventRecord, SessionRecord, Store};
+
+pub use registry_api::{
+    AuthenticateRequest, AuthenticateResponse, CreateSessionRequest, DeviceRequest, DeviceView,
+    JwtSessionView, ReauthenticateRequest, RevokeRequest, RevokeScope, SessionResponse,
+    SessionView, DURATION_RANGE,
+};
+
+use limits::FailureLimiter;
+use tenant_cache::TenantCache;
+
+/// Session JWT lifetime.
+pub const JWT_TTL: i64 = 300;
+/// How long a rotated-out signing key stays published and accepted: the lifetime of the last JWT
+/// it signed, plus a minute for clocks that disagree.
+pub const KEY_ROTATION_GRACE: i64 = JWT_TTL + 60;
+/// A JWT-only heartbeat re-checks the database once the JWT's `lat` is this old.
+pub const JWT_RECHECK: i64 = 60;
+/// A heartbeat records activity (`last_authenticated_at`, the device's `last_seen`) only when the
+/// stored time is at least this old: checking stays a read, and the idle timeout is measured to
+/// within this much.
+pub const TOUCH_INTERVAL: i64 = 60;
+
+pub struct Registry {
+    pub store: Arc<dyn Store>,
+    pub hub: Arc<Hub>,
+    pub keys: RwLock<KeySet>,
+    pub verifier: OidcVerifier,
+    pub clock: SharedClock,
+    /// `iss` of session JWTs: the registry's public URL.
+    pub issuer: String,
+    /// Whether events arrive through Postgres NOTIFY (else they are published here).
+    pub events_via_database: bool,
+    pub metrics: Metrics,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    failures: FailureLimiter,
+    jwts: JwtCache,
+    tenants: TenantCache,
+}
+
+/// Who is calling, after their bearer credential checked out.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub tenant: String,
+    pub session: SessionRecord,
+}
+
+/// Where a request came from, for the session record and rate limiting.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCtx {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+/// What a client sees of a stored session; `current` marks the caller's own.
+pub fn session_view(r: &SessionRecord, current_id: Option<&str>) -> SessionView {
+    SessionView {
+        session_id: r.id.clone(),
+        tenant: r.tenant.clone(),
+        account_id: r.account_id.clone(),
+        subject: r.subject.clone(),
+        email: r.email.clone(),
+        is_guest: r.is_guest,
+        device: DeviceView {
+            id: r.device_id.clone(),
+            name: r.device_name.clone(),
+            platform: r.device_platform.clone(),
+            last_seen: r.device_last_seen,
+        },
+        created_at: r.created_at,
+        last_authenticated_at: r.last_authenticated_at,
+        expires_at: r.expires_at,
+        absolute_expires_at: r.absolute_expires_at,
+        revoked_at: r.revoked_at,
+        revoked_reason: r.revoked_reason.clone(),
+        auth_method: r.auth_method.clone(),
+        auth_time: r.auth_time,
+        current: current_id == Some(r.id.as_str()),
+    }
+}
+
+impl Registry {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        keys: KeySet,
+        clock: SharedClock,
+        issuer: String,
+        events_via_database: bool,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            store,
+            hub,
+            keys: RwLock::new(keys),
+            verifier: OidcVerifier::new(clock.clone()),
+            clock,
+            issuer,
+            events_via_database,
+            metrics,
+            trusted_proxies: Vec::new(),
+            failures: FailureLimiter::default(),
+            jwts: JwtCache::new(),
+            tenants: TenantCache::default(),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+
+    /// Publishes events to local subscribers when the database does not (SQLite).
+    pub(crate) fn publish(&self, events: Vec<EventRecord>) {
+        for e in events {
+            self.metrics
+                .events
+                .with_label_values(&[e.kind.as_str()])
+                .inc();
+            if e.kind == "revoked" {
+                self.hub.mark_revoked(&e.tenant, &e.session_id, e.at);
+            }
+            if !self.events_via_database {
+                self.hub.publish(e);
+            }
+        }
+    }
+
+    pub(crate) fn mint_jwt(
+        &self,
+        s: &SessionRecord,
+        now: i64,
+        lat: i64,
+    ) -> Result<String, ApiError> {
+        let claims = SessionClaims {
+            iss: self.issuer.clone(),
+            sub: s.subject.clone(),
+            tenant: s.tenant.clone(),
+            sid: s.id.clone(),
+            device_id: s.device_id.clone(),
+            is_guest: s.is_guest,
+            iat: now,
+            exp: (now + JWT_TTL).min(s.expires_at),
+            lat,
+            sexp: s.expires_at,
+        };
+        self.jwts
+            .mint(&self.keys.read(), &claims)
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    fn verify_jwt(&self, jwt: &str) -> Result<SessionClaims, ApiError> {
+        self.jwts
+            .verify(&self.keys.read(), jwt, &self.issuer, self.clock.now())
+            .map_err(|e| Refusal::InvalidSessionJwt(e.to_string()).into())
+    }
+
+    /// Rotates the session-JWT signing key: new JWTs are signed with a fresh key at once, and the
+    /// old key stays in the JWKS (and is accepted) for [`KEY_ROTATION_GRACE`], so the JWTs it
+    /// signed live out their lifetime. Returns the new key's `kid`.
+    pub fn rotate_signing_key(&self) -> Result<String, ApiError> {
+        let kid = self
+            .keys
+            .write()
+            .rotate(
+                SigningAlg::ES256,
+                self.clock.now(),
+                time::Duration::seconds(KEY_ROTATION_GRACE),
+            )
+            .map_err(|e| ApiError::Internal(format!("key rotation: {e}")))?;
+        self.jwts.clear();
+        tracing::info!(%kid, grace_secs = KEY_ROTATION_GRACE, "session-JWT signing key rotated");
+        Ok(kid)
+    }
+
+    /// Garbage collection: expired sessions now, revoked ones after the audit window.
+    pub async fn collect_garbage(&self, audit_window_secs: i64) -> Result<u64, ApiError> {
+        let now = self.now();
+        self.hub.forget_revocations_before(now - JWT_TTL - 60);
+        Ok(self.store.gc(now, now - audit_window_secs).await?)
+    }
+}

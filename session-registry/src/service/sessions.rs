@@ -1,0 +1,495 @@
+//! Sessions: opening one from an ID token, resolving a credential to its live session, the
+//! heartbeat and extension, listing, revoking (with step-up for other sessions) and
+//! re-authentication.
+
+use serde_json::Value;
+
+use super::intake::{auth_time_of, id_token_refused, looks_like_jwt, spent_id_token};
+use super::{
+    session_view, AuthenticateRequest, AuthenticateResponse, Caller, CreateSessionRequest,
+    JwtSessionView, ReauthenticateRequest, Registry, RequestCtx, RevokeRequest, RevokeScope,
+    SessionResponse, SessionView, DURATION_RANGE, JWT_RECHECK, JWT_TTL, TOUCH_INTERVAL,
+};
+use crate::error::ApiError;
+use crate::jwt::SessionClaims;
+use crate::oidc::unverified_issuer;
+use crate::refusal::Refusal;
+use crate::store::{DeviceInfo, NewSession, SessionRecord, StoreError, TenantRecord};
+use crate::token::SessionToken;
+use registry_api::Credential;
+
+/// How long a session lasts when the sign-in names no duration.
+const DEFAULT_DURATION_MINUTES: i64 = 60;
+
+/// Which credential an authenticate presented.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Token,
+    Jwt,
+}
+
+impl Via {
+    fn label(self) -> &'static str {
+        match self {
+            Via::Token => "token",
+            Via::Jwt => "jwt",
+        }
+    }
+}
+
+fn bounded(field: &'static str, v: &str, max: usize) -> Result<(), ApiError> {
+    if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("{field} must be 1-{max} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_duration(minutes: i64) -> Result<(), ApiError> {
+    if !DURATION_RANGE.contains(&minutes) {
+        return Err(ApiError::bad_request(
+            "invalid_duration",
+            "session_duration_minutes must be between 5 and 525600",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether an authentication failed because the credential matched nothing: what the
+/// failed-lookup limit counts.
+fn is_failed_lookup<T>(result: &Result<T, ApiError>) -> bool {
+    matches!(
+        result,
+        Err(ApiError::Refused(
+            Refusal::MalformedToken(_) | Refusal::SessionNotFound | Refusal::InvalidSessionJwt(_)
+        ))
+    )
+}
+
+/// An ID token spent before: refused, whichever call presented it again.
+fn already_used(e: StoreError, tenant: &str) -> ApiError {
+    match e {
+        StoreError::AlreadyUsed => {
+            tracing::warn!(tenant, "an ID token was presented a second time");
+            Refusal::id_token(
+                "already_used",
+                "this ID token was already used; sign in again",
+            )
+            .into()
+        }
+        e => e.into(),
+    }
+}
+
+impl Registry {
+    /// `POST /v1/sessions`: an ID token of the tenant's IdP opens a device session, once.
+    pub async fn create_session(
+        &self,
+        req: CreateSessionRequest,
+        ctx: &RequestCtx,
+    ) -> Result<SessionResponse, ApiError> {
+        bounded("device.id", &req.device.id, 128)?;
+        bounded("device.name", &req.device.name, 128)?;
+        bounded("device.platform", &req.device.platform, 64)?;
+        let duration = req
+            .session_duration_minutes
+            .unwrap_or(DEFAULT_DURATION_MINUTES);
+        check_duration(duration)?;
+        let id_token = req.id_token.expose();
+        let iss = unverified_issuer(id_token)
+            .ok_or_else(|| Refusal::id_token("malformed", "the ID token is not a JWT"))?;
+        let candidates: Vec<TenantRecord> = self
+            .store
+            .tenants()
+            .await?
+            .into_iter()
+            .filter(|t| t.issuer == iss && req.tenant.as_ref().is_none_or(|want| want == &t.slug))
+            .collect();
+        let tenant = match candidates.as_slice() {
+            [one] => one.clone(),
+            [] => return Err(Refusal::UntrustedIssuer.into()),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "ambiguous_tenant",
+                    "several tenants trust this issuer; name one in `tenant`",
+                ))
+            }
+        };
+        let claims = self
+            .verifier
+            .verify_id_token(id_token, &tenant)
+            .await
+            .map_err(id_token_refused)?;
+        let str_claim = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
+        let now = self.now();
+        let absolute = now + tenant.absolute_timeout_secs;
+        let token = SessionToken::generate(&tenant.slug);
+        let (record, event) = self
+            .store
+            .create_session(NewSession {
+                tenant: tenant.slug.clone(),
+                issuer: tenant.issuer.clone(),
+                subject: str_claim("sub").unwrap_or_default(),
+                email: str_claim("email"),
+                is_guest: claims
+                    .get("is_guest")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                device: DeviceInfo {
+                    id: req.device.id,
+                    name: req.device.name,
+                    platform: req.device.platform,
+                },
+                token_hash: token.hash(),
+                idp_sid: str_claim("sid"),
+                now,
+                expires_at: (now + duration * 60).min(absolute),
+                absolute_expires_at: absolute,
+                auth_method: "oidc".into(),
+                auth_time: auth_time_of(&claims, now),
+                id_token: spent_id_token(id_token, &claims, now),
+                user_agent: ctx
+                    .user_agent
+                    .clone()
+                    .map(|u| u.chars().take(256).collect()),
+                ip: ctx.ip.map(|i| i.to_string()),
+            })
+            .await
+            .map_err(|e| already_used(e, &tenant.slug))?;
+        tracing::info!(tenant = %record.tenant, account = %record.account_id, session = %record.id, "session created");
+        self.publish(vec![event]);
+        Ok(SessionResponse {
+            session_jwt: Credential::new(self.mint_jwt(&record, now, now)?),
+            session: session_view(&record, Some(&record.id)),
+            session_token: Some(Credential::new(token.expose())),
+        })
+    }
+
+    /// Checks a session row against the tenant's rules, ending it if a timeout has passed.
+    async fn check_live(
+        &self,
+        tenant: &TenantRecord,
+        s: &SessionRecord,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        if s.revoked_at.is_some() {
+            let reason = s.revoked_reason.clone().unwrap_or_else(|| "revoked".into());
+            return Err(Refusal::SessionRevoked { reason }.into());
+        }
+        let ended = if now >= s.absolute_expires_at {
+            Some(("absolute_timeout", Refusal::AbsoluteLifetimeReached))
+        } else if now >= s.expires_at {
+            Some(("expired", Refusal::SessionExpired))
+        } else if now - s.last_authenticated_at >= tenant.idle_timeout_secs {
+            Some(("idle_timeout", Refusal::SessionIdle))
+        } else {
+            None
+        };
+        if let Some((reason, refusal)) = ended {
+            let events = self
+                .store
+                .end_sessions(&tenant.slug, std::slice::from_ref(&s.id), reason, now)
+                .await?;
+            self.publish(events);
+            return Err(refusal.into());
+        }
+        Ok(())
+    }
+
+    /// The session token behind a call that manages sessions (listing, revoking, events,
+    /// upgrade, re-authentication) resolved to its live session. A session JWT is refused here:
+    /// it is handed to other APIs to prove who the user is, and must not let them sign the user
+    /// out.
+    pub async fn resolve(&self, bearer: &str, ctx: &RequestCtx) -> Result<Caller, ApiError> {
+        if !bearer.starts_with(crate::token::PREFIX) && looks_like_jwt(bearer) {
+            return Err(Refusal::SessionTokenRequired.into());
+        }
+        let now = self.now();
+        self.failures.check(ctx.ip, now)?;
+        let result = self.resolve_credential(bearer).await;
+        if is_failed_lookup(&result) {
+            self.failures.note(ctx.ip, now);
+        }
+        result
+    }
+
+    /// The live session `id` of `tenant` as a caller: for the devices page, whose sign-in
+    /// state (bound to the browser by its login cookie) names the session it acts for.
+    pub async fn caller_by_session_id(&self, tenant: &str, id: &str) -> Result<Caller, ApiError> {
+        let record = self
+            .store
+            .session(tenant, id)
+            .await?
+            .ok_or(Refusal::SessionNotFound)?;
+        let settings = self.tenants.get(self.store.as_ref(), tenant).await?;
+        self.check_live(&settings, &record, self.now()).await?;
+        Ok(Caller {
+            tenant: tenant.to_owned(),
+            session: record,
+        })
+    }
+
+    /// A session token or session JWT resolved to its live session, from the database.
+    async fn resolve_credential(&self, bearer: &str) -> Result<Caller, ApiError> {
+        let now = self.now();
+        let (tenant_slug, record) = if bearer.starts_with(crate::token::PREFIX) {
+            let token =
+                SessionToken::parse(bearer).map_err(|e| Refusal::MalformedToken(e.to_string()))?;
+            let record = self
+                .store
+                .session_by_token_hash(token.tenant(), &token.hash())
+                .await?
+                .ok_or(Refusal::SessionNotFound)?;
+            (token.tenant().to_owned(), record)
+        } else {
+            let claims = self.verify_jwt(bearer)?;
+            let record = self
+                .store
+                .session(&claims.tenant, &claims.sid)
+                .await?
+                .ok_or(Refusal::SessionNotFound)?;
+            (claims.tenant, record)
+        };
+        let tenant = self.tenants.get(self.store.as_ref(), &tenant_slug).await?;
+        self.check_live(&tenant, &record, now).await?;
+        Ok(Caller {
+            tenant: tenant_slug,
+            session: record,
+        })
+    }
+
+    /// `POST /v1/sessions/authenticate`: without a duration only checks (the heartbeat never
+    /// extends); with one, extends to now + duration, capped by the absolute lifetime.
+    pub async fn authenticate(
+        &self,
+        req: AuthenticateRequest,
+        ctx: &RequestCtx,
+    ) -> Result<AuthenticateResponse, ApiError> {
+        if let Some(d) = req.session_duration_minutes {
+            check_duration(d)?;
+        }
+        let (credential, via) = match (&req.session_token, &req.session_jwt) {
+            (Some(t), None) => (t.expose(), Via::Token),
+            (None, Some(j)) => (j.expose(), Via::Jwt),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "send exactly one of session_token and session_jwt",
+                ))
+            }
+        };
+        let now = self.now();
+        self.failures.check(ctx.ip, now)?;
+        let result = self
+            .authenticate_credential(credential, via, req.session_duration_minutes)
+            .await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(ApiError::Refused(r)) => r.code(),
+            Err(_) => "error",
+        };
+        self.metrics
+            .authenticate
+            .with_label_values(&[via.label(), outcome])
+            .inc();
+        if is_failed_lookup(&result) {
+            self.failures.note(ctx.ip, now);
+        }
+        result
+    }
+
+    async fn authenticate_credential(
+        &self,
+        credential: &str,
+        via: Via,
+        duration: Option<i64>,
+    ) -> Result<AuthenticateResponse, ApiError> {
+        let now = self.now();
+        // The JWT fast path: signature, expiry and the pushed revocation set, no database. It
+        // answers only what the JWT says.
+        if via == Via::Jwt && duration.is_none() {
+            let claims = self.verify_jwt(credential)?;
+            if self.hub.is_revoked(&claims.tenant, &claims.sid) {
+                return Err(Refusal::SessionRevoked {
+                    reason: "revoked".into(),
+                }
+                .into());
+            }
+            if now - claims.lat < JWT_RECHECK {
+                let fresh = SessionClaims {
+                    iat: now,
+                    exp: (now + JWT_TTL).min(claims.sexp),
+                    ..claims.clone()
+                };
+                let session_jwt = self
+                    .jwts
+                    .mint(&self.keys.read(), &fresh)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                return Ok(AuthenticateResponse::FromJwt {
+                    session: JwtSessionView {
+                        session_id: claims.sid,
+                        tenant: claims.tenant,
+                        subject: claims.sub,
+                        is_guest: claims.is_guest,
+                        device_id: claims.device_id,
+                        last_authenticated_at: claims.lat,
+                        expires_at: claims.sexp,
+                    },
+                    session_jwt: Credential::new(session_jwt),
+                });
+            }
+        }
+        let caller = self.resolve_credential(credential).await?;
+        let new_expiry = duration.map(|m| (now + m * 60).min(caller.session.absolute_expires_at));
+        // A plain check writes only when the recorded activity is older than TOUCH_INTERVAL.
+        if new_expiry.is_some() || now - caller.session.last_authenticated_at >= TOUCH_INTERVAL {
+            let event = self
+                .store
+                .touch(&caller.tenant, &caller.session.id, now, new_expiry)
+                .await?;
+            self.publish(event.into_iter().collect());
+        }
+        let mut record = caller.session;
+        record.last_authenticated_at = now;
+        if let Some(e) = new_expiry {
+            record.expires_at = e;
+        }
+        Ok(AuthenticateResponse::Session(Box::new(SessionResponse {
+            session_jwt: Credential::new(self.mint_jwt(&record, now, now)?),
+            session: session_view(&record, Some(&record.id)),
+            session_token: None,
+        })))
+    }
+
+    /// `GET /v1/sessions`: every live session of the caller's account, across devices.
+    pub async fn list(&self, caller: &Caller) -> Result<Vec<SessionView>, ApiError> {
+        let now = self.now();
+        let records = self
+            .store
+            .account_sessions(&caller.tenant, &caller.session.account_id)
+            .await?;
+        Ok(records
+            .iter()
+            .filter(|r| r.revoked_at.is_none() && r.expires_at > now && r.absolute_expires_at > now)
+            .map(|r| session_view(r, Some(&caller.session.id)))
+            .collect())
+    }
+
+    /// `POST /v1/sessions/revoke`: one session of the caller's account, or a scope. Ending any
+    /// session but the caller's own needs a recent sign-in (step-up, RFC 9470), so a stolen
+    /// credential cannot sign its owner out everywhere.
+    pub async fn revoke(
+        &self,
+        caller: &Caller,
+        req: RevokeRequest,
+    ) -> Result<Vec<String>, ApiError> {
+        let now = self.now();
+        let sessions = self
+            .store
+            .account_sessions(&caller.tenant, &caller.session.account_id)
+            .await?;
+        let own = caller.session.id.as_str();
+        let live = sessions.iter().filter(|s| s.revoked_at.is_none());
+        let ids: Vec<String> = match (req.session_id.as_deref(), req.scope) {
+            (Some(id), None) => {
+                if !sessions.iter().any(|s| s.id == id) {
+                    return Err(ApiError::NotFound(
+                        "no session with this id in your account".into(),
+                    ));
+                }
+                vec![id.to_owned()]
+            }
+            (None, Some(RevokeScope::Current)) => vec![own.to_owned()],
+            (None, Some(RevokeScope::Others)) => {
+                live.filter(|s| s.id != own).map(|s| s.id.clone()).collect()
+            }
+            (None, Some(RevokeScope::All)) => live.map(|s| s.id.clone()).collect(),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "send exactly one of session_id and scope",
+                ))
+            }
+        };
+        let only_own =
+            req.scope == Some(RevokeScope::Current) || req.session_id.as_deref() == Some(own);
+        if !only_own {
+            let tenant = self
+                .tenants
+                .get(self.store.as_ref(), &caller.tenant)
+                .await?;
+            if now - caller.session.auth_time > tenant.max_auth_age_secs {
+                tracing::info!(tenant = %caller.tenant, account = %caller.session.account_id, session = %own, "revoke of other sessions needs a fresh sign-in");
+                return Err(ApiError::InsufficientUserAuthentication {
+                    max_age: tenant.max_auth_age_secs,
+                });
+            }
+        }
+        let events = self
+            .store
+            .end_sessions(&caller.tenant, &ids, "revoked_by_user", now)
+            .await?;
+        let revoked: Vec<String> = events.iter().map(|e| e.session_id.clone()).collect();
+        tracing::info!(tenant = %caller.tenant, account = %caller.session.account_id, count = revoked.len(), "sessions revoked by user");
+        self.publish(events);
+        Ok(revoked)
+    }
+
+    /// `POST /v1/sessions/reauthenticate`: a fresh ID token of the caller's person (same tenant,
+    /// same subject, the intake rules of [`Registry::create_session`], single use) records a new
+    /// `auth_time` on the caller's session. The sign-in must itself be recent enough to meet the
+    /// step-up rule.
+    pub async fn reauthenticate(
+        &self,
+        caller: &Caller,
+        req: ReauthenticateRequest,
+    ) -> Result<SessionResponse, ApiError> {
+        let tenant = self
+            .tenants
+            .get(self.store.as_ref(), &caller.tenant)
+            .await?;
+        let id_token = req.id_token.expose();
+        let claims = self
+            .verifier
+            .verify_id_token(id_token, &tenant)
+            .await
+            .map_err(id_token_refused)?;
+        let now = self.now();
+        if claims.get("sub").and_then(Value::as_str) != Some(caller.session.subject.as_str()) {
+            tracing::warn!(tenant = %caller.tenant, account = %caller.session.account_id, "re-authentication with another person's ID token");
+            return Err(Refusal::id_token(
+                "subject_mismatch",
+                "this ID token is another person's; sign in as the session's own user",
+            )
+            .into());
+        }
+        let auth_time = auth_time_of(&claims, now);
+        if now - auth_time > tenant.max_auth_age_secs {
+            return Err(Refusal::id_token(
+                "sign_in_too_old",
+                format!(
+                    "this ID token's sign-in is older than {} s; sign in again with max_age=0",
+                    tenant.max_auth_age_secs
+                ),
+            )
+            .into());
+        }
+        let spent = spent_id_token(id_token, &claims, now);
+        let record = self
+            .store
+            .reauthenticate(&caller.tenant, &caller.session.id, auth_time, &spent)
+            .await
+            .map_err(|e| already_used(e, &caller.tenant))?
+            .ok_or_else(|| Refusal::SessionRevoked {
+                reason: "ended".into(),
+            })?;
+        tracing::info!(tenant = %record.tenant, account = %record.account_id, session = %record.id, "session re-authenticated");
+        Ok(SessionResponse {
+            session_jwt: Credential::new(self.mint_jwt(&record, now, now)?),
+            session: session_view(&record, Some(&record.id)),
+            session_token: None,
+        })
+    }
+}
