@@ -71,6 +71,19 @@ fn derived_subject(tenant: &TenantId, username: &Username) -> String {
     URL_SAFE_NO_PAD.encode(&digest[..18])
 }
 
+/// The user `user` (looked up by the name a person typed) if `password` is theirs. Runs Argon2
+/// even for an unknown user, so timing does not reveal which usernames exist.
+pub fn verify_sign_in(user: Option<User>, password: &SecretString) -> Option<User> {
+    match user {
+        Some(u) if u.verify_password(password.expose_secret()) => Some(u),
+        Some(_) => None,
+        None => {
+            let _ = hash_password(password);
+            None
+        }
+    }
+}
+
 impl User {
     pub fn from_config(tenant: &TenantId, cfg: &UserConfig) -> Result<Self, DirectoryError> {
         Ok(Self {

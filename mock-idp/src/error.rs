@@ -7,6 +7,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::grants::{CodeRefusal, DevicePollRefusal, RefreshRefusal};
+use crate::issue::IssueError;
+
 /// RFC 6749 §5.2 / RFC 6750 / RFC 8628 error codes, plus the few the admin API needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -175,4 +178,57 @@ pub fn payload_error(err: impl std::fmt::Display, too_large: bool) -> actix_web:
         OAuthError::invalid_request(format!("malformed request: {err}"))
     };
     e.into()
+}
+
+// The refusals of the grant store and of minting, as the token endpoint answers them.
+
+impl From<IssueError> for OAuthError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::UserGone => Self::invalid_grant(e.to_string()),
+            IssueError::NoAccessTokenKey | IssueError::NoIdTokenKey(_) | IssueError::Signing(_) => {
+                Self::server_error(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<CodeRefusal> for OAuthError {
+    fn from(e: CodeRefusal) -> Self {
+        match e {
+            CodeRefusal::Issue(e) => e.into(),
+            CodeRefusal::Unknown
+            | CodeRefusal::Replayed { .. }
+            | CodeRefusal::Burned
+            | CodeRefusal::Rejected { .. } => Self::invalid_grant(e.to_string()),
+        }
+    }
+}
+
+impl From<RefreshRefusal> for OAuthError {
+    fn from(e: RefreshRefusal) -> Self {
+        match e {
+            RefreshRefusal::Issue(e) => e.into(),
+            RefreshRefusal::ScopeExceeds => Self::new(ErrorCode::InvalidScope, e.to_string()),
+            RefreshRefusal::Unknown
+            | RefreshRefusal::OtherClient
+            | RefreshRefusal::Revoked
+            | RefreshRefusal::Expired
+            | RefreshRefusal::Reused { .. } => Self::invalid_grant(e.to_string()),
+        }
+    }
+}
+
+impl From<DevicePollRefusal> for OAuthError {
+    fn from(e: DevicePollRefusal) -> Self {
+        let code = match e {
+            DevicePollRefusal::Issue(e) => return e.into(),
+            DevicePollRefusal::Unknown | DevicePollRefusal::OtherClient => ErrorCode::InvalidGrant,
+            DevicePollRefusal::Expired => ErrorCode::ExpiredToken,
+            DevicePollRefusal::SlowDown { .. } => ErrorCode::SlowDown,
+            DevicePollRefusal::Pending => ErrorCode::AuthorizationPending,
+            DevicePollRefusal::Denied => ErrorCode::AccessDenied,
+        };
+        Self::new(code, e.to_string())
+    }
 }

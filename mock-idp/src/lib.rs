@@ -16,7 +16,10 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod authorization_request;
 mod backchannel;
+pub mod browser_session;
+pub mod client_auth;
 /// The injectable clock (shared with the registry).
 pub use lanyard_clock as clock;
 pub mod config;
@@ -26,6 +29,7 @@ pub mod faults;
 pub mod grants;
 pub mod guest_quota;
 pub mod ids;
+pub mod issue;
 pub mod jwt;
 /// Signing keys (shared with the registry).
 pub use jose_keys as keys;
@@ -36,10 +40,12 @@ pub mod random;
 pub mod redirect_uri;
 mod routes;
 pub mod scope;
+pub mod sign_out;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod tenant;
+pub mod token_exchange;
 pub mod token_request;
 
 pub use config::{IdpConfig, Settings};

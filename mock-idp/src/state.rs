@@ -106,7 +106,7 @@ impl IdpState {
     pub fn sweep(&self) {
         for tenant in self.tenants() {
             let now = tenant.now();
-            tenant.grants.lock().sweep(now);
+            tenant.grants.sweep(now);
             tenant.guest_rate.lock().sweep(now);
         }
     }

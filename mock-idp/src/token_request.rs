@@ -2,45 +2,12 @@
 //! one grant. Parse, don't validate: after this, handlers only check values against state.
 //! This is the function the fuzz target and the property tests drive.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use secrecy::SecretString;
-use url::form_urlencoded;
 
+pub use crate::client_auth::ClientAuth;
 use crate::error::OAuthError;
 use crate::params::Params;
 use crate::scope::Scope;
-
-/// How the client identified itself.
-#[derive(Debug)]
-pub enum ClientAuth {
-    /// HTTP Basic (client_secret_basic).
-    Basic {
-        client_id: String,
-        secret: SecretString,
-    },
-    /// `client_secret` in the body (client_secret_post).
-    Post {
-        client_id: String,
-        secret: SecretString,
-    },
-    /// A public client: `client_id` only.
-    Public { client_id: String },
-}
-
-impl ClientAuth {
-    pub fn client_id(&self) -> &str {
-        match self {
-            ClientAuth::Basic { client_id, .. }
-            | ClientAuth::Post { client_id, .. }
-            | ClientAuth::Public { client_id } => client_id,
-        }
-    }
-
-    pub fn via_basic(&self) -> bool {
-        matches!(self, ClientAuth::Basic { .. })
-    }
-}
 
 #[derive(Debug)]
 pub enum Grant {
@@ -79,66 +46,6 @@ pub struct TokenRequest {
 }
 
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
-
-/// Reads client authentication from an `Authorization` header and/or the body (RFC 6749 §2.3).
-pub fn client_auth(params: &Params, authorization: Option<&str>) -> Result<ClientAuth, OAuthError> {
-    let body_id = params.get("client_id");
-    let body_secret = params.get("client_secret");
-    if let Some(header) = authorization {
-        let Some(b64) = header.strip_prefix("Basic ") else {
-            return Err(OAuthError::invalid_client(
-                "only HTTP Basic client authentication is supported in the Authorization header",
-                true,
-            ));
-        };
-        let decoded = STANDARD
-            .decode(b64.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| {
-                OAuthError::invalid_client("the Basic credentials are not valid base64 UTF-8", true)
-            })?;
-        let (id, secret) = decoded
-            .split_once(':')
-            .ok_or_else(|| OAuthError::invalid_client("the Basic credentials lack a ':'", true))?;
-        // RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
-        let decode = |s: &str| -> String {
-            form_urlencoded::parse(format!("x={s}").as_bytes())
-                .map(|(_, v)| v.into_owned())
-                .next()
-                .unwrap_or_default()
-        };
-        let (id, secret) = (decode(id), decode(secret));
-        if body_secret.is_some() {
-            return Err(OAuthError::invalid_request(
-                "use one client authentication method, not Basic and client_secret together",
-            ));
-        }
-        if body_id.is_some_and(|b| b != id) {
-            return Err(OAuthError::invalid_request(
-                "client_id in the body differs from the Basic credentials",
-            ));
-        }
-        if id.is_empty() {
-            return Err(OAuthError::invalid_client(
-                "the Basic credentials have an empty client_id",
-                true,
-            ));
-        }
-        return Ok(ClientAuth::Basic {
-            client_id: id,
-            secret: SecretString::from(secret),
-        });
-    }
-    match (body_id, body_secret) {
-        (Some(id), Some(secret)) => Ok(ClientAuth::Post {
-            client_id: id.to_owned(),
-            secret: SecretString::from(secret.to_owned()),
-        }),
-        (Some(id), None) => Ok(ClientAuth::Public { client_id: id.to_owned() }),
-        (None, _) => Err(OAuthError::invalid_client("client authentication is required: send client_id (public clients) or HTTP Basic credentials", false)),
-    }
-}
 
 fn scope(params: &Params) -> Result<Option<Scope>, OAuthError> {
     params
@@ -190,13 +97,15 @@ pub fn parse(body: &[u8], authorization: Option<&str>) -> Result<TokenRequest, O
             ))
         }
     };
-    let client = client_auth(&params, authorization)?;
+    let client = ClientAuth::parse(&params, authorization)?;
     Ok(TokenRequest { client, grant })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
     use proptest::prelude::*;
 
     #[test]

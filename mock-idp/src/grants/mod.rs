@@ -1,18 +1,45 @@
 //! The mutable grant state of one tenant: pending authorization requests, codes, refresh-token
 //! families, access tokens, IdP sessions and device grants. Secrets are keyed by their SHA-256
-//! fingerprint, never by value. Everything here sits behind the tenant's one mutex, so each
-//! operation (redeem, rotate, revoke a family) is atomic.
+//! fingerprint, never by value.
+//!
+//! [`GrantStore`] is the only way in, and the only place that takes the lock: every operation
+//! (redeem a code, rotate a refresh token, approve a device, end a session…) is one method that
+//! locks once, so it is atomic, and answers with what to issue or a typed refusal. The maps and
+//! the records in them are private to this module; handlers never see them. One submodule per
+//! kind of grant: [`codes`] (pending requests and codes), [`tokens`] (access tokens, refresh
+//! families), [`sessions`] (IdP sessions), [`devices`] (device grants).
+//!
+//! Operations that issue tokens take a [`Mint`] and call it under the lock (the tenant reads its
+//! directory, keys and faults there: lock order is grants, then those), and hand back an
+//! [`Unsigned`](crate::issue::Unsigned) response for the caller to sign after the lock; a signing
+//! failure goes back to the store, which takes the registered tokens back.
+
+mod codes;
+mod devices;
+mod sessions;
+mod tokens;
 
 use std::collections::{BTreeSet, HashMap};
 
+use parking_lot::{Mutex, MutexGuard};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
+use tokio::sync::Notify;
 
 use crate::ids::ClientId;
+use crate::issue::{Issue, Minted, Unsigned};
 use crate::pkce::CodeChallenge;
+use crate::random;
 use crate::scope::Scope;
 
-/// A validated authorization request waiting for the user to sign in.
+pub use codes::{CodePresentation, CodeRefusal, CodeRejection};
+pub use devices::{Approver, DeviceDecisionRefusal, DevicePollRefusal, StartedDevice};
+pub use tokens::{
+    AccessGrant, AccessRefusal, RefreshIntrospection, RefreshRefusal, Revocation, Rotate,
+};
+
+/// A validated authorization request waiting for the user to sign in. A value the front channel
+/// builds (`authorization_request.rs`); the store only keeps it.
 #[derive(Debug, Clone)]
 pub struct AuthRequest {
     pub client_id: ClientId,
@@ -27,8 +54,18 @@ pub struct AuthRequest {
     pub expires_at: OffsetDateTime,
 }
 
+/// An IdP session. Handed out as a snapshot (a clone): changing one changes nothing stored.
+#[derive(Debug, Clone)]
+pub struct IdpSession {
+    pub sid: String,
+    pub sub: String,
+    pub auth_time: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub clients: BTreeSet<ClientId>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CodeState {
+enum CodeState {
     Fresh,
     /// Redeemed once; a replay revokes this family.
     Redeemed {
@@ -40,68 +77,59 @@ pub enum CodeState {
 }
 
 #[derive(Debug, Clone)]
-pub struct CodeRecord {
-    pub request: AuthRequest,
-    pub sub: String,
-    pub sid: String,
-    pub auth_time: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
-    pub state: CodeState,
+struct CodeRecord {
+    request: AuthRequest,
+    sub: String,
+    sid: String,
+    auth_time: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    state: CodeState,
 }
 
 /// A refresh-token family: every RT rotated from one grant, and the ATs issued with them.
 #[derive(Debug, Clone)]
-pub struct Family {
-    pub client_id: ClientId,
-    pub sub: String,
-    pub sid: Option<String>,
-    pub scope: Scope,
-    pub auth_time: OffsetDateTime,
-    pub revoked: bool,
-    pub access_jtis: Vec<String>,
-    pub refresh_fps: Vec<String>,
+struct Family {
+    client_id: ClientId,
+    sub: String,
+    sid: Option<String>,
+    scope: Scope,
+    auth_time: OffsetDateTime,
+    revoked: bool,
+    access_jtis: Vec<String>,
+    refresh_fps: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
-pub struct RefreshRecord {
-    pub family: String,
-    pub expires_at: OffsetDateTime,
-    pub used_at: Option<OffsetDateTime>,
+struct RefreshRecord {
+    family: String,
+    expires_at: OffsetDateTime,
+    used_at: Option<OffsetDateTime>,
     /// What this token was rotated into, for the reuse grace window.
-    pub child: Option<Rotation>,
+    child: Option<Rotation>,
 }
 
 /// A refresh token's successor and the response that carried it.
 #[derive(Debug, Clone)]
-pub struct Rotation {
+struct Rotation {
     /// Fingerprint of the child refresh token.
-    pub child_fp: String,
+    child_fp: String,
     /// The token response; `None` while its JWTs are being signed, outside the grants lock, and
     /// for good if the client has no reuse grace window (nothing would ever read it).
-    pub response: Option<Value>,
+    response: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
-pub struct AccessRecord {
-    pub family: Option<String>,
-    pub client_id: ClientId,
-    pub sub: String,
-    pub scope: Scope,
-    pub expires_at: OffsetDateTime,
-    pub revoked: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct IdpSession {
-    pub sid: String,
-    pub sub: String,
-    pub auth_time: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
-    pub clients: BTreeSet<ClientId>,
+struct AccessRecord {
+    family: Option<String>,
+    client_id: ClientId,
+    sub: String,
+    scope: Scope,
+    expires_at: OffsetDateTime,
+    revoked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeviceStatus {
+enum DeviceStatus {
     Pending,
     Approved {
         sub: String,
@@ -112,35 +140,121 @@ pub enum DeviceStatus {
 }
 
 #[derive(Debug, Clone)]
-pub struct DeviceGrant {
-    pub client_id: ClientId,
-    pub scope: Scope,
-    pub user_code: String,
-    pub expires_at: OffsetDateTime,
-    pub interval: Duration,
-    pub last_poll: Option<OffsetDateTime>,
-    pub status: DeviceStatus,
+struct DeviceGrant {
+    client_id: ClientId,
+    scope: Scope,
+    expires_at: OffsetDateTime,
+    interval: Duration,
+    last_poll: Option<OffsetDateTime>,
+    status: DeviceStatus,
 }
 
 #[derive(Debug, Default)]
-pub struct Grants {
-    pub pending: HashMap<String, AuthRequest>,
-    pub codes: HashMap<String, CodeRecord>,
-    pub families: HashMap<String, Family>,
-    pub refresh: HashMap<String, RefreshRecord>,
-    pub access: HashMap<String, AccessRecord>,
+struct Grants {
+    pending: HashMap<String, AuthRequest>,
+    codes: HashMap<String, CodeRecord>,
+    families: HashMap<String, Family>,
+    refresh: HashMap<String, RefreshRecord>,
+    access: HashMap<String, AccessRecord>,
     /// IdP sessions by the fingerprint of their cookie.
-    pub sessions: HashMap<String, IdpSession>,
+    sessions: HashMap<String, IdpSession>,
     /// Device grants by the fingerprint of their device_code.
-    pub devices: HashMap<String, DeviceGrant>,
+    devices: HashMap<String, DeviceGrant>,
     /// user_code → device_code fingerprint.
-    pub user_codes: HashMap<String, String>,
+    user_codes: HashMap<String, String>,
+}
+
+/// The grants of one tenant behind their one mutex; see the module documentation.
+#[derive(Debug, Default)]
+pub struct GrantStore {
+    grants: Mutex<Grants>,
+    /// Woken whenever a refresh rotation settles: its response is stored in the parent record,
+    /// or the rotation is rolled back. A repeat inside the reuse grace window that finds the
+    /// response still being signed waits on it.
+    rotations: Notify,
+}
+
+impl GrantStore {
+    /// The one place the lock is taken.
+    fn lock(&self) -> MutexGuard<'_, Grants> {
+        self.grants.lock()
+    }
+
+    /// Drops what has expired.
+    pub fn sweep(&self, now: OffsetDateTime) {
+        self.lock().sweep(now);
+    }
 }
 
 impl Grants {
+    /// Registers a minted response: a new access token, and a refresh token in `family` (or a
+    /// new family) if one was minted.
+    fn register(&mut self, minted: Minted, req: &Issue<'_>, family: Option<String>) -> Unsigned {
+        let client_id = req.client.id().clone();
+        let mut family = family;
+        let mut refresh_fp = None;
+        if let Some((fp, expires_at)) = minted.refresh {
+            let fid = family.get_or_insert_with(|| {
+                let id = random::id();
+                self.families.insert(
+                    id.clone(),
+                    Family {
+                        client_id: client_id.clone(),
+                        sub: req.sub.to_owned(),
+                        sid: req.sid.map(str::to_owned),
+                        scope: req.scope.clone(),
+                        auth_time: req.auth_time,
+                        revoked: false,
+                        access_jtis: Vec::new(),
+                        refresh_fps: Vec::new(),
+                    },
+                );
+                id
+            });
+            self.refresh.insert(
+                fp.clone(),
+                RefreshRecord {
+                    family: fid.clone(),
+                    expires_at,
+                    used_at: None,
+                    child: None,
+                },
+            );
+            if let Some(f) = self.families.get_mut(fid.as_str()) {
+                f.refresh_fps.push(fp.clone());
+            }
+            refresh_fp = Some(fp);
+        }
+        let jti = minted.access_jti;
+        self.access.insert(
+            jti.clone(),
+            AccessRecord {
+                family: family.clone(),
+                client_id,
+                sub: req.sub.to_owned(),
+                scope: req.scope.clone(),
+                expires_at: minted.access_expires_at,
+                revoked: false,
+            },
+        );
+        if let Some(f) = family.as_deref().and_then(|id| self.families.get_mut(id)) {
+            f.access_jtis.push(jti.clone());
+        }
+        Unsigned {
+            tokens: minted.tokens,
+            access_jti: jti,
+            refresh_fp,
+        }
+    }
+
+    /// The family a registered access token belongs to.
+    fn family_of(&self, access_jti: &str) -> Option<String> {
+        self.access.get(access_jti).and_then(|a| a.family.clone())
+    }
+
     /// Revokes a family: its refresh tokens and every access token issued in it. Returns
     /// whether anything changed.
-    pub fn revoke_family(&mut self, family: &str) -> bool {
+    fn revoke_family(&mut self, family: &str) -> bool {
         let Some(f) = self.families.get_mut(family) else {
             return false;
         };
@@ -156,7 +270,7 @@ impl Grants {
 
     /// Forgets the access token and the refresh token of a response that was registered but
     /// never handed out (its signing failed).
-    pub fn discard(&mut self, access_jti: &str, refresh_fp: Option<&str>) {
+    fn discard(&mut self, access_jti: &str, refresh_fp: Option<&str>) {
         let family = self.access.remove(access_jti).and_then(|a| a.family);
         if let Some(fp) = refresh_fp {
             self.refresh.remove(fp);
@@ -168,7 +282,7 @@ impl Grants {
     }
 
     /// Revokes every family bound to IdP session `sid`.
-    pub fn revoke_session_families(&mut self, sid: &str) -> usize {
+    fn revoke_session_families(&mut self, sid: &str) -> usize {
         let ids: Vec<String> = self
             .families
             .iter()
@@ -178,19 +292,9 @@ impl Grants {
         ids.iter().filter(|id| self.revoke_family(id)).count()
     }
 
-    pub fn session_by_sid(&self, sid: &str) -> Option<(&String, &IdpSession)> {
-        self.sessions.iter().find(|(_, s)| s.sid == sid)
-    }
-
-    /// Removes the IdP session `sid`, returning it.
-    pub fn end_session(&mut self, sid: &str) -> Option<IdpSession> {
-        let key = self.session_by_sid(sid).map(|(k, _)| k.clone())?;
-        self.sessions.remove(&key)
-    }
-
     /// Drops what has expired. Redeemed codes are kept a while past expiry so a late replay
     /// still finds them and revokes what they issued.
-    pub fn sweep(&mut self, now: OffsetDateTime) {
+    fn sweep(&mut self, now: OffsetDateTime) {
         self.pending.retain(|_, r| r.expires_at > now);
         self.codes
             .retain(|_, c| c.expires_at + Duration::minutes(10) > now);

@@ -7,11 +7,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::authorization_header;
-use super::end_session::terminate;
 use crate::config::{ClientConfig, SigningAlg, TenantConfig, UserConfig};
 use crate::directory::{Client, DirectoryError, User};
 use crate::error::{ErrorCode, OAuthError};
 use crate::faults::FaultSpec;
+use crate::sign_out;
 use crate::state::IdpState;
 use crate::tenant::Tenant;
 
@@ -146,11 +146,10 @@ async fn list_sessions(
     let tenant = state.tenant(&path)?;
     let now = tenant.now();
     let dir = tenant.directory.read();
-    let grants = tenant.grants.lock();
-    let mut list: Vec<_> = grants
-        .sessions
-        .values()
-        .filter(|s| s.expires_at > now)
+    let mut list: Vec<_> = tenant
+        .grants
+        .live_sessions(now)
+        .iter()
         .map(|s| {
             let user = dir.user(&s.sub);
             json!({
@@ -176,7 +175,7 @@ async fn revoke_session(
     require_admin(&state, &req)?;
     let (slug, sid) = path.into_inner();
     let tenant = state.tenant(&slug)?;
-    let ended = terminate(&state, &tenant, &[sid], "revoked by admin");
+    let ended = sign_out::end_sessions(&tenant, &state.http, &[sid], "revoked by admin");
     if ended.is_empty() {
         return Err(OAuthError::not_found("no such IdP session"));
     }
@@ -203,15 +202,8 @@ async fn sign_user_out(
                 tenant.id
             ))
         })?;
-    let sids: Vec<String> = tenant
-        .grants
-        .lock()
-        .sessions
-        .values()
-        .filter(|s| s.sub == sub)
-        .map(|s| s.sid.clone())
-        .collect();
-    let ended = terminate(&state, &tenant, &sids, "user signed out by admin");
+    let sids = tenant.grants.sessions_of(&sub);
+    let ended = sign_out::end_sessions(&tenant, &state.http, &sids, "user signed out by admin");
     Ok(HttpResponse::Ok().json(json!({"ended_sessions": ended.len()})))
 }
 

@@ -1,27 +1,23 @@
 //! The device authorization grant (RFC 8628): the device authorization endpoint and the
 //! user-code page where a person approves or denies the device.
 
-use std::collections::BTreeSet;
-
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use super::token::{authenticate, require_form};
-use super::{authorization_header, gate, html, no_store_json};
+use super::{authorization_header, gate, html, no_store_json, require_form};
+use crate::client_auth::{authenticate, ClientAuth};
 use crate::config::GrantType;
 use crate::error::{ErrorCode, OAuthError};
 use crate::faults::Endpoint;
-use crate::grants::{DeviceGrant, DeviceStatus, IdpSession};
+use crate::grants::Approver;
 use crate::pages;
 use crate::params::Params;
-use crate::random;
 use crate::scope::Scope;
 use crate::state::IdpState;
 use crate::tenant::Tenant;
-use crate::token_request::client_auth;
 
 pub async fn device_authorization(
     state: web::Data<IdpState>,
@@ -35,7 +31,10 @@ pub async fn device_authorization(
     }
     require_form(&req)?;
     let params = Params::parse(&body).map_err(|e| OAuthError::invalid_request(e.to_string()))?;
-    let client = authenticate(&tenant, &client_auth(&params, authorization_header(&req))?)?;
+    let client = authenticate(
+        &tenant,
+        &ClientAuth::parse(&params, authorization_header(&req))?,
+    )?;
     if !client.config.allows(GrantType::DeviceCode) {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -51,27 +50,15 @@ pub async fn device_authorization(
             format!("scope not allowed for this client: {}", outside.join(" ")),
         ));
     }
-    let device_code = random::token();
-    let user_code = random::user_code();
     let ttl = tenant.lifetimes.device_code;
     let interval = tenant.lifetimes.device_poll_interval;
-    {
-        let mut grants = tenant.grants.lock();
-        let fp = random::fingerprint(&device_code);
-        grants.user_codes.insert(user_code.clone(), fp.clone());
-        grants.devices.insert(
-            fp,
-            DeviceGrant {
-                client_id: client.id().clone(),
-                scope,
-                user_code: user_code.clone(),
-                expires_at: tenant.now() + Tenant::secs(ttl),
-                interval: Tenant::secs(interval),
-                last_poll: None,
-                status: DeviceStatus::Pending,
-            },
-        );
-    }
+    let started = tenant.grants.start_device(
+        client.id().clone(),
+        scope,
+        tenant.now() + Tenant::secs(ttl),
+        Tenant::secs(interval),
+    );
+    let (device_code, user_code) = (started.device_code, started.user_code);
     let verification_uri = format!("{}/device", tenant.issuer);
     Ok(no_store_json(
         StatusCode::OK,
@@ -137,21 +124,7 @@ pub async fn device_submit(
         Err(e) => return Ok(page(None, &e.to_string(), StatusCode::BAD_REQUEST)),
     };
     let user_code = normalise_user_code(params.get("user_code").unwrap_or_default());
-    let now = tenant.now();
-    let fp = {
-        let grants = tenant.grants.lock();
-        grants
-            .user_codes
-            .get(&user_code)
-            .filter(|fp| {
-                grants
-                    .devices
-                    .get(*fp)
-                    .is_some_and(|d| d.expires_at > now && d.status == DeviceStatus::Pending)
-            })
-            .cloned()
-    };
-    let Some(fp) = fp else {
+    if !tenant.grants.device_waiting(&user_code, tenant.now()) {
         return Ok(page(
             Some(&user_code),
             "That code is unknown, expired or already used. Check the code on your device.",
@@ -159,8 +132,12 @@ pub async fn device_submit(
         ));
     };
     if params.get("action") == Some("deny") {
-        if let Some(d) = tenant.grants.lock().devices.get_mut(&fp) {
-            d.status = DeviceStatus::Denied;
+        if tenant.grants.deny_device(&user_code, tenant.now()).is_err() {
+            return Ok(page(
+                Some(&user_code),
+                "That code has just expired.",
+                StatusCode::BAD_REQUEST,
+            ));
         }
         return Ok(html(
             StatusCode::OK,
@@ -189,32 +166,19 @@ pub async fn device_submit(
             StatusCode::UNAUTHORIZED,
         ));
     };
-    let mut grants = tenant.grants.lock();
-    let Some(client_id) = grants.devices.get(&fp).map(|d| d.client_id.clone()) else {
+    let approved = tenant.grants.approve_device(
+        &user_code,
+        Approver::SignedIn { sub: &user.sub },
+        tenant.now(),
+        Tenant::secs(tenant.lifetimes.idp_session),
+    );
+    if approved.is_err() {
         return Ok(page(
             Some(&user_code),
             "That code has just expired.",
             StatusCode::BAD_REQUEST,
         ));
-    };
-    let session = IdpSession {
-        sid: random::id(),
-        sub: user.sub.clone(),
-        auth_time: now,
-        expires_at: now + Tenant::secs(tenant.lifetimes.idp_session),
-        clients: BTreeSet::from([client_id]),
-    };
-    if let Some(d) = grants.devices.get_mut(&fp) {
-        d.status = DeviceStatus::Approved {
-            sub: user.sub.clone(),
-            sid: session.sid.clone(),
-            auth_time: now,
-        };
     }
-    grants
-        .sessions
-        .insert(random::fingerprint(&random::token()), session);
-    drop(grants);
     tenant.record(
         "device_approved",
         Some(&user.sub),

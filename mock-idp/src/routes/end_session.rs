@@ -13,23 +13,20 @@
 
 use std::sync::Arc;
 
-use actix_web::cookie::Cookie;
 use actix_web::http::{header, StatusCode};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::Value;
 
-use super::authorize::SESSION_COOKIE;
 use super::{error_page, gate, html};
-use crate::backchannel;
+use crate::browser_session::{self, BrowserSession, CsrfPurpose};
 use crate::error::OAuthError;
 use crate::faults::Endpoint;
-use crate::grants::IdpSession;
 use crate::jwt;
 use crate::pages;
 use crate::params::Params;
-use crate::random;
 use crate::redirect_uri;
+use crate::sign_out;
 use crate::state::IdpState;
 use crate::tenant::Tenant;
 
@@ -50,35 +47,6 @@ pub async fn end_session_post(
 ) -> Result<HttpResponse, OAuthError> {
     let params = Params::parse(&body);
     end_session(state, path, req, params).await
-}
-
-/// Ends IdP sessions: removes them, revokes their refresh families, notifies clients.
-pub fn terminate(
-    state: &IdpState,
-    tenant: &Arc<Tenant>,
-    sids: &[String],
-    reason: &str,
-) -> Vec<IdpSession> {
-    let mut ended = Vec::new();
-    {
-        let mut grants = tenant.grants.lock();
-        for sid in sids {
-            if let Some(s) = grants.end_session(sid) {
-                grants.revoke_session_families(sid);
-                ended.push(s);
-            }
-        }
-    }
-    for s in &ended {
-        tenant.record(
-            "idp_session_ended",
-            Some(&s.sub),
-            None,
-            format!("sid {}: {reason}", s.sid),
-        );
-    }
-    backchannel::notify(tenant, &state.http, &ended);
-    ended
 }
 
 /// An `id_token_hint` that passed every check: the relying party's word for who signs out.
@@ -121,21 +89,6 @@ fn verify_hint(tenant: &Tenant, token: &str) -> Result<IdTokenHint, String> {
         sid: claims.get("sid").and_then(Value::as_str).map(str::to_owned),
         client_id,
     })
-}
-
-/// The CSRF token of the confirmation form: derived from the session cookie's value, so it is
-/// bound to the browser holding that cookie, unguessable without it, and needs no storage. The
-/// prefix keeps it apart from the cookie's fingerprint, which keys the session map.
-fn csrf_token(cookie: &str) -> String {
-    random::fingerprint(&format!("lanyard mock-idp end_session csrf\0{cookie}"))
-}
-
-/// The browser's live IdP session and the value of the cookie naming it.
-fn browser_session(tenant: &Tenant, req: &HttpRequest) -> Option<(String, IdpSession)> {
-    let cookie = req.cookie(SESSION_COOKIE)?;
-    let grants = tenant.grants.lock();
-    let session = grants.sessions.get(&random::fingerprint(cookie.value()))?;
-    (session.expires_at > tenant.now()).then(|| (cookie.value().to_owned(), session.clone()))
 }
 
 /// A `post_logout_redirect_uri` that is not registered for the request's client.
@@ -185,7 +138,7 @@ async fn end_session(
         Ok(p) => p,
         Err(e) => return Ok(error_page(StatusCode::BAD_REQUEST, &e.to_string())),
     };
-    let browser = browser_session(&tenant, &req);
+    let browser = BrowserSession::of(&tenant, &req);
     if req.method() == actix_web::http::Method::POST && params.get("confirm").is_some() {
         return confirmed(&state, &tenant, &params, browser);
     }
@@ -205,7 +158,7 @@ async fn end_session(
         Err(reason) => {
             tenant.record(
                 "end_session_hint_refused",
-                browser.as_ref().map(|(_, s)| s.sub.as_str()),
+                browser.as_ref().map(|b| b.session.sub.as_str()),
                 params.get("client_id"),
                 reason.clone(),
             );
@@ -214,11 +167,10 @@ async fn end_session(
             );
             // No redirect after a failed check (RP-Initiated Logout 1.0 §3), so none is offered.
             return Ok(match &browser {
-                Some((cookie, session)) => confirmation_page(
+                Some(browser) => confirmation_page(
                     &tenant,
                     StatusCode::BAD_REQUEST,
-                    cookie,
-                    session,
+                    browser,
                     None,
                     Some(&problem),
                 ),
@@ -239,22 +191,23 @@ async fn end_session(
     match (hint, browser) {
         // The relying party speaks for the browser's own user (or there is no browser session
         // to protect): end it and the hint's session at once.
-        (Some(hint), browser) if browser.as_ref().is_none_or(|(_, s)| s.sub == hint.sub) => {
-            let mut sids: Vec<String> = browser.map(|(_, s)| s.sid).into_iter().collect();
+        (Some(hint), browser) if browser.as_ref().is_none_or(|b| b.session.sub == hint.sub) => {
+            let mut sids: Vec<String> = browser.map(|b| b.session.sid).into_iter().collect();
             if let Some(sid) = &hint.sid {
-                let grants = tenant.grants.lock();
-                if grants
-                    .session_by_sid(sid)
-                    .is_some_and(|(_, s)| s.sub == hint.sub)
-                {
+                if tenant.grants.is_session_of(sid, &hint.sub) {
                     sids.push(sid.clone());
                 }
             }
-            terminate(&state, &tenant, &sids, "end_session with id_token_hint");
+            sign_out::end_sessions(
+                &tenant,
+                &state.http,
+                &sids,
+                "end_session with id_token_hint",
+            );
             Ok(signed_out(&tenant, redirect, params.get("state")))
         }
         // Someone must confirm: no hint, or another user's ID token in this browser.
-        (_, Some((cookie, session))) => {
+        (_, Some(browser)) => {
             let back = redirect.as_deref().map(|uri| Return {
                 client_id: client_id.unwrap_or_default(),
                 post_logout_redirect_uri: uri,
@@ -263,8 +216,7 @@ async fn end_session(
             Ok(confirmation_page(
                 &tenant,
                 StatusCode::OK,
-                &cookie,
-                &session,
+                &browser,
                 back,
                 None,
             ))
@@ -280,17 +232,16 @@ fn confirmed(
     state: &IdpState,
     tenant: &Arc<Tenant>,
     params: &Params,
-    browser: Option<(String, IdpSession)>,
+    browser: Option<BrowserSession>,
 ) -> Result<HttpResponse, OAuthError> {
-    let Some((cookie, session)) = browser else {
+    let Some(browser) = browser else {
         // Nothing to end, and nothing proves who asked: no redirect.
         return Ok(signed_out_without_session(None, None));
     };
-    let presented = params.get("csrf_token").unwrap_or_default();
-    if !random::constant_time_eq(presented.as_bytes(), csrf_token(&cookie).as_bytes()) {
+    if !browser.csrf_matches(CsrfPurpose::EndSession, params.get("csrf_token")) {
         tenant.record(
             "end_session_csrf_refused",
-            Some(&session.sub),
+            Some(&browser.session.sub),
             None,
             "sign-out confirmation without this browser's CSRF token; nothing ended",
         );
@@ -307,10 +258,10 @@ fn confirmed(
         Ok(r) => r,
         Err(unregistered) => return Ok(unregistered.page()),
     };
-    terminate(
-        state,
+    sign_out::end_sessions(
         tenant,
-        &[session.sid],
+        &state.http,
+        &[browser.session.sid],
         "end_session confirmed by the user",
     );
     Ok(signed_out(tenant, redirect, params.get("state")))
@@ -326,15 +277,14 @@ struct Return<'a> {
 fn confirmation_page(
     tenant: &Tenant,
     status: StatusCode,
-    cookie: &str,
-    session: &IdpSession,
+    browser: &BrowserSession,
     back: Option<Return<'_>>,
     problem: Option<&str>,
 ) -> HttpResponse {
     let account = tenant
         .directory
         .read()
-        .user(&session.sub)
+        .user(&browser.session.sub)
         .map(|u| match &u.username {
             Some(name) => name.to_string(),
             None => "a guest account".to_owned(),
@@ -346,7 +296,7 @@ fn confirmation_page(
             tenant: &tenant.display_name,
             issuer: &tenant.issuer,
             account: &account,
-            csrf_token: &csrf_token(cookie),
+            csrf_token: &browser.csrf_token(CsrfPurpose::EndSession),
             client_id: back.as_ref().map(|b| b.client_id),
             post_logout_redirect_uri: back.as_ref().map(|b| b.post_logout_redirect_uri),
             state: back.as_ref().and_then(|b| b.state),
@@ -359,11 +309,7 @@ fn confirmation_page(
 /// way the session cookie is cleared.
 fn signed_out(tenant: &Tenant, redirect: Option<String>, state: Option<&str>) -> HttpResponse {
     let mut res = signed_out_without_session(redirect, state);
-    let mut removal = Cookie::build(SESSION_COOKIE, "")
-        .path(format!("/{}/", tenant.id))
-        .finish();
-    removal.make_removal();
-    if let Err(e) = res.add_cookie(&removal) {
+    if let Err(e) = res.add_cookie(&browser_session::removal(tenant)) {
         tracing::error!(error = %e, "could not clear the session cookie");
     }
     res

@@ -6,14 +6,13 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::token::{authenticate, require_form};
-use super::{authorization_header, gate, no_store_json};
+use super::{authorization_header, gate, no_store_json, require_form};
+use crate::client_auth::{authenticate, ClientAuth};
 use crate::error::{Challenge, OAuthError};
 use crate::faults::Endpoint;
 use crate::params::Params;
 use crate::random;
 use crate::state::IdpState;
-use crate::token_request::{client_auth, ClientAuth};
 
 pub async fn introspect(
     state: web::Data<IdpState>,
@@ -32,7 +31,7 @@ pub async fn introspect(
         e.challenge = Challenge::Basic;
         e
     };
-    let auth = client_auth(&params, authorization_header(&req)).map_err(unauthorized)?;
+    let auth = ClientAuth::parse(&params, authorization_header(&req)).map_err(unauthorized)?;
     if matches!(auth, ClientAuth::Public { .. }) {
         return Err(unauthorized(OAuthError::invalid_client(
             "introspection needs client authentication (a confidential client)",
@@ -66,26 +65,19 @@ pub async fn introspect(
             Err(_) => inactive,
         }
     } else {
-        let now = tenant.now();
-        let grants = tenant.grants.lock();
-        let live = grants
-            .refresh
-            .get(&random::fingerprint(token))
-            .and_then(|r| {
-                let f = grants.families.get(&r.family)?;
-                (r.used_at.is_none() && !f.revoked && r.expires_at > now)
-                    .then(|| (r.clone(), f.clone()))
-            });
-        match live {
-            Some((r, f)) => json!({
+        match tenant
+            .grants
+            .live_refresh(&random::fingerprint(token), tenant.now())
+        {
+            Some(r) => json!({
                 "active": true,
                 "token_type": "refresh_token",
-                "scope": f.scope.to_string(),
-                "client_id": f.client_id.as_str(),
-                "sub": f.sub,
+                "scope": r.scope.to_string(),
+                "client_id": r.client_id.as_str(),
+                "sub": r.sub,
                 "exp": r.expires_at.unix_timestamp(),
                 "iss": tenant.issuer,
-                "sid": f.sid.map(Value::from).unwrap_or(Value::Null),
+                "sid": r.sid.map(Value::from).unwrap_or(Value::Null),
             }),
             None => inactive,
         }

@@ -20,6 +20,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use maud::Markup;
 use serde::Serialize;
 
+use crate::error::OAuthError;
 use crate::faults::{Endpoint, Outcome};
 use crate::tenant::Tenant;
 
@@ -130,6 +131,31 @@ pub fn authorization_header(req: &HttpRequest) -> Option<&str> {
     req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
+}
+
+/// Form bodies only (RFC 6749 §3.2).
+pub fn require_form(req: &HttpRequest) -> Result<(), OAuthError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if ct.split(';').next().is_some_and(|m| {
+        m.trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    }) {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ))
+    }
+}
+
+/// The client's IP address, for the per-address limits: the TCP peer, never a forwarded-for
+/// header (which is the client's own word, and would let it pick a fresh address per request).
+pub fn peer_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|a| a.ip())
 }
 
 /// The bearer token of a request: `Authorization: Bearer` or (RFC 6750 §2.2) a form body field.

@@ -5,15 +5,15 @@
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::token::{authenticate, require_form};
-use super::{authorization_header, gate};
+use super::{authorization_header, gate, require_form};
+use crate::client_auth::{authenticate, ClientAuth};
 use crate::error::OAuthError;
 use crate::faults::Endpoint;
+use crate::grants::Revocation;
 use crate::jwt;
 use crate::params::Params;
 use crate::random;
 use crate::state::IdpState;
-use crate::token_request::client_auth;
 
 pub async fn revoke(
     state: web::Data<IdpState>,
@@ -27,7 +27,10 @@ pub async fn revoke(
     }
     require_form(&req)?;
     let params = Params::parse(&body).map_err(|e| OAuthError::invalid_request(e.to_string()))?;
-    let client = authenticate(&tenant, &client_auth(&params, authorization_header(&req))?)?;
+    let client = authenticate(
+        &tenant,
+        &ClientAuth::parse(&params, authorization_header(&req))?,
+    )?;
     let token = params
         .require("token")
         .map_err(OAuthError::invalid_request)?;
@@ -48,31 +51,21 @@ pub async fn revoke(
                 .get("jti")
                 .and_then(|v| v.as_str())
                 .unwrap_or_default();
-            let mut grants = tenant.grants.lock();
-            match grants.access.get_mut(jti) {
-                Some(at) if at.client_id == *client.id() => {
-                    at.revoked = true;
-                    outcome = "access token revoked";
-                }
-                Some(_) => outcome = "another client's token: not revoked",
-                None => {}
-            }
+            outcome = match tenant.grants.revoke_access(jti, client.id()) {
+                Revocation::Revoked => "access token revoked",
+                Revocation::OtherClient => "another client's token: not revoked",
+                Revocation::Unknown => outcome,
+            };
         }
     } else {
-        let mut grants = tenant.grants.lock();
-        let family = grants
-            .refresh
-            .get(&random::fingerprint(token))
-            .map(|r| r.family.clone());
-        if let Some(family) = family {
-            let owner = grants.families.get(&family).map(|f| f.client_id.clone());
-            if owner.as_ref() == Some(client.id()) {
-                grants.revoke_family(&family);
-                outcome = "refresh token family revoked";
-            } else {
-                outcome = "another client's token: not revoked";
-            }
-        }
+        outcome = match tenant
+            .grants
+            .revoke_refresh(&random::fingerprint(token), client.id())
+        {
+            Revocation::Revoked => "refresh token family revoked",
+            Revocation::OtherClient => "another client's token: not revoked",
+            Revocation::Unknown => outcome,
+        };
     }
     tenant.record(
         "token_revocation",

@@ -273,12 +273,7 @@ async fn racing_repeats_inside_the_grace_window_all_get_the_same_child_tokens() 
 /// Takes the stored response out of `parent`'s rotation, as if its JWTs were still being signed.
 fn unsettle(idp: &TestIdp, parent: &str) -> Value {
     let tenant = idp.state.tenant("acme").unwrap();
-    let mut grants = tenant.grants.lock();
-    let record = grants
-        .refresh
-        .get_mut(&mock_idp::random::fingerprint(parent))
-        .unwrap();
-    record.child.as_mut().unwrap().response.take().unwrap()
+    tenant.grants.unsettle_rotation_for_tests(parent).unwrap()
 }
 
 #[tokio::test]
@@ -294,14 +289,7 @@ async fn a_repeat_that_finds_the_rotation_still_being_signed_waits_for_its_respo
     let settle = async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let tenant = idp.state.tenant("acme").unwrap();
-        let mut grants = tenant.grants.lock();
-        let record = grants
-            .refresh
-            .get_mut(&mock_idp::random::fingerprint(&parent))
-            .unwrap();
-        record.child.as_mut().unwrap().response = Some(stored);
-        drop(grants);
-        tenant.rotations.notify_waiters();
+        tenant.grants.settle_rotation_for_tests(&parent, stored);
     };
     let (res, ()) = tokio::join!(racy_refresh(&idp, &parent), settle);
     assert!(started.elapsed() >= std::time::Duration::from_millis(300));
