@@ -99,7 +99,7 @@ const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 /// is in place again, the relay replays the event log from the last event it relayed; SSE streams
 /// skip ids they have already sent, so an event both replayed and notified is delivered once.
 pub async fn spawn_pg_listener(store: Arc<PgStore>, hub: Arc<Hub>) -> Result<(), StoreError> {
-    let listener = listen(store.url()).await?;
+    let listener = store.listener().await?;
     let cursor = store.last_event_id().await?;
     tokio::spawn(relay_forever(store, hub, listener, cursor));
     Ok(())
@@ -128,18 +128,10 @@ async fn relay_forever(store: Arc<PgStore>, hub: Arc<Hub>, first: PgListener, mu
     }
 }
 
-async fn listen(url: &str) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect(url).await?;
-    // A silent reconnect inside sqlx would skip the replay below: surface every loss instead.
-    listener.eager_reconnect(false);
-    listener.listen(crate::store::postgres_channel()).await?;
-    Ok(listener)
-}
-
 /// Listens again, then replays what was committed since `cursor` (listening first, so nothing
 /// falls between the replay and the first notification).
 async fn reattach(store: &PgStore, hub: &Hub, cursor: &mut i64) -> Result<PgListener, StoreError> {
-    let listener = listen(store.url()).await?;
+    let listener = store.listener().await?;
     for event in store.events_after_id(*cursor).await? {
         *cursor = (*cursor).max(event.id);
         hub.publish(event);

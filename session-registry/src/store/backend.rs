@@ -1,9 +1,40 @@
-//! The store body shared by both backends, expanded once per pool type by `impl_store!`.
-//! `$set_tenant` runs first in every transaction (Postgres sets `lanyard.tenant` for row-level
-//! security; SQLite has nothing to set); every query also filters on the tenant in SQL.
+//! The store body shared by both backends, expanded once per pool type by `impl_store!` over a
+//! type that implements [`Backend`]: the seams each backend must provide, named and checked by
+//! the compiler. `Backend::begin` opens every transaction (Postgres sets `lanyard.tenant` for
+//! row-level security; SQLite has nothing to set); every query also filters on the tenant in SQL.
+//! The statements are in `sql`.
+//!
+//! Why a macro and not a generic `impl<B: Backend> Store for B`: sqlx's executor, encode and
+//! decode bounds for a generic database type would have to be spelled out for every column type
+//! of every statement; expanding one body per concrete pool type keeps the body plain.
+
+use super::{EventRecord, Result, SessionRecord, TokenLookupStats};
+
+/// What a backend provides for the shared store body.
+#[async_trait::async_trait]
+pub(crate) trait Backend: Send + Sync {
+    type Db: sqlx::Database;
+
+    /// The pool the shared statements run on.
+    fn pool(&self) -> &sqlx::Pool<Self::Db>;
+
+    /// A transaction in which `tenant`'s rows are the ones visible and writable.
+    async fn begin(&self, tenant: &str) -> Result<sqlx::Transaction<'static, Self::Db>>;
+
+    /// The session of a token hash: the hot path of every token authenticate, each backend its
+    /// own way (Postgres batches concurrent lookups, see `pg_hot`).
+    async fn token_session(&self, tenant: &str, hash: &str) -> Result<Option<SessionRecord>>;
+
+    /// How the token lookups went to the database so far, where the backend batches them.
+    fn lookup_stats(&self) -> Option<TokenLookupStats>;
+
+    /// Announces an event written in `tx` to the other registry processes when `tx` commits
+    /// (Postgres: NOTIFY; SQLite: a single process, nothing to announce).
+    async fn notify(tx: &mut sqlx::Transaction<'_, Self::Db>, event: &EventRecord) -> Result<()>;
+}
 
 macro_rules! impl_store {
-    ($store:ident, $db:ty, $row:ty, $notify:ident) => {
+    ($store:ident, $db:ty, $row:ty) => {
         fn session_from_row(r: &$row) -> std::result::Result<SessionRecord, sqlx::Error> {
             use sqlx::Row;
             Ok(session_record!(|name| r.try_get(name)))
@@ -15,7 +46,8 @@ macro_rules! impl_store {
             Ok(TenantRecord {
                 slug: r.try_get("slug")?,
                 issuer: r.try_get("issuer")?,
-                audiences: serde_json::from_str(&audiences).map_err(|e| StoreError::Inconsistent(e.to_string()))?,
+                audiences: serde_json::from_str(&audiences)
+                    .map_err(|e| StoreError::Inconsistent(e.to_string()))?,
                 idle_timeout_secs: r.try_get("idle_timeout_secs")?,
                 absolute_timeout_secs: r.try_get("absolute_timeout_secs")?,
                 max_id_token_age_secs: r.try_get("max_id_token_age_secs")?,
@@ -42,16 +74,13 @@ macro_rules! impl_store {
             tenant: &str,
             credential: &UsedCredential,
         ) -> Result<()> {
-            let inserted = sqlx::query(
-                "INSERT INTO used_credentials (tenant, kind, hash, expires_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (tenant, kind, hash) DO NOTHING",
-            )
-            .bind(tenant)
-            .bind(credential.kind)
-            .bind(&credential.hash)
-            .bind(credential.expires_at)
-            .execute(&mut **tx)
-            .await?;
+            let inserted = sqlx::query(sql::SPEND_CREDENTIAL)
+                .bind(tenant)
+                .bind(credential.kind)
+                .bind(&credential.hash)
+                .bind(credential.expires_at)
+                .execute(&mut **tx)
+                .await?;
             if inserted.rows_affected() == 0 {
                 return Err(StoreError::AlreadyUsed);
             }
@@ -66,99 +95,88 @@ macro_rules! impl_store {
             kind: &str,
             at: i64,
         ) -> Result<EventRecord> {
-            let row = sqlx::query(
-                "INSERT INTO events (tenant, account_id, session_id, kind, at) VALUES ($1, $2, $3, $4, $5) \
-                 RETURNING id, tenant, account_id, session_id, kind, at",
-            )
-            .bind(tenant)
-            .bind(account_id)
-            .bind(session_id)
-            .bind(kind)
-            .bind(at)
-            .fetch_one(&mut **tx)
-            .await?;
+            let row = sqlx::query(sql::INSERT_EVENT)
+                .bind(tenant)
+                .bind(account_id)
+                .bind(session_id)
+                .bind(kind)
+                .bind(at)
+                .fetch_one(&mut **tx)
+                .await?;
             let event = event_from_row(&row)?;
-            $notify(tx, &event).await?;
+            <$store as Backend>::notify(tx, &event).await?;
             Ok(event)
         }
 
         #[async_trait::async_trait]
         impl Store for $store {
             fn token_lookup_stats(&self) -> Option<TokenLookupStats> {
-                self.lookup_stats()
+                Backend::lookup_stats(self)
             }
 
             async fn ping(&self) -> Result<()> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                sqlx::query(sql::PING).execute(self.pool()).await?;
                 Ok(())
             }
 
             async fn upsert_tenant(&self, t: &TenantRecord) -> Result<()> {
-                let audiences = serde_json::to_string(&t.audiences).map_err(|e| StoreError::Inconsistent(e.to_string()))?;
-                sqlx::query(
-                    "INSERT INTO tenants (slug, issuer, audiences, idle_timeout_secs, absolute_timeout_secs, api_key_hash, created_at, \
-                     max_id_token_age_secs, max_auth_age_secs) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (slug) DO UPDATE SET issuer = excluded.issuer, audiences = excluded.audiences, \
-                     idle_timeout_secs = excluded.idle_timeout_secs, absolute_timeout_secs = excluded.absolute_timeout_secs, \
-                     api_key_hash = COALESCE(excluded.api_key_hash, tenants.api_key_hash), \
-                     max_id_token_age_secs = excluded.max_id_token_age_secs, max_auth_age_secs = excluded.max_auth_age_secs",
-                )
-                .bind(&t.slug)
-                .bind(&t.issuer)
-                .bind(audiences)
-                .bind(t.idle_timeout_secs)
-                .bind(t.absolute_timeout_secs)
-                .bind(&t.api_key_hash)
-                .bind(0i64)
-                .bind(t.max_id_token_age_secs)
-                .bind(t.max_auth_age_secs)
-                .execute(&self.pool)
-                .await?;
+                let audiences = serde_json::to_string(&t.audiences)
+                    .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+                sqlx::query(sql::UPSERT_TENANT)
+                    .bind(&t.slug)
+                    .bind(&t.issuer)
+                    .bind(audiences)
+                    .bind(t.idle_timeout_secs)
+                    .bind(t.absolute_timeout_secs)
+                    .bind(&t.api_key_hash)
+                    .bind(0i64)
+                    .bind(t.max_id_token_age_secs)
+                    .bind(t.max_auth_age_secs)
+                    .execute(self.pool())
+                    .await?;
                 Ok(())
             }
 
             async fn tenant(&self, slug: &str) -> Result<Option<TenantRecord>> {
-                let row = sqlx::query("SELECT * FROM tenants WHERE slug = $1").bind(slug).fetch_optional(&self.pool).await?;
+                let row = sqlx::query(sql::TENANT)
+                    .bind(slug)
+                    .fetch_optional(self.pool())
+                    .await?;
                 row.as_ref().map(tenant_from_row).transpose()
             }
 
             async fn tenants(&self) -> Result<Vec<TenantRecord>> {
-                let rows = sqlx::query("SELECT * FROM tenants ORDER BY slug").fetch_all(&self.pool).await?;
+                let rows = sqlx::query(sql::TENANTS).fetch_all(self.pool()).await?;
                 rows.iter().map(tenant_from_row).collect()
             }
 
             async fn create_session(&self, s: NewSession) -> Result<(SessionRecord, EventRecord)> {
                 use sqlx::Row;
-                let mut tx = self.begin(&s.tenant).await?;
+                let mut tx = Backend::begin(self, &s.tenant).await?;
                 spend(&mut tx, &s.tenant, &s.id_token).await?;
                 let new_id = random_id();
-                let account = sqlx::query(
-                    "INSERT INTO accounts (id, tenant, issuer, subject, email, is_guest, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (tenant, issuer, subject) DO UPDATE SET email = COALESCE(excluded.email, accounts.email), is_guest = excluded.is_guest \
-                     RETURNING id, email, is_guest",
-                )
-                .bind(&new_id)
-                .bind(&s.tenant)
-                .bind(&s.issuer)
-                .bind(&s.subject)
-                .bind(&s.email)
-                .bind(s.is_guest)
-                .bind(s.now)
-                .fetch_one(&mut *tx)
-                .await?;
+                let account = sqlx::query(sql::UPSERT_ACCOUNT)
+                    .bind(&new_id)
+                    .bind(&s.tenant)
+                    .bind(&s.issuer)
+                    .bind(&s.subject)
+                    .bind(&s.email)
+                    .bind(s.is_guest)
+                    .bind(s.now)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 let account_id: String = account.try_get("id")?;
                 let email: Option<String> = account.try_get("email")?;
                 let is_guest: bool = account.try_get("is_guest")?;
                 // The copies on the account's other sessions follow the account and the device.
-                sqlx::query("UPDATE sessions SET email = $3, is_guest = $4 WHERE tenant = $1 AND account_id = $2")
+                sqlx::query(sql::COPY_ACCOUNT_TO_SESSIONS)
                     .bind(&s.tenant)
                     .bind(&account_id)
                     .bind(&email)
                     .bind(is_guest)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("UPDATE sessions SET device_name = $4, device_platform = $5 WHERE tenant = $1 AND account_id = $2 AND device_id = $3")
+                sqlx::query(sql::COPY_DEVICE_TO_SESSIONS)
                     .bind(&s.tenant)
                     .bind(&account_id)
                     .bind(&s.device.id)
@@ -166,46 +184,47 @@ macro_rules! impl_store {
                     .bind(&s.device.platform)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
-                    "INSERT INTO devices (tenant, account_id, id, name, platform, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $6) \
-                     ON CONFLICT (tenant, account_id, id) DO UPDATE SET name = excluded.name, platform = excluded.platform, last_seen = excluded.last_seen",
-                )
-                .bind(&s.tenant)
-                .bind(&account_id)
-                .bind(&s.device.id)
-                .bind(&s.device.name)
-                .bind(&s.device.platform)
-                .bind(s.now)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(sql::UPSERT_DEVICE)
+                    .bind(&s.tenant)
+                    .bind(&account_id)
+                    .bind(&s.device.id)
+                    .bind(&s.device.name)
+                    .bind(&s.device.platform)
+                    .bind(s.now)
+                    .execute(&mut *tx)
+                    .await?;
                 let session_id = random_id();
-                sqlx::query(
-                    "INSERT INTO sessions (id, tenant, account_id, device_id, token_hash, idp_sid, created_at, last_authenticated_at, \
-                     expires_at, absolute_expires_at, auth_method, user_agent, ip, subject, email, is_guest, device_name, device_platform, auth_time) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                sqlx::query(sql::INSERT_SESSION)
+                    .bind(&session_id)
+                    .bind(&s.tenant)
+                    .bind(&account_id)
+                    .bind(&s.device.id)
+                    .bind(&s.token_hash)
+                    .bind(&s.idp_sid)
+                    .bind(s.now)
+                    .bind(s.expires_at)
+                    .bind(s.absolute_expires_at)
+                    .bind(&s.auth_method)
+                    .bind(&s.user_agent)
+                    .bind(&s.ip)
+                    .bind(&s.subject)
+                    .bind(&email)
+                    .bind(is_guest)
+                    .bind(&s.device.name)
+                    .bind(&s.device.platform)
+                    .bind(s.auth_time)
+                    .execute(&mut *tx)
+                    .await?;
+                let event = insert_event(
+                    &mut tx,
+                    &s.tenant,
+                    &account_id,
+                    &session_id,
+                    "created",
+                    s.now,
                 )
-                .bind(&session_id)
-                .bind(&s.tenant)
-                .bind(&account_id)
-                .bind(&s.device.id)
-                .bind(&s.token_hash)
-                .bind(&s.idp_sid)
-                .bind(s.now)
-                .bind(s.expires_at)
-                .bind(s.absolute_expires_at)
-                .bind(&s.auth_method)
-                .bind(&s.user_agent)
-                .bind(&s.ip)
-                .bind(&s.subject)
-                .bind(&email)
-                .bind(is_guest)
-                .bind(&s.device.name)
-                .bind(&s.device.platform)
-                .bind(s.auth_time)
-                .execute(&mut *tx)
                 .await?;
-                let event = insert_event(&mut tx, &s.tenant, &account_id, &session_id, "created", s.now).await?;
-                let row = sqlx::query(&format!("SELECT {} {} WHERE s.tenant = $1 AND s.id = $2", sql::SESSION_COLUMNS, sql::SESSION_FROM))
+                let row = sqlx::query(sql::SESSION_BY_ID)
                     .bind(&s.tenant)
                     .bind(&session_id)
                     .fetch_one(&mut *tx)
@@ -215,15 +234,19 @@ macro_rules! impl_store {
                 Ok((record, event))
             }
 
-            async fn session_by_token_hash(&self, tenant: &str, hash: &str) -> Result<Option<SessionRecord>> {
+            async fn session_by_token_hash(
+                &self,
+                tenant: &str,
+                hash: &str,
+            ) -> Result<Option<SessionRecord>> {
                 // Each backend resolves tokens its own way (Postgres: one pipelined round trip,
                 // see `PgStore::token_session`).
-                self.token_session(tenant, hash).await
+                Backend::token_session(self, tenant, hash).await
             }
 
             async fn session(&self, tenant: &str, id: &str) -> Result<Option<SessionRecord>> {
-                let mut tx = self.begin(tenant).await?;
-                let row = sqlx::query(&format!("SELECT {} {} WHERE s.tenant = $1 AND s.id = $2", sql::SESSION_COLUMNS, sql::SESSION_FROM))
+                let mut tx = Backend::begin(self, tenant).await?;
+                let row = sqlx::query(sql::SESSION_BY_ID)
                     .bind(tenant)
                     .bind(id)
                     .fetch_optional(&mut *tx)
@@ -232,24 +255,27 @@ macro_rules! impl_store {
                 Ok(row.as_ref().map(session_from_row).transpose()?)
             }
 
-            async fn touch(&self, tenant: &str, id: &str, now: i64, expires_at: Option<i64>) -> Result<Option<EventRecord>> {
+            async fn touch(
+                &self,
+                tenant: &str,
+                id: &str,
+                now: i64,
+                expires_at: Option<i64>,
+            ) -> Result<Option<EventRecord>> {
                 use sqlx::Row;
-                let mut tx = self.begin(tenant).await?;
-                let row = sqlx::query(
-                    "UPDATE sessions SET last_authenticated_at = $3, expires_at = COALESCE($4, expires_at) \
-                     WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL RETURNING account_id, device_id",
-                )
-                .bind(tenant)
-                .bind(id)
-                .bind(now)
-                .bind(expires_at)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let mut tx = Backend::begin(self, tenant).await?;
+                let row = sqlx::query(sql::TOUCH_SESSION)
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(now)
+                    .bind(expires_at)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 let mut event = None;
                 if let Some(row) = row {
                     let account_id: String = row.try_get("account_id")?;
                     let device_id: String = row.try_get("device_id")?;
-                    sqlx::query("UPDATE devices SET last_seen = $4 WHERE tenant = $1 AND account_id = $2 AND id = $3")
+                    sqlx::query(sql::TOUCH_DEVICE)
                         .bind(tenant)
                         .bind(&account_id)
                         .bind(&device_id)
@@ -257,64 +283,79 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?;
                     if expires_at.is_some() {
-                        event = Some(insert_event(&mut tx, tenant, &account_id, id, "extended", now).await?);
+                        event = Some(
+                            insert_event(&mut tx, tenant, &account_id, id, "extended", now).await?,
+                        );
                     }
                 }
                 tx.commit().await?;
                 Ok(event)
             }
 
-            async fn end_sessions(&self, tenant: &str, ids: &[String], reason: &str, now: i64) -> Result<Vec<EventRecord>> {
+            async fn end_sessions(
+                &self,
+                tenant: &str,
+                ids: &[String],
+                reason: &str,
+                now: i64,
+            ) -> Result<Vec<EventRecord>> {
                 use sqlx::Row;
-                let mut tx = self.begin(tenant).await?;
+                let mut tx = Backend::begin(self, tenant).await?;
                 let mut events = Vec::new();
                 for id in ids {
-                    let row = sqlx::query(
-                        "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL RETURNING account_id",
-                    )
-                    .bind(tenant)
-                    .bind(id)
-                    .bind(now)
-                    .bind(reason)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                    let row = sqlx::query(sql::END_SESSION)
+                        .bind(tenant)
+                        .bind(id)
+                        .bind(now)
+                        .bind(reason)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                     if let Some(row) = row {
                         let account_id: String = row.try_get("account_id")?;
-                        events.push(insert_event(&mut tx, tenant, &account_id, id, "revoked", now).await?);
+                        events.push(
+                            insert_event(&mut tx, tenant, &account_id, id, "revoked", now).await?,
+                        );
                     }
                 }
                 tx.commit().await?;
                 Ok(events)
             }
 
-            async fn account_sessions(&self, tenant: &str, account_id: &str) -> Result<Vec<SessionRecord>> {
-                let mut tx = self.begin(tenant).await?;
-                let rows = sqlx::query(&format!(
-                    "SELECT {} {} WHERE s.tenant = $1 AND s.account_id = $2 ORDER BY s.created_at, s.id",
-                    sql::SESSION_COLUMNS,
-                    sql::SESSION_FROM
-                ))
-                .bind(tenant)
-                .bind(account_id)
-                .fetch_all(&mut *tx)
-                .await?;
+            async fn account_sessions(
+                &self,
+                tenant: &str,
+                account_id: &str,
+            ) -> Result<Vec<SessionRecord>> {
+                let mut tx = Backend::begin(self, tenant).await?;
+                let rows = sqlx::query(sql::ACCOUNT_SESSIONS)
+                    .bind(tenant)
+                    .bind(account_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 tx.commit().await?;
-                Ok(rows.iter().map(session_from_row).collect::<std::result::Result<_, _>>()?)
+                Ok(rows
+                    .iter()
+                    .map(session_from_row)
+                    .collect::<std::result::Result<_, _>>()?)
             }
 
-            async fn reauthenticate(&self, tenant: &str, session_id: &str, auth_time: i64, id_token: &UsedCredential) -> Result<Option<SessionRecord>> {
-                let mut tx = self.begin(tenant).await?;
+            async fn reauthenticate(
+                &self,
+                tenant: &str,
+                session_id: &str,
+                auth_time: i64,
+                id_token: &UsedCredential,
+            ) -> Result<Option<SessionRecord>> {
+                let mut tx = Backend::begin(self, tenant).await?;
                 spend(&mut tx, tenant, id_token).await?;
                 // auth_time only moves forward.
-                sqlx::query(
-                    "UPDATE sessions SET auth_time = $3 WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL AND auth_time < $3",
-                )
-                .bind(tenant)
-                .bind(session_id)
-                .bind(auth_time)
-                .execute(&mut *tx)
-                .await?;
-                let row = sqlx::query(&format!("SELECT {} {} WHERE s.tenant = $1 AND s.id = $2 AND s.revoked_at IS NULL", sql::SESSION_COLUMNS, sql::SESSION_FROM))
+                sqlx::query(sql::RAISE_AUTH_TIME)
+                    .bind(tenant)
+                    .bind(session_id)
+                    .bind(auth_time)
+                    .execute(&mut *tx)
+                    .await?;
+                let row = sqlx::query(sql::LIVE_SESSION_BY_ID)
                     .bind(tenant)
                     .bind(session_id)
                     .fetch_optional(&mut *tx)
@@ -329,57 +370,63 @@ macro_rules! impl_store {
                 Ok(record)
             }
 
-            async fn idp_logout(&self, tenant: &str, issuer: &str, subject: Option<&str>, idp_sid: Option<&str>, jti: &UsedCredential, now: i64) -> Result<Vec<EventRecord>> {
+            async fn idp_logout(
+                &self,
+                tenant: &str,
+                issuer: &str,
+                subject: Option<&str>,
+                idp_sid: Option<&str>,
+                jti: &UsedCredential,
+                now: i64,
+            ) -> Result<Vec<EventRecord>> {
                 use sqlx::Row;
-                let mut tx = self.begin(tenant).await?;
+                let mut tx = Backend::begin(self, tenant).await?;
                 spend(&mut tx, tenant, jti).await?;
-                let rows = sqlx::query(
-                    "UPDATE sessions SET revoked_at = $5, revoked_reason = 'idp_logout' \
-                     WHERE tenant = $1 AND revoked_at IS NULL \
-                     AND account_id IN (SELECT id FROM accounts WHERE tenant = $1 AND issuer = $2) \
-                     AND (($3 IS NOT NULL AND idp_sid = $3) OR ($3 IS NULL AND subject = $4)) \
-                     RETURNING id, account_id",
-                )
-                .bind(tenant)
-                .bind(issuer)
-                .bind(idp_sid)
-                .bind(subject)
-                .bind(now)
-                .fetch_all(&mut *tx)
-                .await?;
+                let rows = sqlx::query(sql::END_SESSIONS_FOR_IDP_LOGOUT)
+                    .bind(tenant)
+                    .bind(issuer)
+                    .bind(idp_sid)
+                    .bind(subject)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 let mut events = Vec::with_capacity(rows.len());
                 for row in rows {
                     let id: String = row.try_get("id")?;
                     let account_id: String = row.try_get("account_id")?;
-                    events.push(insert_event(&mut tx, tenant, &account_id, &id, "revoked", now).await?);
+                    events.push(
+                        insert_event(&mut tx, tenant, &account_id, &id, "revoked", now).await?,
+                    );
                 }
                 tx.commit().await?;
                 Ok(events)
             }
 
-            async fn admin_sessions(&self, tenant: &str, f: &SessionFilter) -> Result<Vec<SessionRecord>> {
-                let mut tx = self.begin(tenant).await?;
-                let rows = sqlx::query(&format!(
-                    "SELECT {} {} WHERE s.tenant = $1 AND ($2 IS NULL OR s.account_id = $2) AND ($3 IS NULL OR s.device_id = $3) \
-                     AND ($4 IS NULL OR s.id > $4) ORDER BY s.id LIMIT $5",
-                    sql::SESSION_COLUMNS,
-                    sql::SESSION_FROM
-                ))
-                .bind(tenant)
-                .bind(&f.account_id)
-                .bind(&f.device_id)
-                .bind(&f.after)
-                .bind(f.limit)
-                .fetch_all(&mut *tx)
-                .await?;
+            async fn admin_sessions(
+                &self,
+                tenant: &str,
+                f: &SessionFilter,
+            ) -> Result<Vec<SessionRecord>> {
+                let mut tx = Backend::begin(self, tenant).await?;
+                let rows = sqlx::query(sql::ADMIN_SESSIONS)
+                    .bind(tenant)
+                    .bind(&f.account_id)
+                    .bind(&f.device_id)
+                    .bind(&f.after)
+                    .bind(f.limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 tx.commit().await?;
-                Ok(rows.iter().map(session_from_row).collect::<std::result::Result<_, _>>()?)
+                Ok(rows
+                    .iter()
+                    .map(session_from_row)
+                    .collect::<std::result::Result<_, _>>()?)
             }
 
             async fn latest_event_id(&self, tenant: &str, account_id: &str) -> Result<i64> {
                 use sqlx::Row;
-                let mut tx = self.begin(tenant).await?;
-                let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS id FROM events WHERE tenant = $1 AND account_id = $2")
+                let mut tx = Backend::begin(self, tenant).await?;
+                let row = sqlx::query(sql::LATEST_EVENT_ID)
                     .bind(tenant)
                     .bind(account_id)
                     .fetch_one(&mut *tx)
@@ -388,24 +435,32 @@ macro_rules! impl_store {
                 Ok(row.try_get::<i64, _>("id")?)
             }
 
-            async fn events_after(&self, tenant: &str, account_id: &str, after_id: i64) -> Result<Vec<EventRecord>> {
-                let mut tx = self.begin(tenant).await?;
-                let rows = sqlx::query("SELECT * FROM events WHERE tenant = $1 AND account_id = $2 AND id > $3 ORDER BY id LIMIT 1000")
+            async fn events_after(
+                &self,
+                tenant: &str,
+                account_id: &str,
+                after_id: i64,
+            ) -> Result<Vec<EventRecord>> {
+                let mut tx = Backend::begin(self, tenant).await?;
+                let rows = sqlx::query(sql::EVENTS_AFTER)
                     .bind(tenant)
                     .bind(account_id)
                     .bind(after_id)
                     .fetch_all(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(rows.iter().map(event_from_row).collect::<std::result::Result<_, _>>()?)
+                Ok(rows
+                    .iter()
+                    .map(event_from_row)
+                    .collect::<std::result::Result<_, _>>()?)
             }
 
             async fn revoked_since(&self, since: i64) -> Result<Vec<(String, String)>> {
                 use sqlx::Row;
                 let mut out = Vec::new();
                 for t in self.tenants().await? {
-                    let mut tx = self.begin(&t.slug).await?;
-                    let rows = sqlx::query("SELECT tenant, id FROM sessions WHERE tenant = $1 AND revoked_at >= $2")
+                    let mut tx = Backend::begin(self, &t.slug).await?;
+                    let rows = sqlx::query(sql::REVOKED_SINCE)
                         .bind(&t.slug)
                         .bind(since)
                         .fetch_all(&mut *tx)
@@ -421,22 +476,20 @@ macro_rules! impl_store {
             async fn gc(&self, expired_before: i64, revoked_before: i64) -> Result<u64> {
                 let mut total = 0;
                 for t in self.tenants().await? {
-                    let mut tx = self.begin(&t.slug).await?;
-                    let r = sqlx::query(
-                        "DELETE FROM sessions WHERE tenant = $1 AND ((revoked_at IS NULL AND expires_at < $2) OR (revoked_at IS NOT NULL AND revoked_at < $3))",
-                    )
-                    .bind(&t.slug)
-                    .bind(expired_before)
-                    .bind(revoked_before)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query("DELETE FROM events WHERE tenant = $1 AND at < $2")
+                    let mut tx = Backend::begin(self, &t.slug).await?;
+                    let r = sqlx::query(sql::GC_SESSIONS)
+                        .bind(&t.slug)
+                        .bind(expired_before)
+                        .bind(revoked_before)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(sql::GC_EVENTS)
                         .bind(&t.slug)
                         .bind(revoked_before)
                         .execute(&mut *tx)
                         .await?;
                     // A spent credential past its expiry would be refused as expired anyway.
-                    sqlx::query("DELETE FROM used_credentials WHERE tenant = $1 AND expires_at < $2")
+                    sqlx::query(sql::GC_CREDENTIALS)
                         .bind(&t.slug)
                         .bind(expired_before)
                         .execute(&mut *tx)
@@ -447,25 +500,33 @@ macro_rules! impl_store {
                 Ok(total)
             }
 
-            async fn set_account_registered(&self, tenant: &str, account_id: &str, session_id: &str, email: Option<&str>, now: i64) -> Result<Option<EventRecord>> {
-                let mut tx = self.begin(tenant).await?;
-                let changed = sqlx::query(
-                    "UPDATE accounts SET is_guest = FALSE, email = COALESCE($3, email) WHERE tenant = $1 AND id = $2 AND is_guest = TRUE",
-                )
-                .bind(tenant)
-                .bind(account_id)
-                .bind(email)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            async fn set_account_registered(
+                &self,
+                tenant: &str,
+                account_id: &str,
+                session_id: &str,
+                email: Option<&str>,
+                now: i64,
+            ) -> Result<Option<EventRecord>> {
+                let mut tx = Backend::begin(self, tenant).await?;
+                let changed = sqlx::query(sql::REGISTER_ACCOUNT)
+                    .bind(tenant)
+                    .bind(account_id)
+                    .bind(email)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                 let event = if changed == 1 {
-                    sqlx::query("UPDATE sessions SET is_guest = FALSE, email = COALESCE($3, email) WHERE tenant = $1 AND account_id = $2")
+                    sqlx::query(sql::REGISTER_ACCOUNT_SESSIONS)
                         .bind(tenant)
                         .bind(account_id)
                         .bind(email)
                         .execute(&mut *tx)
                         .await?;
-                    Some(insert_event(&mut tx, tenant, account_id, session_id, "upgraded", now).await?)
+                    Some(
+                        insert_event(&mut tx, tenant, account_id, session_id, "upgraded", now)
+                            .await?,
+                    )
                 } else {
                     None
                 };

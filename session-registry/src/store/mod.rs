@@ -6,7 +6,7 @@
 //! SQL (expanded by `impl_store!` for each pool type), which the compile-time macros cannot do
 //! without two offline caches kept in step. Every query still binds its parameters.
 
-/// A [`SessionRecord`] from a row of the session columns (`sql::SESSION_COLUMNS`, or the token
+/// A [`SessionRecord`] from a row of the session columns (`sql::session_columns!`, or the token
 /// lookup's): `$get(name)` reads one column, `?` passes its error on. One list of fields for sqlx's
 /// rows and tokio-postgres's.
 macro_rules! session_record {
@@ -40,16 +40,14 @@ macro_rules! session_record {
 pub(crate) mod backend;
 mod pg_hot;
 mod postgres;
+pub mod sql;
 mod sqlite;
+#[cfg(test)]
+mod statements_check;
 
 pub use backend::random_id;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
-
-/// The LISTEN/NOTIFY channel of session events.
-pub fn postgres_channel() -> &'static str {
-    postgres::CHANNEL
-}
 
 use serde::Serialize;
 
@@ -74,15 +72,8 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-            // 57P0x shutdown/terminated, 08xxx connection exceptions, 53xxx insufficient
-            // resources, 55000 "database is not currently accepting connections".
             sqlx::Error::Database(ref db)
-                if db.code().is_some_and(|c| {
-                    c.starts_with("57")
-                        || c.starts_with("08")
-                        || c.starts_with("53")
-                        || c == "55000"
-                }) =>
+                if db.code().is_some_and(|c| sqlstate_means_unavailable(&c)) =>
             {
                 StoreError::Unavailable(e.to_string())
             }
@@ -93,6 +84,14 @@ impl From<sqlx::Error> for StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Whether a Postgres SQLSTATE means the database cannot serve now (the caller answers 503 and
+/// may retry) rather than that it refused the statement: 57P0x shut down or terminated, 08xxx
+/// connection exceptions, 53xxx insufficient resources, 55000 "not accepting connections". The
+/// one classification both Postgres clients (sqlx and the token lookup's tokio-postgres) use.
+pub(crate) fn sqlstate_means_unavailable(code: &str) -> bool {
+    code.starts_with("57") || code.starts_with("08") || code.starts_with("53") || code == "55000"
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TenantRecord {
@@ -303,14 +302,4 @@ pub trait Store: Send + Sync {
         email: Option<&str>,
         now: i64,
     ) -> Result<Option<EventRecord>>;
-}
-
-/// The SQL both backends run; `$n` placeholders work in Postgres and SQLite alike.
-pub(crate) mod sql {
-    pub const SESSION_COLUMNS: &str = "s.id, s.tenant, s.account_id, a.subject, a.email, a.is_guest, s.device_id, \
-        d.name AS device_name, d.platform AS device_platform, d.last_seen AS device_last_seen, s.idp_sid, s.created_at, \
-        s.last_authenticated_at, s.expires_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, s.auth_method, \
-        s.auth_time, s.user_agent, s.ip";
-    pub const SESSION_FROM: &str = "FROM sessions s JOIN accounts a ON a.id = s.account_id \
-        JOIN devices d ON d.tenant = s.tenant AND d.account_id = s.account_id AND d.id = s.device_id";
 }

@@ -48,14 +48,15 @@ const MAX_BATCH: usize = 64;
 /// Same contract as every backend's token lookup, for several hashes of one tenant: the
 /// session rows of those token hashes, each with its hash. Sessions carry copies of their
 /// account's and device's fields (migration 0003), so this reads one row of one table per hash.
-const LOOKUP: &str = "SELECT s.token_hash, s.id, s.tenant, s.account_id, s.subject, s.email, \
+pub(crate) const LOOKUP: &str =
+    "SELECT s.token_hash, s.id, s.tenant, s.account_id, s.subject, s.email, \
     s.is_guest, s.device_id, s.device_name, s.device_platform, \
     s.last_authenticated_at AS device_last_seen, s.idp_sid, s.created_at, \
     s.last_authenticated_at, s.expires_at, s.absolute_expires_at, s.revoked_at, \
     s.revoked_reason, s.auth_method, s.auth_time, s.user_agent, s.ip \
     FROM sessions s WHERE s.tenant = $1 AND s.token_hash = ANY($2)";
 /// The row-level-security tenant, for the session.
-const SET_TENANT: &str = "SELECT set_config('lanyard.tenant', $1, false)";
+pub(crate) const SET_TENANT: &str = "SELECT set_config('lanyard.tenant', $1, false)";
 
 /// One connection with its statements prepared.
 struct Conn {
@@ -389,12 +390,7 @@ async fn open(config: &Config) -> Result<Conn> {
 /// server refused for another reason is a query error.
 fn store_error(e: tokio_postgres::Error) -> StoreError {
     let unavailable = match e.code() {
-        // 57P0x shutdown/terminated, 08xxx connection exceptions, 53xxx insufficient
-        // resources, 55000 "database is not currently accepting connections".
-        Some(code) => {
-            let c = code.code();
-            c.starts_with("57") || c.starts_with("08") || c.starts_with("53") || c == "55000"
-        }
+        Some(code) => super::sqlstate_means_unavailable(code.code()),
         // No SQLSTATE: I/O, a closed connection, a timeout or a protocol error.
         None => true,
     };
@@ -410,3 +406,7 @@ fn session_from_row(r: &Row) -> Result<SessionRecord> {
         |e: tokio_postgres::Error| StoreError::Inconsistent(e.to_string())
     )))
 }
+
+/// The token lookup's statements, for the check that prepares every statement (`store::sql`).
+#[cfg(test)]
+pub(crate) const STATEMENTS: &[(&str, &str)] = &[("LOOKUP", LOOKUP), ("SET_TENANT", SET_TENANT)];

@@ -5,7 +5,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor, PgPool, Postgres};
 
-use super::backend::{impl_store, random_id};
+use super::backend::{impl_store, random_id, Backend};
 use super::pg_hot::HotPool;
 use super::*;
 
@@ -17,17 +17,6 @@ pub struct PgStore {
     /// The token lookup's own connections (see `pg_hot`).
     hot: HotPool,
     url: String,
-}
-
-async fn notify(tx: &mut sqlx::Transaction<'_, Postgres>, event: &EventRecord) -> Result<()> {
-    let payload =
-        serde_json::to_string(event).map_err(|e| StoreError::Inconsistent(e.to_string()))?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(payload)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 impl PgStore {
@@ -67,23 +56,23 @@ impl PgStore {
         })
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// A connection of its own that `LISTEN`s on the events channel (the event relay's). It
+    /// does not reconnect by itself: a silent reconnect inside sqlx would skip the relay's
+    /// replay of what was committed meanwhile, so every loss surfaces to the relay instead.
+    pub async fn listener(&self) -> Result<sqlx::postgres::PgListener> {
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
+        listener.eager_reconnect(false);
+        listener.listen(CHANNEL).await?;
+        Ok(listener)
     }
 
     /// The newest event id handed out so far (0 before the first): where a fresh event relay
     /// starts, since anything later is announced to it.
     pub async fn last_event_id(&self) -> Result<i64> {
         use sqlx::Row;
-        let row = sqlx::query(
-            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS id FROM events_id_seq",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query(sql::LAST_EVENT_ID)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get("id")?)
     }
 
@@ -95,15 +84,13 @@ impl PgStore {
         for t in self.tenants().await? {
             let mut after = after_id;
             loop {
-                let mut tx = self.begin(&t.slug).await?;
-                let rows = sqlx::query(
-                    "SELECT * FROM events WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3",
-                )
-                .bind(&t.slug)
-                .bind(after)
-                .bind(PAGE)
-                .fetch_all(&mut *tx)
-                .await?;
+                let mut tx = Backend::begin(self, &t.slug).await?;
+                let rows = sqlx::query(sql::TENANT_EVENTS_AFTER)
+                    .bind(&t.slug)
+                    .bind(after)
+                    .bind(PAGE)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 let page = rows
                     .iter()
@@ -120,10 +107,28 @@ impl PgStore {
         out.sort_by_key(|e| e.id);
         Ok(out)
     }
+}
 
-    /// The session of a token hash: batched with the lookups of concurrent requests on this
-    /// thread's lookup connection (`pg_hot`), with row-level security as everywhere else. This
-    /// is the hot path of every token authenticate (bench/registry.sh).
+#[async_trait::async_trait]
+impl Backend for PgStore {
+    type Db = Postgres;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin(&self, tenant: &str) -> Result<sqlx::Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::SET_TRANSACTION_TENANT)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    /// Batched with the lookups of concurrent requests on this thread's lookup connection
+    /// (`pg_hot`), with row-level security as everywhere else. This is the hot path of every
+    /// token authenticate (bench/registry.sh).
     async fn token_session(&self, tenant: &str, hash: &str) -> Result<Option<SessionRecord>> {
         self.hot.session_by_token(tenant, hash).await
     }
@@ -132,14 +137,16 @@ impl PgStore {
         Some(self.hot.stats())
     }
 
-    async fn begin(&self, tenant: &str) -> Result<sqlx::Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT set_config('lanyard.tenant', $1, true)")
-            .bind(tenant)
-            .execute(&mut *tx)
+    async fn notify(tx: &mut sqlx::Transaction<'_, Postgres>, event: &EventRecord) -> Result<()> {
+        let payload =
+            serde_json::to_string(event).map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+        sqlx::query(sql::NOTIFY)
+            .bind(CHANNEL)
+            .bind(payload)
+            .execute(&mut **tx)
             .await?;
-        Ok(tx)
+        Ok(())
     }
 }
 
-impl_store!(PgStore, Postgres, sqlx::postgres::PgRow, notify);
+impl_store!(PgStore, Postgres, sqlx::postgres::PgRow);

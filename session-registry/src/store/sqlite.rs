@@ -7,15 +7,11 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
-use super::backend::{impl_store, random_id};
+use super::backend::{impl_store, random_id, Backend};
 use super::*;
 
 pub struct SqliteStore {
     pool: SqlitePool,
-}
-
-async fn no_notify(_tx: &mut sqlx::Transaction<'_, Sqlite>, _event: &EventRecord) -> Result<()> {
-    Ok(())
 }
 
 impl SqliteStore {
@@ -39,29 +35,39 @@ impl SqliteStore {
             .map_err(|e| StoreError::Query(format!("migrations: {e}")))?;
         Ok(Self { pool })
     }
+}
+
+#[async_trait::async_trait]
+impl Backend for SqliteStore {
+    type Db = Sqlite;
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Tenant isolation is in the SQL: there is nothing to set.
+    async fn begin(&self, _tenant: &str) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    async fn token_session(&self, tenant: &str, hash: &str) -> Result<Option<SessionRecord>> {
+        let row = sqlx::query(sql::SESSION_BY_TOKEN_HASH)
+            .bind(tenant)
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(session_from_row).transpose()?)
+    }
 
     /// One statement per lookup: nothing to report.
     fn lookup_stats(&self) -> Option<TokenLookupStats> {
         None
     }
 
-    async fn begin(&self, _tenant: &str) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin().await?)
-    }
-
-    /// The session of a token hash (SQLite has no row-level security to set up).
-    async fn token_session(&self, tenant: &str, hash: &str) -> Result<Option<SessionRecord>> {
-        let row = sqlx::query(&format!(
-            "SELECT {} {} WHERE s.tenant = $1 AND s.token_hash = $2",
-            sql::SESSION_COLUMNS,
-            sql::SESSION_FROM
-        ))
-        .bind(tenant)
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(session_from_row).transpose()?)
+    /// One process: events are published in process (`Registry::publish`).
+    async fn notify(_tx: &mut sqlx::Transaction<'_, Sqlite>, _event: &EventRecord) -> Result<()> {
+        Ok(())
     }
 }
 
-impl_store!(SqliteStore, Sqlite, sqlx::sqlite::SqliteRow, no_notify);
+impl_store!(SqliteStore, Sqlite, sqlx::sqlite::SqliteRow);

@@ -1,0 +1,167 @@
+//! Every SQL statement the store runs, in one place: the body both backends share (`$n`
+//! placeholders work in Postgres and SQLite alike) and the few each backend has of its own. The
+//! lists [`SHARED`], [`POSTGRES`] and [`SQLITE`] name them all, so a test prepares each against
+//! both schemas (`store::statements_check`) and a typo fails there, not in production. A parameter
+//! tested for NULL is `CAST(… AS TEXT)`: a prepared statement must know every parameter's type.
+
+/// The columns of a session joined with its account and device (see `session_record!`).
+macro_rules! session_columns {
+    () => {
+        "s.id, s.tenant, s.account_id, a.subject, a.email, a.is_guest, s.device_id, \
+        d.name AS device_name, d.platform AS device_platform, d.last_seen AS device_last_seen, s.idp_sid, s.created_at, \
+        s.last_authenticated_at, s.expires_at, s.absolute_expires_at, s.revoked_at, s.revoked_reason, s.auth_method, \
+        s.auth_time, s.user_agent, s.ip"
+    };
+}
+
+/// The join behind [`session_columns!`].
+macro_rules! session_from {
+    () => {
+        "FROM sessions s JOIN accounts a ON a.id = s.account_id \
+        JOIN devices d ON d.tenant = s.tenant AND d.account_id = s.account_id AND d.id = s.device_id"
+    };
+}
+
+pub const SPEND_CREDENTIAL: &str =
+    "INSERT INTO used_credentials (tenant, kind, hash, expires_at) VALUES ($1, $2, $3, $4) \
+    ON CONFLICT (tenant, kind, hash) DO NOTHING";
+pub const INSERT_EVENT: &str =
+    "INSERT INTO events (tenant, account_id, session_id, kind, at) VALUES ($1, $2, $3, $4, $5) \
+    RETURNING id, tenant, account_id, session_id, kind, at";
+pub const PING: &str = "SELECT 1";
+pub const UPSERT_TENANT: &str = "INSERT INTO tenants (slug, issuer, audiences, idle_timeout_secs, absolute_timeout_secs, api_key_hash, created_at, \
+    max_id_token_age_secs, max_auth_age_secs) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+    ON CONFLICT (slug) DO UPDATE SET issuer = excluded.issuer, audiences = excluded.audiences, \
+    idle_timeout_secs = excluded.idle_timeout_secs, absolute_timeout_secs = excluded.absolute_timeout_secs, \
+    api_key_hash = COALESCE(excluded.api_key_hash, tenants.api_key_hash), \
+    max_id_token_age_secs = excluded.max_id_token_age_secs, max_auth_age_secs = excluded.max_auth_age_secs";
+pub const TENANT: &str = "SELECT * FROM tenants WHERE slug = $1";
+pub const TENANTS: &str = "SELECT * FROM tenants ORDER BY slug";
+pub const UPSERT_ACCOUNT: &str = "INSERT INTO accounts (id, tenant, issuer, subject, email, is_guest, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+    ON CONFLICT (tenant, issuer, subject) DO UPDATE SET email = COALESCE(excluded.email, accounts.email), is_guest = excluded.is_guest \
+    RETURNING id, email, is_guest";
+pub const COPY_ACCOUNT_TO_SESSIONS: &str =
+    "UPDATE sessions SET email = $3, is_guest = $4 WHERE tenant = $1 AND account_id = $2";
+pub const COPY_DEVICE_TO_SESSIONS: &str = "UPDATE sessions SET device_name = $4, device_platform = $5 WHERE tenant = $1 AND account_id = $2 AND device_id = $3";
+pub const UPSERT_DEVICE: &str = "INSERT INTO devices (tenant, account_id, id, name, platform, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+    ON CONFLICT (tenant, account_id, id) DO UPDATE SET name = excluded.name, platform = excluded.platform, last_seen = excluded.last_seen";
+pub const INSERT_SESSION: &str = "INSERT INTO sessions (id, tenant, account_id, device_id, token_hash, idp_sid, created_at, last_authenticated_at, \
+    expires_at, absolute_expires_at, auth_method, user_agent, ip, subject, email, is_guest, device_name, device_platform, auth_time) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+pub const SESSION_BY_ID: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " ",
+    session_from!(),
+    " WHERE s.tenant = $1 AND s.id = $2"
+);
+pub const TOUCH_SESSION: &str =
+    "UPDATE sessions SET last_authenticated_at = $3, expires_at = COALESCE($4, expires_at) \
+    WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL RETURNING account_id, device_id";
+pub const TOUCH_DEVICE: &str =
+    "UPDATE devices SET last_seen = $4 WHERE tenant = $1 AND account_id = $2 AND id = $3";
+pub const END_SESSION: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL RETURNING account_id";
+pub const ACCOUNT_SESSIONS: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " ",
+    session_from!(),
+    " WHERE s.tenant = $1 AND s.account_id = $2 ORDER BY s.created_at, s.id"
+);
+pub const RAISE_AUTH_TIME: &str = "UPDATE sessions SET auth_time = $3 WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL AND auth_time < $3";
+pub const LIVE_SESSION_BY_ID: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " ",
+    session_from!(),
+    " WHERE s.tenant = $1 AND s.id = $2 AND s.revoked_at IS NULL"
+);
+pub const END_SESSIONS_FOR_IDP_LOGOUT: &str = "UPDATE sessions SET revoked_at = $5, revoked_reason = 'idp_logout' \
+    WHERE tenant = $1 AND revoked_at IS NULL \
+    AND account_id IN (SELECT id FROM accounts WHERE tenant = $1 AND issuer = $2) \
+    AND ((CAST($3 AS TEXT) IS NOT NULL AND idp_sid = $3) OR (CAST($3 AS TEXT) IS NULL AND subject = $4)) \
+    RETURNING id, account_id";
+pub const ADMIN_SESSIONS: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " ",
+    session_from!(),
+    " WHERE s.tenant = $1 AND (CAST($2 AS TEXT) IS NULL OR s.account_id = $2) \
+    AND (CAST($3 AS TEXT) IS NULL OR s.device_id = $3) \
+    AND (CAST($4 AS TEXT) IS NULL OR s.id > $4) ORDER BY s.id LIMIT $5"
+);
+pub const LATEST_EVENT_ID: &str =
+    "SELECT COALESCE(MAX(id), 0) AS id FROM events WHERE tenant = $1 AND account_id = $2";
+pub const EVENTS_AFTER: &str =
+    "SELECT * FROM events WHERE tenant = $1 AND account_id = $2 AND id > $3 ORDER BY id LIMIT 1000";
+pub const REVOKED_SINCE: &str =
+    "SELECT tenant, id FROM sessions WHERE tenant = $1 AND revoked_at >= $2";
+pub const GC_SESSIONS: &str = "DELETE FROM sessions WHERE tenant = $1 AND ((revoked_at IS NULL AND expires_at < $2) OR (revoked_at IS NOT NULL AND revoked_at < $3))";
+pub const GC_EVENTS: &str = "DELETE FROM events WHERE tenant = $1 AND at < $2";
+pub const GC_CREDENTIALS: &str =
+    "DELETE FROM used_credentials WHERE tenant = $1 AND expires_at < $2";
+pub const REGISTER_ACCOUNT: &str = "UPDATE accounts SET is_guest = FALSE, email = COALESCE($3, email) WHERE tenant = $1 AND id = $2 AND is_guest = TRUE";
+pub const REGISTER_ACCOUNT_SESSIONS: &str = "UPDATE sessions SET is_guest = FALSE, email = COALESCE($3, email) WHERE tenant = $1 AND account_id = $2";
+
+/// SQLite's token lookup (Postgres has its own, `pg_hot`).
+pub const SESSION_BY_TOKEN_HASH: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " ",
+    session_from!(),
+    " WHERE s.tenant = $1 AND s.token_hash = $2"
+);
+/// Postgres: the row-level-security tenant of a transaction.
+pub const SET_TRANSACTION_TENANT: &str = "SELECT set_config('lanyard.tenant', $1, true)";
+/// Postgres: announce an event on the LISTEN channel.
+pub const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+/// Postgres: the newest event id handed out so far.
+pub const LAST_EVENT_ID: &str =
+    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS id FROM events_id_seq";
+/// Postgres: a page of one tenant's events after an id (the relay's catch-up).
+pub const TENANT_EVENTS_AFTER: &str =
+    "SELECT * FROM events WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3";
+
+/// The statements both backends run.
+pub const SHARED: &[(&str, &str)] = &[
+    ("SPEND_CREDENTIAL", SPEND_CREDENTIAL),
+    ("INSERT_EVENT", INSERT_EVENT),
+    ("PING", PING),
+    ("UPSERT_TENANT", UPSERT_TENANT),
+    ("TENANT", TENANT),
+    ("TENANTS", TENANTS),
+    ("UPSERT_ACCOUNT", UPSERT_ACCOUNT),
+    ("COPY_ACCOUNT_TO_SESSIONS", COPY_ACCOUNT_TO_SESSIONS),
+    ("COPY_DEVICE_TO_SESSIONS", COPY_DEVICE_TO_SESSIONS),
+    ("UPSERT_DEVICE", UPSERT_DEVICE),
+    ("INSERT_SESSION", INSERT_SESSION),
+    ("SESSION_BY_ID", SESSION_BY_ID),
+    ("TOUCH_SESSION", TOUCH_SESSION),
+    ("TOUCH_DEVICE", TOUCH_DEVICE),
+    ("END_SESSION", END_SESSION),
+    ("ACCOUNT_SESSIONS", ACCOUNT_SESSIONS),
+    ("RAISE_AUTH_TIME", RAISE_AUTH_TIME),
+    ("LIVE_SESSION_BY_ID", LIVE_SESSION_BY_ID),
+    ("END_SESSIONS_FOR_IDP_LOGOUT", END_SESSIONS_FOR_IDP_LOGOUT),
+    ("ADMIN_SESSIONS", ADMIN_SESSIONS),
+    ("LATEST_EVENT_ID", LATEST_EVENT_ID),
+    ("EVENTS_AFTER", EVENTS_AFTER),
+    ("REVOKED_SINCE", REVOKED_SINCE),
+    ("GC_SESSIONS", GC_SESSIONS),
+    ("GC_EVENTS", GC_EVENTS),
+    ("GC_CREDENTIALS", GC_CREDENTIALS),
+    ("REGISTER_ACCOUNT", REGISTER_ACCOUNT),
+    ("REGISTER_ACCOUNT_SESSIONS", REGISTER_ACCOUNT_SESSIONS),
+];
+
+/// The statements only Postgres runs (the token lookup's are in `pg_hot`, listed there).
+pub const POSTGRES: &[(&str, &str)] = &[
+    ("SET_TRANSACTION_TENANT", SET_TRANSACTION_TENANT),
+    ("NOTIFY", NOTIFY),
+    ("LAST_EVENT_ID", LAST_EVENT_ID),
+    ("TENANT_EVENTS_AFTER", TENANT_EVENTS_AFTER),
+];
+
+/// The statements only SQLite runs.
+pub const SQLITE: &[(&str, &str)] = &[("SESSION_BY_TOKEN_HASH", SESSION_BY_TOKEN_HASH)];
