@@ -21,7 +21,9 @@ use tokio::task::JoinHandle;
 use crate::options::{Database, InvalidDatabaseUrl, NonUtf8Path, Options};
 
 /// The audiences the registry accepts in ID tokens: the CLI's and the registry's own client.
-pub const AUDIENCES: [&str; 2] = ["lanyard-cli", "lanyard-registry"];
+pub const AUDIENCES: [&str; 2] = ["lanyard-cli", REGISTRY_CLIENT];
+/// The IdP client the registry itself signs in as (its devices page).
+pub const REGISTRY_CLIENT: &str = "lanyard-registry";
 /// How long the services get to answer their first request.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -186,15 +188,8 @@ impl Devstack {
             // Tenants need the IdP's address: registered below, once the IdP has bound.
             tenants: Vec::new(),
             // The registry signs people in to its "Your devices" page as the IdP's
-            // confidential `lanyard-registry` client.
-            web_clients: ["acme", "globex"]
-                .into_iter()
-                .map(|tenant| session_registry::config::WebClientConfig {
-                    tenant: tenant.into(),
-                    client_id: "lanyard-registry".into(),
-                    client_secret: SecretString::from(mock_idp::config::DEV_REGISTRY_SECRET),
-                })
-                .collect(),
+            // confidential `lanyard-registry` client, in every tenant the IdP has.
+            web_clients: registry_web_clients(&mock_idp::IdpConfig::defaults()),
         };
         let registry_app = session_registry::Application::build_with(
             &registry_settings,
@@ -391,6 +386,28 @@ pub fn idp_config(data_dir: &Path, registry_url: &str) -> mock_idp::IdpConfig {
     config
 }
 
+/// The registry's own client registration in each IdP tenant that has one (the confidential
+/// `lanyard-registry` client, with its secret): what the "Your devices" page signs in with.
+pub fn registry_web_clients(
+    idp: &mock_idp::IdpConfig,
+) -> Vec<session_registry::config::WebClientConfig> {
+    idp.tenants
+        .iter()
+        .flat_map(|t| {
+            t.clients
+                .iter()
+                .filter(|c| c.client_id.as_str() == REGISTRY_CLIENT)
+                .filter_map(move |c| {
+                    Some(session_registry::config::WebClientConfig {
+                        tenant: t.slug.to_string(),
+                        client_id: c.client_id.to_string(),
+                        client_secret: c.secret.clone()?,
+                    })
+                })
+        })
+        .collect()
+}
+
 /// One registry tenant per IdP tenant, trusting its issuer for the CLI's and the registry's
 /// client.
 pub fn registry_tenants(idp: &mock_idp::IdpConfig, idp_url: &str) -> Vec<TenantConfig> {
@@ -439,6 +456,7 @@ async fn wait_until_ready(service: &'static str, url: &str) -> Result<(), Devsta
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn the_registry_client_posts_logout_tokens_to_the_registry_that_runs() {
@@ -498,5 +516,39 @@ mod tests {
                 Some(session_registry::token::hash_hex(&tenant_api_key(&t.slug)).as_str())
             );
         }
+    }
+
+    #[test]
+    fn the_devices_page_signs_in_with_the_registrys_client_of_every_idp_tenant() {
+        let mut idp = mock_idp::IdpConfig::defaults();
+        // A third tenant in the IdP's configuration gets its devices page too: nothing is
+        // hard-coded to acme and globex.
+        let mut initech = idp.tenants[0].clone();
+        initech.slug = mock_idp::ids::TenantId::parse("initech").unwrap();
+        idp.tenants.push(initech);
+        let clients = registry_web_clients(&idp);
+        let got: Vec<(&str, &str)> = clients
+            .iter()
+            .map(|c| (c.tenant.as_str(), c.client_id.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("acme", REGISTRY_CLIENT),
+                ("globex", REGISTRY_CLIENT),
+                ("initech", REGISTRY_CLIENT)
+            ]
+        );
+        for c in &clients {
+            assert_eq!(
+                c.client_secret.expose_secret(),
+                mock_idp::config::DEV_REGISTRY_SECRET
+            );
+        }
+        assert_eq!(
+            registry_tenants(&idp, "http://127.0.0.1:8700").len(),
+            3,
+            "and a registry tenant"
+        );
     }
 }
