@@ -44,7 +44,7 @@ pub struct GuestRate {
 }
 
 /// The key an address is counted under: IPv4 (also when mapped into IPv6) as is, IPv6 by /64.
-fn bucket(addr: Option<IpAddr>) -> Option<IpAddr> {
+pub(crate) fn bucket(addr: Option<IpAddr>) -> Option<IpAddr> {
     addr.map(|a| match a.to_canonical() {
         IpAddr::V6(v6) => {
             let s = v6.segments();

@@ -23,6 +23,8 @@ pub mod client_auth;
 /// The injectable clock (shared with the registry).
 pub use lanyard_clock as clock;
 pub mod config;
+pub mod device_approval;
+pub mod device_guesses;
 pub mod directory;
 pub mod error;
 pub mod faults;

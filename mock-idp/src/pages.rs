@@ -34,6 +34,8 @@ pub struct LoginPage<'a> {
     pub users: Vec<&'a User>,
     pub login_hint: Option<&'a str>,
     pub error: Option<&'a str>,
+    /// The guest form's CSRF token, when the browser has an IdP session a guest would replace.
+    pub guest_csrf: Option<&'a str>,
 }
 
 pub fn login(p: &LoginPage<'_>) -> Markup {
@@ -69,32 +71,89 @@ pub fn login(p: &LoginPage<'_>) -> Markup {
             }
             form method="post" action=(format!("{}/guest", p.issuer)) id="guest-form" {
                 input type="hidden" name="auth_request" value=(p.auth_request);
+                @if let Some(token) = p.guest_csrf { input type="hidden" name="csrf_token" value=(token); }
                 button type="submit" id="continue-as-guest" { "Continue as guest" }
             }
         },
     )
 }
 
-pub fn device(issuer: &str, tenant: &str, user_code: Option<&str>, error: Option<&str>) -> Markup {
+/// What the device page needs.
+pub struct DevicePage<'a> {
+    pub tenant: &'a str,
+    pub issuer: &'a str,
+    pub user_code: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// The browser's signed-in account and the form's CSRF token; `None` shows the sign-in fields.
+    pub signed_in: Option<SignedIn<'a>>,
+}
+
+/// A browser's signed-in account, as a page shows it, and the CSRF token of the page's form.
+pub struct SignedIn<'a> {
+    pub account: &'a str,
+    pub csrf_token: &'a str,
+}
+
+/// The user-code page (RFC 8628 §3.3): approving or denying needs a signed-in person — the
+/// browser's IdP session, or the sign-in fields on the page.
+pub fn device(p: &DevicePage<'_>) -> Markup {
+    let (tenant, issuer) = (p.tenant, p.issuer);
     layout(
         &format!("Connect a device to {tenant}"),
         html! {
             h1 { "Connect a device" }
-            p.muted { "Enter the code shown on your device and sign in to " (tenant) "." }
-            @if let Some(err) = error { p.error id="error" role="alert" { (err) } }
+            @match &p.signed_in {
+                Some(s) => { p.muted { "Enter the code shown on your device. You are signed in to " (tenant) " as " strong { (s.account) } "." } }
+                None => { p.muted { "Enter the code shown on your device and sign in to " (tenant) "." } }
+            }
+            @if let Some(err) = p.error { p.error id="error" role="alert" { (err) } }
             form method="post" action=(format!("{issuer}/device")) id="device-form" {
                 label for="user_code" { "Code" }
-                input type="text" name="user_code" id="user_code" value=(user_code.unwrap_or_default()) required;
-                label for="username" { "Username" }
-                input type="text" name="username" id="username" autocomplete="username";
-                label for="password" { "Password" }
-                input type="password" name="password" id="password" autocomplete="current-password";
+                input type="text" name="user_code" id="user_code" value=(p.user_code.unwrap_or_default()) required;
+                @match &p.signed_in {
+                    Some(s) => { input type="hidden" name="csrf_token" value=(s.csrf_token); }
+                    None => {
+                        label for="username" { "Username" }
+                        input type="text" name="username" id="username" autocomplete="username";
+                        label for="password" { "Password" }
+                        input type="password" name="password" id="password" autocomplete="current-password";
+                    }
+                }
                 div {
                     button type="submit" name="action" value="approve" id="approve" { "Approve" }
                     " "
                     button type="submit" name="action" value="deny" id="deny" { "Deny" }
                 }
             }
+        },
+    )
+}
+
+/// What the page asking before a guest replaces a signed-in account needs.
+pub struct ReplaceWithGuestPage<'a> {
+    pub tenant: &'a str,
+    pub issuer: &'a str,
+    pub client_id: &'a str,
+    /// The signed-in account, as the person knows it.
+    pub account: &'a str,
+    pub auth_request: &'a str,
+    pub csrf_token: &'a str,
+}
+
+/// Asks before a new guest replaces the browser's signed-in account (`prompt=create` may come
+/// from any site); only its form, which carries the browser's CSRF token, makes the guest.
+pub fn replace_with_guest(p: &ReplaceWithGuestPage<'_>) -> Markup {
+    layout(
+        &format!("Continue as a guest at {}", p.tenant),
+        html! {
+            h1 { "Continue as a new guest?" }
+            p { "Application " code { (p.client_id) } " asks for a new guest account. You are signed in to " (p.tenant) " as " strong { (p.account) } "; continuing signs that account out of this browser." }
+            form method="post" action=(format!("{}/guest", p.issuer)) id="guest-form" {
+                input type="hidden" name="auth_request" value=(p.auth_request);
+                input type="hidden" name="csrf_token" value=(p.csrf_token);
+                button type="submit" id="continue-as-guest" { "Continue as a new guest" }
+            }
+            p.muted { "If you did not ask for this, close this page: you stay signed in as " (p.account) "." }
         },
     )
 }

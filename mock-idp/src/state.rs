@@ -108,6 +108,7 @@ impl IdpState {
             let now = tenant.now();
             tenant.grants.sweep(now);
             tenant.guest_rate.lock().sweep(now);
+            tenant.device_guesses.lock().sweep(now);
         }
     }
 }

@@ -9,6 +9,7 @@ use time::{Duration, OffsetDateTime};
 use crate::audit::{Audit, AuditEvent};
 use crate::clock::SharedClock;
 use crate::config::{Lifetimes, SigningAlg, TenantConfig};
+use crate::device_guesses::DeviceGuesses;
 use crate::directory::{Client, Directory, DirectoryError, User};
 use crate::error::OAuthError;
 use crate::faults::FaultSet;
@@ -43,6 +44,8 @@ pub struct Tenant {
     /// Guests created per client address in the last minute. Taken before `directory` when
     /// both are held.
     pub guest_rate: Mutex<GuestRate>,
+    /// Wrong user codes and failed sign-ins on the device page in the last minute.
+    pub device_guesses: Mutex<DeviceGuesses>,
     pub keys: RwLock<KeySet>,
     pub directory: RwLock<Directory>,
     /// Codes, tokens, sessions and device grants, behind their typed API ([`GrantStore`]).
@@ -112,6 +115,7 @@ impl Tenant {
             lifetimes: cfg.lifetimes,
             guest_limits: cfg.guests,
             guest_rate: Mutex::new(GuestRate::default()),
+            device_guesses: Mutex::new(DeviceGuesses::default()),
             keys: RwLock::new(keys),
             directory: RwLock::new(directory),
             grants: GrantStore::default(),

@@ -14,7 +14,7 @@ use time::Duration;
 
 use super::{error_page, gate, html, peer_ip};
 use crate::authorization_request::{AuthorizationError, AuthorizationRequest, Refusal};
-use crate::browser_session::{self, BrowserSession};
+use crate::browser_session::{self, BrowserSession, CsrfPurpose};
 use crate::directory::verify_sign_in;
 use crate::error::OAuthError;
 use crate::faults::Endpoint;
@@ -82,11 +82,13 @@ fn complete(tenant: &Tenant, request: AuthRequest, session: &IdpSession) -> Http
 
 fn login_page(
     tenant: &Tenant,
+    browser: Option<&BrowserSession>,
     id: &str,
     request: &AuthRequest,
     error: Option<&str>,
     status: StatusCode,
 ) -> HttpResponse {
+    let guest_csrf = browser.map(|b| b.csrf_token(CsrfPurpose::Guest));
     let dir = tenant.directory.read();
     let page = pages::login(&LoginPage {
         tenant: &tenant.display_name,
@@ -96,6 +98,7 @@ fn login_page(
         users: dir.registered_users(),
         login_hint: request.login_hint.as_deref(),
         error,
+        guest_csrf: guest_csrf.as_deref(),
     });
     html(status, page)
 }
@@ -118,7 +121,8 @@ pub async fn authorize(
         Err(refusal) => return Ok(refused(refusal, &tenant.issuer)),
     };
     let prompt = valid.prompt;
-    let mut session = BrowserSession::of(&tenant, &req).map(|b| b.session);
+    let browser = BrowserSession::of(&tenant, &req);
+    let mut session = browser.as_ref().map(|b| b.session.clone());
     if let (Some(s), Some(max_age)) = (&session, valid.max_age) {
         // `max_age=0` asks for a sign-in now (OIDC Core §3.1.2.1: like `prompt=login`), even
         // one that happened this very second.
@@ -140,9 +144,28 @@ pub async fn authorize(
     }
     // `prompt=create` (OpenID Connect "Initiating User Registration") asks for a new account:
     // here, a new guest, signed in at once. It is how a client without a person at the form
-    // (`lanyard login --guest`) picks the guest choice; any IdP session in the browser is
-    // replaced by the guest's.
+    // (`lanyard login --guest`) picks the guest choice; the browser's IdP session is replaced by
+    // the guest's. Any site can send a browser here, so a registered user's session is not
+    // replaced without asking (login CSRF): the person confirms on a page whose form carries
+    // this browser's CSRF token. A guest's session is replaced at once (guest for guest).
     if prompt.create {
+        if let Some((browser, account)) = browser
+            .as_ref()
+            .and_then(|b| registered_account(&tenant, b).map(|a| (b, a)))
+        {
+            let id = tenant.grants.hold_request(valid.request.clone());
+            return Ok(html(
+                StatusCode::OK,
+                pages::replace_with_guest(&pages::ReplaceWithGuestPage {
+                    tenant: &tenant.display_name,
+                    issuer: &tenant.issuer,
+                    client_id: valid.request.client_id.as_str(),
+                    account: &account,
+                    auth_request: &id,
+                    csrf_token: &browser.csrf_token(CsrfPurpose::Guest),
+                }),
+            ));
+        }
         // A client waits on its redirect and no person sees a page: a refusal goes back to it
         // as `temporarily_unavailable` (RFC 6749 §4.1.2.1), so it stops waiting and can say why.
         return Ok(
@@ -168,6 +191,7 @@ pub async fn authorize(
     let id = tenant.grants.hold_request(valid.request.clone());
     Ok(login_page(
         &tenant,
+        browser.as_ref(),
         &id,
         &valid.request,
         None,
@@ -178,9 +202,20 @@ pub async fn authorize(
 const EXPIRED_REQUEST: &str =
     "This sign-in request is unknown or has expired. Return to the application and start again.";
 
+/// The username of the registered user whose IdP session `browser` holds; `None` for a guest.
+fn registered_account(tenant: &Tenant, browser: &BrowserSession) -> Option<String> {
+    let dir = tenant.directory.read();
+    let user = dir.user(&browser.session.sub)?;
+    user.username
+        .as_ref()
+        .filter(|_| !user.is_guest)
+        .map(|name| name.to_string())
+}
+
 pub async fn login(
     state: web::Data<IdpState>,
     path: web::Path<String>,
+    req: HttpRequest,
     body: Bytes,
 ) -> Result<HttpResponse, OAuthError> {
     let tenant = state.tenant(&path)?;
@@ -215,6 +250,7 @@ pub async fn login(
         );
         return Ok(login_page(
             &tenant,
+            BrowserSession::of(&tenant, &req).as_ref(),
             id,
             &request,
             Some("Wrong username or password."),
@@ -259,6 +295,24 @@ pub async fn guest(
             "{e}: start with the authorization endpoint and post its auth_request"
         ))
     })?;
+    // A guest replaces a registered user's session only when this browser's own page asked.
+    let browser = BrowserSession::of(&tenant, &req);
+    if let Some(b) = &browser {
+        if registered_account(&tenant, b).is_some()
+            && !b.csrf_matches(CsrfPurpose::Guest, params.get("csrf_token"))
+        {
+            tenant.record(
+                "guest_csrf_refused",
+                Some(&b.session.sub),
+                None,
+                "guest sign-in over a signed-in account without this browser's CSRF token; nothing changed",
+            );
+            return Ok(error_page(
+                StatusCode::FORBIDDEN,
+                "This guest sign-in was not confirmed from this browser, so you are still signed in. Return to the application and start again.",
+            ));
+        }
+    }
     let Some(request) = tenant.grants.take_request(id, tenant.now()) else {
         return Ok(error_page(StatusCode::BAD_REQUEST, EXPIRED_REQUEST));
     };
@@ -270,6 +324,7 @@ pub async fn guest(
             tenant.grants.return_request(id, request.clone());
             let mut res = login_page(
                 &tenant,
+                browser.as_ref(),
                 id,
                 &request,
                 Some(&format!(

@@ -1,18 +1,20 @@
 //! The device authorization grant (RFC 8628): the device authorization endpoint and the
-//! user-code page where a person approves or denies the device.
+//! user-code page where a signed-in person approves or denies the device (the decision and its
+//! bounds are [`device_approval`]'s).
 
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::json;
 
-use super::{authorization_header, gate, html, no_store_json, require_form};
+use super::{authorization_header, gate, html, no_store_json, peer_ip, require_form};
+use crate::browser_session::{BrowserSession, CsrfPurpose};
 use crate::client_auth::{authenticate, ClientAuth};
 use crate::config::GrantType;
+use crate::device_approval::{self, DeviceAction, DeviceRefusal, Person};
 use crate::error::{ErrorCode, OAuthError};
 use crate::faults::Endpoint;
-use crate::grants::Approver;
 use crate::pages;
 use crate::params::Params;
 use crate::scope::Scope;
@@ -98,100 +100,135 @@ pub async fn device_page(
     }
     let params = Params::parse(req.query_string().as_bytes()).unwrap_or_default();
     let code = params.get("user_code").map(normalise_user_code);
-    Ok(html(
+    let browser = BrowserSession::of(&tenant, &req);
+    Ok(device_page_html(
+        &tenant,
+        browser.as_ref(),
+        code.as_deref(),
+        None,
         StatusCode::OK,
-        pages::device(&tenant.issuer, &tenant.display_name, code.as_deref(), None),
     ))
+}
+
+/// The device page, for the browser's signed-in account if it has one.
+fn device_page_html(
+    tenant: &Tenant,
+    browser: Option<&BrowserSession>,
+    user_code: Option<&str>,
+    error: Option<&str>,
+    status: StatusCode,
+) -> HttpResponse {
+    let signed_in = browser.map(|b| {
+        let account = tenant
+            .directory
+            .read()
+            .user(&b.session.sub)
+            .map(|u| match &u.username {
+                Some(name) => name.to_string(),
+                None => "a guest account".to_owned(),
+            })
+            .unwrap_or_else(|| "this account".to_owned());
+        (account, b.csrf_token(CsrfPurpose::Device))
+    });
+    html(
+        status,
+        pages::device(&pages::DevicePage {
+            tenant: &tenant.display_name,
+            issuer: &tenant.issuer,
+            user_code,
+            error,
+            signed_in: signed_in.as_ref().map(|(account, csrf)| pages::SignedIn {
+                account,
+                csrf_token: csrf,
+            }),
+        }),
+    )
 }
 
 pub async fn device_submit(
     state: web::Data<IdpState>,
     path: web::Path<String>,
+    req: HttpRequest,
     body: Bytes,
 ) -> Result<HttpResponse, OAuthError> {
     let tenant = state.tenant(&path)?;
     if let Some(res) = gate(&tenant, Endpoint::Device).await {
         return Ok(res);
     }
-    let page = |code: Option<&str>, error: &str, status: StatusCode| {
-        html(
-            status,
-            pages::device(&tenant.issuer, &tenant.display_name, code, Some(error)),
-        )
-    };
+    let browser = BrowserSession::of(&tenant, &req);
     let params = match Params::parse(&body) {
         Ok(p) => p,
-        Err(e) => return Ok(page(None, &e.to_string(), StatusCode::BAD_REQUEST)),
+        Err(e) => {
+            return Ok(device_page_html(
+                &tenant,
+                browser.as_ref(),
+                None,
+                Some(&e.to_string()),
+                StatusCode::BAD_REQUEST,
+            ))
+        }
     };
     let user_code = normalise_user_code(params.get("user_code").unwrap_or_default());
-    if !tenant.grants.device_waiting(&user_code, tenant.now()) {
-        return Ok(page(
-            Some(&user_code),
-            "That code is unknown, expired or already used. Check the code on your device.",
-            StatusCode::BAD_REQUEST,
-        ));
+    let action = match params.get("action") {
+        Some("deny") => DeviceAction::Deny,
+        _ => DeviceAction::Approve,
     };
-    if params.get("action") == Some("deny") {
-        if tenant.grants.deny_device(&user_code, tenant.now()).is_err() {
-            return Ok(page(
-                Some(&user_code),
-                "That code has just expired.",
-                StatusCode::BAD_REQUEST,
-            ));
+    // Credentials typed on the page win over the browser's session: a person may approve as
+    // another account than the one signed in.
+    let person = match (params.get("username"), &browser) {
+        (Some(username), _) => Person::Credentials {
+            username: username.to_owned(),
+            password: SecretString::from(params.get("password").unwrap_or_default().to_owned()),
+        },
+        (None, Some(browser)) => Person::Browser {
+            browser,
+            csrf_token: params.get("csrf_token"),
+        },
+        (None, None) => Person::Nobody,
+    };
+    let decided = device_approval::decide(&tenant, peer_ip(&req), &user_code, action, person).await;
+    let refusal = match decided {
+        Ok(_) => {
+            let (title, message) = match action {
+                DeviceAction::Approve => (
+                    "Device connected",
+                    "Your device is now signed in. You can close this window.",
+                ),
+                DeviceAction::Deny => (
+                    "Device denied",
+                    "The device was not connected. You can close this window.",
+                ),
+            };
+            return Ok(html(StatusCode::OK, pages::notice(title, message)));
         }
-        return Ok(html(
-            StatusCode::OK,
-            pages::notice(
-                "Device denied",
-                "The device was not connected. You can close this window.",
-            ),
-        ));
-    }
-    let username = params.get("username").unwrap_or_default().to_owned();
-    let password = SecretString::from(params.get("password").unwrap_or_default().to_owned());
-    let user = tenant.directory.read().user_by_name(&username).cloned();
-    let user = web::block(move || user.filter(|u| u.verify_password(password.expose_secret())))
-        .await
-        .map_err(|e| OAuthError::server_error(e.to_string()))?;
-    let Some(user) = user else {
-        tenant.record(
-            "login_failed",
-            None,
-            None,
-            format!("device page, username '{}'", username.escape_default()),
-        );
-        return Ok(page(
-            Some(&user_code),
-            "Wrong username or password.",
-            StatusCode::UNAUTHORIZED,
-        ));
+        Err(refusal) => refusal,
     };
-    let approved = tenant.grants.approve_device(
-        &user_code,
-        Approver::SignedIn { sub: &user.sub },
-        tenant.now(),
-        Tenant::secs(tenant.lifetimes.idp_session),
+    let status = match &refusal {
+        DeviceRefusal::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
+        DeviceRefusal::UnknownCode | DeviceRefusal::NotWaiting => StatusCode::BAD_REQUEST,
+        DeviceRefusal::NotSignedIn | DeviceRefusal::WrongPassword => StatusCode::UNAUTHORIZED,
+        DeviceRefusal::CsrfMismatch => StatusCode::FORBIDDEN,
+        DeviceRefusal::PasswordCheckFailed => {
+            return Err(OAuthError::server_error(refusal.to_string()))
+        }
+    };
+    // A sign-in that failed shows the sign-in fields again, whatever the browser holds.
+    let shown = browser
+        .as_ref()
+        .filter(|_| !matches!(refusal, DeviceRefusal::WrongPassword));
+    let mut res = device_page_html(
+        &tenant,
+        shown,
+        Some(&user_code),
+        Some(&refusal.to_string()),
+        status,
     );
-    if approved.is_err() {
-        return Ok(page(
-            Some(&user_code),
-            "That code has just expired.",
-            StatusCode::BAD_REQUEST,
-        ));
+    if let DeviceRefusal::Limited(limit) = &refusal {
+        if let Ok(v) = header::HeaderValue::from_str(&limit.retry_after_secs().to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
     }
-    tenant.record(
-        "device_approved",
-        Some(&user.sub),
-        None,
-        format!("user code {user_code}"),
-    );
-    Ok(html(
-        StatusCode::OK,
-        pages::notice(
-            "Device connected",
-            "Your device is now signed in. You can close this window.",
-        ),
-    ))
+    Ok(res)
 }
 
 #[cfg(test)]

@@ -102,7 +102,15 @@ async fn the_device_flow_goes_pending_slow_down_then_tokens_after_approval() {
 async fn a_denied_device_gets_access_denied() {
     let idp = TestIdp::spawn().await;
     let d = start(&idp).await;
-    let res = submit(&idp, d["user_code"].as_str().unwrap(), "", "", "deny").await;
+    // Denying needs a signed-in person too (device_page.rs: nobody denies without signing in).
+    let res = submit(
+        &idp,
+        d["user_code"].as_str().unwrap(),
+        "bob",
+        PASSWORD,
+        "deny",
+    )
+    .await;
     assert_eq!(res.status(), 200);
     assert_oauth_error(
         poll(&idp, d["device_code"].as_str().unwrap()).await,

@@ -163,7 +163,8 @@ async fn the_guest_endpoint_needs_a_pending_authorization_request() {
 #[tokio::test]
 async fn prompt_create_signs_in_a_new_guest_without_the_form() {
     let idp = TestIdp::spawn().await;
-    // Even with an IdP session for bob, `prompt=create` makes a new guest.
+    // Even with an IdP session for bob, `prompt=create` makes a new guest (once the person
+    // confirms that it replaces bob's session).
     let client = browser();
     let p = pkce();
     let page = get_authorize(&client, &idp, "acme", &auth_params(&p)).await;
@@ -179,15 +180,37 @@ async fn prompt_create_signs_in_a_new_guest_without_the_form() {
     .await;
 
     let mut subs = Vec::new();
-    for _ in 0..2 {
+    for round in 0..2 {
         let p = pkce();
-        let res = get_authorize(
+        let mut res = get_authorize(
             &client,
             &idp,
             "acme",
             &with(auth_params(&p), &[("prompt", Some("create"))]),
         )
         .await;
+        if round == 0 {
+            // Over bob's session the person confirms first (login_csrf.rs); no login form.
+            assert_eq!(res.status(), 200);
+            let page = res.text().await.unwrap();
+            assert!(!page.contains(r#"id="password""#), "no login page");
+            let csrf = page
+                .split(r#"name="csrf_token" value=""#)
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap()
+                .to_owned();
+            res = client
+                .post(format!("{}/guest", idp.issuer("acme")))
+                .form(&[
+                    ("auth_request", auth_request_id(&page).as_str()),
+                    ("csrf_token", csrf.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+        }
+        // Over a guest's session (round 1), a new guest at once.
         assert_eq!(res.status(), 303, "no login page");
         let code = location(&res).1["code"].clone();
         let t: Value = exchange(&idp, "acme", &code, &p.verifier)
