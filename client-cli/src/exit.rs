@@ -87,6 +87,12 @@ impl From<SessionError> for CliError {
                 message: e.to_string(),
                 hint: Some("run the command again on a machine where you can sign in".into()),
             },
+            SessionError::StepUpNotAccepted { .. } => CliError::Other {
+                message: e.to_string(),
+                hint: Some(
+                    "check that this machine's clock is right, then try again; if it is, the registry's or the identity provider's clock is off".into(),
+                ),
+            },
             SessionError::StepUpAccountMismatch { .. } => CliError::Other {
                 message: e.to_string(),
                 hint: Some("sign in as the account the command acts on".into()),

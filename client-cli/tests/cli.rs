@@ -769,3 +769,79 @@ async fn login_asks_for_the_chosen_session_duration_capped_by_the_tenant() {
     let out = s.run("bad", &["login", "--session-duration", "3m"]).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn the_vault_notice_is_given_once_per_profile_at_login_and_never_on_later_commands() {
+    let s = stack().await;
+    let login_lines = |profile: &'static str| {
+        let mut child = s
+            .cmd(profile, &["login", "--tenant", "acme"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        async move {
+            let (url, rest) = common::read_url_and_stderr(child.stderr.take().unwrap()).await;
+            complete_login_form(&url, "alice").await;
+            assert!(child.wait().await.unwrap().success());
+            rest.await.unwrap()
+        }
+    };
+    let notices = |lines: &[String]| lines.iter().filter(|l| l.contains("vault")).count();
+    assert_eq!(
+        notices(&login_lines("default").await),
+        1,
+        "said at the first login"
+    );
+    for args in [
+        &["token"][..],
+        &["token", "--kind", "id"],
+        &["accounts"],
+        &["devices"],
+        &["status"],
+    ] {
+        let out = s.run("default", args).await;
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("vault"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        notices(&login_lines("default").await),
+        0,
+        "not at a second login"
+    );
+    // Per profile: another profile is told once too.
+    assert_eq!(notices(&login_lines("work").await), 1);
+    let out = s.run("work", &["status"]).await;
+    assert!(!stderr(&out).contains("vault"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn revoking_this_devices_own_session_by_id_wipes_its_tokens_at_once() {
+    let s = stack().await;
+    s.login("laptop", "acme", "alice").await;
+    s.login("phone", "acme", "alice").await;
+    let out = s.run("laptop", &["devices", "--json"]).await;
+    let devices: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let own = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["current"] == true)
+        .unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = s.run("laptop", &["revoke", &own]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    // No registry is asked from here on: the wipe happened with the revoke.
+    assert_eq!(s.accounts("laptop").await[0]["session"], "signed_out");
+    let out = s.run("laptop", &["token", "--kind", "id"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let out = s.run("phone", &["status"]).await;
+    assert!(out.status.success(), "the phone is kept: {}", stderr(&out));
+}

@@ -30,6 +30,11 @@ pub enum SessionError {
     /// again (`max_age=0`) and re-authenticate the session.
     #[error("this needs a recent sign-in (within {} s); sign in again to confirm it is you", .max_age.map(|a| a.to_string()).unwrap_or_else(|| "a few minutes".into()))]
     StepUpRequired { max_age: Option<i64> },
+    /// The registry asked for a recent sign-in again right after accepting a fresh one: the
+    /// command is not retried a second time (no loop of sign-ins). Clocks that disagree (this
+    /// machine's, the provider's, the registry's) are the usual cause.
+    #[error("the registry still asks for a recent sign-in (within {} s) right after a fresh one; giving up rather than asking again", .max_age.map(|a| a.to_string()).unwrap_or_else(|| "a few minutes".into()))]
+    StepUpNotAccepted { max_age: Option<i64> },
     /// The step-up sign-in was another person than the account's.
     #[error("the new sign-in is {found}, not {expected}; sign in as the same account to confirm")]
     StepUpAccountMismatch { expected: String, found: String },

@@ -330,6 +330,7 @@ impl SessionManager {
         let minutes = self.duration_minutes();
         self.inner.notes.update(&key, |n| {
             *n = SessionNote {
+                session_id: session.as_ref().map(|s| s.session_id.clone()),
                 last_checked_at: Some(now),
                 expires_at: session.as_ref().map(|s| s.expires_at),
                 absolute_expires_at: session.as_ref().and_then(|s| s.absolute_expires_at),
@@ -864,12 +865,24 @@ impl SessionManager {
             RevokeTarget::All => (Some("all"), None),
             RevokeTarget::Session(id) => (None, Some(id.as_str())),
         };
+        // Ending this device's own session by id signs it out here too: know which one it is.
+        let own = match &target {
+            RevokeTarget::Session(_) => self.own_session_id(&meta, &client, &token).await?,
+            _ => None,
+        };
         let first = client.revoke(&token, scope, id, meta.key.as_str()).await;
         let revoked = match (first, step_up) {
             (Err(SessionError::StepUpRequired { max_age }), Some(method)) => {
                 tracing::info!(account = %account, ?max_age, "the registry asks for a recent sign-in; signing in again");
                 self.step_up(&meta, &client, &token, method).await?;
-                client.revoke(&token, scope, id, meta.key.as_str()).await
+                // Retried once: a second challenge is an error, never a second sign-in.
+                match client.revoke(&token, scope, id, meta.key.as_str()).await {
+                    Err(SessionError::StepUpRequired { max_age }) => {
+                        tracing::warn!(account = %account, ?max_age, "the registry asks for a recent sign-in again right after one; giving up");
+                        Err(SessionError::StepUpNotAccepted { max_age })
+                    }
+                    retried => retried,
+                }
             }
             (first, _) => first,
         };
@@ -877,11 +890,44 @@ impl SessionManager {
             Ok(r) => r,
             Err(e) => return Err(self.on_registry_error(account, e).await),
         };
-        if target == RevokeTarget::All || target == RevokeTarget::Current {
+        let ended_own = own.is_some_and(|own| revoked.contains(&own));
+        if target == RevokeTarget::All || target == RevokeTarget::Current || ended_own {
             self.sign_out_locally(account, UnavailableReason::SignedOut, false)
                 .await?;
         }
         Ok(revoked)
+    }
+
+    /// This device's session id: as this process or another of the profile last learnt it, else
+    /// the one the registry marks `current` in the account's list.
+    async fn own_session_id(
+        &self,
+        meta: &AccountMeta,
+        client: &RegistryClient,
+        token: &SecretString,
+    ) -> Result<Option<String>, SessionError> {
+        if let SessionState::Available { session_id, .. } = &*self.state(&meta.key).borrow() {
+            if !session_id.is_empty() {
+                return Ok(Some(session_id.clone()));
+            }
+        }
+        if let Some(id) = self.inner.notes.read(&meta.key).session_id {
+            return Ok(Some(id));
+        }
+        let sessions = match client.list(token, meta.key.as_str()).await {
+            Ok(list) => list,
+            Err(e) => return Err(self.on_registry_error(&meta.key, e).await),
+        };
+        let own = sessions
+            .iter()
+            .find(|s| s["current"] == true)
+            .and_then(|s| s["session_id"].as_str().map(str::to_owned));
+        if let Some(id) = &own {
+            self.inner
+                .notes
+                .update(&meta.key, |n| n.session_id = Some(id.clone()));
+        }
+        Ok(own)
     }
 
     /// RFC 9470 step-up: a fresh sign-in (`max_age=0`) of the same person (same iss and sub),

@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 /// The note of one account.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionNote {
+    /// This device's session id at the registry (so a revoke of it by id is known to be this
+    /// device's own).
+    #[serde(default)]
+    pub session_id: Option<String>,
     /// When the registry was last asked about the session (answered or not), unix seconds.
     #[serde(default)]
     pub last_checked_at: Option<i64>,
