@@ -12,7 +12,12 @@
 //! let mut signals = devstack::ShutdownSignals::install().expect("signal handlers");
 //! let stack = devstack::Devstack::start(&options).await?;
 //! println!("log in at {}", stack.issuer("acme"));
-//! stack.run_until(signals.recv()).await?;
+//! stack
+//!     .run_until(async move {
+//!         signals.recv().await;
+//!         Ok(())
+//!     })
+//!     .await?;
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]

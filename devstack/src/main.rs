@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
     // Ctrl-C while waiting on a slow database still stops at once.
     let stack = tokio::select! {
         stack = Devstack::start(&options) => stack?,
-        signal = signals.recv() => return Ok(signal?),
+        _ = signals.recv() => return Ok(()),
     };
     let mut out = std::io::stdout().lock();
     for line in stack.readiness_lines() {
@@ -22,6 +22,11 @@ async fn main() -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
     eprint!("{}", stack.banner());
-    stack.run_until(signals.recv()).await?;
+    stack
+        .run_until(async move {
+            signals.recv().await;
+            Ok(())
+        })
+        .await?;
     Ok(())
 }

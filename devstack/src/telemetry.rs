@@ -7,9 +7,9 @@ use tracing_subscriber::fmt;
 
 /// Installs the global subscriber once; `RUST_LOG` overrides the default level. Request logs of
 /// both services are on at `info`, as when each runs alone; the targets whose debug lines carry
-/// secrets are capped as in every Lanyard service (`lanyard-telemetry`).
+/// secrets are capped as in every Lanyard service (`lanyard-service`).
 pub fn init() {
-    let filter = lanyard_telemetry::filter(std::env::var("RUST_LOG").ok().as_deref());
+    let filter = lanyard_service::filter(std::env::var("RUST_LOG").ok().as_deref());
     let _ = fmt()
         .compact()
         .with_ansi(std::io::stderr().is_terminal())

@@ -1,13 +1,16 @@
-//! Logging the Lanyard services share: one subscriber set-up (JSON to stderr, `RUST_LOG`, the
-//! targets whose debug output carries secrets capped at `info`) and the request span, whose
-//! target is written with every sensitive query value replaced by `[redacted]`.
+//! What every Lanyard server binary shares: one logging set-up (JSON to stderr, `RUST_LOG`, the
+//! targets whose debug output carries secrets capped at `info`), the request span, whose target
+//! is written with every sensitive query value replaced by `[redacted]`, and the termination
+//! signals that stop a server gracefully.
 #![forbid(unsafe_code)]
 
 mod redact;
 mod request_span;
+mod signals;
 
 pub use redact::{is_sensitive_parameter, redact_query, redact_target, REDACTED};
 pub use request_span::RedactedRootSpan;
+pub use signals::TerminationSignals;
 
 use tracing_subscriber::{fmt, EnvFilter};
 

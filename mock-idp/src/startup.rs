@@ -107,7 +107,7 @@ impl Application {
             App::new()
                 .wrap(ErrorHandlers::new().handler(StatusCode::PAYLOAD_TOO_LARGE, too_large))
                 .wrap(tracing_actix_web::TracingLogger::<
-                    lanyard_telemetry::RedactedRootSpan,
+                    lanyard_service::RedactedRootSpan,
                 >::new())
                 .app_data(server_state.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY))

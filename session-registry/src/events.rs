@@ -43,6 +43,11 @@ impl Hub {
         self.tx.subscribe()
     }
 
+    /// How many event streams (and other subscribers) are attached in this process.
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     /// Ends every event stream, now and opened from now on.
     pub fn close(&self) {
         self.closing.send_replace(true);

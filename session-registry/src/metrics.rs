@@ -18,6 +18,7 @@ pub struct Metrics {
     pub authenticate: IntCounterVec,
     pub events: IntCounterVec,
     pub active_sessions: IntGauge,
+    token_lookups_asked: IntCounter,
     token_lookups: IntCounter,
     token_lookup_statements: IntCounter,
     /// Serialises catching the two counters up with the store's.
@@ -49,6 +50,10 @@ impl Metrics {
         )?;
         let active_sessions =
             IntGauge::new("active_sessions", "sessions neither revoked nor expired")?;
+        let token_lookups_asked = IntCounter::new(
+            "token_lookups_asked_total",
+            "session token lookups asked for (queued for the batching lookup connections; Postgres)",
+        )?;
         let token_lookups = IntCounter::new(
             "token_lookups_total",
             "session token lookups sent through the batching lookup connections (Postgres)",
@@ -63,6 +68,7 @@ impl Metrics {
             Box::new(authenticate.clone()),
             Box::new(events.clone()),
             Box::new(active_sessions.clone()),
+            Box::new(token_lookups_asked.clone()),
             Box::new(token_lookups.clone()),
             Box::new(token_lookup_statements.clone()),
         ] {
@@ -75,6 +81,7 @@ impl Metrics {
             authenticate,
             events,
             active_sessions,
+            token_lookups_asked,
             token_lookups,
             token_lookup_statements,
             token_lookup_sync: Mutex::new(()),
@@ -90,6 +97,7 @@ impl Metrics {
         let catch_up = |counter: &IntCounter, total: u64| {
             counter.inc_by(total.saturating_sub(counter.get()));
         };
+        catch_up(&self.token_lookups_asked, stats.asked);
         catch_up(&self.token_lookups, stats.lookups);
         catch_up(&self.token_lookup_statements, stats.statements);
     }

@@ -146,7 +146,7 @@ impl Application {
             let metrics_data = data.clone();
             App::new()
                 .wrap(tracing_actix_web::TracingLogger::<
-                    lanyard_telemetry::RedactedRootSpan,
+                    lanyard_service::RedactedRootSpan,
                 >::new())
                 .wrap_fn(move |req, srv| {
                     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
@@ -288,15 +288,15 @@ impl Application {
         self,
         ready: impl FnOnce() -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        let mut signals = TerminationSignals::install()?;
+        let mut signals = lanyard_service::TerminationSignals::install()?;
         ready()?;
         let shutdown = self.shutdown();
         let on_signal = tokio::spawn(async move {
-            let name = signals.next().await;
+            let name = signals.recv().await;
             tracing::info!(signal = name, "shutting down gracefully");
             tokio::select! {
                 () = shutdown.graceful() => {}
-                name = signals.next() => {
+                name = signals.recv() => {
                     tracing::warn!(signal = name, "second signal: exiting without draining");
                     std::process::exit(1);
                 }
@@ -323,46 +323,5 @@ impl Shutdown {
         let stopped = self.server.stop(true);
         self.registry.hub.close();
         stopped.await;
-    }
-}
-
-/// SIGTERM and SIGINT, caught from the moment they are installed.
-#[cfg(unix)]
-struct TerminationSignals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-#[cfg(unix)]
-impl TerminationSignals {
-    fn install() -> std::io::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    /// The name of the next signal to arrive.
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-        }
-    }
-}
-
-#[cfg(not(unix))]
-struct TerminationSignals;
-
-#[cfg(not(unix))]
-impl TerminationSignals {
-    fn install() -> std::io::Result<Self> {
-        Ok(Self)
-    }
-
-    async fn next(&mut self) -> &'static str {
-        let _ = tokio::signal::ctrl_c().await;
-        "ctrl-c"
     }
 }

@@ -212,7 +212,9 @@ pub struct SessionFilter {
 /// How the token lookups went to the database so far (Postgres batches them, see `pg_hot`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenLookupStats {
-    /// Token lookups asked.
+    /// Token lookups asked for (queued to be sent).
+    pub asked: u64,
+    /// Token lookups sent.
     pub lookups: u64,
     /// Statements that carried them.
     pub statements: u64,

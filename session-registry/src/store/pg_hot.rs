@@ -115,6 +115,7 @@ impl Slot {
 /// Counts for `/metrics`: how many lookups, in how many statements.
 #[derive(Default)]
 struct Counters {
+    asked: AtomicU64,
     lookups: AtomicU64,
     statements: AtomicU64,
 }
@@ -142,6 +143,7 @@ impl HotPool {
 
     pub(super) fn stats(&self) -> TokenLookupStats {
         TokenLookupStats {
+            asked: self.counters.asked.load(Ordering::Relaxed),
             lookups: self.counters.lookups.load(Ordering::Relaxed),
             statements: self.counters.statements.load(Ordering::Relaxed),
         }
@@ -162,6 +164,7 @@ impl HotPool {
                 hash: hash.to_owned(),
                 reply,
             });
+            self.counters.asked.fetch_add(1, Ordering::Relaxed);
             !std::mem::replace(&mut queue.driving, true)
         };
         if start_driver {

@@ -102,7 +102,9 @@ async fn two_registry_processes_on_one_database_deliver_each_others_revokes() {
     let (phone, p) = first.device(&idp, "acme", "alice", "phone").await;
     // The phone listens on the second process; the laptop revokes through the first.
     let stream = subscribe(&second, &phone, None).await;
-    tokio::time::sleep(Duration::from_millis(200)).await; // let LISTEN attach before the revoke
+    // The phone's stream is attached to the second process's hub before the revoke is made (a
+    // signal, not a pause; the LISTEN relay attached before the process answered at all).
+    assert!(second.registry.hub.subscribers() >= 1);
     let (status, _) = first
         .post("/v1/sessions/revoke", &laptop, json!({"scope": "others"}))
         .await;
