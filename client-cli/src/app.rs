@@ -559,25 +559,27 @@ async fn status(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
         .secrets()
         .get(&a.key, ItemKind::SessionToken)?
         .is_some();
-    let mut unreachable = None;
-    let (session, valid_until) = if a.registry_url.is_none() {
-        ("no registry session".to_owned(), None)
+    // A revoke the registry reports wipes this device's tokens at once (in the manager).
+    let shown = if a.registry_url.is_none() {
+        SessionShown::NoRegistry
     } else if !has_session {
-        ("signed out".to_owned(), None)
+        SessionShown::SignedOut(None)
     } else {
-        // A revoke the registry reports wipes this device's tokens at once (in the manager).
         match m.verify_session(&a.key).await {
-            Ok(check) => ("valid".to_owned(), Some(check.expires_at)),
+            Ok(check) => SessionShown::Valid {
+                until: check.expires_at,
+            },
             Err(SessionError::ReauthenticationRequired { reason, .. }) => {
-                (format!("signed out ({reason})"), None)
+                SessionShown::SignedOut(Some(reason))
             }
-            Err(e) if e.is_transient() => {
-                let text = format!("unknown: registry unreachable ({e})");
-                unreachable = Some(e);
-                (text, None)
-            }
+            Err(e) if e.is_transient() => SessionShown::Unreachable(e),
             Err(e) => return Err(e.into()),
         }
+    };
+    let session = shown.text();
+    let valid_until = match &shown {
+        SessionShown::Valid { until } => Some(*until),
+        _ => None,
     };
     let why = match &rule {
         Rule::Flag => "--account / LANYARD_ACCOUNT".to_owned(),
@@ -593,14 +595,11 @@ async fn status(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
         "can_refresh": !a.no_refresh_token,
         "store": {"backend": backend.name, "location": backend.location},
     });
-    let signed_out = valid_until.is_none() && session.starts_with("signed out");
     let paint = Paint::new(ctx.color);
-    let session_text = if valid_until.is_some() {
-        paint.good(&session)
-    } else if session.starts_with("signed out") {
-        paint.bad(&session)
-    } else {
-        paint.warn(&session)
+    let session_text = match &shown {
+        SessionShown::Valid { .. } => paint.good(&session),
+        SessionShown::SignedOut(_) => paint.bad(&session),
+        SessionShown::NoRegistry | SessionShown::Unreachable(_) => paint.warn(&session),
     };
     ctx.out(
         || {
@@ -621,14 +620,37 @@ async fn status(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
         },
         json,
     )?;
-    if signed_out {
-        return Err(CliError::signed_out(format!("{} is signed out", label(&a))));
-    }
-    if let Some(e) = unreachable {
+    match shown {
+        SessionShown::SignedOut(_) => {
+            Err(CliError::signed_out(format!("{} is signed out", label(&a))))
+        }
         // The state shown is unknown: say so in the exit code too (README: 4).
-        return Err(e.into());
+        SessionShown::Unreachable(e) => Err(e.into()),
+        SessionShown::Valid { .. } | SessionShown::NoRegistry => Ok(()),
     }
-    Ok(())
+}
+
+/// What `status` learnt of the session, and how it says it.
+enum SessionShown {
+    NoRegistry,
+    /// Signed out here (with the registry's reason when it just said so).
+    SignedOut(Option<String>),
+    Valid {
+        until: i64,
+    },
+    Unreachable(SessionError),
+}
+
+impl SessionShown {
+    fn text(&self) -> String {
+        match self {
+            SessionShown::NoRegistry => "no registry session".into(),
+            SessionShown::SignedOut(None) => "signed out".into(),
+            SessionShown::SignedOut(Some(reason)) => format!("signed out ({reason})"),
+            SessionShown::Valid { .. } => "valid".into(),
+            SessionShown::Unreachable(e) => format!("unknown: registry unreachable ({e})"),
+        }
+    }
 }
 
 /// How long `lanyard token` waits for the registry's answer to its session check.
@@ -701,16 +723,16 @@ async fn devices(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
             for s in &sessions {
                 out.push_str(&format!(
                     "\n{:<2} {:<34} {:<28} {:<8} {}",
-                    if s["current"] == true { "*" } else { "" },
-                    s["session_id"].as_str().unwrap_or_default(),
-                    s["device"]["name"].as_str().unwrap_or_default(),
-                    s["device"]["platform"].as_str().unwrap_or_default(),
-                    when(s["device"]["last_seen"].as_i64().unwrap_or_default())
+                    if s.current { "*" } else { "" },
+                    s.session_id,
+                    s.device.name,
+                    s.device.platform,
+                    when(s.device.last_seen)
                 ));
             }
             out
         },
-        Value::Array(sessions.clone()),
+        serde_json::to_value(&sessions).map_err(CliError::other)?,
     )
 }
 

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use account_store::ItemKind;
 use account_store::{AccountIndex, AccountKey, AccountMeta};
 use lanyard_clock::Clock;
+use registry_api::{EventData, EventKind};
 use serde_json::{json, Value};
 use session_core::registry::RegistryClient;
 use session_core::SessionError;
@@ -87,20 +88,19 @@ impl Printer {
         );
     }
 
-    fn registry_event(self, account: &AccountMeta, kind: &str, data: &Value, this_device: bool) {
-        let at = data["at"].as_i64().unwrap_or_default();
-        let session = data["session_id"].as_str().unwrap_or_default();
-        let kind_text = match kind {
-            "revoked" => self.paint.bad(kind),
+    fn registry_event(self, account: &AccountMeta, event: &EventData, this_device: bool) {
+        let (at, session, kind) = (event.at, &event.session_id, event.kind.as_str());
+        let kind_text = match event.kind {
+            EventKind::Revoked => self.paint.bad(kind),
             _ => self.paint.strong(kind),
         };
         self.line(
             json!({
                 "event": kind,
                 "account": label(account),
-                "session_id": data["session_id"],
+                "session_id": session,
                 "this_device": this_device,
-                "at": data["at"],
+                "at": at,
             }),
             format!(
                 "{} {kind_text} session {session} of {}{}",
@@ -207,9 +207,9 @@ async fn follow_registry(
     loop {
         let result = client
             .follow_events(token, last.as_deref(), a.key.as_str(), |e| {
-                let here = current.as_deref() == e.data["session_id"].as_str();
-                printer.registry_event(a, &e.kind, &e.data, here);
-                if e.kind == "revoked" && here {
+                let here = current.as_deref() == Some(e.session_id.as_str());
+                printer.registry_event(a, &e, here);
+                if e.kind == EventKind::Revoked && here {
                     revoked_here = true;
                     return false;
                 }
@@ -248,8 +248,8 @@ pub async fn run(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
         .list_sessions(&a.key)
         .await?
         .into_iter()
-        .find(|s| s["current"] == true)
-        .and_then(|s| s["session_id"].as_str().map(str::to_owned));
+        .find(|s| s.current)
+        .map(|s| s.session_id);
     let token = m
         .store()
         .secrets()

@@ -19,6 +19,9 @@ pub mod session_note;
 pub mod state;
 pub mod tokens;
 
+/// The registry's wire types, which [`SessionManager`] and [`registry::RegistryClient`] answer in.
+pub use registry_api;
+
 pub use error::SessionError;
 pub use manager::{
     LoginMethod, LoginRequest, LogoutReport, LogoutScope, ManagerOptions, RevokeTarget,

@@ -10,13 +10,14 @@ use std::time::Duration;
 use account_store::{AccountId, AccountKey, AccountMeta, AccountStore, ItemKind};
 use lanyard_clock::SharedClock;
 use rand::Rng;
+use registry_api::{AuthenticateResponse, EventKind, RevokeRequest, RevokeScope, SessionView};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{broadcast, watch, Mutex as AsyncMutex};
 use tokio::task::JoinHandle;
 
 use crate::error::SessionError;
 use crate::oidc::{AuthPrompt, DevicePrompt, Provider, SignInBinding};
-use crate::registry::{CheckedSession, DeviceIdentity, RegistryClient};
+use crate::registry::{DeviceIdentity, RegistryClient};
 use crate::session_note::{SessionNote, SessionNotes};
 use crate::state::{ManagerEvent, SessionState, UnavailableReason};
 use crate::tokens::TokenSet;
@@ -48,8 +49,13 @@ pub struct ManagerOptions {
     /// The registry session lifetime asked for at sign-in (default 30 days; the tenant's absolute
     /// limit caps it). A session in use is extended by it when less than half is left.
     pub session_duration: Duration,
+    /// This app's OAuth client id at the provider, for accounts that did not record theirs
+    /// (signed in by an older version).
+    pub client_id: String,
 }
 
+/// The client id of an account that recorded none, unless [`ManagerOptions::client_id`] says.
+pub const DEFAULT_CLIENT_ID: &str = "lanyard-cli";
 /// The default registry session lifetime: 30 days.
 pub const DEFAULT_SESSION_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// A session in use is extended at most this often (and at most once per half its lifetime when
@@ -69,6 +75,7 @@ impl ManagerOptions {
             http_timeout: crate::oidc::DEFAULT_HTTP_TIMEOUT,
             id_token_leeway: crate::oidc::DEFAULT_LEEWAY,
             session_duration: DEFAULT_SESSION_DURATION,
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
         }
     }
 }
@@ -84,6 +91,56 @@ pub enum RevokeTarget {
     All,
     /// One session by id.
     Session(String),
+}
+
+impl RevokeTarget {
+    fn request(&self) -> RevokeRequest {
+        let scope = |s| RevokeRequest {
+            scope: Some(s),
+            session_id: None,
+        };
+        match self {
+            RevokeTarget::Current => scope(RevokeScope::Current),
+            RevokeTarget::Others => scope(RevokeScope::Others),
+            RevokeTarget::All => scope(RevokeScope::All),
+            RevokeTarget::Session(id) => RevokeRequest {
+                session_id: Some(id.clone()),
+                scope: None,
+            },
+        }
+    }
+}
+
+/// A session the registry accepted when asked: its fresh session JWT and when it ends.
+struct CheckedSession {
+    /// Empty when the registry answered from the session JWT alone (it names no session then
+    /// only when asked by JWT, which this client never does).
+    session_id: String,
+    session_jwt: SecretString,
+    expires_at: i64,
+    absolute_expires_at: Option<i64>,
+}
+
+impl From<AuthenticateResponse> for CheckedSession {
+    fn from(answer: AuthenticateResponse) -> Self {
+        match answer {
+            AuthenticateResponse::Session(s) => CheckedSession {
+                session_id: s.session.session_id,
+                session_jwt: s.session_jwt.into_secret(),
+                expires_at: s.session.expires_at,
+                absolute_expires_at: Some(s.session.absolute_expires_at),
+            },
+            AuthenticateResponse::FromJwt {
+                session,
+                session_jwt,
+            } => CheckedSession {
+                session_id: session.session_id,
+                session_jwt: session_jwt.into_secret(),
+                expires_at: session.expires_at,
+                absolute_expires_at: None,
+            },
+        }
+    }
 }
 
 /// What the registry said of a session when asked.
@@ -314,8 +371,11 @@ impl SessionManager {
         }
         let mut items = token_items(&tokens);
         if let Some(s) = &session {
-            items.push((ItemKind::SessionToken, s.session_token.clone()));
-            items.push((ItemKind::SessionJwt, s.session_jwt.clone()));
+            items.push((
+                ItemKind::SessionToken,
+                s.session_token.clone().into_secret(),
+            ));
+            items.push((ItemKind::SessionJwt, s.session_jwt.clone().into_secret()));
         }
         let saved = meta.clone();
         let k = key.clone();
@@ -330,10 +390,10 @@ impl SessionManager {
         let minutes = self.duration_minutes();
         self.inner.notes.update(&key, |n| {
             *n = SessionNote {
-                session_id: session.as_ref().map(|s| s.session_id.clone()),
+                session_id: session.as_ref().map(|s| s.session.session_id.clone()),
                 last_checked_at: Some(now),
-                expires_at: session.as_ref().map(|s| s.expires_at),
-                absolute_expires_at: session.as_ref().and_then(|s| s.absolute_expires_at),
+                expires_at: session.as_ref().map(|s| s.session.expires_at),
+                absolute_expires_at: session.as_ref().map(|s| s.session.absolute_expires_at),
                 duration_minutes: session.as_ref().map(|_| minutes),
                 last_extended_at: None,
             }
@@ -343,8 +403,8 @@ impl SessionManager {
                 self.set_state(
                     &key,
                     SessionState::Available {
-                        session_id: s.session_id,
-                        expires_at: s.expires_at,
+                        session_id: s.session.session_id,
+                        expires_at: s.session.expires_at,
                         last_validated_at: now,
                     },
                 );
@@ -528,7 +588,7 @@ impl SessionManager {
         let client_id = meta
             .client_id
             .clone()
-            .unwrap_or_else(|| "lanyard-cli".into());
+            .unwrap_or_else(|| self.inner.options.client_id.clone());
         let id_token = match stored_id_token {
             Some(t) => Some(t),
             None => self.item(account, ItemKind::IdToken).await?,
@@ -679,10 +739,14 @@ impl SessionManager {
         let asked_at = self.now();
         let answer = client
             .authenticate(&token, extend_minutes, meta.key.as_str())
-            .await;
+            .await
+            .map(CheckedSession::from);
         self.inner.notes.update(&meta.key, |n| {
             n.last_checked_at = Some(asked_at);
             if let Ok(s) = &answer {
+                if !s.session_id.is_empty() {
+                    n.session_id = Some(s.session_id.clone());
+                }
                 n.expires_at = Some(s.expires_at);
                 n.absolute_expires_at = s.absolute_expires_at.or(n.absolute_expires_at);
                 if extend_minutes.is_some() {
@@ -697,6 +761,7 @@ impl SessionManager {
                 self.blocking(move |s| s.secrets().set(&k, ItemKind::SessionJwt, &jwt))
                     .await?;
                 let session_id = match &*self.state(&meta.key).borrow() {
+                    _ if !checked.session_id.is_empty() => checked.session_id.clone(),
                     SessionState::Available { session_id, .. } => session_id.clone(),
                     _ => String::new(),
                 };
@@ -840,7 +905,7 @@ impl SessionManager {
     pub async fn list_sessions(
         &self,
         account: &AccountKey,
-    ) -> Result<Vec<serde_json::Value>, SessionError> {
+    ) -> Result<Vec<SessionView>, SessionError> {
         let (meta, client, token) = self.registry_session(account).await?;
         match client.list(&token, meta.key.as_str()).await {
             Ok(list) => Ok(list),
@@ -859,24 +924,19 @@ impl SessionManager {
         step_up: Option<LoginMethod<'_>>,
     ) -> Result<Vec<String>, SessionError> {
         let (meta, client, token) = self.registry_session(account).await?;
-        let (scope, id) = match &target {
-            RevokeTarget::Current => (Some("current"), None),
-            RevokeTarget::Others => (Some("others"), None),
-            RevokeTarget::All => (Some("all"), None),
-            RevokeTarget::Session(id) => (None, Some(id.as_str())),
-        };
+        let request = target.request();
         // Ending this device's own session by id signs it out here too: know which one it is.
         let own = match &target {
             RevokeTarget::Session(_) => self.own_session_id(&meta, &client, &token).await?,
             _ => None,
         };
-        let first = client.revoke(&token, scope, id, meta.key.as_str()).await;
+        let first = client.revoke(&token, &request, meta.key.as_str()).await;
         let revoked = match (first, step_up) {
             (Err(SessionError::StepUpRequired { max_age }), Some(method)) => {
                 tracing::info!(account = %account, ?max_age, "the registry asks for a recent sign-in; signing in again");
                 self.step_up(&meta, &client, &token, method).await?;
                 // Retried once: a second challenge is an error, never a second sign-in.
-                match client.revoke(&token, scope, id, meta.key.as_str()).await {
+                match client.revoke(&token, &request, meta.key.as_str()).await {
                     Err(SessionError::StepUpRequired { max_age }) => {
                         tracing::warn!(account = %account, ?max_age, "the registry asks for a recent sign-in again right after one; giving up");
                         Err(SessionError::StepUpNotAccepted { max_age })
@@ -920,8 +980,8 @@ impl SessionManager {
         };
         let own = sessions
             .iter()
-            .find(|s| s["current"] == true)
-            .and_then(|s| s["session_id"].as_str().map(str::to_owned));
+            .find(|s| s.current)
+            .map(|s| s.session_id.clone());
         if let Some(id) = &own {
             self.inner
                 .notes
@@ -944,7 +1004,7 @@ impl SessionManager {
         let client_id = meta
             .client_id
             .clone()
-            .unwrap_or_else(|| "lanyard-cli".into());
+            .unwrap_or_else(|| self.inner.options.client_id.clone());
         let provider = self.provider(&issuer, &client_id).await?;
         let fresh = match method {
             LoginMethod::Browser(prompt, timeout) => {
@@ -1038,9 +1098,7 @@ impl SessionManager {
             let mut revoked = false;
             let result = client
                 .follow_events(&token, last.as_deref(), meta.key.as_str(), |e| {
-                    if e.kind == "revoked"
-                        && e.data["session_id"].as_str() == Some(my_session.as_str())
-                    {
+                    if e.kind == EventKind::Revoked && e.session_id == my_session {
                         revoked = true;
                         return false;
                     }
@@ -1151,9 +1209,9 @@ impl SessionManager {
             }
         }
         let (accounts, registry_scope) = match &scope {
-            LogoutScope::Account(k) => (vec![self.meta(Some(k)).await?], "current"),
-            LogoutScope::Everywhere(k) => (vec![self.meta(Some(k)).await?], "all"),
-            LogoutScope::Device => (self.accounts().await?, "current"),
+            LogoutScope::Account(k) => (vec![self.meta(Some(k)).await?], RevokeTarget::Current),
+            LogoutScope::Everywhere(k) => (vec![self.meta(Some(k)).await?], RevokeTarget::All),
+            LogoutScope::Device => (self.accounts().await?, RevokeTarget::Current),
         };
         let mut report = LogoutReport::default();
         for meta in accounts {
@@ -1164,7 +1222,7 @@ impl SessionManager {
             ) {
                 if let Err(e) = self
                     .registry(url)
-                    .revoke(&token, Some(registry_scope), None, meta.key.as_str())
+                    .revoke(&token, &registry_scope.request(), meta.key.as_str())
                     .await
                 {
                     report
@@ -1176,7 +1234,7 @@ impl SessionManager {
                 let client_id = meta
                     .client_id
                     .clone()
-                    .unwrap_or_else(|| "lanyard-cli".into());
+                    .unwrap_or_else(|| self.inner.options.client_id.clone());
                 let revoked = match self.provider(meta.id.issuer.as_str(), &client_id).await {
                     Ok(p) => p.revoke(&rt).await,
                     Err(e) => Err(e),

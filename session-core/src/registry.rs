@@ -1,9 +1,16 @@
 //! The registry client: trade an ID token for a device session, authenticate it, list and
 //! revoke sessions, and follow the account's event stream (SSE, resuming with Last-Event-ID).
+//! Requests and answers are `registry-api`'s types, the ones the registry serves: a renamed
+//! field fails to compile here instead of reading as absent.
 
 use futures_util::StreamExt;
+use registry_api::{
+    AuthenticateRequest, AuthenticateResponse, CreateSessionRequest, Credential, DeviceRequest,
+    ErrorBody, EventData, ReauthenticateRequest, RevokeRequest, RevokeResponse, SessionList,
+    SessionResponse, SessionView, UpgradeSessionRequest,
+};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
 
 use crate::error::SessionError;
 
@@ -15,42 +22,26 @@ pub struct DeviceIdentity {
     pub platform: String,
 }
 
-#[derive(Debug, Clone)]
-pub struct RegistrySession {
-    pub session_id: String,
-    pub session_token: SecretString,
-    pub session_jwt: SecretString,
-    pub expires_at: i64,
-    /// The tenant's absolute limit of this session: no extension goes past it.
-    pub absolute_expires_at: Option<i64>,
+impl From<&DeviceIdentity> for DeviceRequest {
+    fn from(d: &DeviceIdentity) -> Self {
+        DeviceRequest {
+            id: d.id.clone(),
+            name: d.name.clone(),
+            platform: d.platform.clone(),
+        }
+    }
 }
 
-/// A session the registry accepted: a fresh session JWT and when the session ends.
+/// A session just opened: the only answer that carries the session token, which is required.
 #[derive(Debug, Clone)]
-pub struct CheckedSession {
-    pub session_jwt: SecretString,
-    pub expires_at: i64,
-    pub absolute_expires_at: Option<i64>,
-    /// When the person last signed in at the IdP, if the registry says.
-    pub auth_time: Option<i64>,
+pub struct NewSession {
+    pub session: SessionView,
+    pub session_token: Credential,
+    pub session_jwt: Credential,
 }
 
-/// A session after its guest account was upgraded: the same session, a new session JWT.
-#[derive(Debug, Clone)]
-pub struct UpgradedSession {
-    pub session_id: String,
-    pub session_jwt: SecretString,
-    pub expires_at: i64,
-    pub is_guest: bool,
-}
-
-/// One server-sent event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RegistryEvent {
-    pub id: String,
-    pub kind: String,
-    pub data: Value,
-}
+/// What the stream said happened, with the SSE id to resume from.
+pub type RegistryEvent = EventData;
 
 #[derive(Clone)]
 pub struct RegistryClient {
@@ -58,56 +49,26 @@ pub struct RegistryClient {
     http: reqwest::Client,
 }
 
-fn classify(status: reqwest::StatusCode, body: &Value, account: &str) -> SessionError {
-    let detail = body["error"].as_str().unwrap_or("unknown").to_owned();
+/// A refusal, by status and the registry's error body (absent when the body is not one).
+fn classify(status: reqwest::StatusCode, body: Option<ErrorBody>, account: &str) -> SessionError {
+    let (error, description, max_age) = match body {
+        Some(b) => (b.error, b.error_description, b.max_age),
+        None => ("unknown".to_owned(), String::new(), None),
+    };
     match status.as_u16() {
         // RFC 9470: not a dead session but a demand for a recent sign-in; never a sign-out.
-        401 if detail == "insufficient_user_authentication" => SessionError::StepUpRequired {
-            max_age: body["max_age"].as_i64(),
-        },
+        401 if error == "insufficient_user_authentication" => {
+            SessionError::StepUpRequired { max_age }
+        }
         401 => SessionError::ReauthenticationRequired {
             account: account.to_owned(),
-            reason: format!("the registry says {detail}"),
+            reason: format!("the registry says {error}"),
         },
         429 | 500..=599 => SessionError::Transient {
-            detail: format!("the registry answered {status} ({detail})"),
+            detail: format!("the registry answered {status} ({error})"),
         },
-        _ => SessionError::Registry(format!(
-            "{status}: {detail}: {}",
-            body["error_description"].as_str().unwrap_or_default()
-        )),
+        _ => SessionError::Registry(format!("{status}: {error}: {description}")),
     }
-}
-
-/// A field a success answer must carry; its absence is a registry error naming the field.
-fn required_str<'a>(body: &'a Value, pointer: &str) -> Result<&'a str, SessionError> {
-    body.pointer(pointer)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| missing(pointer))
-}
-
-fn required_i64(body: &Value, pointer: &str) -> Result<i64, SessionError> {
-    body.pointer(pointer)
-        .and_then(Value::as_i64)
-        .ok_or_else(|| missing(pointer))
-}
-
-fn missing(pointer: &str) -> SessionError {
-    SessionError::Registry(format!(
-        "the registry's answer lacks {}",
-        pointer.trim_start_matches('/').replace('/', ".")
-    ))
-}
-
-/// The session of an authenticate or reauthenticate answer.
-fn checked(res: &Value) -> Result<CheckedSession, SessionError> {
-    Ok(CheckedSession {
-        session_jwt: SecretString::from(required_str(res, "/session_jwt")?.to_owned()),
-        expires_at: required_i64(res, "/session/expires_at")?,
-        absolute_expires_at: res["session"]["absolute_expires_at"].as_i64(),
-        auth_time: res["session"]["auth_time"].as_i64(),
-    })
 }
 
 impl RegistryClient {
@@ -131,11 +92,15 @@ impl RegistryClient {
         &self.base
     }
 
-    async fn send(
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send<T: DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
         account: &str,
-    ) -> Result<Value, SessionError> {
+    ) -> Result<T, SessionError> {
         let res = req
             .send()
             .await
@@ -145,14 +110,21 @@ impl RegistryClient {
         if !status.is_success() {
             return Err(classify(
                 status,
-                &serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                serde_json::from_slice(&bytes).ok(),
                 account,
             ));
         }
         // A success that is not JSON (a captive portal's page, a truncated answer) must not
-        // become an empty session that is then stored: it is a failure worth retrying.
-        serde_json::from_slice(&bytes).map_err(|e| SessionError::Transient {
-            detail: format!("the registry answered {status} with a body that is not JSON ({e})"),
+        // become an empty session that is then stored: it is a failure worth retrying. JSON of
+        // another shape is the registry's error (a field missing, say), named.
+        let json: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| SessionError::Transient {
+                detail: format!(
+                    "the registry answered {status} with a body that is not JSON ({e})"
+                ),
+            })?;
+        serde_json::from_value(json).map_err(|e| {
+            SessionError::Registry(format!("the registry's answer is not as expected: {e}"))
         })
     }
 
@@ -165,28 +137,26 @@ impl RegistryClient {
         device: &DeviceIdentity,
         duration_minutes: Option<i64>,
         account: &str,
-    ) -> Result<RegistrySession, SessionError> {
-        let mut request = json!({
-            "id_token": id_token.expose_secret(),
-            "device": {"id": device.id, "name": device.name, "platform": device.platform},
-        });
-        if let Some(d) = duration_minutes {
-            request["session_duration_minutes"] = Value::from(d);
-        }
-        let body = self
+    ) -> Result<NewSession, SessionError> {
+        let request = CreateSessionRequest {
+            id_token: id_token.into(),
+            device: device.into(),
+            session_duration_minutes: duration_minutes,
+            tenant: None,
+        };
+        let answer: SessionResponse = self
             .send(
-                self.http
-                    .post(format!("{}/v1/sessions", self.base))
-                    .json(&request),
+                self.http.post(self.url("/v1/sessions")).json(&request),
                 account,
             )
             .await?;
-        Ok(RegistrySession {
-            session_id: required_str(&body, "/session/session_id")?.to_owned(),
-            session_token: SecretString::from(required_str(&body, "/session_token")?.to_owned()),
-            session_jwt: SecretString::from(required_str(&body, "/session_jwt")?.to_owned()),
-            expires_at: required_i64(&body, "/session/expires_at")?,
-            absolute_expires_at: body["session"]["absolute_expires_at"].as_i64(),
+        let session_token = answer.session_token.ok_or_else(|| {
+            SessionError::Registry("the registry's answer lacks session_token".into())
+        })?;
+        Ok(NewSession {
+            session: answer.session,
+            session_token,
+            session_jwt: answer.session_jwt,
         })
     }
 
@@ -197,39 +167,39 @@ impl RegistryClient {
         token: &SecretString,
         id_token: &SecretString,
         account: &str,
-    ) -> Result<CheckedSession, SessionError> {
-        let res = self
-            .send(
-                self.http
-                    .post(format!("{}/v1/sessions/reauthenticate", self.base))
-                    .bearer_auth(token.expose_secret())
-                    .json(&json!({"id_token": id_token.expose_secret()})),
-                account,
-            )
-            .await?;
-        checked(&res)
+    ) -> Result<SessionResponse, SessionError> {
+        self.send(
+            self.http
+                .post(self.url("/v1/sessions/reauthenticate"))
+                .bearer_auth(token.expose_secret())
+                .json(&ReauthenticateRequest {
+                    id_token: id_token.into(),
+                }),
+            account,
+        )
+        .await
     }
 
-    /// Checks (or, with a duration, extends) a session; returns the fresh session JWT and expiry.
+    /// Checks (or, with a duration, extends) a session by its session token; the answer has a
+    /// fresh session JWT and when the session ends.
     pub async fn authenticate(
         &self,
         token: &SecretString,
         duration_minutes: Option<i64>,
         account: &str,
-    ) -> Result<CheckedSession, SessionError> {
-        let mut body = json!({"session_token": token.expose_secret()});
-        if let Some(d) = duration_minutes {
-            body["session_duration_minutes"] = Value::from(d);
-        }
-        let res = self
-            .send(
-                self.http
-                    .post(format!("{}/v1/sessions/authenticate", self.base))
-                    .json(&body),
-                account,
-            )
-            .await?;
-        checked(&res)
+    ) -> Result<AuthenticateResponse, SessionError> {
+        let request = AuthenticateRequest {
+            session_token: Some(token.into()),
+            session_jwt: None,
+            session_duration_minutes: duration_minutes,
+        };
+        self.send(
+            self.http
+                .post(self.url("/v1/sessions/authenticate"))
+                .json(&request),
+            account,
+        )
+        .await
     }
 
     /// `POST /v1/sessions/upgrade`: the session of a guest follows its upgrade, proven by a fresh
@@ -239,70 +209,53 @@ impl RegistryClient {
         token: &SecretString,
         id_token: &SecretString,
         account: &str,
-    ) -> Result<UpgradedSession, SessionError> {
-        let res = self
-            .send(
-                self.http
-                    .post(format!("{}/v1/sessions/upgrade", self.base))
-                    .bearer_auth(token.expose_secret())
-                    .json(&json!({"id_token": id_token.expose_secret()})),
-                account,
-            )
-            .await?;
-        Ok(UpgradedSession {
-            session_id: required_str(&res, "/session/session_id")?.to_owned(),
-            session_jwt: SecretString::from(required_str(&res, "/session_jwt")?.to_owned()),
-            expires_at: required_i64(&res, "/session/expires_at")?,
-            is_guest: res["session"]["is_guest"].as_bool().unwrap_or(true),
-        })
+    ) -> Result<SessionResponse, SessionError> {
+        self.send(
+            self.http
+                .post(self.url("/v1/sessions/upgrade"))
+                .bearer_auth(token.expose_secret())
+                .json(&UpgradeSessionRequest {
+                    id_token: id_token.into(),
+                }),
+            account,
+        )
+        .await
     }
 
+    /// `GET /v1/sessions`: every live session of the account, the caller's marked `current`.
     pub async fn list(
         &self,
         token: &SecretString,
         account: &str,
-    ) -> Result<Vec<Value>, SessionError> {
-        let res = self
+    ) -> Result<Vec<SessionView>, SessionError> {
+        let list: SessionList = self
             .send(
                 self.http
-                    .get(format!("{}/v1/sessions", self.base))
+                    .get(self.url("/v1/sessions"))
                     .bearer_auth(token.expose_secret()),
                 account,
             )
             .await?;
-        Ok(res["sessions"].as_array().cloned().unwrap_or_default())
+        Ok(list.sessions)
     }
 
-    /// `scope` is `current`, `others` or `all`; or give a `session_id`.
+    /// `POST /v1/sessions/revoke`: one session by id or a scope; returns the ended sessions.
     pub async fn revoke(
         &self,
         token: &SecretString,
-        scope: Option<&str>,
-        session_id: Option<&str>,
+        request: &RevokeRequest,
         account: &str,
     ) -> Result<Vec<String>, SessionError> {
-        let body = match (scope, session_id) {
-            (Some(s), _) => json!({"scope": s}),
-            (None, Some(id)) => json!({"session_id": id}),
-            (None, None) => json!({"scope": "current"}),
-        };
-        let res = self
+        let answer: RevokeResponse = self
             .send(
                 self.http
-                    .post(format!("{}/v1/sessions/revoke", self.base))
+                    .post(self.url("/v1/sessions/revoke"))
                     .bearer_auth(token.expose_secret())
-                    .json(&body),
+                    .json(request),
                 account,
             )
             .await?;
-        Ok(res["revoked"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(answer.revoked)
     }
 
     /// Opens the event stream; `on_event` sees each event until it returns `false` or the stream
@@ -316,7 +269,7 @@ impl RegistryClient {
     ) -> Result<Option<String>, SessionError> {
         let mut req = self
             .http
-            .get(format!("{}/v1/events", self.base))
+            .get(self.url("/v1/events"))
             .bearer_auth(token.expose_secret())
             .timeout(std::time::Duration::from_secs(24 * 3600));
         if let Some(id) = last_event_id {
@@ -325,8 +278,8 @@ impl RegistryClient {
         let res = req.send().await.map_err(SessionError::transient)?;
         if !res.status().is_success() {
             let status = res.status();
-            let body: Value = res.json().await.unwrap_or(Value::Null);
-            return Err(classify(status, &body, account));
+            let body = res.json::<ErrorBody>().await.ok();
+            return Err(classify(status, body, account));
         }
         let mut last = last_event_id.map(str::to_owned);
         let mut stream = res.bytes_stream();
@@ -336,24 +289,18 @@ impl RegistryClient {
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buf.find("\n\n") {
                 let frame: String = buf.drain(..end + 2).collect();
-                let mut event = RegistryEvent {
-                    id: String::new(),
-                    kind: String::new(),
-                    data: Value::Null,
+                // `id:` and `event:` repeat what `data:` says; a keep-alive comment has no data.
+                let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                    continue;
                 };
-                for line in frame.lines() {
-                    if let Some(v) = line.strip_prefix("id: ") {
-                        event.id = v.to_owned();
-                    } else if let Some(v) = line.strip_prefix("event: ") {
-                        event.kind = v.to_owned();
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        event.data = serde_json::from_str(v).unwrap_or(Value::Null);
+                let event: EventData = match serde_json::from_str(data) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::warn!(account, error = %e, "an event of the registry's stream does not read as an event; skipped");
+                        continue;
                     }
-                }
-                if event.kind.is_empty() {
-                    continue; // keep-alive comment
-                }
-                last = Some(event.id.clone());
+                };
+                last = Some(event.id.to_string());
                 if !on_event(event) {
                     return Ok(last);
                 }

@@ -445,6 +445,18 @@ async fn a_500_from_the_third_call_on_gives_up_after_three_tries_and_keeps_the_t
 }
 
 /// The registry played by wiremock; the sign-in itself is real (the mock IdP in process).
+/// A session as the registry describes it (`registry-api`'s `SessionView`).
+fn session_view(session_id: &str, expires_at: i64) -> Value {
+    json!({
+        "session_id": session_id, "tenant": "acme", "account_id": "acc-1", "subject": "alice",
+        "email": null, "is_guest": false,
+        "device": {"id": "d", "name": "n", "platform": "linux", "last_seen": 0},
+        "created_at": 0, "last_authenticated_at": 0, "expires_at": expires_at,
+        "absolute_expires_at": expires_at + 31_536_000, "revoked_at": null, "revoked_reason": null,
+        "auth_method": "oidc", "auth_time": 0, "current": true
+    })
+}
+
 async fn registry_with_session_answer(answer: ResponseTemplate) -> MockServer {
     let registry = MockServer::start().await;
     Mock::given(method("POST"))
@@ -505,7 +517,7 @@ async fn a_registry_answer_that_is_not_json_fails_the_login_and_stores_nothing()
 async fn a_registry_answer_without_a_session_token_fails_the_login_and_stores_nothing() {
     let idp = test_harness::TestIdp::spawn().await;
     let registry = registry_with_session_answer(ResponseTemplate::new(201).set_body_json(json!({
-        "session": {"session_id": "s-1", "expires_at": 4_000_000_000_i64},
+        "session": session_view("s-1", 4_000_000_000),
         "session_jwt": "jwt-1",
     })))
     .await;
@@ -537,7 +549,7 @@ impl Respond for Authenticate {
             return self.failure.clone();
         }
         ResponseTemplate::new(200).set_body_json(json!({
-            "session": {"session_id": "s-1", "expires_at": 4_000_000_000_i64},
+            "session": session_view("s-1", 4_000_000_000),
             "session_jwt": format!("jwt-{call}"),
         }))
     }
@@ -586,9 +598,8 @@ async fn a_registry_answer_missing_a_field_on_the_third_heartbeat_keeps_the_sess
 ) {
     // Neither transient nor a sign-out: a success without the session JWT.
     heartbeat_goes_on_after_a_third_check_answered(
-        ResponseTemplate::new(200).set_body_json(
-            json!({"session": {"session_id": "s-1", "expires_at": 4_000_000_000_i64}}),
-        ),
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"session": session_view("s-1", 4_000_000_000)})),
     )
     .await;
 }

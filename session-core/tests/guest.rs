@@ -70,10 +70,11 @@ async fn registry_sessions(
         .get(key, ItemKind::SessionToken)
         .unwrap()
         .unwrap();
-    RegistryClient::new(&stack.registry)
+    let list = RegistryClient::new(&stack.registry)
         .list(&token, key.as_str())
         .await
-        .unwrap()
+        .unwrap();
+    serde_json::from_value(serde_json::to_value(list).unwrap()).unwrap()
 }
 
 fn claims(jwt: &str) -> Value {

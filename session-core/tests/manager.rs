@@ -356,7 +356,14 @@ async fn a_revoke_on_another_device_signs_this_one_out_within_a_second_or_so() {
         .require(&a.key, ItemKind::SessionToken)
         .unwrap();
     let revoked = session_core::registry::RegistryClient::new(&stack.registry)
-        .revoke(&token, Some("others"), None, "a")
+        .revoke(
+            &token,
+            &session_core::registry_api::RevokeRequest {
+                scope: Some(session_core::registry_api::RevokeScope::Others),
+                session_id: None,
+            },
+            "a",
+        )
         .await
         .unwrap();
     assert_eq!(revoked.len(), 1);

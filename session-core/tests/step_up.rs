@@ -216,7 +216,7 @@ async fn revoking_others_ten_minutes_after_the_sign_in_asks_for_a_fresh_one_then
     assert!(has_session(&t.laptop, &t.laptop_key).await);
     let sessions = t.laptop.manager.list_sessions(&t.laptop_key).await.unwrap();
     assert_eq!(sessions.len(), 1);
-    assert_eq!(sessions[0]["current"], true);
+    assert!(sessions[0].current);
 }
 
 #[tokio::test]

@@ -127,7 +127,7 @@ impl SessionManager {
             .unwrap_or_else(|| updated.id.subject.as_str().to_owned());
         let items: Vec<(ItemKind, SecretString)> = session
             .iter()
-            .map(|s| (ItemKind::SessionJwt, s.session_jwt.clone()))
+            .map(|s| (ItemKind::SessionJwt, s.session_jwt.clone().into_secret()))
             .collect();
         let saved = updated.clone();
         self.blocking(move |s| s.save_account(saved, &items))
@@ -136,8 +136,8 @@ impl SessionManager {
             self.set_state(
                 account,
                 SessionState::Available {
-                    session_id: s.session_id.clone(),
-                    expires_at: s.expires_at,
+                    session_id: s.session.session_id.clone(),
+                    expires_at: s.session.expires_at,
                     last_validated_at: self.now(),
                 },
             );
@@ -148,7 +148,7 @@ impl SessionManager {
         });
         Ok(Upgraded {
             account: updated,
-            session_id: session.map(|s| s.session_id),
+            session_id: session.map(|s| s.session.session_id),
             username: str_claim("preferred_username"),
         })
     }
