@@ -1,11 +1,14 @@
-//! One fresh Postgres database per test, as zero2prod's `spawn_app` does. `DATABASE_URL`
-//! (default `postgres://postgres@127.0.0.1:5432/postgres`) names the server; the database is
-//! dropped when the value is dropped.
+//! One fresh Postgres database per test, as zero2prod's `spawn_app` does.
+//! `LANYARD_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) names the
+//! server — its own variable, so exporting it for the tests never moves devstack or a registry
+//! (which read `DATABASE_URL`) onto Postgres; the database is dropped when the value is dropped.
 
 use rand::Rng;
 use sqlx::{Connection, Executor, PgConnection};
 
 pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// The variable naming the tests' Postgres server.
+pub const SERVER_URL_VARIABLE: &str = "LANYARD_TEST_DATABASE_URL";
 
 pub struct TestDatabase {
     /// Connection URL of the fresh database.
@@ -15,7 +18,7 @@ pub struct TestDatabase {
 }
 
 fn server_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned())
+    std::env::var(SERVER_URL_VARIABLE).unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned())
 }
 
 /// `url` with its database path replaced by `db`.
@@ -98,5 +101,18 @@ mod tests {
                 .await
                 .unwrap();
         assert!(found.is_none(), "database {name} was not dropped");
+    }
+
+    #[tokio::test]
+    async fn the_tests_server_is_named_by_its_own_variable_not_database_url() {
+        // What a developer exports for devstack or a registry must not move the tests, and the
+        // tests' variable is not DATABASE_URL (nextest runs each test in its own process).
+        std::env::set_var(
+            "DATABASE_URL",
+            "postgres://nobody@127.0.0.1:1/not-the-tests",
+        );
+        let db = TestDatabase::create().await;
+        assert!(db.url.contains(&db.name));
+        assert!(!server_url().contains("not-the-tests"));
     }
 }
