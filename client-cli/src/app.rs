@@ -27,12 +27,14 @@ pub struct Context {
     pub profile: String,
     pub json: bool,
     pub color: bool,
+    store_backend: Option<BackendChoice>,
+    refresh_margin: Duration,
+    pub no_browser: bool,
 }
 
 impl Context {
     pub fn from_env(cli: &Cli) -> Result<Self, CliError> {
-        let home = std::env::var_os("LANYARD_HOME").map(std::path::PathBuf::from);
-        let dirs = Dirs::resolve(home.as_deref())?;
+        let dirs = Dirs::resolve(cli.home.as_deref())?;
         let config = dirs.load()?;
         let profile_ok = !cli.profile.is_empty()
             && cli.profile.len() <= 64
@@ -55,17 +57,18 @@ impl Context {
             profile: cli.profile.clone(),
             json: cli.json,
             color: !cli.json && crate::color::Paint::stdout().enabled(),
+            store_backend: cli.store_backend,
+            refresh_margin: Duration::from_secs(cli.refresh_margin_secs),
+            no_browser: cli.no_browser,
         })
     }
 
     fn store(&self) -> Result<AccountStore, CliError> {
-        let backend = match std::env::var("LANYARD_STORE_BACKEND")
-            .ok()
-            .or(self.config.store_backend.clone())
-        {
-            Some(b) => BackendChoice::parse(&b)
+        let backend = match (self.store_backend, &self.config.store_backend) {
+            (Some(b), _) => b,
+            (None, Some(b)) => BackendChoice::parse(b)
                 .ok_or_else(|| CliError::usage(format!("unknown store backend '{b}'"), None))?,
-            None => BackendChoice::Auto,
+            (None, None) => BackendChoice::Auto,
         };
         let mut cfg = StoreConfig::new(self.dirs.profile(&self.profile), self.profile.clone())
             .backend(backend);
@@ -124,13 +127,12 @@ impl Context {
             Arc::new(lanyard_clock::SystemClock),
             self.dirs.profile(&self.profile).join("locks"),
         );
-        // How long before expiry a token is refreshed (default 300 s).
-        if let Some(secs) = std::env::var("LANYARD_REFRESH_MARGIN_SECS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            options.refresh_margin = Duration::from_secs(secs);
-        }
+        options.refresh_margin = self.refresh_margin;
+        options.client_id = self
+            .config
+            .client_id
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CLIENT_ID.into());
         if let Some(d) = session_duration {
             options.session_duration = d;
         }
@@ -316,11 +318,8 @@ impl Drop for Spinner {
     }
 }
 
-/// Opens the system browser unless told not to (`LANYARD_NO_BROWSER`) or there is no display.
-pub(crate) fn open_browser(url: &url::Url) -> bool {
-    if std::env::var_os("LANYARD_NO_BROWSER").is_some() {
-        return false;
-    }
+/// Opens the system browser unless there is no display.
+fn open_browser(url: &url::Url) -> bool {
     let has_display = cfg!(target_os = "macos")
         || cfg!(windows)
         || std::env::var_os("DISPLAY").is_some()
@@ -353,8 +352,7 @@ async fn login(
     let request = login_request(ctx, tenant, idp, registry);
     let m = ctx.manager_with(Some(session_duration))?;
     let timeout = Duration::from_secs(timeout);
-    let no_browser = std::env::var_os("LANYARD_NO_BROWSER").is_some();
-    let use_device = device_code || (!no_browser && !open_browser_possible());
+    let use_device = device_code || (!ctx.no_browser && !open_browser_possible());
     let meta = if use_device {
         let prompt = |code: &str, uri: &str, complete: Option<&str>| {
             eprintln!("To sign in, open {uri} on any device and enter the code {code}");
@@ -367,7 +365,7 @@ async fn login(
             .await?
     } else {
         let _spin = Spinner::start("Waiting for the sign-in to complete in your browser…");
-        m.login(request, LoginMethod::Browser(&browser_prompt, timeout))
+        m.login(request, LoginMethod::Browser(browser_prompt(ctx), timeout))
             .await?
     };
     tell_session_cap(&m, &meta, session_duration);
@@ -412,18 +410,26 @@ fn human_duration(secs: i64) -> String {
 
 /// How a step-up sign-in (RFC 9470) happens: the browser where one can open, else the device
 /// flow; the person is told why they are asked again.
-pub(crate) fn step_up_method(timeout: Duration) -> LoginMethod<'static> {
-    let no_browser = std::env::var_os("LANYARD_NO_BROWSER").is_some();
-    if !no_browser && !open_browser_possible() {
+pub(crate) fn step_up_method(ctx: &Context, timeout: Duration) -> LoginMethod<'static> {
+    if !ctx.no_browser && !open_browser_possible() {
         LoginMethod::DeviceCode(&step_up_device_prompt, timeout)
+    } else if ctx.no_browser {
+        LoginMethod::Browser(
+            &BrowserPrompt {
+                open: false,
+                step_up: true,
+            },
+            timeout,
+        )
     } else {
-        LoginMethod::Browser(&step_up_browser_prompt, timeout)
+        LoginMethod::Browser(
+            &BrowserPrompt {
+                open: true,
+                step_up: true,
+            },
+            timeout,
+        )
     }
-}
-
-fn step_up_browser_prompt(url: &url::Url) {
-    eprintln!("This needs a recent sign-in; sign in again to confirm it is you.");
-    browser_prompt(url);
 }
 
 fn step_up_device_prompt(code: &str, uri: &str, complete: Option<&str>) {
@@ -461,11 +467,38 @@ pub(crate) fn login_request(
     }
 }
 
-/// Hands the authorization URL to the person: printed, and opened in a browser where possible.
-pub(crate) fn browser_prompt(url: &url::Url) {
-    eprintln!("Open this URL to sign in: {url}");
-    if !open_browser(url) {
-        eprintln!("(no browser was opened: open the URL yourself)");
+/// Hands the authorization URL to the person: printed, and opened in a browser where possible
+/// (not with `--no-browser` / `LANYARD_NO_BROWSER`).
+pub(crate) struct BrowserPrompt {
+    open: bool,
+    /// A step-up: the person is told why they are asked again.
+    step_up: bool,
+}
+
+impl session_core::oidc::AuthPrompt for BrowserPrompt {
+    fn open(&self, url: &url::Url) {
+        if self.step_up {
+            eprintln!("This needs a recent sign-in; sign in again to confirm it is you.");
+        }
+        eprintln!("Open this URL to sign in: {url}");
+        if !(self.open && open_browser(url)) {
+            eprintln!("(no browser was opened: open the URL yourself)");
+        }
+    }
+}
+
+/// The sign-in prompt of `ctx`.
+pub(crate) fn browser_prompt(ctx: &Context) -> &'static BrowserPrompt {
+    if ctx.no_browser {
+        &BrowserPrompt {
+            open: false,
+            step_up: false,
+        }
+    } else {
+        &BrowserPrompt {
+            open: true,
+            step_up: false,
+        }
     }
 }
 
@@ -761,7 +794,7 @@ async fn revoke(
     let (a, _) = chosen(&m, flag).await?;
     signed_in(&m, &a)?;
     let revoked = m
-        .revoke_sessions(&a.key, target, Some(step_up_method(STEP_UP_TIMEOUT)))
+        .revoke_sessions(&a.key, target, Some(step_up_method(ctx, STEP_UP_TIMEOUT)))
         .await?;
     ctx.out(
         || format!("Revoked {} session(s)", revoked.len()),
@@ -787,7 +820,7 @@ async fn logout(
         }
     };
     let report = if matches!(scope, LogoutScope::Everywhere(_)) {
-        m.logout_with_step_up(scope, Some(step_up_method(STEP_UP_TIMEOUT)))
+        m.logout_with_step_up(scope, Some(step_up_method(ctx, STEP_UP_TIMEOUT)))
             .await?
     } else {
         m.logout(scope).await?

@@ -20,6 +20,26 @@ pub struct Cli {
     /// Print data as JSON (a documented, stable shape).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Where config and data live (instead of the platform's directories).
+    #[arg(long, global = true, env = "LANYARD_HOME", value_name = "DIR")]
+    pub home: Option<std::path::PathBuf>,
+    /// Where tokens are kept: auto, secret-service, keyutils, native, vault or memory (else the
+    /// config file's store_backend, else auto).
+    #[arg(long, global = true, env = "LANYARD_STORE_BACKEND", value_parser = parse_backend)]
+    pub store_backend: Option<account_store::BackendChoice>,
+    /// Refresh an access token this many seconds before it expires.
+    #[arg(
+        long,
+        global = true,
+        env = "LANYARD_REFRESH_MARGIN_SECS",
+        default_value_t = 300,
+        value_name = "SECS",
+        value_parser = seconds("LANYARD_REFRESH_MARGIN_SECS")
+    )]
+    pub refresh_margin_secs: u64,
+    /// Never open a browser: print the sign-in URL only.
+    #[arg(long, global = true, env = "LANYARD_NO_BROWSER", value_parser = set_means_yes)]
+    pub no_browser: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -67,7 +87,12 @@ pub enum Command {
         kind: TokenKind,
         /// Ask the registry whether the session was revoked when the last check is older than
         /// this many seconds (a revoke reaches this device within a minute of its next use).
-        #[arg(long, env = "LANYARD_CHECK_INTERVAL_SECS", default_value_t = 60)]
+        #[arg(
+            long,
+            env = "LANYARD_CHECK_INTERVAL_SECS",
+            default_value_t = 60,
+            value_parser = seconds("LANYARD_CHECK_INTERVAL_SECS")
+        )]
         check_interval_secs: u64,
     },
     /// Every session of the account across devices.
@@ -134,6 +159,26 @@ pub enum TokenKind {
     Access,
     Id,
     SessionJwt,
+}
+
+fn parse_backend(text: &str) -> Result<account_store::BackendChoice, String> {
+    account_store::BackendChoice::parse(text).ok_or_else(|| {
+        format!("'{text}' is not a store backend (auto, secret-service, keyutils, native, vault, memory; flag or LANYARD_STORE_BACKEND)")
+    })
+}
+
+/// A whole number of seconds; the error names `env`, where such a value usually comes from.
+fn seconds(env: &'static str) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync {
+    move |text: &str| {
+        text.trim()
+            .parse()
+            .map_err(|_| format!("'{text}' is not a whole number of seconds (flag or {env})"))
+    }
+}
+
+/// `LANYARD_NO_BROWSER`: set to anything means yes (as it always has).
+fn set_means_yes(_: &str) -> Result<bool, String> {
+    Ok(true)
 }
 
 /// `90m`, `12h`, `30d` (or plain minutes) → a session lifetime of 5 minutes to 365 days.

@@ -28,7 +28,7 @@ pub async fn login(
     let request = login_request(ctx, tenant, idp, registry);
     let m = ctx.manager_with(Some(session_duration))?;
     let meta = m
-        .login_guest(request, &browser_prompt, Duration::from_secs(timeout))
+        .login_guest(request, browser_prompt(ctx), Duration::from_secs(timeout))
         .await?;
     crate::app::tell_session_cap(&m, &meta, session_duration);
     crate::vault_notice::once_per_profile(ctx, &m.store().backend_info());

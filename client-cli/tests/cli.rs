@@ -845,3 +845,27 @@ async fn revoking_this_devices_own_session_by_id_wipes_its_tokens_at_once() {
     let out = s.run("phone", &["status"]).await;
     assert!(out.status.success(), "the phone is kept: {}", stderr(&out));
 }
+
+#[tokio::test]
+async fn a_bad_lanyard_environment_value_is_a_usage_error_naming_it() {
+    let s = stack().await;
+    for (var, value, args) in [
+        ("LANYARD_REFRESH_MARGIN_SECS", "five", &["accounts"][..]),
+        ("LANYARD_CHECK_INTERVAL_SECS", "-1", &["token"][..]),
+        ("LANYARD_STORE_BACKEND", "floppy", &["accounts"][..]),
+    ] {
+        let out = s
+            .cmd("default", args)
+            .env(var, value)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}: {}", stderr(&out));
+        assert!(stderr(&out).contains(value), "{var}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("[env: {var}=")) || stderr(&out).contains(var),
+            "{var} is named: {}",
+            stderr(&out)
+        );
+    }
+}
