@@ -42,6 +42,11 @@ pub enum ApiError {
     /// 401: the credential is not (or no longer) good.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// 400: a credential in the request's body refused (the bearer credential was fine): the
+    /// same `error` and `reason` as [`ApiError::Refused`], without a `WWW-Authenticate`
+    /// challenge that would make the client give up its session.
+    #[error("{0}")]
+    RefusedInBody(Refusal),
     /// 401 with an RFC 9470 step-up challenge: the caller must sign in at the IdP again (within
     /// `max_age` seconds) before doing this.
     #[error("insufficient_user_authentication: sign in again (within {max_age} s) to do this")]
@@ -113,7 +118,7 @@ impl ResponseError for ApiError {
                 StatusCode::UNAUTHORIZED
             }
             ApiError::IssuerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::RefusedInBody(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -140,6 +145,10 @@ impl ResponseError for ApiError {
                 ));
                 cause_of = refusal.cause();
                 (reason, description)
+            }
+            ApiError::RefusedInBody(refusal) => {
+                cause_of = refusal.cause();
+                (refusal.code(), refusal.to_string())
             }
             ApiError::InsufficientUserAuthentication { max_age } => {
                 let description = format!(

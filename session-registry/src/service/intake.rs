@@ -17,22 +17,25 @@ pub(super) fn id_token_refused(e: OidcError) -> ApiError {
     }
 }
 
-/// An ID token's `auth_time` (when the person signed in at the IdP), else its `iat`, never
-/// later than `now`.
-pub(super) fn auth_time_of(claims: &Value, now: i64) -> i64 {
+/// When the person signed in at the IdP: the ID token's `auth_time`, never later than `now`.
+/// `None` when the IdP did not say (OIDC lets it leave `auth_time` out, e.g. of a refreshed ID
+/// token): such a sign-in is never taken for a fresh one — its `iat` says when the token was
+/// issued, which a refresh token can make "now" without anyone signing in.
+pub(super) fn auth_time_of(claims: &Value, now: i64) -> Option<i64> {
     claims
         .get("auth_time")
         .and_then(Value::as_i64)
-        .or_else(|| claims.get("iat").and_then(Value::as_i64))
-        .unwrap_or(now)
-        .min(now)
+        .map(|t| t.min(now))
 }
 
-/// The single-use record of an ID token: its hash, kept until it expires.
+/// The single-use record of an ID token, kept until it expires. Its key is the hash of the
+/// signed part (`header.payload`), not of the whole token: an ECDSA signature can be rewritten
+/// (`s` → `n − s`) into another valid one, and that must not make a spent token new again.
 pub(super) fn spent_id_token(token: &str, claims: &Value, now: i64) -> UsedCredential {
+    let signed = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
     UsedCredential {
         kind: "id_token",
-        hash: crate::token::hash_hex(token),
+        hash: crate::token::hash_hex(signed),
         expires_at: claims
             .get("exp")
             .and_then(Value::as_i64)
@@ -53,10 +56,26 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn auth_time_falls_back_to_iat_and_never_lies_in_the_future() {
-        assert_eq!(auth_time_of(&json!({"auth_time": 90, "iat": 95}), 100), 90);
-        assert_eq!(auth_time_of(&json!({"iat": 95}), 100), 95);
-        assert_eq!(auth_time_of(&json!({"auth_time": 500}), 100), 100);
+    fn auth_time_is_only_what_the_idp_says_and_never_in_the_future() {
+        assert_eq!(
+            auth_time_of(&json!({"auth_time": 90, "iat": 95}), 100),
+            Some(90)
+        );
+        assert_eq!(auth_time_of(&json!({"iat": 95}), 100), None);
+        assert_eq!(auth_time_of(&json!({"auth_time": 500}), 100), Some(100));
+    }
+
+    #[test]
+    fn two_signatures_of_one_id_token_spend_the_same_record() {
+        let claims = json!({"exp": 700});
+        assert_eq!(
+            spent_id_token("eyJh.eyJp.sig-one", &claims, 100).hash,
+            spent_id_token("eyJh.eyJp.sig-two", &claims, 100).hash
+        );
+        assert_ne!(
+            spent_id_token("eyJh.eyJp.sig", &claims, 100).hash,
+            spent_id_token("eyJh.eyJq.sig", &claims, 100).hash
+        );
     }
 
     #[test]

@@ -148,7 +148,8 @@ impl Registry {
                 expires_at: (now + duration * 60).min(absolute),
                 absolute_expires_at: absolute,
                 auth_method: "oidc".into(),
-                auth_time: auth_time_of(&claims, now),
+                // Without auth_time the sign-in never counts as recent (step-up).
+                auth_time: auth_time_of(&claims, now).unwrap_or(0),
                 id_token: spent_id_token(id_token, &claims, now),
                 user_agent: ctx
                     .user_agent
@@ -441,7 +442,24 @@ impl Registry {
     /// same subject, the intake rules of [`Registry::create_session`], single use) records a new
     /// `auth_time` on the caller's session. The sign-in must itself be recent enough to meet the
     /// step-up rule.
+    /// Every refusal of the ID token is a `400` (the body is at fault): a `401` would tell the
+    /// client its session token is bad, and it would sign the device out.
     pub async fn reauthenticate(
+        &self,
+        caller: &Caller,
+        req: ReauthenticateRequest,
+    ) -> Result<SessionResponse, ApiError> {
+        self.reauthenticate_with(caller, req)
+            .await
+            .map_err(|e| match e {
+                ApiError::Refused(refusal @ Refusal::InvalidIdToken { .. }) => {
+                    ApiError::RefusedInBody(refusal)
+                }
+                e => e,
+            })
+    }
+
+    async fn reauthenticate_with(
         &self,
         caller: &Caller,
         req: ReauthenticateRequest,
@@ -465,7 +483,12 @@ impl Registry {
             )
             .into());
         }
-        let auth_time = auth_time_of(&claims, now);
+        let auth_time = auth_time_of(&claims, now).ok_or_else(|| {
+            Refusal::id_token(
+                "missing_claim",
+                "the ID token does not say when the person signed in (auth_time)",
+            )
+        })?;
         if now - auth_time > tenant.max_auth_age_secs {
             return Err(Refusal::id_token(
                 "sign_in_too_old",

@@ -255,7 +255,10 @@ async fn a_fresh_sign_in_of_the_same_person_meets_the_step_up_challenge() {
             json!({"id_token": bob["id_token"]}),
         )
         .await;
-    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        status, 400,
+        "the ID token is at fault, not the session: {body}"
+    );
     assert_eq!(body["reason"], "subject_mismatch", "{body}");
     let fresh = idp.login("acme", "alice", "lanyard-cli").await;
     let (status, _, body) = reg
@@ -285,7 +288,7 @@ async fn a_fresh_sign_in_of_the_same_person_meets_the_step_up_challenge() {
             json!({"id_token": fresh["id_token"]}),
         )
         .await;
-    assert_eq!(status, 401, "an ID token is single use here too: {body}");
+    assert_eq!(status, 400, "an ID token is single use here too: {body}");
     assert_eq!(body["reason"], "already_used", "{body}");
 
     let (status, body) = reg
@@ -309,7 +312,7 @@ async fn a_reauthentication_from_another_tenant_is_refused() {
             json!({"id_token": globex["id_token"]}),
         )
         .await;
-    assert_eq!(status, 401, "{body}");
+    assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "invalid_id_token", "{body}");
 }
 
@@ -529,4 +532,105 @@ async fn a_logout_that_failed_in_the_database_is_processed_when_the_idp_redelive
     let (status, body) = post_logout(&reg, &token).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(reg.get("/v1/sessions", &alice).await.0, 401);
+}
+
+/// `token` with its ES256 signature's `s` replaced by `n − s` (P-256's group order): the same
+/// signed content under another, equally valid signature (ECDSA signatures are malleable).
+fn high_s_twin(token: &str) -> String {
+    use base64::Engine;
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let mut sig = b64.decode(signature).unwrap();
+    assert_eq!(sig.len(), 64, "an ES256 signature");
+    let s = sig[32..].to_vec();
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = N[i] as i16 - s[i] as i16 - borrow;
+        borrow = i16::from(d < 0);
+        sig[32 + i] = d.rem_euclid(256) as u8;
+    }
+    format!("{signed}.{}", b64.encode(sig))
+}
+
+#[tokio::test]
+async fn an_id_token_re_signed_with_the_other_ecdsa_s_is_still_the_same_spent_token() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let tokens = idp.login("acme", "alice", "lanyard-cli").await;
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let twin = high_s_twin(id_token);
+    assert_ne!(twin, id_token);
+    assert_eq!(reg.create(id_token, "laptop").await.0, 201);
+    let (status, body) = reg.create(&twin, "attacker").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["reason"], "already_used", "{body}");
+    assert_eq!(created_sessions(&reg).await, 1);
+}
+
+#[tokio::test]
+async fn a_refused_reauthentication_blames_the_id_token_not_the_session() {
+    // A 401 would tell the client its session token is bad, and it would sign the device out.
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let (laptop, _) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let bob = idp.login("acme", "bob", "lanyard-cli").await;
+    let (status, challenge, body) = reg
+        .post_with(
+            "/v1/sessions/reauthenticate",
+            &laptop,
+            json!({"id_token": bob["id_token"]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        challenge, None,
+        "no invalid_token challenge: the bearer is fine"
+    );
+    assert_eq!(body["error"], "invalid_id_token");
+    assert_eq!(body["reason"], "subject_mismatch");
+    assert_eq!(reg.get("/v1/sessions", &laptop).await.0, 200);
+}
+
+#[tokio::test]
+async fn an_id_token_without_auth_time_never_counts_as_a_fresh_sign_in() {
+    // OIDC lets an IdP leave auth_time out (e.g. of refreshed ID tokens): a stolen refresh token
+    // must not buy a session that passes step-up.
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let now = now_at(&reg);
+    let without = |sub: &str| {
+        sign_as_idp(
+            &idp,
+            "acme",
+            &json!({"iss": idp.issuer("acme"), "aud": "lanyard-cli", "sub": sub,
+                    "iat": now, "exp": now + 600}),
+            None,
+        )
+    };
+    let (status, created) = reg.create(&without("some-subject"), "laptop").await;
+    assert_eq!(status, 201, "{created}");
+    let token = created["session_token"].as_str().unwrap().to_owned();
+    assert_eq!(created["session"]["auth_time"], 0, "{created}");
+    let (status, challenge, body) = reg
+        .post_with("/v1/sessions/revoke", &token, json!({"scope": "others"}))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(challenge
+        .unwrap()
+        .contains("insufficient_user_authentication"));
+    // And a re-authentication must say when the person signed in.
+    let (status, _, body) = reg
+        .post_with(
+            "/v1/sessions/reauthenticate",
+            &token,
+            json!({"id_token": without("some-subject")}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["reason"], "missing_claim", "{body}");
 }
