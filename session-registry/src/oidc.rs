@@ -86,7 +86,9 @@ struct Verified {
 }
 
 /// Reads at most [`MAX_DOCUMENT_BYTES`] of a successful answer as JSON.
-async fn read_json<T: serde::de::DeserializeOwned>(res: reqwest::Response) -> Result<T, OidcError> {
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    res: reqwest::Response,
+) -> Result<T, OidcError> {
     let unreachable = |m: String| OidcError::IssuerUnreachable(m);
     let mut res = res
         .error_for_status()

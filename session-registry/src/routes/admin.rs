@@ -141,6 +141,19 @@ async fn create_tenant(
             "audiences must not be empty",
         ));
     }
+    // Ten seconds to a day: a negative or zero age would make step-up (and sign-in) impossible,
+    // a very long one would make it meaningless.
+    for (field, value) in [
+        ("max_id_token_age_secs", t.max_id_token_age_secs),
+        ("max_auth_age_secs", t.max_auth_age_secs),
+    ] {
+        if !(10..=86_400).contains(&value) {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("{field} must be between 10 and 86400 seconds"),
+            ));
+        }
+    }
     if t.idle_timeout_secs <= 0 || t.absolute_timeout_secs < t.idle_timeout_secs.min(300) {
         return Err(ApiError::bad_request(
             "invalid_request",

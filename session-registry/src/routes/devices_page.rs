@@ -61,7 +61,7 @@ pub struct WebState {
     pending: Mutex<HashMap<String, Pending>>,
     /// Sign-ins started per client address in the current minute: (minute start, count).
     starts: Mutex<HashMap<std::net::IpAddr, (i64, u32)>>,
-    endpoints: Mutex<HashMap<String, (String, String)>>,
+    endpoints: Mutex<HashMap<String, IdpEndpoints>>,
     http: reqwest::Client,
 }
 
@@ -83,36 +83,51 @@ impl WebState {
         }
     }
 
-    /// (authorization_endpoint, token_endpoint) of `issuer`, from its discovery document.
-    async fn endpoints(&self, issuer: &str) -> Result<(String, String), ApiError> {
+    /// `issuer`'s endpoints, from its discovery document (which must name `issuer` itself),
+    /// read with the same bounds as every fetch from an issuer.
+    async fn endpoints(&self, issuer: &str) -> Result<IdpEndpoints, ApiError> {
         if let Some(e) = self.endpoints.lock().get(issuer) {
             return Ok(e.clone());
         }
-        let unavailable = |e: reqwest::Error| {
-            ApiError::Unavailable(format!("the identity provider did not answer: {e}"))
-        };
-        let doc: Value = self
+        let unavailable = |detail: String| ApiError::IssuerUnavailable(detail);
+        let res = self
             .http
             .get(format!("{issuer}/.well-known/openid-configuration"))
             .send()
             .await
-            .map_err(unavailable)?
-            .json()
+            .map_err(|e| unavailable(e.to_string()))?;
+        let doc: Value = crate::oidc::read_json(res)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| unavailable(format!("{e:?}")))?;
+        if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+            return Err(unavailable("discovery names a different issuer".into()));
+        }
         let get = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
-        let pair = get("authorization_endpoint")
+        let (authorization, token) = get("authorization_endpoint")
             .zip(get("token_endpoint"))
-            .ok_or_else(|| {
-                ApiError::Unavailable(
-                    "the identity provider's discovery document is incomplete".into(),
-                )
-            })?;
+            .ok_or_else(|| unavailable("the discovery document is incomplete".into()))?;
+        let endpoints = IdpEndpoints {
+            authorization,
+            token,
+            sends_iss: doc
+                .get("authorization_response_iss_parameter_supported")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        };
         self.endpoints
             .lock()
-            .insert(issuer.to_owned(), pair.clone());
-        Ok(pair)
+            .insert(issuer.to_owned(), endpoints.clone());
+        Ok(endpoints)
     }
+}
+
+/// What the page needs of an IdP's discovery document.
+#[derive(Clone)]
+struct IdpEndpoints {
+    authorization: String,
+    token: String,
+    /// RFC 9207: the IdP says it puts `iss` in every authorization response.
+    sends_iss: bool,
 }
 
 fn random() -> String {
@@ -191,11 +206,16 @@ pub async fn devices(
 /// Counts a sign-in started by `ip`; `false` once it started too many this minute.
 fn may_start(state: &WebState, ip: Option<std::net::IpAddr>, now: i64) -> bool {
     let Some(ip) = ip else { return true };
+    let key = crate::service::client_key(ip);
     let mut starts = state.starts.lock();
-    if starts.len() > MAX_PENDING {
+    if starts.len() >= MAX_PENDING && !starts.contains_key(&key) {
         starts.retain(|_, (start, _)| now - *start < 60);
+        if starts.len() >= MAX_PENDING {
+            // Every slot is a client started within the minute: a new one waits for a free slot.
+            return false;
+        }
     }
-    let entry = starts.entry(ip).or_insert((now, 0));
+    let entry = starts.entry(key).or_insert((now, 0));
     if now - entry.0 >= 60 {
         *entry = (now, 0);
     }
@@ -235,7 +255,7 @@ async fn start_login(
         .tenant(tenant)
         .await?
         .ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
-    let (authorize, _) = state.endpoints(&record.issuer).await?;
+    let authorize = state.endpoints(&record.issuer).await?.authorization;
     let (st, verifier, nonce) = (random(), random(), random());
     let challenge = {
         use base64::Engine;
@@ -355,18 +375,23 @@ pub async fn callback(
         .tenant(&pending.tenant)
         .await?
         .ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
-    // RFC 9207: an answer naming another issuer is a mix-up; no code is sent anywhere.
-    if q.iss.as_deref().is_some_and(|iss| iss != tenant.issuer) {
+    let endpoints = state.endpoints(&tenant.issuer).await?;
+    // RFC 9207: an answer naming another issuer is a mix-up, and one without `iss` from an IdP
+    // that says it always sends it may be one too; no code is sent anywhere.
+    let iss_ok = match q.iss.as_deref() {
+        Some(iss) => iss == tenant.issuer,
+        None => !endpoints.sends_iss,
+    };
+    if !iss_ok {
         tracing::warn!(tenant = %tenant.slug, "devices page: callback from another issuer refused");
         return Err(ApiError::bad_request(
             "issuer_mismatch",
             "this answer names another identity provider than the one asked; start again",
         ));
     }
-    let (_, token_endpoint) = state.endpoints(&tenant.issuer).await?;
     let res = state
         .http
-        .post(&token_endpoint)
+        .post(&endpoints.token)
         .basic_auth(
             &client.client_id,
             Some(client.client_secret.expose_secret()),
@@ -379,21 +404,22 @@ pub async fn callback(
         ])
         .send()
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::IssuerUnavailable(e.to_string()))?;
     let status = res.status();
-    let body: Value = res
-        .json()
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     if !status.is_success() {
+        // The IdP's own words are not repeated to the browser.
+        tracing::warn!(tenant = %tenant.slug, %status, "devices page: the code exchange failed");
         return Err(ApiError::bad_request(
             "login_failed",
             format!(
-                "the code exchange failed: {}",
-                body["error"].as_str().unwrap_or("unknown error")
+                "the code exchange failed (HTTP {}); start again",
+                status.as_u16()
             ),
         ));
     }
+    let body: Value = crate::oidc::read_json(res)
+        .await
+        .map_err(|e| ApiError::IssuerUnavailable(format!("{e:?}")))?;
     let id_token = body["id_token"]
         .as_str()
         .ok_or_else(|| ApiError::bad_request("login_failed", "no ID token in the answer"))?;
@@ -485,7 +511,8 @@ pub async fn revoke(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
     {
-        if origin != "null" && !same_origin(origin, &reg.issuer) {
+        // `null` is what a sandboxed frame of any site sends: not ours.
+        if !same_origin(origin, &reg.issuer) {
             return Err(ApiError::Forbidden(
                 "cross-origin form posts are refused".into(),
             ));

@@ -12,20 +12,42 @@ use crate::error::ApiError;
 
 /// Failed lookups allowed per client address per minute.
 pub const FAILURES_PER_MINUTE: u32 = 30;
-/// Addresses remembered before the stale ones are swept.
+/// Addresses remembered at most; past it, a new address is not tracked until a sweep makes
+/// room (the map never grows without bound, and no call scans it more than once a second).
 const MAX_TRACKED: usize = 100_000;
 
-/// Failures per client address: (window start, count).
+/// The unit one client is counted in: its IPv4 address, or its IPv6 /64 (one host usually has
+/// a whole /64 to pick addresses from).
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// Failures per client (see [`client_key`]): (window start, count).
 #[derive(Default)]
 pub(super) struct FailureLimiter {
-    failures: Mutex<HashMap<IpAddr, (i64, u32)>>,
+    failures: Mutex<Tracked>,
+}
+
+#[derive(Default)]
+struct Tracked {
+    by_client: HashMap<IpAddr, (i64, u32)>,
+    last_sweep: i64,
 }
 
 impl FailureLimiter {
     /// `429` when `ip` is over the limit in the current window.
     pub(super) fn check(&self, ip: Option<IpAddr>, now: i64) -> Result<(), ApiError> {
         let Some(ip) = ip else { return Ok(()) };
-        match self.failures.lock().get(&ip) {
+        match self.failures.lock().by_client.get(&client_key(ip)) {
             Some((start, n)) if now - start < 60 && *n >= FAILURES_PER_MINUTE => {
                 Err(ApiError::TooManyRequests {
                     retry_after: u64::try_from(60 - (now - start)).unwrap_or(1),
@@ -38,15 +60,23 @@ impl FailureLimiter {
     /// Counts one failed lookup from `ip`.
     pub(super) fn note(&self, ip: Option<IpAddr>, now: i64) {
         let Some(ip) = ip else { return };
-        let mut failures = self.failures.lock();
-        let entry = failures.entry(ip).or_insert((now, 0));
+        let key = client_key(ip);
+        let mut tracked = self.failures.lock();
+        if tracked.by_client.len() >= MAX_TRACKED && !tracked.by_client.contains_key(&key) {
+            if now == tracked.last_sweep {
+                return;
+            }
+            tracked.last_sweep = now;
+            tracked.by_client.retain(|_, (start, _)| now - *start < 60);
+            if tracked.by_client.len() >= MAX_TRACKED {
+                return;
+            }
+        }
+        let entry = tracked.by_client.entry(key).or_insert((now, 0));
         if now - entry.0 >= 60 {
             *entry = (now, 0);
         }
         entry.1 += 1;
-        if failures.len() > MAX_TRACKED {
-            failures.retain(|_, (start, _)| now - *start < 60);
-        }
     }
 }
 
@@ -72,5 +102,19 @@ mod tests {
         assert!(limiter.check(b, 130).is_ok());
         assert!(limiter.check(a, 160).is_ok(), "a new minute");
         assert!(limiter.check(None, 130).is_ok(), "no address, no limit");
+    }
+
+    #[test]
+    fn one_ipv6_slash_64_is_one_client() {
+        let limiter = FailureLimiter::default();
+        for i in 0..FAILURES_PER_MINUTE {
+            // A new address of the same /64 for every guess.
+            let ip: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+            limiter.note(Some(ip), 100);
+        }
+        let next: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        assert!(limiter.check(Some(next), 110).is_err());
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limiter.check(Some(other), 110).is_ok(), "another /64");
     }
 }

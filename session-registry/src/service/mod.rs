@@ -32,6 +32,7 @@ pub use registry_api::{
     SessionView, DURATION_RANGE,
 };
 
+pub(crate) use limits::client_key;
 use limits::FailureLimiter;
 use tenant_cache::TenantCache;
 

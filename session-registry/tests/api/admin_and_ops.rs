@@ -335,3 +335,21 @@ async fn an_issuers_answers_are_bounded_and_never_echoed() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_tenants_age_limits_are_checked_when_it_is_created() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let admin = session_registry::config::DEV_ADMIN_TOKEN;
+    for (slug, field, value) in [
+        ("negative-step-up", "max_auth_age_secs", -1),
+        ("zero-id-token-age", "max_id_token_age_secs", 0),
+        ("a-year-of-step-up", "max_auth_age_secs", 365 * 86_400),
+    ] {
+        let mut body =
+            json!({"slug": slug, "issuer": "https://idp.example.com/t", "audiences": ["x"]});
+        body[field] = json!(value);
+        let (status, answer) = reg.post("/v1/admin/tenants", admin, body).await;
+        assert_eq!(status, 400, "{field} = {value}: {answer}");
+    }
+}

@@ -459,3 +459,74 @@ async fn a_callback_naming_another_issuer_is_refused() {
     assert_eq!(body["error"], "issuer_mismatch", "{body}");
     assert!(reg.admin_sessions("acme").await.is_empty());
 }
+
+#[tokio::test]
+async fn an_origin_of_null_is_cross_origin() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let (phone, p) = reg.device(&idp, "acme", "alice", "phone").await;
+    let (client, _) = page_session(&idp, &reg).await;
+    let csrf = csrf_of(&client, &reg).await;
+    let phone_id = p["session"]["session_id"].as_str().unwrap();
+    // A sandboxed frame of another site sends `Origin: null`.
+    let res = client
+        .post(reg.url("/devices/acme/revoke"))
+        .header("origin", "null")
+        .form(&[("csrf", csrf.as_str()), ("session_id", phone_id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(reg.get("/v1/sessions", &phone).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_callback_without_iss_is_refused_when_the_idp_says_it_sends_one() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = client.get(reg.url("/devices/acme")).send().await.unwrap();
+    let authorize = res.headers()["location"].to_str().unwrap().to_owned();
+    let html = client
+        .get(&authorize)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = r#"name="auth_request" value=""#;
+    let start = html.find(marker).unwrap() + marker.len();
+    let id = &html[start..start + html[start..].find('"').unwrap()];
+    let res = client
+        .post(format!("{}/login", idp.issuer("acme")))
+        .form(&[
+            ("auth_request", id),
+            ("username", "alice"),
+            ("password", "lanyard-dev"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let callback = res.headers()["location"].to_str().unwrap().to_owned();
+    let mut stripped = url::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = stripped
+        .query_pairs()
+        .filter(|(k, _)| k != "iss")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    assert!(
+        callback.contains("iss="),
+        "the mock IdP sends iss: {callback}"
+    );
+    stripped.query_pairs_mut().clear().extend_pairs(pairs);
+    let res = client.get(stripped.as_str()).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "issuer_mismatch", "{body}");
+    assert!(reg.admin_sessions("acme").await.is_empty());
+}
