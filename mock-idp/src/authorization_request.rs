@@ -318,7 +318,7 @@ fn parse_prompt(value: &str) -> Result<Prompt, Problem> {
 
 /// `max_age` as OIDC Core §3.1.2.1 defines it: a non-negative integer of seconds, digits only
 /// (no sign, fraction or exponent). `None` when it is not one.
-fn parse_max_age(value: &str) -> Option<i64> {
+pub(crate) fn parse_max_age(value: &str) -> Option<i64> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use crate::browser_session::{BrowserSession, CsrfPurpose};
 use crate::device_guesses::GuessRefusal;
 use crate::directory::verify_sign_in;
-use crate::grants::Approver;
+use crate::grants::{Approver, DeviceDecisionRefusal};
 use crate::tenant::Tenant;
 
 /// The button the person pressed.
@@ -53,6 +53,8 @@ pub enum DeviceRefusal {
     CsrfMismatch,
     #[error("That code has just expired.")]
     NotWaiting,
+    #[error("This device asks for a fresh sign-in. Enter your password to approve it.")]
+    SignInTooOld,
     #[error("the password check did not run")]
     PasswordCheckFailed,
 }
@@ -134,7 +136,18 @@ pub async fn decide(
             )
         }
     };
-    decided.map_err(|_| DeviceRefusal::NotWaiting)?;
+    decided.map_err(|refusal| match refusal {
+        DeviceDecisionRefusal::NotWaiting => DeviceRefusal::NotWaiting,
+        DeviceDecisionRefusal::SignInTooOld => {
+            tenant.record(
+                "device_sign_in_too_old",
+                Some(&sub),
+                None,
+                format!("user code {user_code}: the browser's sign-in is older than max_age"),
+            );
+            DeviceRefusal::SignInTooOld
+        }
+    })?;
     tenant.record(kind, Some(&sub), None, format!("user code {user_code}"));
     Ok(sub)
 }

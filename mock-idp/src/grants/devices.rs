@@ -31,6 +31,8 @@ pub enum Approver<'a> {
 pub enum DeviceDecisionRefusal {
     #[error("the user code is unknown, expired or already used")]
     NotWaiting,
+    #[error("the browser's sign-in is older than the device's max_age")]
+    SignInTooOld,
 }
 
 /// Why a device's poll got no tokens (RFC 8628 §3.5).
@@ -53,11 +55,13 @@ pub enum DevicePollRefusal {
 }
 
 impl GrantStore {
-    /// Starts a device grant for `client_id`.
+    /// Starts a device grant for `client_id`; `max_age` (seconds) bounds how old a browser's
+    /// sign-in may be to approve it.
     pub fn start_device(
         &self,
         client_id: ClientId,
         scope: Scope,
+        max_age: Option<i64>,
         expires_at: OffsetDateTime,
         interval: Duration,
     ) -> StartedDevice {
@@ -73,6 +77,7 @@ impl GrantStore {
                 scope,
                 expires_at,
                 interval,
+                max_age,
                 last_poll: None,
                 status: DeviceStatus::Pending,
             },
@@ -93,6 +98,22 @@ impl GrantStore {
             .is_some_and(|d| d.is_waiting(now))
     }
 
+    /// Whether the device waiting with `user_code` asks for a sign-in fresher than `session`'s,
+    /// so the person must sign in again to approve it.
+    pub fn device_needs_fresh_sign_in(
+        &self,
+        user_code: &str,
+        session: &IdpSession,
+        now: OffsetDateTime,
+    ) -> bool {
+        let grants = self.lock();
+        grants
+            .user_codes
+            .get(user_code)
+            .and_then(|fp| grants.devices.get(fp))
+            .is_some_and(|d| d.is_waiting(now) && d.sign_in_too_old(session.auth_time, now))
+    }
+
     /// Approves the device waiting with `user_code`.
     pub fn approve_device(
         &self,
@@ -108,9 +129,17 @@ impl GrantStore {
             .filter(|fp| grants.devices.get(*fp).is_some_and(|d| d.is_waiting(now)))
             .cloned()
             .ok_or(DeviceDecisionRefusal::NotWaiting)?;
-        let Some(client_id) = grants.devices.get(&fp).map(|d| d.client_id.clone()) else {
+        let Some(device) = grants.devices.get(&fp) else {
             return Err(DeviceDecisionRefusal::NotWaiting);
         };
+        if let Approver::Session(browser) = &approver {
+            // Checked here, under the lock that approves, as well as on the page: the device's
+            // max_age holds whatever the form claimed.
+            if device.sign_in_too_old(browser.auth_time, now) {
+                return Err(DeviceDecisionRefusal::SignInTooOld);
+            }
+        }
+        let client_id = device.client_id.clone();
         let status = match approver {
             Approver::SignedIn { sub } => {
                 // The device's own session: no browser holds a cookie for it.
@@ -232,5 +261,12 @@ impl GrantStore {
 impl DeviceGrant {
     fn is_waiting(&self, now: OffsetDateTime) -> bool {
         self.expires_at > now && self.status == DeviceStatus::Pending
+    }
+
+    /// Whether a sign-in at `auth_time` is too old for this device's `max_age` (OIDC Core
+    /// §3.1.2.1, as at `/authorize`: `0` asks for a sign-in now, even one this very second).
+    fn sign_in_too_old(&self, auth_time: OffsetDateTime, now: OffsetDateTime) -> bool {
+        self.max_age
+            .is_some_and(|max_age| max_age == 0 || now - auth_time > Duration::seconds(max_age))
     }
 }

@@ -145,6 +145,9 @@ struct DeviceGrant {
     scope: Scope,
     expires_at: OffsetDateTime,
     interval: Duration,
+    /// `max_age` of the device authorization request: how old, in seconds, a browser's sign-in
+    /// may be to approve this device with it.
+    max_age: Option<i64>,
     last_poll: Option<OffsetDateTime>,
     status: DeviceStatus,
 }

@@ -52,11 +52,24 @@ pub async fn device_authorization(
             format!("scope not allowed for this client: {}", outside.join(" ")),
         ));
     }
+    // OIDC Core §3.1.2.1 `max_age`, taken at the device authorization request as at
+    // `/authorize`: the device page then asks an older browser sign-in for the password.
+    let max_age = params
+        .get("max_age")
+        .map(|v| {
+            crate::authorization_request::parse_max_age(v).ok_or_else(|| {
+                OAuthError::invalid_request(
+                    "max_age must be a non-negative whole number of seconds",
+                )
+            })
+        })
+        .transpose()?;
     let ttl = tenant.lifetimes.device_code;
     let interval = tenant.lifetimes.device_poll_interval;
     let started = tenant.grants.start_device(
         client.id().clone(),
         scope,
+        max_age,
         tenant.now() + Tenant::secs(ttl),
         Tenant::secs(interval),
     );
@@ -101,11 +114,21 @@ pub async fn device_page(
     let params = Params::parse(req.query_string().as_bytes()).unwrap_or_default();
     let code = params.get("user_code").map(normalise_user_code);
     let browser = BrowserSession::of(&tenant, &req);
+    // A device asking for a fresher sign-in than the browser's gets the sign-in fields.
+    let too_old = match (&browser, &code) {
+        (Some(b), Some(code)) => {
+            tenant
+                .grants
+                .device_needs_fresh_sign_in(code, &b.session, tenant.now())
+        }
+        _ => false,
+    };
+    let why = too_old.then(|| DeviceRefusal::SignInTooOld.to_string());
     Ok(device_page_html(
         &tenant,
-        browser.as_ref(),
+        browser.as_ref().filter(|_| !too_old),
         code.as_deref(),
-        None,
+        why.as_deref(),
         StatusCode::OK,
     ))
 }
@@ -206,16 +229,21 @@ pub async fn device_submit(
     let status = match &refusal {
         DeviceRefusal::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
         DeviceRefusal::UnknownCode | DeviceRefusal::NotWaiting => StatusCode::BAD_REQUEST,
-        DeviceRefusal::NotSignedIn | DeviceRefusal::WrongPassword => StatusCode::UNAUTHORIZED,
+        DeviceRefusal::NotSignedIn | DeviceRefusal::WrongPassword | DeviceRefusal::SignInTooOld => {
+            StatusCode::UNAUTHORIZED
+        }
         DeviceRefusal::CsrfMismatch => StatusCode::FORBIDDEN,
         DeviceRefusal::PasswordCheckFailed => {
             return Err(OAuthError::server_error(refusal.to_string()))
         }
     };
     // A sign-in that failed shows the sign-in fields again, whatever the browser holds.
-    let shown = browser
-        .as_ref()
-        .filter(|_| !matches!(refusal, DeviceRefusal::WrongPassword));
+    let shown = browser.as_ref().filter(|_| {
+        !matches!(
+            refusal,
+            DeviceRefusal::WrongPassword | DeviceRefusal::SignInTooOld
+        )
+    });
     let mut res = device_page_html(
         &tenant,
         shown,

@@ -4,12 +4,20 @@
 //! Ending a session is only done for someone who asked (issue #12, finding 10). An
 //! `id_token_hint` is taken as the relying party asking only when it is an ID token of this
 //! tenant for one of its clients ([`jwt::verify_id_token`]: signed by this tenant, `typ` absent or
-//! `JWT`, no `events`; expired is fine) naming the browser's signed-in user, or there is no
-//! browser session. Anything else — no hint, a bad hint, an access or logout token, another
-//! user's ID token — ends nothing: the answer is a page asking the person to confirm, whose form
-//! posts back `confirm=yes` with a CSRF token derived from the browser's session cookie (checked
-//! in constant time). Only that post ends the browser's session; a cross-site post lacks the
-//! token, and a link or an `<img>` cannot post at all.
+//! `JWT`, no `events`; expired is fine) naming the browser's signed-in user. Anything else — no
+//! hint, a bad hint, an access or logout token, another user's ID token — ends nothing: the
+//! answer is a page asking the person to confirm, whose form posts back `confirm=yes` with a CSRF
+//! token derived from the browser's session cookie (checked in constant time). Only that post
+//! ends the browser's session; a cross-site post lacks the token, and a link or an `<img>` cannot
+//! post at all.
+//!
+//! A request without the browser's IdP session ends nothing, whatever hint it carries. An ID
+//! token is not a credential of the person: it sits in logs, backups and the relying party's
+//! storage long after it expired, and whoever holds one must not be able to sign its user out
+//! everywhere (refresh families, back-channel logout) with one cookie-less GET. Such a request
+//! gets a page saying there is nothing to sign out here, or, with a valid hint, the redirect to
+//! its client's registered `post_logout_redirect_uri` (with `state`), which reveals nothing the
+//! hint did not already say.
 
 use std::sync::Arc;
 
@@ -189,10 +197,10 @@ async fn end_session(
             Err(unregistered) => return Ok(unregistered.page()),
         };
     match (hint, browser) {
-        // The relying party speaks for the browser's own user (or there is no browser session
-        // to protect): end it and the hint's session at once.
-        (Some(hint), browser) if browser.as_ref().is_none_or(|b| b.session.sub == hint.sub) => {
-            let mut sids: Vec<String> = browser.map(|b| b.session.sid).into_iter().collect();
+        // The relying party speaks for the browser's own user: end its session and the hint's
+        // (the same one, or another of this user's) at once.
+        (Some(hint), Some(browser)) if browser.session.sub == hint.sub => {
+            let mut sids = vec![browser.session.sid];
             if let Some(sid) = &hint.sid {
                 if tenant.grants.is_session_of(sid, &hint.sub) {
                     sids.push(sid.clone());
@@ -221,9 +229,19 @@ async fn end_session(
                 None,
             ))
         }
-        // No hint and no browser session: nothing to end. (With a hint and no browser
-        // session, the first arm took it.)
-        (_, None) => Ok(signed_out_without_session(redirect, params.get("state"))),
+        // No browser session: nothing of this browser's to end, and a hint alone proves only
+        // that someone once saw an ID token (see the module's comment).
+        (hint, None) => {
+            if let Some(hint) = &hint {
+                tenant.record(
+                    "end_session_without_browser_session",
+                    Some(&hint.sub),
+                    Some(&hint.client_id),
+                    "id_token_hint without this browser's IdP session; nothing ended",
+                );
+            }
+            Ok(signed_out_without_session(redirect, params.get("state")))
+        }
     }
 }
 
@@ -308,31 +326,45 @@ fn confirmation_page(
 /// After a session ended: the redirect back to the client (with `state`), or a notice; either
 /// way the session cookie is cleared.
 fn signed_out(tenant: &Tenant, redirect: Option<String>, state: Option<&str>) -> HttpResponse {
-    let mut res = signed_out_without_session(redirect, state);
+    let mut res = back_to_client(redirect, state).unwrap_or_else(|| {
+        html(
+            StatusCode::OK,
+            pages::notice(
+                "Signed out",
+                "You are signed out of this identity provider.",
+            ),
+        )
+    });
     if let Err(e) = res.add_cookie(&browser_session::removal(tenant)) {
         tracing::error!(error = %e, "could not clear the session cookie");
     }
     res
 }
 
+/// Nothing was ended: the redirect back to the client (with `state`), or a notice saying this
+/// browser had nothing to sign out.
 fn signed_out_without_session(redirect: Option<String>, state: Option<&str>) -> HttpResponse {
-    let to = redirect.and_then(|uri| url::Url::parse(&uri).ok());
-    match to {
-        Some(mut url) => {
-            if let Some(s) = state {
-                url.query_pairs_mut().append_pair("state", s);
-            }
-            HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, url.as_str()))
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .finish()
-        }
-        None => html(
+    back_to_client(redirect, state).unwrap_or_else(|| {
+        html(
             StatusCode::OK,
             pages::notice(
-                "Signed out",
-                "You are signed out of this identity provider.",
+                "Not signed in",
+                "This browser is not signed in to this identity provider, so there is nothing to sign out here. Sessions elsewhere were not signed out.",
             ),
-        ),
+        )
+    })
+}
+
+/// The redirect to a registered `post_logout_redirect_uri`, with `state` if the client sent one.
+fn back_to_client(redirect: Option<String>, state: Option<&str>) -> Option<HttpResponse> {
+    let mut url = redirect.and_then(|uri| url::Url::parse(&uri).ok())?;
+    if let Some(s) = state {
+        url.query_pairs_mut().append_pair("state", s);
     }
+    Some(
+        HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, url.as_str()))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish(),
+    )
 }

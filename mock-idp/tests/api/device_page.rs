@@ -276,3 +276,100 @@ async fn failed_sign_ins_against_one_device_grant_are_limited_and_a_refusal_chan
     clock.advance(time::Duration::seconds(61));
     assert_eq!(post_device(&idp.http, &idp, &right).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_device_asking_for_max_age_gets_a_fresh_sign_in_not_an_older_browser_session() {
+    use mock_idp::clock::Clock;
+    let idp = TestIdp::spawn_with_manual_clock().await;
+    let clock = idp.clock.clone().unwrap();
+    let (_, _, browser) = login_code(&idp, "acme", "bob").await;
+    clock.advance(time::Duration::minutes(10));
+
+    let start_with = |max_age: &'static str| {
+        let idp = &idp;
+        async move {
+            idp.http
+                .post(format!("{}/device_authorization", idp.issuer("acme")))
+                .form(&[
+                    ("client_id", CLI),
+                    ("scope", "openid"),
+                    ("max_age", max_age),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for bad in ["soon", "-1", "1.5"] {
+        assert_oauth_error(start_with(bad).await, 400, "invalid_request").await;
+    }
+    let d: Value = start_with("60").await.json().await.unwrap();
+    let code = d["user_code"].as_str().unwrap();
+
+    // The session is ten minutes old: the page asks for the password instead of offering it.
+    let page = browser
+        .get(d["verification_uri_complete"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"id="password""#), "{page}");
+    // Posting with the session anyway (a CSRF token from a page without the code) is refused.
+    let page = browser
+        .get(format!("{}/device", idp.issuer("acme")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden(&page, "csrf_token").expect("a CSRF token");
+    let res = post_device(
+        &browser,
+        &idp,
+        &[
+            ("user_code", code),
+            ("action", "approve"),
+            ("csrf_token", &csrf),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    assert!(res.text().await.unwrap().contains(r#"id="password""#));
+    assert_eq!(poll_error(&idp, &d).await, "authorization_pending");
+
+    // Signing in on the page approves, and the ID token says the sign-in was just now.
+    let signed_in_at = clock.now().unix_timestamp();
+    let res = post_device(
+        &browser,
+        &idp,
+        &[
+            ("user_code", code),
+            ("username", "bob"),
+            ("password", PASSWORD),
+            ("action", "approve"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    clock.advance(time::Duration::seconds(11));
+    let tokens = poll_tokens(&idp, &d).await;
+    assert_eq!(
+        claims(tokens["id_token"].as_str().unwrap())["auth_time"],
+        signed_in_at
+    );
+
+    // Without max_age, the same browser session still approves on its own.
+    let d = start(&idp).await;
+    let page = browser
+        .get(d["verification_uri_complete"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains(r#"id="password""#), "{page}");
+}

@@ -307,3 +307,60 @@ async fn end_session_without_an_idp_session_has_nothing_to_confirm() {
     assert!(!html.contains("end-session-form"));
     assert!(html.contains("signed out"), "{html}");
 }
+
+/// The `idp_session_ended` events the audit log holds.
+async fn sessions_ended(idp: &TestIdp) -> usize {
+    idp.audit("acme").await["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "idp_session_ended")
+        .count()
+}
+
+#[tokio::test]
+async fn an_id_token_hint_from_a_browser_without_the_idp_session_signs_nothing_out() {
+    // Whoever holds an old ID token (from a log, a backup) is not the signed-in person: without
+    // the browser's session cookie the hint ends no session, revokes no refresh token and sends
+    // no back-channel logout, fresh or expired.
+    let idp = TestIdp::spawn_with_manual_clock().await;
+    let clock = idp.clock.clone().unwrap();
+    let (browser, tokens) = signed_in(&idp, "alice").await;
+    let hint = tokens["id_token"].as_str().unwrap();
+
+    let res = get_end_session(&idp, &crate::helpers::browser(), &[("id_token_hint", hint)]).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("set-cookie").is_none());
+    let html = res.text().await.unwrap();
+    assert!(!html.contains("end-session-form"), "{html}");
+    assert!(html.contains("nothing to sign out"), "{html}");
+    assert!(still_signed_in(&idp, &browser, &tokens).await);
+
+    // An expired hint may still send the browser back where its client registered, with state.
+    clock.advance(time::Duration::minutes(30));
+    let res = get_end_session(
+        &idp,
+        &crate::helpers::browser(),
+        &[
+            ("id_token_hint", hint),
+            (
+                "post_logout_redirect_uri",
+                "http://127.0.0.1:4000/logged-out",
+            ),
+            ("state", "s-3"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let (base, q) = location(&res);
+    assert_eq!(base, "http://127.0.0.1:4000/logged-out");
+    assert_eq!(q["state"], "s-3");
+    assert!(still_signed_in(&idp, &browser, &tokens).await);
+    assert_eq!(sessions_ended(&idp).await, 0);
+
+    // The signed-in browser itself, with the same expired hint, still signs out at once.
+    let res = get_end_session(&idp, &browser, &[("id_token_hint", hint)]).await;
+    assert_eq!(res.status(), 200);
+    assert!(!still_signed_in(&idp, &browser, &tokens).await);
+    assert_eq!(sessions_ended(&idp).await, 1);
+}
