@@ -97,6 +97,16 @@ impl From<SessionError> for CliError {
                 message: e.to_string(),
                 hint: Some("sign in as the account the command acts on".into()),
             },
+            // Refused without the session being gone (a step-up ID token the registry does not
+            // take): nothing was wiped, so the fix is to try again, not to sign in.
+            SessionError::RegistryRefused { error, .. } if error == "invalid_id_token" => {
+                CliError::Other {
+                    message: e.to_string(),
+                    hint: Some(
+                        "the registry did not accept the fresh sign-in; nothing was changed on this device, try the command again".into(),
+                    ),
+                }
+            }
             SessionError::UnknownAccount(_) => {
                 CliError::usage(e.to_string(), Some("see `lanyard accounts`"))
             }
@@ -121,5 +131,23 @@ impl From<account_store::StoreError> for CliError {
 impl From<anyhow::Error> for CliError {
     fn from(e: anyhow::Error) -> Self {
         CliError::other(format!("{e:#}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_step_up_id_token_is_an_error_with_its_reason_not_a_sign_out() {
+        let e = CliError::from(SessionError::RegistryRefused {
+            status: 400,
+            error: "invalid_id_token".into(),
+            reason: Some("auth_time_too_old".into()),
+            description: "the ID token is not accepted".into(),
+        });
+        assert_eq!(e.code(), 1);
+        assert!(e.to_string().contains("auth_time_too_old"), "{e}");
+        assert!(e.hint().is_some_and(|h| h.contains("nothing was changed")));
     }
 }

@@ -56,6 +56,17 @@ pub enum SessionError {
     Configuration(String),
     #[error("the registry refused the request: {0}")]
     Registry(String),
+    /// The registry refused the request without saying the session is gone — an ID token it
+    /// does not take (a refused step-up), a bad request: nothing is wiped, the session stays.
+    #[error("the registry refused the request ({status}): {error}{}{}", .reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(), if .description.is_empty() { String::new() } else { format!(": {}", .description) })]
+    RegistryRefused {
+        status: u16,
+        /// The registry's `error` code, e.g. `invalid_id_token`.
+        error: String,
+        /// The registry's `reason`, where the code alone does not say what is wrong.
+        reason: Option<String>,
+        description: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("no account {0}")]

@@ -157,6 +157,21 @@ struct PendingSave {
     tokens: TokenSet,
 }
 
+/// Why a revoke with step-up failed: the step-up (the fresh sign-in or the registry's
+/// re-authentication of the session) or the revoke itself.
+enum RevokeFailure {
+    Revoke(SessionError),
+    StepUp(SessionError),
+}
+
+impl RevokeFailure {
+    fn into_error(self) -> SessionError {
+        match self {
+            RevokeFailure::Revoke(e) | RevokeFailure::StepUp(e) => e,
+        }
+    }
+}
+
 /// Where to sign in.
 #[derive(Debug, Clone)]
 pub struct LoginRequest {
@@ -396,6 +411,7 @@ impl SessionManager {
                 absolute_expires_at: session.as_ref().map(|s| s.session.absolute_expires_at),
                 duration_minutes: session.as_ref().map(|_| minutes),
                 last_extended_at: None,
+                refresh_token_spent_at: None,
             }
         });
         match session {
@@ -511,6 +527,17 @@ impl SessionManager {
         };
         self.blocking(move |s| s.save_account(meta, &items)).await?;
         lock(&self.inner.pending).remove(account);
+        if self
+            .inner
+            .notes
+            .read(account)
+            .refresh_token_spent_at
+            .is_some()
+        {
+            self.inner
+                .notes
+                .update(account, |n| n.refresh_token_spent_at = None);
+        }
         tracing::info!(account = %account, "the refreshed tokens are saved now");
         Ok(())
     }
@@ -576,6 +603,22 @@ impl SessionManager {
         };
         let refresh_token = match refresh_token {
             Some(rt) => rt,
+            None if self
+                .inner
+                .notes
+                .read(account)
+                .refresh_token_spent_at
+                .is_some() =>
+            {
+                // An earlier refresh (maybe of another process, now ended) spent the stored
+                // token and could not save its successor: presenting it would trip the
+                // provider's reuse detection. The session token is kept; a sign-in replaces both.
+                tracing::warn!(account = %account, reason = "refresh_token_spent", "the stored refresh token was spent by a refresh whose tokens could not be saved; not presenting it");
+                return Err(SessionError::ReauthenticationRequired {
+                    account: account.to_string(),
+                    reason: "the stored refresh token was used by a refresh whose new tokens could not be saved".into(),
+                });
+            }
             None => self
                 .item(account, ItemKind::RefreshToken)
                 .await?
@@ -643,8 +686,14 @@ impl SessionManager {
                     delay *= 2;
                 }
                 Err(e) => {
-                    // Still in memory: the next call of this process saves them first.
-                    tracing::error!(account = %account, error = %e, "the refreshed tokens could not be saved; keeping them in memory");
+                    // Still in memory: the next call of this process saves them first. Another
+                    // process (or this one's successor) only has the stored refresh token, which
+                    // is spent now: mark it so, beside the locks rather than in the failing store.
+                    let now = self.now();
+                    self.inner
+                        .notes
+                        .update(account, |n| n.refresh_token_spent_at = Some(now));
+                    tracing::error!(account = %account, error = %e, "the refreshed tokens could not be saved; keeping them in memory and marking the stored refresh token spent");
                 }
             }
         }
@@ -923,23 +972,46 @@ impl SessionManager {
         target: RevokeTarget,
         step_up: Option<LoginMethod<'_>>,
     ) -> Result<Vec<String>, SessionError> {
-        let (meta, client, token) = self.registry_session(account).await?;
+        self.revoke_with_step_up(account, target, step_up)
+            .await
+            .map_err(RevokeFailure::into_error)
+    }
+
+    /// [`SessionManager::revoke_sessions`], telling a failed step-up apart from a failed revoke:
+    /// only the registry's answer to the revoke itself may say "this session is gone already".
+    async fn revoke_with_step_up(
+        &self,
+        account: &AccountKey,
+        target: RevokeTarget,
+        step_up: Option<LoginMethod<'_>>,
+    ) -> Result<Vec<String>, RevokeFailure> {
+        let (meta, client, token) = self
+            .registry_session(account)
+            .await
+            .map_err(RevokeFailure::Revoke)?;
         let request = target.request();
         // Ending this device's own session by id signs it out here too: know which one it is.
         let own = match &target {
-            RevokeTarget::Session(_) => self.own_session_id(&meta, &client, &token).await?,
+            RevokeTarget::Session(_) => self
+                .own_session_id(&meta, &client, &token)
+                .await
+                .map_err(RevokeFailure::Revoke)?,
             _ => None,
         };
         let first = client.revoke(&token, &request, meta.key.as_str()).await;
         let revoked = match (first, step_up) {
             (Err(SessionError::StepUpRequired { max_age }), Some(method)) => {
                 tracing::info!(account = %account, ?max_age, "the registry asks for a recent sign-in; signing in again");
-                self.step_up(&meta, &client, &token, method).await?;
+                self.step_up(&meta, &client, &token, method)
+                    .await
+                    .map_err(RevokeFailure::StepUp)?;
                 // Retried once: a second challenge is an error, never a second sign-in.
                 match client.revoke(&token, &request, meta.key.as_str()).await {
                     Err(SessionError::StepUpRequired { max_age }) => {
                         tracing::warn!(account = %account, ?max_age, "the registry asks for a recent sign-in again right after one; giving up");
-                        Err(SessionError::StepUpNotAccepted { max_age })
+                        return Err(RevokeFailure::StepUp(SessionError::StepUpNotAccepted {
+                            max_age,
+                        }));
                     }
                     retried => retried,
                 }
@@ -948,12 +1020,17 @@ impl SessionManager {
         };
         let revoked = match revoked {
             Ok(r) => r,
-            Err(e) => return Err(self.on_registry_error(account, e).await),
+            Err(e) => {
+                return Err(RevokeFailure::Revoke(
+                    self.on_registry_error(account, e).await,
+                ))
+            }
         };
         let ended_own = own.is_some_and(|own| revoked.contains(&own));
         if target == RevokeTarget::All || target == RevokeTarget::Current || ended_own {
             self.sign_out_locally(account, UnavailableReason::SignedOut, false)
-                .await?;
+                .await
+                .map_err(RevokeFailure::Revoke)?;
         }
         Ok(revoked)
     }
@@ -1195,15 +1272,18 @@ impl SessionManager {
             if meta.registry_url.is_some() && self.item(k, ItemKind::SessionToken).await?.is_some()
             {
                 match self
-                    .revoke_sessions(k, RevokeTarget::Others, Some(method))
+                    .revoke_with_step_up(k, RevokeTarget::Others, Some(method))
                     .await
                 {
-                    // Unreachable, or this session is gone already: the logout goes on and
-                    // reports what it could not revoke.
-                    Err(e)
+                    // The revoke itself found the registry unreachable, or this session gone
+                    // already: the logout goes on and reports what it could not revoke.
+                    Err(RevokeFailure::Revoke(e))
                         if e.is_transient()
                             || matches!(e, SessionError::ReauthenticationRequired { .. }) => {}
-                    Err(e) => return Err(e),
+                    // A step-up that failed — refused, unreachable, even "sign in again" — is
+                    // never "the session is gone": going on would wipe the account here while
+                    // every other session lives on, and report that as a logout everywhere.
+                    Err(failure) => return Err(failure.into_error()),
                     Ok(_) => {}
                 }
             }

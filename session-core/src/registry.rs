@@ -49,25 +49,53 @@ pub struct RegistryClient {
     http: reqwest::Client,
 }
 
+/// The registry's `error` codes that say the bearer credential itself is gone or bad: the
+/// session is over (or was never this registry's), so the account is signed out here. Any
+/// other 401 — an ID token refused by `POST /v1/sessions`, a code this client does not know —
+/// says nothing of the session and must not wipe it.
+const SESSION_GONE: &[&str] = &[
+    "session_revoked",
+    "session_expired",
+    "session_idle_timeout",
+    "session_not_found",
+    "malformed_token",
+    "missing_token",
+    "invalid_session_jwt",
+    "session_token_required",
+    "unknown_tenant",
+];
+
 /// A refusal, by status and the registry's error body (absent when the body is not one).
 fn classify(status: reqwest::StatusCode, body: Option<ErrorBody>, account: &str) -> SessionError {
-    let (error, description, max_age) = match body {
-        Some(b) => (b.error, b.error_description, b.max_age),
-        None => ("unknown".to_owned(), String::new(), None),
-    };
+    let ErrorBody {
+        error,
+        reason,
+        error_description: description,
+        max_age,
+    } = body.unwrap_or_else(|| ErrorBody {
+        error: "unknown".to_owned(),
+        reason: None,
+        error_description: String::new(),
+        max_age: None,
+    });
     match status.as_u16() {
         // RFC 9470: not a dead session but a demand for a recent sign-in; never a sign-out.
         401 if error == "insufficient_user_authentication" => {
             SessionError::StepUpRequired { max_age }
         }
-        401 => SessionError::ReauthenticationRequired {
+        401 if SESSION_GONE.contains(&error.as_str()) => SessionError::ReauthenticationRequired {
             account: account.to_owned(),
             reason: format!("the registry says {error}"),
         },
         429 | 500..=599 => SessionError::Transient {
             detail: format!("the registry answered {status} ({error})"),
         },
-        _ => SessionError::Registry(format!("{status}: {error}: {description}")),
+        code => SessionError::RegistryRefused {
+            status: code,
+            error,
+            reason,
+            description,
+        },
     }
 }
 

@@ -4,7 +4,8 @@
 //! process of the profile (so `lanyard token` in one process sees the check another just made).
 //!
 //! It holds no secret (account-store keeps those) and losing it costs nothing but an extra
-//! registry check. Writes are a temporary file renamed over the old one, so a reader never sees
+//! registry check — but for the mark of a spent refresh token, which is written here because it
+//! is needed exactly when the account store refuses writes. Writes are a temporary file renamed over the old one, so a reader never sees
 //! half a note; two processes writing at once leave one whole note, which is all a cache needs.
 
 use std::io::Write;
@@ -35,6 +36,12 @@ pub struct SessionNote {
     /// When the manager last extended the session.
     #[serde(default)]
     pub last_extended_at: Option<i64>,
+    /// Set when a refresh spent the stored refresh token but could not save the new tokens
+    /// (they lived only in that process's memory): the stored one must never be presented
+    /// again — the provider would take it for a stolen token and end the whole family — so the
+    /// account needs a new sign-in. Cleared when those tokens are saved or at the next sign-in.
+    #[serde(default)]
+    pub refresh_token_spent_at: Option<i64>,
 }
 
 /// Where the notes of a profile live.

@@ -1238,7 +1238,8 @@ async fn a_wrong_iss_in_the_callback_is_always_refused_and_a_missing_one_when_ad
 /// A store whose saves of the refresh token fail while `failing` is above zero (each failed
 /// save counts it down): a keyring that is locked, a full disk.
 struct FlakyStore {
-    inner: MemoryStore,
+    /// Shared by the stores of every "process" of one test.
+    inner: Arc<MemoryStore>,
     failing: Arc<AtomicUsize>,
 }
 
@@ -1291,7 +1292,7 @@ async fn a_refresh_whose_save_fails_keeps_the_new_tokens_and_never_presents_the_
         dir.path(),
         "default",
         Box::new(FlakyStore {
-            inner: MemoryStore::new(),
+            inner: Arc::new(MemoryStore::new()),
             failing: failing.clone(),
         }),
     )
@@ -1371,4 +1372,90 @@ async fn a_refresh_whose_save_fails_keeps_the_new_tokens_and_never_presents_the_
         ["rt-0", "rt-1", "rt-2", "rt-2", "rt-4"],
         "each refresh token presented once (the retry after the 500 aside), never a spent one"
     );
+}
+
+/// One `lanyard` process of a profile whose secrets live in `secrets` (shared by every process,
+/// as a keyring is) and whose index and locks are under `dir`.
+fn process_of(
+    dir: &std::path::Path,
+    secrets: &Arc<MemoryStore>,
+    failing: &Arc<AtomicUsize>,
+    clock: &Arc<ManualClock>,
+) -> SessionManager {
+    let store = AccountStore::with_backend(
+        dir,
+        "default",
+        Box::new(FlakyStore {
+            inner: secrets.clone(),
+            failing: failing.clone(),
+        }),
+    )
+    .unwrap();
+    let mut options = ManagerOptions::new(
+        DeviceIdentity {
+            id: "laptop".into(),
+            name: "the laptop".into(),
+            platform: "linux".into(),
+        },
+        clock.clone(),
+        dir.join("locks"),
+    );
+    options.backoff = Duration::from_millis(10);
+    SessionManager::new(store, options)
+}
+
+/// The process whose refresh could not save its new tokens ends (and the tokens with it): the
+/// next process must not present the stored refresh token, which that refresh spent (the IdP
+/// would take it for a stolen one and end the whole family). It asks for a new sign-in instead.
+#[tokio::test]
+async fn after_a_refresh_whose_save_failed_the_next_process_asks_for_a_sign_in_instead_of_presenting_the_spent_token(
+) {
+    let idp = FakeIdp::start().await;
+    let failing = Arc::new(AtomicUsize::new(0));
+    let secrets = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let first = process_of(dir.path(), &secrets, &failing, &clock);
+    let d = Device {
+        manager: first,
+        clock: clock.clone(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let key = seed(&d, &idp, None);
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(FailsOnTheThirdCall {
+            calls: AtomicUsize::new(0),
+            key: idp.key.clone(),
+            issuer: idp.issuer(),
+            fail_from_third: false,
+            clock: clock.clone(),
+        })
+        .mount(&idp.server)
+        .await;
+
+    failing.store(3, Ordering::SeqCst);
+    let token = d.manager.access_token(None).await.unwrap();
+    assert_eq!(token.expose_secret(), "at-1");
+    drop(d);
+
+    // The store works again; the next process starts with what it holds: rt-0, spent.
+    let next = process_of(dir.path(), &secrets, &failing, &clock);
+    let err = next.access_token(None).await.expect_err("no token");
+    assert!(
+        matches!(err, SessionError::ReauthenticationRequired { .. }),
+        "{err:?}"
+    );
+    let presented: Vec<String> = idp
+        .token_requests()
+        .await
+        .iter()
+        .map(presented_refresh_token)
+        .collect();
+    assert_eq!(
+        presented,
+        ["rt-0"],
+        "the spent rt-0 is never presented again"
+    );
+    assert!(next.store().index().get(&key).unwrap().is_some());
 }

@@ -373,3 +373,167 @@ async fn a_registry_that_challenges_again_after_the_step_up_is_not_looped_on() {
     assert!(has_session(&laptop, &key).await);
     registry.verify().await;
 }
+
+/// Every stored item of `key`: what "every token kept" compares.
+fn stored_items(d: &Device, key: &AccountKey) -> Vec<Option<String>> {
+    use secrecy::ExposeSecret;
+    ItemKind::ALL
+        .iter()
+        .map(|i| {
+            d.manager
+                .store()
+                .secrets()
+                .get(key, *i)
+                .unwrap()
+                .map(|s| s.expose_secret().to_owned())
+        })
+        .collect()
+}
+
+/// alice signed in on the laptop against a registry stand-in that challenges every revoke
+/// (`401 insufficient_user_authentication`) and answers the re-authentication with
+/// `reauthenticate`. Expects exactly `revokes` revoke requests.
+async fn laptop_against_a_registry_answering_reauthentication_with(
+    reauthenticate: ResponseTemplate,
+    revokes: u64,
+) -> (Stack, MockServer, Device, Person, AccountKey) {
+    let stack = stack_on_one_clock().await;
+    let clock = stack.clock.clone().unwrap();
+    let registry = MockServer::start().await;
+    let now = lanyard_clock::Clock::now(clock.as_ref()).unix_timestamp();
+    let session = json!({
+        "session": {
+            "session_id": "ses_laptop", "tenant": "acme", "account_id": "acc", "subject": "alice",
+            "email": null, "is_guest": false,
+            "device": {"id": "laptop", "name": "n", "platform": "linux", "last_seen": now},
+            "created_at": now, "last_authenticated_at": now, "expires_at": now + 3600,
+            "absolute_expires_at": now + 86_400, "revoked_at": null, "revoked_reason": null,
+            "auth_method": "oidc", "auth_time": now, "current": true
+        },
+        "session_token": "lyst_acme_stand_in",
+        "session_jwt": "eyJ.stand.in"
+    });
+    Mock::given(method("POST"))
+        .and(path("/v1/sessions"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(session))
+        .mount(&registry)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/sessions/revoke"))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .insert_header(
+                    "WWW-Authenticate",
+                    r#"Bearer error="insufficient_user_authentication", max_age=600"#,
+                )
+                .set_body_json(json!({
+                    "error": "insufficient_user_authentication",
+                    "error_description": "sign in again",
+                    "max_age": 600
+                })),
+        )
+        .expect(revokes)
+        .named("revoke")
+        .mount(&registry)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/sessions/reauthenticate"))
+        .respond_with(reauthenticate)
+        .expect(1)
+        .named("one re-authentication")
+        .mount(&registry)
+        .await;
+    let laptop = device("laptop", clock);
+    let person = Person::new("alice");
+    let mut req = request(&stack);
+    req.registry_url = Some(registry.uri());
+    let prompt = person.prompt();
+    let key = laptop
+        .manager
+        .login(req, LoginMethod::Browser(&prompt, TIMEOUT))
+        .await
+        .unwrap()
+        .key;
+    (stack, registry, laptop, person, key)
+}
+
+/// The registry's refusal of a re-authentication ID token, with its `reason`.
+fn id_token_refused(status: u16) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({
+        "error": "invalid_id_token",
+        "reason": "auth_time_too_old",
+        "error_description": "the ID token is not accepted"
+    }))
+}
+
+/// A refused step-up ID token says nothing of the session: as a 401 (the registry's older
+/// answer) or a 400 (its answer now), the revoke fails with the registry's reason and the
+/// laptop keeps every token.
+#[tokio::test]
+async fn a_refused_step_up_id_token_fails_the_revoke_with_its_reason_and_keeps_every_token() {
+    for status in [401, 400] {
+        let (_stack, registry, laptop, person, key) =
+            laptop_against_a_registry_answering_reauthentication_with(id_token_refused(status), 1)
+                .await;
+        let before = stored_items(&laptop, &key);
+        assert!(before.iter().all(Option::is_some), "{status}: signed in");
+        let prompt = person.prompt();
+        let result = laptop
+            .manager
+            .revoke_sessions(
+                &key,
+                RevokeTarget::Others,
+                Some(LoginMethod::Browser(&prompt, TIMEOUT)),
+            )
+            .await;
+        let err = result.expect_err("the revoke fails");
+        assert!(
+            !matches!(err, SessionError::ReauthenticationRequired { .. }),
+            "{status}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("invalid_id_token") && text.contains("auth_time_too_old"),
+            "{status}: the reason is reported: {text}"
+        );
+        assert_eq!(
+            stored_items(&laptop, &key),
+            before,
+            "{status}: every token kept"
+        );
+        registry.verify().await;
+    }
+}
+
+/// `logout --everywhere` whose step-up the registry refuses (the ID token) or cannot take (a
+/// 503): the logout fails, revokes nothing more and wipes nothing — never "the session is
+/// gone already, so sign out here only".
+#[tokio::test]
+async fn a_failed_step_up_fails_logout_everywhere_and_keeps_the_account() {
+    for reauthenticate in [
+        id_token_refused(401),
+        id_token_refused(400),
+        ResponseTemplate::new(503).set_body_json(json!({"error": "unavailable"})),
+    ] {
+        let (_stack, registry, laptop, person, key) =
+            laptop_against_a_registry_answering_reauthentication_with(reauthenticate, 1).await;
+        let before = stored_items(&laptop, &key);
+        let prompt = person.prompt();
+        let result = laptop
+            .manager
+            .logout_with_step_up(
+                LogoutScope::Everywhere(key.clone()),
+                Some(LoginMethod::Browser(&prompt, TIMEOUT)),
+            )
+            .await;
+        let err = result.expect_err("the logout fails");
+        assert!(
+            !matches!(err, SessionError::ReauthenticationRequired { .. }),
+            "{err:?}"
+        );
+        assert_eq!(stored_items(&laptop, &key), before, "every token kept");
+        assert_eq!(laptop.manager.accounts().await.unwrap().len(), 1);
+        // One revoke (the challenged one) and no `scope: all` after the failed step-up.
+        registry.verify().await;
+    }
+}
