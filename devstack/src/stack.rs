@@ -228,15 +228,15 @@ impl Devstack {
         );
         let idp = StopOnDrop(Some(idp));
 
-        for tenant in registry_tenants(&idp_config, idp.base_url()) {
-            registry_store
-                .upsert_tenant(&tenant.record())
-                .await
-                .map_err(|source| DevstackError::Tenant {
-                    tenant: tenant.slug.clone(),
-                    source,
-                })?;
-        }
+        session_registry::register_tenants(
+            registry_store.as_ref(),
+            &registry_tenants(&idp_config, idp.base_url()),
+        )
+        .await
+        .map_err(|e| DevstackError::Tenant {
+            tenant: e.tenant,
+            source: e.source,
+        })?;
 
         let first_tenant = idp_config
             .tenants

@@ -20,7 +20,7 @@ pub mod token;
 pub mod upgrade;
 
 pub use config::Settings;
-pub use startup::Application;
+pub use startup::{register_tenants, Application};
 
 /// Constant-time equality.
 pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {

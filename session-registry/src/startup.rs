@@ -43,6 +43,32 @@ pub enum StartupError {
     },
 }
 
+/// A tenant the store would not take.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register tenant {tenant}: {source}")]
+pub struct TenantRegistrationError {
+    pub tenant: String,
+    pub source: crate::store::StoreError,
+}
+
+/// Creates or updates `tenants` in `store` (API keys stored only as hashes): what the registry
+/// does with its config file at start, and what devstack does once its IdP has bound.
+pub async fn register_tenants(
+    store: &dyn Store,
+    tenants: &[crate::config::TenantConfig],
+) -> Result<(), TenantRegistrationError> {
+    for t in tenants {
+        store
+            .upsert_tenant(&t.record())
+            .await
+            .map_err(|source| TenantRegistrationError {
+                tenant: t.slug.clone(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
 pub struct Application {
     addr: SocketAddr,
     base_url: String,
@@ -96,9 +122,9 @@ impl Application {
             }
             (Arc::new(SqliteStore::connect(&url).await?), false)
         };
-        for t in &config.tenants {
-            store.upsert_tenant(&t.record()).await?;
-        }
+        register_tenants(store.as_ref(), &config.tenants)
+            .await
+            .map_err(|e| e.source)?;
         let mut keys = KeySet::load(&[], config.key_dir.as_deref())?;
         keys.ensure(SigningAlg::ES256)?;
         let metrics =
