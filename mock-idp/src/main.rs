@@ -5,6 +5,16 @@ use mock_idp::{readiness_line, telemetry, Application, Settings};
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
+    // `mock-idp healthcheck [--url URL]`: for container healthchecks (no curl in the image).
+    if let Some(code) = lanyard_service::run_if_asked(|| {
+        let bind = std::env::var("MOCK_IDP_BIND")
+            .unwrap_or_else(|_| mock_idp::config::DEFAULT_BIND.to_owned());
+        lanyard_service::local_url(&bind, "/healthz")
+    })
+    .await
+    {
+        std::process::exit(code);
+    }
     telemetry::init();
     let settings = Settings::parse();
     let app = Application::build(&settings)?;

@@ -5,6 +5,17 @@ use session_registry::{readiness_line, telemetry, Application, Settings};
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
+    // `session-registry healthcheck [--url URL]`: for container healthchecks (no curl in the
+    // image); ready means the database answers too.
+    if let Some(code) = lanyard_service::run_if_asked(|| {
+        let bind = std::env::var("SESSION_REGISTRY_BIND")
+            .unwrap_or_else(|_| session_registry::config::DEFAULT_BIND.to_owned());
+        lanyard_service::local_url(&bind, "/readyz")
+    })
+    .await
+    {
+        std::process::exit(code);
+    }
     telemetry::init();
     let settings = Settings::parse();
     let app = Application::build(&settings).await?;

@@ -433,3 +433,42 @@ fn the_registry_uses_the_postgres_service_and_a_config_its_loader_reads() {
         expected.iter().map(summary).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn both_services_have_healthchecks_their_binaries_run_and_the_registry_waits_for_them() {
+    let compose = compose();
+    for (service, binary, path) in [
+        ("mock-idp", "mock-idp", "/healthz"),
+        ("session-registry", "session-registry", "/readyz"),
+    ] {
+        let check = compose.services[service]
+            .healthcheck
+            .as_ref()
+            .unwrap_or_else(|| panic!("{service} has a healthcheck"));
+        let test: Vec<String> = check["test"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{service}: healthcheck.test is a list"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        // The image has no shell tools: the service's own binary asks its own endpoint.
+        assert_eq!(
+            test[..3],
+            ["CMD", binary, "healthcheck"],
+            "{service}: {test:?}"
+        );
+        let args = lanyard_service::HealthcheckArgs::try_parse_from(
+            std::iter::once(binary.to_owned()).chain(test[3..].iter().cloned()),
+        )
+        .unwrap_or_else(|e| panic!("{service}: the healthcheck's own flags: {e}"));
+        let url = args.url.expect("a URL").to_string();
+        assert!(url.ends_with(path), "{service}: {url}");
+    }
+    let registry = &compose.services["session-registry"];
+    for dep in ["postgres", "mock-idp"] {
+        assert_eq!(
+            registry.depends_on[dep].condition, "service_healthy",
+            "the registry starts once {dep} is healthy"
+        );
+    }
+}

@@ -152,3 +152,33 @@ async fn sigint_and_sigterm_stop_the_binary_gracefully_with_exit_0() {
         assert!(exit.success(), "{signal}: {exit:?}");
     }
 }
+
+/// `mock-idp healthcheck`, as a container healthcheck runs it.
+fn healthcheck(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    std::process::Command::new(bin())
+        .arg("healthcheck")
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_for_a_running_idp_and_1_for_none() {
+    let svc = ChildService::start(bin(), &["--bind", "127.0.0.1:0"], "mock-idp")
+        .await
+        .unwrap();
+    let url = format!("{}/healthz", svc.base_url);
+    assert_eq!(healthcheck(&["--url", &url], &[]).status.code(), Some(0));
+    // Without --url: the health endpoint on the configured bind (0.0.0.0 asked on loopback).
+    let bind = format!("0.0.0.0:{}", svc.addr.port());
+    assert_eq!(
+        healthcheck(&[], &[("MOCK_IDP_BIND", bind)]).status.code(),
+        Some(0)
+    );
+    drop(svc);
+    let down = healthcheck(&["--url", "http://127.0.0.1:1/healthz"], &[]);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("did not answer"));
+    assert_eq!(healthcheck(&["--bogus"], &[]).status.code(), Some(2));
+}

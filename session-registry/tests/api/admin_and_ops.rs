@@ -353,3 +353,27 @@ async fn a_tenants_age_limits_are_checked_when_it_is_created() {
         assert_eq!(status, 400, "{field} = {value}: {answer}");
     }
 }
+
+#[tokio::test]
+async fn healthcheck_exits_0_when_the_registry_is_ready_and_1_when_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/r.db", dir.path().display());
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_session-registry"));
+    let svc = ChildService::start(
+        bin,
+        &["--bind", "127.0.0.1:0", "--database-url", &url],
+        "session-registry",
+    )
+    .await
+    .unwrap();
+    let check = |url: String| {
+        std::process::Command::new(bin)
+            .args(["healthcheck", "--url", &url])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(check(format!("{}/readyz", svc.base_url)), Some(0));
+    assert_eq!(check("http://127.0.0.1:1/readyz".into()), Some(1));
+}
