@@ -134,6 +134,12 @@ impl From<anyhow::Error> for CliError {
     }
 }
 
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::other(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,12 +3,14 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod browser;
 pub mod cli;
-pub mod color;
+pub mod commands;
 pub mod config;
+pub mod context;
 pub mod exit;
-pub mod guest;
 pub mod picker;
+pub mod render;
 pub mod select;
+pub mod sign_in;
 pub mod vault_notice;
-pub mod watch;

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use client_cli::cli::Cli;
-use client_cli::color::Paint;
+use client_cli::render::Paint;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -6,8 +6,8 @@ use std::io::IsTerminal;
 
 use account_store::{AccountKey, AccountMeta};
 
-use crate::color::Paint;
 use crate::exit::CliError;
+use crate::render::Paint;
 use crate::select::label;
 
 /// Whether a person can answer a picker: keys come from stdin, the picker draws on stderr.

@@ -4,7 +4,7 @@
 
 use account_store::BackendInfo;
 
-use crate::app::Context;
+use crate::context::Context;
 
 /// The marker, in the profile's folder, that the notice was given.
 const MARKER: &str = "vault-notice-given";

@@ -1,54 +1,22 @@
-//! Guests: `lanyard login --guest` signs in as a new guest, `lanyard upgrade` turns a guest
-//! account into a registered one, keeping the account (same key and subject) and its sessions.
+//! `lanyard upgrade`: turns a guest account (`lanyard login --guest`) into a registered one,
+//! keeping the account (same key and subject) and its sessions.
 
 use std::io::IsTerminal;
-use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use session_core::{UpgradeError, UpgradeRequest};
 
-use crate::app::{account_json, browser_prompt, chosen, login_request, Context};
+use crate::context::{chosen, Context};
 use crate::exit::CliError;
+use crate::render::account_json;
 use crate::select::label;
 
 /// Where `lanyard upgrade` reads the new password from when it is not asked on a terminal.
 const PASSWORD_ENV: &str = "LANYARD_UPGRADE_PASSWORD";
 
-/// `lanyard login --guest`: the browser flow asking the IdP for a new guest (`prompt=create`).
-/// The device-code flow has no way to ask for one, so `--guest` excludes `--device-code`.
-pub async fn login(
-    ctx: &Context,
-    tenant: Option<String>,
-    idp: Option<String>,
-    registry: Option<String>,
-    timeout: u64,
-    session_duration: Duration,
-) -> Result<(), CliError> {
-    let request = login_request(ctx, tenant, idp, registry);
-    let m = ctx.manager_with(Some(session_duration))?;
-    let meta = m
-        .login_guest(request, browser_prompt(ctx), Duration::from_secs(timeout))
-        .await?;
-    crate::app::tell_session_cap(&m, &meta, session_duration);
-    crate::vault_notice::once_per_profile(ctx, &m.store().backend_info());
-    ctx.out(
-        || {
-            if meta.is_guest {
-                format!(
-                    "Signed in as a guest: {} (register it later with `lanyard upgrade --username NAME`)",
-                    label(&meta)
-                )
-            } else {
-                format!("Signed in as {}", label(&meta))
-            }
-        },
-        account_json(&meta, true),
-    )
-}
-
 /// `lanyard upgrade`: registers the chosen (by default the active) guest account.
-pub async fn upgrade(
+pub async fn run(
     ctx: &Context,
     flag: Option<&str>,
     username: String,
@@ -78,7 +46,7 @@ pub async fn upgrade(
     let mut out = account_json(&done.account, active);
     out["session_id"] = json!(done.session_id);
     out["username"] = json!(done.username.clone().unwrap_or(username));
-    ctx.out(
+    ctx.output.print(
         || {
             format!(
                 "Upgraded {before} to the registered account {} (same account{})",

@@ -23,9 +23,9 @@ use serde_json::{json, Value};
 use session_core::registry::RegistryClient;
 use session_core::SessionError;
 
-use crate::app::{chosen, signed_in, when, Context};
-use crate::color::Paint;
+use crate::context::{chosen, signed_in, Context};
 use crate::exit::CliError;
+use crate::render::{when, Paint};
 use crate::select::label;
 
 /// How often the account index is looked at.
@@ -257,8 +257,8 @@ pub async fn run(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
         .ok_or_else(|| CliError::signed_out(format!("{} is signed out", label(&a))))?;
     let client = RegistryClient::new(a.registry_url.as_deref().unwrap_or_default());
     let printer = Printer {
-        json: ctx.json,
-        paint: if ctx.json {
+        json: ctx.output.json,
+        paint: if ctx.output.json {
             Paint::new(false)
         } else {
             Paint::stdout()
