@@ -11,13 +11,14 @@ use std::sync::Arc;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use maud::{html, Markup, DOCTYPE};
+use maud::html;
 use parking_lot::Mutex;
 use rand::RngCore;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::devices_view as view;
 use crate::config::WebClientConfig;
 use crate::error::ApiError;
 use crate::refusal::Refusal;
@@ -154,36 +155,6 @@ fn cookie<'a>(name: &'a str, value: String, path: &'a str, reg: &Registry) -> Co
         .finish()
 }
 
-fn page(title: &str, body: Markup) -> HttpResponse {
-    let markup = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { (title) }
-                style { "body{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem}table{border-collapse:collapse;width:100%}td,th{padding:.4rem;border-bottom:1px solid #ddd;text-align:left}.current{font-weight:600}" }
-            }
-            body { (body) }
-        }
-    };
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header(("X-Frame-Options", "DENY"))
-        .insert_header(("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"))
-        .content_type("text/html; charset=utf-8")
-        .body(markup.into_string())
-}
-
-fn when(ts: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ts)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 /// `GET /devices/{tenant}`: the device list, or a redirect to the IdP to sign in.
 pub async fn devices(
     reg: web::Data<Registry>,
@@ -196,7 +167,12 @@ pub async fn devices(
         if let Ok(caller) = reg.resolve(&token, &super::ctx(&req)).await {
             if caller.tenant == tenant {
                 let sessions = reg.list(&caller).await?;
-                return Ok(render_devices(&tenant, &sessions, &csrf_for(&token)));
+                return Ok(view::devices(
+                    &tenant,
+                    &sessions,
+                    &csrf_for(&token),
+                    reg.now(),
+                ));
             }
         }
     }
@@ -224,7 +200,7 @@ fn may_start(state: &WebState, ip: Option<std::net::IpAddr>, now: i64) -> bool {
 }
 
 fn too_many_sign_ins() -> HttpResponse {
-    let mut res = page(
+    let mut res = view::page(
         "Too many sign-ins",
         html! {
             h1 { "Too many sign-ins" }
@@ -495,6 +471,8 @@ pub struct RevokeForm {
     csrf: String,
     session_id: Option<String>,
     scope: Option<String>,
+    /// `yes` once the person confirmed "sign out everywhere else".
+    confirm: Option<String>,
 }
 
 /// `POST /devices/{tenant}/revoke`: one session, or every other one.
@@ -539,6 +517,12 @@ pub async fn revoke(
             session_id: Some(id),
             scope: None,
         },
+        (None, Some("others")) if form.confirm.as_deref() != Some("yes") => {
+            // Nothing changes until the person confirms.
+            let sessions = reg.list(&caller).await?;
+            let others: Vec<&SessionView> = sessions.iter().filter(|s| !s.current).collect();
+            return Ok(view::confirm_sign_out_others(&tenant, &others, &form.csrf));
+        }
         (None, Some("others")) => RevokeRequest {
             session_id: None,
             scope: Some(RevokeScope::Others),
@@ -576,47 +560,6 @@ fn same_origin(origin: &str, base: &str) -> bool {
         }
         _ => false,
     }
-}
-
-fn render_devices(tenant: &str, sessions: &[SessionView], csrf: &str) -> HttpResponse {
-    let who = sessions
-        .iter()
-        .find(|s| s.current)
-        .map(|s| s.email.clone().unwrap_or_else(|| s.subject.clone()))
-        .unwrap_or_default();
-    page(
-        "Your devices",
-        html! {
-            h1 { "Your devices" }
-            p { "Signed in as " strong id="who" { (who) } " in " (tenant) "." }
-            table id="sessions" {
-                thead { tr { th { "Device" } th { "Platform" } th { "Last seen" } th {} } }
-                tbody {
-                    @for s in sessions {
-                        tr.current[s.current] data-session=(s.session_id) {
-                            td { (s.device.name) @if s.current { " (this browser)" } }
-                            td { (s.device.platform) }
-                            td { (when(s.device.last_seen)) }
-                            td {
-                                @if !s.current {
-                                    form method="post" action=(format!("/devices/{tenant}/revoke")) {
-                                        input type="hidden" name="csrf" value=(csrf);
-                                        input type="hidden" name="session_id" value=(s.session_id);
-                                        button type="submit" class="revoke" id=(format!("revoke-{}", s.session_id)) { "Revoke" }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            form method="post" action=(format!("/devices/{tenant}/revoke")) {
-                input type="hidden" name="csrf" value=(csrf);
-                input type="hidden" name="scope" value="others";
-                button type="submit" id="sign-out-others" { "Sign out everywhere else" }
-            }
-        },
-    )
 }
 
 /// Routes of the page.

@@ -3,6 +3,7 @@
 mod admin;
 mod backchannel;
 pub mod devices_page;
+mod devices_view;
 mod events;
 mod sessions;
 mod upgrade;

@@ -87,6 +87,14 @@ async fn a_person_signs_in_sees_their_devices_and_revokes_them_in_chromium() {
         .unwrap();
     assert_eq!(who, "alice@acme.example");
     let listed = wait_rows(&browser, 3).await;
+    // `LANYARD_SCREENSHOT_DIR=docs cargo nextest run … chromium` refreshes the README's pictures.
+    if let Ok(dir) = std::env::var("LANYARD_SCREENSHOT_DIR") {
+        for (name, width, height) in [("desktop", 1100, 560), ("phone", 390, 760)] {
+            browser.set_window_size(width, height).await.unwrap();
+            let png = browser.screenshot().await.unwrap();
+            std::fs::write(format!("{dir}/devices-page-{name}.png"), png).unwrap();
+        }
+    }
     let phone_id = p["session"]["session_id"].as_str().unwrap().to_owned();
     assert!(listed.contains(&phone_id), "{listed:?}");
 
@@ -115,6 +123,14 @@ async fn a_person_signs_in_sees_their_devices_and_revokes_them_in_chromium() {
 
     browser
         .find(Locator::Id("sign-out-others"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // Asked first; nothing is signed out until confirmed.
+    browser
+        .find(Locator::Id("confirm-sign-out-others"))
         .await
         .unwrap()
         .click()
@@ -366,7 +382,11 @@ async fn signing_out_everywhere_else_after_ten_minutes_asks_for_a_fresh_sign_in(
     reg.advance(601);
     let res = client
         .post(reg.url("/devices/acme/revoke"))
-        .form(&[("csrf", csrf.as_str()), ("scope", "others")])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("scope", "others"),
+            ("confirm", "yes"),
+        ])
         .send()
         .await
         .unwrap();
@@ -529,4 +549,79 @@ async fn a_callback_without_iss_is_refused_when_the_idp_says_it_sends_one() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "issuer_mismatch", "{body}");
     assert!(reg.admin_sessions("acme").await.is_empty());
+}
+
+#[tokio::test]
+async fn the_page_lists_this_device_first_with_times_in_words_and_asks_before_signing_out_others() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    let (phone, _) = reg.device(&idp, "acme", "alice", "phone").await;
+    reg.advance(180);
+    let (laptop, _) = reg.device(&idp, "acme", "alice", "laptop").await;
+    reg.advance(120);
+    let (client, _) = page_session(&idp, &reg).await;
+    let html = client
+        .get(reg.url("/devices/acme"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // This browser first and marked, then the others by last activity.
+    let order: Vec<usize> = ["Web browser", "laptop's laptop", "phone's laptop"]
+        .iter()
+        .map(|name| {
+            html.find(name)
+                .unwrap_or_else(|| panic!("{name} in {html}"))
+        })
+        .collect();
+    assert!(order[0] < order[1] && order[1] < order[2], "{order:?}");
+    assert!(html.contains(r#"id="this-device""#) && html.contains("This device"));
+    assert!(
+        html.contains("just now") && html.contains("5 minutes ago"),
+        "{html}"
+    );
+    assert!(html.contains(r#"<time datetime=""#) && html.contains(r#"title=""#));
+    // A phone's width: the viewport is declared and the table folds into labelled rows.
+    assert!(html.contains(r#"name="viewport""#) && html.contains("@media (max-width:600px)"));
+    // Every button says what it does to whom.
+    for button in html.split("<button").skip(1) {
+        let start = button.find('>').unwrap();
+        let label = &button[start + 1..button.find("</button>").unwrap()];
+        assert!(!label.trim().is_empty(), "a button without text: {button}");
+    }
+    assert!(
+        html.contains(r#"aria-label="Sign out phone's laptop (linux)""#),
+        "{html}"
+    );
+
+    let csrf = csrf_of(&client, &reg).await;
+    let res = client
+        .post(reg.url("/devices/acme/revoke"))
+        .form(&[("csrf", csrf.as_str()), ("scope", "others")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "a confirmation, not yet a sign-out");
+    let confirm = res.text().await.unwrap();
+    assert!(confirm.contains("2 other sessions"), "{confirm}");
+    assert_eq!(
+        reg.get("/v1/sessions", &phone).await.0,
+        200,
+        "nothing changed yet"
+    );
+    let res = client
+        .post(reg.url("/devices/acme/revoke"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("scope", "others"),
+            ("confirm", "yes"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(reg.get("/v1/sessions", &phone).await.0, 401);
+    assert_eq!(reg.get("/v1/sessions", &laptop).await.0, 401);
 }
