@@ -146,17 +146,20 @@ async fn a_person_signs_in_sees_their_devices_and_revokes_them_in_chromium() {
 }
 
 /// Signs in through the page without a browser; returns the session cookie value.
-async fn page_session(idp: &TestIdp, reg: &TestRegistry) -> (reqwest::Client, String) {
-    let client = reqwest::Client::builder()
+/// A browser-like client: keeps cookies, does not follow redirects (the test reads them).
+fn browser_client() -> reqwest::Client {
+    reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap();
-    let res = client.get(reg.url("/devices/acme")).send().await.unwrap();
-    assert_eq!(res.status(), 303);
-    let authorize = res.headers()["location"].to_str().unwrap().to_owned();
+        .unwrap()
+}
+
+/// In `client`, opens `authorize` (the IdP must show its login form), signs in as alice and
+/// returns where the IdP sends the browser back: the registry's callback with code and state.
+async fn sign_in_at_idp(client: &reqwest::Client, idp: &TestIdp, authorize: &str) -> String {
     let html = client
-        .get(&authorize)
+        .get(authorize)
         .send()
         .await
         .unwrap()
@@ -164,7 +167,7 @@ async fn page_session(idp: &TestIdp, reg: &TestRegistry) -> (reqwest::Client, St
         .await
         .unwrap();
     let marker = r#"name="auth_request" value=""#;
-    let start = html.find(marker).unwrap() + marker.len();
+    let start = html.find(marker).expect("the IdP's login form") + marker.len();
     let id = &html[start..start + html[start..].find('"').unwrap()];
     let res = client
         .post(format!("{}/login", idp.issuer("acme")))
@@ -176,7 +179,39 @@ async fn page_session(idp: &TestIdp, reg: &TestRegistry) -> (reqwest::Client, St
         .send()
         .await
         .unwrap();
-    let callback = res.headers()["location"].to_str().unwrap().to_owned();
+    res.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Opens the devices page in a fresh browser and signs in at the IdP; returns the browser and
+/// the callback URL the IdP sent it back to (not yet followed).
+async fn to_callback(idp: &TestIdp, reg: &TestRegistry) -> (reqwest::Client, String) {
+    let client = browser_client();
+    let res = client.get(reg.url("/devices/acme")).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let authorize = res.headers()["location"].to_str().unwrap().to_owned();
+    let callback = sign_in_at_idp(&client, idp, &authorize).await;
+    (client, callback)
+}
+
+/// `url` with its `iss` parameter replaced by `iss` (or removed for `None`).
+fn with_iss(url: &str, iss: Option<&str>) -> String {
+    let mut url = url::Url::parse(url).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "iss")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut query = url.query_pairs_mut();
+    query.clear().extend_pairs(pairs);
+    if let Some(iss) = iss {
+        query.append_pair("iss", iss);
+    }
+    drop(query);
+    url.to_string()
+}
+
+async fn page_session(idp: &TestIdp, reg: &TestRegistry) -> (reqwest::Client, String) {
+    let (client, callback) = to_callback(idp, reg).await;
     let res = client.get(&callback).send().await.unwrap();
     assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
     let set_cookie: Vec<String> = res
@@ -398,28 +433,7 @@ async fn signing_out_everywhere_else_after_ten_minutes_asks_for_a_fresh_sign_in(
     );
     assert_eq!(reg.get("/v1/sessions", &phone).await.0, 200, "not yet");
     // The IdP asks for the password again even though its session is live.
-    let html = client
-        .get(&authorize)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let marker = r#"name="auth_request" value=""#;
-    let start = html.find(marker).expect("the login form again") + marker.len();
-    let id = &html[start..start + html[start..].find('"').unwrap()];
-    let res = client
-        .post(format!("{}/login", idp.issuer("acme")))
-        .form(&[
-            ("auth_request", id),
-            ("username", "alice"),
-            ("password", "lanyard-dev"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let callback = res.headers()["location"].to_str().unwrap().to_owned();
+    let callback = sign_in_at_idp(&client, &idp, &authorize).await;
     let res = client.get(&callback).send().await.unwrap();
     assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
     assert_eq!(
@@ -433,47 +447,9 @@ async fn signing_out_everywhere_else_after_ten_minutes_asks_for_a_fresh_sign_in(
 async fn a_callback_naming_another_issuer_is_refused() {
     let idp = TestIdp::spawn().await;
     let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let res = client.get(reg.url("/devices/acme")).send().await.unwrap();
-    let authorize = res.headers()["location"].to_str().unwrap().to_owned();
-    let html = client
-        .get(&authorize)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let marker = r#"name="auth_request" value=""#;
-    let start = html.find(marker).unwrap() + marker.len();
-    let id = &html[start..start + html[start..].find('"').unwrap()];
-    let res = client
-        .post(format!("{}/login", idp.issuer("acme")))
-        .form(&[
-            ("auth_request", id),
-            ("username", "alice"),
-            ("password", "lanyard-dev"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let callback = res.headers()["location"].to_str().unwrap().to_owned();
-    let mut forged = url::Url::parse(&callback).unwrap();
-    let pairs: Vec<(String, String)> = forged
-        .query_pairs()
-        .filter(|(k, _)| k != "iss")
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    forged
-        .query_pairs_mut()
-        .clear()
-        .extend_pairs(pairs)
-        .append_pair("iss", &idp.issuer("globex"));
-    let res = client.get(forged.as_str()).send().await.unwrap();
+    let (client, callback) = to_callback(&idp, &reg).await;
+    let forged = with_iss(&callback, Some(&idp.issuer("globex")));
+    let res = client.get(forged).send().await.unwrap();
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "issuer_mismatch", "{body}");
@@ -504,47 +480,12 @@ async fn an_origin_of_null_is_cross_origin() {
 async fn a_callback_without_iss_is_refused_when_the_idp_says_it_sends_one() {
     let idp = TestIdp::spawn().await;
     let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let res = client.get(reg.url("/devices/acme")).send().await.unwrap();
-    let authorize = res.headers()["location"].to_str().unwrap().to_owned();
-    let html = client
-        .get(&authorize)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let marker = r#"name="auth_request" value=""#;
-    let start = html.find(marker).unwrap() + marker.len();
-    let id = &html[start..start + html[start..].find('"').unwrap()];
-    let res = client
-        .post(format!("{}/login", idp.issuer("acme")))
-        .form(&[
-            ("auth_request", id),
-            ("username", "alice"),
-            ("password", "lanyard-dev"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let callback = res.headers()["location"].to_str().unwrap().to_owned();
-    let mut stripped = url::Url::parse(&callback).unwrap();
-    let pairs: Vec<(String, String)> = stripped
-        .query_pairs()
-        .filter(|(k, _)| k != "iss")
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let (client, callback) = to_callback(&idp, &reg).await;
     assert!(
         callback.contains("iss="),
         "the mock IdP sends iss: {callback}"
     );
-    stripped.query_pairs_mut().clear().extend_pairs(pairs);
-    let res = client.get(stripped.as_str()).send().await.unwrap();
+    let res = client.get(with_iss(&callback, None)).send().await.unwrap();
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "issuer_mismatch", "{body}");
