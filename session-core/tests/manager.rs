@@ -16,7 +16,7 @@ use session_core::{
 };
 mod common;
 
-use common::{request, stack, Stack};
+use common::{event_streams_attached, request, stack, Stack};
 
 struct Device {
     manager: SessionManager,
@@ -348,7 +348,8 @@ async fn a_revoke_on_another_device_signs_this_one_out_within_a_second_or_so() {
         .await
         .unwrap();
     assert_eq!(a.key, p.key, "same account on two devices");
-    tokio::time::sleep(Duration::from_millis(200)).await; // the phone's event stream attaches
+    // Both devices' event streams attach (a revoke before the phone's would be history to it).
+    event_streams_attached(&stack, 2).await;
     let token = laptop
         .manager
         .store()

@@ -1,0 +1,256 @@
+//! Keeping access tokens valid: a token that expires within the margin is refreshed before it is
+//! handed out, and a 401 refreshes once; a refresh runs once for every task of this process (a
+//! per-account mutex) and every process of the profile (a per-account file lock). Tokens a refresh
+//! obtained but could not save stay in memory (their predecessor is spent) and are saved first.
+
+use std::time::Duration;
+
+use account_store::{AccountKey, AccountMeta, ItemKind};
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{lock, token_items, SessionManager};
+use crate::error::SessionError;
+use crate::oidc::SignInBinding;
+use crate::state::{ManagerEvent, UnavailableReason};
+use crate::tokens::TokenSet;
+
+/// Tokens a refresh obtained that could not be saved yet: kept here (the refresh token they
+/// replace is spent) until a save succeeds.
+pub(super) struct PendingSave {
+    meta: AccountMeta,
+    tokens: TokenSet,
+}
+
+impl SessionManager {
+    pub(super) fn is_fresh(&self, expires_at: Option<i64>) -> bool {
+        let margin = i64::try_from(self.inner.options.refresh_margin.as_secs()).unwrap_or(300);
+        expires_at.is_some_and(|exp| exp - margin > self.now())
+    }
+
+    pub(super) async fn fresh_access_token(
+        &self,
+        meta: &AccountMeta,
+    ) -> Result<Option<SecretString>, SessionError> {
+        // Tokens a refresh could not save yet come first: what is stored is older (and its
+        // refresh token spent).
+        if self.save_pending(&meta.key).await.is_err() {
+            let pending = lock(&self.inner.pending);
+            if let Some(p) = pending.get(&meta.key) {
+                return Ok(self
+                    .is_fresh(p.tokens.access_token_expires_at)
+                    .then(|| p.tokens.access_token.clone()));
+            }
+        }
+        if !self.is_fresh(meta.access_token_expires_at) {
+            return Ok(None);
+        }
+        self.item(&meta.key, ItemKind::AccessToken).await
+    }
+
+    /// Saves tokens a refresh could not save (if any). `Err` while they still cannot be saved.
+    pub(super) async fn save_pending(&self, account: &AccountKey) -> Result<(), SessionError> {
+        let Some((meta, items)) = lock(&self.inner.pending)
+            .get(account)
+            .map(|p| (p.meta.clone(), token_items(&p.tokens)))
+        else {
+            return Ok(());
+        };
+        self.blocking(move |s| s.save_account(meta, &items)).await?;
+        lock(&self.inner.pending).remove(account);
+        if self
+            .inner
+            .notes
+            .read(account)
+            .refresh_token_spent_at
+            .is_some()
+        {
+            self.inner
+                .notes
+                .update(account, |n| n.refresh_token_spent_at = None);
+        }
+        tracing::info!(account = %account, "the refreshed tokens are saved now");
+        Ok(())
+    }
+
+    /// The body of [`SessionManager::refresh`].
+    pub(super) async fn refresh_single_flight(
+        &self,
+        account: &AccountKey,
+        force: bool,
+    ) -> Result<SecretString, SessionError> {
+        let local = lock(&self.inner.refresh_locks)
+            .entry(account.clone())
+            .or_default()
+            .clone();
+        let _local = local.lock().await;
+        let path = self
+            .inner
+            .options
+            .lock_dir
+            .join(format!("{account}.refresh.lock"));
+        let file_lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            f.lock()?;
+            Ok(f)
+        })
+        .await
+        .map_err(SessionError::transient)?
+        .map_err(SessionError::transient)?;
+        let result = self.refresh_locked(account, force).await;
+        drop(file_lock);
+        result
+    }
+
+    async fn refresh_locked(
+        &self,
+        account: &AccountKey,
+        force: bool,
+    ) -> Result<SecretString, SessionError> {
+        let meta = self.meta(Some(account)).await?;
+        if !force {
+            if let Some(token) = self.fresh_access_token(&meta).await? {
+                return Ok(token); // another task or process refreshed while we waited
+            }
+        }
+        // Unsaved tokens of an earlier refresh hold the only live refresh token: never fall back
+        // to the stored one, which that refresh spent.
+        let (meta, refresh_token, stored_id_token) = match lock(&self.inner.pending).get(account) {
+            Some(p) => (
+                p.meta.clone(),
+                p.tokens.refresh_token.clone(),
+                Some(p.tokens.id_token.clone()),
+            ),
+            None => (meta, None, None),
+        };
+        let refresh_token = match refresh_token {
+            Some(rt) => rt,
+            None if self
+                .inner
+                .notes
+                .read(account)
+                .refresh_token_spent_at
+                .is_some() =>
+            {
+                // An earlier refresh (maybe of another process, now ended) spent the stored
+                // token and could not save its successor: presenting it would trip the
+                // provider's reuse detection. The session token is kept; a sign-in replaces both.
+                tracing::warn!(account = %account, reason = "refresh_token_spent", "the stored refresh token was spent by a refresh whose tokens could not be saved; not presenting it");
+                return Err(SessionError::ReauthenticationRequired {
+                    account: account.to_string(),
+                    reason: "the stored refresh token was used by a refresh whose new tokens could not be saved".into(),
+                });
+            }
+            None => self
+                .item(account, ItemKind::RefreshToken)
+                .await?
+                .ok_or_else(|| SessionError::ReauthenticationRequired {
+                    account: account.to_string(),
+                    reason: "no refresh token is stored".into(),
+                })?,
+        };
+        let issuer = meta.id.issuer.as_str().to_owned();
+        let client_id = meta
+            .client_id
+            .clone()
+            .unwrap_or_else(|| self.inner.options.client_id.clone());
+        let id_token = match stored_id_token {
+            Some(t) => Some(t),
+            None => self.item(account, ItemKind::IdToken).await?,
+        };
+        let binding = id_token
+            .and_then(|t| SignInBinding::from_id_token(t.expose_secret()))
+            .unwrap_or_else(|| {
+                SignInBinding::of_account(&issuer, meta.id.subject.as_str(), &client_id)
+            });
+        let mut delay = self.inner.options.backoff;
+        let mut tries = 0;
+        let tokens = loop {
+            tries += 1;
+            let attempt = match self.provider(&issuer, &client_id).await {
+                Ok(p) => p.refresh(account.as_str(), &refresh_token, &binding).await,
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(t) => break t,
+                Err(e) if e.is_transient() && tries < self.inner.options.max_tries => {
+                    let jitter = rand::thread_rng().gen_range(0..=delay.as_millis() as u64 / 2);
+                    tracing::warn!(account = %account, tries, error = %e, "refresh failed; retrying");
+                    tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
+                    delay *= 2;
+                }
+                Err(e @ SessionError::ReauthenticationRequired { .. }) => {
+                    self.sign_out_locally(account, UnavailableReason::SignedOut, false)
+                        .await?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let mut updated = meta.clone();
+        updated.access_token_expires_at = tokens.access_token_expires_at;
+        let access = tokens.access_token.clone();
+        // From here the old refresh token is spent: the new tokens stay in memory until saved.
+        lock(&self.inner.pending).insert(
+            account.clone(),
+            PendingSave {
+                meta: updated,
+                tokens,
+            },
+        );
+        let mut delay = self.inner.options.backoff;
+        for attempt in 1..=self.inner.options.max_tries.max(1) {
+            match self.save_pending(account).await {
+                Ok(()) => break,
+                Err(e) if attempt < self.inner.options.max_tries => {
+                    tracing::warn!(account = %account, attempt, error = %e, "saving the refreshed tokens failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => {
+                    // Still in memory: the next call of this process saves them first. Another
+                    // process (or this one's successor) only has the stored refresh token, which
+                    // is spent now: mark it so, beside the locks rather than in the failing store.
+                    let now = self.now();
+                    self.inner
+                        .notes
+                        .update(account, |n| n.refresh_token_spent_at = Some(now));
+                    tracing::error!(account = %account, error = %e, "the refreshed tokens could not be saved; keeping them in memory and marking the stored refresh token spent");
+                }
+            }
+        }
+        self.emit(ManagerEvent::Refreshed {
+            account: account.clone(),
+        });
+        Ok(access)
+    }
+
+    /// The body of [`SessionManager::send_authenticated`].
+    pub(super) async fn send_with_one_refresh(
+        &self,
+        account: Option<&AccountKey>,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, SessionError> {
+        let meta = self.meta(account).await?;
+        let token = self.access_token(Some(&meta.key)).await?;
+        let res = build(token.expose_secret())
+            .send()
+            .await
+            .map_err(SessionError::transient)?;
+        if res.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(res);
+        }
+        let token = self.refresh(&meta.key, true).await?;
+        build(token.expose_secret())
+            .send()
+            .await
+            .map_err(SessionError::transient)
+    }
+}
