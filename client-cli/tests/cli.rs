@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde_json::Value;
 mod common;
 
-use common::{bin, read_url, stack, stack_with, stderr, Stack};
+use common::{
+    age_access_tokens, bin, event_streams_attached, read_url, stack, stack_with, stderr, Stack,
+};
 use test_harness::TestIdp;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -248,13 +250,14 @@ async fn revoke_others_on_one_device_signs_the_other_out_and_watch_prints_it() {
     let s = stack().await;
     s.login("laptop", "acme", "alice").await;
     s.login("phone", "acme", "alice").await;
+    let streams = s.hub.subscribers();
     let watch = s
         .cmd("phone", &["watch", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await; // the stream attaches
+    event_streams_attached(&s, streams + 1).await;
     let out = s.run("laptop", &["revoke", "--others"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let watched = tokio::time::timeout(Duration::from_secs(15), watch.wait_with_output())
@@ -410,12 +413,13 @@ async fn config_completions_and_usage_errors() {
 
 #[tokio::test]
 async fn two_processes_asking_for_a_token_at_expiry_cause_one_refresh() {
-    // Access tokens live 30 s here; with a 27 s margin a token is due for refresh 3 s after issue.
+    // Access tokens live 30 s here; with a 27 s margin a token is due for refresh 3 s after issue,
+    // and the one issued by that refresh is not.
     let mut config = mock_idp::IdpConfig::defaults();
     config.tenants[0].lifetimes.access_token = 30;
     let s = stack_with(TestIdp::spawn_with_config(config).await).await;
     s.login("default", "acme", "alice").await;
-    tokio::time::sleep(Duration::from_millis(3200)).await;
+    age_access_tokens(&s, "default", 4);
     let run = || {
         s.cmd("default", &["token"])
             .env("LANYARD_REFRESH_MARGIN_SECS", "27")

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::Output;
+use std::sync::Arc;
 use std::time::Duration;
 
 use test_harness::TestIdp;
@@ -13,6 +14,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 pub struct Stack {
     pub idp: TestIdp,
     pub registry: String,
+    /// The registry's event hub: how many event streams are attached.
+    pub hub: Arc<session_registry::events::Hub>,
     pub home: tempfile::TempDir,
     _db: tempfile::TempDir,
 }
@@ -22,19 +25,43 @@ pub async fn stack() -> Stack {
 }
 
 pub async fn stack_with(idp: TestIdp) -> Stack {
+    stack_on(idp, Arc::new(lanyard_clock::SystemClock)).await
+}
+
+/// The registry on `clock`, its tenants `acme` and `globex` trusting `idp` for `lanyard-cli`
+/// with a one-hour idle and one-day absolute timeout.
+async fn stack_on(idp: TestIdp, clock: Arc<dyn lanyard_clock::Clock>) -> Stack {
+    use session_registry::config::{default_max_age, RegistryConfig, TenantConfig};
     let db = tempfile::tempdir().unwrap();
-    let registry = session_registry::startup::Application::spawn_for_tests(
-        &format!("sqlite://{}/r.db", db.path().display()),
-        &[
-            ("acme", idp.issuer("acme")),
-            ("globex", idp.issuer("globex")),
-        ],
+    let tenant = |slug: &str| TenantConfig {
+        slug: slug.into(),
+        issuer: idp.issuer(slug),
+        audiences: vec!["lanyard-cli".into()],
+        idle_timeout_secs: 3600,
+        absolute_timeout_secs: 86_400,
+        max_id_token_age_secs: default_max_age(),
+        max_auth_age_secs: default_max_age(),
+        api_key: None,
+    };
+    let config = RegistryConfig {
+        key_dir: None,
+        tenants: vec![tenant("acme"), tenant("globex")],
+        web_clients: vec![],
+    };
+    let app = session_registry::Application::build_with(
+        &session_registry::Settings::for_tests(&format!("sqlite://{}/r.db", db.path().display())),
+        &config,
+        clock,
     )
     .await
     .unwrap();
+    let registry = app.base_url().to_owned();
+    let hub = app.registry().hub.clone();
+    tokio::spawn(app.run_until_stopped());
     Stack {
         idp,
         registry,
+        hub,
         home: tempfile::tempdir().unwrap(),
         _db: db,
     }
@@ -101,45 +128,42 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// [`stack_with`], the registry on a manual clock of its own (returned) that the test moves.
-pub async fn stack_with_registry_clock(
-    idp: TestIdp,
-) -> (Stack, std::sync::Arc<lanyard_clock::ManualClock>) {
-    use session_registry::config::{default_max_age, RegistryConfig, TenantConfig};
-    let db = tempfile::tempdir().unwrap();
-    let tenant = |slug: &str| TenantConfig {
-        slug: slug.into(),
-        issuer: idp.issuer(slug),
-        audiences: vec!["lanyard-cli".into()],
-        idle_timeout_secs: 3600,
-        absolute_timeout_secs: 86_400,
-        max_id_token_age_secs: default_max_age(),
-        max_auth_age_secs: default_max_age(),
-        api_key: None,
-    };
-    let config = RegistryConfig {
-        key_dir: None,
-        tenants: vec![tenant("acme"), tenant("globex")],
-        web_clients: vec![],
-    };
-    let clock = std::sync::Arc::new(lanyard_clock::ManualClock::new());
-    let app = session_registry::Application::build_with(
-        &session_registry::Settings::for_tests(&format!("sqlite://{}/r.db", db.path().display())),
-        &config,
-        clock.clone(),
-    )
-    .await
-    .unwrap();
-    let registry = app.base_url().to_owned();
-    tokio::spawn(app.run_until_stopped());
-    (
-        Stack {
-            idp,
-            registry,
-            home: tempfile::tempdir().unwrap(),
-            _db: db,
-        },
-        clock,
-    )
+pub async fn stack_with_registry_clock(idp: TestIdp) -> (Stack, Arc<lanyard_clock::ManualClock>) {
+    let clock = Arc::new(lanyard_clock::ManualClock::new());
+    (stack_on(idp, clock.clone()).await, clock)
+}
+
+/// Waits until at least `n` event streams are attached to the stack's registry: a revoke stored
+/// before a stream attaches is history to it, never pushed. Fails after 15 s.
+pub async fn event_streams_attached(s: &Stack, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while s.hub.subscribers() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} event streams attached within 15 s (found {})",
+            s.hub.subscribers()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Moves the stored expiry of `profile`'s access tokens `by` seconds earlier: to a `lanyard`
+/// process, which decides on the expiry the index records and its wall clock, that is `by`
+/// seconds passing (the binary has no test clock to move instead).
+pub fn age_access_tokens(s: &Stack, profile: &str, by: i64) {
+    let index = s
+        .home
+        .path()
+        .join("data/profiles")
+        .join(profile)
+        .join("accounts.json");
+    let mut file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&index).unwrap()).unwrap();
+    for account in file["accounts"].as_array_mut().unwrap() {
+        let at = account["access_token_expires_at"].as_i64().unwrap();
+        account["access_token_expires_at"] = (at - by).into();
+    }
+    std::fs::write(&index, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
 }
 
 /// The authorization URL a `lanyard` command prints, and every stderr line of the command
