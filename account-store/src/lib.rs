@@ -37,6 +37,8 @@ use time::OffsetDateTime;
 
 pub use account::{AccountId, AccountKey, Issuer, Subject};
 pub use error::StoreError;
+/// Crash-safe writes for files beside the store (a CLI's device identity, say).
+pub use fsio::write_atomic;
 pub use index::{AccountIndex, AccountMeta};
 pub use item::{ItemKind, StorageClass};
 pub use secret_store::{BackendInfo, SecretStore};

@@ -102,7 +102,7 @@ impl Context {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(CliError::other)?;
         }
-        write_replacing(
+        account_store::write_atomic(
             &path,
             json!({"id": id, "name": name}).to_string().as_bytes(),
         )?;
@@ -162,28 +162,4 @@ pub(crate) fn signed_in(m: &SessionManager, a: &AccountMeta) -> Result<(), CliEr
         return Err(CliError::signed_out(format!("{} is signed out", label(a))));
     }
     Ok(())
-}
-
-/// Writes `bytes` to `path` through a temporary file renamed over it, so a process reading the
-/// file at the same time sees the old content or the new, never a part (a half-written
-/// `device.json` read as missing would make a second device identity). account-store's
-/// `fsio::write_atomic` does the same for its files but is private to that crate.
-fn write_replacing(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(
-        ".device.json.tmp-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let written = (|| {
-        let mut f = std::fs::File::create_new(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(CliError::other)
 }
