@@ -77,6 +77,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             everywhere,
         } => commands::logout::run(&ctx, account.as_deref(), all_accounts, everywhere).await,
         Command::Watch { account } => commands::watch::run(&ctx, account.as_deref()).await,
+        Command::Exec {
+            account,
+            variable,
+            command,
+        } => commands::exec::run(&ctx, account.as_deref(), &variable, &command).await,
+        Command::Pin { account, clear } => {
+            commands::pin::run(&ctx, account.as_deref(), clear).await
+        }
         Command::Completions { shell } => commands::completions::run(shell),
         Command::Config { action } => commands::config::run(&ctx, action),
     }

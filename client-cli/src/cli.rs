@@ -100,6 +100,29 @@ pub enum Command {
         #[arg(long, env = "LANYARD_ACCOUNT")]
         account: Option<String>,
     },
+    /// Run a command with a fresh access token of the account in its environment
+    /// (LANYARD_ACCESS_TOKEN, or --env NAME) and LANYARD_ACCOUNT set; its exit code is passed
+    /// through and the token never appears in its command line: `lanyard exec -- curl …`.
+    Exec {
+        #[arg(long, env = "LANYARD_ACCOUNT")]
+        account: Option<String>,
+        /// The environment variable the access token is put in.
+        #[arg(long = "env", value_name = "NAME", default_value = "LANYARD_ACCESS_TOKEN",
+              value_parser = crate::commands::exec::env_name)]
+        variable: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Pin an account to the current directory (writes `.lanyard.toml`), or remove the pin.
+    Pin {
+        /// The account (user@tenant, email, index or unique prefix).
+        #[arg(required_unless_present = "clear")]
+        account: Option<String>,
+        /// Remove this directory's pin.
+        #[arg(long, conflicts_with = "account")]
+        clear: bool,
+    },
     /// Revoke a session by id, or every other session, or all.
     Revoke {
         session_id: Option<String>,

@@ -25,6 +25,10 @@ pub enum CliError {
         message: String,
         hint: Option<String>,
     },
+    /// `lanyard exec`: the command ran and exited with this code, passed on as is (nothing more
+    /// is said: the command spoke for itself).
+    #[error("the command exited with code {code}")]
+    Exited { code: u8 },
 }
 
 impl CliError {
@@ -34,6 +38,7 @@ impl CliError {
             CliError::Usage { .. } => 2,
             CliError::SignedOut { .. } => 3,
             CliError::Unavailable { .. } => 4,
+            CliError::Exited { code } => *code,
         }
     }
 
@@ -43,6 +48,7 @@ impl CliError {
             | CliError::SignedOut { hint, .. }
             | CliError::Unavailable { hint, .. }
             | CliError::Other { hint, .. } => hint.as_deref(),
+            CliError::Exited { .. } => None,
         }
     }
 

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(client_cli::app::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(client_cli::exit::CliError::Exited { code }) => ExitCode::from(code),
         Err(e) => {
             let paint = Paint::stderr();
             eprintln!("{} {e}", paint.error_label("error:"));

@@ -873,3 +873,116 @@ async fn a_bad_lanyard_environment_value_is_a_usage_error_naming_it() {
         );
     }
 }
+
+#[tokio::test]
+async fn exec_runs_a_command_with_the_token_in_its_environment_and_passes_its_exit_code_on() {
+    let s = stack().await;
+    s.login("default", "acme", "alice").await;
+    let token = s.run("default", &["token"]).await;
+    assert!(token.status.success(), "{}", stderr(&token));
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+
+    // The token and the account reach the command's environment, not its command line.
+    let out = s
+        .run(
+            "default",
+            &[
+                "exec",
+                "--",
+                "sh",
+                "-c",
+                r#"printf '%s\n%s\n%s' "$LANYARD_ACCESS_TOKEN" "$LANYARD_ACCOUNT" "$*"; exit 7"#,
+                "sh",
+                "an-argument",
+            ],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines[0], token, "a fresh token (the same, not yet due)");
+    assert_eq!(lines[1], "alice@acme");
+    assert_eq!(lines[2], "an-argument", "the arguments as given");
+    assert!(
+        stderr(&out).is_empty(),
+        "the command spoke for itself: {}",
+        stderr(&out)
+    );
+
+    let out = s
+        .run(
+            "default",
+            &[
+                "exec",
+                "--env",
+                "GITHUB_TOKEN",
+                "--",
+                "sh",
+                "-c",
+                r#"printf %s "$GITHUB_TOKEN""#,
+            ],
+        )
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), token);
+
+    for bad in [
+        &["exec", "--env", "NOT-A-NAME", "--", "true"][..],
+        &["exec"][..],
+        &["exec", "--", "/nonexistent/program"][..],
+    ] {
+        let out = s.run("default", bad).await;
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+    }
+}
+
+#[tokio::test]
+async fn pin_writes_and_clears_a_directorys_account() {
+    let s = stack().await;
+    s.login("default", "acme", "alice").await;
+    s.login("default", "globex", "carol").await;
+    let project = s.home.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    let in_project = |args: &[&str]| {
+        let mut c = s.cmd("default", args);
+        c.current_dir(&project);
+        c
+    };
+    let out = in_project(&["pin", "nobody@nowhere"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!project.join(".lanyard.toml").exists(), "nothing written");
+
+    let out = in_project(&["pin", "alice@acme"]).output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(project.join(".lanyard.toml")).unwrap(),
+        "account = \"alice@acme\"\n"
+    );
+    // carol is the active account; the directory's pin wins there, and only there.
+    let status = |c: &mut tokio::process::Command| {
+        let out = c.output();
+        async move {
+            let out = out.await.unwrap();
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()["account"]["account"].clone()
+        }
+    };
+    assert_eq!(
+        status(&mut in_project(&["status", "--json"])).await,
+        "alice@acme"
+    );
+    assert_eq!(
+        status(&mut s.cmd("default", &["status", "--json"])).await,
+        "carol@globex"
+    );
+
+    let out = in_project(&["pin", "--clear"]).output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!project.join(".lanyard.toml").exists());
+    assert_eq!(
+        status(&mut in_project(&["status", "--json"])).await,
+        "carol@globex"
+    );
+}
