@@ -10,7 +10,7 @@ mod request_span;
 mod signals;
 
 pub use healthcheck::{local_url, probe, run_if_asked, HealthError, HealthcheckArgs};
-pub use redact::{is_sensitive_parameter, redact_query, redact_target, REDACTED};
+pub use redact::{is_sensitive_parameter, redact_query, redact_target, RedactedTarget, REDACTED};
 pub use request_span::RedactedRootSpan;
 pub use signals::TerminationSignals;
 

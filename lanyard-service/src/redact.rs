@@ -36,34 +36,61 @@ pub fn is_sensitive_parameter(name: &str) -> bool {
 /// [`REDACTED`]; other pairs are kept byte for byte, in order. A name is compared after
 /// percent-decoding, so `%63ode=` is redacted like `code=`.
 pub fn redact_query(query: &str) -> String {
-    query
-        .split('&')
-        .map(|pair| {
-            let (raw_name, has_value) = match pair.split_once('=') {
-                Some((n, _)) => (n, true),
-                None => (pair, false),
-            };
-            let name: String = url::form_urlencoded::parse(raw_name.as_bytes())
-                .map(|(k, _)| k.into_owned())
-                .next()
-                .unwrap_or_default();
-            if has_value && is_sensitive_parameter(&name) {
-                format!("{raw_name}={REDACTED}")
-            } else {
-                pair.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+    let mut out = String::with_capacity(query.len());
+    // Writing to a String cannot fail.
+    let _ = write_query(&mut out, query);
+    out
 }
 
 /// A request target (`/path?query`) with its query redacted by [`redact_query`].
 pub fn redact_target(path: &str, query: &str) -> String {
-    if query.is_empty() {
-        path.to_owned()
-    } else {
-        format!("{path}?{}", redact_query(query))
+    RedactedTarget::new(path, query).to_string()
+}
+
+/// A request target that writes itself redacted (as [`redact_target`]) when displayed, so a
+/// log field costs nothing unless a subscriber records it.
+pub struct RedactedTarget<'a> {
+    path: &'a str,
+    query: &'a str,
+}
+
+impl<'a> RedactedTarget<'a> {
+    pub fn new(path: &'a str, query: &'a str) -> Self {
+        Self { path, query }
     }
+}
+
+impl std::fmt::Display for RedactedTarget<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.path)?;
+        if !self.query.is_empty() {
+            f.write_str("?")?;
+            write_query(f, self.query)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_query(out: &mut impl std::fmt::Write, query: &str) -> std::fmt::Result {
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.write_str("&")?;
+        }
+        let (raw_name, has_value) = match pair.split_once('=') {
+            Some((n, _)) => (n, true),
+            None => (pair, false),
+        };
+        let name: String = url::form_urlencoded::parse(raw_name.as_bytes())
+            .map(|(k, _)| k.into_owned())
+            .next()
+            .unwrap_or_default();
+        if has_value && is_sensitive_parameter(&name) {
+            write!(out, "{raw_name}={REDACTED}")?;
+        } else {
+            out.write_str(pair)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

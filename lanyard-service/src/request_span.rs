@@ -8,14 +8,14 @@ use actix_web::{Error, HttpMessage};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
 
-use crate::redact::redact_target;
+use crate::redact::RedactedTarget;
 
 /// Use as `TracingLogger::<RedactedRootSpan>::new()`.
 pub struct RedactedRootSpan;
 
 impl RootSpanBuilder for RedactedRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        let target = redact_target(request.path(), request.query_string());
+        let target = RedactedTarget::new(request.path(), request.query_string());
         let route = request.match_pattern().unwrap_or_default();
         let request_id = request
             .extensions()

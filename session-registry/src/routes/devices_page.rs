@@ -23,8 +23,8 @@ use crate::config::WebClientConfig;
 use crate::error::ApiError;
 use crate::refusal::Refusal;
 use crate::service::{
-    CreateSessionRequest, DeviceRequest, ReauthenticateRequest, Registry, RevokeRequest,
-    RevokeScope, SessionView,
+    ClientWindows, CreateSessionRequest, DeviceRequest, ReauthenticateRequest, Registry,
+    RevokeRequest, RevokeScope, SessionView,
 };
 use crate::token::hash_hex;
 use registry_api::Credential;
@@ -60,8 +60,8 @@ struct Pending {
 pub struct WebState {
     clients: HashMap<String, WebClientConfig>,
     pending: Mutex<HashMap<String, Pending>>,
-    /// Sign-ins started per client address in the current minute: (minute start, count).
-    starts: Mutex<HashMap<std::net::IpAddr, (i64, u32)>>,
+    /// Sign-ins started per client (an IPv6 /64 counts as one) in the current minute.
+    starts: ClientWindows,
     endpoints: Mutex<HashMap<String, IdpEndpoints>>,
     http: reqwest::Client,
 }
@@ -74,7 +74,7 @@ impl WebState {
                 .map(|c| (c.tenant.clone(), c.clone()))
                 .collect(),
             pending: Mutex::new(HashMap::new()),
-            starts: Mutex::new(HashMap::new()),
+            starts: ClientWindows::new(MAX_PENDING),
             endpoints: Mutex::new(HashMap::new()),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(5))
@@ -182,21 +182,11 @@ pub async fn devices(
 /// Counts a sign-in started by `ip`; `false` once it started too many this minute.
 fn may_start(state: &WebState, ip: Option<std::net::IpAddr>, now: i64) -> bool {
     let Some(ip) = ip else { return true };
-    let key = crate::service::client_key(ip);
-    let mut starts = state.starts.lock();
-    if starts.len() >= MAX_PENDING && !starts.contains_key(&key) {
-        starts.retain(|_, (start, _)| now - *start < 60);
-        if starts.len() >= MAX_PENDING {
-            // Every slot is a client started within the minute: a new one waits for a free slot.
-            return false;
-        }
-    }
-    let entry = starts.entry(key).or_insert((now, 0));
-    if now - entry.0 >= 60 {
-        *entry = (now, 0);
-    }
-    entry.1 += 1;
-    entry.1 <= SIGN_INS_PER_MINUTE
+    // A full map (every slot a client started within the minute): a new one waits.
+    state
+        .starts
+        .add(ip, now)
+        .is_some_and(|n| n <= SIGN_INS_PER_MINUTE)
 }
 
 fn too_many_sign_ins() -> HttpResponse {

@@ -33,9 +33,24 @@ pub(super) fn auth_time_of(claims: &Value, now: i64) -> Option<i64> {
 /// (`s` → `n − s`) into another valid one, and that must not make a spent token new again.
 pub(super) fn spent_id_token(token: &str, claims: &Value, now: i64) -> UsedCredential {
     let signed = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
+    spent("id_token", signed, claims, now)
+}
+
+/// The single-use record of a logout token: its `jti`, kept until the token expires.
+pub(super) fn spent_logout_jti(claims: &Value, now: i64) -> UsedCredential {
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    spent("logout_jti", jti, claims, now)
+}
+
+/// `kind`'s record of `key` (hashed), kept until the token's `exp` (plus the clock leeway: until
+/// then it could still be accepted).
+fn spent(kind: &'static str, key: &str, claims: &Value, now: i64) -> UsedCredential {
     UsedCredential {
-        kind: "id_token",
-        hash: crate::token::hash_hex(signed),
+        kind,
+        hash: crate::token::hash_hex(key),
         expires_at: claims
             .get("exp")
             .and_then(Value::as_i64)

@@ -31,10 +31,13 @@ pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Failures per client (see [`client_key`]): (window start, count).
-#[derive(Default)]
-pub(super) struct FailureLimiter {
-    failures: Mutex<Tracked>,
+/// Counts per client (see [`client_key`]) in one-minute windows: (window start, count). At most
+/// `max` clients are held; past it, a new one is not counted until a sweep of the stale windows
+/// (at most once a second) makes room, so the map never grows without bound and no call scans
+/// it on every request. What a full map means is the caller's decision.
+pub(crate) struct ClientWindows {
+    tracked: Mutex<Tracked>,
+    max: usize,
 }
 
 #[derive(Default)]
@@ -43,12 +46,62 @@ struct Tracked {
     last_sweep: i64,
 }
 
+impl ClientWindows {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            tracked: Mutex::default(),
+            max,
+        }
+    }
+
+    /// `ip`'s client's window as (start, count), if it has one.
+    fn window(&self, ip: IpAddr) -> Option<(i64, u32)> {
+        self.tracked.lock().by_client.get(&client_key(ip)).copied()
+    }
+
+    /// Counts one for `ip`'s client: its count in the current window, or `None` when the map is
+    /// full of live windows and the client could not be counted.
+    pub(crate) fn add(&self, ip: IpAddr, now: i64) -> Option<u32> {
+        let key = client_key(ip);
+        let mut tracked = self.tracked.lock();
+        if tracked.by_client.len() >= self.max && !tracked.by_client.contains_key(&key) {
+            if now == tracked.last_sweep {
+                return None;
+            }
+            tracked.last_sweep = now;
+            tracked.by_client.retain(|_, (start, _)| now - *start < 60);
+            if tracked.by_client.len() >= self.max {
+                return None;
+            }
+        }
+        let entry = tracked.by_client.entry(key).or_insert((now, 0));
+        if now - entry.0 >= 60 {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        Some(entry.1)
+    }
+}
+
+/// Failed lookups per client; a client it could not count (a full map) is not limited.
+pub(super) struct FailureLimiter {
+    failures: ClientWindows,
+}
+
+impl Default for FailureLimiter {
+    fn default() -> Self {
+        Self {
+            failures: ClientWindows::new(MAX_TRACKED),
+        }
+    }
+}
+
 impl FailureLimiter {
     /// `429` when `ip` is over the limit in the current window.
     pub(super) fn check(&self, ip: Option<IpAddr>, now: i64) -> Result<(), ApiError> {
         let Some(ip) = ip else { return Ok(()) };
-        match self.failures.lock().by_client.get(&client_key(ip)) {
-            Some((start, n)) if now - start < 60 && *n >= FAILURES_PER_MINUTE => {
+        match self.failures.window(ip) {
+            Some((start, n)) if now - start < 60 && n >= FAILURES_PER_MINUTE => {
                 Err(ApiError::TooManyRequests {
                     retry_after: u64::try_from(60 - (now - start)).unwrap_or(1),
                 })
@@ -59,24 +112,9 @@ impl FailureLimiter {
 
     /// Counts one failed lookup from `ip`.
     pub(super) fn note(&self, ip: Option<IpAddr>, now: i64) {
-        let Some(ip) = ip else { return };
-        let key = client_key(ip);
-        let mut tracked = self.failures.lock();
-        if tracked.by_client.len() >= MAX_TRACKED && !tracked.by_client.contains_key(&key) {
-            if now == tracked.last_sweep {
-                return;
-            }
-            tracked.last_sweep = now;
-            tracked.by_client.retain(|_, (start, _)| now - *start < 60);
-            if tracked.by_client.len() >= MAX_TRACKED {
-                return;
-            }
+        if let Some(ip) = ip {
+            let _ = self.failures.add(ip, now);
         }
-        let entry = tracked.by_client.entry(key).or_insert((now, 0));
-        if now - entry.0 >= 60 {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
     }
 }
 

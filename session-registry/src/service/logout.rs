@@ -3,10 +3,11 @@
 
 use serde_json::Value;
 
+use super::intake::spent_logout_jti;
 use super::Registry;
 use crate::error::ApiError;
 use crate::oidc::unverified_issuer;
-use crate::store::{StoreError, TenantRecord, UsedCredential};
+use crate::store::{StoreError, TenantRecord};
 
 impl Registry {
     /// `POST /v1/backchannel-logout`: a logout token from a tenant's IdP ends matching sessions.
@@ -41,21 +42,7 @@ impl Registry {
         for (tenant, claims) in verified {
             let sub = claims.get("sub").and_then(Value::as_str);
             let sid = claims.get("sid").and_then(Value::as_str);
-            let jti = UsedCredential {
-                kind: "logout_jti",
-                hash: crate::token::hash_hex(
-                    claims
-                        .get("jti")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default(),
-                ),
-                expires_at: claims
-                    .get("exp")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(now)
-                    .max(now)
-                    + crate::oidc::LEEWAY,
-            };
+            let jti = spent_logout_jti(&claims, now);
             match self
                 .store
                 .idp_logout(&tenant.slug, &tenant.issuer, sub, sid, &jti, now)

@@ -32,7 +32,7 @@ pub use registry_api::{
     SessionView, DURATION_RANGE,
 };
 
-pub(crate) use limits::client_key;
+pub(crate) use limits::ClientWindows;
 use limits::FailureLimiter;
 use tenant_cache::TenantCache;
 
