@@ -64,7 +64,8 @@ if [ -z "${BENCH_CLI_INNER:-}" ]; then
 fi
 
 # From here on: under the private Secret Service, HOME and XDG folders temporary.
-LANYARD="$ROOT/target/release/lanyard"
+RELEASE="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+LANYARD="$RELEASE/lanyard"
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
@@ -76,13 +77,13 @@ trap 'exit 130' INT TERM
 
 echo "== starting the stack ($BENCH_STACK)" >&2
 if [ "$BENCH_STACK" = devstack ]; then
-  bench_start devstack "mock-idp listening on" env RUST_LOG=warn "$ROOT/target/release/devstack" \
+  bench_start devstack "mock-idp listening on" env RUST_LOG=warn "$RELEASE/devstack" \
     --idp-bind 127.0.0.1:0 --registry-bind 127.0.0.1:0 --data-dir "$WORK/devstack"
   IDP="$BASE"
   bench_wait_line devstack "session-registry listening on"
   REGISTRY="$BASE"
 else
-  bench_start mock-idp "mock-idp listening on" env RUST_LOG=warn "$ROOT/target/release/mock-idp" \
+  bench_start mock-idp "mock-idp listening on" env RUST_LOG=warn "$RELEASE/mock-idp" \
     --bind 127.0.0.1:0
   IDP="$BASE"
   cat >"$WORK/registry.toml" <<EOF
@@ -92,7 +93,7 @@ issuer = "$IDP/acme"
 audiences = ["lanyard-cli"]
 EOF
   bench_start session-registry "session-registry listening on" env RUST_LOG=warn \
-    "$ROOT/target/release/session-registry" --bind 127.0.0.1:0 \
+    "$RELEASE/session-registry" --bind 127.0.0.1:0 \
     --database-url "sqlite://$WORK/r.db" --config "$WORK/registry.toml"
   REGISTRY="$BASE"
 fi
@@ -181,7 +182,7 @@ measure() {
 # The Secret Service store opened and nothing read: `account-store-probe DIR secret-service list`
 # on an empty profile (connect, look the profile's marker entry up, read an empty index).
 measure_open() {
-  measure_cmd "$1" bench-ss "$ROOT/target/release/account-store-probe $WORK/probe-profile secret-service list"
+  measure_cmd "$1" bench-ss "$RELEASE/account-store-probe $WORK/probe-profile secret-service list"
   (use_profile bench-ss; dbus-send --session --print-reply --dest=org.freedesktop.secrets \
     /org/freedesktop/secrets/collection/login org.freedesktop.DBus.Properties.Get \
     string:org.freedesktop.Secret.Collection string:Items) | grep -c 'object path' >"$WORK/$1.items" || true
