@@ -181,6 +181,10 @@ impl Devstack {
             )),
             trusted_proxies: Vec::new(),
             allow_http_issuers: false,
+            events: session_registry::config::EventsSetting::Postgres,
+            deployment: "lanyard".into(),
+            // One process: its keys in `registry-keys` (devstack keeps them across restarts).
+            key_encryption_key: None,
             workers: 2,
         };
         let registry_config = RegistryConfig {

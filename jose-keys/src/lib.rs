@@ -237,6 +237,12 @@ impl SigningKey {
         Err(KeyError::UnknownFormat)
     }
 
+    /// The private key as PKCS#8 PEM, for a caller that keeps keys itself (sealed, e.g. in a
+    /// shared database).
+    pub fn private_pem(&self) -> &SecretString {
+        &self.private_pem
+    }
+
     /// The signer, for an ES256 key.
     pub fn es256(&self) -> Option<&Es256Signer> {
         self.es256.as_ref()
@@ -293,6 +299,31 @@ impl KeySet {
             }
         }
         Ok(set)
+    }
+
+    /// A set of keys kept elsewhere (a shared database): each with when it stops being published
+    /// (`None` while it signs), oldest first. Nothing is written to disk.
+    pub fn from_keys(keys: Vec<(SigningKey, Option<OffsetDateTime>)>) -> Self {
+        KeySet {
+            slots: keys
+                .into_iter()
+                .map(|(key, published_until)| Slot {
+                    key: Arc::new(key),
+                    published_until,
+                    file: None,
+                })
+                .collect(),
+            dir: None,
+        }
+    }
+
+    /// The `kid` of every key held and when it stops being published: two sets with the same
+    /// answer sign and verify alike.
+    pub fn summary(&self) -> Vec<(String, Option<OffsetDateTime>)> {
+        self.slots
+            .iter()
+            .map(|s| (s.key.kid.clone(), s.published_until))
+            .collect()
     }
 
     fn push(&mut self, key: SigningKey, file: Option<PathBuf>) {

@@ -45,6 +45,20 @@ pub struct Settings {
     /// for a private network you vouch for; `https` or loopback `http` otherwise).
     #[arg(long, env = "SESSION_REGISTRY_ALLOW_HTTP_ISSUERS")]
     pub allow_http_issuers: bool,
+    /// How events reach every registry process: `postgres` (LISTEN/NOTIFY, the default on one
+    /// box) or `nats://HOST:PORT` (an outbox relayed to NATS JetStream: many processes). With
+    /// SQLite there is one process and this is ignored.
+    #[arg(long, env = "SESSION_REGISTRY_EVENTS", default_value = "postgres", value_parser = parse_events)]
+    pub events: EventsSetting,
+    /// The deployment's name on NATS: its stream is `LANYARD_<name>`, its subjects
+    /// `lanyard.<name>.…` (several deployments can share a NATS server).
+    #[arg(long, env = "SESSION_REGISTRY_DEPLOYMENT", default_value = "lanyard")]
+    pub deployment: String,
+    /// The key that seals the session-JWT signing keys in Postgres (32 bytes, base64): with it,
+    /// every process on the database signs and verifies with the same keys, and a rotation
+    /// through any reaches all. Without it, each process keeps keys of its own (`key_dir`).
+    #[arg(long, env = "SESSION_REGISTRY_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    pub key_encryption_key: Option<SecretString>,
     /// HTTP worker threads (each runs its own event loop).
     #[arg(long, env = "SESSION_REGISTRY_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
@@ -61,6 +75,9 @@ impl Settings {
             admin_token: Some(SecretString::from(DEV_ADMIN_TOKEN)),
             trusted_proxies: Vec::new(),
             allow_http_issuers: false,
+            events: EventsSetting::Postgres,
+            deployment: "lanyard".into(),
+            key_encryption_key: Some(SecretString::from(TEST_KEY_ENCRYPTION_KEY)),
             workers: 2,
         }
     }
@@ -76,6 +93,28 @@ impl Settings {
             Some(p) => RegistryConfig::from_file(p),
             None => Ok(RegistryConfig::default()),
         }
+    }
+}
+
+/// The key-encryption key of [`Settings::for_tests`] (32 bytes of 0x2a): tests only.
+pub const TEST_KEY_ENCRYPTION_KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
+
+/// Where events go between registry processes (`--events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventsSetting {
+    Postgres,
+    Nats(String),
+}
+
+pub fn parse_events(s: &str) -> Result<EventsSetting, String> {
+    match s.trim() {
+        "postgres" => Ok(EventsSetting::Postgres),
+        url if url.starts_with("nats://") && url.len() > "nats://".len() => {
+            Ok(EventsSetting::Nats(url.to_owned()))
+        }
+        other => Err(format!(
+            "'{other}' is neither `postgres` nor a `nats://HOST:PORT` URL"
+        )),
     }
 }
 

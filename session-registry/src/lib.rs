@@ -13,6 +13,7 @@ pub mod oidc;
 pub mod refusal;
 mod routes;
 pub mod service;
+pub mod shared_keys;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

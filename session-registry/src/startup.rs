@@ -11,13 +11,14 @@ use futures_util::FutureExt;
 use jose_keys::{KeySet, SigningAlg};
 use lanyard_clock::{SharedClock, SystemClock};
 
-use crate::config::{RegistryConfig, Settings};
+use crate::config::{EventsSetting, RegistryConfig, Settings};
 use crate::error::ApiError;
-use crate::events::{spawn_pg_listener, Hub};
+use crate::events::{connect_nats, spawn_outbox_relay, spawn_pg_listener, Hub, Subjects};
 use crate::metrics::Metrics;
 use crate::routes::{self, admin_token};
-use crate::service::{Registry, JWT_TTL};
-use crate::store::{PgStore, SqliteStore, Store};
+use crate::service::{EventFeed, Registry, JWT_TTL};
+use crate::shared_keys::{KeyEncryptionKey, SharedKeys, RELOAD_INTERVAL};
+use crate::store::{Announce, PgStore, SqliteStore, Store};
 
 pub const MAX_BODY: usize = 64 * 1024;
 /// How long revoked sessions stay for audit before garbage collection.
@@ -36,6 +37,10 @@ pub enum StartupError {
     Store(#[from] crate::store::StoreError),
     #[error("signing keys: {0}")]
     Keys(#[from] jose_keys::KeyError),
+    #[error("shared signing keys: {0}")]
+    SharedKeys(#[from] crate::shared_keys::SharedKeyError),
+    #[error(transparent)]
+    Nats(#[from] crate::events::NatsError),
     #[error("cannot create {path}: {source}")]
     Dir {
         path: String,
@@ -103,10 +108,30 @@ impl Application {
 
         let url = settings.database_url();
         let hub = Arc::new(Hub::new());
-        let (store, via_db): (Arc<dyn Store>, bool) = if url.starts_with("postgres") {
-            let pg = Arc::new(PgStore::connect(&url, settings.migrate).await?);
-            spawn_pg_listener(pg.clone(), hub.clone()).await?;
-            (pg, true)
+        let mut shared_keys = None;
+        let (store, feed): (Arc<dyn Store>, EventFeed) = if url.starts_with("postgres") {
+            let pg = PgStore::connect(&url, settings.migrate).await?;
+            let (pg, feed) = match &settings.events {
+                EventsSetting::Postgres => {
+                    let pg = Arc::new(pg);
+                    spawn_pg_listener(pg.clone(), hub.clone()).await?;
+                    (pg, EventFeed::Database)
+                }
+                EventsSetting::Nats(nats_url) => {
+                    let subjects = Subjects::new(&settings.deployment);
+                    let pg = Arc::new(pg.with_announce(Announce::Outbox(subjects.clone())));
+                    let js = connect_nats(nats_url, subjects, hub.clone()).await?;
+                    tracing::info!(nats = %nats_url, deployment = %settings.deployment, "events through the outbox and NATS JetStream");
+                    (pg.clone(), EventFeed::Outbox(spawn_outbox_relay(pg, js)))
+                }
+            };
+            if let Some(kek) = &settings.key_encryption_key {
+                shared_keys = Some(SharedKeys::new(
+                    pg.clone(),
+                    KeyEncryptionKey::from_base64(kek)?,
+                ));
+            }
+            (pg, feed)
         } else {
             if let Some(path) = url.strip_prefix("sqlite://") {
                 if let Some(dir) =
@@ -120,13 +145,26 @@ impl Application {
                     }
                 }
             }
-            (Arc::new(SqliteStore::connect(&url).await?), false)
+            (Arc::new(SqliteStore::connect(&url).await?), EventFeed::Local)
         };
         register_tenants(store.as_ref(), &config.tenants)
             .await
             .map_err(|e| e.source)?;
-        let mut keys = KeySet::load(&[], config.key_dir.as_deref())?;
-        keys.ensure(SigningAlg::ES256)?;
+        let keys = match &shared_keys {
+            Some(shared) => {
+                shared
+                    .load_or_create(clock.now().unix_timestamp())
+                    .await?
+            }
+            None => {
+                if url.starts_with("postgres") {
+                    tracing::warn!("no --key-encryption-key: this process signs session JWTs with keys of its own, which other registry processes do not know");
+                }
+                let mut keys = KeySet::load(&[], config.key_dir.as_deref())?;
+                keys.ensure(SigningAlg::ES256)?;
+                keys
+            }
+        };
         let metrics =
             Metrics::new().map_err(|e| crate::store::StoreError::Inconsistent(e.to_string()))?;
         let mut registry = Registry::new(
@@ -135,15 +173,31 @@ impl Application {
             keys,
             clock.clone(),
             base_url.clone(),
-            via_db,
+            feed,
             metrics,
         );
         registry.trusted_proxies = settings.trusted_proxies.clone();
+        registry.shared_keys = shared_keys;
         let registry = web::Data::new(registry);
         // Seed the JWT revocation cache with what other processes revoked recently.
         let since = clock.now().unix_timestamp() - JWT_TTL - 60;
         for (tenant, sid) in store.revoked_since(since).await? {
             hub.mark_revoked(&tenant, &sid, since);
+        }
+
+        if registry.shared_keys.is_some() {
+            let watcher = registry.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = watcher.hub.keys_change() => {}
+                        () = tokio::time::sleep(RELOAD_INTERVAL) => {}
+                    }
+                    if let Err(e) = watcher.reload_shared_keys().await {
+                        tracing::warn!(error = %e, "cannot read the shared signing keys");
+                    }
+                }
+            });
         }
 
         let gc = registry.clone();

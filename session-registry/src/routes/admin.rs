@@ -192,7 +192,7 @@ async fn rotate_keys(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     require_server_admin(&req, &admin)?;
-    let kid = reg.rotate_signing_key()?;
+    let kid = reg.rotate_signing_key().await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(json!({"kid": kid, "previous_key_published_for_secs": KEY_ROTATION_GRACE})))

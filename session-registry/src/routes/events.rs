@@ -1,6 +1,9 @@
-//! `GET /v1/events`: Server-Sent Events for the caller's account (created, extended, revoked).
-//! `Last-Event-ID` replays what was missed; the stream ends after the caller's own session is
-//! revoked, and when the server shuts down.
+//! `GET /v1/events`: Server-Sent Events for the caller's account (created, extended, revoked,
+//! upgraded). An event's id is its number in the account (`seq`: 1, 2, 3, … in commit order),
+//! the same on every registry process, so `Last-Event-ID` replays exactly what was missed from
+//! any of them. An event that arrives with a gap before it (a feed can deliver an account's
+//! events out of order) is preceded by the missing ones, read from the database. The stream ends
+//! after the caller's own session is revoked, and when the server shuts down.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -16,12 +19,32 @@ use crate::error::ApiError;
 use crate::service::Registry;
 use crate::store::EventRecord;
 
+/// What a client sees of an event: its `id` is the account's event number.
+#[derive(serde::Serialize)]
+struct WireEvent<'a> {
+    id: i64,
+    tenant: &'a str,
+    account_id: &'a str,
+    session_id: &'a str,
+    kind: &'a str,
+    at: i64,
+}
+
 fn frame(e: &EventRecord) -> Bytes {
-    let data = serde_json::to_string(e).unwrap_or_default();
-    Bytes::from(format!("id: {}\nevent: {}\ndata: {data}\n\n", e.id, e.kind))
+    let data = serde_json::to_string(&WireEvent {
+        id: e.seq,
+        tenant: &e.tenant,
+        account_id: &e.account_id,
+        session_id: &e.session_id,
+        kind: &e.kind,
+        at: e.at,
+    })
+    .unwrap_or_default();
+    Bytes::from(format!("id: {}\nevent: {}\ndata: {data}\n\n", e.seq, e.kind))
 }
 
 struct State {
+    reg: web::Data<Registry>,
     rx: broadcast::Receiver<EventRecord>,
     /// Resolves when the server shuts down.
     closed: Pin<Box<dyn Future<Output = ()>>>,
@@ -29,14 +52,26 @@ struct State {
     tenant: String,
     account_id: String,
     session_id: String,
-    last_id: i64,
+    /// The number of the last event sent (or skipped as already known).
+    last_seq: i64,
     done: bool,
+}
+
+impl State {
+    /// The frame of the next backlog event, ending the stream after the caller's own revocation.
+    fn next_from_backlog(&mut self) -> Option<Bytes> {
+        let e = self.backlog.pop_front()?;
+        self.last_seq = self.last_seq.max(e.seq);
+        self.done = e.kind == "revoked" && e.session_id == self.session_id;
+        Some(frame(&e))
+    }
 }
 
 #[utoipa::path(get, path = "/v1/events", responses((status = 200, content_type = "text/event-stream"), (status = 401)),
     security(("bearer" = [])))]
 pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let caller = reg.resolve(bearer(&req)?, &ctx(&req)).await?;
+    let reg_for_stream = reg.clone();
     // Subscribe before reading the backlog so nothing falls in between.
     let rx = reg.hub.subscribe();
     let last_id: i64 = req
@@ -55,8 +90,8 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
     };
     // A fresh stream starts after the newest event already stored: a relay that replays the log
     // after a reconnect must not resend history to it.
-    let start_id = match backlog.back() {
-        Some(e) => e.id,
+    let start_seq = match backlog.back() {
+        Some(e) => e.seq,
         None if last_id == i64::MAX => {
             reg.store
                 .latest_event_id(&caller.tenant, &caller.session.account_id)
@@ -65,22 +100,22 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
         None => last_id,
     };
     let state = State {
+        reg: reg_for_stream,
         rx,
         closed: Box::pin(reg.hub.closed()),
         backlog,
         tenant: caller.tenant,
         account_id: caller.session.account_id,
         session_id: caller.session.id,
-        last_id: start_id,
+        last_seq: start_seq,
         done: false,
     };
     let body = futures_util::stream::unfold(state, |mut st| async move {
         if st.done {
             return None;
         }
-        if let Some(e) = st.backlog.pop_front() {
-            st.done = e.kind == "revoked" && e.session_id == st.session_id;
-            return Some((Ok::<_, actix_web::Error>(frame(&e)), st));
+        if let Some(bytes) = st.next_from_backlog() {
+            return Some((Ok::<_, actix_web::Error>(bytes), st));
         }
         loop {
             let next = tokio::select! {
@@ -91,11 +126,34 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
             match next {
                 Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st)),
                 Ok(Ok(e)) => {
-                    if e.tenant != st.tenant || e.account_id != st.account_id || e.id <= st.last_id
+                    if e.tenant != st.tenant
+                        || e.account_id != st.account_id
+                        || e.seq <= st.last_seq
                     {
                         continue;
                     }
-                    st.last_id = e.id;
+                    if e.seq > st.last_seq + 1 {
+                        // A gap: what came before it is in the database (committed first).
+                        match st
+                            .reg
+                            .store
+                            .events_after(&st.tenant, &st.account_id, st.last_seq)
+                            .await
+                        {
+                            Ok(missed) => st.backlog.extend(missed),
+                            // The client resumes from its Last-Event-ID once it reconnects.
+                            Err(err) => {
+                                tracing::warn!(error = %err, "event stream cannot fill a gap; ending it");
+                                return None;
+                            }
+                        }
+                        if st.backlog.back().is_none_or(|b| b.seq < e.seq) {
+                            st.backlog.push_back(e);
+                        }
+                        let bytes = st.next_from_backlog()?;
+                        return Some((Ok(bytes), st));
+                    }
+                    st.last_seq = e.seq;
                     st.done = e.kind == "revoked" && e.session_id == st.session_id;
                     return Some((Ok(frame(&e)), st));
                 }

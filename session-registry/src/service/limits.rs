@@ -1,6 +1,9 @@
 //! The failed-lookup limit: more than [`FAILURES_PER_MINUTE`] credentials that matched nothing
 //! from one client address in a minute, and that address is answered `429` until the minute is
-//! over. Only lookups that found nothing count (a malformed token, no such session, a session JWT
+//! over. The count is shared by every process on one database (`failed_lookups`): a failure
+//! is counted there, and the process that saw it takes the shared count, so a client spreading
+//! guesses over several processes behind a load balancer gets at most one more guess per process
+//! than on one. Only lookups that found nothing count (a malformed token, no such session, a session JWT
 //! that does not verify): a revoked or expired session's device presenting it again is no guess.
 
 use std::collections::HashMap;
@@ -81,6 +84,20 @@ impl ClientWindows {
         entry.1 += 1;
         Some(entry.1)
     }
+
+    /// Takes a window counted elsewhere (the shared count) for `ip`'s client when it is newer or
+    /// higher than the one held.
+    pub(crate) fn raise(&self, ip: IpAddr, start: i64, count: u32) {
+        let key = client_key(ip);
+        let mut tracked = self.tracked.lock();
+        if tracked.by_client.len() >= self.max && !tracked.by_client.contains_key(&key) {
+            return;
+        }
+        let entry = tracked.by_client.entry(key).or_insert((start, 0));
+        if start > entry.0 || (start == entry.0 && count > entry.1) {
+            *entry = (start, count);
+        }
+    }
 }
 
 /// Failed lookups per client; a client it could not count (a full map) is not limited.
@@ -110,7 +127,12 @@ impl FailureLimiter {
         }
     }
 
-    /// Counts one failed lookup from `ip`.
+    /// Takes the shared count of `ip`'s client: `failures` in the window that began at `start`.
+    pub(super) fn shared(&self, ip: IpAddr, start: i64, failures: u32) {
+        self.failures.raise(ip, start, failures);
+    }
+
+    /// Counts one failed lookup from `ip` here alone (when the shared count is unavailable).
     pub(super) fn note(&self, ip: Option<IpAddr>, now: i64) {
         if let Some(ip) = ip {
             let _ = self.failures.add(ip, now);
@@ -140,6 +162,20 @@ mod tests {
         assert!(limiter.check(b, 130).is_ok());
         assert!(limiter.check(a, 160).is_ok(), "a new minute");
         assert!(limiter.check(None, 130).is_ok(), "no address, no limit");
+    }
+
+    #[test]
+    fn a_count_made_by_other_processes_limits_here_too() {
+        let limiter = FailureLimiter::default();
+        let a: IpAddr = "203.0.113.9".parse().unwrap();
+        limiter.shared(a, 100, FAILURES_PER_MINUTE - 1);
+        assert!(limiter.check(Some(a), 110).is_ok());
+        limiter.shared(a, 100, FAILURES_PER_MINUTE);
+        assert!(limiter.check(Some(a), 110).is_err());
+        // An older window never replaces a newer one.
+        limiter.shared(a, 40, 1);
+        assert!(limiter.check(Some(a), 110).is_err());
+        assert!(limiter.check(Some(a), 160).is_ok(), "the window is over");
     }
 
     #[test]

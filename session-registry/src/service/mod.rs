@@ -1,17 +1,20 @@
 //! The registry's behaviour, independent of HTTP, one job a module: opening, checking and
 //! managing sessions (`sessions`), the ID-token intake rules (`intake`), back-channel and admin
 //! logout (`logout`), the failed-lookup limit (`limits`) and the tenant settings cache
-//! (`tenant_cache`). Here: the [`Registry`] they share, session JWTs, events, key rotation and
-//! garbage collection.
+//! (`tenant_cache`), the sessions heartbeats are answered from (`session_cache`). Here: the
+//! [`Registry`] they share, session JWTs, events, key rotation and garbage collection.
 
 mod intake;
 mod limits;
 mod logout;
+mod session_cache;
 mod sessions;
 mod tenant_cache;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 use jose_keys::{KeySet, SigningAlg};
 use lanyard_clock::SharedClock;
@@ -24,6 +27,7 @@ use crate::jwt_cache::JwtCache;
 use crate::metrics::Metrics;
 use crate::oidc::OidcVerifier;
 use crate::refusal::Refusal;
+use crate::shared_keys::SharedKeys;
 use crate::store::{EventRecord, SessionRecord, Store};
 
 pub use registry_api::{
@@ -34,7 +38,20 @@ pub use registry_api::{
 
 pub(crate) use limits::ClientWindows;
 use limits::FailureLimiter;
+pub use session_cache::SESSION_RECHECK;
+use session_cache::SessionCache;
 use tenant_cache::TenantCache;
+
+/// How this process's events reach the others (and theirs reach it).
+#[derive(Debug, Clone)]
+pub enum EventFeed {
+    /// One process (SQLite): events are published here.
+    Local,
+    /// Postgres NOTIFY: the feed brings this process's own events back too.
+    Database,
+    /// The outbox and NATS JetStream: the relay is woken after every change.
+    Outbox(Arc<Notify>),
+}
 
 /// Session JWT lifetime.
 pub const JWT_TTL: i64 = 300;
@@ -56,14 +73,18 @@ pub struct Registry {
     pub clock: SharedClock,
     /// `iss` of session JWTs: the registry's public URL.
     pub issuer: String,
-    /// Whether events arrive through Postgres NOTIFY (else they are published here).
-    pub events_via_database: bool,
+    /// How events reach the other processes.
+    pub feed: EventFeed,
     pub metrics: Metrics,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The signing keys in the database, shared by every process (Postgres with a
+    /// key-encryption key); without them, this process's own.
+    pub shared_keys: Option<SharedKeys>,
     failures: FailureLimiter,
     jwts: JwtCache,
     tenants: TenantCache,
+    sessions: SessionCache,
 }
 
 /// Who is calling, after their bearer credential checked out.
@@ -115,7 +136,7 @@ impl Registry {
         keys: KeySet,
         clock: SharedClock,
         issuer: String,
-        events_via_database: bool,
+        feed: EventFeed,
         metrics: Metrics,
     ) -> Self {
         Self {
@@ -125,12 +146,14 @@ impl Registry {
             verifier: OidcVerifier::new(clock.clone()),
             clock,
             issuer,
-            events_via_database,
+            feed,
             metrics,
             trusted_proxies: Vec::new(),
+            shared_keys: None,
             failures: FailureLimiter::default(),
             jwts: JwtCache::new(),
             tenants: TenantCache::default(),
+            sessions: SessionCache::default(),
         }
     }
 
@@ -138,19 +161,22 @@ impl Registry {
         self.clock.now().unix_timestamp()
     }
 
-    /// Publishes events to local subscribers when the database does not (SQLite).
+    /// Events this process just committed: noted at once (a revocation is refused here from
+    /// now on, and cached sessions of the account are read again), then sent on by the feed.
     pub(crate) fn publish(&self, events: Vec<EventRecord>) {
+        let any = !events.is_empty();
         for e in events {
             self.metrics
                 .events
                 .with_label_values(&[e.kind.as_str()])
                 .inc();
-            if e.kind == "revoked" {
-                self.hub.mark_revoked(&e.tenant, &e.session_id, e.at);
-            }
-            if !self.events_via_database {
+            self.hub.note(&e);
+            if matches!(self.feed, EventFeed::Local) {
                 self.hub.publish(e);
             }
+        }
+        if let (EventFeed::Outbox(relay), true) = (&self.feed, any) {
+            relay.notify_one();
         }
     }
 
@@ -185,8 +211,18 @@ impl Registry {
 
     /// Rotates the session-JWT signing key: new JWTs are signed with a fresh key at once, and the
     /// old key stays in the JWKS (and is accepted) for [`KEY_ROTATION_GRACE`], so the JWTs it
-    /// signed live out their lifetime. Returns the new key's `kid`.
-    pub fn rotate_signing_key(&self) -> Result<String, ApiError> {
+    /// signed live out their lifetime. With shared keys the rotation is written to the database
+    /// and reaches every process (see `shared_keys`). Returns the new key's `kid`.
+    pub async fn rotate_signing_key(&self) -> Result<String, ApiError> {
+        if let Some(shared) = &self.shared_keys {
+            let kid = shared
+                .rotate(self.now(), KEY_ROTATION_GRACE)
+                .await
+                .map_err(|e| ApiError::Internal(format!("key rotation: {e}")))?;
+            self.reload_shared_keys().await?;
+            tracing::info!(%kid, grace_secs = KEY_ROTATION_GRACE, "shared session-JWT signing key rotated");
+            return Ok(kid);
+        }
         let kid = self
             .keys
             .write()
@@ -201,10 +237,34 @@ impl Registry {
         Ok(kid)
     }
 
+    /// Reads the shared signing keys again; takes them when they differ from the ones held.
+    pub async fn reload_shared_keys(&self) -> Result<(), ApiError> {
+        let Some(shared) = &self.shared_keys else {
+            return Ok(());
+        };
+        let keys = shared
+            .load(self.now())
+            .await
+            .map_err(|e| ApiError::Internal(format!("signing keys: {e}")))?;
+        if keys.active(SigningAlg::ES256).is_none() {
+            return Err(ApiError::Internal(
+                "the shared signing keys have no active key".into(),
+            ));
+        }
+        if keys.summary() != self.keys.read().summary() {
+            *self.keys.write() = keys;
+            self.jwts.clear();
+            tracing::info!("shared session-JWT signing keys reloaded");
+        }
+        Ok(())
+    }
+
     /// Garbage collection: expired sessions now, revoked ones after the audit window.
     pub async fn collect_garbage(&self, audit_window_secs: i64) -> Result<u64, ApiError> {
         let now = self.now();
         self.hub.forget_revocations_before(now - JWT_TTL - 60);
+        // A cached session read before a forgotten change is past its re-check by then.
+        self.hub.forget_changes_before(now - 2 * SESSION_RECHECK);
         Ok(self.store.gc(now, now - audit_window_secs).await?)
     }
 }

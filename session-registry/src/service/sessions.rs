@@ -83,6 +83,23 @@ fn already_used(e: StoreError, tenant: &str) -> ApiError {
     }
 }
 
+/// The timeout a session has reached at `now`, if any: the reason it is ended with and the refusal.
+fn timed_out(
+    tenant: &TenantRecord,
+    s: &SessionRecord,
+    now: i64,
+) -> Option<(&'static str, Refusal)> {
+    if now >= s.absolute_expires_at {
+        Some(("absolute_timeout", Refusal::AbsoluteLifetimeReached))
+    } else if now >= s.expires_at {
+        Some(("expired", Refusal::SessionExpired))
+    } else if now - s.last_authenticated_at >= tenant.idle_timeout_secs {
+        Some(("idle_timeout", Refusal::SessionIdle))
+    } else {
+        None
+    }
+}
+
 impl Registry {
     /// `POST /v1/sessions`: an ID token of the tenant's IdP opens a device session, once.
     pub async fn create_session(
@@ -179,16 +196,7 @@ impl Registry {
             let reason = s.revoked_reason.clone().unwrap_or_else(|| "revoked".into());
             return Err(Refusal::SessionRevoked { reason }.into());
         }
-        let ended = if now >= s.absolute_expires_at {
-            Some(("absolute_timeout", Refusal::AbsoluteLifetimeReached))
-        } else if now >= s.expires_at {
-            Some(("expired", Refusal::SessionExpired))
-        } else if now - s.last_authenticated_at >= tenant.idle_timeout_secs {
-            Some(("idle_timeout", Refusal::SessionIdle))
-        } else {
-            None
-        };
-        if let Some((reason, refusal)) = ended {
+        if let Some((reason, refusal)) = timed_out(tenant, s, now) {
             let events = self
                 .store
                 .end_sessions(&tenant.slug, std::slice::from_ref(&s.id), reason, now)
@@ -197,6 +205,41 @@ impl Registry {
             return Err(refusal.into());
         }
         Ok(())
+    }
+
+    /// The session of a session token: from the session cache while it may answer, else from
+    /// the database (and then cached). Answers the token's hash too.
+    async fn token_session(
+        &self,
+        token: &SessionToken,
+        now: i64,
+    ) -> Result<(SessionRecord, bool), ApiError> {
+        let hash = token.hash();
+        if let Some(record) = self.sessions.get(&self.hub, token.tenant(), &hash, now) {
+            return Ok((record, true));
+        }
+        let mark = self.hub.mark();
+        let record = self
+            .store
+            .session_by_token_hash(token.tenant(), &hash)
+            .await?
+            .ok_or(Refusal::SessionNotFound)?;
+        self.sessions.put(&hash, &record, now, mark);
+        Ok((record, false))
+    }
+
+    /// Counts a lookup that matched nothing from the client, in the window every process on the
+    /// database shares (in this process alone when the database cannot count it).
+    async fn note_failed_lookup(&self, ip: Option<std::net::IpAddr>, now: i64) {
+        let Some(ip) = ip else { return };
+        let client = super::limits::client_key(ip).to_string();
+        match self.store.note_failed_lookup(&client, now).await {
+            Ok((start, failures)) => self.failures.shared(ip, start, failures),
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared failed-lookup count is unavailable; counting here");
+                self.failures.note(Some(ip), now);
+            }
+        }
     }
 
     /// The session token behind a call that manages sessions (listing, revoking, events,
@@ -211,7 +254,7 @@ impl Registry {
         self.failures.check(ctx.ip, now)?;
         let result = self.resolve_credential(bearer).await;
         if is_failed_lookup(&result) {
-            self.failures.note(ctx.ip, now);
+            self.note_failed_lookup(ctx.ip, now).await;
         }
         result
     }
@@ -232,17 +275,22 @@ impl Registry {
         })
     }
 
-    /// A session token or session JWT resolved to its live session, from the database.
+    /// A session token or session JWT resolved to its live session: a token's from the session
+    /// cache when it may answer, else (and a JWT's always) from the database.
     async fn resolve_credential(&self, bearer: &str) -> Result<Caller, ApiError> {
         let now = self.now();
         let (tenant_slug, record) = if bearer.starts_with(crate::token::PREFIX) {
             let token =
                 SessionToken::parse(bearer).map_err(|e| Refusal::MalformedToken(e.to_string()))?;
-            let record = self
-                .store
-                .session_by_token_hash(token.tenant(), &token.hash())
-                .await?
-                .ok_or(Refusal::SessionNotFound)?;
+            let (mut record, cached) = self.token_session(&token, now).await?;
+            if cached {
+                let tenant = self.tenants.get(self.store.as_ref(), token.tenant()).await?;
+                // The cache only says yes: a refusal is read again from the database first.
+                if timed_out(&tenant, &record, now).is_some() {
+                    self.sessions.forget(&token.hash());
+                    record = self.token_session(&token, now).await?.0;
+                }
+            }
             (token.tenant().to_owned(), record)
         } else {
             let claims = self.verify_jwt(bearer)?;
@@ -296,7 +344,7 @@ impl Registry {
             .with_label_values(&[via.label(), outcome])
             .inc();
         if is_failed_lookup(&result) {
-            self.failures.note(ctx.ip, now);
+            self.note_failed_lookup(ctx.ip, now).await;
         }
         result
     }
@@ -350,6 +398,11 @@ impl Registry {
                 .store
                 .touch(&caller.tenant, &caller.session.id, now, new_expiry)
                 .await?;
+            if via == Via::Token {
+                if let Ok(token) = SessionToken::parse(credential) {
+                    self.sessions.touched(&token.hash(), now);
+                }
+            }
             self.publish(event.into_iter().collect());
         }
         let mut record = caller.session;
@@ -421,7 +474,13 @@ impl Registry {
                 .tenants
                 .get(self.store.as_ref(), &caller.tenant)
                 .await?;
-            if now - caller.session.auth_time > tenant.max_auth_age_secs {
+            // From the rows just read: the caller's may come from the session cache, which can
+            // predate a re-authentication made through another process.
+            let auth_time = sessions
+                .iter()
+                .find(|s| s.id == own)
+                .map_or(caller.session.auth_time, |s| s.auth_time);
+            if now - auth_time > tenant.max_auth_age_secs {
                 tracing::info!(tenant = %caller.tenant, account = %caller.session.account_id, session = %own, "revoke of other sessions needs a fresh sign-in");
                 return Err(ApiError::InsufficientUserAuthentication {
                     max_age: tenant.max_auth_age_secs,
@@ -509,6 +568,9 @@ impl Registry {
                 reason: "ended".into(),
             })?;
         tracing::info!(tenant = %record.tenant, account = %record.account_id, session = %record.id, "session re-authenticated");
+        // What this process cached of the account predates the new auth_time.
+        self.hub
+            .note_change(&record.tenant, &record.account_id, now);
         Ok(SessionResponse {
             session_jwt: Credential::new(self.mint_jwt(&record, now, now)?),
             session: session_view(&record, Some(&record.id)),

@@ -30,7 +30,11 @@ pub(crate) trait Backend: Send + Sync {
 
     /// Announces an event written in `tx` to the other registry processes when `tx` commits
     /// (Postgres: NOTIFY; SQLite: a single process, nothing to announce).
-    async fn notify(tx: &mut sqlx::Transaction<'_, Self::Db>, event: &EventRecord) -> Result<()>;
+    async fn notify(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Self::Db>,
+        event: &EventRecord,
+    ) -> Result<()>;
 }
 
 macro_rules! impl_store {
@@ -60,6 +64,7 @@ macro_rules! impl_store {
             use sqlx::Row;
             Ok(EventRecord {
                 id: r.try_get("id")?,
+                seq: r.try_get("seq")?,
                 tenant: r.try_get("tenant")?,
                 account_id: r.try_get("account_id")?,
                 session_id: r.try_get("session_id")?,
@@ -87,7 +92,11 @@ macro_rules! impl_store {
             Ok(())
         }
 
+        /// Records an event of the account, numbered after its last (see `sql::NEXT_EVENT_SEQ`),
+        /// and announces it to the other processes when `tx` commits.
+        #[allow(clippy::too_many_arguments)]
         async fn insert_event(
+            store: &$store,
             tx: &mut sqlx::Transaction<'_, $db>,
             tenant: &str,
             account_id: &str,
@@ -95,16 +104,27 @@ macro_rules! impl_store {
             kind: &str,
             at: i64,
         ) -> Result<EventRecord> {
+            use sqlx::Row;
+            let seq: i64 = sqlx::query(sql::NEXT_EVENT_SEQ)
+                .bind(tenant)
+                .bind(account_id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Inconsistent(format!("an event of an unknown account in {tenant}"))
+                })?
+                .try_get("event_seq")?;
             let row = sqlx::query(sql::INSERT_EVENT)
                 .bind(tenant)
                 .bind(account_id)
                 .bind(session_id)
                 .bind(kind)
                 .bind(at)
+                .bind(seq)
                 .fetch_one(&mut **tx)
                 .await?;
             let event = event_from_row(&row)?;
-            <$store as Backend>::notify(tx, &event).await?;
+            store.notify(tx, &event).await?;
             Ok(event)
         }
 
@@ -216,6 +236,7 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 let event = insert_event(
+                    self,
                     &mut tx,
                     &s.tenant,
                     &account_id,
@@ -284,7 +305,7 @@ macro_rules! impl_store {
                         .await?;
                     if expires_at.is_some() {
                         event = Some(
-                            insert_event(&mut tx, tenant, &account_id, id, "extended", now).await?,
+                            insert_event(self, &mut tx, tenant, &account_id, id, "extended", now).await?,
                         );
                     }
                 }
@@ -313,7 +334,7 @@ macro_rules! impl_store {
                     if let Some(row) = row {
                         let account_id: String = row.try_get("account_id")?;
                         events.push(
-                            insert_event(&mut tx, tenant, &account_id, id, "revoked", now).await?,
+                            insert_event(self, &mut tx, tenant, &account_id, id, "revoked", now).await?,
                         );
                     }
                 }
@@ -395,7 +416,7 @@ macro_rules! impl_store {
                     let id: String = row.try_get("id")?;
                     let account_id: String = row.try_get("account_id")?;
                     events.push(
-                        insert_event(&mut tx, tenant, &account_id, &id, "revoked", now).await?,
+                        insert_event(self, &mut tx, tenant, &account_id, &id, "revoked", now).await?,
                     );
                 }
                 tx.commit().await?;
@@ -439,13 +460,13 @@ macro_rules! impl_store {
                 &self,
                 tenant: &str,
                 account_id: &str,
-                after_id: i64,
+                after_seq: i64,
             ) -> Result<Vec<EventRecord>> {
                 let mut tx = Backend::begin(self, tenant).await?;
                 let rows = sqlx::query(sql::EVENTS_AFTER)
                     .bind(tenant)
                     .bind(account_id)
-                    .bind(after_id)
+                    .bind(after_seq)
                     .fetch_all(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -497,7 +518,24 @@ macro_rules! impl_store {
                     tx.commit().await?;
                     total += r.rows_affected();
                 }
+                // Failure windows older than a minute count nothing any more.
+                sqlx::query(sql::GC_FAILED_LOOKUPS)
+                    .bind(expired_before - 60)
+                    .execute(self.pool())
+                    .await?;
                 Ok(total)
+            }
+
+            async fn note_failed_lookup(&self, client: &str, now: i64) -> Result<(i64, u32)> {
+                use sqlx::Row;
+                let row = sqlx::query(sql::NOTE_FAILED_LOOKUP)
+                    .bind(client)
+                    .bind(now)
+                    .fetch_one(self.pool())
+                    .await?;
+                let start: i64 = row.try_get("window_start")?;
+                let failures: i32 = row.try_get("failures")?;
+                Ok((start, u32::try_from(failures).unwrap_or(0)))
             }
 
             async fn set_account_registered(
@@ -524,7 +562,7 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?;
                     Some(
-                        insert_event(&mut tx, tenant, account_id, session_id, "upgraded", now)
+                        insert_event(self, &mut tx, tenant, account_id, session_id, "upgraded", now)
                             .await?,
                     )
                 } else {

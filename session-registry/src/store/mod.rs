@@ -46,7 +46,7 @@ mod sqlite;
 mod statements_check;
 
 pub use backend::random_id;
-pub use postgres::PgStore;
+pub use postgres::{Announce, OutboxRow, PgStore, StoredKey};
 pub use sqlite::SqliteStore;
 
 use serde::Serialize;
@@ -189,9 +189,13 @@ pub struct SessionRecord {
     pub ip: Option<String>,
 }
 
+/// Something that happened to a session. `id` is global (the order events were written in the
+/// whole database); `seq` numbers the account's events 1, 2, 3, … in the order they committed,
+/// and is what an SSE client sees as the event id and resumes from (`Last-Event-ID`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EventRecord {
     pub id: i64,
+    pub seq: i64,
     pub tenant: String,
     pub account_id: String,
     pub session_id: String,
@@ -282,18 +286,23 @@ pub trait Store: Send + Sync {
         tenant: &str,
         filter: &SessionFilter,
     ) -> Result<Vec<SessionRecord>>;
+    /// The account's events numbered after `after_seq` (at most 1000), in order.
     async fn events_after(
         &self,
         tenant: &str,
         account_id: &str,
-        after_id: i64,
+        after_seq: i64,
     ) -> Result<Vec<EventRecord>>;
-    /// The newest event id of an account (0 if none): where a fresh event stream starts.
+    /// The number of an account's newest event (0 if none): where a fresh event stream starts.
     async fn latest_event_id(&self, tenant: &str, account_id: &str) -> Result<i64>;
     /// Revocations since `since` in every tenant (to seed the session-JWT revocation cache).
     async fn revoked_since(&self, since: i64) -> Result<Vec<(String, String)>>;
     /// Deletes sessions expired before `expired_before` and revoked ones older than `revoked_before`.
     async fn gc(&self, expired_before: i64, revoked_before: i64) -> Result<u64>;
+    /// Counts a lookup from `client` that matched nothing, in the client's current one-minute
+    /// window (shared by every process on the database); answers the window's start and its
+    /// count so far.
+    async fn note_failed_lookup(&self, client: &str, now: i64) -> Result<(i64, u32)>;
     /// Marks a guest account registered (`is_guest` false; `email` if given) and records an
     /// `upgraded` event for `session_id`. `None` when the account was not a guest: nothing changes.
     async fn set_account_registered(

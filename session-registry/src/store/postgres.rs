@@ -1,4 +1,6 @@
-//! Postgres: row-level security per tenant and LISTEN/NOTIFY fan-out of events.
+//! Postgres: row-level security per tenant; events announced by LISTEN/NOTIFY (one box) or
+//! through the transactional outbox a relay publishes to NATS JetStream (`--events nats://…`);
+//! the shared session-JWT signing keys.
 
 use std::time::Duration;
 
@@ -12,11 +14,41 @@ use super::*;
 /// The channel events are announced on.
 pub const CHANNEL: &str = "lanyard_events";
 
+/// How a committed event is announced to the other registry processes.
+#[derive(Debug, Clone)]
+pub enum Announce {
+    /// `pg_notify` on [`CHANNEL`] (the default on one box).
+    Notify,
+    /// A row in the outbox, written in the event's transaction, for the JetStream relay.
+    Outbox(crate::events::Subjects),
+}
+
+/// An outbox row claimed by a relay.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub subject: String,
+    pub msg_id: String,
+    pub payload: String,
+}
+
+/// A shared session-JWT signing key as stored (the private key sealed).
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: String,
+    pub sealed_private_key: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+    pub published_until: Option<i64>,
+}
+
 pub struct PgStore {
     pool: PgPool,
     /// The token lookup's own connections (see `pg_hot`).
     hot: HotPool,
     url: String,
+    announce: Announce,
 }
 
 impl PgStore {
@@ -53,7 +85,129 @@ impl PgStore {
             pool,
             hot,
             url: url.to_owned(),
+            announce: Announce::Notify,
         })
+    }
+
+    /// Announces events through `announce` from now on (set before serving).
+    pub fn with_announce(mut self, announce: Announce) -> Self {
+        self.announce = announce;
+        self
+    }
+
+    /// Claims up to `limit` of the oldest outbox rows no other relay holds; they stay claimed
+    /// until the returned transaction ends ([`PgStore::outbox_done`] deletes them and commits;
+    /// dropping it leaves them for the next attempt).
+    pub async fn claim_outbox(
+        &self,
+        limit: i64,
+    ) -> Result<(sqlx::Transaction<'static, Postgres>, Vec<OutboxRow>)> {
+        use sqlx::Row;
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(sql::CLAIM_OUTBOX)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    id: r.try_get("id")?,
+                    subject: r.try_get("subject")?,
+                    msg_id: r.try_get("msg_id")?,
+                    payload: r.try_get("payload")?,
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
+        Ok((tx, rows))
+    }
+
+    /// Deletes published outbox rows and commits the claim.
+    pub async fn outbox_done(
+        &self,
+        mut tx: sqlx::Transaction<'static, Postgres>,
+        ids: &[i64],
+    ) -> Result<()> {
+        sqlx::query(sql::DELETE_OUTBOX)
+            .bind(ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The shared signing keys still published at `now`, oldest first.
+    pub async fn signing_keys(&self, now: i64) -> Result<Vec<StoredKey>> {
+        use sqlx::Row;
+        let rows = sqlx::query(sql::SIGNING_KEYS)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredKey {
+                    kid: r.try_get("kid")?,
+                    alg: r.try_get("alg")?,
+                    sealed_private_key: r.try_get("sealed_private_key")?,
+                    created_at: r.try_get("created_at")?,
+                    retired_at: r.try_get("retired_at")?,
+                    published_until: r.try_get("published_until")?,
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Stores `key` as the one that signs from now on, retiring the others (published until
+    /// `published_until`), one rotation at a time across processes. With `only_if_none`, stores
+    /// it only when no key signs yet (the first process to start makes the first key); answers
+    /// whether it was stored. In NATS mode the rotation is announced through the outbox.
+    pub async fn put_signing_key(
+        &self,
+        key: &StoredKey,
+        published_until: i64,
+        only_if_none: bool,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::LOCK_SIGNING_KEYS).execute(&mut *tx).await?;
+        if only_if_none {
+            let live = sqlx::query(sql::SIGNING_KEYS)
+                .bind(key.created_at)
+                .fetch_all(&mut *tx)
+                .await?;
+            if !live.is_empty() {
+                tx.commit().await?;
+                return Ok(false);
+            }
+        }
+        sqlx::query(sql::INSERT_SIGNING_KEY)
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(&key.sealed_private_key)
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::RETIRE_SIGNING_KEYS)
+            .bind(&key.kid)
+            .bind(key.created_at)
+            .bind(published_until)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::GC_SIGNING_KEYS)
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await?;
+        if let Announce::Outbox(subjects) = &self.announce {
+            sqlx::query(sql::INSERT_OUTBOX)
+                .bind(subjects.keys())
+                .bind(format!("key-{}", key.kid))
+                .bind(&key.kid)
+                .bind(key.created_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// A connection of its own that `LISTEN`s on the events channel (the event relay's). It
@@ -137,14 +291,33 @@ impl Backend for PgStore {
         Some(self.hot.stats())
     }
 
-    async fn notify(tx: &mut sqlx::Transaction<'_, Postgres>, event: &EventRecord) -> Result<()> {
+    async fn notify(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        event: &EventRecord,
+    ) -> Result<()> {
         let payload =
             serde_json::to_string(event).map_err(|e| StoreError::Inconsistent(e.to_string()))?;
-        sqlx::query(sql::NOTIFY)
-            .bind(CHANNEL)
-            .bind(payload)
-            .execute(&mut **tx)
-            .await?;
+        match &self.announce {
+            Announce::Notify => {
+                sqlx::query(sql::NOTIFY)
+                    .bind(CHANNEL)
+                    .bind(payload)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Announce::Outbox(subjects) => {
+                sqlx::query(sql::INSERT_OUTBOX)
+                    .bind(subjects.event(&event.tenant, &event.account_id))
+                    // JetStream drops a second publish of the same id (a relay that died between
+                    // publishing and deleting the row).
+                    .bind(format!("ev-{}", event.id))
+                    .bind(payload)
+                    .bind(event.at)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
         Ok(())
     }
 }

@@ -25,9 +25,13 @@ macro_rules! session_from {
 pub const SPEND_CREDENTIAL: &str =
     "INSERT INTO used_credentials (tenant, kind, hash, expires_at) VALUES ($1, $2, $3, $4) \
     ON CONFLICT (tenant, kind, hash) DO NOTHING";
+/// The account's next event number: the row stays locked until the transaction ends, so the
+/// account's events commit in the order of their numbers.
+pub const NEXT_EVENT_SEQ: &str = "UPDATE accounts SET event_seq = event_seq + 1 \
+    WHERE tenant = $1 AND id = $2 RETURNING event_seq";
 pub const INSERT_EVENT: &str =
-    "INSERT INTO events (tenant, account_id, session_id, kind, at) VALUES ($1, $2, $3, $4, $5) \
-    RETURNING id, tenant, account_id, session_id, kind, at";
+    "INSERT INTO events (tenant, account_id, session_id, kind, at, seq) VALUES ($1, $2, $3, $4, $5, $6) \
+    RETURNING id, seq, tenant, account_id, session_id, kind, at";
 pub const PING: &str = "SELECT 1";
 pub const UPSERT_TENANT: &str = "INSERT INTO tenants (slug, issuer, audiences, idle_timeout_secs, absolute_timeout_secs, api_key_hash, created_at, \
     max_id_token_age_secs, max_auth_age_secs) \
@@ -92,15 +96,23 @@ pub const ADMIN_SESSIONS: &str = concat!(
     AND (CAST($4 AS TEXT) IS NULL OR s.id > $4) ORDER BY s.id LIMIT $5"
 );
 pub const LATEST_EVENT_ID: &str =
-    "SELECT COALESCE(MAX(id), 0) AS id FROM events WHERE tenant = $1 AND account_id = $2";
-pub const EVENTS_AFTER: &str =
-    "SELECT * FROM events WHERE tenant = $1 AND account_id = $2 AND id > $3 ORDER BY id LIMIT 1000";
+    "SELECT COALESCE(MAX(event_seq), 0) AS id FROM accounts WHERE tenant = $1 AND id = $2";
+pub const EVENTS_AFTER: &str = "SELECT * FROM events WHERE tenant = $1 AND account_id = $2 AND seq > $3 \
+    ORDER BY seq LIMIT 1000";
 pub const REVOKED_SINCE: &str =
     "SELECT tenant, id FROM sessions WHERE tenant = $1 AND revoked_at >= $2";
 pub const GC_SESSIONS: &str = "DELETE FROM sessions WHERE tenant = $1 AND ((revoked_at IS NULL AND expires_at < $2) OR (revoked_at IS NOT NULL AND revoked_at < $3))";
 pub const GC_EVENTS: &str = "DELETE FROM events WHERE tenant = $1 AND at < $2";
 pub const GC_CREDENTIALS: &str =
     "DELETE FROM used_credentials WHERE tenant = $1 AND expires_at < $2";
+/// Counts a failed lookup of a client in its current one-minute window (a new window once the
+/// old one is a minute old); answers the window's count.
+pub const NOTE_FAILED_LOOKUP: &str = "INSERT INTO failed_lookups (client, window_start, failures) VALUES ($1, $2, 1) \
+    ON CONFLICT (client) DO UPDATE SET \
+    failures = CASE WHEN failed_lookups.window_start <= $2 - 60 THEN 1 ELSE failed_lookups.failures + 1 END, \
+    window_start = CASE WHEN failed_lookups.window_start <= $2 - 60 THEN $2 ELSE failed_lookups.window_start END \
+    RETURNING window_start, failures";
+pub const GC_FAILED_LOOKUPS: &str = "DELETE FROM failed_lookups WHERE window_start < $1";
 pub const REGISTER_ACCOUNT: &str = "UPDATE accounts SET is_guest = FALSE, email = COALESCE($3, email) WHERE tenant = $1 AND id = $2 AND is_guest = TRUE";
 pub const REGISTER_ACCOUNT_SESSIONS: &str = "UPDATE sessions SET is_guest = FALSE, email = COALESCE($3, email) WHERE tenant = $1 AND account_id = $2";
 
@@ -119,6 +131,24 @@ pub const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 /// Postgres: the newest event id handed out so far.
 pub const LAST_EVENT_ID: &str =
     "SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS id FROM events_id_seq";
+/// Postgres: an announcement for the outbox relay (`--events nats://…`).
+pub const INSERT_OUTBOX: &str =
+    "INSERT INTO outbox (subject, msg_id, payload, created_at) VALUES ($1, $2, $3, $4)";
+/// Postgres: the oldest announcements no other relay holds, claimed until the transaction ends.
+pub const CLAIM_OUTBOX: &str = "SELECT id, subject, msg_id, payload FROM outbox ORDER BY id \
+    LIMIT $1 FOR UPDATE SKIP LOCKED";
+pub const DELETE_OUTBOX: &str = "DELETE FROM outbox WHERE id = ANY($1)";
+/// Postgres: the shared session-JWT signing keys still published at `$1`, oldest first.
+pub const SIGNING_KEYS: &str = "SELECT kid, alg, sealed_private_key, created_at, retired_at, published_until \
+    FROM signing_keys WHERE published_until IS NULL OR published_until > $1 ORDER BY created_at, kid";
+pub const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys (kid, alg, sealed_private_key, created_at) \
+    VALUES ($1, $2, $3, $4)";
+/// Postgres: retires the signing keys other than `$1` that still sign.
+pub const RETIRE_SIGNING_KEYS: &str = "UPDATE signing_keys SET retired_at = $2, published_until = $3 \
+    WHERE kid <> $1 AND retired_at IS NULL";
+/// Postgres: serialises key rotations (and the first key's creation) across processes.
+pub const LOCK_SIGNING_KEYS: &str = "LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE";
+pub const GC_SIGNING_KEYS: &str = "DELETE FROM signing_keys WHERE published_until < $1";
 /// Postgres: a page of one tenant's events after an id (the relay's catch-up).
 pub const TENANT_EVENTS_AFTER: &str =
     "SELECT * FROM events WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3";
@@ -126,6 +156,7 @@ pub const TENANT_EVENTS_AFTER: &str =
 /// The statements both backends run.
 pub const SHARED: &[(&str, &str)] = &[
     ("SPEND_CREDENTIAL", SPEND_CREDENTIAL),
+    ("NEXT_EVENT_SEQ", NEXT_EVENT_SEQ),
     ("INSERT_EVENT", INSERT_EVENT),
     ("PING", PING),
     ("UPSERT_TENANT", UPSERT_TENANT),
@@ -151,6 +182,8 @@ pub const SHARED: &[(&str, &str)] = &[
     ("GC_SESSIONS", GC_SESSIONS),
     ("GC_EVENTS", GC_EVENTS),
     ("GC_CREDENTIALS", GC_CREDENTIALS),
+    ("NOTE_FAILED_LOOKUP", NOTE_FAILED_LOOKUP),
+    ("GC_FAILED_LOOKUPS", GC_FAILED_LOOKUPS),
     ("REGISTER_ACCOUNT", REGISTER_ACCOUNT),
     ("REGISTER_ACCOUNT_SESSIONS", REGISTER_ACCOUNT_SESSIONS),
 ];
@@ -161,6 +194,14 @@ pub const POSTGRES: &[(&str, &str)] = &[
     ("NOTIFY", NOTIFY),
     ("LAST_EVENT_ID", LAST_EVENT_ID),
     ("TENANT_EVENTS_AFTER", TENANT_EVENTS_AFTER),
+    ("INSERT_OUTBOX", INSERT_OUTBOX),
+    ("CLAIM_OUTBOX", CLAIM_OUTBOX),
+    ("DELETE_OUTBOX", DELETE_OUTBOX),
+    ("SIGNING_KEYS", SIGNING_KEYS),
+    ("INSERT_SIGNING_KEY", INSERT_SIGNING_KEY),
+    ("RETIRE_SIGNING_KEYS", RETIRE_SIGNING_KEYS),
+    ("LOCK_SIGNING_KEYS", LOCK_SIGNING_KEYS),
+    ("GC_SIGNING_KEYS", GC_SIGNING_KEYS),
 ];
 
 /// The statements only SQLite runs.

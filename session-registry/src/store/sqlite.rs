@@ -65,7 +65,11 @@ impl Backend for SqliteStore {
     }
 
     /// One process: events are published in process (`Registry::publish`).
-    async fn notify(_tx: &mut sqlx::Transaction<'_, Sqlite>, _event: &EventRecord) -> Result<()> {
+    async fn notify(
+        &self,
+        _tx: &mut sqlx::Transaction<'_, Sqlite>,
+        _event: &EventRecord,
+    ) -> Result<()> {
         Ok(())
     }
 }

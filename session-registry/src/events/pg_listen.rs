@@ -1,97 +1,14 @@
-//! Fan-out of session events to SSE subscribers, and the cache of recent revocations that lets a
-//! session JWT be checked without the database. With Postgres, every registry process LISTENs on
-//! one channel, so a revoke made on any process reaches subscribers of all; with SQLite, events
-//! are published in process.
+//! The Postgres LISTEN/NOTIFY feed (`--events postgres`, the default): one connection per
+//! process listens on one channel, and the events are replayed from the log after every
+//! reconnect.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use sqlx::postgres::PgListener;
-use tokio::sync::{broadcast, watch};
 
+use super::Hub;
 use crate::store::{EventRecord, PgStore, StoreError};
-
-pub struct Hub {
-    tx: broadcast::Sender<EventRecord>,
-    /// tenant → session id → revoked at (nested so a lookup by `&str` allocates nothing). Entries
-    /// older than a session JWT's lifetime are dropped.
-    revoked: Mutex<HashMap<String, HashMap<String, i64>>>,
-    /// Turns true when the server shuts down: event streams then end, so their clients resume
-    /// (with `Last-Event-ID`) elsewhere instead of holding the shutdown until its timeout.
-    closing: watch::Sender<bool>,
-}
-
-impl Default for Hub {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Hub {
-    pub fn new() -> Self {
-        let (tx, _) = broadcast::channel(4096);
-        Self {
-            tx,
-            revoked: Mutex::new(HashMap::new()),
-            closing: watch::Sender::new(false),
-        }
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
-        self.tx.subscribe()
-    }
-
-    /// How many event streams (and other subscribers) are attached in this process.
-    pub fn subscribers(&self) -> usize {
-        self.tx.receiver_count()
-    }
-
-    /// Ends every event stream, now and opened from now on.
-    pub fn close(&self) {
-        self.closing.send_replace(true);
-    }
-
-    /// Resolves once [`Hub::close`] has been called (at once if it already has).
-    pub fn closed(&self) -> impl std::future::Future<Output = ()> + 'static {
-        let mut closing = self.closing.subscribe();
-        async move {
-            // An error means the hub is gone, which ends its streams just the same.
-            let _ = closing.wait_for(|closing| *closing).await;
-        }
-    }
-
-    pub fn publish(&self, event: EventRecord) {
-        if event.kind == "revoked" {
-            self.mark_revoked(&event.tenant, &event.session_id, event.at);
-        }
-        let _ = self.tx.send(event);
-    }
-
-    pub fn mark_revoked(&self, tenant: &str, session_id: &str, at: i64) {
-        self.revoked
-            .lock()
-            .entry(tenant.to_owned())
-            .or_default()
-            .insert(session_id.to_owned(), at);
-    }
-
-    pub fn is_revoked(&self, tenant: &str, session_id: &str) -> bool {
-        self.revoked
-            .lock()
-            .get(tenant)
-            .is_some_and(|sessions| sessions.contains_key(session_id))
-    }
-
-    pub fn forget_revocations_before(&self, before: i64) {
-        let mut revoked = self.revoked.lock();
-        for sessions in revoked.values_mut() {
-            sessions.retain(|_, at| *at >= before);
-        }
-        revoked.retain(|_, sessions| !sessions.is_empty());
-    }
-}
 
 /// How long the relay waits between attempts to get its connection back.
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
@@ -106,6 +23,7 @@ const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 pub async fn spawn_pg_listener(store: Arc<PgStore>, hub: Arc<Hub>) -> Result<(), StoreError> {
     let listener = store.listener().await?;
     let cursor = store.last_event_id().await?;
+    hub.set_feed_up(true);
     tokio::spawn(relay_forever(store, hub, listener, cursor));
     Ok(())
 }
@@ -118,6 +36,7 @@ async fn relay_forever(store: Arc<PgStore>, hub: Arc<Hub>, first: PgListener, mu
                 Some(e) => tracing::warn!(error = %e, "event listener failed; reconnecting"),
                 None => tracing::warn!("event listener lost its connection; reconnecting"),
             }
+            hub.set_feed_up(false);
         }
         tokio::time::sleep(RECONNECT_DELAY).await;
         match reattach(&store, &hub, &mut cursor).await {
@@ -127,6 +46,7 @@ async fn relay_forever(store: Arc<PgStore>, hub: Arc<Hub>, first: PgListener, mu
                     "event listener reconnected and caught up"
                 );
                 listener = Some(l);
+                hub.set_feed_up(true);
             }
             Err(e) => tracing::debug!(error = %e, "event listener cannot reconnect yet"),
         }

@@ -1,0 +1,153 @@
+//! The NATS JetStream feed (`--events nats://…`): connects, makes sure the deployment's stream
+//! exists, and consumes it with an ordered consumer (no acks; it re-creates itself from the last
+//! stream sequence it saw after a gap, a missed heartbeat or a server restart), handing every
+//! event to the [`Hub`] and every key rotation to the key watcher.
+//!
+//! A process that starts consumes from then on: what happened before, an SSE client replays from
+//! the database with `Last-Event-ID`, and the revoked set is seeded from the database at start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+
+use super::{Hub, Subjects};
+use crate::store::EventRecord;
+
+/// How long JetStream keeps an event: a relay publishes within moments, and a consumer that was
+/// away longer starts again from the database.
+const RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// Within this window JetStream drops a second publish of the same `Nats-Msg-Id` (a relay that
+/// died between publishing a row and deleting it, and the row published again by another).
+const DEDUPLICATION_WINDOW: Duration = Duration::from_secs(120);
+/// How long the feed waits before consuming again after the ordered consumer gave up.
+const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("cannot connect to NATS at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("NATS JetStream: {0}")]
+    JetStream(String),
+}
+
+/// Connects to NATS at `url` (retrying in the background if it is down at first), creates or
+/// opens the deployment's stream, and starts the feed into `hub`. Returns the JetStream context
+/// the outbox relay publishes with.
+pub async fn connect(
+    url: &str,
+    subjects: Subjects,
+    hub: Arc<Hub>,
+) -> Result<jetstream::Context, NatsError> {
+    let feed_hub = hub.clone();
+    let client = async_nats::ConnectOptions::new()
+        .name("session-registry")
+        .connection_timeout(Duration::from_secs(3))
+        .event_callback(move |event| {
+            let hub = feed_hub.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => hub.set_feed_up(true),
+                    async_nats::Event::Disconnected | async_nats::Event::Closed => {
+                        hub.set_feed_up(false)
+                    }
+                    other => tracing::info!(event = %other, "NATS"),
+                }
+            }
+        })
+        .connect(url)
+        .await
+        .map_err(|e| NatsError::Connect {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })?;
+    let js = jetstream::new(client);
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: subjects.stream().to_owned(),
+            subjects: vec![subjects.all()],
+            max_age: RETENTION,
+            duplicate_window: DEDUPLICATION_WINDOW,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::JetStream(format!("stream {}: {e}", subjects.stream())))?;
+    let start = stream
+        .get_info()
+        .await
+        .map_err(|e| NatsError::JetStream(e.to_string()))?
+        .state
+        .last_sequence;
+    let messages = subscribe(&stream, &subjects, start + 1).await?;
+    hub.set_feed_up(true);
+    tokio::spawn(consume(stream, subjects, hub, messages, start));
+    Ok(js)
+}
+
+/// An ordered consumer of the deployment's subjects from stream sequence `from`.
+async fn subscribe(
+    stream: &stream::Stream,
+    subjects: &Subjects,
+    from: u64,
+) -> Result<consumer::pull::Ordered, NatsError> {
+    stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: subjects.all(),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from.max(1),
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::JetStream(format!("consumer: {e}")))?
+        .messages()
+        .await
+        .map_err(|e| NatsError::JetStream(format!("consumer: {e}")))
+}
+
+/// Hands the stream to `hub` until the process ends; `last` is the last stream sequence seen.
+async fn consume(
+    stream: stream::Stream,
+    subjects: Subjects,
+    hub: Arc<Hub>,
+    mut messages: consumer::pull::Ordered,
+    mut last: u64,
+) {
+    loop {
+        while let Some(next) = messages.next().await {
+            match next {
+                Ok(message) => {
+                    if let Ok(info) = message.info() {
+                        last = last.max(info.stream_sequence);
+                    }
+                    deliver(&subjects, &hub, &message.subject, &message.payload);
+                }
+                Err(e) => tracing::warn!(error = %e, "NATS event feed"),
+            }
+        }
+        tracing::warn!(after = last, "NATS event feed ended; consuming again");
+        loop {
+            tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+            match subscribe(&stream, &subjects, last + 1).await {
+                Ok(m) => {
+                    messages = m;
+                    break;
+                }
+                Err(e) => tracing::debug!(error = %e, "NATS event feed cannot consume yet"),
+            }
+        }
+    }
+}
+
+fn deliver(subjects: &Subjects, hub: &Hub, subject: &str, payload: &[u8]) {
+    if subjects.is_keys(subject) {
+        hub.keys_rotated();
+        return;
+    }
+    match serde_json::from_slice::<EventRecord>(payload) {
+        Ok(event) => hub.publish(event),
+        Err(e) => tracing::error!(subject, error = %e, "unreadable event on the NATS stream"),
+    }
+}
