@@ -57,7 +57,11 @@ pub struct Settings {
     /// The key that seals the session-JWT signing keys in Postgres (32 bytes, base64): with it,
     /// every process on the database signs and verifies with the same keys, and a rotation
     /// through any reaches all. Without it, each process keeps keys of its own (`key_dir`).
-    #[arg(long, env = "SESSION_REGISTRY_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SESSION_REGISTRY_KEY_ENCRYPTION_KEY",
+        hide_env_values = true
+    )]
     pub key_encryption_key: Option<SecretString>,
     /// HTTP worker threads (each runs its own event loop).
     #[arg(long, env = "SESSION_REGISTRY_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]

@@ -123,9 +123,7 @@ impl SharedKeys {
         Ok(StoredKey {
             kid: key.kid.clone(),
             alg: key.alg.as_str().to_owned(),
-            sealed_private_key: self
-                .kek
-                .seal(&key.kid, key.private_pem().expose_secret())?,
+            sealed_private_key: self.kek.seal(&key.kid, key.private_pem().expose_secret())?,
             created_at: now,
             retired_at: None,
             published_until: None,
@@ -197,7 +195,10 @@ mod tests {
     fn a_sealed_key_opens_only_with_its_kek_and_its_kid() {
         let sealed = kek(1).seal("kid-a", "PEM").unwrap();
         assert!(!sealed.contains("PEM"));
-        assert_eq!(kek(1).open("kid-a", &sealed).unwrap().expose_secret(), "PEM");
+        assert_eq!(
+            kek(1).open("kid-a", &sealed).unwrap().expose_secret(),
+            "PEM"
+        );
         assert!(matches!(
             kek(2).open("kid-a", &sealed),
             Err(SharedKeyError::Unseal { .. })

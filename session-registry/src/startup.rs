@@ -145,17 +145,16 @@ impl Application {
                     }
                 }
             }
-            (Arc::new(SqliteStore::connect(&url).await?), EventFeed::Local)
+            (
+                Arc::new(SqliteStore::connect(&url).await?),
+                EventFeed::Local,
+            )
         };
         register_tenants(store.as_ref(), &config.tenants)
             .await
             .map_err(|e| e.source)?;
         let keys = match &shared_keys {
-            Some(shared) => {
-                shared
-                    .load_or_create(clock.now().unix_timestamp())
-                    .await?
-            }
+            Some(shared) => shared.load_or_create(clock.now().unix_timestamp()).await?,
             None => {
                 if url.starts_with("postgres") {
                     tracing::warn!("no --key-encryption-key: this process signs session JWTs with keys of its own, which other registry processes do not know");

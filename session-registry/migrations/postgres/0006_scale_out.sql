@@ -31,7 +31,8 @@ CREATE TABLE outbox (
     payload TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
-GRANT SELECT, INSERT, DELETE ON outbox TO lanyard_app;
+-- UPDATE only for the row locks of `SELECT … FOR UPDATE SKIP LOCKED`.
+GRANT SELECT, INSERT, UPDATE, DELETE ON outbox TO lanyard_app;
 GRANT USAGE, SELECT ON SEQUENCE outbox_id_seq TO lanyard_app;
 
 -- Session-JWT signing keys shared by every registry process: the private key sealed with

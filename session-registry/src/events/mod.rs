@@ -26,6 +26,9 @@ use tokio::sync::{broadcast, watch, Notify};
 
 use crate::store::EventRecord;
 
+/// An account's latest change: its number and when it happened.
+type Change = (u64, i64);
+
 pub struct Hub {
     tx: broadcast::Sender<EventRecord>,
     /// tenant → session id → revoked at (nested so a lookup by `&str` allocates nothing). Entries
@@ -33,7 +36,7 @@ pub struct Hub {
     revoked: Mutex<HashMap<String, HashMap<String, i64>>>,
     /// tenant → account → (change number, at) of the account's latest event: a cached session
     /// filled before that number is stale. Entries older than the cache's re-check are dropped.
-    changed: Mutex<HashMap<String, HashMap<String, (u64, i64)>>>,
+    changed: Mutex<HashMap<String, HashMap<String, Change>>>,
     /// Numbers changes; a cache fill takes the current value first ([`Hub::mark`]).
     changes: AtomicU64,
     /// Whether this process's event feed is connected: while it is not, changes made through
@@ -185,4 +188,3 @@ impl Hub {
         changed.retain(|_, accounts| !accounts.is_empty());
     }
 }
-

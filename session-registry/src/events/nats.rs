@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
+use tokio::sync::Notify;
 
 use super::{Hub, Subjects};
 use crate::store::EventRecord;
@@ -41,14 +42,18 @@ pub async fn connect(
     hub: Arc<Hub>,
 ) -> Result<jetstream::Context, NatsError> {
     let feed_hub = hub.clone();
+    let reconnected = Arc::new(Notify::new());
+    let on_connect = reconnected.clone();
     let client = async_nats::ConnectOptions::new()
         .name("session-registry")
         .connection_timeout(Duration::from_secs(3))
         .event_callback(move |event| {
             let hub = feed_hub.clone();
+            let on_connect = on_connect.clone();
             async move {
                 match event {
-                    async_nats::Event::Connected => hub.set_feed_up(true),
+                    // The feed is up again once the consumer has been made anew (below).
+                    async_nats::Event::Connected => on_connect.notify_one(),
                     async_nats::Event::Disconnected | async_nats::Event::Closed => {
                         hub.set_feed_up(false)
                     }
@@ -82,7 +87,7 @@ pub async fn connect(
         .last_sequence;
     let messages = subscribe(&stream, &subjects, start + 1).await?;
     hub.set_feed_up(true);
-    tokio::spawn(consume(stream, subjects, hub, messages, start));
+    tokio::spawn(consume(stream, subjects, hub, messages, start, reconnected));
     Ok(js)
 }
 
@@ -108,35 +113,47 @@ async fn subscribe(
 }
 
 /// Hands the stream to `hub` until the process ends; `last` is the last stream sequence seen.
+/// After a reconnect the consumer is made anew from `last + 1` at once: the server may have lost
+/// it (a restart), and the ordered consumer would notice only after missed heartbeats.
 async fn consume(
     stream: stream::Stream,
     subjects: Subjects,
     hub: Arc<Hub>,
     mut messages: consumer::pull::Ordered,
     mut last: u64,
+    reconnected: Arc<Notify>,
 ) {
     loop {
-        while let Some(next) = messages.next().await {
+        loop {
+            let next = tokio::select! {
+                () = reconnected.notified() => break,
+                next = messages.next() => next,
+            };
             match next {
-                Ok(message) => {
+                Some(Ok(message)) => {
                     if let Ok(info) = message.info() {
                         last = last.max(info.stream_sequence);
                     }
                     deliver(&subjects, &hub, &message.subject, &message.payload);
                 }
-                Err(e) => tracing::warn!(error = %e, "NATS event feed"),
+                Some(Err(e)) => tracing::warn!(error = %e, "NATS event feed"),
+                None => {
+                    tracing::warn!(after = last, "NATS event feed ended");
+                    break;
+                }
             }
         }
-        tracing::warn!(after = last, "NATS event feed ended; consuming again");
         loop {
-            tokio::time::sleep(RESUBSCRIBE_DELAY).await;
             match subscribe(&stream, &subjects, last + 1).await {
                 Ok(m) => {
                     messages = m;
+                    hub.set_feed_up(true);
+                    tracing::info!(after = last, "NATS event feed consuming again");
                     break;
                 }
                 Err(e) => tracing::debug!(error = %e, "NATS event feed cannot consume yet"),
             }
+            tokio::time::sleep(RESUBSCRIBE_DELAY).await;
         }
     }
 }

@@ -40,7 +40,10 @@ fn frame(e: &EventRecord) -> Bytes {
         at: e.at,
     })
     .unwrap_or_default();
-    Bytes::from(format!("id: {}\nevent: {}\ndata: {data}\n\n", e.seq, e.kind))
+    Bytes::from(format!(
+        "id: {}\nevent: {}\ndata: {data}\n\n",
+        e.seq, e.kind
+    ))
 }
 
 struct State {

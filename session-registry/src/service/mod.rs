@@ -38,8 +38,8 @@ pub use registry_api::{
 
 pub(crate) use limits::ClientWindows;
 use limits::FailureLimiter;
-pub use session_cache::SESSION_RECHECK;
 use session_cache::SessionCache;
+pub use session_cache::SESSION_RECHECK;
 use tenant_cache::TenantCache;
 
 /// How this process's events reach the others (and theirs reach it).

@@ -284,7 +284,10 @@ impl Registry {
                 SessionToken::parse(bearer).map_err(|e| Refusal::MalformedToken(e.to_string()))?;
             let (mut record, cached) = self.token_session(&token, now).await?;
             if cached {
-                let tenant = self.tenants.get(self.store.as_ref(), token.tenant()).await?;
+                let tenant = self
+                    .tenants
+                    .get(self.store.as_ref(), token.tenant())
+                    .await?;
                 // The cache only says yes: a refusal is read again from the database first.
                 if timed_out(&tenant, &record, now).is_some() {
                     self.sessions.forget(&token.hash());

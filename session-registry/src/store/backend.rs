@@ -305,7 +305,8 @@ macro_rules! impl_store {
                         .await?;
                     if expires_at.is_some() {
                         event = Some(
-                            insert_event(self, &mut tx, tenant, &account_id, id, "extended", now).await?,
+                            insert_event(self, &mut tx, tenant, &account_id, id, "extended", now)
+                                .await?,
                         );
                     }
                 }
@@ -334,7 +335,8 @@ macro_rules! impl_store {
                     if let Some(row) = row {
                         let account_id: String = row.try_get("account_id")?;
                         events.push(
-                            insert_event(self, &mut tx, tenant, &account_id, id, "revoked", now).await?,
+                            insert_event(self, &mut tx, tenant, &account_id, id, "revoked", now)
+                                .await?,
                         );
                     }
                 }
@@ -416,7 +418,8 @@ macro_rules! impl_store {
                     let id: String = row.try_get("id")?;
                     let account_id: String = row.try_get("account_id")?;
                     events.push(
-                        insert_event(self, &mut tx, tenant, &account_id, &id, "revoked", now).await?,
+                        insert_event(self, &mut tx, tenant, &account_id, &id, "revoked", now)
+                            .await?,
                     );
                 }
                 tx.commit().await?;
@@ -562,8 +565,10 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?;
                     Some(
-                        insert_event(self, &mut tx, tenant, account_id, session_id, "upgraded", now)
-                            .await?,
+                        insert_event(
+                            self, &mut tx, tenant, account_id, session_id, "upgraded", now,
+                        )
+                        .await?,
                     )
                 } else {
                     None

@@ -169,7 +169,9 @@ impl PgStore {
         only_if_none: bool,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(sql::LOCK_SIGNING_KEYS).execute(&mut *tx).await?;
+        sqlx::query(sql::LOCK_SIGNING_KEYS)
+            .execute(&mut *tx)
+            .await?;
         if only_if_none {
             let live = sqlx::query(sql::SIGNING_KEYS)
                 .bind(key.created_at)

@@ -97,7 +97,8 @@ pub const ADMIN_SESSIONS: &str = concat!(
 );
 pub const LATEST_EVENT_ID: &str =
     "SELECT COALESCE(MAX(event_seq), 0) AS id FROM accounts WHERE tenant = $1 AND id = $2";
-pub const EVENTS_AFTER: &str = "SELECT * FROM events WHERE tenant = $1 AND account_id = $2 AND seq > $3 \
+pub const EVENTS_AFTER: &str =
+    "SELECT * FROM events WHERE tenant = $1 AND account_id = $2 AND seq > $3 \
     ORDER BY seq LIMIT 1000";
 pub const REVOKED_SINCE: &str =
     "SELECT tenant, id FROM sessions WHERE tenant = $1 AND revoked_at >= $2";
@@ -141,10 +142,12 @@ pub const DELETE_OUTBOX: &str = "DELETE FROM outbox WHERE id = ANY($1)";
 /// Postgres: the shared session-JWT signing keys still published at `$1`, oldest first.
 pub const SIGNING_KEYS: &str = "SELECT kid, alg, sealed_private_key, created_at, retired_at, published_until \
     FROM signing_keys WHERE published_until IS NULL OR published_until > $1 ORDER BY created_at, kid";
-pub const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys (kid, alg, sealed_private_key, created_at) \
+pub const INSERT_SIGNING_KEY: &str =
+    "INSERT INTO signing_keys (kid, alg, sealed_private_key, created_at) \
     VALUES ($1, $2, $3, $4)";
 /// Postgres: retires the signing keys other than `$1` that still sign.
-pub const RETIRE_SIGNING_KEYS: &str = "UPDATE signing_keys SET retired_at = $2, published_until = $3 \
+pub const RETIRE_SIGNING_KEYS: &str =
+    "UPDATE signing_keys SET retired_at = $2, published_until = $3 \
     WHERE kid <> $1 AND retired_at IS NULL";
 /// Postgres: serialises key rotations (and the first key's creation) across processes.
 pub const LOCK_SIGNING_KEYS: &str = "LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE";

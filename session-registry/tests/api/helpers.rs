@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use lanyard_clock::ManualClock;
 use serde_json::{json, Value};
-use session_registry::config::{RegistryConfig, TenantConfig, WebClientConfig};
+use session_registry::config::{EventsSetting, RegistryConfig, TenantConfig, WebClientConfig};
 use session_registry::{Application, Settings};
 use test_harness::{TestDatabase, TestIdp};
 
@@ -13,6 +13,9 @@ pub const API_KEY: &str = "acme-admin-key";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Postgres,
+    /// Postgres with events through the outbox and NATS JetStream (`--events nats://…`), on a
+    /// deployment of the test's own.
+    Nats,
     Sqlite,
 }
 
@@ -24,6 +27,8 @@ pub struct TestRegistry {
     pub database_url: String,
     /// The registry itself, for what has no HTTP route (garbage collection).
     pub registry: actix_web::web::Data<session_registry::service::Registry>,
+    /// What it was started with (a sibling starts with the same).
+    pub settings: Settings,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -66,6 +71,16 @@ impl TestRegistry {
                 let url = db.url.clone();
                 Self::spawn_on(idp, &url, Some(db), None, adjust).await
             }
+            Backend::Nats => {
+                let db = Arc::new(TestDatabase::create().await);
+                let url = db.url.clone();
+                Self::spawn_on(idp, &url, Some(db), None, |s| {
+                    s.events = EventsSetting::Nats(test_harness::nats::nats_url());
+                    s.deployment = test_harness::nats::unique_deployment();
+                    adjust(s)
+                })
+                .await
+            }
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}/registry.db", dir.path().display());
@@ -79,14 +94,20 @@ impl TestRegistry {
         Self::spawn_on(idp, url, None, None, |_| {}).await
     }
 
-    /// A second registry process on the same database (Postgres).
+    /// A second registry process on the same database (Postgres), with the same settings (the
+    /// same event feed).
     pub async fn spawn_sibling(&self, idp: &TestIdp) -> Self {
+        let settings = self.settings.clone();
         Self::spawn_on(
             idp,
             &self.database_url.clone(),
             self.db.clone(),
             None,
-            |_| {},
+            move |s| {
+                s.events = settings.events;
+                s.deployment = settings.deployment;
+                s.public_url = settings.public_url;
+            },
         )
         .await
     }
@@ -109,7 +130,8 @@ impl TestRegistry {
         let app = Application::build_with(&settings, &tenants(idp), clock.clone())
             .await
             .expect("registry builds");
-        let base_url = app.base_url().to_owned();
+        // Where it listens (its public URL, the `iss` of its JWTs, may name a load balancer).
+        let base_url = format!("http://{}", app.addr());
         let registry = app.registry();
         tokio::spawn(app.run_until_stopped());
         Self {
@@ -119,6 +141,7 @@ impl TestRegistry {
             db,
             database_url: url.to_owned(),
             registry,
+            settings,
             _dir: dir,
         }
     }
@@ -239,6 +262,10 @@ macro_rules! on_both_backends {
             #[tokio::test]
             async fn on_postgres() {
                 super::$name(crate::helpers::Backend::Postgres).await
+            }
+            #[tokio::test]
+            async fn on_nats() {
+                super::$name(crate::helpers::Backend::Nats).await
             }
             #[tokio::test]
             async fn on_sqlite() {

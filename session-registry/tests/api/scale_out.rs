@@ -1,0 +1,386 @@
+//! Many registry processes on one Postgres database with events through the outbox and NATS
+//! JetStream (`--events nats://…`): a revoke through any process reaches every device on every
+//! process and is refused by every process's session cache; a killed process loses its clients
+//! nothing (they resume elsewhere with `Last-Event-ID`); a NATS restart loses no event (the outbox
+//! keeps it until the stream has it); signing keys and the failed-lookup limit are shared.
+//!
+//! The three-process test runs the real `session-registry` binary; the others run the registry in
+//! process, which is the same code on the same feed, to reach its internals.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use session_registry::config::{EventsSetting, TEST_KEY_ENCRYPTION_KEY};
+use sqlx::{Connection, PgConnection};
+use test_harness::{ChildService, PrivateNats, TestDatabase, TestIdp};
+
+use crate::event_stream::{EventStream, Next};
+use crate::helpers::*;
+
+/// A registry binary's base URL, with the calls these tests make.
+struct Process {
+    service: ChildService,
+    http: reqwest::Client,
+}
+
+impl Process {
+    async fn start(config: &Path, db: &str, deployment: &str, migrate: bool) -> Self {
+        let config = config.to_str().unwrap();
+        let nats = test_harness::nats::nats_url();
+        let mut args = vec![
+            "--bind",
+            "127.0.0.1:0",
+            "--database-url",
+            db,
+            "--config",
+            config,
+            "--events",
+            &nats,
+            "--deployment",
+            deployment,
+            "--key-encryption-key",
+            TEST_KEY_ENCRYPTION_KEY,
+        ];
+        if migrate {
+            args.push("--migrate");
+        }
+        let service = ChildService::start(
+            Path::new(env!("CARGO_BIN_EXE_session-registry")),
+            &args,
+            "session-registry",
+        )
+        .await
+        .expect("the registry binary starts");
+        Self {
+            service,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.service.base_url)
+    }
+
+    async fn sign_in(&self, idp: &TestIdp, user: &str, device: &str) -> (String, String) {
+        let tokens = idp.login("acme", user, "lanyard-cli").await;
+        let body: Value = self
+            .http
+            .post(self.url("/v1/sessions"))
+            .json(&json!({"id_token": tokens["id_token"], "device": {"id": device, "name": device, "platform": "linux"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            body["session_token"]
+                .as_str()
+                .expect("a session")
+                .to_owned(),
+            body["session"]["session_id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn heartbeat(&self, token: &str) -> u16 {
+        self.http
+            .post(self.url("/v1/sessions/authenticate"))
+            .json(&json!({"session_token": token}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn revoke(&self, token: &str, session_id: &str) {
+        let res = self
+            .http
+            .post(self.url("/v1/sessions/revoke"))
+            .bearer_auth(token)
+            .json(&json!({"session_id": session_id}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    }
+
+    async fn events(&self, token: &str, last_event_id: Option<&str>) -> EventStream {
+        let mut req = self.http.get(self.url("/v1/events")).bearer_auth(token);
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        EventStream::new(res)
+    }
+}
+
+/// Reads the stream until an event satisfies `wanted`; panics with `what` otherwise.
+async fn expect_event(
+    stream: &mut EventStream,
+    what: &str,
+    wanted: impl Fn(&crate::event_stream::SseEvent) -> bool,
+) -> crate::event_stream::SseEvent {
+    match stream.wait_for(Duration::from_secs(20), wanted).await {
+        Some(Next::Event(e)) => e,
+        other => panic!("{what}: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn three_processes_deliver_a_revoke_everywhere_and_a_killed_process_costs_its_clients_nothing(
+) {
+    let idp = TestIdp::spawn().await;
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("registry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[tenants]]\nslug = \"acme\"\nissuer = \"{}\"\naudiences = [\"lanyard-cli\"]\n",
+            idp.issuer("acme")
+        ),
+    )
+    .unwrap();
+    let deployment = test_harness::nats::unique_deployment();
+    let a = Process::start(&config, &db.url, &deployment, true).await;
+    let b = Process::start(&config, &db.url, &deployment, false).await;
+    let mut c = Process::start(&config, &db.url, &deployment, false).await;
+
+    let (laptop, _) = a.sign_in(&idp, "alice", "laptop").await;
+    let (phone, _) = a.sign_in(&idp, "alice", "phone").await;
+    let (tablet, tablet_id) = a.sign_in(&idp, "alice", "tablet").await;
+    // Every process answers the tablet's heartbeat (B's and C's from their caches thereafter).
+    for p in [&a, &b, &c] {
+        assert_eq!(p.heartbeat(&tablet).await, 200);
+        assert_eq!(p.heartbeat(&tablet).await, 200);
+    }
+
+    // The phone listens on C; the laptop revokes the tablet through A.
+    let mut on_c = c.events(&phone, None).await;
+    let mut on_b = b.events(&laptop, None).await;
+    let started = Instant::now();
+    a.revoke(&laptop, &tablet_id).await;
+    let revoked = expect_event(
+        &mut on_c,
+        "the phone on C hears of the revoke made on A",
+        |e| e.kind == "revoked" && e.data["session_id"] == tablet_id.as_str(),
+    )
+    .await;
+    println!(
+        "revoke on A reached a stream on C in {:?}",
+        started.elapsed()
+    );
+    expect_event(&mut on_b, "the laptop on B hears of it too", |e| {
+        e.kind == "revoked"
+    })
+    .await;
+    // B heard of it: its cache no longer answers for the tablet. (C's stream saw the event
+    // after C's cache did, since the hub takes note before it tells subscribers.)
+    assert_eq!(
+        b.heartbeat(&tablet).await,
+        401,
+        "B refuses the revoked tablet"
+    );
+    assert_eq!(
+        c.heartbeat(&tablet).await,
+        401,
+        "C refuses the revoked tablet"
+    );
+    assert_eq!(
+        a.heartbeat(&tablet).await,
+        401,
+        "A refuses the revoked tablet"
+    );
+    let last_seen = on_c.last_id.clone().expect("an event id");
+    assert_eq!(last_seen, revoked.data["id"].to_string());
+
+    // C dies mid-stream. While the phone has no stream, a watch signs in through A.
+    c.service.child.kill().await.unwrap();
+    match on_c.next(Duration::from_secs(20)).await {
+        Some(Next::Failed(_) | Next::Ended) => {}
+        other => panic!("the stream on a killed process ends: {other:?}"),
+    }
+    let (_watch, watch_id) = a.sign_in(&idp, "alice", "watch").await;
+    // The phone resumes on B from the last event it saw: exactly what it missed, once.
+    let mut resumed = b.events(&phone, Some(&last_seen)).await;
+    let missed = expect_event(&mut resumed, "the phone resumes on B", |_| true).await;
+    assert_eq!(missed.kind, "created");
+    assert_eq!(missed.data["session_id"], watch_id.as_str());
+    assert_eq!(
+        missed.data["id"].as_i64().unwrap(),
+        last_seen.parse::<i64>().unwrap() + 1,
+        "the next event of the account, nothing skipped"
+    );
+    match resumed.next(Duration::from_millis(300)).await {
+        None => {}
+        other => panic!("nothing is replayed twice: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_nats_restart_loses_no_event_the_outbox_keeps_them_until_the_stream_has_them() {
+    let idp = TestIdp::spawn().await;
+    let mut nats = PrivateNats::spawn().await.unwrap();
+    let url = nats.url.clone();
+    let a = TestRegistry::spawn_with(&idp, Backend::Postgres, |s| {
+        s.events = EventsSetting::Nats(url.clone());
+    })
+    .await;
+    let b = a.spawn_sibling(&idp).await;
+    let (laptop, _) = a.device(&idp, "acme", "alice", "laptop").await;
+    let (phone, _) = a.device(&idp, "acme", "alice", "phone").await;
+    let (_tablet, t) = a.device(&idp, "acme", "alice", "tablet").await;
+    let tablet_id = t["session"]["session_id"].as_str().unwrap().to_owned();
+    let res = b
+        .http
+        .get(b.url("/v1/events"))
+        .bearer_auth(&phone)
+        .send()
+        .await
+        .unwrap();
+    let mut on_b = EventStream::new(res);
+
+    nats.kill().await.unwrap();
+    // The broker is down: changes still commit (their announcements wait in the outbox).
+    let (status, body) = a
+        .post(
+            "/v1/sessions/revoke",
+            &laptop,
+            json!({"session_id": tablet_id}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_watch, w) = a.device(&idp, "acme", "alice", "watch").await;
+    let mut conn = PgConnection::connect(&a.database_url).await.unwrap();
+    let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        waiting >= 2,
+        "the announcements wait in the outbox: {waiting}"
+    );
+
+    nats.start().await.unwrap();
+    let revoked = expect_event(&mut on_b, "the revoke made while NATS was down", |e| {
+        e.kind == "revoked"
+    })
+    .await;
+    assert_eq!(revoked.data["session_id"], tablet_id.as_str());
+    let created = expect_event(&mut on_b, "the sign-in made while NATS was down", |e| {
+        e.kind == "created"
+    })
+    .await;
+    assert_eq!(created.data["session_id"], w["session"]["session_id"]);
+    assert_eq!(
+        created.data["id"].as_i64().unwrap(),
+        revoked.data["id"].as_i64().unwrap() + 1,
+        "in order, none missing"
+    );
+    // The relay deletes the rows once JetStream acknowledged them (a moment after B may have
+    // them): bounded wait.
+    let started = Instant::now();
+    loop {
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the outbox is emptied once the stream has them: {left} left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_key_rotation_through_one_process_is_served_and_verified_by_every_process() {
+    let idp = TestIdp::spawn().await;
+    // Behind one load balancer: one public URL, the `iss` of every process's session JWTs.
+    let a = TestRegistry::spawn_with(&idp, Backend::Nats, |s| {
+        s.public_url = Some("http://registry.test".parse().unwrap());
+    })
+    .await;
+    let b = a.spawn_sibling(&idp).await;
+    let jwks = |reg: &TestRegistry| {
+        let http = reg.http.clone();
+        let url = reg.url("/.well-known/jwks.json");
+        async move {
+            let body: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            body["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(jwks(&a).await, jwks(&b).await, "one key set from the start");
+    let (status, body) = a
+        .post(
+            "/v1/admin/keys/rotate",
+            session_registry::config::DEV_ADMIN_TOKEN,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let kid = body["kid"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    while !jwks(&b).await.contains(&kid) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "B never served the new key"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "a rotation on A was served by B after {:?}",
+        started.elapsed()
+    );
+    // A JWT A signs with the new key verifies on B.
+    let (_, p) = a.device(&idp, "acme", "alice", "phone").await;
+    let jwt = p["session_jwt"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(jwt).unwrap();
+    assert_eq!(header.kid.as_deref(), Some(kid.as_str()));
+    let (status, body, _) = b.authenticate(json!({"session_jwt": jwt})).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn guesses_spread_over_two_processes_are_limited_together() {
+    let idp = TestIdp::spawn().await;
+    let a = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let b = a.spawn_sibling(&idp).await;
+    let guess = || session_registry::token::SessionToken::generate("acme");
+    // 30 failures a minute are allowed per client: 15 on each process.
+    for _ in 0..15 {
+        for reg in [&a, &b] {
+            let (status, _, _) = reg
+                .authenticate(json!({"session_token": guess().expose()}))
+                .await;
+            assert_eq!(status, 401);
+        }
+    }
+    // Each process takes the shared count when it counts a failure itself, so it lets at most
+    // one more guess through before it limits too.
+    for reg in [&a, &b] {
+        let mut extra = 0;
+        loop {
+            let (status, _, _) = reg
+                .authenticate(json!({"session_token": guess().expose()}))
+                .await;
+            if status == 429 {
+                break;
+            }
+            assert_eq!(status, 401);
+            extra += 1;
+            assert!(extra <= 1, "more than one guess past the shared limit");
+        }
+    }
+}
