@@ -91,7 +91,7 @@ trap 'exit 130' INT TERM
 echo "== building (release)" >&2
 cargo build --release -p session-registry -p mock-idp --bin session-registry --bin mock-idp \
   --example bench_sessions --example revoke_latency >&2
-BIN="$ROOT/target/release"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
 psql_admin() {
   psql "$PG dbname=postgres" -v ON_ERROR_STOP=1 -qAt "$@"

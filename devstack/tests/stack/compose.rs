@@ -10,7 +10,12 @@ use clap::Parser;
 use serde::Deserialize;
 
 /// Public images the topology may pull: they exist on Docker Hub as official images.
-const KNOWN_IMAGES: &[&str] = &["postgres:16", "rust:1-bookworm", "debian:bookworm-slim"];
+const KNOWN_IMAGES: &[&str] = &[
+    "postgres:16",
+    "rust:1-bookworm",
+    "debian:bookworm-slim",
+    "nats:2.9",
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -50,6 +55,8 @@ struct Service {
     #[serde(default)]
     volumes: Vec<String>,
     healthcheck: Option<serde_norway::Value>,
+    #[serde(default)]
+    profiles: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,7 +195,14 @@ fn every_service_is_a_real_image_or_a_build_of_workspace_binaries() {
             .keys()
             .map(String::as_str)
             .collect::<Vec<_>>(),
-        ["mock-idp", "postgres", "session-registry"]
+        [
+            "mock-idp",
+            "nats",
+            "postgres",
+            "registry-a",
+            "registry-b",
+            "session-registry"
+        ]
     );
     for (name, service) in &compose.services {
         match (&service.image, &service.build) {
@@ -363,6 +377,8 @@ fn the_ports_and_urls_are_devstacks_documented_ones() {
         BTreeSet::from([
             format!("127.0.0.1:{idp_port}:{idp_port}"),
             format!("127.0.0.1:{registry_port}:{registry_port}"),
+            "127.0.0.1:8711:8711".to_owned(),
+            "127.0.0.1:8712:8712".to_owned(),
         ])
     );
     // The IdP's default back-channel logout target is the registry's published address.
@@ -471,4 +487,47 @@ fn both_services_have_healthchecks_their_binaries_run_and_the_registry_waits_for
             "the registry starts once {dep} is healthy"
         );
     }
+}
+
+#[test]
+fn the_scale_profile_runs_two_registry_processes_on_nats_with_shared_keys() {
+    let compose = compose();
+    let scale: Vec<&str> = compose
+        .services
+        .iter()
+        .filter(|(_, s)| s.profiles.iter().any(|p| p == "scale"))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(scale, ["nats", "registry-a", "registry-b"]);
+    let settings: Vec<session_registry::Settings> = ["registry-a", "registry-b"]
+        .iter()
+        .map(|name| {
+            session_registry::Settings::try_parse_from(&compose.services[*name].command)
+                .unwrap_or_else(|e| panic!("{name}'s own flags: {e}"))
+        })
+        .collect();
+    let (a, b) = (&settings[0], &settings[1]);
+    assert_eq!(
+        a.events,
+        session_registry::config::EventsSetting::Nats("nats://nats:4222".into())
+    );
+    assert_eq!(a.events, b.events);
+    assert_eq!(a.deployment, b.deployment, "one stream");
+    assert_eq!(a.database_url, b.database_url, "one database");
+    assert_eq!(a.public_url, b.public_url, "one issuer of session JWTs");
+    use secrecy::ExposeSecret;
+    let kek = |s: &session_registry::Settings| {
+        s.key_encryption_key
+            .as_ref()
+            .expect("shared signing keys")
+            .expose_secret()
+            .to_owned()
+    };
+    assert_eq!(kek(a), kek(b));
+    session_registry::shared_keys::KeyEncryptionKey::from_base64(
+        a.key_encryption_key.as_ref().unwrap(),
+    )
+    .expect("a 32-byte key");
+    assert_ne!((a.bind.port(), b.bind.port()), (8711, 8711));
+    assert!(compose.services["nats"].command.contains(&"-js".to_owned()));
 }
