@@ -187,7 +187,7 @@ SELECT 'acme', md5('account-' || (g % :accounts + 1)), 'seed-device-' || g, 'see
 FROM generate_series(1, :sessions) g;
 INSERT INTO sessions (id, tenant, account_id, device_id, token_hash, idp_sid, created_at,
                       last_authenticated_at, expires_at, absolute_expires_at, auth_method, user_agent, ip,
-                      subject, email, is_guest, device_name, device_platform)
+                      subject, email, is_guest, device_name, device_platform, auth_time)
 SELECT md5('session-' || g), 'acme', md5('account-' || (g % :accounts + 1)), 'seed-device-' || g,
        -- a real token's hash where one was made, else the hash of a token nobody holds
        COALESCE(t.hash, encode(sha256(convert_to('seed-token-' || g, 'UTF8')), 'hex')),
@@ -195,7 +195,7 @@ SELECT md5('session-' || g), 'acme', md5('account-' || (g % :accounts + 1)), 'se
        -- the warm-up), as a steady heartbeat does once a minute
        md5('sid-' || g), :now, :now - 3600, :now + 2592000, :now + 2592000, 'oidc', 'lanyard/0.1', '127.0.0.1',
        'seed-' || (g % :accounts + 1), 'seed-' || (g % :accounts + 1) || '@acme.example', false,
-       'seed device ' || g, 'linux'
+       'seed device ' || g, 'linux', :now
 FROM generate_series(1, :sessions) g LEFT JOIN seed_tokens t ON t.n = g;
 COMMIT;
 SET session_replication_role = origin;

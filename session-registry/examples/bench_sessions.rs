@@ -30,13 +30,14 @@ async fn main() {
         .unwrap_or(16);
     let device_prefix = arg(&args, "--device-prefix").unwrap_or_else(|| "bench".into());
 
-    let tokens = test_harness::idp::login(&issuer, &user, &client).await;
-    let id_token = tokens["id_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no ID token in {tokens}"))
-        .to_owned();
     let http = reqwest::Client::new();
     for i in 0..count {
+        // An ID token opens one session (single use): a sign-in per session.
+        let tokens = test_harness::idp::login(&issuer, &user, &client).await;
+        let id_token = tokens["id_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no ID token in {tokens}"))
+            .to_owned();
         let res = http
             .post(format!("{registry}/v1/sessions"))
             .json(&json!({

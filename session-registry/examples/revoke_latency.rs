@@ -34,7 +34,16 @@ struct Session {
     token: String,
 }
 
-async fn create(http: &reqwest::Client, registry: &str, id_token: &str, device: &str) -> Session {
+/// A session of `user` on `device`, from a sign-in of its own (an ID token opens one session).
+async fn create(
+    http: &reqwest::Client,
+    registry: &str,
+    issuer: &str,
+    user: &str,
+    device: &str,
+) -> Session {
+    let tokens = test_harness::idp::login(issuer, user, "lanyard-cli").await;
+    let id_token = tokens["id_token"].as_str().expect("an ID token").to_owned();
     let res = http
         .post(format!("{registry}/v1/sessions"))
         .json(&json!({
@@ -85,18 +94,16 @@ async fn main() {
             .unwrap_or(100),
     );
 
-    let tokens = test_harness::idp::login(&issuer, &user, "lanyard-cli").await;
-    let id_token = tokens["id_token"].as_str().expect("an ID token").to_owned();
     let http = reqwest::Client::new();
     let mut subs = Vec::new();
     for i in 0..subscribers {
-        subs.push(create(&http, &registry, &id_token, &format!("sub-{i}")).await);
+        subs.push(create(&http, &registry, &issuer, &user, &format!("sub-{i}")).await);
     }
     let mut victims = Vec::new();
     for i in 0..revokes {
-        victims.push(create(&http, &registry, &id_token, &format!("victim-{i}")).await);
+        victims.push(create(&http, &registry, &issuer, &user, &format!("victim-{i}")).await);
     }
-    let actor = create(&http, &registry, &id_token, "actor").await;
+    let actor = create(&http, &registry, &issuer, &user, "actor").await;
 
     // Every subscriber reports (subscriber, revoked session id, when it was parsed).
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, String, Instant)>();
