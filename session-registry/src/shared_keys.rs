@@ -119,7 +119,7 @@ impl SharedKeys {
         Self { store, kek }
     }
 
-    fn stored(&self, key: &SigningKey, now: i64) -> Result<StoredKey, SharedKeyError> {
+    fn sealed(&self, key: &SigningKey, now: i64) -> Result<StoredKey, SharedKeyError> {
         Ok(StoredKey {
             kid: key.kid.clone(),
             alg: key.alg.as_str().to_owned(),
@@ -139,7 +139,7 @@ impl SharedKeys {
         let key = generate()?;
         if self
             .store
-            .put_signing_key(&self.stored(&key, now)?, now, true)
+            .put_signing_key(&self.sealed(&key, now)?, now, true)
             .await?
         {
             tracing::info!(kid = %key.kid, "first shared session-JWT signing key created");
@@ -149,8 +149,18 @@ impl SharedKeys {
 
     /// The keys published at `now`, unsealed.
     pub async fn load(&self, now: i64) -> Result<KeySet, SharedKeyError> {
+        self.open(self.stored(now).await?)
+    }
+
+    /// The keys published at `now` as stored (sealed).
+    pub async fn stored(&self, now: i64) -> Result<Vec<StoredKey>, SharedKeyError> {
+        Ok(self.store.signing_keys(now).await?)
+    }
+
+    /// Unseals and parses stored keys.
+    pub fn open(&self, stored: Vec<StoredKey>) -> Result<KeySet, SharedKeyError> {
         let mut keys = Vec::new();
-        for stored in self.store.signing_keys(now).await? {
+        for stored in stored {
             let pem = self.kek.open(&stored.kid, &stored.sealed_private_key)?;
             let key =
                 SigningKey::from_pem(pem.expose_secret()).map_err(|e| SharedKeyError::Key {
@@ -173,10 +183,19 @@ impl SharedKeys {
     pub async fn rotate(&self, now: i64, grace_secs: i64) -> Result<String, SharedKeyError> {
         let key = generate()?;
         self.store
-            .put_signing_key(&self.stored(&key, now)?, now + grace_secs, false)
+            .put_signing_key(&self.sealed(&key, now)?, now + grace_secs, false)
             .await?;
         Ok(key.kid.clone())
     }
+}
+
+/// What [`KeySet::summary`] would say of `stored` once opened: equal summaries sign and verify
+/// alike, so a reload can skip the unsealing.
+pub fn summary(stored: &[StoredKey]) -> Vec<(String, Option<OffsetDateTime>)> {
+    stored
+        .iter()
+        .map(|k| (k.kid.clone(), k.published_until.map(unix)))
+        .collect()
 }
 
 fn generate() -> Result<SigningKey, SharedKeyError> {

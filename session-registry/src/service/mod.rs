@@ -170,9 +170,11 @@ impl Registry {
                 .events
                 .with_label_values(&[e.kind.as_str()])
                 .inc();
-            self.hub.note(&e);
+            // One process: this is the feed (publishing notes the event too).
             if matches!(self.feed, EventFeed::Local) {
                 self.hub.publish(e);
+            } else {
+                self.hub.note(&e);
             }
         }
         if let (EventFeed::Outbox(relay), true) = (&self.feed, any) {
@@ -242,20 +244,23 @@ impl Registry {
         let Some(shared) = &self.shared_keys else {
             return Ok(());
         };
-        let keys = shared
-            .load(self.now())
-            .await
-            .map_err(|e| ApiError::Internal(format!("signing keys: {e}")))?;
+        let keys_error = |e: crate::shared_keys::SharedKeyError| {
+            ApiError::Internal(format!("signing keys: {e}"))
+        };
+        let stored = shared.stored(self.now()).await.map_err(keys_error)?;
+        // Unsealed and parsed only when the table differs from the keys held.
+        if crate::shared_keys::summary(&stored) == self.keys.read().summary() {
+            return Ok(());
+        }
+        let keys = shared.open(stored).map_err(keys_error)?;
         if keys.active(SigningAlg::ES256).is_none() {
             return Err(ApiError::Internal(
                 "the shared signing keys have no active key".into(),
             ));
         }
-        if keys.summary() != self.keys.read().summary() {
-            *self.keys.write() = keys;
-            self.jwts.clear();
-            tracing::info!("shared session-JWT signing keys reloaded");
-        }
+        *self.keys.write() = keys;
+        self.jwts.clear();
+        tracing::info!("shared session-JWT signing keys reloaded");
         Ok(())
     }
 
