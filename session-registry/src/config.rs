@@ -229,3 +229,32 @@ pub fn default_idle() -> i64 {
 pub fn default_absolute() -> i64 {
     30 * 24 * 3600
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn events_is_postgres_or_a_nats_url_and_anything_else_is_refused_by_name() {
+        assert_eq!(parse_events("postgres"), Ok(EventsSetting::Postgres));
+        assert_eq!(
+            parse_events("nats://10.0.0.5:4222"),
+            Ok(EventsSetting::Nats("nats://10.0.0.5:4222".into()))
+        );
+        for bad in ["kafka", "nats://", "http://nats:4222", ""] {
+            let err = parse_events(bad).unwrap_err();
+            assert!(err.contains("nats://HOST:PORT"), "{bad}: {err}");
+        }
+        let err = Settings::try_parse_from(["session-registry", "--events", "redis://x"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--events"), "{err}");
+    }
+
+    #[test]
+    fn the_key_encryption_key_never_shows_in_debug() {
+        let s = Settings::for_tests("sqlite://x.db");
+        assert!(!format!("{s:?}").contains(TEST_KEY_ENCRYPTION_KEY));
+    }
+}
