@@ -183,6 +183,9 @@ impl Devstack {
             allow_http_issuers: false,
             events: session_registry::config::EventsSetting::Postgres,
             deployment: "lanyard".into(),
+            read_database_url: None,
+            database_pooler: session_registry::config::Pooler::None,
+            migrations_database_url: None,
             // One process: its keys in `registry-keys` (devstack keeps them across restarts).
             key_encryption_key: None,
             workers: 2,

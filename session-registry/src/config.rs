@@ -63,6 +63,22 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub key_encryption_key: Option<SecretString>,
+    /// A read replica of the Postgres database (a hot standby): token lookups and session
+    /// lists read from it while it has replayed every event this process has heard of the
+    /// account; any other answer (a miss, a revoked or stale session, a lagging replica, the
+    /// event feed down) is read again on the primary.
+    #[arg(long, env = "SESSION_REGISTRY_READ_DATABASE_URL")]
+    pub read_database_url: Option<String>,
+    /// What sits between the registry and Postgres: `none` (a direct connection, the default)
+    /// or `transaction` (a pooler such as PgBouncer in transaction mode: every statement then
+    /// runs in a transaction of its own with no session state and no named prepared
+    /// statements; needs `--events nats://…`, since LISTEN cannot pass a transaction pooler).
+    #[arg(long, env = "SESSION_REGISTRY_DATABASE_POOLER", default_value = "none", value_parser = parse_pooler)]
+    pub database_pooler: Pooler,
+    /// Where `--migrate` runs the migrations, when not over `--database-url` (they hold a
+    /// session-level lock, so behind a transaction pooler they need a direct connection).
+    #[arg(long, env = "SESSION_REGISTRY_MIGRATIONS_DATABASE_URL")]
+    pub migrations_database_url: Option<String>,
     /// HTTP worker threads (each runs its own event loop).
     #[arg(long, env = "SESSION_REGISTRY_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
@@ -82,6 +98,9 @@ impl Settings {
             events: EventsSetting::Postgres,
             deployment: "lanyard".into(),
             key_encryption_key: Some(SecretString::from(TEST_KEY_ENCRYPTION_KEY)),
+            read_database_url: None,
+            database_pooler: Pooler::None,
+            migrations_database_url: None,
             workers: 2,
         }
     }
@@ -119,6 +138,25 @@ pub fn parse_events(s: &str) -> Result<EventsSetting, String> {
         other => Err(format!(
             "'{other}' is neither `postgres` nor a `nats://HOST:PORT` URL"
         )),
+    }
+}
+
+/// What sits between the registry and Postgres (`--database-pooler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooler {
+    /// Direct connections: session settings and named prepared statements are kept.
+    #[default]
+    None,
+    /// A transaction-mode pooler (PgBouncer `pool_mode = transaction`): a server connection is
+    /// ours only for one transaction.
+    Transaction,
+}
+
+pub fn parse_pooler(s: &str) -> Result<Pooler, String> {
+    match s.trim() {
+        "none" => Ok(Pooler::None),
+        "transaction" => Ok(Pooler::Transaction),
+        other => Err(format!("'{other}' is neither `none` nor `transaction`")),
     }
 }
 

@@ -21,6 +21,7 @@ pub struct Metrics {
     token_lookups_asked: IntCounter,
     token_lookups: IntCounter,
     token_lookup_statements: IntCounter,
+    replica_reads: IntCounterVec,
     /// Serialises catching the two counters up with the store's.
     token_lookup_sync: Mutex<()>,
 }
@@ -62,6 +63,13 @@ impl Metrics {
             "token_lookup_statements_total",
             "statements that carried the token lookups (several lookups share one when batched)",
         )?;
+        let replica_reads = IntCounterVec::new(
+            Opts::new(
+                "replica_reads_total",
+                "reads sent to the read replica: answered there (used) or read again on the primary (passed_on)",
+            ),
+            &["outcome"],
+        )?;
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -71,6 +79,7 @@ impl Metrics {
             Box::new(token_lookups_asked.clone()),
             Box::new(token_lookups.clone()),
             Box::new(token_lookup_statements.clone()),
+            Box::new(replica_reads.clone()),
         ] {
             registry.register(c)?;
         }
@@ -84,6 +93,7 @@ impl Metrics {
             token_lookups_asked,
             token_lookups,
             token_lookup_statements,
+            replica_reads,
             token_lookup_sync: Mutex::new(()),
         })
     }
@@ -100,6 +110,18 @@ impl Metrics {
         catch_up(&self.token_lookups_asked, stats.asked);
         catch_up(&self.token_lookups, stats.lookups);
         catch_up(&self.token_lookup_statements, stats.statements);
+    }
+
+    /// Brings the replica read counters up to the replica's figures.
+    pub fn observe_replica(&self, stats: crate::service::ReplicaStats) {
+        let _guard = self
+            .token_lookup_sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (outcome, total) in [("used", stats.used), ("passed_on", stats.passed_on)] {
+            let counter = self.replica_reads.with_label_values(&[outcome]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
     }
 
     pub fn render(&self) -> String {

@@ -11,14 +11,14 @@ use futures_util::FutureExt;
 use jose_keys::{KeySet, SigningAlg};
 use lanyard_clock::{SharedClock, SystemClock};
 
-use crate::config::{EventsSetting, RegistryConfig, Settings};
+use crate::config::{EventsSetting, Pooler, RegistryConfig, Settings};
 use crate::error::ApiError;
 use crate::events::{connect_nats, spawn_outbox_relay, spawn_pg_listener, Hub, Subjects};
 use crate::metrics::Metrics;
 use crate::routes::{self, admin_token};
-use crate::service::{EventFeed, Registry, JWT_TTL};
+use crate::service::{EventFeed, ReadReplica, Registry, JWT_TTL};
 use crate::shared_keys::{KeyEncryptionKey, SharedKeys, RELOAD_INTERVAL};
-use crate::store::{Announce, PgStore, SqliteStore, Store};
+use crate::store::{Announce, PgOptions, PgStore, SqliteStore, Store};
 
 pub const MAX_BODY: usize = 64 * 1024;
 /// How long revoked sessions stay for audit before garbage collection.
@@ -41,6 +41,8 @@ pub enum StartupError {
     SharedKeys(#[from] crate::shared_keys::SharedKeyError),
     #[error(transparent)]
     Nats(#[from] crate::events::NatsError),
+    #[error("{0}")]
+    Settings(&'static str),
     #[error("cannot create {path}: {source}")]
     Dir {
         path: String,
@@ -109,8 +111,33 @@ impl Application {
         let url = settings.database_url();
         let hub = Arc::new(Hub::new());
         let mut shared_keys = None;
+        let mut replica = None;
+        let pooled = settings.database_pooler == Pooler::Transaction;
+        if !url.starts_with("postgres") && (pooled || settings.read_database_url.is_some()) {
+            return Err(StartupError::Settings(
+                "--database-pooler and --read-database-url are for Postgres",
+            ));
+        }
+        if pooled && settings.events == EventsSetting::Postgres {
+            return Err(StartupError::Settings(
+                "behind a transaction pooler LISTEN/NOTIFY does not work: give --events nats://HOST:PORT",
+            ));
+        }
+        if pooled && settings.migrate && settings.migrations_database_url.is_none() {
+            return Err(StartupError::Settings(
+                "behind a transaction pooler the migrations need a direct connection: give --migrations-database-url",
+            ));
+        }
         let (store, feed): (Arc<dyn Store>, EventFeed) = if url.starts_with("postgres") {
-            let pg = PgStore::connect(&url, settings.migrate).await?;
+            let pg = PgStore::connect_with(
+                &url,
+                &PgOptions {
+                    migrate: settings.migrate,
+                    migrations_url: settings.migrations_database_url.clone(),
+                    pooled,
+                },
+            )
+            .await?;
             let (pg, feed) = match &settings.events {
                 EventsSetting::Postgres => {
                     let pg = Arc::new(pg);
@@ -125,6 +152,22 @@ impl Application {
                     (pg.clone(), EventFeed::Outbox(spawn_outbox_relay(pg, js)))
                 }
             };
+            if let Some(read_url) = &settings.read_database_url {
+                let read = PgStore::connect_with(
+                    read_url,
+                    &PgOptions {
+                        pooled,
+                        ..PgOptions::default()
+                    },
+                )
+                .await?;
+                let read = Arc::new(ReadReplica::new(Arc::new(read)));
+                read.spawn_watcher(pg.clone(), hub.clone());
+                tracing::info!(
+                    "token lookups and session lists read from the replica when it has caught up"
+                );
+                replica = Some(read);
+            }
             if let Some(kek) = &settings.key_encryption_key {
                 shared_keys = Some(SharedKeys::new(
                     pg.clone(),
@@ -177,6 +220,7 @@ impl Application {
         );
         registry.trusted_proxies = settings.trusted_proxies.clone();
         registry.shared_keys = shared_keys;
+        registry.replica = replica;
         let registry = web::Data::new(registry);
         // Seed the JWT revocation cache with what other processes revoked recently.
         let since = clock.now().unix_timestamp() - JWT_TTL - 60;

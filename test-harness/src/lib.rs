@@ -6,6 +6,7 @@
 //! - [`ChildService`]: a service binary run as a child process, its address read from its
 //!   readiness line (`NAME listening on http://ADDR`); [`ChildServices`] for a child that runs
 //!   several services and prints one such line for each (devstack);
+//! - [`PgBouncer`]: a PgBouncer of one test's own, in transaction mode;
 //! - [`nats`]: the shared NATS JetStream server, and [`PrivateNats`], a broker of one test's own;
 //! - [`idp::login`]: the mock IdP's login flow, by issuer URL, for an IdP in process or in a child.
 #![forbid(unsafe_code)]
@@ -14,6 +15,7 @@ pub mod browser;
 pub mod database;
 pub mod idp;
 pub mod nats;
+pub mod pgbouncer;
 #[cfg(unix)]
 pub mod private_postgres;
 pub mod process;
@@ -22,6 +24,7 @@ pub mod secret_service;
 pub use database::TestDatabase;
 pub use idp::TestIdp;
 pub use nats::PrivateNats;
+pub use pgbouncer::PgBouncer;
 #[cfg(unix)]
 pub use private_postgres::PrivatePostgres;
 pub use process::{ChildService, ChildServices};

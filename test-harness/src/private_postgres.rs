@@ -7,6 +7,10 @@
 //! same data directory back on the same port. Dropping the value stops the server and deletes the
 //! directory.
 //!
+//! [`PrivatePostgres::spawn_replica`] makes a streaming replica (a hot standby) of such a server
+//! with `pg_basebackup`, for tests of reading from a replica; [`PrivatePostgres::pause_replay`]
+//! holds it back, as replication lag would.
+//!
 //! Postgres refuses to run as root. When the tests run as root, every Postgres program runs as the
 //! `postgres` OS user (`runuser`, else `su`) in a directory that user owns.
 
@@ -35,6 +39,77 @@ pub struct PrivatePostgres {
 impl PrivatePostgres {
     /// Creates a cluster and starts it on a free port.
     pub async fn spawn() -> anyhow::Result<Self> {
+        let pg = Self::empty()?;
+        let data = pg.data_dir();
+        pg.run(
+            "initdb",
+            &[
+                "-D".into(),
+                data.into(),
+                "-U".into(),
+                "postgres".into(),
+                "--auth=trust".into(),
+                "-E".into(),
+                "UTF8".into(),
+                "--locale=C".into(),
+                "--no-sync".into(),
+            ],
+        )
+        .await?;
+        let mut pg = pg;
+        pg.start().await?;
+        Ok(pg)
+    }
+
+    /// A streaming replica of this server (which must be running): a base backup taken with
+    /// `pg_basebackup -R` (initdb's trust rules let 127.0.0.1 replicate), started as a hot
+    /// standby on a free port of its own.
+    pub async fn spawn_replica(&self) -> anyhow::Result<Self> {
+        let mut replica = Self::empty()?;
+        let data = replica.data_dir();
+        replica
+            .run(
+                "pg_basebackup",
+                &[
+                    "-h".into(),
+                    "127.0.0.1".into(),
+                    "-p".into(),
+                    self.port.to_string().into(),
+                    "-U".into(),
+                    "postgres".into(),
+                    "-D".into(),
+                    data.into(),
+                    "-R".into(),
+                    "-X".into(),
+                    "stream".into(),
+                    "-c".into(),
+                    "fast".into(),
+                ],
+            )
+            .await?;
+        replica.start().await?;
+        Ok(replica)
+    }
+
+    /// Stops applying the primary's changes (a standby only): from now on it lags.
+    pub async fn pause_replay(&self) -> anyhow::Result<()> {
+        self.sql("SELECT pg_wal_replay_pause()").await
+    }
+
+    /// Applies the primary's changes again (a standby only).
+    pub async fn resume_replay(&self) -> anyhow::Result<()> {
+        self.sql("SELECT pg_wal_replay_resume()").await
+    }
+
+    async fn sql(&self, statement: &str) -> anyhow::Result<()> {
+        use sqlx::{Connection, Executor};
+        let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+        conn.execute(statement).await?;
+        Ok(())
+    }
+
+    /// A directory and a port for a server not yet made.
+    fn empty() -> anyhow::Result<Self> {
         let bindir = find_bindir()?;
         let as_pg_user = running_as_root();
         let root = std::env::temp_dir().join(format!(
@@ -53,32 +128,14 @@ impl PrivatePostgres {
             }
         }
         let port = free_port()?;
-        let mut pg = Self {
+        Ok(Self {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             port,
             bindir,
             root,
             as_pg_user,
             running: false,
-        };
-        let data = pg.data_dir();
-        pg.run(
-            "initdb",
-            &[
-                "-D".into(),
-                data.into(),
-                "-U".into(),
-                "postgres".into(),
-                "--auth=trust".into(),
-                "-E".into(),
-                "UTF8".into(),
-                "--locale=C".into(),
-                "--no-sync".into(),
-            ],
-        )
-        .await?;
-        pg.start().await?;
-        Ok(pg)
+        })
     }
 
     /// Starts the server (again) on its data directory and port; returns once it accepts

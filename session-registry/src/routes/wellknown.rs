@@ -65,6 +65,9 @@ pub async fn metrics(reg: web::Data<Registry>) -> HttpResponse {
     if let Some(stats) = reg.store.token_lookup_stats() {
         reg.metrics.observe_token_lookups(stats);
     }
+    if let Some(replica) = &reg.replica {
+        reg.metrics.observe_replica(replica.stats());
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(reg.metrics.render())

@@ -7,6 +7,7 @@
 mod intake;
 mod limits;
 mod logout;
+mod replica;
 mod session_cache;
 mod sessions;
 mod tenant_cache;
@@ -38,6 +39,7 @@ pub use registry_api::{
 
 pub(crate) use limits::ClientWindows;
 use limits::FailureLimiter;
+pub use replica::{ReadReplica, ReplicaStats};
 use session_cache::SessionCache;
 pub use session_cache::SESSION_RECHECK;
 use tenant_cache::TenantCache;
@@ -81,6 +83,8 @@ pub struct Registry {
     /// The signing keys in the database, shared by every process (Postgres with a
     /// key-encryption key); without them, this process's own.
     pub shared_keys: Option<SharedKeys>,
+    /// A read replica for token lookups and session lists (`--read-database-url`).
+    pub replica: Option<Arc<ReadReplica>>,
     failures: FailureLimiter,
     jwts: JwtCache,
     tenants: TenantCache,
@@ -150,6 +154,7 @@ impl Registry {
             metrics,
             trusted_proxies: Vec::new(),
             shared_keys: None,
+            replica: None,
             failures: FailureLimiter::default(),
             jwts: JwtCache::new(),
             tenants: TenantCache::default(),

@@ -208,15 +208,29 @@ impl Registry {
     }
 
     /// The session of a session token: from the session cache while it may answer, else from
-    /// the database (and then cached). Answers the token's hash too.
+    /// the read replica when it may (see `replica`), else from the primary (and then cached).
+    /// Answers whether it came from the cache or the replica, which are only trusted to say yes;
+    /// `primary_only` skips both.
     async fn token_session(
         &self,
         token: &SessionToken,
         now: i64,
+        primary_only: bool,
     ) -> Result<(SessionRecord, bool), ApiError> {
         let hash = token.hash();
-        if let Some(record) = self.sessions.get(&self.hub, token.tenant(), &hash, now) {
-            return Ok((record, true));
+        if !primary_only {
+            if let Some(record) = self.sessions.get(&self.hub, token.tenant(), &hash, now) {
+                return Ok((record, true));
+            }
+            if let Some(replica) = &self.replica {
+                if let Some((record, mark)) = replica
+                    .token_session(&self.hub, token.tenant(), &hash)
+                    .await
+                {
+                    self.sessions.put(&hash, &record, now, mark);
+                    return Ok((record, true));
+                }
+            }
         }
         let mark = self.hub.mark();
         let record = self
@@ -282,16 +296,17 @@ impl Registry {
         let (tenant_slug, record) = if bearer.starts_with(crate::token::PREFIX) {
             let token =
                 SessionToken::parse(bearer).map_err(|e| Refusal::MalformedToken(e.to_string()))?;
-            let (mut record, cached) = self.token_session(&token, now).await?;
+            let (mut record, cached) = self.token_session(&token, now, false).await?;
             if cached {
                 let tenant = self
                     .tenants
                     .get(self.store.as_ref(), token.tenant())
                     .await?;
-                // The cache only says yes: a refusal is read again from the database first.
+                // The cache and the replica only say yes: a refusal is read again from the
+                // primary first.
                 if timed_out(&tenant, &record, now).is_some() {
                     self.sessions.forget(&token.hash());
-                    record = self.token_session(&token, now).await?.0;
+                    record = self.token_session(&token, now, true).await?.0;
                 }
             }
             (token.tenant().to_owned(), record)
@@ -423,10 +438,15 @@ impl Registry {
     /// `GET /v1/sessions`: every live session of the caller's account, across devices.
     pub async fn list(&self, caller: &Caller) -> Result<Vec<SessionView>, ApiError> {
         let now = self.now();
-        let records = self
-            .store
-            .account_sessions(&caller.tenant, &caller.session.account_id)
-            .await?;
+        let (tenant, account) = (&caller.tenant, &caller.session.account_id);
+        let from_replica = match &self.replica {
+            Some(replica) => replica.account_sessions(&self.hub, tenant, account).await,
+            None => None,
+        };
+        let records = match from_replica {
+            Some(records) => records,
+            None => self.store.account_sessions(tenant, account).await?,
+        };
         Ok(records
             .iter()
             .filter(|r| r.revoked_at.is_none() && r.expires_at > now && r.absolute_expires_at > now)

@@ -15,11 +15,18 @@ use super::{EventRecord, Result, SessionRecord, TokenLookupStats};
 pub(crate) trait Backend: Send + Sync {
     type Db: sqlx::Database;
 
-    /// The pool the shared statements run on.
-    fn pool(&self) -> &sqlx::Pool<Self::Db>;
-
     /// A transaction in which `tenant`'s rows are the ones visible and writable.
     async fn begin(&self, tenant: &str) -> Result<sqlx::Transaction<'static, Self::Db>>;
+
+    /// A transaction with no tenant set, for the tables without row-level security (tenants,
+    /// failed lookups). Every statement runs in a transaction, so that a transaction-mode
+    /// pooler in front of Postgres keeps one server connection for all of a statement's
+    /// round trips.
+    async fn begin_plain(&self) -> Result<sqlx::Transaction<'static, Self::Db>>;
+
+    /// Whether statements may be prepared under a name and kept (not behind a transaction
+    /// pooler, whose next transaction may run on a server connection that never saw them).
+    fn persistent(&self) -> bool;
 
     /// The session of a token hash: the hot path of every token authenticate, each backend its
     /// own way (Postgres batches concurrent lookups, see `pg_hot`).
@@ -39,6 +46,15 @@ pub(crate) trait Backend: Send + Sync {
 
 macro_rules! impl_store {
     ($store:ident, $db:ty, $row:ty) => {
+        /// A statement, prepared under a name only when `persistent` (see
+        /// [`Backend::persistent`]).
+        fn query(
+            persistent: bool,
+            statement: &str,
+        ) -> sqlx::query::Query<'_, $db, <$db as sqlx::Database>::Arguments<'_>> {
+            sqlx::query(statement).persistent(persistent)
+        }
+
         fn session_from_row(r: &$row) -> std::result::Result<SessionRecord, sqlx::Error> {
             use sqlx::Row;
             Ok(session_record!(|name| r.try_get(name)))
@@ -75,11 +91,12 @@ macro_rules! impl_store {
 
         /// Records a single-use credential in `tx`: [`StoreError::AlreadyUsed`] if it is there.
         async fn spend(
+            persistent: bool,
             tx: &mut sqlx::Transaction<'_, $db>,
             tenant: &str,
             credential: &UsedCredential,
         ) -> Result<()> {
-            let inserted = sqlx::query(sql::SPEND_CREDENTIAL)
+            let inserted = query(persistent, sql::SPEND_CREDENTIAL)
                 .bind(tenant)
                 .bind(credential.kind)
                 .bind(&credential.hash)
@@ -105,7 +122,7 @@ macro_rules! impl_store {
             at: i64,
         ) -> Result<EventRecord> {
             use sqlx::Row;
-            let seq: i64 = sqlx::query(sql::NEXT_EVENT_SEQ)
+            let seq: i64 = query(store.persistent(), sql::NEXT_EVENT_SEQ)
                 .bind(tenant)
                 .bind(account_id)
                 .fetch_optional(&mut **tx)
@@ -114,7 +131,7 @@ macro_rules! impl_store {
                     StoreError::Inconsistent(format!("an event of an unknown account in {tenant}"))
                 })?
                 .try_get("event_seq")?;
-            let row = sqlx::query(sql::INSERT_EVENT)
+            let row = query(store.persistent(), sql::INSERT_EVENT)
                 .bind(tenant)
                 .bind(account_id)
                 .bind(session_id)
@@ -135,14 +152,19 @@ macro_rules! impl_store {
             }
 
             async fn ping(&self) -> Result<()> {
-                sqlx::query(sql::PING).execute(self.pool()).await?;
+                let mut tx = Backend::begin_plain(self).await?;
+                query(self.persistent(), sql::PING)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
                 Ok(())
             }
 
             async fn upsert_tenant(&self, t: &TenantRecord) -> Result<()> {
                 let audiences = serde_json::to_string(&t.audiences)
                     .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
-                sqlx::query(sql::UPSERT_TENANT)
+                let mut tx = Backend::begin_plain(self).await?;
+                query(self.persistent(), sql::UPSERT_TENANT)
                     .bind(&t.slug)
                     .bind(&t.issuer)
                     .bind(audiences)
@@ -152,30 +174,37 @@ macro_rules! impl_store {
                     .bind(0i64)
                     .bind(t.max_id_token_age_secs)
                     .bind(t.max_auth_age_secs)
-                    .execute(self.pool())
+                    .execute(&mut *tx)
                     .await?;
+                tx.commit().await?;
                 Ok(())
             }
 
             async fn tenant(&self, slug: &str) -> Result<Option<TenantRecord>> {
-                let row = sqlx::query(sql::TENANT)
+                let mut tx = Backend::begin_plain(self).await?;
+                let row = query(self.persistent(), sql::TENANT)
                     .bind(slug)
-                    .fetch_optional(self.pool())
+                    .fetch_optional(&mut *tx)
                     .await?;
+                tx.commit().await?;
                 row.as_ref().map(tenant_from_row).transpose()
             }
 
             async fn tenants(&self) -> Result<Vec<TenantRecord>> {
-                let rows = sqlx::query(sql::TENANTS).fetch_all(self.pool()).await?;
+                let mut tx = Backend::begin_plain(self).await?;
+                let rows = query(self.persistent(), sql::TENANTS)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
                 rows.iter().map(tenant_from_row).collect()
             }
 
             async fn create_session(&self, s: NewSession) -> Result<(SessionRecord, EventRecord)> {
                 use sqlx::Row;
                 let mut tx = Backend::begin(self, &s.tenant).await?;
-                spend(&mut tx, &s.tenant, &s.id_token).await?;
+                spend(self.persistent(), &mut tx, &s.tenant, &s.id_token).await?;
                 let new_id = random_id();
-                let account = sqlx::query(sql::UPSERT_ACCOUNT)
+                let account = query(self.persistent(), sql::UPSERT_ACCOUNT)
                     .bind(&new_id)
                     .bind(&s.tenant)
                     .bind(&s.issuer)
@@ -189,14 +218,14 @@ macro_rules! impl_store {
                 let email: Option<String> = account.try_get("email")?;
                 let is_guest: bool = account.try_get("is_guest")?;
                 // The copies on the account's other sessions follow the account and the device.
-                sqlx::query(sql::COPY_ACCOUNT_TO_SESSIONS)
+                query(self.persistent(), sql::COPY_ACCOUNT_TO_SESSIONS)
                     .bind(&s.tenant)
                     .bind(&account_id)
                     .bind(&email)
                     .bind(is_guest)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(sql::COPY_DEVICE_TO_SESSIONS)
+                query(self.persistent(), sql::COPY_DEVICE_TO_SESSIONS)
                     .bind(&s.tenant)
                     .bind(&account_id)
                     .bind(&s.device.id)
@@ -204,7 +233,7 @@ macro_rules! impl_store {
                     .bind(&s.device.platform)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(sql::UPSERT_DEVICE)
+                query(self.persistent(), sql::UPSERT_DEVICE)
                     .bind(&s.tenant)
                     .bind(&account_id)
                     .bind(&s.device.id)
@@ -214,7 +243,7 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 let session_id = random_id();
-                sqlx::query(sql::INSERT_SESSION)
+                query(self.persistent(), sql::INSERT_SESSION)
                     .bind(&session_id)
                     .bind(&s.tenant)
                     .bind(&account_id)
@@ -245,7 +274,7 @@ macro_rules! impl_store {
                     s.now,
                 )
                 .await?;
-                let row = sqlx::query(sql::SESSION_BY_ID)
+                let row = query(self.persistent(), sql::SESSION_BY_ID)
                     .bind(&s.tenant)
                     .bind(&session_id)
                     .fetch_one(&mut *tx)
@@ -267,7 +296,7 @@ macro_rules! impl_store {
 
             async fn session(&self, tenant: &str, id: &str) -> Result<Option<SessionRecord>> {
                 let mut tx = Backend::begin(self, tenant).await?;
-                let row = sqlx::query(sql::SESSION_BY_ID)
+                let row = query(self.persistent(), sql::SESSION_BY_ID)
                     .bind(tenant)
                     .bind(id)
                     .fetch_optional(&mut *tx)
@@ -285,7 +314,7 @@ macro_rules! impl_store {
             ) -> Result<Option<EventRecord>> {
                 use sqlx::Row;
                 let mut tx = Backend::begin(self, tenant).await?;
-                let row = sqlx::query(sql::TOUCH_SESSION)
+                let row = query(self.persistent(), sql::TOUCH_SESSION)
                     .bind(tenant)
                     .bind(id)
                     .bind(now)
@@ -296,7 +325,7 @@ macro_rules! impl_store {
                 if let Some(row) = row {
                     let account_id: String = row.try_get("account_id")?;
                     let device_id: String = row.try_get("device_id")?;
-                    sqlx::query(sql::TOUCH_DEVICE)
+                    query(self.persistent(), sql::TOUCH_DEVICE)
                         .bind(tenant)
                         .bind(&account_id)
                         .bind(&device_id)
@@ -325,7 +354,7 @@ macro_rules! impl_store {
                 let mut tx = Backend::begin(self, tenant).await?;
                 let mut events = Vec::new();
                 for id in ids {
-                    let row = sqlx::query(sql::END_SESSION)
+                    let row = query(self.persistent(), sql::END_SESSION)
                         .bind(tenant)
                         .bind(id)
                         .bind(now)
@@ -350,7 +379,7 @@ macro_rules! impl_store {
                 account_id: &str,
             ) -> Result<Vec<SessionRecord>> {
                 let mut tx = Backend::begin(self, tenant).await?;
-                let rows = sqlx::query(sql::ACCOUNT_SESSIONS)
+                let rows = query(self.persistent(), sql::ACCOUNT_SESSIONS)
                     .bind(tenant)
                     .bind(account_id)
                     .fetch_all(&mut *tx)
@@ -370,15 +399,15 @@ macro_rules! impl_store {
                 id_token: &UsedCredential,
             ) -> Result<Option<SessionRecord>> {
                 let mut tx = Backend::begin(self, tenant).await?;
-                spend(&mut tx, tenant, id_token).await?;
+                spend(self.persistent(), &mut tx, tenant, id_token).await?;
                 // auth_time only moves forward.
-                sqlx::query(sql::RAISE_AUTH_TIME)
+                query(self.persistent(), sql::RAISE_AUTH_TIME)
                     .bind(tenant)
                     .bind(session_id)
                     .bind(auth_time)
                     .execute(&mut *tx)
                     .await?;
-                let row = sqlx::query(sql::LIVE_SESSION_BY_ID)
+                let row = query(self.persistent(), sql::LIVE_SESSION_BY_ID)
                     .bind(tenant)
                     .bind(session_id)
                     .fetch_optional(&mut *tx)
@@ -404,8 +433,8 @@ macro_rules! impl_store {
             ) -> Result<Vec<EventRecord>> {
                 use sqlx::Row;
                 let mut tx = Backend::begin(self, tenant).await?;
-                spend(&mut tx, tenant, jti).await?;
-                let rows = sqlx::query(sql::END_SESSIONS_FOR_IDP_LOGOUT)
+                spend(self.persistent(), &mut tx, tenant, jti).await?;
+                let rows = query(self.persistent(), sql::END_SESSIONS_FOR_IDP_LOGOUT)
                     .bind(tenant)
                     .bind(issuer)
                     .bind(idp_sid)
@@ -432,7 +461,7 @@ macro_rules! impl_store {
                 f: &SessionFilter,
             ) -> Result<Vec<SessionRecord>> {
                 let mut tx = Backend::begin(self, tenant).await?;
-                let rows = sqlx::query(sql::ADMIN_SESSIONS)
+                let rows = query(self.persistent(), sql::ADMIN_SESSIONS)
                     .bind(tenant)
                     .bind(&f.account_id)
                     .bind(&f.device_id)
@@ -450,7 +479,7 @@ macro_rules! impl_store {
             async fn latest_event_id(&self, tenant: &str, account_id: &str) -> Result<i64> {
                 use sqlx::Row;
                 let mut tx = Backend::begin(self, tenant).await?;
-                let row = sqlx::query(sql::LATEST_EVENT_ID)
+                let row = query(self.persistent(), sql::LATEST_EVENT_ID)
                     .bind(tenant)
                     .bind(account_id)
                     .fetch_one(&mut *tx)
@@ -466,7 +495,7 @@ macro_rules! impl_store {
                 after_seq: i64,
             ) -> Result<Vec<EventRecord>> {
                 let mut tx = Backend::begin(self, tenant).await?;
-                let rows = sqlx::query(sql::EVENTS_AFTER)
+                let rows = query(self.persistent(), sql::EVENTS_AFTER)
                     .bind(tenant)
                     .bind(account_id)
                     .bind(after_seq)
@@ -484,7 +513,7 @@ macro_rules! impl_store {
                 let mut out = Vec::new();
                 for t in self.tenants().await? {
                     let mut tx = Backend::begin(self, &t.slug).await?;
-                    let rows = sqlx::query(sql::REVOKED_SINCE)
+                    let rows = query(self.persistent(), sql::REVOKED_SINCE)
                         .bind(&t.slug)
                         .bind(since)
                         .fetch_all(&mut *tx)
@@ -501,19 +530,19 @@ macro_rules! impl_store {
                 let mut total = 0;
                 for t in self.tenants().await? {
                     let mut tx = Backend::begin(self, &t.slug).await?;
-                    let r = sqlx::query(sql::GC_SESSIONS)
+                    let r = query(self.persistent(), sql::GC_SESSIONS)
                         .bind(&t.slug)
                         .bind(expired_before)
                         .bind(revoked_before)
                         .execute(&mut *tx)
                         .await?;
-                    sqlx::query(sql::GC_EVENTS)
+                    query(self.persistent(), sql::GC_EVENTS)
                         .bind(&t.slug)
                         .bind(revoked_before)
                         .execute(&mut *tx)
                         .await?;
                     // A spent credential past its expiry would be refused as expired anyway.
-                    sqlx::query(sql::GC_CREDENTIALS)
+                    query(self.persistent(), sql::GC_CREDENTIALS)
                         .bind(&t.slug)
                         .bind(expired_before)
                         .execute(&mut *tx)
@@ -522,20 +551,24 @@ macro_rules! impl_store {
                     total += r.rows_affected();
                 }
                 // Failure windows older than a minute count nothing any more.
-                sqlx::query(sql::GC_FAILED_LOOKUPS)
+                let mut tx = Backend::begin_plain(self).await?;
+                query(self.persistent(), sql::GC_FAILED_LOOKUPS)
                     .bind(expired_before - 60)
-                    .execute(self.pool())
+                    .execute(&mut *tx)
                     .await?;
+                tx.commit().await?;
                 Ok(total)
             }
 
             async fn note_failed_lookup(&self, client: &str, now: i64) -> Result<(i64, u32)> {
                 use sqlx::Row;
-                let row = sqlx::query(sql::NOTE_FAILED_LOOKUP)
+                let mut tx = Backend::begin_plain(self).await?;
+                let row = query(self.persistent(), sql::NOTE_FAILED_LOOKUP)
                     .bind(client)
                     .bind(now)
-                    .fetch_one(self.pool())
+                    .fetch_one(&mut *tx)
                     .await?;
+                tx.commit().await?;
                 let start: i64 = row.try_get("window_start")?;
                 let failures: i32 = row.try_get("failures")?;
                 Ok((start, u32::try_from(failures).unwrap_or(0)))
@@ -550,7 +583,7 @@ macro_rules! impl_store {
                 now: i64,
             ) -> Result<Option<EventRecord>> {
                 let mut tx = Backend::begin(self, tenant).await?;
-                let changed = sqlx::query(sql::REGISTER_ACCOUNT)
+                let changed = query(self.persistent(), sql::REGISTER_ACCOUNT)
                     .bind(tenant)
                     .bind(account_id)
                     .bind(email)
@@ -558,7 +591,7 @@ macro_rules! impl_store {
                     .await?
                     .rows_affected();
                 let event = if changed == 1 {
-                    sqlx::query(sql::REGISTER_ACCOUNT_SESSIONS)
+                    query(self.persistent(), sql::REGISTER_ACCOUNT_SESSIONS)
                         .bind(tenant)
                         .bind(account_id)
                         .bind(email)

@@ -46,7 +46,7 @@ mod sqlite;
 mod statements_check;
 
 pub use backend::random_id;
-pub use postgres::{Announce, OutboxRow, PgStore, StoredKey};
+pub use postgres::{Announce, OutboxRow, PgOptions, PgStore, StoredKey};
 pub use sqlite::SqliteStore;
 
 use serde::Serialize;

@@ -25,6 +25,12 @@
 //! always the server going away) is replaced and the batch tried once more on the fresh one;
 //! after any other error it is replaced too, so its tenant setting is never in doubt.
 //! Everything else uses the sqlx pool.
+//!
+//! Behind a transaction-mode pooler (`--database-pooler transaction`) a server connection is
+//! ours for one transaction only, so nothing is kept on it: each batch is one transaction that
+//! sets the role and each tenant with `SET LOCAL` / `set_config(…, true)`, and the statements
+//! go unnamed (`query_typed`: parse, bind and execute in one message sequence), one after the
+//! other. Slower, and correct on whichever server connection the pooler lends.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,12 +63,24 @@ pub(crate) const LOOKUP: &str =
     FROM sessions s WHERE s.tenant = $1 AND s.token_hash = ANY($2)";
 /// The row-level-security tenant, for the session.
 pub(crate) const SET_TENANT: &str = "SELECT set_config('lanyard.tenant', $1, false)";
+/// Behind a transaction pooler: the role and the tenant for this transaction only.
+const BEGIN_POOLED: &str = "BEGIN; SET LOCAL ROLE lanyard_app";
+const SET_TRANSACTION_TENANT: &str = "SELECT set_config('lanyard.tenant', $1, true)";
 
-/// One connection with its statements prepared.
+/// The statements a connection runs: prepared once (direct), or sent unnamed every time
+/// (behind a transaction pooler).
+enum Statements {
+    Prepared {
+        lookup: Statement,
+        set_tenant: Statement,
+    },
+    Unnamed,
+}
+
+/// One connection with its statements.
 struct Conn {
     client: Client,
-    lookup: Statement,
-    set_tenant: Statement,
+    statements: Statements,
     /// The `lanyard.tenant` set on the connection (none at first: row-level security then
     /// shows no rows at all).
     tenant: Mutex<Option<String>>,
@@ -122,6 +140,8 @@ struct Counters {
 
 pub(super) struct HotPool {
     config: Arc<Config>,
+    /// Behind a transaction pooler (see the module's documentation).
+    pooled: bool,
     counters: Arc<Counters>,
     /// Dropped with the pool: the connections close when the store does.
     slots: ThreadLocal<Arc<Slot>>,
@@ -129,13 +149,14 @@ pub(super) struct HotPool {
 
 impl HotPool {
     /// Connects lazily, on a thread's first lookup; `url` is the registry's Postgres URL.
-    pub(super) fn new(url: &str) -> Result<Self> {
+    pub(super) fn new(url: &str, pooled: bool) -> Result<Self> {
         let mut config = Config::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("token lookup connection: {e}")))?;
         config.connect_timeout(TIMEOUT);
         config.application_name("session-registry token lookup");
         Ok(Self {
             config: Arc::new(config),
+            pooled,
             counters: Arc::default(),
             slots: ThreadLocal::new(),
         })
@@ -176,6 +197,7 @@ impl HotPool {
             tokio::spawn(drive(
                 guard,
                 Arc::clone(&self.config),
+                self.pooled,
                 Arc::clone(&self.counters),
             ));
         }
@@ -214,7 +236,7 @@ fn stopped() -> StoreError {
 
 /// Sends the waiting lookups as batches, one after the other, until none are left. On any end,
 /// cancellation included (its runtime shutting down), the guard hands the queue back.
-async fn drive(mut guard: DriverGuard, config: Arc<Config>, counters: Arc<Counters>) {
+async fn drive(mut guard: DriverGuard, config: Arc<Config>, pooled: bool, counters: Arc<Counters>) {
     let Some(slot) = guard.0.clone() else { return };
     loop {
         let batch = {
@@ -228,13 +250,19 @@ async fn drive(mut guard: DriverGuard, config: Arc<Config>, counters: Arc<Counte
             let n = queue.waiting.len().min(MAX_BATCH);
             queue.waiting.drain(..n).collect::<Vec<_>>()
         };
-        run_batch(&slot, &config, &counters, batch).await;
+        run_batch(&slot, &config, pooled, &counters, batch).await;
     }
 }
 
 /// Looks up one batch (a statement per tenant in it, pipelined) and answers its waiters; on a
 /// connection failure, once more on a fresh connection.
-async fn run_batch(slot: &Slot, config: &Config, counters: &Counters, batch: Vec<Waiter>) {
+async fn run_batch(
+    slot: &Slot,
+    config: &Config,
+    pooled: bool,
+    counters: &Counters,
+    batch: Vec<Waiter>,
+) {
     let mut groups: Vec<(String, Vec<Waiter>)> = Vec::new();
     for w in batch {
         match groups.iter_mut().find(|(t, _)| *t == w.tenant) {
@@ -249,10 +277,10 @@ async fn run_batch(slot: &Slot, config: &Config, counters: &Counters, batch: Vec
     counters
         .statements
         .fetch_add(groups.len() as u64, Ordering::Relaxed);
-    let mut result = lookup_groups(slot, config, &groups).await;
+    let mut result = lookup_groups(slot, config, pooled, &groups).await;
     if let Err(StoreError::Unavailable(reason)) = &result {
         tracing::debug!(%reason, "token lookup connection failed; reconnecting");
-        result = lookup_groups(slot, config, &groups).await;
+        result = lookup_groups(slot, config, pooled, &groups).await;
     }
     match result {
         Ok(answers) => {
@@ -275,12 +303,13 @@ async fn run_batch(slot: &Slot, config: &Config, counters: &Counters, batch: Vec
 async fn lookup_groups(
     slot: &Slot,
     config: &Config,
+    pooled: bool,
     groups: &[(String, Vec<Waiter>)],
 ) -> Result<Vec<Vec<Row>>> {
     let conn = match slot.current() {
         Some(conn) => conn,
         None => {
-            let conn = Arc::new(connect(config).await?);
+            let conn = Arc::new(connect(config, pooled).await?);
             *slot.conn.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&conn));
             conn
         }
@@ -289,6 +318,25 @@ async fn lookup_groups(
         .iter()
         .map(|(_, ws)| ws.iter().map(|w| w.hash.as_str()).collect())
         .collect();
+    let (lookup, set_tenant) = match &conn.statements {
+        Statements::Prepared { lookup, set_tenant } => (lookup, set_tenant),
+        Statements::Unnamed => {
+            let result =
+                match tokio::time::timeout(TIMEOUT, lookup_in_transaction(&conn, groups, &hashes))
+                    .await
+                {
+                    Ok(result) => result.map_err(store_error),
+                    Err(_) => Err(StoreError::Unavailable(
+                        "the token lookup got no answer in time".into(),
+                    )),
+                };
+            if result.is_err() {
+                // Possibly inside a transaction still: the next batch starts afresh.
+                slot.forget(&conn);
+            }
+            return result;
+        }
+    };
     // (statement, parameters, whether its rows are a group's answer), in the order they run.
     let mut calls: Vec<(&Statement, Vec<&(dyn ToSql + Sync)>, bool)> = Vec::new();
     // Taken out while the batch runs: should it stop half way (cancelled), the setting on the
@@ -300,10 +348,10 @@ async fn lookup_groups(
         .take();
     for ((group_tenant, _), hashes) in groups.iter().zip(&hashes) {
         if tenant.as_deref() != Some(group_tenant.as_str()) {
-            calls.push((&conn.set_tenant, vec![group_tenant], false));
+            calls.push((set_tenant, vec![group_tenant], false));
             tenant = Some(group_tenant.clone());
         }
-        calls.push((&conn.lookup, vec![group_tenant, hashes], true));
+        calls.push((lookup, vec![group_tenant, hashes], true));
     }
     let queries = calls
         .iter()
@@ -333,6 +381,30 @@ async fn lookup_groups(
     }
 }
 
+/// Behind a transaction pooler: the batch as one transaction, its statements unnamed, one after
+/// the other (each tenant's setting must precede its lookup on the same server connection).
+async fn lookup_in_transaction(
+    conn: &Conn,
+    groups: &[(String, Vec<Waiter>)],
+    hashes: &[Vec<&str>],
+) -> std::result::Result<Vec<Vec<Row>>, tokio_postgres::Error> {
+    use tokio_postgres::types::Type;
+    conn.client.batch_execute(BEGIN_POOLED).await?;
+    let mut answers = Vec::with_capacity(groups.len());
+    for ((tenant, _), hashes) in groups.iter().zip(hashes) {
+        conn.client
+            .query_typed(SET_TRANSACTION_TENANT, &[(tenant, Type::TEXT)])
+            .await?;
+        answers.push(
+            conn.client
+                .query_typed(LOOKUP, &[(tenant, Type::TEXT), (hashes, Type::TEXT_ARRAY)])
+                .await?,
+        );
+    }
+    conn.client.batch_execute("COMMIT").await?;
+    Ok(answers)
+}
+
 /// Hands each waiter its session: the row whose hash is the one it asked for, if any. A row
 /// that does not decode makes the whole group an error rather than a "not found".
 fn answer(waiters: Vec<Waiter>, rows: Vec<Row>) {
@@ -359,8 +431,8 @@ fn answer(waiters: Vec<Waiter>, rows: Vec<Row>) {
 
 /// Connects, with its I/O task on the calling thread's runtime, as `lanyard_app` (row-level
 /// security applies, as on the main pool), and prepares the lookup.
-async fn connect(config: &Config) -> Result<Conn> {
-    match tokio::time::timeout(TIMEOUT, open(config)).await {
+async fn connect(config: &Config, pooled: bool) -> Result<Conn> {
+    match tokio::time::timeout(TIMEOUT, open(config, pooled)).await {
         Ok(result) => result,
         Err(_) => Err(StoreError::Unavailable(
             "the token lookup connection was not ready in time".into(),
@@ -368,13 +440,20 @@ async fn connect(config: &Config) -> Result<Conn> {
     }
 }
 
-async fn open(config: &Config) -> Result<Conn> {
+async fn open(config: &Config, pooled: bool) -> Result<Conn> {
     let (client, connection) = config.connect(NoTls).await.map_err(store_error)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "token lookup connection ended");
         }
     });
+    if pooled {
+        return Ok(Conn {
+            client,
+            statements: Statements::Unnamed,
+            tenant: Mutex::new(None),
+        });
+    }
     client
         .batch_execute("SET ROLE lanyard_app")
         .await
@@ -383,8 +462,7 @@ async fn open(config: &Config) -> Result<Conn> {
     let set_tenant = client.prepare(SET_TENANT).await.map_err(store_error)?;
     Ok(Conn {
         client,
-        lookup,
-        set_tenant,
+        statements: Statements::Prepared { lookup, set_tenant },
         tenant: Mutex::new(None),
     })
 }
@@ -412,4 +490,8 @@ fn session_from_row(r: &Row) -> Result<SessionRecord> {
 
 /// The token lookup's statements, for the check that prepares every statement (`store::sql`).
 #[cfg(test)]
-pub(crate) const STATEMENTS: &[(&str, &str)] = &[("LOOKUP", LOOKUP), ("SET_TENANT", SET_TENANT)];
+pub(crate) const STATEMENTS: &[(&str, &str)] = &[
+    ("LOOKUP", LOOKUP),
+    ("SET_TENANT", SET_TENANT),
+    ("SET_TRANSACTION_TENANT", SET_TRANSACTION_TENANT),
+];

@@ -49,19 +49,54 @@ pub struct PgStore {
     hot: HotPool,
     url: String,
     announce: Announce,
+    /// Behind a transaction pooler: no session state (role and tenant are set per
+    /// transaction, every statement runs in one) and no named prepared statements.
+    pooled: bool,
+}
+
+/// How [`PgStore::connect_with`] connects.
+#[derive(Debug, Clone, Default)]
+pub struct PgOptions {
+    /// Run the migrations first.
+    pub migrate: bool,
+    /// Where the migrations run, when not over the store's own URL: they hold a session-level
+    /// advisory lock, which a transaction pooler would leave on whichever server connection
+    /// took it.
+    pub migrations_url: Option<String>,
+    /// The URL is a transaction-mode pooler (PgBouncer `pool_mode = transaction`).
+    pub pooled: bool,
 }
 
 impl PgStore {
-    /// Connects; with `migrate`, runs the migrations first (as the connecting user). The pool's
-    /// connections then `SET ROLE lanyard_app`, so row-level security applies to every query.
+    /// Connects directly; with `migrate`, runs the migrations first.
     pub async fn connect(url: &str, migrate: bool) -> Result<Self> {
-        let opts: PgConnectOptions = url
-            .parse()
-            .map_err(|e: sqlx::Error| StoreError::Unavailable(e.to_string()))?;
-        if migrate {
+        Self::connect_with(
+            url,
+            &PgOptions {
+                migrate,
+                ..PgOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Connects; with `options.migrate`, runs the migrations first (as the connecting user,
+    /// over `options.migrations_url` when given). The pool's connections then act as
+    /// `lanyard_app` (`SET ROLE` per connection, or `SET LOCAL ROLE` per transaction behind a
+    /// pooler), so row-level security applies to every query.
+    pub async fn connect_with(url: &str, options: &PgOptions) -> Result<Self> {
+        let parse = |url: &str| -> Result<PgConnectOptions> {
+            url.parse()
+                .map_err(|e: sqlx::Error| StoreError::Unavailable(e.to_string()))
+        };
+        let opts = parse(url)?;
+        if options.migrate {
             let owner = PgPoolOptions::new()
                 .max_connections(1)
-                .connect_with(opts.clone())
+                .connect_with(match &options.migrations_url {
+                    Some(direct) => parse(direct)?,
+                    None => opts.clone(),
+                })
                 .await?;
             sqlx::migrate!("migrations/postgres")
                 .run(&owner)
@@ -69,24 +104,76 @@ impl PgStore {
                 .map_err(|e| StoreError::Query(format!("migrations: {e}")))?;
             owner.close().await;
         }
-        let hot = HotPool::new(url)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(3))
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("SET ROLE lanyard_app").await?;
-                    Ok(())
+        let hot = HotPool::new(url, options.pooled)?;
+        let pool = if options.pooled {
+            // Statements are sent unnamed (`persistent(false)`) and inside transactions, so
+            // sqlx's per-connection statement cache would only hold names the next server
+            // connection does not know.
+            PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(3))
+                .connect_with(opts.statement_cache_capacity(0))
+                .await?
+        } else {
+            PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(3))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("SET ROLE lanyard_app").await?;
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(opts)
-            .await?;
+                .connect_with(opts)
+                .await?
+        };
         Ok(Self {
             pool,
             hot,
             url: url.to_owned(),
             announce: Announce::Notify,
+            pooled: options.pooled,
         })
+    }
+
+    /// A transaction with no tenant set (the tables without row-level security: tenants,
+    /// signing keys, the outbox, failed lookups); as `lanyard_app` behind a pooler too.
+    async fn begin_plain(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        if self.pooled {
+            sqlx::query(sql::SET_LOCAL_ROLE)
+                .persistent(false)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
+    /// The primary's current WAL position (`pg_current_wal_lsn`), as a number.
+    pub async fn wal_lsn(&self) -> Result<u64> {
+        use sqlx::Row;
+        let mut tx = self.begin_plain().await?;
+        let row = sqlx::query(sql::CURRENT_WAL_LSN)
+            .persistent(!self.pooled)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        parse_lsn(&row.try_get::<String, _>("lsn")?)
+    }
+
+    /// How far a standby has replayed the primary's WAL (`pg_last_wal_replay_lsn`); `None` on a
+    /// server that is not a standby.
+    pub async fn replayed_lsn(&self) -> Result<Option<u64>> {
+        use sqlx::Row;
+        let mut tx = self.begin_plain().await?;
+        let row = sqlx::query(sql::REPLAYED_WAL_LSN)
+            .persistent(!self.pooled)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.try_get::<Option<String>, _>("lsn")?
+            .map(|lsn| parse_lsn(&lsn))
+            .transpose()
     }
 
     /// Announces events through `announce` from now on (set before serving).
@@ -103,8 +190,9 @@ impl PgStore {
         limit: i64,
     ) -> Result<(sqlx::Transaction<'static, Postgres>, Vec<OutboxRow>)> {
         use sqlx::Row;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_plain().await?;
         let rows = sqlx::query(sql::CLAIM_OUTBOX)
+            .persistent(!self.pooled)
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
@@ -129,6 +217,7 @@ impl PgStore {
         ids: &[i64],
     ) -> Result<()> {
         sqlx::query(sql::DELETE_OUTBOX)
+            .persistent(!self.pooled)
             .bind(ids)
             .execute(&mut *tx)
             .await?;
@@ -139,10 +228,13 @@ impl PgStore {
     /// The shared signing keys still published at `now`, oldest first.
     pub async fn signing_keys(&self, now: i64) -> Result<Vec<StoredKey>> {
         use sqlx::Row;
+        let mut tx = self.begin_plain().await?;
         let rows = sqlx::query(sql::SIGNING_KEYS)
+            .persistent(!self.pooled)
             .bind(now)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
+        tx.commit().await?;
         rows.iter()
             .map(|r| {
                 Ok(StoredKey {
@@ -168,12 +260,14 @@ impl PgStore {
         published_until: i64,
         only_if_none: bool,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_plain().await?;
         sqlx::query(sql::LOCK_SIGNING_KEYS)
+            .persistent(!self.pooled)
             .execute(&mut *tx)
             .await?;
         if only_if_none {
             let live = sqlx::query(sql::SIGNING_KEYS)
+                .persistent(!self.pooled)
                 .bind(key.created_at)
                 .fetch_all(&mut *tx)
                 .await?;
@@ -183,6 +277,7 @@ impl PgStore {
             }
         }
         sqlx::query(sql::INSERT_SIGNING_KEY)
+            .persistent(!self.pooled)
             .bind(&key.kid)
             .bind(&key.alg)
             .bind(&key.sealed_private_key)
@@ -190,17 +285,20 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query(sql::RETIRE_SIGNING_KEYS)
+            .persistent(!self.pooled)
             .bind(&key.kid)
             .bind(key.created_at)
             .bind(published_until)
             .execute(&mut *tx)
             .await?;
         sqlx::query(sql::GC_SIGNING_KEYS)
+            .persistent(!self.pooled)
             .bind(key.created_at)
             .execute(&mut *tx)
             .await?;
         if let Announce::Outbox(subjects) = &self.announce {
             sqlx::query(sql::INSERT_OUTBOX)
+                .persistent(!self.pooled)
                 .bind(subjects.keys())
                 .bind(format!("key-{}", key.kid))
                 .bind(&key.kid)
@@ -226,9 +324,12 @@ impl PgStore {
     /// starts, since anything later is announced to it.
     pub async fn last_event_id(&self) -> Result<i64> {
         use sqlx::Row;
+        let mut tx = self.begin_plain().await?;
         let row = sqlx::query(sql::LAST_EVENT_ID)
-            .fetch_one(&self.pool)
+            .persistent(!self.pooled)
+            .fetch_one(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(row.try_get("id")?)
     }
 
@@ -242,6 +343,7 @@ impl PgStore {
             loop {
                 let mut tx = Backend::begin(self, &t.slug).await?;
                 let rows = sqlx::query(sql::TENANT_EVENTS_AFTER)
+                    .persistent(!self.pooled)
                     .bind(&t.slug)
                     .bind(after)
                     .bind(PAGE)
@@ -269,13 +371,18 @@ impl PgStore {
 impl Backend for PgStore {
     type Db = Postgres;
 
-    fn pool(&self) -> &PgPool {
-        &self.pool
+    fn persistent(&self) -> bool {
+        !self.pooled
+    }
+
+    async fn begin_plain(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
+        PgStore::begin_plain(self).await
     }
 
     async fn begin(&self, tenant: &str) -> Result<sqlx::Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = PgStore::begin_plain(self).await?;
         sqlx::query(sql::SET_TRANSACTION_TENANT)
+            .persistent(!self.pooled)
             .bind(tenant)
             .execute(&mut *tx)
             .await?;
@@ -303,6 +410,7 @@ impl Backend for PgStore {
         match &self.announce {
             Announce::Notify => {
                 sqlx::query(sql::NOTIFY)
+                    .persistent(!self.pooled)
                     .bind(CHANNEL)
                     .bind(payload)
                     .execute(&mut **tx)
@@ -310,6 +418,7 @@ impl Backend for PgStore {
             }
             Announce::Outbox(subjects) => {
                 sqlx::query(sql::INSERT_OUTBOX)
+                    .persistent(!self.pooled)
                     .bind(subjects.event(&event.tenant, &event.account_id))
                     // JetStream drops a second publish of the same id (a relay that died between
                     // publishing and deleting the row).
@@ -324,4 +433,32 @@ impl Backend for PgStore {
     }
 }
 
+/// A WAL position as Postgres prints it (`16/B374D848`: the high and low 32 bits in hex).
+fn parse_lsn(text: &str) -> Result<u64> {
+    let bad = || StoreError::Inconsistent(format!("not a WAL position: {text}"));
+    let (high, low) = text.split_once('/').ok_or_else(bad)?;
+    let high = u64::from_str_radix(high, 16).map_err(|_| bad())?;
+    let low = u64::from_str_radix(low, 16).map_err(|_| bad())?;
+    if high > u64::from(u32::MAX) || low > u64::from(u32::MAX) {
+        return Err(bad());
+    }
+    Ok(high << 32 | low)
+}
+
 impl_store!(PgStore, Postgres, sqlx::postgres::PgRow);
+
+#[cfg(test)]
+mod tests {
+    use super::parse_lsn;
+
+    #[test]
+    fn a_wal_position_reads_as_its_two_halves() {
+        assert_eq!(parse_lsn("0/0").unwrap(), 0);
+        assert_eq!(parse_lsn("16/B374D848").unwrap(), 0x16_B374_D848);
+        assert!(parse_lsn("0/1").unwrap() > parse_lsn("0/0").unwrap());
+        assert!(parse_lsn("1/0").unwrap() > parse_lsn("0/FFFFFFFF").unwrap());
+        for bad in ["", "16", "x/1", "1/", "100000000/0"] {
+            assert!(parse_lsn(bad).is_err(), "{bad}");
+        }
+    }
+}

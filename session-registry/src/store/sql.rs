@@ -126,6 +126,12 @@ pub const SESSION_BY_TOKEN_HASH: &str = concat!(
     " WHERE s.tenant = $1 AND s.token_hash = $2"
 );
 /// Postgres: the row-level-security tenant of a transaction.
+/// Behind a transaction pooler: the role row-level security applies to, for this transaction.
+pub const SET_LOCAL_ROLE: &str = "SET LOCAL ROLE lanyard_app";
+/// The primary's WAL position, for the read replica's watermark.
+pub const CURRENT_WAL_LSN: &str = "SELECT pg_current_wal_lsn()::text AS lsn";
+/// How far a standby has replayed (NULL on a primary).
+pub const REPLAYED_WAL_LSN: &str = "SELECT pg_last_wal_replay_lsn()::text AS lsn";
 pub const SET_TRANSACTION_TENANT: &str = "SELECT set_config('lanyard.tenant', $1, true)";
 /// Postgres: announce an event on the LISTEN channel.
 pub const NOTIFY: &str = "SELECT pg_notify($1, $2)";
@@ -205,6 +211,9 @@ pub const POSTGRES: &[(&str, &str)] = &[
     ("RETIRE_SIGNING_KEYS", RETIRE_SIGNING_KEYS),
     ("LOCK_SIGNING_KEYS", LOCK_SIGNING_KEYS),
     ("GC_SIGNING_KEYS", GC_SIGNING_KEYS),
+    ("SET_LOCAL_ROLE", SET_LOCAL_ROLE),
+    ("CURRENT_WAL_LSN", CURRENT_WAL_LSN),
+    ("REPLAYED_WAL_LSN", REPLAYED_WAL_LSN),
 ];
 
 /// The statements only SQLite runs.

@@ -41,13 +41,17 @@ impl SqliteStore {
 impl Backend for SqliteStore {
     type Db = Sqlite;
 
-    fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
     /// Tenant isolation is in the SQL: there is nothing to set.
     async fn begin(&self, _tenant: &str) -> Result<sqlx::Transaction<'static, Sqlite>> {
         Ok(self.pool.begin().await?)
+    }
+
+    async fn begin_plain(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    fn persistent(&self) -> bool {
+        true
     }
 
     async fn token_session(&self, tenant: &str, hash: &str) -> Result<Option<SessionRecord>> {

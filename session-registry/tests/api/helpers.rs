@@ -94,6 +94,15 @@ impl TestRegistry {
         Self::spawn_on(idp, url, None, None, |_| {}).await
     }
 
+    /// As [`TestRegistry::spawn_on_url`], with `settings` changed by `adjust` first.
+    pub async fn spawn_on_url_with(
+        idp: &TestIdp,
+        url: &str,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Self {
+        Self::spawn_on(idp, url, None, None, adjust).await
+    }
+
     /// A second registry process on the same database (Postgres), with the same settings (the
     /// same event feed).
     pub async fn spawn_sibling(&self, idp: &TestIdp) -> Self {

@@ -18,6 +18,7 @@ mod graceful_shutdown;
 mod isolation;
 mod key_rotation;
 mod list_and_revoke;
+mod replica_and_pooler;
 mod scale_out;
 mod token_lookup;
 mod trust_boundaries;
