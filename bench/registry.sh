@@ -42,6 +42,15 @@
 #   BENCH_BASELINE_LABEL  how the tables name that binary (default "baseline")
 #   BENCH_DOC          document to update (default docs/benchmarks.md; "" to skip)
 #   BENCH_EVENTS       the registry's --events: postgres (default) or nats://HOST:PORT
+#   BENCH_PROCESSES    registry processes (default 1). With more (needs BENCH_EVENTS=nats://…),
+#                      every process shares one key-encryption key and one public URL, HAProxy
+#                      (`apt-get install haproxy`) balances them round-robin, the authenticate
+#                      runs go once to the first process alone and once through HAProxy, and
+#                      the SSE subscribers are spread over the processes; the figures go to the
+#                      section "## session-registry, N processes"
+#   BENCH_SUBSCRIBERS  SSE subscribers of the revoke → delivery run (default 100); with
+#                      BENCH_PROCESSES > 1, also the resident memory per idle subscriber
+#   BENCH_REVOKES      revokes of that run (default 20)
 #
 # Needs psql, pgbench, wrk (`apt-get install wrk`) or oha (`cargo install oha`), jq, python3. This is a benchmark, not a test:
 # nothing here asserts a speed.
@@ -62,22 +71,36 @@ BASELINE_BIN="${BENCH_BASELINE_BIN:-}"
 BASELINE_LABEL="${BENCH_BASELINE_LABEL:-baseline}"
 DOC="${BENCH_DOC-docs/benchmarks.md}"
 EVENTS="${BENCH_EVENTS:-postgres}"
+PROCESSES="${BENCH_PROCESSES:-1}"
+SUBSCRIBERS="${BENCH_SUBSCRIBERS:-100}"
+REVOKES="${BENCH_REVOKES:-20}"
 SECTION="## session-registry"
 COMMAND="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNECTIONS BENCH_LOADGEN=$LOADGEN BENCH_PERF=$PERF BENCH_EVENTS=$EVENTS"
+if [ "$PROCESSES" != 1 ]; then
+  case "$EVENTS" in
+    nats://*) ;;
+    *) echo "bench/registry.sh: BENCH_PROCESSES > 1 needs BENCH_EVENTS=nats://HOST:PORT" >&2; exit 1 ;;
+  esac
+  SECTION="## session-registry, $PROCESSES processes"
+  COMMAND="$COMMAND BENCH_PROCESSES=$PROCESSES"
+fi
+if [ "$SUBSCRIBERS" != 100 ] || [ "$REVOKES" != 20 ]; then
+  COMMAND="$COMMAND BENCH_SUBSCRIBERS=$SUBSCRIBERS BENCH_REVOKES=$REVOKES"
+fi
 if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
   COMMAND="$COMMAND BENCH_BASELINE_BIN=${BENCH_BASELINE_BIN} BENCH_BASELINE_LABEL=\"${BENCH_BASELINE_LABEL:-baseline}\""
 fi
 COMMAND="$COMMAND bench/registry.sh"
 DB=lanyard_bench
 PGBENCH_DB=lanyard_pgbench
-SUBSCRIBERS=100
-REVOKES=20
 
 case "$LOADGEN" in
   wrk | oha) ;;
   *) echo "bench/registry.sh: BENCH_LOADGEN must be wrk or oha" >&2; exit 1 ;;
 esac
-for tool in cargo psql pgbench "$LOADGEN" jq python3 curl; do
+TOOLS=(cargo psql pgbench "$LOADGEN" jq python3 curl)
+[ "$PROCESSES" = 1 ] || TOOLS+=(haproxy)
+for tool in "${TOOLS[@]}"; do
   command -v "$tool" >/dev/null || { echo "bench/registry.sh: $tool is required" >&2; exit 1; }
 done
 
@@ -131,11 +154,63 @@ slug = "acme"
 issuer = "$ISSUER"
 audiences = ["lanyard-cli"]
 EOF
-bench_start session-registry "session-registry listening on" env RUST_LOG=warn \
-  "$BIN/session-registry" --bind 127.0.0.1:0 --database-url "$DATABASE_URL" \
-  --config "$WORK/registry.toml" --migrate --events "$EVENTS" --deployment "bench$$"
-REGISTRY="$BASE"
-REGISTRY_PID="${PIDS[-1]}"
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# Many processes: one key-encryption key (shared signing keys) and one public URL (the balancer's:
+# the `iss` of every process's session JWTs).
+SHARED=()
+if [ "$PROCESSES" != 1 ]; then
+  LB_PORT="$(free_port)"
+  LB="http://127.0.0.1:$LB_PORT"
+  SHARED=(--key-encryption-key "$(head -c32 /dev/urandom | base64)" --public-url "$LB")
+  # 10,000 streams' sockets in one client process: the soft limit up to the hard one.
+  ulimit -n "$(ulimit -Hn)"
+fi
+REGISTRY_URLS=()
+REGISTRY_PIDS=()
+for n in $(seq 1 "$PROCESSES"); do
+  MIGRATE=()
+  [ "$n" = 1 ] && MIGRATE=(--migrate)
+  bench_start "session-registry-$n" "session-registry listening on" env RUST_LOG=warn \
+    "$BIN/session-registry" --bind 127.0.0.1:0 --database-url "$DATABASE_URL" \
+    --config "$WORK/registry.toml" "${MIGRATE[@]}" --events "$EVENTS" --deployment "bench$$" "${SHARED[@]}"
+  REGISTRY_URLS+=("$BASE")
+  REGISTRY_PIDS+=("${PIDS[-1]}")
+done
+REGISTRY="${REGISTRY_URLS[0]}"
+REGISTRY_PID="${REGISTRY_PIDS[0]}"
+if [ "$PROCESSES" != 1 ]; then
+  {
+    echo "global"
+    echo "  maxconn 4000"
+    echo "defaults"
+    echo "  mode http"
+    echo "  timeout connect 5s"
+    echo "  timeout client 1h"
+    echo "  timeout server 1h"
+    echo "  timeout tunnel 1h"
+    echo "frontend registry"
+    echo "  bind 127.0.0.1:$LB_PORT"
+    echo "  maxconn 4000"
+    echo "  default_backend registries"
+    echo "backend registries"
+    echo "  balance roundrobin"
+    for n in "${!REGISTRY_URLS[@]}"; do
+      echo "  server r$n ${REGISTRY_URLS[$n]#http://} maxconn 1000"
+    done
+  } >"$WORK/haproxy.cfg"
+  haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.out" 2>&1 &
+  PIDS+=("$!")
+  HAPROXY_PID="$!"
+  for _ in $(seq 1 100); do
+    curl -fsS "$LB/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  curl -fsS "$LB/healthz" >/dev/null || { echo "bench/registry.sh: HAProxy does not answer at $LB" >&2; cat "$WORK/haproxy.out" >&2; exit 1; }
+  HAPROXY_VERSION="$(haproxy -v | head -n1 | awk '{ print $3 }')"
+  echo "   HAProxy $HAPROXY_VERSION at $LB round-robin over ${REGISTRY_URLS[*]}" >&2
+fi
 
 echo "== seeding $SESSIONS sessions" >&2
 # Real tokens for 10,000 of them, spread over the table: session n = 1 + 100 i.
@@ -222,7 +297,8 @@ mapfile -t TOKENS < <(jq -r .session_token "$WORK/sessions.jsonl")
 LISTED="$(curl -fsS -H "Authorization: Bearer ${TOKENS[0]}" "$REGISTRY/v1/sessions" | jq '.sessions | length')"
 
 TICKS_PER_SEC="$(getconf CLK_TCK)"
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# CPU ticks (user + system) of the processes named.
+cpu_ticks() { local pid total=0; for pid in "$@"; do total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat"))); done; echo "$total"; }
 # Busy and total jiffies of the whole machine.
 machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
 
@@ -272,9 +348,13 @@ http_run() {
   fi
   local p0 p1
   curl -fsS "$REGISTRY/metrics" >"$WORK/$name.metrics-before" 2>/dev/null || true
-  p0="$(pg_ticks)" r0="$(cpu_ticks "$REGISTRY_PID")" m0="$(machine_ticks)" t0="$(date +%s.%N)"
+  # The registry processes this run loads: the first alone, or all of them behind HAProxy
+  # (HAProxy's own CPU counts with them).
+  local measured=("$REGISTRY_PID")
+  [ "$REGISTRY" = "${LB:-}" ] && measured=("${REGISTRY_PIDS[@]}" "$HAPROXY_PID")
+  p0="$(pg_ticks)" r0="$(cpu_ticks "${measured[@]}")" m0="$(machine_ticks)" t0="$(date +%s.%N)"
   load_run "$name" "$DURATION" "$method" "$path" "$bodies" "$bearer"
-  r1="$(cpu_ticks "$REGISTRY_PID")" m1="$(machine_ticks)" t1="$(date +%s.%N)" p1="$(pg_ticks)"
+  r1="$(cpu_ticks "${measured[@]}")" m1="$(machine_ticks)" t1="$(date +%s.%N)" p1="$(pg_ticks)"
   curl -fsS "$REGISTRY/metrics" >"$WORK/$name.metrics-after" 2>/dev/null || true
   if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
   python3 - "$WORK/$name.json" "$r0" "$r1" "$m0" "$m1" "$t0" "$t1" "$TICKS_PER_SEC" "$name" \
@@ -381,6 +461,15 @@ http_run jwt POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
 
 http_run list GET /v1/sessions "" "${TOKENS[0]}"
 
+if [ "$PROCESSES" != 1 ]; then
+  # The same two authenticate workloads through HAProxy, round-robin over every process.
+  MAIN_REGISTRY="$REGISTRY"
+  REGISTRY="$LB"
+  http_run token-lb POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
+  http_run jwt-lb POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
+  REGISTRY="$MAIN_REGISTRY"
+fi
+
 if [ -n "$BASELINE_BIN" ]; then
   echo "== baseline registry: $BASELINE_BIN ($BASELINE_LABEL)" >&2
   bench_start session-registry-baseline "session-registry listening on" env RUST_LOG=warn \
@@ -398,9 +487,70 @@ if [ -n "$BASELINE_BIN" ]; then
   REGISTRY="$MAIN_REGISTRY" REGISTRY_PID="$MAIN_REGISTRY_PID"
 fi
 
-echo "== revoke-to-SSE: $SUBSCRIBERS subscribers, $REVOKES revokes" >&2
+SUBSCRIBER_TOKENS=()
+if [ "$SUBSCRIBERS" -gt 100 ]; then
+  # A sign-in per subscriber (the IdP's login form, a password hash each) would take longer than
+  # everything else here: bob signs in once, and his other subscriber sessions are seeded with SQL
+  # as copies of that session, each with a real token of its own and a device of its own.
+  echo "== seeding $SUBSCRIBERS sessions of bob for the subscribers" >&2
+  "$BIN/examples/bench_sessions" --issuer "$ISSUER" --registry "$REGISTRY" --user bob \
+    --count 1 --device-prefix bob-seed >"$WORK/bob.jsonl"
+  BOB_SESSION="$(jq -r .session_id "$WORK/bob.jsonl")"
+  python3 - "$WORK" "$SUBSCRIBERS" <<'EOF'
+import hashlib, secrets, sys, zlib
+
+work, count = sys.argv[1], int(sys.argv[2])
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def base62(n, width):
+    out = []
+    for _ in range(width):
+        n, r = divmod(n, 62)
+        out.append(ALPHABET[r])
+    return "".join(reversed(out))
+
+
+def token(tenant):
+    raw = secrets.token_bytes(32)
+    body = base62(int.from_bytes(raw[:16], "big"), 22) + base62(int.from_bytes(raw[16:], "big"), 22)
+    check = base62(zlib.crc32(f"{tenant}_{body}".encode()), 6)
+    return f"lyst_{tenant}_{body}{check}"
+
+
+with open(f"{work}/subscriber-tokens.txt", "w") as tokens, open(f"{work}/subscriber-hashes.csv", "w") as csv:
+    for i in range(count):
+        t = token("acme")
+        tokens.write(t + "\n")
+        csv.write(f"{i},{hashlib.sha256(t.encode()).hexdigest()}\n")
+EOF
+  sed "s|HASHES_CSV|$WORK/subscriber-hashes.csv|" <<'EOF' | psql "$PG dbname=$DB" -v ON_ERROR_STOP=1 -q -v bob="$BOB_SESSION" >&2
+SET session_replication_role = replica;
+CREATE TEMP TABLE sub_hashes (n BIGINT PRIMARY KEY, hash TEXT NOT NULL);
+\copy sub_hashes FROM 'HASHES_CSV' WITH (FORMAT csv)
+BEGIN;
+INSERT INTO devices (tenant, account_id, id, name, platform, first_seen, last_seen)
+SELECT s.tenant, s.account_id, 'sub-' || h.n, 'subscriber ' || h.n, 'linux', s.created_at, s.created_at
+FROM sub_hashes h CROSS JOIN sessions s WHERE s.id = :'bob';
+INSERT INTO sessions (id, tenant, account_id, device_id, token_hash, idp_sid, created_at,
+                      last_authenticated_at, expires_at, absolute_expires_at, auth_method, user_agent, ip,
+                      subject, email, is_guest, device_name, device_platform, auth_time)
+SELECT md5('sub-session-' || h.n), s.tenant, s.account_id, 'sub-' || h.n, h.hash, s.idp_sid, s.created_at,
+       s.last_authenticated_at, s.expires_at, s.absolute_expires_at, s.auth_method, s.user_agent, s.ip,
+       s.subject, s.email, s.is_guest, 'subscriber ' || h.n, 'linux', s.auth_time
+FROM sub_hashes h CROSS JOIN sessions s WHERE s.id = :'bob';
+COMMIT;
+SET session_replication_role = origin;
+EOF
+  SUBSCRIBER_TOKENS=(--subscriber-tokens "$WORK/subscriber-tokens.txt")
+fi
+
+echo "== revoke-to-SSE: $SUBSCRIBERS subscribers over $PROCESSES process(es), $REVOKES revokes" >&2
+SUBSCRIBE_TO="$(IFS=,; echo "${REGISTRY_URLS[*]}")"
+REGISTRY_PID_LIST="$(IFS=,; echo "${REGISTRY_PIDS[*]}")"
 "$BIN/examples/revoke_latency" --issuer "$ISSUER" --registry "$REGISTRY" --user bob \
-  --subscribers "$SUBSCRIBERS" --revokes "$REVOKES" | tee "$WORK/revoke.json" >&2
+  --subscribers "$SUBSCRIBERS" --revokes "$REVOKES" --concurrency 8 \
+  --subscribe-to "$SUBSCRIBE_TO" --pids "$REGISTRY_PID_LIST" "${SUBSCRIBER_TOKENS[@]}" | tee "$WORK/revoke.json" >&2
 LOAD_END="$(load_average)"
 
 if [ "$PERF" = 1 ]; then
@@ -417,7 +567,7 @@ if [ "$PERF" = 1 ]; then
 fi
 
 export RESULTS WORK PGBENCH_TPS PGBENCH_LAT PGBENCH_TX PGBENCH_BUSY PGBENCH_PREPARED_TPS CONNECTIONS DURATION WARMUP
-export ROWS LISTED SUBSCRIBERS REVOKES BASELINE_LABEL
+export ROWS LISTED SUBSCRIBERS REVOKES BASELINE_LABEL PROCESSES
 {
   echo "$SECTION"
   echo
@@ -440,6 +590,10 @@ print("| workload | requests/s | p50 ms | p99 ms | requests | errors | registry 
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 print(f"| `pgbench -S -c {c} -j 2` (simple protocol) | {pg:.0f} | | | {env['PGBENCH_TX']} | 0 | | | | {env['PGBENCH_BUSY']} % | 1.00 |")
 print(f"| `pgbench -S -M prepared -c {c} -j 2` | {pgp:.0f} | | | | | | | | | {pgp / pg:.2f} |")
+procs = int(env["PROCESSES"])
+if "token-lb" in runs:
+    names["token-lb"] = names["token"] + f", {procs} processes behind HAProxy"
+    names["jwt-lb"] = names["jwt"] + f", {procs} processes behind HAProxy"
 if "token-baseline" in runs:
     names["token-baseline"] = names["token"] + f" ({env['BASELINE_LABEL']})"
     names["jwt-baseline"] = names["jwt"] + f" ({env['BASELINE_LABEL']})"
@@ -466,12 +620,14 @@ for key, label in names.items():
     )
 print()
 rv = json.load(open(os.path.join(env["WORK"], "revoke.json"), encoding="utf-8"))
-print("| revoke → SSE delivery | subscribers | revokes | samples | missed | p50 ms | p90 ms | p99 ms | max ms | revoke call p50 ms |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| revoke → SSE delivery | processes | subscribers | revokes | samples | missed | p50 ms | p90 ms | p99 ms | max ms | revoke call p50 ms | resident memory per idle subscriber |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+per_sub = rv.get("kib_per_idle_subscriber")
+per_sub_text = f"{per_sub:.1f} KiB" if per_sub is not None else ""
 print(
-    f"| `POST /v1/sessions/revoke` → `revoked` on `/v1/events` | {rv['subscribers']} | {rv['revokes']} | "
+    f"| `POST /v1/sessions/revoke` → `revoked` on `/v1/events` | {rv.get('processes', 1)} | {rv['subscribers']} | {rv['revokes']} | "
     f"{rv['samples']} | {rv['missed']} | {rv['p50_ms']:.2f} | {rv['p90_ms']:.2f} | {rv['p99_ms']:.2f} | "
-    f"{rv['max_ms']:.2f} | {rv['revoke_call_p50_ms']:.2f} |"
+    f"{rv['max_ms']:.2f} | {rv['revoke_call_p50_ms']:.2f} | {per_sub_text} |"
 )
 print()
 tok, jwt = runs["token"]["rps"] / pg, runs["jwt"]["rps"] / pg
@@ -481,11 +637,18 @@ print(f"| authenticate by token ≥ 1.5 × `pgbench -S` (issue #14) | {tok:.2f} 
 print(f"| authenticate by token p99 < 2 ms (issue #14) | {runs['token']['p99_ms']:.2f} ms | {'yes' if runs['token']['p99_ms'] < 2 else 'no'} |")
 print(f"| authenticate by JWT above `pgbench -S` | {100 * jwt:.0f} % | {'yes' if jwt > 1 else 'no'} |")
 print(f"| revoke delivery p99 < 1 s | {rv['p99_ms']:.0f} ms | {'yes' if rv['p99_ms'] < 1000 and rv['missed'] == 0 else 'no'} |")
+if procs > 1:
+    print(f"| revoke → delivery to {rv['subscribers']:,} subscribers over {procs} processes: p99 < 100 ms, none missed (issue #14) | {rv['p99_ms']:.0f} ms, {rv['missed']} missed | {'yes' if rv['p99_ms'] < 100 and rv['missed'] == 0 else 'no'} |")
+    if per_sub is not None:
+        print(f"| resident memory per idle SSE subscriber < 16 KiB (issue #14) | {per_sub:.1f} KiB | {'yes' if per_sub < 16 else 'no'} |")
+    for kind in ("token", "jwt"):
+        one, many = runs[kind]["rps"], runs[f"{kind}-lb"]["rps"]
+        print(f"| {kind} authenticate, {procs} processes behind HAProxy ÷ one process (same run) | {many / one:.2f} × ({many / pg:.2f} × `pgbench -S`) | (no target) |")
 EOF
   echo
   echo "Data: $ROWS sessions in \`$DB\` (tenant acme): $SESSIONS seeded with SQL (\`INSERT … SELECT generate_series\`: $ACCOUNTS_SEEDED accounts with 10 sessions each, every session on its own device, then \`VACUUM ANALYZE\`; ${SEED_SECS} s), plus the sessions opened through the API. $TOKENS_SEEDED of the seeded sessions, spread evenly over the table, have real tokens: made in the registry's format (\`lyst_acme_\` + 44 base62 characters + the 6-character CRC-32 check of \`session-registry/src/token.rs\`) and stored as their SHA-256; authenticate by token presents one of them at random per request (a JSON body per line, picked by \`bench/lib/wrk-requests.lua\` or \`oha -Z\`), so each request resolves a random session among all $ROWS. Authenticate by JWT presents, at random, the session JWTs of alice's $CONNECTIONS sessions (opened through \`POST /v1/sessions\` with a real ID token from the mock IdP, each on its own device), minted just before the run; the list presents one of alice's session tokens. One $LOADGEN process ($LOADGEN_SHAPE), $CONNECTIONS keep-alive connections, ${WARMUP} s of warm-up (discarded), then ${DURATION} s; requests/s counts 2xx answers; p50 and p99 are $LOADGEN's. The registry runs with its defaults (2 actix workers, a pool of 16 Postgres connections) and \`RUST_LOG=warn\`. \`pgbench -S\` runs on \`$PGBENCH_DB\` (\`pgbench -i -s 10\`: 1,000,000 rows in \`pgbench_accounts\`) on the same server over TCP, one SELECT per transaction. The CPU columns are CPU time (user + system) per second of the measured run: the registry process, the Postgres backends serving its pool (\`pg_stat_activity\`, \`/proc\`) and $LOADGEN; machine CPU busy counts all CPUs (\`/proc/stat\`): $LOADGEN, Postgres and the registry share the $(nproc) cores, as pgbench and Postgres do in the first row."
   echo
-  echo "What each request costs in Postgres: authenticate by token checks the token's format and checksum first (a malformed token never reaches the database); a token whose session was read in the last 60 s is answered from the process's session cache (\\`session-registry/src/service/session_cache.rs\\`, issue #14: only while the event feed is connected, no event of the account arrived since and the session is not in the revoked set), so each of the 10,000 tokens goes to the database about once a minute. Otherwise it looks it up on the registry's own lookup connections (\`session-registry/src/store/pg_hot.rs\`, tokio-postgres): each actix worker thread has one connection, and the lookups its requests start while a statement is in flight wait and go together as the next one, \`SELECT … FROM sessions WHERE tenant = \$1 AND token_hash = ANY(\$2)\` (one statement per tenant in the batch, pipelined); no timer holds a batch back, so a lookup waits at most for the batch in flight. In the measured token run: $TOKEN_BATCHING (\`lanyard_registry_token_lookups_total\` and \`lanyard_registry_token_lookup_statements_total\` on \`/metrics\`, before and after). The connection runs as \`lanyard_app\` with its \`lanyard.tenant\` set at session level ahead of a statement of another tenant, so row-level security applies as on every other query. Sessions carry copies of their account's and device's fields, so the statement reads one table. The tenant's settings come from memory (re-read every 10 s). The activity is recorded (\`UPDATE sessions\`, \`UPDATE devices\`, a durable commit) only when the recorded time is a minute old or more, so a steady heartbeat is a read; the seeded sessions were last active an hour before the run, so each records its activity once, during the warm-up (every token is presented there many times), and the measured ${DURATION} s are reads, as a heartbeat is between its once-a-minute writes. The answer carries the session JWT minted for the session in the last 30 s, else a newly signed one. Authenticate by JWT, within a minute of the JWT's last database check, remembers the ES256 verification per JWT (expiry and the pushed revocation set are checked every time) and reuses the recently minted JWT: no database and, in the steady state, no P-256 arithmetic. The list resolves the token, then reads the account's sessions (a transaction with the joins)."
+  echo "What each request costs in Postgres: authenticate by token checks the token's format and checksum first (a malformed token never reaches the database); a token whose session was read in the last 60 s is answered from the process's session cache (\`session-registry/src/service/session_cache.rs\`, issue #14: only while the event feed is connected, no event of the account arrived since and the session is not in the revoked set), so each of the 10,000 tokens goes to the database about once a minute. Otherwise it looks it up on the registry's own lookup connections (\`session-registry/src/store/pg_hot.rs\`, tokio-postgres): each actix worker thread has one connection, and the lookups its requests start while a statement is in flight wait and go together as the next one, \`SELECT … FROM sessions WHERE tenant = \$1 AND token_hash = ANY(\$2)\` (one statement per tenant in the batch, pipelined); no timer holds a batch back, so a lookup waits at most for the batch in flight. In the measured token run: $TOKEN_BATCHING (\`lanyard_registry_token_lookups_total\` and \`lanyard_registry_token_lookup_statements_total\` on \`/metrics\`, before and after). The connection runs as \`lanyard_app\` with its \`lanyard.tenant\` set at session level ahead of a statement of another tenant, so row-level security applies as on every other query. Sessions carry copies of their account's and device's fields, so the statement reads one table. The tenant's settings come from memory (re-read every 10 s). The activity is recorded (\`UPDATE sessions\`, \`UPDATE devices\`, a durable commit) only when the recorded time is a minute old or more, so a steady heartbeat is a read; the seeded sessions were last active an hour before the run, so each records its activity once, during the warm-up (every token is presented there many times), and the measured ${DURATION} s are reads, as a heartbeat is between its once-a-minute writes. The answer carries the session JWT minted for the session in the last 30 s, else a newly signed one. Authenticate by JWT, within a minute of the JWT's last database check, remembers the ES256 verification per JWT (expiry and the pushed revocation set are checked every time) and reuses the recently minted JWT: no database and, in the steady state, no P-256 arithmetic. The list resolves the token, then reads the account's sessions (a transaction with the joins)."
   echo
   echo "Reading the CPU columns: \`pgbench -S\` sends one statement per round trip on each of its 16 connections, and at this size most of what a point select costs is the round trip (wake-ups, system calls, protocol), not the index lookup. The registry's batches spread that over several lookups: its Postgres backends spend less per token than a \`pgbench -S\` transaction costs the machine, which leaves room for the HTTP, JSON and SHA-256 work in the registry and for wrk on the same 2 cores. How it got here (runs of this script, token ÷ \`pgbench -S\`): 4 % (17:28 UTC, sqlx pool, transaction per lookup, oha), 23–30 % (19:17 and 18:38 UTC: one round trip through a PL/pgSQL function that set the tenant per statement, sqlx connections without the release ping), 33 % (20:11 UTC: the same statement on tokio-postgres, 4 shared pipelined connections), 42 % (20:16 UTC: one connection per worker thread, no cross-thread wake-ups), then batching, first through a PL/pgSQL function per batch and then as the plain statement above, which \`pgbench\` showed costs Postgres about half as much per token as the function (pipelined batches of 4: 11 µs against 20 µs of machine time per token). An earlier try at batching (19:32 UTC, 27 %) grouped lookups across threads on sqlx connections; the cross-thread hand-offs ate the gain. Before the seeded sessions started stale, runs of the same build moved between 40 and 70 %: whether the once-a-minute activity writes of the 10,000 tokens fell into the warm-up or the measured seconds depended on how long the seeding took. Authenticate by JWT does not touch the database and is above the \`pgbench -S\` figure."
   if [ -n "$BASELINE_BIN" ]; then
@@ -493,7 +656,16 @@ EOF
     echo "The rows marked ($BASELINE_LABEL) ran \`$BASELINE_BIN\` on the same database in the same run: a build of the registry from before it signed and verified session JWTs with ring's P-256 (\`session-registry/src/jwt.rs\`), when both went through jsonwebtoken's RustCrypto P-256 (\`p256\` 0.13), which \`perf\` showed as most of the registry's CPU on the JWT path."
   fi
   echo
-  echo "Revoke → SSE: \`session-registry/examples/revoke_latency.rs\` opens $SUBSCRIBERS sessions of bob (each on its own device) listening on \`GET /v1/events\`, $REVOKES more to revoke and one to revoke with; a sample is one (subscriber, revoke): from just before \`POST /v1/sessions/revoke\` is sent to the moment that subscriber has parsed the \`revoked\` event. On Postgres the event goes out with \`pg_notify\` in the revoking transaction, comes back through the registry's \`LISTEN\` connection and is fanned out to the streams, as it would reach subscribers of another registry process."
+  if [ "$SUBSCRIBERS" -gt 100 ]; then
+    SUBSCRIBER_ORIGIN="sessions of bob seeded with SQL (bob signs in once through the IdP and the API; $SUBSCRIBERS copies of that session, each with a real token of its own and a device of its own)"
+  else
+    SUBSCRIBER_ORIGIN="sessions of bob opened through the API (a sign-in each, each on its own device)"
+  fi
+  echo "Revoke → SSE: \`session-registry/examples/revoke_latency.rs\` connects $SUBSCRIBERS $SUBSCRIBER_ORIGIN to \`GET /v1/events\`, and opens $REVOKES more to revoke and one to revoke with; a sample is one (subscriber, revoke): from just before \`POST /v1/sessions/revoke\` is sent to the moment that subscriber has parsed the \`revoked\` event. On Postgres the event goes out with \`pg_notify\` in the revoking transaction, comes back through the registry's \`LISTEN\` connection and is fanned out to the streams, as it would reach subscribers of another registry process."
+  if [ "$PROCESSES" != 1 ]; then
+    echo
+    echo "$PROCESSES processes: $PROCESSES \`session-registry\` processes on the one database with \`--events $EVENTS\` (the outbox and JetStream), one \`--key-encryption-key\` and one \`--public-url\` (HAProxy's), each with its defaults (2 actix workers, 16 pooled connections, its own lookup connections and session cache). The plain rows load the first process alone; the rows marked \"behind HAProxy\" load all of them through HAProxy $HAPROXY_VERSION (\`mode http\`, \`balance roundrobin\`), and their registry CPU column sums the $PROCESSES processes and HAProxy. Everything shares the same $(nproc) cores: a second and third process add parallel event loops, not CPU. The SSE subscribers connect round-robin to the processes directly (each stream is one long request), sessions are opened and revoked through the first; memory per idle subscriber is the growth of the processes' summed resident memory (\`VmRSS\`) from just before the streams open to 2 s after the last one connected, divided by the subscribers: the stream, its connection and the session-cache entry its authenticate left."
+  fi
   if [ "$PERF" = 1 ]; then
     for name in token jwt list; do
       echo

@@ -8,10 +8,15 @@
 //!     --subscribers 100 --revokes 20
 //! ```
 //! Signs `--user` in at the mock IdP, opens through the API one session per subscriber, one per
-//! revoke (the victims) and one more to revoke with; connects every subscriber to
-//! `/v1/events` and waits until all are connected; then, one victim at a time, takes the time,
+//! revoke (the victims) and one more to revoke with (`--concurrency` sign-ins at a time); with
+//! `--subscriber-tokens FILE` (one session token per line, sessions of the same account made
+//! beforehand, e.g. seeded), the subscribers use those instead of signing in one by one;
+//! connects every subscriber to `/v1/events` — spread round-robin over the registry processes
+//! of `--subscribe-to URL,URL,…` (default: `--registry`) — and waits until all are connected;
+//! with `--pids PID,PID,…` (those processes), reads their resident memory before the streams
+//! open and once they are all connected and idle; then, one victim at a time, takes the time,
 //! posts `POST /v1/sessions/revoke {"session_id": victim}` and waits until every subscriber has
-//! seen that victim's `revoked` event. A sample is one (subscriber, revoke) pair: from just before
+//! seen that victim's `revoked` event (revokes go through `--registry`). A sample is one (subscriber, revoke) pair: from just before
 //! the revoke request was sent to the moment the subscriber had parsed the event. Prints one JSON
 //! object on stdout.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench tool: a panic is a report
@@ -19,7 +24,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Barrier};
 
@@ -68,6 +73,20 @@ async fn create(
     }
 }
 
+/// Resident memory of the processes, in KiB (`VmRSS` of `/proc/PID/status`).
+fn rss_kib(pids: &[u32]) -> u64 {
+    pids.iter()
+        .map(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .expect("the process's status")
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .expect("VmRSS")
+        })
+        .sum()
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -94,16 +113,47 @@ async fn main() {
             .unwrap_or(100),
     );
 
+    let concurrency: usize = arg(&args, "--concurrency")
+        .map(|c| c.parse().expect("--concurrency N"))
+        .unwrap_or(8);
+    let subscribe_to: Vec<String> = arg(&args, "--subscribe-to")
+        .map(|list| list.split(',').map(str::to_owned).collect())
+        .unwrap_or_else(|| vec![registry.clone()]);
+    let pids: Vec<u32> = arg(&args, "--pids")
+        .map(|list| {
+            list.split(',')
+                .map(|p| p.parse().expect("--pids PID,…"))
+                .collect()
+        })
+        .unwrap_or_default();
+
     let http = reqwest::Client::new();
-    let mut subs = Vec::new();
-    for i in 0..subscribers {
-        subs.push(create(&http, &registry, &issuer, &user, &format!("sub-{i}")).await);
-    }
-    let mut victims = Vec::new();
-    for i in 0..revokes {
-        victims.push(create(&http, &registry, &issuer, &user, &format!("victim-{i}")).await);
-    }
+    let open = |prefix: &'static str, n: usize| {
+        let (http, registry, issuer, user) = (&http, &registry, &issuer, &user);
+        stream::iter(0..n)
+            .map(move |i| async move {
+                create(http, registry, issuer, user, &format!("{prefix}-{i}")).await
+            })
+            .buffered(concurrency)
+            .collect::<Vec<_>>()
+    };
+    let subs = match arg(&args, "--subscriber-tokens") {
+        Some(file) => std::fs::read_to_string(&file)
+            .expect("--subscriber-tokens FILE")
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(subscribers)
+            .map(|token| Session {
+                id: String::new(),
+                token: token.trim().to_owned(),
+            })
+            .collect(),
+        None => open("sub", subscribers).await,
+    };
+    assert_eq!(subs.len(), subscribers, "a session per subscriber");
+    let victims = open("victim", revokes).await;
     let actor = create(&http, &registry, &issuer, &user, "actor").await;
+    let rss_before = rss_kib(&pids);
 
     // Every subscriber reports (subscriber, revoked session id, when it was parsed).
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, String, Instant)>();
@@ -111,7 +161,7 @@ async fn main() {
     for (n, s) in subs.iter().enumerate() {
         let (http, url, token, tx, connected) = (
             http.clone(),
-            format!("{registry}/v1/events"),
+            format!("{}/v1/events", subscribe_to[n % subscribe_to.len()]),
             s.token.clone(),
             tx.clone(),
             connected.clone(),
@@ -158,8 +208,14 @@ async fn main() {
     }
     drop(tx);
     connected.wait().await;
-    // Let the last connections' first bytes settle.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Let the last connections' first bytes settle; then every stream is idle.
+    tokio::time::sleep(Duration::from_millis(if pids.is_empty() {
+        200
+    } else {
+        2000
+    }))
+    .await;
+    let rss_connected = rss_kib(&pids);
 
     let mut samples = Vec::with_capacity(subscribers * revokes);
     let mut calls = Vec::with_capacity(revokes);
@@ -214,6 +270,14 @@ async fn main() {
             "mean_ms": mean,
             "revoke_call_p50_ms": percentile(&calls, 50.0),
             "revoke_call_max_ms": calls.last().copied().unwrap_or(f64::NAN),
+            "processes": subscribe_to.len(),
+            "rss_before_kib": rss_before,
+            "rss_connected_kib": rss_connected,
+            "kib_per_idle_subscriber": if pids.is_empty() {
+                f64::NAN
+            } else {
+                (rss_connected as f64 - rss_before as f64) / subscribers.max(1) as f64
+            },
         })
     );
 }

@@ -20,6 +20,7 @@ pub use subjects::Subjects;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch, Notify};
@@ -29,8 +30,33 @@ use crate::store::EventRecord;
 /// An account's latest change: its number and when it happened.
 type Change = (u64, i64);
 
+/// An event as the hub fans it out: one allocation shared by every subscriber, and its wire
+/// form made once, by the first stream that sends it, for all the others (with 10,000 streams
+/// of one account, one serialisation instead of 10,000).
+pub struct Fanned {
+    pub event: EventRecord,
+    wire: OnceLock<actix_web::web::Bytes>,
+}
+
+impl Fanned {
+    fn new(event: EventRecord) -> Self {
+        Self {
+            event,
+            wire: OnceLock::new(),
+        }
+    }
+
+    /// The event's wire form, made by `make` the first time it is asked for.
+    pub fn wire(
+        &self,
+        make: impl FnOnce(&EventRecord) -> actix_web::web::Bytes,
+    ) -> actix_web::web::Bytes {
+        self.wire.get_or_init(|| make(&self.event)).clone()
+    }
+}
+
 pub struct Hub {
-    tx: broadcast::Sender<EventRecord>,
+    tx: broadcast::Sender<Arc<Fanned>>,
     /// tenant → session id → revoked at (nested so a lookup by `&str` allocates nothing). Entries
     /// older than a session JWT's lifetime are dropped.
     revoked: Mutex<HashMap<String, HashMap<String, i64>>>,
@@ -69,7 +95,7 @@ impl Hub {
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Fanned>> {
         self.tx.subscribe()
     }
 
@@ -95,7 +121,7 @@ impl Hub {
     /// An event from the feed: noted (see [`Hub::note`]) and sent to the subscribers.
     pub fn publish(&self, event: EventRecord) {
         self.note(&event);
-        let _ = self.tx.send(event);
+        let _ = self.tx.send(Arc::new(Fanned::new(event)));
     }
 
     /// Takes note of an event without sending it to subscribers: a revocation joins the

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web::{self, Bytes};
@@ -16,6 +17,7 @@ use tokio::sync::broadcast;
 
 use super::{bearer, ctx};
 use crate::error::ApiError;
+use crate::events::Fanned;
 use crate::service::Registry;
 use crate::store::EventRecord;
 
@@ -48,7 +50,7 @@ fn frame(e: &EventRecord) -> Bytes {
 
 struct State {
     reg: web::Data<Registry>,
-    rx: broadcast::Receiver<EventRecord>,
+    rx: broadcast::Receiver<Arc<Fanned>>,
     /// Resolves when the server shuts down.
     closed: Pin<Box<dyn Future<Output = ()>>>,
     backlog: VecDeque<EventRecord>,
@@ -128,7 +130,8 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
             };
             match next {
                 Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st)),
-                Ok(Ok(e)) => {
+                Ok(Ok(fanned)) => {
+                    let e = &fanned.event;
                     if e.tenant != st.tenant
                         || e.account_id != st.account_id
                         || e.seq <= st.last_seq
@@ -151,14 +154,14 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
                             }
                         }
                         if st.backlog.back().is_none_or(|b| b.seq < e.seq) {
-                            st.backlog.push_back(e);
+                            st.backlog.push_back(e.clone());
                         }
                         let bytes = st.next_from_backlog()?;
                         return Some((Ok(bytes), st));
                     }
                     st.last_seq = e.seq;
                     st.done = e.kind == "revoked" && e.session_id == st.session_id;
-                    return Some((Ok(frame(&e)), st));
+                    return Some((Ok(fanned.wire(frame)), st));
                 }
                 // Fell behind: the client reconnects with Last-Event-ID and replays from the log.
                 Ok(Err(broadcast::error::RecvError::Lagged(_)))

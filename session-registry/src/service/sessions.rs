@@ -463,26 +463,40 @@ impl Registry {
         req: RevokeRequest,
     ) -> Result<Vec<String>, ApiError> {
         let now = self.now();
-        let sessions = self
-            .store
-            .account_sessions(&caller.tenant, &caller.session.account_id)
-            .await?;
         let own = caller.session.id.as_str();
-        let live = sessions.iter().filter(|s| s.revoked_at.is_none());
-        let ids: Vec<String> = match (req.session_id.as_deref(), req.scope) {
+        let account = caller.session.account_id.as_str();
+        // The sessions to end, and the caller's own row as just read (for its auth_time).
+        let (ids, own_row) = match (req.session_id.as_deref(), req.scope) {
             (Some(id), None) => {
-                if !sessions.iter().any(|s| s.id == id) {
-                    return Err(ApiError::NotFound(
-                        "no session with this id in your account".into(),
-                    ));
-                }
-                vec![id.to_owned()]
+                // One session: two point reads, not the whole account (which may hold thousands).
+                let target = self
+                    .store
+                    .session(&caller.tenant, id)
+                    .await?
+                    .filter(|s| s.account_id == account)
+                    .ok_or_else(|| {
+                        ApiError::NotFound("no session with this id in your account".into())
+                    })?;
+                let own_row = if target.id == own {
+                    Some(target)
+                } else {
+                    self.store.session(&caller.tenant, own).await?
+                };
+                (vec![id.to_owned()], own_row)
             }
-            (None, Some(RevokeScope::Current)) => vec![own.to_owned()],
-            (None, Some(RevokeScope::Others)) => {
-                live.filter(|s| s.id != own).map(|s| s.id.clone()).collect()
+            (None, Some(scope)) => {
+                let sessions = self.store.account_sessions(&caller.tenant, account).await?;
+                let live = sessions.iter().filter(|s| s.revoked_at.is_none());
+                let ids = match scope {
+                    RevokeScope::Current => vec![own.to_owned()],
+                    RevokeScope::Others => {
+                        live.filter(|s| s.id != own).map(|s| s.id.clone()).collect()
+                    }
+                    RevokeScope::All => live.map(|s| s.id.clone()).collect(),
+                };
+                let own_row = sessions.into_iter().find(|s| s.id == own);
+                (ids, own_row)
             }
-            (None, Some(RevokeScope::All)) => live.map(|s| s.id.clone()).collect(),
             _ => {
                 return Err(ApiError::bad_request(
                     "invalid_request",
@@ -499,10 +513,7 @@ impl Registry {
                 .await?;
             // From the rows just read: the caller's may come from the session cache, which can
             // predate a re-authentication made through another process.
-            let auth_time = sessions
-                .iter()
-                .find(|s| s.id == own)
-                .map_or(caller.session.auth_time, |s| s.auth_time);
+            let auth_time = own_row.map_or(caller.session.auth_time, |s| s.auth_time);
             if now - auth_time > tenant.max_auth_age_secs {
                 tracing::info!(tenant = %caller.tenant, account = %caller.session.account_id, session = %own, "revoke of other sessions needs a fresh sign-in");
                 return Err(ApiError::InsufficientUserAuthentication {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use session_registry::config::EventsSetting;
 use sqlx::{Connection, PgConnection};
 use test_harness::{PrivatePostgres, TestIdp};
 
@@ -40,9 +41,26 @@ async fn open_stream(reg: &TestRegistry, bearer: &str, last_event_id: Option<&st
 
 #[tokio::test]
 async fn a_database_restart_is_a_503_and_then_no_session_or_revoke_is_lost() {
+    database_restart(false).await;
+}
+
+/// The same with events through the outbox and NATS JetStream: the relay rides out the outage
+/// and the event stream (fed by NATS, not the database) carries on.
+#[tokio::test]
+async fn a_database_restart_on_nats_is_a_503_and_then_no_session_or_revoke_is_lost() {
+    database_restart(true).await;
+}
+
+async fn database_restart(nats: bool) {
     let idp = TestIdp::spawn().await;
     let mut pg = PrivatePostgres::spawn().await.unwrap();
-    let reg = TestRegistry::spawn_on_url(&idp, &pg.url).await;
+    let reg = TestRegistry::spawn_on_url_with(&idp, &pg.url, |s| {
+        if nats {
+            s.events = EventsSetting::Nats(test_harness::nats::nats_url());
+            s.deployment = test_harness::nats::unique_deployment();
+        }
+    })
+    .await;
     let (laptop, _) = reg.device(&idp, "acme", "alice", "laptop").await;
     let (phone, p) = reg.device(&idp, "acme", "alice", "phone").await;
     let phone_id = p["session"]["session_id"].as_str().unwrap().to_owned();
@@ -53,13 +71,13 @@ async fn a_database_restart_is_a_503_and_then_no_session_or_revoke_is_lost() {
         .authenticate(json!({"session_token": laptop, "session_duration_minutes": 120}))
         .await;
     assert_eq!(status, 200, "{body}");
-    match stream
+    let extended = match stream
         .wait_for(Duration::from_secs(10), |e| e.kind == "extended")
         .await
     {
-        Some(Next::Event(_)) => {}
+        Some(Next::Event(e)) => e,
         other => panic!("the phone did not hear of the extension: {other:?}"),
-    }
+    };
     let before = session_ids(&pg.url).await;
     assert_eq!(before.len(), 2);
 
@@ -126,7 +144,11 @@ async fn a_database_restart_is_a_503_and_then_no_session_or_revoke_is_lost() {
         })
         .await
     {
-        Some(Next::Event(_)) => {}
+        Some(Next::Event(e)) => assert_eq!(
+            e.data["id"].as_i64().unwrap(),
+            extended.data["id"].as_i64().unwrap() + 1,
+            "the account's next event: none lost, none twice"
+        ),
         other => panic!("the phone never heard of its revocation: {other:?}"),
     }
     assert_eq!(
