@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Wall time of `lanyard token` (a fresh token: no network) and `lanyard accounts` (50 accounts),
-# with hyperfine, for each way the CLI can keep secrets on Linux.
+# with hyperfine, for each way the CLI can keep secrets on Linux; and of `lanyard prompt` (50
+# accounts; it reads the account index only, whatever the store).
 #
 #   bench/cli.sh                      # 3 warm-up + 50 measured runs per command
 #   BENCH_RUNS=200 bench/cli.sh       # more runs
@@ -21,7 +22,8 @@
 #             random key kept in gnome-keyring (no Argon2id)
 #
 # In each: sign alice in, time `lanyard token`; sign u2…u50 in, time `lanyard accounts` and
-# `lanyard token` again (the active account is then u50). `lanyard --version` gives the floor
+# `lanyard token` again (the active account is then u50); last, `lanyard prompt` in the passphrase
+# profile (target: median under 5 ms). `lanyard --version` gives the floor
 # (process start, no store). Prints Markdown tables and writes them into docs/benchmarks.md,
 # section "## lanyard CLI" (other sections are left alone).
 #
@@ -230,6 +232,22 @@ for profile in bench bench-vk bench-ss; do
 done
 echo "== Secret Service store open, keyring holding the accounts' items" >&2
 measure_open open-full
+# `lanyard prompt` must print the active account and read no secret: run it where the vault's
+# passphrase is unset, so a store opened by mistake would fail instead of being timed.
+echo "== lanyard prompt, $ACCOUNTS accounts" >&2
+expected="$(use_profile bench; "$LANYARD" --profile bench --json status | jq -r '.account.account')"
+got="$(use_profile bench; unset LANYARD_VAULT_PASSPHRASE; cd "$WORK"; "$LANYARD" --profile bench prompt)"
+if [ "$got" != "$expected" ]; then
+  echo "bench/cli.sh: lanyard prompt printed '$got', expected '$expected'" >&2
+  exit 1
+fi
+(
+  use_profile bench
+  unset LANYARD_VAULT_PASSPHRASE
+  cd "$WORK"
+  hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/prompt-n.json" \
+    --command-name prompt-n "$LANYARD --profile bench prompt" >&2
+)
 LOAD_END="$(load_average)"
 
 export WORK RUNS WARMUP ACCOUNTS
@@ -284,6 +302,7 @@ for p, label in stores.items():
     rows.append((f"`lanyard token`, 1 account", label, load(f"token-1-{p}")))
     rows.append((f"`lanyard token`, {n} accounts", label, load(f"token-n-{p}")))
     rows.append((f"`lanyard accounts`, {n} accounts", label, load(f"accounts-{p}")))
+rows.append((f"`lanyard prompt`, {n} accounts (reads the account index only)", "none opened", load("prompt-n")))
 print("| command | secret store | mean ms | ± σ ms | median ms | p95 ms | min ms | max ms | runs |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for cmd, store, r in rows:
@@ -300,9 +319,12 @@ print("| --- | ---: | ---: | --- |")
 for p, label in stores.items():
     r = load(f"token-1-{p}")
     print(f"| {label} | {ms(r['median'])} | {ms(r['median'] - floor)} | {'yes' if r['median'] < 0.015 else 'no'} |")
+print()
+r = load("prompt-n")
+print(f"`lanyard prompt` ({n} accounts in the index): median {ms(r['median'])} ms, {ms(r['median'] - floor)} ms above the `--version` floor; target median under 5 ms: {'met' if r['median'] < 0.005 else 'not met'}.")
 EOF
   echo
-  echo "Each row is \`hyperfine -N --warmup $WARMUP --runs $RUNS\` on the release binary (no shell in between), in a temporary folder, stdout discarded. The token is fresh (the IdP's access tokens live 600 s and the CLI refreshes 300 s before expiry; the script checks that \`lanyard token\` printed the same token before and after each run), so \`token\` does no network I/O: it opens the profile's store, reads the account index and the device identity, picks the active account and reads its access token. \`accounts\` reads the index and asks the store, for each account, whether it holds a session token. The accounts were signed in for real through the stack (\`$BENCH_STACK\`: mock IdP and session registry on loopback) with \`lanyard login --tenant acme\`, the IdP's login form completed with curl; users u2…u$ACCOUNTS were added through the IdP's admin API. The Secret Service is a private \`gnome-keyring-daemon --unlock --components=secrets\` on a \`dbus-run-session\` bus (\`bench/lib/secret-service.sh\`); in the passphrase profile \`DBUS_SESSION_BUS_ADDRESS\` is unset, so the keyring probe fails at once and the vault is keyed from \`LANYARD_VAULT_PASSPHRASE\`."
+  echo "Each row is \`hyperfine -N --warmup $WARMUP --runs $RUNS\` on the release binary (no shell in between), in a temporary folder, stdout discarded. The token is fresh (the IdP's access tokens live 600 s and the CLI refreshes 300 s before expiry; the script checks that \`lanyard token\` printed the same token before and after each run), so \`token\` does no network I/O: it opens the profile's store, reads the account index and the device identity, picks the active account and reads its access token. \`accounts\` reads the index and asks the store, for each account, whether it holds a session token. \`prompt\` reads the index and nothing else (no config file, no store, no network); its runs have no vault passphrase, and the script first checks that it prints the active account, so a store opened by mistake would fail rather than be timed. The accounts were signed in for real through the stack (\`$BENCH_STACK\`: mock IdP and session registry on loopback) with \`lanyard login --tenant acme\`, the IdP's login form completed with curl; users u2…u$ACCOUNTS were added through the IdP's admin API. The Secret Service is a private \`gnome-keyring-daemon --unlock --components=secrets\` on a \`dbus-run-session\` bus (\`bench/lib/secret-service.sh\`); in the passphrase profile \`DBUS_SESSION_BUS_ADDRESS\` is unset, so the keyring probe fails at once and the vault is keyed from \`LANYARD_VAULT_PASSPHRASE\`."
   echo
   echo "Where the time goes: the passphrase vault derives its key with Argon2id (19 MiB, 2 passes) once per process, since a new process has no cached key; \`## session-core\` times that cold start alone (its \`cold start (vault, passphrase)\` row against \`cold start (vault, key given)\`). With the Secret Service there is no derivation but a D-Bus connection and round trips to gnome-keyring: the probe when the store opens (one SearchItems for the profile's marker entry, which only the profile's first open writes; for the vault keyed from the Secret Service, reading the vault key is the probe), then one lookup per item read (a search and a GetSecrets). Opening writes nothing, so the keyring's size hardly matters: compare the two \`account-store-probe\` rows (the same open, before and after the sign-ins filled the keyring). Most of the open is connecting: D-Bus authentication, then the Secret Service session, which zbus-secret-service-keyring-store always opens encrypted, with a 1024-bit Diffie-Hellman exchange (two 1024-bit modular exponentiations on each side: ours through num-bigint's \`modpow\` since the patch in \`vendor/secret-service\`, a few tenths of a millisecond, where the crate's own loop took about 3 ms of CPU; gnome-keyring's on its side). The profiles run in the order of the table: the vault keyed from the Secret Service meets a keyring holding its key only, and when the Secret Service profile's 50 accounts are signed in the keyring holds their items (5 each). The \`--version\` row is what any invocation costs before it touches the store (exec, dynamic loading, clap)."
 } >"$WORK/section.md"

@@ -1,18 +1,41 @@
 //! The dispatcher: one match arm per command, handing the parsed arguments to its module in
 //! `commands`. Nothing imports from here; what commands share lives in `context`, `render`,
 //! `sign_in` and `browser`.
+//!
+//! `prompt`, `completions` and `man` run before the profile's config is read: they open no store
+//! and must answer whatever state the profile is in (a prompt runs on every command line).
 
 use std::time::Duration;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Globals};
 use crate::commands;
 use crate::context::Context;
 use crate::exit::CliError;
 
 /// Runs the command `cli` asks for.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let ctx = Context::from_env(&cli)?;
-    match cli.command {
+    let Cli { globals, command } = cli;
+    match command {
+        Command::Prompt {
+            account,
+            format,
+            verbose,
+        } => {
+            commands::prompt::run(&globals, account.as_deref(), &format, verbose);
+            Ok(())
+        }
+        Command::Completions {
+            shell,
+            static_script,
+        } => commands::completions::run(shell, static_script),
+        Command::Man { dir } => commands::man::run(dir.as_deref()),
+        command => with_context(&globals, command).await,
+    }
+}
+
+async fn with_context(globals: &Globals, command: Command) -> Result<(), CliError> {
+    let ctx = Context::from_env(globals)?;
+    match command {
         Command::Login {
             tenant,
             idp,
@@ -85,7 +108,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Pin { account, clear } => {
             commands::pin::run(&ctx, account.as_deref(), clear).await
         }
-        Command::Completions { shell } => commands::completions::run(shell),
         Command::Config { action } => commands::config::run(&ctx, action),
+        Command::Prompt { .. } | Command::Completions { .. } | Command::Man { .. } => {
+            // Answered by `run` without a context.
+            Ok(())
+        }
     }
 }

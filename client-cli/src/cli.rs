@@ -1,14 +1,41 @@
 //! The command line.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::ArgValueCandidates;
+
+use crate::commands::prompt::PromptFormat;
+use crate::shell_completion::account_candidates;
+
+/// What `lanyard --help` and `man lanyard` say after the options.
+const AFTER_LONG_HELP: &str = "\
+Which account a command acts on: --account (or LANYARD_ACCOUNT) > a .lanyard.toml with \
+account = \"user@tenant\" in the current directory or a parent (`lanyard pin`) > the profile's \
+active account (`lanyard switch`).
+
+Exit status: 0 ok, 1 any other error, 2 usage (bad flags, unknown or ambiguous account), \
+3 signed out or login needed, 4 network or server unavailable.
+
+Shell integration: `lanyard completions bash|zsh|fish` prints a completion script that completes \
+subcommands, flags and account names; `lanyard man --dir DIR` writes these manual pages; \
+`lanyard prompt` prints the account in use for PS1 or starship.";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "lanyard",
     version,
-    about = "Sign in to several accounts, switch in one command, see and revoke your devices"
+    about = "Sign in to several accounts, switch in one command, see and revoke your devices",
+    after_long_help = AFTER_LONG_HELP
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub globals: Globals,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The options every command takes.
+#[derive(Debug, Args)]
+pub struct Globals {
     /// An isolated store and device identity (one machine can act as several devices).
     #[arg(
         long,
@@ -40,8 +67,6 @@ pub struct Cli {
     /// Never open a browser: print the sign-in URL only.
     #[arg(long, global = true, env = "LANYARD_NO_BROWSER", value_parser = set_means_yes)]
     pub no_browser: bool,
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,15 +98,18 @@ pub enum Command {
     Accounts,
     /// Make another account the active one (by user@tenant, email, index or unique prefix).
     /// Without ACCOUNT, pick one interactively (on a terminal only).
-    Switch { account: Option<String> },
+    Switch {
+        #[arg(add = ArgValueCandidates::new(account_candidates))]
+        account: Option<String>,
+    },
     /// The account in use, whether its session is still accepted, and where secrets are kept.
     Status {
-        #[arg(long, env = "LANYARD_ACCOUNT")]
+        #[arg(long, env = "LANYARD_ACCOUNT", add = ArgValueCandidates::new(account_candidates))]
         account: Option<String>,
     },
     /// Print a valid token (and nothing else) on stdout, refreshing if needed.
     Token {
-        #[arg(long, env = "LANYARD_ACCOUNT")]
+        #[arg(long, env = "LANYARD_ACCOUNT", add = ArgValueCandidates::new(account_candidates))]
         account: Option<String>,
         #[arg(long, value_enum, default_value_t = TokenKind::Access)]
         kind: TokenKind,
@@ -97,14 +125,14 @@ pub enum Command {
     },
     /// Every session of the account across devices.
     Devices {
-        #[arg(long, env = "LANYARD_ACCOUNT")]
+        #[arg(long, env = "LANYARD_ACCOUNT", add = ArgValueCandidates::new(account_candidates))]
         account: Option<String>,
     },
     /// Run a command with a fresh access token of the account in its environment
     /// (LANYARD_ACCESS_TOKEN, or --env NAME) and LANYARD_ACCOUNT set; its exit code is passed
     /// through and the token never appears in its command line: `lanyard exec -- curl …`.
     Exec {
-        #[arg(long, env = "LANYARD_ACCOUNT")]
+        #[arg(long, env = "LANYARD_ACCOUNT", add = ArgValueCandidates::new(account_candidates))]
         account: Option<String>,
         /// The environment variable the access token is put in.
         #[arg(long = "env", value_name = "NAME", default_value = "LANYARD_ACCESS_TOKEN",
@@ -117,7 +145,7 @@ pub enum Command {
     /// Pin an account to the current directory (writes `.lanyard.toml`), or remove the pin.
     Pin {
         /// The account (user@tenant, email, index or unique prefix).
-        #[arg(required_unless_present = "clear")]
+        #[arg(required_unless_present = "clear", add = ArgValueCandidates::new(account_candidates))]
         account: Option<String>,
         /// Remove this directory's pin.
         #[arg(long, conflicts_with = "account")]
@@ -130,12 +158,13 @@ pub enum Command {
         others: bool,
         #[arg(long, conflicts_with = "session_id")]
         all: bool,
-        #[arg(long, env = "LANYARD_ACCOUNT")]
+        #[arg(long, env = "LANYARD_ACCOUNT", add = ArgValueCandidates::new(account_candidates))]
         account: Option<String>,
     },
     /// Sign out of one account (default: the one in use), every account here, or everywhere.
     Logout {
-        #[arg(long, env = "LANYARD_ACCOUNT", conflicts_with = "all_accounts")]
+        #[arg(long, env = "LANYARD_ACCOUNT", conflicts_with = "all_accounts",
+              add = ArgValueCandidates::new(account_candidates))]
         account: Option<String>,
         #[arg(long)]
         all_accounts: bool,
@@ -145,13 +174,13 @@ pub enum Command {
     },
     /// Stream session events (revoked elsewhere, refreshed, switched) as they happen.
     Watch {
-        #[arg(long, env = "LANYARD_ACCOUNT")]
+        #[arg(long, env = "LANYARD_ACCOUNT", add = ArgValueCandidates::new(account_candidates))]
         account: Option<String>,
     },
     /// Turn a guest account into a registered one, keeping the account and its sessions. The
     /// password comes from LANYARD_UPGRADE_PASSWORD, or is asked for on a terminal.
     Upgrade {
-        #[arg(long, env = "LANYARD_ACCOUNT")]
+        #[arg(long, env = "LANYARD_ACCOUNT", add = ArgValueCandidates::new(account_candidates))]
         account: Option<String>,
         /// The username to register.
         #[arg(long)]
@@ -162,8 +191,36 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Shell completions.
-    Completions { shell: clap_complete::Shell },
+    /// The account this directory would use, for a shell prompt (PS1, starship): `alice@acme`,
+    /// or nothing when there is none. Reads only files on disk (no network, no secret store)
+    /// and never fails: any problem is empty output and exit 0 (--verbose says why on stderr).
+    Prompt {
+        #[arg(long, env = "LANYARD_ACCOUNT", add = ArgValueCandidates::new(account_candidates))]
+        account: Option<String>,
+        /// What to print, with placeholders {account} (user@tenant), {user}, {tenant}, {email},
+        /// {profile} and {chosen_by} (flag, pin or active); `{{` and `}}` are braces.
+        #[arg(long, default_value = "{account}", value_parser = PromptFormat::parse)]
+        format: PromptFormat,
+        /// Say on stderr why nothing was printed.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Shell completion script on stdout: subcommands, flags and account names (the script
+    /// calls `lanyard` back on Tab, so it always matches the installed binary). Install with
+    /// `source <(lanyard completions bash)` in ~/.bashrc (zsh alike), or
+    /// `lanyard completions fish > ~/.config/fish/completions/lanyard.fish`.
+    Completions {
+        shell: clap_complete::Shell,
+        /// A self-contained script instead (subcommands and flags, no account names).
+        #[arg(long = "static")]
+        static_script: bool,
+    },
+    /// Manual pages: `lanyard.1` on stdout, or every page (`lanyard.1`, `lanyard-SUBCOMMAND.1`)
+    /// written into DIR (e.g. `lanyard man --dir ~/.local/share/man/man1`).
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Read or change settings: idp, registry, tenant, client_id, store_backend.
     Config {
         #[command(subcommand)]

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::exit::CliError;
+
 pub const DEFAULT_IDP: &str = "http://127.0.0.1:8700";
 pub const DEFAULT_REGISTRY: &str = "http://127.0.0.1:8701";
 pub const DEFAULT_CLIENT_ID: &str = "lanyard-cli";
@@ -66,6 +68,23 @@ impl FileConfig {
         }
         *slot = Some(value);
         Ok(())
+    }
+}
+
+/// A profile name is a folder name: letters, digits, '-', '_' (so never a path).
+pub fn check_profile(profile: &str) -> Result<(), CliError> {
+    let ok = !profile.is_empty()
+        && profile.len() <= 64
+        && profile
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::usage(
+            format!("'{profile}' is not a profile name (letters, digits, '-', '_')"),
+            None,
+        ))
     }
 }
 

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use session_core::{DeviceIdentity, ManagerOptions, SessionManager};
 
-use crate::cli::Cli;
+use crate::cli::Globals;
 use crate::config::{Dirs, FileConfig, DEFAULT_CLIENT_ID};
 use crate::exit::CliError;
 use crate::render::{Output, Paint};
@@ -29,24 +29,10 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn from_env(cli: &Cli) -> Result<Self, CliError> {
+    pub fn from_env(cli: &Globals) -> Result<Self, CliError> {
+        crate::config::check_profile(&cli.profile)?;
         let dirs = Dirs::resolve(cli.home.as_deref())?;
         let config = dirs.load()?;
-        let profile_ok = !cli.profile.is_empty()
-            && cli.profile.len() <= 64
-            && cli
-                .profile
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !profile_ok {
-            return Err(CliError::usage(
-                format!(
-                    "'{}' is not a profile name (letters, digits, '-', '_')",
-                    cli.profile
-                ),
-                None,
-            ));
-        }
         Ok(Self {
             dirs,
             config,

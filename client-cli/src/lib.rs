@@ -2,6 +2,7 @@
 //! and revoke devices. A thin layer over `session-core` and `account-store`.
 #![forbid(unsafe_code)]
 
+pub mod account_index;
 pub mod app;
 pub mod browser;
 pub mod cli;
@@ -12,5 +13,6 @@ pub mod exit;
 pub mod picker;
 pub mod render;
 pub mod select;
+pub mod shell_completion;
 pub mod sign_in;
 pub mod vault_notice;

@@ -2,11 +2,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use client_cli::cli::Cli;
+use client_cli::commands::prompt;
 use client_cli::render::Paint;
 
 fn main() -> ExitCode {
+    // `COMPLETE=bash lanyard -- …` (a Tab in a shell with `lanyard completions` installed).
+    client_cli::shell_completion::answer_if_asked();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if e.use_stderr() && prompt::quiet_on_parse_error(std::env::args_os()) => {
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });

@@ -17,12 +17,15 @@ pub enum Rule {
 
 /// `user@tenant` for display and matching.
 pub fn label(a: &AccountMeta) -> String {
-    let user = a
-        .email
+    format!("{}@{}", user_of(a), a.tenant.as_deref().unwrap_or("?"))
+}
+
+/// The user part of [`label`]: the email's local part, else the subject.
+pub fn user_of(a: &AccountMeta) -> &str {
+    a.email
         .as_deref()
         .and_then(|e| e.split('@').next())
-        .unwrap_or(a.id.subject.as_str());
-    format!("{user}@{}", a.tenant.as_deref().unwrap_or("?"))
+        .unwrap_or(a.id.subject.as_str())
 }
 
 /// Finds one account by user@tenant, email, 1-based index, or unique prefix of either.

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 mod common;
+#[path = "cli/shell.rs"]
+mod shell;
 
 use common::{
     age_access_tokens, bin, event_streams_attached, read_url, stack, stack_with, stderr, Stack,

@@ -1,6 +1,8 @@
 //! The "Your devices" page: sign in at the IdP in real headless Chromium, see the account's
-//! sessions, revoke one, sign out everywhere else; CSRF and cookie attributes.
+//! sessions, revoke one, sign out everywhere else; CSRF and cookie attributes; axe-core finds no
+//! accessibility violation on the page at desktop and phone width, nor on the confirmation page.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use fantoccini::Locator;
@@ -35,6 +37,84 @@ async fn wait_rows(browser: &Browser, n: usize) -> Vec<String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("expected {n} rows, have {:?}", rows(browser).await);
+}
+
+/// axe-core's violations on the page `browser` shows: axe.min.js (from the npm tree in
+/// `tests/a11y`, installed by `scripts/test` with `npm ci`) injected through WebDriver, since the
+/// page's CSP allows no script of its own, then `axe.run()` with its default rules (WCAG 2.x A
+/// and AA and best practices; not the experimental ones). Each is `{id, impact, help, nodes}`.
+async fn axe_violations(browser: &Browser) -> Vec<Value> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/a11y");
+    let axe = std::fs::read_to_string(dir.join("node_modules/axe-core/axe.min.js"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "axe-core is not installed in {} ({e}): run `npm ci --prefix session-registry/tests/a11y` first",
+                dir.display()
+            )
+        });
+    browser
+        .execute(&format!("{axe}\nreturn typeof window.axe;"), Vec::new())
+        .await
+        .unwrap();
+    let result = browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             window.axe.run(document, {resultTypes: ['violations']})\
+               .then(r => done({violations: r.violations.map(v => ({\
+                  id: v.id, impact: v.impact, help: v.help,\
+                  nodes: v.nodes.map(n => ({target: n.target, html: n.html, summary: n.failureSummary}))\
+               }))}))\
+               .catch(e => done({error: String(e)}));",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert!(result["error"].is_null(), "axe.run failed: {result}");
+    result["violations"].as_array().cloned().unwrap_or_default()
+}
+
+/// Fails on any axe-core violation, printing each rule's id, impact, what it asks, and the nodes.
+async fn assert_accessible(browser: &Browser, what: &str) {
+    let violations = axe_violations(browser).await;
+    if violations.is_empty() {
+        return;
+    }
+    let mut report = String::new();
+    for v in &violations {
+        report.push_str(&format!("\n- {} ({}): {}", v["id"], v["impact"], v["help"]));
+        for n in v["nodes"].as_array().into_iter().flatten() {
+            report.push_str(&format!(
+                "\n    {} {}\n      {}",
+                n["target"],
+                n["html"],
+                n["summary"]
+                    .as_str()
+                    .unwrap_or("")
+                    .replace('\n', "\n      ")
+            ));
+        }
+    }
+    panic!(
+        "{what}: axe-core found {} accessibility violation(s):{report}",
+        violations.len()
+    );
+}
+
+#[tokio::test]
+async fn the_accessibility_check_reports_an_unlabelled_field_in_chromium() {
+    // The check itself can fail: a page with an unlabelled text field is a violation.
+    let browser = Browser::start().await;
+    browser
+        .goto("data:text/html,<!doctype html><html lang=en><title>t</title><main><input type=text></main></html>")
+        .await
+        .unwrap();
+    let ids: Vec<String> = axe_violations(&browser)
+        .await
+        .iter()
+        .map(|v| v["id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(ids.contains(&"label".to_owned()), "{ids:?}");
+    browser.close().await;
 }
 
 #[tokio::test]
@@ -88,9 +168,11 @@ async fn a_person_signs_in_sees_their_devices_and_revokes_them_in_chromium() {
     assert_eq!(who, "alice@acme.example");
     let listed = wait_rows(&browser, 3).await;
     // `LANYARD_SCREENSHOT_DIR=docs cargo nextest run … chromium` refreshes the README's pictures.
-    if let Ok(dir) = std::env::var("LANYARD_SCREENSHOT_DIR") {
-        for (name, width, height) in [("desktop", 1100, 560), ("phone", 390, 760)] {
-            browser.set_window_size(width, height).await.unwrap();
+    let screenshots = std::env::var("LANYARD_SCREENSHOT_DIR").ok();
+    for (name, width, height) in [("phone", 390, 760), ("desktop", 1100, 560)] {
+        browser.set_window_size(width, height).await.unwrap();
+        assert_accessible(&browser, &format!("the devices page at {name} width")).await;
+        if let Some(dir) = &screenshots {
             let png = browser.screenshot().await.unwrap();
             std::fs::write(format!("{dir}/devices-page-{name}.png"), png).unwrap();
         }
@@ -129,6 +211,11 @@ async fn a_person_signs_in_sees_their_devices_and_revokes_them_in_chromium() {
         .await
         .unwrap();
     // Asked first; nothing is signed out until confirmed.
+    browser
+        .wait_for_url(WAIT, |u| u.path() == "/devices/acme/revoke")
+        .await
+        .unwrap();
+    assert_accessible(&browser, "the confirmation page").await;
     browser
         .find(Locator::Id("confirm-sign-out-others"))
         .await
