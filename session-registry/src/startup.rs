@@ -135,6 +135,7 @@ impl Application {
                     migrate: settings.migrate,
                     migrations_url: settings.migrations_database_url.clone(),
                     pooled,
+                    lazy: false,
                 },
             )
             .await?;
@@ -157,6 +158,7 @@ impl Application {
                     read_url,
                     &PgOptions {
                         pooled,
+                        lazy: true,
                         ..PgOptions::default()
                     },
                 )

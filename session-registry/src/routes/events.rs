@@ -132,6 +132,16 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
                 Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st)),
                 Ok(Ok(fanned)) => {
                     let e = &fanned.event;
+                    // The caller's own revocation ends the stream, even when it was already
+                    // counted in (a stream opened in the moment between a revoke's commit and
+                    // its event reaching this process).
+                    if e.tenant == st.tenant
+                        && e.kind == "revoked"
+                        && e.session_id == st.session_id
+                        && e.seq <= st.last_seq
+                    {
+                        return None;
+                    }
                     if e.tenant != st.tenant
                         || e.account_id != st.account_id
                         || e.seq <= st.last_seq

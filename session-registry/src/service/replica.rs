@@ -9,11 +9,19 @@
 //! replica is used only when
 //!
 //! * the event feed is connected (a revoke through another process is heard of),
-//! * the watermark is younger than [`MAX_LAG`] (the hub forgets account changes after a minute),
+//! * the watermark is younger than [`MAX_LAG`] (the hub forgets account changes after two
+//!   minutes),
 //! * the answer is a live session (a miss or a revoked session is read again on the primary: it
 //!   may be a session created, or a revoke made, after the replica's position),
 //! * no event of the session's account arrived after the watermark, and the session is not in
 //!   the revoked set.
+//!
+//! Only callers that read may use it: resolving a caller who manages sessions (revoke, events,
+//! upgrade, re-authentication, an extension) reads the primary. A replica read that takes longer
+//! than [`READ_DEADLINE`] or fails is passed on to the primary, never an error.
+//!
+//! `--read-database-url` must name one standby (not a balancer over several): the watermark is
+//! that server's.
 //!
 //! So a replica answer is never staler than what the event feed has delivered: a revoke is
 //! refused on every process as soon as its event arrives, whatever the replica's lag, exactly as
@@ -34,6 +42,8 @@ use crate::store::{PgStore, SessionRecord, Store, StoreError};
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// Beyond this lag the replica is not read (the hub keeps account changes for a minute).
 pub const MAX_LAG: Duration = Duration::from_secs(10);
+/// Longest a replica read may take before the primary is asked instead.
+const READ_DEADLINE: Duration = Duration::from_millis(250);
 /// Samples kept while the replica catches up (beyond, the oldest go: the watermark then moves
 /// later, never earlier than the truth).
 const MAX_PENDING: usize = 1024;
@@ -118,29 +128,32 @@ impl ReadReplica {
         });
     }
 
-    /// The change number the replica's answers are good up to, if they may be used now.
-    fn usable_mark(&self, hub: &Hub) -> Option<u64> {
+    /// The change number the replica's answers are good up to, and how old (whole seconds,
+    /// rounded up) that is, if they may be used now.
+    fn usable_mark(&self, hub: &Hub) -> Option<(u64, i64)> {
         if !hub.feed_up() {
             return None;
         }
         let (mark, at) = (*self.watermark.lock())?;
-        (at.elapsed() < MAX_LAG).then_some(mark)
+        let age = at.elapsed();
+        (age < MAX_LAG).then(|| (mark, i64::try_from(age.as_secs()).unwrap_or(i64::MAX) + 1))
     }
 
     /// The live session of a token hash from the replica, with the change number it is good
-    /// up to; `None` when the primary must answer (see the module's rules).
+    /// up to and its age in seconds; `None` when the primary must answer (see the module's
+    /// rules).
     pub async fn token_session(
         &self,
         hub: &Hub,
         tenant: &str,
         hash: &str,
-    ) -> Option<(SessionRecord, u64)> {
-        let mark = self.usable_mark(hub)?;
-        let found = self.store.session_by_token_hash(tenant, hash).await;
+    ) -> Option<(SessionRecord, u64, i64)> {
+        let (mark, age) = self.usable_mark(hub)?;
+        let found = within_deadline(self.store.session_by_token_hash(tenant, hash)).await;
         let answer = self.usable(hub, mark, found, |r| {
             r.tenant == tenant && r.revoked_at.is_none() && !hub.is_revoked(tenant, &r.id)
         });
-        answer.map(|r| (r, mark))
+        answer.map(|r| (r, mark, age))
     }
 
     /// Every session of the account from the replica, or `None` when the primary must answer.
@@ -150,14 +163,12 @@ impl ReadReplica {
         tenant: &str,
         account_id: &str,
     ) -> Option<Vec<SessionRecord>> {
-        let mark = self.usable_mark(hub)?;
+        let (mark, _) = self.usable_mark(hub)?;
         if hub.changed_since(tenant, account_id, mark) {
             self.passed_on.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let found = self
-            .store
-            .account_sessions(tenant, account_id)
+        let found = within_deadline(self.store.account_sessions(tenant, account_id))
             .await
             .map(Some);
         self.usable(hub, mark, found, |rows| {
@@ -191,6 +202,19 @@ impl ReadReplica {
         counter.fetch_add(1, Ordering::Relaxed);
         answer
     }
+}
+
+/// A replica read, or an error once [`READ_DEADLINE`] has passed (then the primary answers).
+async fn within_deadline<T>(
+    read: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(READ_DEADLINE, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the replica did not answer in time".into(),
+            ))
+        })
 }
 
 /// What a replica answer belongs to, for the "changed since" rule.

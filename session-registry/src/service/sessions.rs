@@ -210,26 +210,25 @@ impl Registry {
     /// The session of a session token: from the session cache while it may answer, else from
     /// the read replica when it may (see `replica`), else from the primary (and then cached).
     /// Answers whether it came from the cache or the replica, which are only trusted to say yes;
-    /// `primary_only` skips both.
+    /// `replica_ok: false` skips the replica (for callers that are about to write).
     async fn token_session(
         &self,
         token: &SessionToken,
         now: i64,
-        primary_only: bool,
+        replica_ok: bool,
     ) -> Result<(SessionRecord, bool), ApiError> {
         let hash = token.hash();
-        if !primary_only {
-            if let Some(record) = self.sessions.get(&self.hub, token.tenant(), &hash, now) {
+        if let Some(record) = self.sessions.get(&self.hub, token.tenant(), &hash, now) {
+            return Ok((record, true));
+        }
+        if let Some(replica) = self.replica.as_ref().filter(|_| replica_ok) {
+            if let Some((record, mark, age)) = replica
+                .token_session(&self.hub, token.tenant(), &hash)
+                .await
+            {
+                // As old as the replica's watermark, for the cache's re-check bound.
+                self.sessions.put(&hash, &record, now - age, mark);
                 return Ok((record, true));
-            }
-            if let Some(replica) = &self.replica {
-                if let Some((record, mark)) = replica
-                    .token_session(&self.hub, token.tenant(), &hash)
-                    .await
-                {
-                    self.sessions.put(&hash, &record, now, mark);
-                    return Ok((record, true));
-                }
             }
         }
         let mark = self.hub.mark();
@@ -266,7 +265,9 @@ impl Registry {
         }
         let now = self.now();
         self.failures.check(ctx.ip, now)?;
-        let result = self.resolve_credential(bearer).await;
+        // Managing sessions acts on what the caller is: never on a replica's answer, which
+        // may be a moment behind a revoke made through another process.
+        let result = self.resolve_credential(bearer, false).await;
         if is_failed_lookup(&result) {
             self.note_failed_lookup(ctx.ip, now).await;
         }
@@ -291,12 +292,12 @@ impl Registry {
 
     /// A session token or session JWT resolved to its live session: a token's from the session
     /// cache when it may answer, else (and a JWT's always) from the database.
-    async fn resolve_credential(&self, bearer: &str) -> Result<Caller, ApiError> {
+    async fn resolve_credential(&self, bearer: &str, replica_ok: bool) -> Result<Caller, ApiError> {
         let now = self.now();
         let (tenant_slug, record) = if bearer.starts_with(crate::token::PREFIX) {
             let token =
                 SessionToken::parse(bearer).map_err(|e| Refusal::MalformedToken(e.to_string()))?;
-            let (mut record, cached) = self.token_session(&token, now, false).await?;
+            let (mut record, cached) = self.token_session(&token, now, replica_ok).await?;
             if cached {
                 let tenant = self
                     .tenants
@@ -306,7 +307,7 @@ impl Registry {
                 // primary first.
                 if timed_out(&tenant, &record, now).is_some() {
                     self.sessions.forget(&token.hash());
-                    record = self.token_session(&token, now, true).await?.0;
+                    record = self.token_session(&token, now, false).await?.0;
                 }
             }
             (token.tenant().to_owned(), record)
@@ -408,7 +409,10 @@ impl Registry {
                 });
             }
         }
-        let caller = self.resolve_credential(credential).await?;
+        // An extension writes: its caller is read without the replica.
+        let caller = self
+            .resolve_credential(credential, duration.is_none())
+            .await?;
         let new_expiry = duration.map(|m| (now + m * 60).min(caller.session.absolute_expires_at));
         // A plain check writes only when the recorded activity is older than TOUCH_INTERVAL.
         if new_expiry.is_some() || now - caller.session.last_authenticated_at >= TOUCH_INTERVAL {
@@ -504,6 +508,11 @@ impl Registry {
                 ))
             }
         };
+        // The caller's row as just read from the primary: a session revoked a moment ago (its
+        // event still on its way here) may not end any other.
+        if let Some(reason) = own_row.as_ref().and_then(|s| s.revoked_reason.clone()) {
+            return Err(Refusal::SessionRevoked { reason }.into());
+        }
         let only_own =
             req.scope == Some(RevokeScope::Current) || req.session_id.as_deref() == Some(own);
         if !only_own {
@@ -513,7 +522,9 @@ impl Registry {
                 .await?;
             // From the rows just read: the caller's may come from the session cache, which can
             // predate a re-authentication made through another process.
-            let auth_time = own_row.map_or(caller.session.auth_time, |s| s.auth_time);
+            let auth_time = own_row
+                .as_ref()
+                .map_or(caller.session.auth_time, |s| s.auth_time);
             if now - auth_time > tenant.max_auth_age_secs {
                 tracing::info!(tenant = %caller.tenant, account = %caller.session.account_id, session = %own, "revoke of other sessions needs a fresh sign-in");
                 return Err(ApiError::InsufficientUserAuthentication {

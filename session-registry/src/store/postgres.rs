@@ -65,6 +65,9 @@ pub struct PgOptions {
     pub migrations_url: Option<String>,
     /// The URL is a transaction-mode pooler (PgBouncer `pool_mode = transaction`).
     pub pooled: bool,
+    /// Connect on first use rather than at start (a read replica that is down at start must
+    /// not keep the registry from starting).
+    pub lazy: bool,
 }
 
 impl PgStore {
@@ -109,13 +112,17 @@ impl PgStore {
             // Statements are sent unnamed (`persistent(false)`) and inside transactions, so
             // sqlx's per-connection statement cache would only hold names the next server
             // connection does not know.
-            PgPoolOptions::new()
+            let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(3))
-                .connect_with(opts.statement_cache_capacity(0))
-                .await?
+                .acquire_timeout(Duration::from_secs(3));
+            let opts = opts.statement_cache_capacity(0);
+            if options.lazy {
+                pool.connect_lazy_with(opts)
+            } else {
+                pool.connect_with(opts).await?
+            }
         } else {
-            PgPoolOptions::new()
+            let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(3))
                 .after_connect(|conn, _| {
@@ -123,9 +130,12 @@ impl PgStore {
                         conn.execute("SET ROLE lanyard_app").await?;
                         Ok(())
                     })
-                })
-                .connect_with(opts)
-                .await?
+                });
+            if options.lazy {
+                pool.connect_lazy_with(opts)
+            } else {
+                pool.connect_with(opts).await?
+            }
         };
         Ok(Self {
             pool,

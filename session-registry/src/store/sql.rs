@@ -128,8 +128,10 @@ pub const SESSION_BY_TOKEN_HASH: &str = concat!(
 /// Postgres: the row-level-security tenant of a transaction.
 /// Behind a transaction pooler: the role row-level security applies to, for this transaction.
 pub const SET_LOCAL_ROLE: &str = "SET LOCAL ROLE lanyard_app";
-/// The primary's WAL position, for the read replica's watermark.
-pub const CURRENT_WAL_LSN: &str = "SELECT pg_current_wal_lsn()::text AS lsn";
+/// The primary's WAL insert position, for the read replica's watermark: past every commit
+/// record already inserted, so past every commit already visible (with `synchronous_commit =
+/// off` too, where the write position may lag a visible commit).
+pub const CURRENT_WAL_LSN: &str = "SELECT pg_current_wal_insert_lsn()::text AS lsn";
 /// How far a standby has replayed (NULL on a primary).
 pub const REPLAYED_WAL_LSN: &str = "SELECT pg_last_wal_replay_lsn()::text AS lsn";
 pub const SET_TRANSACTION_TENANT: &str = "SELECT set_config('lanyard.tenant', $1, true)";
