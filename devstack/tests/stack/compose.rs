@@ -27,11 +27,9 @@ fn root() -> PathBuf {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Compose {
-    #[allow(dead_code)]
-    name: Option<String>,
+    // No top-level `name` and no `configs`: docker-compose 1.x refuses the first and ignores
+    // the second outside a swarm (deny_unknown_fields turns either into a failure here).
     services: BTreeMap<String, Service>,
-    #[serde(default)]
-    configs: BTreeMap<String, Config>,
     #[serde(default)]
     volumes: BTreeMap<String, Option<serde_norway::Value>>,
 }
@@ -50,8 +48,6 @@ struct Service {
     network_mode: Option<String>,
     #[serde(default)]
     depends_on: BTreeMap<String, DependsOn>,
-    #[serde(default)]
-    configs: Vec<ConfigMount>,
     #[serde(default)]
     volumes: Vec<String>,
     healthcheck: Option<serde_norway::Value>,
@@ -75,19 +71,6 @@ fn default_dockerfile() -> String {
 #[serde(deny_unknown_fields)]
 struct DependsOn {
     condition: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigMount {
-    source: String,
-    target: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    content: String,
 }
 
 fn compose() -> Compose {
@@ -305,19 +288,17 @@ fn dependencies_networks_and_configs_name_what_exists() {
             assert!(compose.services.contains_key(other), "{name}: {mode}");
             assert!(service.ports.is_empty(), "{name}: ports belong to {other}");
         }
-        for mount in &service.configs {
-            assert!(
-                compose.configs.contains_key(&mount.source),
-                "{name}: config {}",
-                mount.source
-            );
-        }
         for volume in &service.volumes {
             let source = volume.split(':').next().unwrap();
-            assert!(
-                compose.volumes.contains_key(source),
-                "{name}: volume {source}"
-            );
+            if let Some(path) = source.strip_prefix("./") {
+                // A bind mount of a file in the repository.
+                assert!(root().join(path).is_file(), "{name}: {source} exists");
+            } else {
+                assert!(
+                    compose.volumes.contains_key(source),
+                    "{name}: volume {source}"
+                );
+            }
         }
     }
 }
@@ -422,16 +403,20 @@ fn the_registry_uses_the_postgres_service_and_a_config_its_loader_reads() {
         Some(url.path().trim_start_matches('/'))
     );
 
-    // The mounted config, read by the registry's own loader, registers what devstack does.
+    // The mounted config file, read by the registry's own loader, registers what devstack does.
+    // A bind mount, which both compose generations honour (docker-compose 1.x ignores
+    // `configs` outside a swarm).
     let config_path = settings.config.expect("--config");
-    let mount = registry
-        .configs
+    let source = registry
+        .volumes
         .iter()
-        .find(|m| Path::new(&m.target) == config_path)
-        .expect("the --config file is a mounted config");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("registry.toml");
-    std::fs::write(&file, &compose.configs[&mount.source].content).unwrap();
+        .find_map(|v| {
+            let mut parts = v.split(':');
+            let (source, target) = (parts.next()?, parts.next()?);
+            (Path::new(target) == config_path).then(|| source.to_owned())
+        })
+        .expect("the --config file is a mounted file");
+    let file = root().join(source.strip_prefix("./").expect("a file in the repository"));
     let config = session_registry::config::RegistryConfig::from_file(&file).unwrap();
     let idp = mock_idp::IdpConfig::defaults();
     let expected = devstack::stack::registry_tenants(&idp, "http://127.0.0.1:8700");
