@@ -226,8 +226,11 @@ impl Application {
         let registry = web::Data::new(registry);
         // Seed the JWT revocation cache with what other processes revoked recently.
         let since = clock.now().unix_timestamp() - JWT_TTL - 60;
-        for (tenant, sid) in store.revoked_since(since).await? {
-            hub.mark_revoked(&tenant, &sid, since);
+        // Each stamped with its own revocation time: kept for a session JWT's lifetime from the
+        // revoke (the hub's garbage collection counts from the stamp), not dropped at this
+        // process's first collection.
+        for (tenant, sid, revoked_at) in store.revoked_since(since).await? {
+            hub.mark_revoked(&tenant, &sid, revoked_at);
         }
 
         if registry.shared_keys.is_some() {

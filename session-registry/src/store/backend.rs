@@ -508,7 +508,7 @@ macro_rules! impl_store {
                     .collect::<std::result::Result<_, _>>()?)
             }
 
-            async fn revoked_since(&self, since: i64) -> Result<Vec<(String, String)>> {
+            async fn revoked_since(&self, since: i64) -> Result<Vec<(String, String, i64)>> {
                 use sqlx::Row;
                 let mut out = Vec::new();
                 for t in self.tenants().await? {
@@ -520,7 +520,11 @@ macro_rules! impl_store {
                         .await?;
                     tx.commit().await?;
                     for r in rows {
-                        out.push((r.try_get("tenant")?, r.try_get("id")?));
+                        out.push((
+                            r.try_get("tenant")?,
+                            r.try_get("id")?,
+                            r.try_get("revoked_at")?,
+                        ));
                     }
                 }
                 Ok(out)

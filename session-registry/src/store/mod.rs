@@ -295,8 +295,9 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<EventRecord>>;
     /// The number of an account's newest event (0 if none): where a fresh event stream starts.
     async fn latest_event_id(&self, tenant: &str, account_id: &str) -> Result<i64>;
-    /// Revocations since `since` in every tenant (to seed the session-JWT revocation cache).
-    async fn revoked_since(&self, since: i64) -> Result<Vec<(String, String)>>;
+    /// Revocations since `since` in every tenant, each (tenant, session id, revoked at): to seed
+    /// the session-JWT revocation cache.
+    async fn revoked_since(&self, since: i64) -> Result<Vec<(String, String, i64)>>;
     /// Deletes sessions expired before `expired_before` and revoked ones older than `revoked_before`.
     async fn gc(&self, expired_before: i64, revoked_before: i64) -> Result<u64>;
     /// Counts a lookup from `client` that matched nothing, in the client's current one-minute

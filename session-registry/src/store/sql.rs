@@ -101,7 +101,7 @@ pub const EVENTS_AFTER: &str =
     "SELECT * FROM events WHERE tenant = $1 AND account_id = $2 AND seq > $3 \
     ORDER BY seq LIMIT 1000";
 pub const REVOKED_SINCE: &str =
-    "SELECT tenant, id FROM sessions WHERE tenant = $1 AND revoked_at >= $2";
+    "SELECT tenant, id, revoked_at FROM sessions WHERE tenant = $1 AND revoked_at >= $2";
 pub const GC_SESSIONS: &str = "DELETE FROM sessions WHERE tenant = $1 AND ((revoked_at IS NULL AND expires_at < $2) OR (revoked_at IS NOT NULL AND revoked_at < $3))";
 pub const GC_EVENTS: &str = "DELETE FROM events WHERE tenant = $1 AND at < $2";
 pub const GC_CREDENTIALS: &str =

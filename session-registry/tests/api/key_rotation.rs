@@ -98,3 +98,41 @@ async fn a_rotated_key_overlaps_the_old_one_until_old_session_jwts_have_expired(
         .await;
     assert_eq!(status, 200, "JWTs of the new key keep working: {body}");
 }
+
+/// A process started after a revoke learns of it from the database (the JWT path's revoked set
+/// is seeded at start), and keeps it for a session JWT's whole lifetime from the revoke, not
+/// from its own start: garbage collection must not drop it while a JWT minted before the revoke
+/// is still answered without the database.
+#[tokio::test]
+async fn a_process_started_after_a_revoke_keeps_refusing_the_sessions_jwts_past_its_first_gc() {
+    let idp = test_harness::TestIdp::spawn().await;
+    let a = TestRegistry::spawn_with(&idp, Backend::Postgres, |s| {
+        s.public_url = Some("http://registry.test".parse().unwrap());
+    })
+    .await;
+    let (laptop, _) = a.device(&idp, "acme", "alice", "laptop").await;
+    let (_, p) = a.device(&idp, "acme", "alice", "phone").await;
+    let phone_id = p["session"]["session_id"].as_str().unwrap().to_owned();
+    let jwt = p["session_jwt"].as_str().unwrap().to_owned();
+    let (status, body) = a
+        .post(
+            "/v1/sessions/revoke",
+            &laptop,
+            serde_json::json!({"session_id": phone_id}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let b = a.spawn_sibling(&idp).await;
+    // B's garbage collection runs a few seconds into its life, well inside the JWT's minute
+    // without the database.
+    b.advance(5);
+    b.registry
+        .collect_garbage(session_registry::startup::AUDIT_WINDOW_SECS)
+        .await
+        .unwrap();
+    let (status, body, _) = b
+        .authenticate(serde_json::json!({"session_jwt": jwt}))
+        .await;
+    assert_eq!(status, 401, "B accepted a revoked session's JWT: {body}");
+}
