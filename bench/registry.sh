@@ -215,35 +215,9 @@ fi
 echo "== seeding $SESSIONS sessions" >&2
 # Real tokens for 10,000 of them, spread over the table: session n = 1 + 100 i.
 TOKENS_SEEDED=10000
-python3 - "$WORK" "$TOKENS_SEEDED" "$SESSIONS" <<'EOF'
-import hashlib, json, secrets, sys, zlib
-
-work, count, sessions = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def base62(n, width):
-    out = []
-    for _ in range(width):
-        n, r = divmod(n, 62)
-        out.append(ALPHABET[r])
-    return "".join(reversed(out))
-
-
-def token(tenant):
-    raw = secrets.token_bytes(32)
-    body = base62(int.from_bytes(raw[:16], "big"), 22) + base62(int.from_bytes(raw[16:], "big"), 22)
-    check = base62(zlib.crc32(f"{tenant}_{body}".encode()), 6)
-    return f"lyst_{tenant}_{body}{check}"
-
-
-step = max(1, sessions // count)
-with open(f"{work}/seed-tokens.csv", "w") as csv, open(f"{work}/token-bodies.txt", "w") as bodies:
-    for i in range(count):
-        t = token("acme")
-        csv.write(f"{1 + i * step},{hashlib.sha256(t.encode()).hexdigest()}\n")
-        bodies.write(json.dumps({"session_token": t}, separators=(",", ":")) + "\n")
-EOF
+python3 bench/lib/session_tokens.py "$TOKENS_SEEDED" 1 "$((SESSIONS / TOKENS_SEEDED > 0 ? SESSIONS / TOKENS_SEEDED : 1))" \
+  "$WORK/seed-tokens.txt" "$WORK/seed-tokens.csv"
+jq -Rc '{session_token: .}' "$WORK/seed-tokens.txt" >"$WORK/token-bodies.txt"
 SEED_START="$(date +%s.%N)"
 ACCOUNTS_SEEDED=$((SESSIONS / 10))
 sed "s|SEED_TOKENS_CSV|$WORK/seed-tokens.csv|" <<'EOF' | psql "$PG dbname=$DB" -v ON_ERROR_STOP=1 -q \
@@ -496,34 +470,7 @@ if [ "$SUBSCRIBERS" -gt 100 ]; then
   "$BIN/examples/bench_sessions" --issuer "$ISSUER" --registry "$REGISTRY" --user bob \
     --count 1 --device-prefix bob-seed >"$WORK/bob.jsonl"
   BOB_SESSION="$(jq -r .session_id "$WORK/bob.jsonl")"
-  python3 - "$WORK" "$SUBSCRIBERS" <<'EOF'
-import hashlib, secrets, sys, zlib
-
-work, count = sys.argv[1], int(sys.argv[2])
-ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def base62(n, width):
-    out = []
-    for _ in range(width):
-        n, r = divmod(n, 62)
-        out.append(ALPHABET[r])
-    return "".join(reversed(out))
-
-
-def token(tenant):
-    raw = secrets.token_bytes(32)
-    body = base62(int.from_bytes(raw[:16], "big"), 22) + base62(int.from_bytes(raw[16:], "big"), 22)
-    check = base62(zlib.crc32(f"{tenant}_{body}".encode()), 6)
-    return f"lyst_{tenant}_{body}{check}"
-
-
-with open(f"{work}/subscriber-tokens.txt", "w") as tokens, open(f"{work}/subscriber-hashes.csv", "w") as csv:
-    for i in range(count):
-        t = token("acme")
-        tokens.write(t + "\n")
-        csv.write(f"{i},{hashlib.sha256(t.encode()).hexdigest()}\n")
-EOF
+  python3 bench/lib/session_tokens.py "$SUBSCRIBERS" 0 1 "$WORK/subscriber-tokens.txt" "$WORK/subscriber-hashes.csv"
   sed "s|HASHES_CSV|$WORK/subscriber-hashes.csv|" <<'EOF' | psql "$PG dbname=$DB" -v ON_ERROR_STOP=1 -q -v bob="$BOB_SESSION" >&2
 SET session_replication_role = replica;
 CREATE TEMP TABLE sub_hashes (n BIGINT PRIMARY KEY, hash TEXT NOT NULL);

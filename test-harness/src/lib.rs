@@ -15,6 +15,7 @@ pub mod browser;
 pub mod database;
 pub mod idp;
 pub mod nats;
+#[cfg(unix)]
 pub mod pgbouncer;
 #[cfg(unix)]
 pub mod private_postgres;
@@ -24,6 +25,7 @@ pub mod secret_service;
 pub use database::TestDatabase;
 pub use idp::TestIdp;
 pub use nats::PrivateNats;
+#[cfg(unix)]
 pub use pgbouncer::PgBouncer;
 #[cfg(unix)]
 pub use private_postgres::PrivatePostgres;

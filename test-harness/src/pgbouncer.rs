@@ -7,13 +7,14 @@
 //! files in a directory that user can read. Dropping the value stops it.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use rand::Rng;
+
+use crate::private_postgres::{free_port, running_as_root, which};
 
 pub struct PgBouncer {
     pub port: u16,
@@ -37,7 +38,7 @@ impl PgBouncer {
             rand::thread_rng().gen::<u64>()
         ));
         std::fs::create_dir(&root).with_context(|| format!("create {}", root.display()))?;
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = free_port()?;
         let users = root.join("users.txt");
         std::fs::write(&users, "\"postgres\" \"\"\n")?;
         let ini = root.join("pgbouncer.ini");
@@ -62,12 +63,8 @@ impl PgBouncer {
             users = users.display(),
         )?;
         drop(f);
-        let as_root = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
         let mut cmd = Command::new(exe);
-        if as_root {
+        if running_as_root() {
             for path in [&root, &users, &ini] {
                 let status = Command::new("chown").arg("postgres:").arg(path).status()?;
                 if !status.success() {
@@ -115,14 +112,4 @@ impl Drop for PgBouncer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.root);
     }
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/sbin".into(), "/usr/bin".into()])
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }

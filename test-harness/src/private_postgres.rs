@@ -300,7 +300,8 @@ fn find_bindir() -> anyhow::Result<PathBuf> {
         .context("no Postgres server binaries (initdb, pg_ctl): install postgresql")
 }
 
-fn running_as_root() -> bool {
+/// Whether this process runs as root (Postgres and PgBouncer then run as the `postgres` user).
+pub(crate) fn running_as_root() -> bool {
     // /proc/self belongs to the effective user of this process.
     match std::fs::metadata("/proc/self") {
         Ok(m) => m.uid() == 0,
@@ -311,7 +312,8 @@ fn running_as_root() -> bool {
     }
 }
 
-fn which(program: &str) -> Option<PathBuf> {
+/// `program` on PATH, or in /usr/sbin or /sbin (not on every PATH).
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default()
@@ -327,7 +329,7 @@ fn shell_quote(s: &str) -> String {
 
 /// A port nothing listens on now. Another process could take it before Postgres binds it; on a
 /// test machine that is rare, and `pg_ctl start` then fails loudly rather than mixing servers up.
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

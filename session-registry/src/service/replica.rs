@@ -150,8 +150,11 @@ impl ReadReplica {
     ) -> Option<(SessionRecord, u64, i64)> {
         let (mark, age) = self.usable_mark(hub)?;
         let found = within_deadline(self.store.session_by_token_hash(tenant, hash)).await;
-        let answer = self.usable(hub, mark, found, |r| {
-            r.tenant == tenant && r.revoked_at.is_none() && !hub.is_revoked(tenant, &r.id)
+        let answer = self.usable(found, |r| {
+            r.tenant == tenant
+                && r.revoked_at.is_none()
+                && !hub.is_revoked(tenant, &r.id)
+                && !hub.changed_since(tenant, &r.account_id, mark)
         });
         answer.map(|r| (r, mark, age))
     }
@@ -171,23 +174,23 @@ impl ReadReplica {
         let found = within_deadline(self.store.account_sessions(tenant, account_id))
             .await
             .map(Some);
-        self.usable(hub, mark, found, |rows| {
-            rows.iter()
-                .all(|r| r.revoked_at.is_some() || !hub.is_revoked(tenant, &r.id))
+        // Checked again after the read: an event of the account may have arrived meanwhile.
+        self.usable(found, |rows| {
+            !hub.changed_since(tenant, account_id, mark)
+                && rows
+                    .iter()
+                    .all(|r| r.revoked_at.is_some() || !hub.is_revoked(tenant, &r.id))
         })
     }
 
-    /// A replica answer if it may be used: read without error, found, `fit`, and its account
-    /// unchanged since `mark`.
-    fn usable<T: Accounted>(
+    /// A replica answer if it may be used (read without error, found and `fit`), counted.
+    fn usable<T>(
         &self,
-        hub: &Hub,
-        mark: u64,
         found: Result<Option<T>, StoreError>,
         fit: impl Fn(&T) -> bool,
     ) -> Option<T> {
         let answer = match found {
-            Ok(Some(answer)) if fit(&answer) && !answer.changed_since(hub, mark) => Some(answer),
+            Ok(Some(answer)) if fit(&answer) => Some(answer),
             Ok(_) => None,
             Err(e) => {
                 tracing::debug!(error = %e, "replica read failed: reading the primary");
@@ -215,22 +218,4 @@ async fn within_deadline<T>(
                 "the replica did not answer in time".into(),
             ))
         })
-}
-
-/// What a replica answer belongs to, for the "changed since" rule.
-trait Accounted {
-    fn changed_since(&self, hub: &Hub, mark: u64) -> bool;
-}
-
-impl Accounted for SessionRecord {
-    fn changed_since(&self, hub: &Hub, mark: u64) -> bool {
-        hub.changed_since(&self.tenant, &self.account_id, mark)
-    }
-}
-
-impl Accounted for Vec<SessionRecord> {
-    fn changed_since(&self, hub: &Hub, mark: u64) -> bool {
-        self.iter()
-            .any(|r| hub.changed_since(&r.tenant, &r.account_id, mark))
-    }
 }

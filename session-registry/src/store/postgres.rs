@@ -108,34 +108,27 @@ impl PgStore {
             owner.close().await;
         }
         let hot = HotPool::new(url, options.pooled)?;
-        let pool = if options.pooled {
-            // Statements are sent unnamed (`persistent(false)`) and inside transactions, so
-            // sqlx's per-connection statement cache would only hold names the next server
-            // connection does not know.
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(3));
-            let opts = opts.statement_cache_capacity(0);
-            if options.lazy {
-                pool.connect_lazy_with(opts)
-            } else {
-                pool.connect_with(opts).await?
-            }
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(3));
+        let (pool, opts) = if options.pooled {
+            // No session state: the role is set per transaction (`begin_plain`), and statements
+            // are sent unnamed (`persistent(false)`), so sqlx's per-connection statement cache
+            // would only hold names the next server connection does not know.
+            (pool, opts.statement_cache_capacity(0))
         } else {
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(3))
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute("SET ROLE lanyard_app").await?;
-                        Ok(())
-                    })
-                });
-            if options.lazy {
-                pool.connect_lazy_with(opts)
-            } else {
-                pool.connect_with(opts).await?
-            }
+            let pool = pool.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET ROLE lanyard_app").await?;
+                    Ok(())
+                })
+            });
+            (pool, opts)
+        };
+        let pool = if options.lazy {
+            pool.connect_lazy_with(opts)
+        } else {
+            pool.connect_with(opts).await?
         };
         Ok(Self {
             pool,
@@ -151,23 +144,23 @@ impl PgStore {
     async fn begin_plain(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
         let mut tx = self.pool.begin().await?;
         if self.pooled {
-            sqlx::query(sql::SET_LOCAL_ROLE)
-                .persistent(false)
-                .execute(&mut *tx)
-                .await?;
+            query(false, sql::SET_LOCAL_ROLE).execute(&mut *tx).await?;
         }
         Ok(tx)
     }
 
-    /// The primary's current WAL position (`pg_current_wal_lsn`), as a number.
+    /// The one row of `statement` (no parameters), in a transaction of its own.
+    async fn plain_row(&self, statement: &str) -> Result<sqlx::postgres::PgRow> {
+        let mut tx = self.begin_plain().await?;
+        let row = query(!self.pooled, statement).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// The primary's current WAL insert position (`pg_current_wal_insert_lsn`), as a number.
     pub async fn wal_lsn(&self) -> Result<u64> {
         use sqlx::Row;
-        let mut tx = self.begin_plain().await?;
-        let row = sqlx::query(sql::CURRENT_WAL_LSN)
-            .persistent(!self.pooled)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        let row = self.plain_row(sql::CURRENT_WAL_LSN).await?;
         parse_lsn(&row.try_get::<String, _>("lsn")?)
     }
 
@@ -175,12 +168,7 @@ impl PgStore {
     /// server that is not a standby.
     pub async fn replayed_lsn(&self) -> Result<Option<u64>> {
         use sqlx::Row;
-        let mut tx = self.begin_plain().await?;
-        let row = sqlx::query(sql::REPLAYED_WAL_LSN)
-            .persistent(!self.pooled)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        let row = self.plain_row(sql::REPLAYED_WAL_LSN).await?;
         row.try_get::<Option<String>, _>("lsn")?
             .map(|lsn| parse_lsn(&lsn))
             .transpose()
@@ -201,8 +189,7 @@ impl PgStore {
     ) -> Result<(sqlx::Transaction<'static, Postgres>, Vec<OutboxRow>)> {
         use sqlx::Row;
         let mut tx = self.begin_plain().await?;
-        let rows = sqlx::query(sql::CLAIM_OUTBOX)
-            .persistent(!self.pooled)
+        let rows = query(!self.pooled, sql::CLAIM_OUTBOX)
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
@@ -226,8 +213,7 @@ impl PgStore {
         mut tx: sqlx::Transaction<'static, Postgres>,
         ids: &[i64],
     ) -> Result<()> {
-        sqlx::query(sql::DELETE_OUTBOX)
-            .persistent(!self.pooled)
+        query(!self.pooled, sql::DELETE_OUTBOX)
             .bind(ids)
             .execute(&mut *tx)
             .await?;
@@ -239,8 +225,7 @@ impl PgStore {
     pub async fn signing_keys(&self, now: i64) -> Result<Vec<StoredKey>> {
         use sqlx::Row;
         let mut tx = self.begin_plain().await?;
-        let rows = sqlx::query(sql::SIGNING_KEYS)
-            .persistent(!self.pooled)
+        let rows = query(!self.pooled, sql::SIGNING_KEYS)
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
@@ -271,13 +256,11 @@ impl PgStore {
         only_if_none: bool,
     ) -> Result<bool> {
         let mut tx = self.begin_plain().await?;
-        sqlx::query(sql::LOCK_SIGNING_KEYS)
-            .persistent(!self.pooled)
+        query(!self.pooled, sql::LOCK_SIGNING_KEYS)
             .execute(&mut *tx)
             .await?;
         if only_if_none {
-            let live = sqlx::query(sql::SIGNING_KEYS)
-                .persistent(!self.pooled)
+            let live = query(!self.pooled, sql::SIGNING_KEYS)
                 .bind(key.created_at)
                 .fetch_all(&mut *tx)
                 .await?;
@@ -286,29 +269,25 @@ impl PgStore {
                 return Ok(false);
             }
         }
-        sqlx::query(sql::INSERT_SIGNING_KEY)
-            .persistent(!self.pooled)
+        query(!self.pooled, sql::INSERT_SIGNING_KEY)
             .bind(&key.kid)
             .bind(&key.alg)
             .bind(&key.sealed_private_key)
             .bind(key.created_at)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(sql::RETIRE_SIGNING_KEYS)
-            .persistent(!self.pooled)
+        query(!self.pooled, sql::RETIRE_SIGNING_KEYS)
             .bind(&key.kid)
             .bind(key.created_at)
             .bind(published_until)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(sql::GC_SIGNING_KEYS)
-            .persistent(!self.pooled)
+        query(!self.pooled, sql::GC_SIGNING_KEYS)
             .bind(key.created_at)
             .execute(&mut *tx)
             .await?;
         if let Announce::Outbox(subjects) = &self.announce {
-            sqlx::query(sql::INSERT_OUTBOX)
-                .persistent(!self.pooled)
+            query(!self.pooled, sql::INSERT_OUTBOX)
                 .bind(subjects.keys())
                 .bind(format!("key-{}", key.kid))
                 .bind(&key.kid)
@@ -334,12 +313,7 @@ impl PgStore {
     /// starts, since anything later is announced to it.
     pub async fn last_event_id(&self) -> Result<i64> {
         use sqlx::Row;
-        let mut tx = self.begin_plain().await?;
-        let row = sqlx::query(sql::LAST_EVENT_ID)
-            .persistent(!self.pooled)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        let row = self.plain_row(sql::LAST_EVENT_ID).await?;
         Ok(row.try_get("id")?)
     }
 
@@ -352,8 +326,7 @@ impl PgStore {
             let mut after = after_id;
             loop {
                 let mut tx = Backend::begin(self, &t.slug).await?;
-                let rows = sqlx::query(sql::TENANT_EVENTS_AFTER)
-                    .persistent(!self.pooled)
+                let rows = query(!self.pooled, sql::TENANT_EVENTS_AFTER)
                     .bind(&t.slug)
                     .bind(after)
                     .bind(PAGE)
@@ -391,8 +364,7 @@ impl Backend for PgStore {
 
     async fn begin(&self, tenant: &str) -> Result<sqlx::Transaction<'static, Postgres>> {
         let mut tx = PgStore::begin_plain(self).await?;
-        sqlx::query(sql::SET_TRANSACTION_TENANT)
-            .persistent(!self.pooled)
+        query(!self.pooled, sql::SET_TRANSACTION_TENANT)
             .bind(tenant)
             .execute(&mut *tx)
             .await?;
@@ -419,16 +391,14 @@ impl Backend for PgStore {
             serde_json::to_string(event).map_err(|e| StoreError::Inconsistent(e.to_string()))?;
         match &self.announce {
             Announce::Notify => {
-                sqlx::query(sql::NOTIFY)
-                    .persistent(!self.pooled)
+                query(!self.pooled, sql::NOTIFY)
                     .bind(CHANNEL)
                     .bind(payload)
                     .execute(&mut **tx)
                     .await?;
             }
             Announce::Outbox(subjects) => {
-                sqlx::query(sql::INSERT_OUTBOX)
-                    .persistent(!self.pooled)
+                query(!self.pooled, sql::INSERT_OUTBOX)
                     .bind(subjects.event(&event.tenant, &event.account_id))
                     // JetStream drops a second publish of the same id (a relay that died between
                     // publishing and deleting the row).

@@ -247,6 +247,19 @@ impl TestRegistry {
         )
     }
 
+    /// `GET /v1/events` as `bearer`'s device: its event stream (subscribed once this returns).
+    pub async fn events(&self, bearer: &str) -> crate::event_stream::EventStream {
+        let res = self
+            .http
+            .get(self.url("/v1/events"))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "GET /v1/events");
+        crate::event_stream::EventStream::new(res)
+    }
+
     /// Admin listing of a tenant's sessions (all states).
     pub async fn admin_sessions(&self, tenant: &str) -> Vec<Value> {
         let (status, body) = self

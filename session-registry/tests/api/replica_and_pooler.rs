@@ -13,7 +13,7 @@ use session_registry::config::{EventsSetting, Pooler};
 use sqlx::{Connection, PgConnection};
 use test_harness::{PgBouncer, PrivatePostgres, TestDatabase, TestIdp};
 
-use crate::event_stream::{EventStream, Next};
+use crate::event_stream::Next;
 use crate::helpers::*;
 
 /// A counter of `/metrics` (0 when absent).
@@ -75,14 +75,7 @@ async fn a_lagging_replica_never_gets_a_revoked_session_accepted_and_misses_go_t
     }
 
     // A device of alice's listens on B: when the revoke's event is on this stream, B has heard.
-    let res = b
-        .http
-        .get(b.url("/v1/events"))
-        .bearer_auth(&laptop)
-        .send()
-        .await
-        .unwrap();
-    let mut on_b = EventStream::new(res);
+    let mut on_b = b.events(&laptop).await;
 
     // From now on the replica lags: nothing more is applied.
     replica.pause_replay().await.unwrap();

@@ -234,14 +234,7 @@ async fn a_nats_restart_loses_no_event_the_outbox_keeps_them_until_the_stream_ha
     let (phone, _) = a.device(&idp, "acme", "alice", "phone").await;
     let (_tablet, t) = a.device(&idp, "acme", "alice", "tablet").await;
     let tablet_id = t["session"]["session_id"].as_str().unwrap().to_owned();
-    let res = b
-        .http
-        .get(b.url("/v1/events"))
-        .bearer_auth(&phone)
-        .send()
-        .await
-        .unwrap();
-    let mut on_b = EventStream::new(res);
+    let mut on_b = b.events(&phone).await;
 
     nats.kill().await.unwrap();
     // The broker is down: changes still commit (their announcements wait in the outbox).
