@@ -26,6 +26,12 @@ pub enum StoreError {
         backend: &'static str,
         detail: String,
     },
+    #[error("no space left to write {path} ({source}): nothing was changed, the previous file is intact and readable; free some space and try again")]
+    DiskFull {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot access {path}: {source}")]
     Io {
         path: PathBuf,
@@ -49,10 +55,16 @@ impl StoreError {
         StoreError::NotFound { item: item.name() }
     }
 
+    /// An I/O failure on `path`; a full disk or an exhausted quota is told apart, because the
+    /// user can act on it (and nothing was written: see `fsio::write_atomic`).
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        StoreError::Io {
-            path: path.into(),
-            source,
+        use std::io::ErrorKind;
+        let path = path.into();
+        match source.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => {
+                StoreError::DiskFull { path, source }
+            }
+            _ => StoreError::Io { path, source },
         }
     }
 }

@@ -30,9 +30,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut f = opts.open(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
-        f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        // Errors name the file being written: the temporary one is removed below.
+        let mut f = opts.open(&tmp).map_err(|e| StoreError::io(path, e))?;
+        f.write_all(bytes).map_err(|e| StoreError::io(path, e))?;
+        f.sync_all().map_err(|e| StoreError::io(path, e))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
         sync_dir(dir)
