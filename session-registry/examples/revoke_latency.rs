@@ -12,7 +12,9 @@
 //! `--subscriber-tokens FILE` (one session token per line, sessions of the same account made
 //! beforehand, e.g. seeded), the subscribers use those instead of signing in one by one;
 //! connects every subscriber to `/v1/events` — spread round-robin over the registry processes
-//! of `--subscribe-to URL,URL,…` (default: `--registry`) — and waits until all are connected;
+//! of `--subscribe-to URL,URL,…` (default: `--registry`), at most `--connect-concurrency`
+//! (default 256) connecting at a time, as a fleet's reconnects spread out — and waits until all
+//! are connected;
 //! with `--pids PID,PID,…` (those processes), reads their resident memory before the streams
 //! open and once they are all connected and idle; then, one victim at a time, takes the time,
 //! posts `POST /v1/sessions/revoke {"session_id": victim}` and waits until every subscriber has
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, Barrier};
+use tokio::sync::{mpsc, Barrier, Semaphore};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -37,6 +39,89 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 struct Session {
     id: String,
     token: String,
+}
+
+/// One subscriber: `GET /v1/events` over a plain TCP connection, written and read by hand.
+/// Why not reqwest: with 10,000 streams on the same 2 cores as the registries, the client's cost
+/// per event (hyper's chunked decoding, a UTF-8 copy, a JSON parse) is time the registries do not
+/// get; this reader scans the raw bytes for the `revoked` frame and its `session_id`, so what is
+/// measured is the registries' delivery, not the client's parsing. Reports `(n, session id,
+/// when the frame was read)` for every `revoked` event.
+async fn subscribe(
+    url: &str,
+    token: &str,
+    n: usize,
+    tx: mpsc::UnboundedSender<(usize, String, Instant)>,
+    connected: Arc<Barrier>,
+    connecting: Arc<Semaphore>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let permit = connecting
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
+    let parsed = reqwest::Url::parse(url).expect("a subscriber URL");
+    let host = parsed.host_str().expect("a host");
+    let port = parsed.port_or_known_default().expect("a port");
+    let mut conn = tokio::net::TcpStream::connect((host, port))
+        .await
+        .expect("connect to /v1/events");
+    conn.set_nodelay(true).expect("TCP_NODELAY");
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n",
+        parsed.path()
+    );
+    conn.write_all(request.as_bytes())
+        .await
+        .expect("GET /v1/events");
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    // The head: the registry subscribes before it answers, so from here on nothing is missed.
+    let head_end = loop {
+        let read = conn.read(&mut chunk).await.expect("read /v1/events");
+        assert!(
+            read > 0,
+            "GET /v1/events: connection closed before the answer"
+        );
+        buf.extend_from_slice(&chunk[..read]);
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    assert!(
+        buf.starts_with(b"HTTP/1.1 200"),
+        "GET /v1/events: {}",
+        String::from_utf8_lossy(&buf[..head_end])
+    );
+    buf.drain(..head_end);
+    drop(permit);
+    connected.wait().await;
+    const EVENT: &[u8] = b"event: revoked\n";
+    const SID: &[u8] = b"\"session_id\":\"";
+    loop {
+        // Whole SSE frames (each ends with a blank line); chunk-size lines of the chunked
+        // encoding between them do not matter to the scan.
+        while let Some(end) = find(&buf, b"\n\n") {
+            let frame = &buf[..end];
+            if find(frame, EVENT).is_some() {
+                let at = Instant::now();
+                if let Some(start) = find(frame, SID).map(|i| i + SID.len()) {
+                    let len = frame[start..].iter().position(|&b| b == b'"').unwrap_or(0);
+                    let sid = String::from_utf8_lossy(&frame[start..start + len]).into_owned();
+                    let _ = tx.send((n, sid, at));
+                }
+            }
+            buf.drain(..end + 2);
+        }
+        match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => buf.extend_from_slice(&chunk[..read]),
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A session of `user` on `device`, from a sign-in of its own (an ID token opens one session).
@@ -116,6 +201,9 @@ async fn main() {
     let concurrency: usize = arg(&args, "--concurrency")
         .map(|c| c.parse().expect("--concurrency N"))
         .unwrap_or(8);
+    let connect_concurrency: usize = arg(&args, "--connect-concurrency")
+        .map(|c| c.parse().expect("--connect-concurrency N"))
+        .unwrap_or(256);
     let subscribe_to: Vec<String> = arg(&args, "--subscribe-to")
         .map(|list| list.split(',').map(str::to_owned).collect())
         .unwrap_or_else(|| vec![registry.clone()]);
@@ -158,53 +246,16 @@ async fn main() {
     // Every subscriber reports (subscriber, revoked session id, when it was parsed).
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, String, Instant)>();
     let connected = Arc::new(Barrier::new(subscribers + 1));
+    let connecting = Arc::new(Semaphore::new(connect_concurrency));
     for (n, s) in subs.iter().enumerate() {
-        let (http, url, token, tx, connected) = (
-            http.clone(),
+        let (url, token, tx, connected, connecting) = (
             format!("{}/v1/events", subscribe_to[n % subscribe_to.len()]),
             s.token.clone(),
             tx.clone(),
             connected.clone(),
+            connecting.clone(),
         );
-        tokio::spawn(async move {
-            let res = http
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("GET /v1/events");
-            assert!(
-                res.status().is_success(),
-                "GET /v1/events: {}",
-                res.status()
-            );
-            // The registry subscribes before it answers: from here on nothing is missed.
-            connected.wait().await;
-            let mut stream = res.bytes_stream();
-            let mut buf = String::new();
-            while let Some(chunk) = stream.next().await {
-                let Ok(chunk) = chunk else { return };
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buf.find("\n\n") {
-                    let frame: String = buf.drain(..end + 2).collect();
-                    let mut kind = "";
-                    let mut data = "";
-                    for line in frame.lines() {
-                        if let Some(v) = line.strip_prefix("event: ") {
-                            kind = v;
-                        } else if let Some(v) = line.strip_prefix("data: ") {
-                            data = v;
-                        }
-                    }
-                    if kind == "revoked" {
-                        let at = Instant::now();
-                        let event: Value = serde_json::from_str(data).expect("event JSON");
-                        let sid = event["session_id"].as_str().unwrap_or_default().to_owned();
-                        let _ = tx.send((n, sid, at));
-                    }
-                }
-            }
-        });
+        tokio::spawn(async move { subscribe(&url, &token, n, tx, connected, connecting).await });
     }
     drop(tx);
     connected.wait().await;

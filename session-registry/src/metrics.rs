@@ -22,6 +22,9 @@ pub struct Metrics {
     token_lookups: IntCounter,
     token_lookup_statements: IntCounter,
     replica_reads: IntCounterVec,
+    session_cache: IntCounterVec,
+    activity_writes: IntCounter,
+    activity_transactions: IntCounter,
     /// Serialises catching the two counters up with the store's.
     token_lookup_sync: Mutex<()>,
 }
@@ -70,6 +73,21 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let session_cache = IntCounterVec::new(
+            Opts::new(
+                "session_cache_total",
+                "session-token looks in the session cache: answered from memory (hit) or read from the database because absent, due for its re-check, its account changed, revoked, or the event feed down",
+            ),
+            &["outcome"],
+        )?;
+        let activity_writes = IntCounter::new(
+            "activity_writes_total",
+            "heartbeat activity writes (a session's last activity, once a minute at most)",
+        )?;
+        let activity_transactions = IntCounter::new(
+            "activity_transactions_total",
+            "transactions that carried the activity writes (writes due together share one)",
+        )?;
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -80,6 +98,9 @@ impl Metrics {
             Box::new(token_lookups.clone()),
             Box::new(token_lookup_statements.clone()),
             Box::new(replica_reads.clone()),
+            Box::new(session_cache.clone()),
+            Box::new(activity_writes.clone()),
+            Box::new(activity_transactions.clone()),
         ] {
             registry.register(c)?;
         }
@@ -94,6 +115,9 @@ impl Metrics {
             token_lookups,
             token_lookup_statements,
             replica_reads,
+            session_cache,
+            activity_writes,
+            activity_transactions,
             token_lookup_sync: Mutex::new(()),
         })
     }
@@ -120,6 +144,32 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner);
         for (outcome, total) in [("used", stats.used), ("passed_on", stats.passed_on)] {
             let counter = self.replica_reads.with_label_values(&[outcome]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
+    /// Brings the session cache counters up to the cache's figures.
+    pub fn observe_session_cache(&self, stats: crate::service::SessionCacheStats) {
+        let _guard = self
+            .token_lookup_sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (outcome, total) in crate::service::SessionCacheOutcome::ALL.iter().zip(stats.0) {
+            let counter = self.session_cache.with_label_values(&[outcome.label()]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
+    /// Brings the activity counters up to the writer's figures.
+    pub fn observe_activity(&self, stats: crate::service::ActivityStats) {
+        let _guard = self
+            .token_lookup_sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (counter, total) in [
+            (&self.activity_writes, stats.writes),
+            (&self.activity_transactions, stats.transactions),
+        ] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }
     }

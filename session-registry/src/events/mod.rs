@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use tokio::sync::{broadcast, watch, Notify};
 
 use crate::store::EventRecord;
@@ -59,10 +59,10 @@ pub struct Hub {
     tx: broadcast::Sender<Arc<Fanned>>,
     /// tenant → session id → revoked at (nested so a lookup by `&str` allocates nothing). Entries
     /// older than a session JWT's lifetime are dropped.
-    revoked: Mutex<HashMap<String, HashMap<String, i64>>>,
+    revoked: RwLock<HashMap<String, HashMap<String, i64>>>,
     /// tenant → account → (change number, at) of the account's latest event: a cached session
     /// filled before that number is stale. Entries older than the cache's re-check are dropped.
-    changed: Mutex<HashMap<String, HashMap<String, Change>>>,
+    changed: RwLock<HashMap<String, HashMap<String, Change>>>,
     /// Numbers changes; a cache fill takes the current value first ([`Hub::mark`]).
     changes: AtomicU64,
     /// Whether this process's event feed is connected: while it is not, changes made through
@@ -86,8 +86,8 @@ impl Hub {
         let (tx, _) = broadcast::channel(4096);
         Self {
             tx,
-            revoked: Mutex::new(HashMap::new()),
-            changed: Mutex::new(HashMap::new()),
+            revoked: RwLock::new(HashMap::new()),
+            changed: RwLock::new(HashMap::new()),
             changes: AtomicU64::new(0),
             feed_up: AtomicBool::new(true),
             keys_changed: Notify::new(),
@@ -138,7 +138,7 @@ impl Hub {
     pub fn note_change(&self, tenant: &str, account_id: &str, at: i64) {
         let number = self.changes.fetch_add(1, Ordering::AcqRel) + 1;
         self.changed
-            .lock()
+            .write()
             .entry(tenant.to_owned())
             .or_default()
             .insert(account_id.to_owned(), (number, at));
@@ -153,7 +153,7 @@ impl Hub {
     /// Whether an event of the account arrived after `mark` was taken.
     pub fn changed_since(&self, tenant: &str, account_id: &str, mark: u64) -> bool {
         self.changed
-            .lock()
+            .read()
             .get(tenant)
             .and_then(|accounts| accounts.get(account_id))
             .is_some_and(|(number, _)| *number > mark)
@@ -183,7 +183,7 @@ impl Hub {
 
     pub fn mark_revoked(&self, tenant: &str, session_id: &str, at: i64) {
         self.revoked
-            .lock()
+            .write()
             .entry(tenant.to_owned())
             .or_default()
             .insert(session_id.to_owned(), at);
@@ -191,13 +191,13 @@ impl Hub {
 
     pub fn is_revoked(&self, tenant: &str, session_id: &str) -> bool {
         self.revoked
-            .lock()
+            .read()
             .get(tenant)
             .is_some_and(|sessions| sessions.contains_key(session_id))
     }
 
     pub fn forget_revocations_before(&self, before: i64) {
-        let mut revoked = self.revoked.lock();
+        let mut revoked = self.revoked.write();
         for sessions in revoked.values_mut() {
             sessions.retain(|_, at| *at >= before);
         }
@@ -207,7 +207,7 @@ impl Hub {
     /// Forgets account changes before `before`: safe once every cached session filled before
     /// them is due for its re-check anyway.
     pub fn forget_changes_before(&self, before: i64) {
-        let mut changed = self.changed.lock();
+        let mut changed = self.changed.write();
         for accounts in changed.values_mut() {
             accounts.retain(|_, (_, at)| *at >= before);
         }

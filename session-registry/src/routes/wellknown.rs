@@ -68,6 +68,8 @@ pub async fn metrics(reg: web::Data<Registry>) -> HttpResponse {
     if let Some(replica) = &reg.replica {
         reg.metrics.observe_replica(replica.stats());
     }
+    reg.metrics.observe_session_cache(reg.session_cache_stats());
+    reg.metrics.observe_activity(reg.activity_stats());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(reg.metrics.render())

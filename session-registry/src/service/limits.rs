@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 use crate::error::ApiError;
 
@@ -39,7 +39,7 @@ pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
 /// (at most once a second) makes room, so the map never grows without bound and no call scans
 /// it on every request. What a full map means is the caller's decision.
 pub(crate) struct ClientWindows {
-    tracked: Mutex<Tracked>,
+    tracked: RwLock<Tracked>,
     max: usize,
 }
 
@@ -52,21 +52,21 @@ struct Tracked {
 impl ClientWindows {
     pub(crate) fn new(max: usize) -> Self {
         Self {
-            tracked: Mutex::default(),
+            tracked: RwLock::default(),
             max,
         }
     }
 
     /// `ip`'s client's window as (start, count), if it has one.
     fn window(&self, ip: IpAddr) -> Option<(i64, u32)> {
-        self.tracked.lock().by_client.get(&client_key(ip)).copied()
+        self.tracked.read().by_client.get(&client_key(ip)).copied()
     }
 
     /// Counts one for `ip`'s client: its count in the current window, or `None` when the map is
     /// full of live windows and the client could not be counted.
     pub(crate) fn add(&self, ip: IpAddr, now: i64) -> Option<u32> {
         let key = client_key(ip);
-        let mut tracked = self.tracked.lock();
+        let mut tracked = self.tracked.write();
         if tracked.by_client.len() >= self.max && !tracked.by_client.contains_key(&key) {
             if now == tracked.last_sweep {
                 return None;
@@ -89,7 +89,7 @@ impl ClientWindows {
     /// higher than the one held.
     pub(crate) fn raise(&self, ip: IpAddr, start: i64, count: u32) {
         let key = client_key(ip);
-        let mut tracked = self.tracked.lock();
+        let mut tracked = self.tracked.write();
         if tracked.by_client.len() >= self.max && !tracked.by_client.contains_key(&key) {
             return;
         }

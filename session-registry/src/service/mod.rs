@@ -4,6 +4,7 @@
 //! (`tenant_cache`), the sessions heartbeats are answered from (`session_cache`). Here: the
 //! [`Registry`] they share, session JWTs, events, key rotation and garbage collection.
 
+mod activity;
 mod intake;
 mod limits;
 mod logout;
@@ -37,11 +38,12 @@ pub use registry_api::{
     SessionView, DURATION_RANGE,
 };
 
+pub use activity::ActivityStats;
 pub(crate) use limits::ClientWindows;
 use limits::FailureLimiter;
 pub use replica::{ReadReplica, ReplicaStats};
 use session_cache::SessionCache;
-pub use session_cache::SESSION_RECHECK;
+pub use session_cache::{Outcome as SessionCacheOutcome, SessionCacheStats, SESSION_RECHECK};
 use tenant_cache::TenantCache;
 
 /// How this process's events reach the others (and theirs reach it).
@@ -89,6 +91,7 @@ pub struct Registry {
     jwts: JwtCache,
     tenants: TenantCache,
     sessions: SessionCache,
+    activity: activity::ActivityWriter,
 }
 
 /// Who is calling, after their bearer credential checked out.
@@ -159,6 +162,7 @@ impl Registry {
             jwts: JwtCache::new(),
             tenants: TenantCache::default(),
             sessions: SessionCache::default(),
+            activity: activity::ActivityWriter::default(),
         }
     }
 

@@ -11,6 +11,7 @@
 //! session is only ever trusted to say yes: whatever it would refuse (a timeout) is read again
 //! from the database before the answer. Keyed by token hash; a token never enters it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use quick_cache::sync::Cache;
@@ -25,7 +26,52 @@ const CAPACITY: usize = 100_000;
 
 pub(super) struct SessionCache {
     entries: Cache<String, Arc<Entry>>,
+    counts: [AtomicU64; Outcome::ALL.len()],
 }
+
+/// What a look in the cache came to, counted for `/metrics`
+/// (`lanyard_registry_session_cache_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered from memory.
+    Hit,
+    /// Not cached (never read, or evicted).
+    Absent,
+    /// Cached, but read [`SESSION_RECHECK`] seconds ago or more: read again.
+    Recheck,
+    /// Cached, but an event of its account arrived since: read again.
+    Changed,
+    /// Cached, but revoked since: read again.
+    Revoked,
+    /// Not looked at: the event feed is down.
+    FeedDown,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Hit,
+        Outcome::Absent,
+        Outcome::Recheck,
+        Outcome::Changed,
+        Outcome::Revoked,
+        Outcome::FeedDown,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Absent => "absent",
+            Outcome::Recheck => "recheck",
+            Outcome::Changed => "changed",
+            Outcome::Revoked => "revoked",
+            Outcome::FeedDown => "feed_down",
+        }
+    }
+}
+
+/// How many looks came to each [`Outcome`], in [`Outcome::ALL`]'s order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionCacheStats(pub [u64; Outcome::ALL.len()]);
 
 struct Entry {
     record: SessionRecord,
@@ -39,6 +85,7 @@ impl Default for SessionCache {
     fn default() -> Self {
         Self {
             entries: Cache::new(CAPACITY),
+            counts: Default::default(),
         }
     }
 }
@@ -52,22 +99,44 @@ impl SessionCache {
         hash: &str,
         now: i64,
     ) -> Option<SessionRecord> {
+        let outcome = self.look(hub, tenant, hash, now);
+        self.counts[outcome.0 as usize].fetch_add(1, Ordering::Relaxed);
+        outcome.1
+    }
+
+    fn look(
+        &self,
+        hub: &Hub,
+        tenant: &str,
+        hash: &str,
+        now: i64,
+    ) -> (Outcome, Option<SessionRecord>) {
         if !hub.feed_up() {
-            return None;
+            return (Outcome::FeedDown, None);
         }
-        let entry = self.entries.get(hash)?;
+        let Some(entry) = self.entries.get(hash) else {
+            return (Outcome::Absent, None);
+        };
         let r = &entry.record;
-        let fresh = r.tenant == tenant
-            && now - entry.read_at < SESSION_RECHECK
-            && now >= entry.read_at
-            && !hub.changed_since(tenant, &r.account_id, entry.mark)
-            && !hub.is_revoked(tenant, &r.id);
-        if fresh {
-            Some(r.clone())
+        let outcome = if r.tenant != tenant {
+            Outcome::Absent
+        } else if now - entry.read_at >= SESSION_RECHECK || now < entry.read_at {
+            Outcome::Recheck
+        } else if hub.changed_since(tenant, &r.account_id, entry.mark) {
+            Outcome::Changed
+        } else if hub.is_revoked(tenant, &r.id) {
+            Outcome::Revoked
         } else {
-            self.entries.remove(hash);
-            None
-        }
+            return (Outcome::Hit, Some(r.clone()));
+        };
+        self.entries.remove(hash);
+        (outcome, None)
+    }
+
+    pub(super) fn stats(&self) -> SessionCacheStats {
+        SessionCacheStats(std::array::from_fn(|i| {
+            self.counts[i].load(Ordering::Relaxed)
+        }))
     }
 
     /// Remembers a live session read from the database at `read_at`, with the hub's change

@@ -207,6 +207,16 @@ impl Registry {
         Ok(())
     }
 
+    /// Activity writes and the transactions that carried them since the start (for `/metrics`).
+    pub fn activity_stats(&self) -> super::ActivityStats {
+        self.activity.stats()
+    }
+
+    /// How looks in the session cache came out since the start (for `/metrics`).
+    pub fn session_cache_stats(&self) -> super::SessionCacheStats {
+        self.sessions.stats()
+    }
+
     /// The session of a session token: from the session cache while it may answer, else from
     /// the read replica when it may (see `replica`), else from the primary (and then cached).
     /// Answers whether it came from the cache or the replica, which are only trusted to say yes;
@@ -416,10 +426,20 @@ impl Registry {
         let new_expiry = duration.map(|m| (now + m * 60).min(caller.session.absolute_expires_at));
         // A plain check writes only when the recorded activity is older than TOUCH_INTERVAL.
         if new_expiry.is_some() || now - caller.session.last_authenticated_at >= TOUCH_INTERVAL {
-            let event = self
-                .store
-                .touch(&caller.tenant, &caller.session.id, now, new_expiry)
-                .await?;
+            let event = match new_expiry {
+                Some(_) => {
+                    self.store
+                        .touch(&caller.tenant, &caller.session.id, now, new_expiry)
+                        .await?
+                }
+                // A plain check shares a commit with the others due now (see `activity`).
+                None => {
+                    self.activity
+                        .record(&self.store, &caller.tenant, &caller.session.id, now)
+                        .await?;
+                    None
+                }
+            };
             if via == Via::Token {
                 if let Ok(token) = SessionToken::parse(credential) {
                     self.sessions.touched(&token.hash(), now);

@@ -343,6 +343,33 @@ macro_rules! impl_store {
                 Ok(event)
             }
 
+            async fn record_activity(&self, tenant: &str, touches: &[(String, i64)]) -> Result<()> {
+                use sqlx::Row;
+                let mut tx = Backend::begin(self, tenant).await?;
+                for (id, at) in touches {
+                    let row = query(self.persistent(), sql::TOUCH_SESSION)
+                        .bind(tenant)
+                        .bind(id)
+                        .bind(*at)
+                        .bind(None::<i64>)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(row) = row {
+                        let account_id: String = row.try_get("account_id")?;
+                        let device_id: String = row.try_get("device_id")?;
+                        query(self.persistent(), sql::TOUCH_DEVICE)
+                            .bind(tenant)
+                            .bind(&account_id)
+                            .bind(&device_id)
+                            .bind(*at)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn end_sessions(
                 &self,
                 tenant: &str,
@@ -534,9 +561,13 @@ macro_rules! impl_store {
                 let mut total = 0;
                 for t in self.tenants().await? {
                     let mut tx = Backend::begin(self, &t.slug).await?;
-                    let r = query(self.persistent(), sql::GC_SESSIONS)
+                    let expired = query(self.persistent(), sql::GC_EXPIRED_SESSIONS)
                         .bind(&t.slug)
                         .bind(expired_before)
+                        .execute(&mut *tx)
+                        .await?;
+                    let revoked = query(self.persistent(), sql::GC_REVOKED_SESSIONS)
+                        .bind(&t.slug)
                         .bind(revoked_before)
                         .execute(&mut *tx)
                         .await?;
@@ -552,7 +583,7 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?;
                     tx.commit().await?;
-                    total += r.rows_affected();
+                    total += expired.rows_affected() + revoked.rows_affected();
                 }
                 // Failure windows older than a minute count nothing any more.
                 let mut tx = Backend::begin_plain(self).await?;

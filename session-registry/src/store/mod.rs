@@ -250,6 +250,10 @@ pub trait Store: Send + Sync {
         now: i64,
         expires_at: Option<i64>,
     ) -> Result<Option<EventRecord>>;
+    /// Records the activity of many live sessions of `tenant` — `(session id, at)` — in one
+    /// transaction (one durable commit for the lot): the heartbeats' once-a-minute writes,
+    /// batched by `service::activity`. Sessions revoked meanwhile are left alone.
+    async fn record_activity(&self, tenant: &str, touches: &[(String, i64)]) -> Result<()>;
     /// Ends the live sessions among `ids` (revocation or timeout), one `revoked` event each.
     async fn end_sessions(
         &self,

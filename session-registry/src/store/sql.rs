@@ -102,7 +102,12 @@ pub const EVENTS_AFTER: &str =
     ORDER BY seq LIMIT 1000";
 pub const REVOKED_SINCE: &str =
     "SELECT tenant, id, revoked_at FROM sessions WHERE tenant = $1 AND revoked_at >= $2";
-pub const GC_SESSIONS: &str = "DELETE FROM sessions WHERE tenant = $1 AND ((revoked_at IS NULL AND expires_at < $2) OR (revoked_at IS NOT NULL AND revoked_at < $3))";
+/// Expired live sessions, by the partial index `sessions_live_by_expiry`.
+pub const GC_EXPIRED_SESSIONS: &str =
+    "DELETE FROM sessions WHERE tenant = $1 AND revoked_at IS NULL AND expires_at < $2";
+/// Sessions revoked before the audit window, by the partial index `sessions_revoked_by_time`.
+pub const GC_REVOKED_SESSIONS: &str =
+    "DELETE FROM sessions WHERE tenant = $1 AND revoked_at IS NOT NULL AND revoked_at < $2";
 pub const GC_EVENTS: &str = "DELETE FROM events WHERE tenant = $1 AND at < $2";
 pub const GC_CREDENTIALS: &str =
     "DELETE FROM used_credentials WHERE tenant = $1 AND expires_at < $2";
@@ -190,7 +195,8 @@ pub const SHARED: &[(&str, &str)] = &[
     ("LATEST_EVENT_ID", LATEST_EVENT_ID),
     ("EVENTS_AFTER", EVENTS_AFTER),
     ("REVOKED_SINCE", REVOKED_SINCE),
-    ("GC_SESSIONS", GC_SESSIONS),
+    ("GC_EXPIRED_SESSIONS", GC_EXPIRED_SESSIONS),
+    ("GC_REVOKED_SESSIONS", GC_REVOKED_SESSIONS),
     ("GC_EVENTS", GC_EVENTS),
     ("GC_CREDENTIALS", GC_CREDENTIALS),
     ("NOTE_FAILED_LOOKUP", NOTE_FAILED_LOOKUP),

@@ -15,6 +15,7 @@ mod event_stream;
 mod events;
 mod garbage_collection;
 mod graceful_shutdown;
+mod hot_paths;
 mod isolation;
 mod key_rotation;
 mod list_and_revoke;
