@@ -652,7 +652,9 @@ echo
 ERRORS="$(jq -s 'map(.errors) | add' "$RESULTS")"
 MISSED="$(jq .missed "$WORK/revoke.json")"
 if { [ "$ERRORS" != 0 ] || [ "$MISSED" != 0 ]; } && [ "${BENCH_ALLOW_ERRORS:-0}" != 1 ]; then
-  echo "bench/registry.sh: $ERRORS errors, $MISSED missed events; not writing ${DOC:-the document} (BENCH_ALLOW_ERRORS=1 to write anyway)" >&2
+  KEPT="$(mktemp -d /tmp/bench-registry-XXXXXX)"
+  cp "$WORK"/*.err "$WORK"/*.wrk-out "$WORK"/*.json "$KEPT"/ 2>/dev/null || true
+  echo "bench/registry.sh: $ERRORS errors, $MISSED missed events; not writing ${DOC:-the document} (BENCH_ALLOW_ERRORS=1 to write anyway); the servers' logs and the load generator's output are kept in $KEPT" >&2
   exit 1
 fi
 if [ -n "$DOC" ]; then
