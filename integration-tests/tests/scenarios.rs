@@ -1011,6 +1011,7 @@ async fn a_stolen_refresh_token_replayed_after_rotation_revokes_its_family_and_s
     // The laptop's next refresh finds its (legitimate) token revoked with the family: alice@acme
     // is signed out there, with the IdP's reason.
     let mut events = laptop.manager.events();
+    let laptop_session = secret(&laptop, alice, ItemKind::SessionToken);
     let reason = match laptop.manager.refresh(alice, true).await.unwrap_err() {
         SessionError::ReauthenticationRequired { account, reason } => {
             assert_eq!(account, alice.as_str());
@@ -1035,6 +1036,22 @@ async fn a_stolen_refresh_token_replayed_after_rotation_revokes_its_family_and_s
         wiped(&laptop, alice),
         "the laptop holds no token of alice@acme"
     );
+    // Whoever copied the refresh token from this account store may hold its session token
+    // too: the signed-out device's registry session is revoked, not left live.
+    for reg in [&stack.a, &stack.b] {
+        assert_eq!(
+            reg.authenticate(json!({"session_token": laptop_session.expose_secret()}))
+                .await,
+            (401, Some("session_revoked".to_owned())),
+            "registry {}",
+            reg.name
+        );
+    }
+    assert_eq!(
+        device_ids(&sessions(&desktop, alice).await),
+        devices(&["desktop"]),
+        "the laptop's alice@acme session is gone from the desktop's list"
+    );
 
     // Nothing else: the laptop's other accounts, and the desktop's alice@acme (a grant of its
     // own), refresh and are served; the IdP raised no other alarm.
@@ -1047,7 +1064,7 @@ async fn a_stolen_refresh_token_replayed_after_rotation_revokes_its_family_and_s
         "stolen-refresh-token",
         format!(
             "the replay was refused (invalid_grant) and its family revoked; the laptop's \
-             alice@acme signed out (\"{reason}\"); its 2 other accounts and the desktop untouched"
+             alice@acme signed out (\"{reason}\") and its registry session revoked; its 2 other accounts and the desktop untouched"
         ),
     );
 }

@@ -187,6 +187,11 @@ impl SessionManager {
                     delay *= 2;
                 }
                 Err(e @ SessionError::ReauthenticationRequired { .. }) => {
+                    // The IdP refused the grant (revoked — e.g. its family after a stolen copy
+                    // was replayed — expired, or ended): whoever holds a copy of this account
+                    // store may hold the session token too, so the registry session ends with
+                    // the local sign-out instead of living on unused.
+                    self.end_registry_session(account, &meta).await;
                     self.sign_out_locally(account, UnavailableReason::SignedOut, false)
                         .await?;
                     return Err(e);
