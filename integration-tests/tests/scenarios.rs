@@ -822,6 +822,14 @@ async fn a_guest_upgraded_on_the_laptop_is_seen_as_registered_on_the_desktop() {
     assert_eq!(id_token["is_guest"], false);
     assert_eq!(id_token["sub"], guest.id.subject.as_str());
     assert_eq!(id_token["preferred_username"], "dana");
+    // And the desktop's own record of the account says so (`lanyard accounts`, `status`).
+    let record = meta(&desktop, account).await;
+    assert!(
+        !record.is_guest,
+        "the desktop still records a guest: {record:?}"
+    );
+    assert_eq!(record.email.as_deref(), Some("dana@acme.example"));
+    assert_eq!(record.display_name, "dana@acme.example");
     assert!(is_available(&desktop, account) && is_available(&laptop, account));
     summary(
         "guest-upgrade-seen-elsewhere",

@@ -201,6 +201,19 @@ impl SessionManager {
         };
         let mut updated = meta.clone();
         updated.access_token_expires_at = tokens.access_token_expires_at;
+        // A guest upgraded on another device: the refreshed ID token (verified, same issuer and
+        // subject) says registered, so this device's record says so too. Never the other way:
+        // a registered account does not turn back into a guest.
+        if meta.is_guest && !tokens.is_guest {
+            updated.is_guest = false;
+            updated.email = tokens.email.clone().or(updated.email);
+            updated.display_name = updated
+                .email
+                .clone()
+                .or(tokens.name.clone())
+                .unwrap_or_else(|| updated.id.subject.as_str().to_owned());
+            tracing::info!(account = %account, "the guest account was upgraded elsewhere: now registered");
+        }
         let access = tokens.access_token.clone();
         // From here the old refresh token is spent: the new tokens stay in memory until saved.
         lock(&self.inner.pending).insert(
