@@ -53,7 +53,8 @@ trap 'exit 130' INT TERM
 
 echo "== building (release)" >&2
 cargo build --release -p mock-idp --example idp_loadgen --bin mock-idp >&2
-LOADGEN="$ROOT/target/release/examples/idp_loadgen"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+LOADGEN="$BIN/examples/idp_loadgen"
 
 if [ ! -d bench/oidc-provider/node_modules ]; then
   echo "== npm ci (bench/oidc-provider)" >&2
@@ -87,7 +88,7 @@ start() {
 # mock-idp logs every request at info level (tracing-actix-web, JSON to stderr); oidc-provider logs
 # nothing by default, so ours runs at warn.
 echo "== starting mock-idp" >&2
-start mock-idp "mock-idp listening on" env RUST_LOG=warn "$ROOT/target/release/mock-idp" --bind 127.0.0.1:0
+start mock-idp "mock-idp listening on" env RUST_LOG=warn "$BIN/mock-idp" --bind 127.0.0.1:0
 OURS="$BASE/acme"
 OURS_PID="${PIDS[-1]}"
 echo "== starting oidc-provider" >&2
