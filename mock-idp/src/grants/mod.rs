@@ -19,7 +19,7 @@ mod devices;
 mod sessions;
 mod tokens;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use parking_lot::{Mutex, MutexGuard};
 use serde_json::Value;
@@ -95,9 +95,21 @@ struct Family {
     scope: Scope,
     auth_time: OffsetDateTime,
     revoked: bool,
+    /// Access tokens issued in the family and not yet swept (pruned as they expire).
     access_jtis: Vec<String>,
-    refresh_fps: Vec<String>,
+    /// Fingerprints of the family's used (rotated-out) refresh tokens still remembered for reuse
+    /// detection, oldest first, at most [`USED_REFRESH_KEPT`].
+    used_refresh: VecDeque<String>,
 }
+
+/// Used refresh tokens remembered per family. A replay of one of them revokes the family (RFC
+/// 9700 §4.14.2); an older one is no longer known and is refused as an unknown token — without
+/// the family's revocation. Without this bound every rotation left a record for the refresh
+/// token's whole lifetime (30 days by default): about 2.4 KB a rotation, so 300,000 rotations in a
+/// quarter of an hour took 720 MB. Reuse detection matters for the tokens a client held
+/// recently (a thief who refreshes first makes the client's next refresh a replay of its latest
+/// token, one generation old), which this window keeps.
+pub const USED_REFRESH_KEPT: usize = 16;
 
 #[derive(Debug, Clone)]
 struct RefreshRecord {
@@ -187,6 +199,11 @@ impl GrantStore {
     pub fn sweep(&self, now: OffsetDateTime) {
         self.lock().sweep(now);
     }
+
+    /// How many records of each kind are held.
+    pub fn counts(&self) -> serde_json::Value {
+        self.lock().counts()
+    }
 }
 
 impl Grants {
@@ -209,7 +226,7 @@ impl Grants {
                         auth_time: req.auth_time,
                         revoked: false,
                         access_jtis: Vec::new(),
-                        refresh_fps: Vec::new(),
+                        used_refresh: VecDeque::new(),
                     },
                 );
                 id
@@ -223,9 +240,6 @@ impl Grants {
                     child: None,
                 },
             );
-            if let Some(f) = self.families.get_mut(fid.as_str()) {
-                f.refresh_fps.push(fp.clone());
-            }
             refresh_fp = Some(fp);
         }
         let jti = minted.access_jti;
@@ -280,8 +294,59 @@ impl Grants {
         }
         if let Some(f) = family.and_then(|id| self.families.get_mut(&id)) {
             f.access_jtis.retain(|j| j != access_jti);
-            f.refresh_fps.retain(|r| Some(r.as_str()) != refresh_fp);
         }
+    }
+
+    /// Marks refresh token `fp` of `family` used (rotated into `child`), and forgets the
+    /// family's oldest used token past [`USED_REFRESH_KEPT`].
+    fn retire_refresh(
+        &mut self,
+        fp: &str,
+        family: &str,
+        now: OffsetDateTime,
+        child: Option<Rotation>,
+    ) {
+        if let Some(r) = self.refresh.get_mut(fp) {
+            r.used_at = Some(now);
+            r.child = child;
+        }
+        let Some(f) = self.families.get_mut(family) else {
+            return;
+        };
+        f.used_refresh.push_back(fp.to_owned());
+        while f.used_refresh.len() > USED_REFRESH_KEPT {
+            if let Some(old) = f.used_refresh.pop_front() {
+                self.refresh.remove(&old);
+            }
+        }
+    }
+
+    /// Takes back the rotation of `fp` (its response could not be signed): live again, and no
+    /// longer among its family's used tokens.
+    fn unretire_refresh(&mut self, fp: &str) {
+        let Some(r) = self.refresh.get_mut(fp) else {
+            return;
+        };
+        r.used_at = None;
+        r.child = None;
+        let family = r.family.clone();
+        if let Some(f) = self.families.get_mut(&family) {
+            f.used_refresh.retain(|u| u != fp);
+        }
+    }
+
+    /// How many records of each kind the tenant holds (for the admin API: the soak's check
+    /// that they stay bounded).
+    fn counts(&self) -> serde_json::Value {
+        serde_json::json!({
+            "pending_requests": self.pending.len(),
+            "codes": self.codes.len(),
+            "families": self.families.len(),
+            "refresh_tokens": self.refresh.len(),
+            "access_tokens": self.access.len(),
+            "idp_sessions": self.sessions.len(),
+            "device_grants": self.devices.len(),
+        })
     }
 
     /// Revokes every family bound to IdP session `sid`.
@@ -317,6 +382,11 @@ impl Grants {
             .collect();
         for id in dead {
             self.families.remove(&id);
+        }
+        let (access, refresh) = (&self.access, &self.refresh);
+        for f in self.families.values_mut() {
+            f.access_jtis.retain(|j| access.contains_key(j));
+            f.used_refresh.retain(|r| refresh.contains_key(r));
         }
         self.sessions.retain(|_, s| s.expires_at > now);
         self.devices.retain(|_, d| d.expires_at > now);
@@ -370,7 +440,7 @@ mod tests {
                 auth_time: t0,
                 revoked: false,
                 access_jtis: vec!["a".into()],
-                refresh_fps: vec!["r".into()],
+                used_refresh: VecDeque::new(),
             },
         );
         g.refresh.insert(
@@ -429,7 +499,7 @@ mod tests {
                 auth_time: t0,
                 revoked: false,
                 access_jtis: vec!["a".into()],
-                refresh_fps: vec![],
+                used_refresh: VecDeque::new(),
             },
         );
         g.access.insert(

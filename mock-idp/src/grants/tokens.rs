@@ -189,15 +189,12 @@ impl GrantStore {
             with_refresh: true,
         };
         let minted = mint.mint(&issue)?;
-        let unsigned = grants.register(minted, &issue, Some(rec_family));
-        let child_fp = unsigned.refresh_fp.clone();
-        if let Some(r) = grants.refresh.get_mut(fp) {
-            r.used_at = Some(now);
-            r.child = child_fp.map(|child_fp| Rotation {
-                child_fp,
-                response: None,
-            });
-        }
+        let unsigned = grants.register(minted, &issue, Some(rec_family.clone()));
+        let child = unsigned.refresh_fp.clone().map(|child_fp| Rotation {
+            child_fp,
+            response: None,
+        });
+        grants.retire_refresh(fp, &rec_family, now, child);
         Ok(Rotate::Issued(unsigned))
     }
 
@@ -227,9 +224,8 @@ impl GrantStore {
                 }
                 (Ok(issued), None) => Ok(issued.body),
                 (Err(failure), parent) => {
-                    if let Some(parent) = parent {
-                        parent.used_at = None;
-                        parent.child = None;
+                    if parent.is_some() {
+                        grants.unretire_refresh(fp);
                     }
                     grants.discard(&failure.access_jti, failure.refresh_fp.as_deref());
                     Err(failure.error)

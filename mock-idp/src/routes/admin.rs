@@ -300,7 +300,11 @@ async fn audit(
 ) -> Result<HttpResponse, OAuthError> {
     require_admin(&state, &req)?;
     let tenant = state.tenant(&path)?;
+    let records = tenant.grants.counts();
     let audit = tenant.audit.lock();
-    Ok(HttpResponse::build(StatusCode::OK)
-        .json(json!({"events": audit.events(), "counters": audit.counters()})))
+    Ok(HttpResponse::build(StatusCode::OK).json(json!({
+        "events": audit.events(),
+        "counters": audit.counters(),
+        "records": records,
+    })))
 }

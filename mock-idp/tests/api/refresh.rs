@@ -316,3 +316,72 @@ async fn a_rotation_that_never_settles_fails_the_repeat_without_revoking_the_fam
         "the family is intact"
     );
 }
+
+/// The IdP's records of a long-lived grant stay bounded however often it rotates: the family
+/// remembers its last `USED_REFRESH_KEPT` used refresh tokens (a replay of one of them still
+/// revokes the family), an older one is refused as unknown, and the tenant holds one family and
+/// a bounded number of refresh-token records — not one per rotation.
+#[tokio::test]
+async fn a_grant_rotated_many_times_keeps_a_bounded_number_of_records_and_detects_recent_reuse() {
+    use mock_idp::grants::USED_REFRESH_KEPT;
+    let idp = TestIdp::spawn().await;
+    let first = login_tokens(&idp, "acme", "alice").await;
+    let records = |audit: &Value| audit["records"].clone();
+    let before = records(&idp.audit("acme").await);
+    const ROTATIONS: usize = 100;
+    let mut tokens = vec![rt(&first)];
+    for _ in 0..ROTATIONS {
+        let next: Value = refresh(&idp, "acme", tokens.last().unwrap())
+            .await
+            .json()
+            .await
+            .unwrap();
+        tokens.push(rt(&next));
+    }
+    let after = records(&idp.audit("acme").await);
+    assert_eq!(
+        after["families"].as_u64().unwrap() - before["families"].as_u64().unwrap(),
+        0,
+        "still the one family: {after}"
+    );
+    let refresh_records = after["refresh_tokens"].as_u64().unwrap();
+    assert!(
+        refresh_records <= before["refresh_tokens"].as_u64().unwrap() + USED_REFRESH_KEPT as u64,
+        "{ROTATIONS} rotations left {refresh_records} refresh-token records (before: {before})"
+    );
+
+    // A token older than the window: refused as unknown, the family untouched.
+    let desc = assert_oauth_error(
+        refresh(&idp, "acme", &tokens[0]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert!(!desc.contains("already used"), "{desc}");
+    let reuse = |audit: Value| {
+        audit["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "refresh_token_reuse")
+            .count()
+    };
+    assert_eq!(reuse(idp.audit("acme").await), 0);
+
+    // The newest used token, replayed (a thief refreshed first): reuse, the family revoked.
+    let latest_used = &tokens[ROTATIONS - 1];
+    let desc = assert_oauth_error(
+        refresh(&idp, "acme", latest_used).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert!(desc.contains("already used"), "{desc}");
+    assert_eq!(reuse(idp.audit("acme").await), 1);
+    assert_oauth_error(
+        refresh(&idp, "acme", &tokens[ROTATIONS]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+}
