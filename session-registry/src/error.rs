@@ -85,6 +85,8 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            // Still aborted after its retries: the caller may try again.
+            crate::store::StoreError::Conflict(m) => ApiError::Unavailable(m),
             // Callers that spend a credential say what was spent; this is the fallback.
             crate::store::StoreError::AlreadyUsed => {
                 ApiError::Internal("a spent credential was not told apart by its caller".into())

@@ -8,7 +8,7 @@
 //! decode bounds for a generic database type would have to be spelled out for every column type
 //! of every statement; expanding one body per concrete pool type keeps the body plain.
 
-use super::{EventRecord, Result, SessionRecord, TokenLookupStats};
+use super::{EventRecord, Result, SessionRecord, StoreError, TokenLookupStats};
 
 /// What a backend provides for the shared store body.
 #[async_trait::async_trait]
@@ -42,6 +42,32 @@ pub(crate) trait Backend: Send + Sync {
         tx: &mut sqlx::Transaction<'_, Self::Db>,
         event: &EventRecord,
     ) -> Result<()>;
+}
+
+/// Runs a write transaction again (at most three more times, after a short randomised pause) when
+/// the database aborted it for a deadlock or a serialization failure: Postgres picks a victim
+/// among transactions that lock rows in opposite orders (a sign-in refreshing the copies on the
+/// account's sessions while a revoke of one of them waits for the account's event number), and
+/// documents retrying it as the remedy. Each attempt opens its own transaction, so nothing of
+/// an aborted one remains.
+pub(super) async fn retry_conflicts<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    use rand::Rng;
+    let mut tries = 0u64;
+    loop {
+        match attempt().await {
+            Err(StoreError::Conflict(e)) if tries < 3 => {
+                tries += 1;
+                tracing::info!(error = %e, tries, "transaction aborted by the database; retrying");
+                let pause = rand::thread_rng().gen_range(2..=10) * tries;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 macro_rules! impl_store {
@@ -145,61 +171,11 @@ macro_rules! impl_store {
             Ok(event)
         }
 
-        #[async_trait::async_trait]
-        impl Store for $store {
-            fn token_lookup_stats(&self) -> Option<TokenLookupStats> {
-                Backend::lookup_stats(self)
-            }
-
-            async fn ping(&self) -> Result<()> {
-                let mut tx = Backend::begin_plain(self).await?;
-                query(self.persistent(), sql::PING)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
-            }
-
-            async fn upsert_tenant(&self, t: &TenantRecord) -> Result<()> {
-                let audiences = serde_json::to_string(&t.audiences)
-                    .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
-                let mut tx = Backend::begin_plain(self).await?;
-                query(self.persistent(), sql::UPSERT_TENANT)
-                    .bind(&t.slug)
-                    .bind(&t.issuer)
-                    .bind(audiences)
-                    .bind(t.idle_timeout_secs)
-                    .bind(t.absolute_timeout_secs)
-                    .bind(&t.api_key_hash)
-                    .bind(0i64)
-                    .bind(t.max_id_token_age_secs)
-                    .bind(t.max_auth_age_secs)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
-            }
-
-            async fn tenant(&self, slug: &str) -> Result<Option<TenantRecord>> {
-                let mut tx = Backend::begin_plain(self).await?;
-                let row = query(self.persistent(), sql::TENANT)
-                    .bind(slug)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                row.as_ref().map(tenant_from_row).transpose()
-            }
-
-            async fn tenants(&self) -> Result<Vec<TenantRecord>> {
-                let mut tx = Backend::begin_plain(self).await?;
-                let rows = query(self.persistent(), sql::TENANTS)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                rows.iter().map(tenant_from_row).collect()
-            }
-
-            async fn create_session(&self, s: NewSession) -> Result<(SessionRecord, EventRecord)> {
+        impl $store {
+            async fn create_session_once(
+                &self,
+                s: NewSession,
+            ) -> Result<(SessionRecord, EventRecord)> {
                 use sqlx::Row;
                 let mut tx = Backend::begin(self, &s.tenant).await?;
                 spend(self.persistent(), &mut tx, &s.tenant, &s.id_token).await?;
@@ -284,28 +260,7 @@ macro_rules! impl_store {
                 Ok((record, event))
             }
 
-            async fn session_by_token_hash(
-                &self,
-                tenant: &str,
-                hash: &str,
-            ) -> Result<Option<SessionRecord>> {
-                // Each backend resolves tokens its own way (Postgres: one pipelined round trip,
-                // see `PgStore::token_session`).
-                Backend::token_session(self, tenant, hash).await
-            }
-
-            async fn session(&self, tenant: &str, id: &str) -> Result<Option<SessionRecord>> {
-                let mut tx = Backend::begin(self, tenant).await?;
-                let row = query(self.persistent(), sql::SESSION_BY_ID)
-                    .bind(tenant)
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(row.as_ref().map(session_from_row).transpose()?)
-            }
-
-            async fn touch(
+            async fn touch_once(
                 &self,
                 tenant: &str,
                 id: &str,
@@ -343,7 +298,11 @@ macro_rules! impl_store {
                 Ok(event)
             }
 
-            async fn record_activity(&self, tenant: &str, touches: &[(String, i64)]) -> Result<()> {
+            async fn record_activity_once(
+                &self,
+                tenant: &str,
+                touches: &[(String, i64)],
+            ) -> Result<()> {
                 use sqlx::Row;
                 let mut tx = Backend::begin(self, tenant).await?;
                 for (id, at) in touches {
@@ -370,7 +329,7 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn end_sessions(
+            async fn end_sessions_once(
                 &self,
                 tenant: &str,
                 ids: &[String],
@@ -398,6 +357,120 @@ macro_rules! impl_store {
                 }
                 tx.commit().await?;
                 Ok(events)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl Store for $store {
+            fn token_lookup_stats(&self) -> Option<TokenLookupStats> {
+                Backend::lookup_stats(self)
+            }
+
+            async fn ping(&self) -> Result<()> {
+                let mut tx = Backend::begin_plain(self).await?;
+                query(self.persistent(), sql::PING)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn upsert_tenant(&self, t: &TenantRecord) -> Result<()> {
+                let audiences = serde_json::to_string(&t.audiences)
+                    .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+                let mut tx = Backend::begin_plain(self).await?;
+                query(self.persistent(), sql::UPSERT_TENANT)
+                    .bind(&t.slug)
+                    .bind(&t.issuer)
+                    .bind(audiences)
+                    .bind(t.idle_timeout_secs)
+                    .bind(t.absolute_timeout_secs)
+                    .bind(&t.api_key_hash)
+                    .bind(0i64)
+                    .bind(t.max_id_token_age_secs)
+                    .bind(t.max_auth_age_secs)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn tenant(&self, slug: &str) -> Result<Option<TenantRecord>> {
+                let mut tx = Backend::begin_plain(self).await?;
+                let row = query(self.persistent(), sql::TENANT)
+                    .bind(slug)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                row.as_ref().map(tenant_from_row).transpose()
+            }
+
+            async fn tenants(&self) -> Result<Vec<TenantRecord>> {
+                let mut tx = Backend::begin_plain(self).await?;
+                let rows = query(self.persistent(), sql::TENANTS)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                rows.iter().map(tenant_from_row).collect()
+            }
+
+            async fn create_session(&self, s: NewSession) -> Result<(SessionRecord, EventRecord)> {
+                $crate::store::backend::retry_conflicts(|| self.create_session_once(s.clone()))
+                    .await
+            }
+
+            async fn session_by_token_hash(
+                &self,
+                tenant: &str,
+                hash: &str,
+            ) -> Result<Option<SessionRecord>> {
+                // Each backend resolves tokens its own way (Postgres: one pipelined round trip,
+                // see `PgStore::token_session`).
+                Backend::token_session(self, tenant, hash).await
+            }
+
+            async fn session(&self, tenant: &str, id: &str) -> Result<Option<SessionRecord>> {
+                let mut tx = Backend::begin(self, tenant).await?;
+                let row = query(self.persistent(), sql::SESSION_BY_ID)
+                    .bind(tenant)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(row.as_ref().map(session_from_row).transpose()?)
+            }
+
+            async fn touch(
+                &self,
+                tenant: &str,
+                id: &str,
+                now: i64,
+                expires_at: Option<i64>,
+            ) -> Result<Option<EventRecord>> {
+                $crate::store::backend::retry_conflicts(|| {
+                    self.touch_once(tenant, id, now, expires_at)
+                })
+                .await
+            }
+
+            async fn record_activity(&self, tenant: &str, touches: &[(String, i64)]) -> Result<()> {
+                $crate::store::backend::retry_conflicts(|| {
+                    self.record_activity_once(tenant, touches)
+                })
+                .await
+            }
+
+            async fn end_sessions(
+                &self,
+                tenant: &str,
+                ids: &[String],
+                reason: &str,
+                now: i64,
+            ) -> Result<Vec<EventRecord>> {
+                $crate::store::backend::retry_conflicts(|| {
+                    self.end_sessions_once(tenant, ids, reason, now)
+                })
+                .await
             }
 
             async fn account_sessions(

@@ -57,6 +57,12 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database error: {0}")]
     Query(String),
+    /// The database aborted the transaction to break a deadlock, or for a serialization
+    /// failure (SQLSTATE 40P01, 40001): running it again is the remedy (`backend::retry_conflicts`).
+    #[error(
+        "the transaction was aborted by the database (deadlock or serialization failure): {0}"
+    )]
+    Conflict(String),
     #[error("stored data is inconsistent: {0}")]
     Inconsistent(String),
     /// A single-use credential (an ID token, a logout token's `jti`) was used before.
@@ -76,6 +82,11 @@ impl From<sqlx::Error> for StoreError {
                 if db.code().is_some_and(|c| sqlstate_means_unavailable(&c)) =>
             {
                 StoreError::Unavailable(e.to_string())
+            }
+            sqlx::Error::Database(ref db)
+                if db.code().is_some_and(|c| c == "40P01" || c == "40001") =>
+            {
+                StoreError::Conflict(e.to_string())
             }
             sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
             other => StoreError::Query(other.to_string()),

@@ -45,9 +45,14 @@ pub const TENANTS: &str = "SELECT * FROM tenants ORDER BY slug";
 pub const UPSERT_ACCOUNT: &str = "INSERT INTO accounts (id, tenant, issuer, subject, email, is_guest, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
     ON CONFLICT (tenant, issuer, subject) DO UPDATE SET email = COALESCE(excluded.email, accounts.email), is_guest = excluded.is_guest \
     RETURNING id, email, is_guest";
+/// Only the copies that differ: a sign-in used to rewrite (and lock) every session of its
+/// account — O(sessions) writes per sign-in, and row locks taken while the account's row is held,
+/// the opposite order of a revoke's (a deadlock seen in the soak).
 pub const COPY_ACCOUNT_TO_SESSIONS: &str =
-    "UPDATE sessions SET email = $3, is_guest = $4 WHERE tenant = $1 AND account_id = $2";
-pub const COPY_DEVICE_TO_SESSIONS: &str = "UPDATE sessions SET device_name = $4, device_platform = $5 WHERE tenant = $1 AND account_id = $2 AND device_id = $3";
+    "UPDATE sessions SET email = $3, is_guest = $4 WHERE tenant = $1 AND account_id = $2 \
+    AND (email IS DISTINCT FROM $3 OR is_guest IS DISTINCT FROM $4)";
+pub const COPY_DEVICE_TO_SESSIONS: &str = "UPDATE sessions SET device_name = $4, device_platform = $5 WHERE tenant = $1 AND account_id = $2 AND device_id = $3 \
+    AND (device_name IS DISTINCT FROM $4 OR device_platform IS DISTINCT FROM $5)";
 pub const UPSERT_DEVICE: &str = "INSERT INTO devices (tenant, account_id, id, name, platform, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $6) \
     ON CONFLICT (tenant, account_id, id) DO UPDATE SET name = excluded.name, platform = excluded.platform, last_seen = excluded.last_seen";
 pub const INSERT_SESSION: &str = "INSERT INTO sessions (id, tenant, account_id, device_id, token_hash, idp_sid, created_at, last_authenticated_at, \

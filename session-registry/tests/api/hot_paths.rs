@@ -186,3 +186,48 @@ async fn metrics_tell_session_cache_hits_from_the_reasons_for_a_database_read() 
         "the first (the sign-in does not fill the cache)"
     );
 }
+
+/// A sign-in writes only the copies on its account's sessions that differ: with nothing to
+/// change it takes no lock on them. It used to rewrite every session of the account while
+/// holding the account's row, the opposite order of a revoke (session row, then the account's
+/// event number): the soak met the deadlock. Here a transaction holds one of the account's
+/// session rows, as a revoke in flight would, and a new sign-in of the same account still
+/// completes; then that transaction takes the account's row, as the revoke goes on to do, and
+/// commits (no deadlock).
+#[tokio::test]
+async fn a_sign_in_does_not_wait_for_a_revoke_in_flight_on_another_session_of_its_account() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let (_, laptop) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let laptop_id = laptop["session"]["session_id"].as_str().unwrap().to_owned();
+    let account_id = laptop["session"]["account_id"].as_str().unwrap().to_owned();
+
+    let mut revoker = sqlx::PgConnection::connect(&reg.database_url)
+        .await
+        .unwrap();
+    revoker.execute("BEGIN").await.unwrap();
+    sqlx::query("UPDATE sessions SET revoked_reason = revoked_reason WHERE id = $1")
+        .bind(&laptop_id)
+        .execute(&mut revoker)
+        .await
+        .unwrap();
+
+    let sign_in = reg.device(&idp, "acme", "alice", "phone");
+    let (_, phone) = tokio::time::timeout(std::time::Duration::from_secs(30), sign_in)
+        .await
+        .expect("the sign-in completes while another session of the account is locked");
+    assert_eq!(phone["session"]["account_id"], account_id.as_str());
+
+    sqlx::query("UPDATE accounts SET event_seq = event_seq WHERE id = $1")
+        .bind(&account_id)
+        .execute(&mut revoker)
+        .await
+        .expect("the revoke's next step takes the account's row: no deadlock");
+    revoker.execute("COMMIT").await.unwrap();
+    let (status, body, _) = reg
+        .authenticate(
+            json!({ "session_token": reg.device(&idp, "acme", "alice", "desktop").await.0 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Soak (issue #16 item 2): the registry on Postgres and the mock IdP under mixed traffic at a
+# fixed rate, then an audit (session-registry/examples/soak.rs).
+#
+#   bench/soak.sh                          # 10 minutes, 200 operations/s, 1,000 subscribers
+#   SOAK_SECONDS=120 bench/soak.sh         # shorter
+#
+# Builds session-registry, mock-idp and the soak in release (CARGO_TARGET_DIR honoured); creates
+# the database lanyard_soak on the local Postgres; starts mock-idp and `session-registry
+# --migrate` (tenant acme trusting the IdP, with an admin key for the audit); runs the soak;
+# prints its JSON report and writes docs/reliability.md's section "## Soak" (other sections are
+# left alone). Fails (exit 1) on any 5xx, missed delivery or audit problem — and then writes
+# nothing.
+#
+# Environment: SOAK_SECONDS (600), SOAK_RATE (200 operations/s), SOAK_SUBSCRIBERS (1000),
+# BENCH_PG (libpq options, default "host=127.0.0.1 port=5432 user=postgres"),
+# SOAK_DOC (docs/reliability.md; "" to skip).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+. bench/lib/common.sh
+
+SECS="${SOAK_SECONDS:-600}"
+RATE="${SOAK_RATE:-200}"
+SUBS="${SOAK_SUBSCRIBERS:-1000}"
+PG="${BENCH_PG:-host=127.0.0.1 port=5432 user=postgres}"
+DOC="${SOAK_DOC-docs/reliability.md}"
+DB=lanyard_soak
+COMMAND="SOAK_SECONDS=$SECS SOAK_RATE=$RATE SOAK_SUBSCRIBERS=$SUBS bench/soak.sh"
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  bench_stop_all
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== building (release)" >&2
+cargo build --release -p session-registry -p mock-idp --bin session-registry --bin mock-idp --example soak >&2
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+
+psql "$PG dbname=postgres" -v ON_ERROR_STOP=1 -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+DATABASE_URL="$(python3 - "$PG" "$DB" <<'PY'
+import sys, urllib.parse
+kv = dict(p.split("=", 1) for p in sys.argv[1].split())
+user = urllib.parse.quote(kv.get("user", "postgres"))
+pw = ":" + urllib.parse.quote(kv["password"]) if "password" in kv else ""
+print(f"postgres://{user}{pw}@{kv.get('host', '127.0.0.1')}:{kv.get('port', '5432')}/{sys.argv[2]}")
+PY
+)"
+
+ulimit -n "$(ulimit -Hn)"
+bench_start mock-idp "mock-idp listening on" env RUST_LOG=warn "$BIN/mock-idp" --bind 127.0.0.1:0
+IDP="$BASE"
+IDP_PID="${PIDS[-1]}"
+cat >"$WORK/registry.toml" <<TOML
+key_dir = "$WORK/keys"
+
+[[tenants]]
+slug = "acme"
+issuer = "$IDP/acme"
+audiences = ["lanyard-cli"]
+api_key = "soak-admin-key"
+TOML
+bench_start session-registry "session-registry listening on" env RUST_LOG=warn \
+  "$BIN/session-registry" --bind 127.0.0.1:0 --database-url "$DATABASE_URL" \
+  --config "$WORK/registry.toml" --migrate
+REGISTRY="$BASE"
+REGISTRY_PID="${PIDS[-1]}"
+
+echo "== soak: ${SECS}s at ${RATE} operations/s, $SUBS subscribers" >&2
+set +e
+"$BIN/examples/soak" --issuer "$IDP/acme" --registry "$REGISTRY" --api-key soak-admin-key \
+  --duration-secs "$SECS" --rate "$RATE" --subscribers "$SUBS" \
+  --pids "$REGISTRY_PID,$IDP_PID" >"$WORK/soak.json"
+RC=$?
+set -e
+cat "$WORK/soak.json"
+if [ "$RC" != 0 ]; then
+  KEPT="$(mktemp -d /tmp/bench-soak-XXXXXX)"
+  cp "$WORK"/*.err "$WORK"/*.out "$WORK/soak.json" "$KEPT"/ 2>/dev/null || true
+  echo "bench/soak.sh: the soak failed (see the report's problems); not writing ${DOC:-the document}; the servers' logs are kept in $KEPT" >&2
+  exit 1
+fi
+
+python3 - "$WORK/soak.json" "$COMMAND" >"$WORK/section.md" <<'PY'
+import json, platform, subprocess, sys, datetime
+r = json.load(open(sys.argv[1]))
+cmd = sys.argv[2]
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+kib = lambda v: f"{v / 1024:.0f} MiB"
+print("## Soak\n")
+print(f"Measured {now} with `{cmd}` on {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} × {cpu} (Linux {platform.release()}): the registry (`--events postgres`, its defaults) on the local PostgreSQL and mock-idp as processes, the soak (`session-registry/examples/soak.rs`) on the same machine.\n")
+print("| check | result | target | met? |")
+print("| --- | --- | --- | --- |")
+ops = r["operations"]
+print(f"| operations started on schedule | {ops:,} in {r['duration_secs']:.0f} s ({ops / r['duration_secs']:.0f}/s) | {r['rate']}/s | {'yes' if ops / r['duration_secs'] >= 0.95 * r['rate'] else 'no'} |")
+print(f"| 5xx answers | {r['server_errors']} | 0 | {'yes' if r['server_errors'] == 0 else 'no'} |")
+print(f"| sessions created, each present (live, or revoked with reason `revoked`) at the end | {r['sessions_created']:,}, {r['sessions_revoked']:,} of them revoked | all | {'yes' if not r['problems'] else 'no'} |")
+print(f"| revokes delivered to every SSE subscriber of the account | {r['revoke_deliveries']:,} delivered, {r['revoke_deliveries_missed']} missed, {r['subscribers']:,} subscribers | none missed | {'yes' if r['revoke_deliveries_missed'] == 0 else 'no'} |")
+rs, re_ = r["rss_start_kib"], r["rss_end_kib"]
+print(f"| registry resident memory, start → end of the measured time | {kib(rs[0])} → {kib(re_[0])} | flat | (see below) |")
+print(f"| mock-idp resident memory, start → end | {kib(rs[1])} → {kib(re_[1])} | flat | (see below) |")
+a, b = r["idp_records_start"] or {}, r["idp_records_end"] or {}
+keys = ["families", "refresh_tokens", "access_tokens", "codes", "idp_sessions"]
+print(f"| IdP records, start → end | " + ", ".join(f"{k} {a.get(k, '?')} → {b.get(k, '?')}" for k in keys) + " | bounded | (see below) |")
+print()
+print("Answers by operation and status: " + ", ".join(f"{k}: {v:,}" for k, v in r["answers"].items()) + ".")
+print()
+print("Operations: 55 % heartbeats (token authenticate of a random live session), 15 % session lists, 10 % sign-ins (a code flow at the IdP, then `POST /v1/sessions`), 10 % refreshes at the IdP (each rotating one of the grants the soak holds), 10 % revokes by id through another session of the same account. A heartbeat or list of a session revoked meanwhile may rightly be refused; every other answer must be the operation's success. The audit pages through the tenant's admin listing.")
+PY
+cat "$WORK/section.md"
+if [ -n "$DOC" ]; then
+  [ -f "$DOC" ] || printf '# Reliability\n\nRuns anyone can repeat: the command that made each figure is beside it.\n' >"$DOC"
+  python3 bench/lib/write_section.py "$DOC" "## Soak" "$WORK/section.md"
+  echo "bench/soak.sh: wrote the section into $DOC" >&2
+fi

@@ -1,0 +1,523 @@
+//! Soak: mixed traffic at a fixed rate against a running registry (on Postgres) and mock IdP, for
+//! `bench/soak.sh` (issue #16 item 2).
+//!
+//! ```text
+//! cargo run --release -p session-registry --example soak -- \
+//!     --issuer http://127.0.0.1:8700/acme --registry http://127.0.0.1:8701 \
+//!     --api-key acme-admin-key --duration-secs 600 --rate 200 --subscribers 1000 \
+//!     --pids REGISTRY_PID,IDP_PID
+//! ```
+//!
+//! Adds `--accounts` users (default 50) to the IdP's tenant, opens `--subscribers` sessions
+//! spread over them and keeps an SSE stream
+//! on each; then, for `--duration-secs`, starts `--rate` operations a second (a fixed schedule,
+//! not as fast as answers come), each picked at random: 55 % heartbeats (token authenticate of a
+//! live session), 15 % session lists, 10 % sign-ins (a code flow at the IdP, then
+//! `POST /v1/sessions`), 10 % refreshes at the IdP (each rotating a grant the soak holds), 10 %
+//! revokes (one of the soak's live, non-subscriber sessions, by id, through another session of
+//! the same account). Every answer's status is counted; a 5xx, or an answer other than the
+//! operation's expected one, is a failure.
+//!
+//! At the end, the audit: every session the soak created is in the tenant's admin listing, live
+//! if the soak did not revoke it and revoked with reason `revoked_by_user` if it did; every revoke reached
+//! every subscriber of its account (over the SSE streams); the subscribers' streams are still
+//! open. Resident memory of `--pids` (the registry, the IdP) at the start of the measured time
+//! and at its end, and the IdP's token records then and now (admin API). Prints one JSON object;
+//! exits 1 if any check failed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench tool: a panic is a report
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rand::Rng;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+#[derive(Clone)]
+struct Session {
+    id: String,
+    token: String,
+    user: String,
+}
+
+#[derive(Default)]
+struct Tally {
+    by_status: Mutex<BTreeMap<String, u64>>,
+    failures: Mutex<Vec<String>>,
+    server_errors: AtomicU64,
+}
+
+impl Tally {
+    fn note(&self, op: &str, status: u16, expected: u16) {
+        *self
+            .by_status
+            .lock()
+            .entry(format!("{op} {status}"))
+            .or_default() += 1;
+        if status >= 500 {
+            self.server_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if status != expected {
+            let mut f = self.failures.lock();
+            if f.len() < 50 {
+                f.push(format!("{op}: {status}, expected {expected}"));
+            }
+        }
+    }
+}
+
+/// The soak's state: live sessions (by user), subscribers, grants, what it revoked.
+struct World {
+    registry: String,
+    issuer: String,
+    http: reqwest::Client,
+    live: Mutex<Vec<Session>>,
+    created: Mutex<Vec<String>>,
+    revoked: Mutex<Vec<(String, String)>>,
+    grants: Mutex<Vec<String>>,
+    tally: Tally,
+}
+
+impl World {
+    async fn sign_in(&self, user: &str, device: &str) -> Option<Session> {
+        let tokens = test_harness::idp::login(&self.issuer, user, "lanyard-cli").await;
+        if let Some(rt) = tokens["refresh_token"].as_str() {
+            self.grants.lock().push(rt.to_owned());
+        }
+        let id_token = tokens["id_token"].as_str()?.to_owned();
+        let res = self
+            .http
+            .post(format!("{}/v1/sessions", self.registry))
+            .json(&json!({
+                "id_token": id_token,
+                "device": {"id": device, "name": device, "platform": "linux"},
+            }))
+            .send()
+            .await
+            .ok()?;
+        let status = res.status().as_u16();
+        self.tally.note("create", status, 201);
+        let body: Value = res.json().await.ok()?;
+        let s = Session {
+            id: body["session"]["session_id"].as_str()?.to_owned(),
+            token: body["session_token"].as_str()?.to_owned(),
+            user: user.to_owned(),
+        };
+        self.created.lock().push(s.id.clone());
+        Some(s)
+    }
+
+    fn pick_live(&self) -> Option<Session> {
+        let live = self.live.lock();
+        (!live.is_empty()).then(|| live[rand::thread_rng().gen_range(0..live.len())].clone())
+    }
+
+    async fn heartbeat(&self) {
+        let Some(s) = self.pick_live() else { return };
+        let status = self
+            .http
+            .post(format!("{}/v1/sessions/authenticate", self.registry))
+            .json(&json!({"session_token": s.token}))
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16());
+        // A session revoked between the pick and the answer is refused, rightly.
+        let expected = if self.is_revoked(&s.id) { status } else { 200 };
+        self.tally.note("heartbeat", status, expected);
+    }
+
+    async fn list(&self) {
+        let Some(s) = self.pick_live() else { return };
+        let status = self
+            .http
+            .get(format!("{}/v1/sessions", self.registry))
+            .bearer_auth(&s.token)
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16());
+        let expected = if self.is_revoked(&s.id) { status } else { 200 };
+        self.tally.note("list", status, expected);
+    }
+
+    async fn refresh(&self) {
+        let rt = {
+            let mut g = self.grants.lock();
+            if g.is_empty() {
+                return;
+            }
+            let i = rand::thread_rng().gen_range(0..g.len());
+            g.swap_remove(i)
+        };
+        let res = self
+            .http
+            .post(format!("{}/token", self.issuer))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", rt.as_str()),
+                ("client_id", "lanyard-cli"),
+            ])
+            .send()
+            .await;
+        let Ok(res) = res else {
+            self.tally.note("refresh", 0, 200);
+            return;
+        };
+        let status = res.status().as_u16();
+        self.tally.note("refresh", status, 200);
+        if let Ok(body) = res.json::<Value>().await {
+            if let Some(next) = body["refresh_token"].as_str() {
+                self.grants.lock().push(next.to_owned());
+            }
+        }
+    }
+
+    /// Revokes one live session by id, through another live session of the same user.
+    async fn revoke(&self) {
+        let (victim, actor) = {
+            let mut live = self.live.lock();
+            if live.len() < 2 {
+                return;
+            }
+            let i = rand::thread_rng().gen_range(0..live.len());
+            let victim = live[i].clone();
+            let Some(actor) = live
+                .iter()
+                .find(|s| s.user == victim.user && s.id != victim.id)
+                .cloned()
+            else {
+                return;
+            };
+            live.swap_remove(i);
+            (victim, actor)
+        };
+        self.revoked
+            .lock()
+            .push((victim.id.clone(), victim.user.clone()));
+        let status = self
+            .http
+            .post(format!("{}/v1/sessions/revoke", self.registry))
+            .bearer_auth(&actor.token)
+            .json(&json!({"session_id": victim.id}))
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16());
+        // Its actor revoked by another revoke meanwhile is refused, rightly.
+        let expected = if self.is_revoked(&actor.id) {
+            status
+        } else {
+            200
+        };
+        self.tally.note("revoke", status, expected);
+    }
+
+    fn is_revoked(&self, id: &str) -> bool {
+        self.revoked.lock().iter().any(|(v, _)| v == id)
+    }
+}
+
+/// One subscriber's stream, read from a plain TCP connection (see `revoke_latency`): the ids of
+/// the `revoked` events it saw, and whether it is still open.
+async fn subscribe(
+    registry: String,
+    token: String,
+    seen: Arc<Mutex<HashSet<String>>>,
+    open: Arc<AtomicU64>,
+) {
+    let url = reqwest::Url::parse(&registry).expect("the registry URL");
+    let (host, port) = (
+        url.host_str().expect("a host").to_owned(),
+        url.port_or_known_default().expect("a port"),
+    );
+    let mut conn = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .expect("connect to /v1/events");
+    let request = format!(
+        "GET /v1/events HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes())
+        .await
+        .expect("GET /v1/events");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut head = true;
+    open.fetch_add(1, Ordering::Relaxed);
+    loop {
+        let n = match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if head {
+            let Some(end) = find(&buf, b"\r\n\r\n") else {
+                continue;
+            };
+            assert!(buf.starts_with(b"HTTP/1.1 200"), "GET /v1/events refused");
+            buf.drain(..end + 4);
+            head = false;
+        }
+        while let Some(end) = find(&buf, b"\n\n") {
+            let frame = &buf[..end];
+            if find(frame, b"event: revoked\n").is_some() {
+                const SID: &[u8] = b"\"session_id\":\"";
+                if let Some(start) = find(frame, SID).map(|i| i + SID.len()) {
+                    let len = frame[start..].iter().position(|&b| b == b'"').unwrap_or(0);
+                    seen.lock()
+                        .insert(String::from_utf8_lossy(&frame[start..start + len]).into_owned());
+                }
+            }
+            buf.drain(..end + 2);
+        }
+    }
+    open.fetch_sub(1, Ordering::Relaxed);
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn idp_records(http: &reqwest::Client, issuer: &str) -> Value {
+    let (base, tenant) = issuer.rsplit_once('/').expect("ISSUER/TENANT");
+    http.get(format!("{base}/admin/tenants/{tenant}/audit"))
+        .bearer_auth(mock_idp::config::DEV_ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("the IdP's admin API")
+        .json::<Value>()
+        .await
+        .map(|v| v["records"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let issuer = arg(&args, "--issuer").expect("--issuer ISSUER");
+    let registry = arg(&args, "--registry").expect("--registry URL");
+    let api_key = arg(&args, "--api-key").expect("--api-key KEY");
+    let tenant = arg(&args, "--tenant").unwrap_or_else(|| "acme".into());
+    let num = |name: &str, default: u64| -> u64 {
+        arg(&args, name).map_or(default, |v| v.parse().expect(name))
+    };
+    let duration = Duration::from_secs(num("--duration-secs", 600));
+    let rate = num("--rate", 200).max(1);
+    let subscribers = usize::try_from(num("--subscribers", 1000)).expect("--subscribers");
+    let accounts = num("--accounts", 50);
+    let pids: Vec<u32> = arg(&args, "--pids")
+        .map(|l| l.split(',').map(|p| p.parse().expect("--pids")).collect())
+        .unwrap_or_default();
+
+    // The accounts: users of the soak's own at the IdP, with the dev password.
+    let http = reqwest::Client::new();
+    let (idp_base, idp_tenant) = issuer.rsplit_once('/').expect("ISSUER/TENANT");
+    let mut users = Vec::new();
+    for i in 0..accounts {
+        let username = format!("soak{i}");
+        let res = http
+            .post(format!("{idp_base}/admin/tenants/{idp_tenant}/users"))
+            .bearer_auth(mock_idp::config::DEV_ADMIN_TOKEN)
+            .json(&json!({"username": username, "password": mock_idp::config::DEV_PASSWORD}))
+            .send()
+            .await
+            .expect("the IdP's admin API");
+        assert!(
+            res.status().is_success() || res.status().as_u16() == 409,
+            "adding user {username}: {}",
+            res.status()
+        );
+        users.push(username);
+    }
+
+    let world = Arc::new(World {
+        registry: registry.clone(),
+        issuer: issuer.clone(),
+        http: reqwest::Client::new(),
+        live: Mutex::new(Vec::new()),
+        created: Mutex::new(Vec::new()),
+        revoked: Mutex::new(Vec::new()),
+        grants: Mutex::new(Vec::new()),
+        tally: Tally::default(),
+    });
+
+    // The subscribers: sessions of their own, never revoked by the soak, one stream each.
+    let mut subs: Vec<(Session, Arc<Mutex<HashSet<String>>>)> = Vec::new();
+    let open = Arc::new(AtomicU64::new(0));
+    for i in 0..subscribers {
+        let user = &users[i % users.len()];
+        let s = world
+            .sign_in(user, &format!("subscriber-{i}"))
+            .await
+            .expect("a subscriber's session");
+        let seen = Arc::new(Mutex::new(HashSet::new()));
+        tokio::spawn(subscribe(
+            registry.clone(),
+            s.token.clone(),
+            seen.clone(),
+            open.clone(),
+        ));
+        subs.push((s, seen));
+    }
+    // Two revocable sessions per user to start with (a revoke needs another session to act).
+    for user in &users {
+        for d in 0..2 {
+            if let Some(s) = world.sign_in(user, &format!("{user}-seed-{d}")).await {
+                world.live.lock().push(s);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while open.load(Ordering::Relaxed) < subscribers as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_start: Vec<u64> = pids.iter().map(|&p| rss_kib(p)).collect();
+    let records_start = idp_records(&world.http, &issuer).await;
+
+    // The measured time: a fixed schedule of `rate` operations a second.
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut ops: u64 = 0;
+    let mut devices = 0u64;
+    while started.elapsed() < duration {
+        tick.tick().await;
+        ops += 1;
+        let roll = rand::thread_rng().gen_range(0..100);
+        let w = world.clone();
+        let permit = in_flight.clone().acquire_owned().await.expect("open");
+        let user = users[rand::thread_rng().gen_range(0..users.len())].clone();
+        devices += 1;
+        let device = format!("soak-{devices}");
+        tokio::spawn(async move {
+            match roll {
+                0..=54 => w.heartbeat().await,
+                55..=69 => w.list().await,
+                70..=79 => {
+                    if let Some(s) = w.sign_in(&user, &device).await {
+                        w.live.lock().push(s);
+                    }
+                }
+                80..=89 => w.refresh().await,
+                _ => w.revoke().await,
+            }
+            drop(permit);
+        });
+    }
+    // Every operation answered.
+    let _ = in_flight.acquire_many(256).await;
+    let measured = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_end: Vec<u64> = pids.iter().map(|&p| rss_kib(p)).collect();
+    let records_end = idp_records(&world.http, &issuer).await;
+
+    // The audit.
+    let mut problems: Vec<String> = world.tally.failures.lock().clone();
+    let mut listed: HashMap<String, Value> = HashMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{registry}/v1/admin/tenants/{tenant}/sessions?limit=1000");
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let page: Value = world
+            .http
+            .get(url)
+            .bearer_auth(&api_key)
+            .send()
+            .await
+            .expect("the admin listing")
+            .json()
+            .await
+            .expect("JSON");
+        for s in page["sessions"].as_array().into_iter().flatten() {
+            listed.insert(
+                s["session_id"].as_str().unwrap_or_default().to_owned(),
+                s.clone(),
+            );
+        }
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_owned()),
+            None => break,
+        }
+    }
+    let revoked: HashMap<String, String> = world.revoked.lock().iter().cloned().collect();
+    let created = world.created.lock().clone();
+    for id in &created {
+        match (listed.get(id), revoked.contains_key(id)) {
+            (None, _) => problems.push(format!("session {id} created and gone from the listing")),
+            (Some(s), true) if s["revoked_reason"] != "revoked_by_user" => {
+                problems.push(format!("session {id} revoked by the soak, listed as {s}"))
+            }
+            (Some(s), false) if !s["revoked_at"].is_null() => {
+                problems.push(format!("session {id} never revoked, listed as {s}"))
+            }
+            _ => {}
+        }
+    }
+    let mut missed = 0u64;
+    let mut delivered = 0u64;
+    for (victim, user) in &revoked {
+        for (s, seen) in &subs {
+            if &s.user == user {
+                if seen.lock().contains(victim) {
+                    delivered += 1;
+                } else {
+                    missed += 1;
+                }
+            }
+        }
+    }
+    if missed > 0 {
+        problems.push(format!("{missed} revoke deliveries missed by subscribers"));
+    }
+    let still_open = open.load(Ordering::Relaxed);
+    if still_open != subscribers as u64 {
+        problems.push(format!("{still_open} of {subscribers} streams still open"));
+    }
+    let server_errors = world.tally.server_errors.load(Ordering::Relaxed);
+    let ok = problems.is_empty() && server_errors == 0;
+    println!(
+        "{}",
+        json!({
+            "ok": ok,
+            "duration_secs": measured.as_secs_f64(),
+            "rate": rate,
+            "operations": ops,
+            "answers": world.tally.by_status.lock().clone(),
+            "server_errors": server_errors,
+            "subscribers": subscribers,
+            "sessions_created": created.len(),
+            "sessions_revoked": revoked.len(),
+            "revoke_deliveries": delivered,
+            "revoke_deliveries_missed": missed,
+            "rss_start_kib": rss_start,
+            "rss_end_kib": rss_end,
+            "idp_records_start": records_start,
+            "idp_records_end": records_end,
+            "problems": problems,
+        })
+    );
+    if !ok {
+        std::process::exit(1);
+    }
+}
