@@ -6,7 +6,6 @@
 
 use std::net::IpAddr;
 
-use actix_web::web;
 use secrecy::SecretString;
 
 use crate::browser_session::{BrowserSession, CsrfPurpose};
@@ -101,7 +100,7 @@ pub async fn decide(
         }
         Person::Credentials { username, password } => {
             let user = tenant.directory.read().user_by_name(&username).cloned();
-            let user = web::block(move || verify_sign_in(user, &password))
+            let user = crate::password_work::run(move || verify_sign_in(user, &password))
                 .await
                 .map_err(|_| DeviceRefusal::PasswordCheckFailed)?;
             let Some(user) = user else {

@@ -37,6 +37,7 @@ pub mod jwt;
 pub use jose_keys as keys;
 mod pages;
 pub mod params;
+pub mod password_work;
 pub mod pkce;
 pub mod random;
 pub mod redirect_uri;

@@ -82,7 +82,7 @@ async fn add_tenant(
     require_admin(&state, &req)?;
     let cfg = body.into_inner();
     let state2 = state.clone();
-    let tenant = web::block(move || state2.add_tenant(&cfg))
+    let tenant = crate::password_work::run(move || state2.add_tenant(&cfg))
         .await
         .map_err(|e| OAuthError::server_error(e.to_string()))?
         .map_err(conflict)?;
@@ -100,7 +100,7 @@ async fn add_user(
     let tenant = state.tenant(&path)?;
     let cfg = body.into_inner();
     let id = tenant.id.clone();
-    let user = web::block(move || User::from_config(&id, &cfg))
+    let user = crate::password_work::run(move || User::from_config(&id, &cfg))
         .await
         .map_err(|e| OAuthError::server_error(e.to_string()))?
         .map_err(|e| OAuthError::server_error(e.to_string()))?;

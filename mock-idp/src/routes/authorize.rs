@@ -238,7 +238,7 @@ pub async fn login(
     let username = params.get("username").unwrap_or_default().to_owned();
     let password = SecretString::from(params.get("password").unwrap_or_default().to_owned());
     let user = tenant.directory.read().user_by_name(&username).cloned();
-    let ok = web::block(move || verify_sign_in(user, &password))
+    let ok = crate::password_work::run(move || verify_sign_in(user, &password))
         .await
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
     let Some(user) = ok else {

@@ -59,7 +59,7 @@ pub async fn upgrade(
         return Err(OAuthError::invalid_request("email is not an email address"));
     }
     let password = body.password;
-    let hash = web::block(move || hash_password(&password))
+    let hash = crate::password_work::run(move || hash_password(&password))
         .await
         .map_err(|e| OAuthError::server_error(e.to_string()))?
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
