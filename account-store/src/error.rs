@@ -55,16 +55,24 @@ impl StoreError {
         StoreError::NotFound { item: item.name() }
     }
 
-    /// An I/O failure on `path`; a full disk or an exhausted quota is told apart, because the
-    /// user can act on it (and nothing was written: see `fsio::write_atomic`).
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A failure writing the new content of `path` before it replaced the old one
+    /// (`fsio::write_atomic`): a full disk or an exhausted quota is told apart, because the user
+    /// can act on it and nothing was changed.
+    pub fn writing(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         use std::io::ErrorKind;
-        let path = path.into();
         match source.kind() {
-            ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => {
-                StoreError::DiskFull { path, source }
-            }
-            _ => StoreError::Io { path, source },
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => StoreError::DiskFull {
+                path: path.into(),
+                source,
+            },
+            _ => StoreError::io(path, source),
         }
     }
 }

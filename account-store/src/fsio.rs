@@ -31,9 +31,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
             opts.mode(0o600);
         }
         // Errors name the file being written: the temporary one is removed below.
-        let mut f = opts.open(&tmp).map_err(|e| StoreError::io(path, e))?;
-        f.write_all(bytes).map_err(|e| StoreError::io(path, e))?;
-        f.sync_all().map_err(|e| StoreError::io(path, e))?;
+        let mut f = opts.open(&tmp).map_err(|e| StoreError::writing(path, e))?;
+        f.write_all(bytes)
+            .map_err(|e| StoreError::writing(path, e))?;
+        f.sync_all().map_err(|e| StoreError::writing(path, e))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
         sync_dir(dir)

@@ -188,6 +188,7 @@ impl Devstack {
             migrations_database_url: None,
             // One process: its keys in `registry-keys` (devstack keeps them across restarts).
             key_encryption_key: None,
+            clock_leeway: session_registry::oidc::DEFAULT_LEEWAY,
             workers: 2,
         };
         let registry_config = RegistryConfig {

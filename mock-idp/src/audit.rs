@@ -7,7 +7,7 @@ use serde::Serialize;
 
 const CAPACITY: usize = 10_000;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub at: i64,
     pub kind: &'static str,

@@ -148,9 +148,10 @@ impl IdpConfig {
 }
 
 /// One tenant: its own issuer, keys, users and clients.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
+    #[schema(value_type = String, pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub slug: TenantId,
     #[serde(default)]
     pub display_name: Option<String>,
@@ -168,14 +169,14 @@ pub struct TenantConfig {
     pub keys: Vec<KeyConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     pub pem: String,
 }
 
 /// Token and session lifetimes of a tenant, in seconds.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Lifetimes {
     pub access_token: u64,
@@ -233,7 +234,7 @@ impl Lifetimes {
 /// How many guests a tenant creates: anyone can press the guest button, so both the rate per
 /// client address and the total are bounded. A refusal creates nothing: the guest button answers
 /// a 429 page, `prompt=create` a redirect with `error=temporarily_unavailable`.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct GuestLimits {
     /// Guest users the tenant holds at most (an upgraded guest no longer counts).
@@ -251,11 +252,13 @@ impl Default for GuestLimits {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
+    #[schema(value_type = String, min_length = 1, max_length = 64)]
     pub username: Username,
     #[serde(serialize_with = "serialize_redacted")]
+    #[schema(value_type = String, format = Password)]
     pub password: SecretString,
     #[serde(default)]
     pub email: Option<String>,
@@ -283,8 +286,17 @@ fn serialize_redacted_opt<S: serde::Serializer>(
 /// Signing algorithm of ID tokens for a client.
 pub use jose_keys::SigningAlg;
 
+/// [`SigningAlg`] as the wire names it, for the admin API's OpenAPI schemas (jose-keys does not
+/// depend on utoipa).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms)]
+pub enum SigningAlgName {
+    ES256,
+    RS256,
+}
+
 /// Grants a client may use.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
     AuthorizationCode,
@@ -304,12 +316,14 @@ impl GrantType {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
+    #[schema(value_type = String, pattern = "^[!-~]{1,128}$")]
     pub client_id: ClientId,
     /// Present for confidential clients (client_secret_basic or client_secret_post).
     #[serde(default, serialize_with = "serialize_redacted_opt")]
+    #[schema(value_type = Option<String>, format = Password)]
     pub secret: Option<SecretString>,
     /// Exact-match redirect URIs; a loopback IP URI matches on any port (RFC 8252 §7.3).
     #[serde(default)]
@@ -318,6 +332,7 @@ pub struct ClientConfig {
     pub post_logout_redirect_uris: Vec<String>,
     pub grant_types: Vec<GrantType>,
     #[serde(default)]
+    #[schema(value_type = SigningAlgName)]
     pub id_token_alg: SigningAlg,
     #[serde(default)]
     pub backchannel_logout_uri: Option<String>,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::jwt::IdTokenTamper;
 
 /// The endpoints a fault can target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Endpoint {
     #[serde(rename = "*")]
@@ -31,7 +31,7 @@ pub enum Endpoint {
 }
 
 /// What a test asks for.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     #[serde(default = "all")]
@@ -106,7 +106,7 @@ impl FaultSpec {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Fault {
     pub id: String,
     #[serde(flatten)]

@@ -146,7 +146,7 @@ pub fn verify_id_token(
 
 /// Deliberate ID-token defects for relying-party tests, matching the OpenID conformance suite's
 /// `condition/as/*` mutators. Applied by an `id_token` fault at the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IdTokenTamper {
     InvalidSignature,

@@ -56,7 +56,14 @@ where
 {
     let (tx, rx) = oneshot::channel();
     let job: Job = Box::new(move || {
-        let _ = tx.send(work());
+        // The request went away while queued (a client that gave up): nothing to compute.
+        if tx.is_closed() {
+            return;
+        }
+        // A panic fails this request only; the thread stays for the next one.
+        if let Ok(out) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+            let _ = tx.send(out);
+        }
     });
     queue()
         .lock()

@@ -79,6 +79,10 @@ pub struct Settings {
     /// session-level lock, so behind a transaction pooler they need a direct connection).
     #[arg(long, env = "SESSION_REGISTRY_MIGRATIONS_DATABASE_URL")]
     pub migrations_database_url: Option<String>,
+    /// Clock-skew allowance, in seconds, of the time claims (`iat`, `exp`) of the ID and logout
+    /// tokens the registry verifies: how far the IdP's clock may be from this one. At most 300.
+    #[arg(long, env = "SESSION_REGISTRY_CLOCK_LEEWAY", default_value_t = crate::oidc::DEFAULT_LEEWAY, value_parser = clap::value_parser!(i64).range(0..=crate::oidc::MAX_LEEWAY))]
+    pub clock_leeway: i64,
     /// HTTP worker threads (each runs its own event loop).
     #[arg(long, env = "SESSION_REGISTRY_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
@@ -101,6 +105,7 @@ impl Settings {
             read_database_url: None,
             database_pooler: Pooler::None,
             migrations_database_url: None,
+            clock_leeway: crate::oidc::DEFAULT_LEEWAY,
             workers: 2,
         }
     }

@@ -15,7 +15,10 @@ use time::{Duration, OffsetDateTime};
 use crate::store::TenantRecord;
 
 /// Clock skew tolerated on `exp` and a future `iat`.
-pub const LEEWAY: i64 = 60;
+pub const DEFAULT_LEEWAY: i64 = 60;
+/// The largest leeway `--clock-leeway` takes (the client's cap too); replay records of spent ID
+/// tokens are kept this long past `exp`, whatever the setting.
+pub const MAX_LEEWAY: i64 = 300;
 /// How old a logout token may be (Back-Channel Logout 1.0 §2.6 leaves it to the receiver; two
 /// minutes is what the IdP gives them to live).
 pub const LOGOUT_TOKEN_MAX_AGE: i64 = 120;
@@ -118,6 +121,8 @@ struct IssuerKeys {
 pub struct OidcVerifier {
     http: reqwest::Client,
     clock: SharedClock,
+    /// Clock-skew allowance of `iat` and `exp`, in seconds.
+    leeway: i64,
     cache: RwLock<HashMap<String, std::sync::Arc<IssuerKeys>>>,
     fetch_lock: tokio::sync::Mutex<()>,
 }
@@ -144,6 +149,7 @@ impl OidcVerifier {
                 .build()
                 .unwrap_or_default(),
             clock,
+            leeway: DEFAULT_LEEWAY,
             cache: RwLock::new(HashMap::new()),
             fetch_lock: tokio::sync::Mutex::new(()),
         }
@@ -299,20 +305,25 @@ impl OidcVerifier {
             .get("iat")
             .and_then(Value::as_i64)
             .ok_or(OidcError::MissingClaim("iat"))?;
-        if iat > now + LEEWAY {
+        if iat > now + self.leeway {
             return Err(OidcError::IssuedAt);
         }
         let exp = claims
             .get("exp")
             .and_then(Value::as_i64)
             .ok_or(OidcError::MissingClaim("exp"))?;
-        if exp + LEEWAY <= now {
+        if exp + self.leeway <= now {
             return Err(OidcError::Expired);
         }
         Ok(Verified {
             typ: header.typ,
             claims,
         })
+    }
+
+    /// Sets the clock-skew allowance of `iat` and `exp` (`--clock-leeway`), at most [`MAX_LEEWAY`].
+    pub fn set_leeway(&mut self, secs: i64) {
+        self.leeway = secs.clamp(0, MAX_LEEWAY);
     }
 
     /// Verifies an ID token for `tenant` (OIDC Core §3.1.3.7, as a relying party of the tenant),

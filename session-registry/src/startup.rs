@@ -221,6 +221,7 @@ impl Application {
             metrics,
         );
         registry.trusted_proxies = settings.trusted_proxies.clone();
+        registry.verifier.set_leeway(settings.clock_leeway);
         registry.shared_keys = shared_keys;
         registry.replica = replica;
         let registry = web::Data::new(registry);

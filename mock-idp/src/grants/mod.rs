@@ -102,13 +102,12 @@ struct Family {
     used_refresh: VecDeque<String>,
 }
 
-/// Used refresh tokens remembered per family. A replay of one of them revokes the family (RFC
-/// 9700 §4.14.2); an older one is no longer known and is refused as an unknown token — without
-/// the family's revocation. Without this bound every rotation left a record for the refresh
-/// token's whole lifetime (30 days by default): about 2.4 KB a rotation, so 300,000 rotations in a
-/// quarter of an hour took 720 MB. Reuse detection matters for the tokens a client held
-/// recently (a thief who refreshes first makes the client's next refresh a replay of its latest
-/// token, one generation old), which this window keeps.
+/// Used refresh tokens kept whole per family (with what the reuse grace window needs). Older
+/// ones become tombstones — the fingerprint, the family and the expiry, nothing else — kept
+/// until the token would have expired, so a replay of any used token of the family still
+/// revokes it (RFC 9700 §4.14.2), however many times a thief rotated since. A whole record per
+/// rotation was about 2.4 KB (with the rotation's access token); 300,000 rotations in a quarter
+/// of an hour took 720 MB.
 pub const USED_REFRESH_KEPT: usize = 16;
 
 #[derive(Debug, Clone)]
@@ -128,6 +127,14 @@ struct Rotation {
     /// The token response; `None` while its JWTs are being signed, outside the grants lock, and
     /// for good if the client has no reuse grace window (nothing would ever read it).
     response: Option<Value>,
+}
+
+/// What is left of a used refresh token past its family's window: enough to revoke the family
+/// when it comes back.
+#[derive(Debug, Clone)]
+struct Tombstone {
+    family: String,
+    expires_at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +178,8 @@ struct Grants {
     families: HashMap<String, Family>,
     refresh: HashMap<String, RefreshRecord>,
     access: HashMap<String, AccessRecord>,
+    /// Used refresh tokens past [`USED_REFRESH_KEPT`] of their family: fingerprint → tombstone.
+    retired: HashMap<String, Tombstone>,
     /// IdP sessions by the fingerprint of their cookie.
     sessions: HashMap<String, IdpSession>,
     /// Device grants by the fingerprint of their device_code.
@@ -201,9 +210,24 @@ impl GrantStore {
     }
 
     /// How many records of each kind are held.
-    pub fn counts(&self) -> serde_json::Value {
+    pub fn counts(&self) -> RecordCounts {
         self.lock().counts()
     }
+}
+
+/// How many records of each kind a tenant's grant store holds (the admin audit reports them, so
+/// a soak can show they stay bounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct RecordCounts {
+    pub pending_requests: usize,
+    pub codes: usize,
+    pub families: usize,
+    pub refresh_tokens: usize,
+    /// Used refresh tokens evicted from their family's window, kept as tombstones until expiry.
+    pub retired_refresh_tokens: usize,
+    pub access_tokens: usize,
+    pub idp_sessions: usize,
+    pub device_grants: usize,
 }
 
 impl Grants {
@@ -316,9 +340,43 @@ impl Grants {
         f.used_refresh.push_back(fp.to_owned());
         while f.used_refresh.len() > USED_REFRESH_KEPT {
             if let Some(old) = f.used_refresh.pop_front() {
-                self.refresh.remove(&old);
+                if let Some(r) = self.refresh.remove(&old) {
+                    self.retired.insert(
+                        old,
+                        Tombstone {
+                            family: r.family,
+                            expires_at: r.expires_at,
+                        },
+                    );
+                }
             }
         }
+    }
+
+    /// A refresh token not among the records: a used one past its family's window comes back
+    /// (its family revoked: reuse), else it is unknown.
+    fn replayed_tombstone(
+        &mut self,
+        fp: &str,
+        client: &ClientId,
+        now: OffsetDateTime,
+    ) -> tokens::RefreshRefusal {
+        let Some(t) = self.retired.get(fp).filter(|t| t.expires_at > now) else {
+            return tokens::RefreshRefusal::Unknown;
+        };
+        let family = t.family.clone();
+        let Some(f) = self.families.get(&family) else {
+            return tokens::RefreshRefusal::Unknown;
+        };
+        if f.client_id != *client {
+            return tokens::RefreshRefusal::OtherClient;
+        }
+        if f.revoked {
+            return tokens::RefreshRefusal::Revoked;
+        }
+        let sub = f.sub.clone();
+        self.revoke_family(&family);
+        tokens::RefreshRefusal::Reused { sub }
     }
 
     /// Takes back the rotation of `fp` (its response could not be signed): live again, and no
@@ -337,16 +395,17 @@ impl Grants {
 
     /// How many records of each kind the tenant holds (for the admin API: the soak's check
     /// that they stay bounded).
-    fn counts(&self) -> serde_json::Value {
-        serde_json::json!({
-            "pending_requests": self.pending.len(),
-            "codes": self.codes.len(),
-            "families": self.families.len(),
-            "refresh_tokens": self.refresh.len(),
-            "access_tokens": self.access.len(),
-            "idp_sessions": self.sessions.len(),
-            "device_grants": self.devices.len(),
-        })
+    fn counts(&self) -> RecordCounts {
+        RecordCounts {
+            pending_requests: self.pending.len(),
+            codes: self.codes.len(),
+            families: self.families.len(),
+            refresh_tokens: self.refresh.len(),
+            retired_refresh_tokens: self.retired.len(),
+            access_tokens: self.access.len(),
+            idp_sessions: self.sessions.len(),
+            device_grants: self.devices.len(),
+        }
     }
 
     /// Revokes every family bound to IdP session `sid`.
@@ -368,6 +427,7 @@ impl Grants {
             .retain(|_, c| c.expires_at + Duration::minutes(10) > now);
         self.access.retain(|_, a| a.expires_at > now);
         self.refresh.retain(|_, r| r.expires_at > now);
+        self.retired.retain(|_, t| t.expires_at > now);
         let live: BTreeSet<&String> = self.refresh.values().map(|r| &r.family).collect();
         let live_at: BTreeSet<&String> = self
             .access

@@ -123,7 +123,7 @@ impl GrantStore {
     ) -> Result<Rotate, RefreshRefusal> {
         let mut grants = self.lock();
         let Some(rec) = grants.refresh.get(fp) else {
-            return Err(RefreshRefusal::Unknown);
+            return Err(grants.replayed_tombstone(fp, client.id(), now));
         };
         let (rec_family, rec_expires_at, rec_used_at) =
             (rec.family.clone(), rec.expires_at, rec.used_at);
@@ -265,7 +265,12 @@ impl GrantStore {
     /// Revokes the family of refresh token `fp` if `client` holds it.
     pub fn revoke_refresh(&self, fp: &str, client: &ClientId) -> Revocation {
         let mut grants = self.lock();
-        let Some(family) = grants.refresh.get(fp).map(|r| r.family.clone()) else {
+        let family = grants
+            .refresh
+            .get(fp)
+            .map(|r| r.family.clone())
+            .or_else(|| grants.retired.get(fp).map(|t| t.family.clone()));
+        let Some(family) = family else {
             return Revocation::Unknown;
         };
         let owner = grants.families.get(&family).map(|f| f.client_id.clone());

@@ -462,3 +462,136 @@ async fn off_loopback_the_dev_token_given_explicitly_is_the_operators_choice() {
     assert_eq!(res.status(), 200);
     handle.stop(false).await;
 }
+
+/// Every admin route, and no other, is in `/admin/openapi.json`; each answers, for a request
+/// this test makes, only a status its operation documents, with the body it documents.
+#[tokio::test]
+async fn the_admin_api_is_described_by_an_openapi_document_that_matches_its_routes() {
+    let idp = TestIdp::spawn().await;
+    // The document is public: it describes, it grants nothing.
+    let res = idp
+        .http
+        .get(format!("{}/admin/openapi.json", idp.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let doc: Value = res.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut operations: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.clone(), path.clone()))
+        })
+        .collect();
+    operations.sort();
+    let expected = [
+        ("delete", "/admin/tenants/{tenant}/faults"),
+        ("delete", "/admin/tenants/{tenant}/faults/{id}"),
+        ("delete", "/admin/tenants/{tenant}/sessions/{sid}"),
+        ("get", "/admin/tenants"),
+        ("get", "/admin/tenants/{tenant}/audit"),
+        ("get", "/admin/tenants/{tenant}/faults"),
+        ("get", "/admin/tenants/{tenant}/sessions"),
+        ("post", "/admin/tenants"),
+        ("post", "/admin/tenants/{tenant}/clients"),
+        ("post", "/admin/tenants/{tenant}/faults"),
+        ("post", "/admin/tenants/{tenant}/keys/rotate"),
+        ("post", "/admin/tenants/{tenant}/users"),
+        ("post", "/admin/tenants/{tenant}/users/{username}/logout"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(operations, expected);
+    assert_eq!(
+        doc["components"]["securitySchemes"]["admin_token"]["scheme"],
+        "bearer"
+    );
+    let tenant_schema = &doc["components"]["schemas"]["TenantConfig"];
+    assert_eq!(tenant_schema["required"], json!(["slug"]));
+    assert_eq!(tenant_schema["additionalProperties"], json!(false));
+    // Secrets are write-only passwords in the schema too.
+    assert_eq!(
+        doc["components"]["schemas"]["UserConfig"]["properties"]["password"]["format"],
+        "password"
+    );
+
+    // Each operation, called: its status is one it documents.
+    let calls: [(Method, &str, Option<Value>); 13] = [
+        (Method::GET, "tenants", None),
+        (Method::POST, "tenants", Some(json!({}))),
+        (
+            Method::POST,
+            "tenants/acme/users",
+            Some(json!({"username": "x"})),
+        ),
+        (Method::POST, "tenants/acme/users/nobody/logout", None),
+        (
+            Method::POST,
+            "tenants/acme/clients",
+            Some(json!({"client_id": "c"})),
+        ),
+        (Method::GET, "tenants/acme/sessions", None),
+        (Method::DELETE, "tenants/acme/sessions/none", None),
+        (Method::POST, "tenants/acme/keys/rotate", None),
+        (Method::GET, "tenants/acme/faults", None),
+        (
+            Method::POST,
+            "tenants/acme/faults",
+            Some(json!({"latency_ms": 1, "count": 1})),
+        ),
+        (Method::DELETE, "tenants/acme/faults", None),
+        (Method::DELETE, "tenants/acme/faults/none", None),
+        (Method::GET, "tenants/acme/audit", None),
+    ];
+    for (method, path, body) in calls {
+        let res = idp.admin(method.clone(), path, body).await;
+        let status = res.status().as_u16().to_string();
+        let template = expected
+            .iter()
+            .map(|(_, p)| p.as_str())
+            .find(|p| {
+                let t: Vec<&str> = p.trim_start_matches("/admin/").split('/').collect();
+                let a: Vec<&str> = path.split('/').collect();
+                t.len() == a.len()
+                    && t.iter().zip(&a).all(|(t, a)| t.starts_with('{') || t == a)
+                    && doc["paths"][*p]
+                        .get(method.as_str().to_lowercase())
+                        .is_some()
+            })
+            .unwrap_or_else(|| panic!("{method} {path} is not documented"));
+        let responses = &doc["paths"][template][method.as_str().to_lowercase()]["responses"];
+        assert!(
+            responses.get(&status).is_some(),
+            "{method} {path} answered {status}, which {template} does not document"
+        );
+        if responses[&status]["content"]
+            .get("application/json")
+            .is_some()
+        {
+            let body: Value = res.json().await.unwrap();
+            let schema = &responses[&status]["content"]["application/json"]["schema"];
+            if let Some(reference) = schema["$ref"].as_str() {
+                let name = reference.rsplit('/').next().unwrap();
+                for field in doc["components"]["schemas"][name]["required"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let field = field.as_str().unwrap();
+                    assert!(
+                        body.get(field).is_some(),
+                        "{method} {path}: {status} body lacks {field}: {body}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! refresh) is signed out locally: tokens wiped, index entry kept for the next sign-in.
 
 use account_store::{AccountKey, AccountMeta, ItemKind};
+use secrecy::SecretString;
 
 use super::revoke::{RevokeFailure, RevokeTarget};
 use super::{lock, LoginMethod, SessionManager};
@@ -111,23 +112,21 @@ impl SessionManager {
         Ok(report)
     }
 
-    /// Best effort: revokes this device's registry session of `account` (when it has one),
-    /// logging what could not be revoked. For a sign-out this device decided on its own.
-    pub(super) async fn end_registry_session(&self, account: &AccountKey, meta: &AccountMeta) {
+    /// Best effort: revokes this device's registry session of `account` (its session token
+    /// `token`, read before the local wipe), logging what could not be revoked. For a sign-out
+    /// this device decided on its own.
+    pub(super) async fn end_registry_session(
+        &self,
+        account: &AccountKey,
+        meta: &AccountMeta,
+        token: &SecretString,
+    ) {
         let Some(url) = &meta.registry_url else {
             return;
         };
-        let token = match self.item(account, ItemKind::SessionToken).await {
-            Ok(Some(token)) => token,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(account = %account, error = %e, "cannot read the session token to revoke it");
-                return;
-            }
-        };
         if let Err(e) = self
             .registry(url)
-            .revoke(&token, &RevokeTarget::Current.request(), account.as_str())
+            .revoke(token, &RevokeTarget::Current.request(), account.as_str())
             .await
         {
             tracing::warn!(account = %account, error = %e, "the registry session could not be revoked");

@@ -191,9 +191,19 @@ impl SessionManager {
                     // was replayed — expired, or ended): whoever holds a copy of this account
                     // store may hold the session token too, so the registry session ends with
                     // the local sign-out instead of living on unused.
-                    self.end_registry_session(account, &meta).await;
+                    let session_token = self
+                        .item(account, ItemKind::SessionToken)
+                        .await
+                        .ok()
+                        .flatten();
+                    // Signed out here first (the watchers stopped, so this device's own
+                    // `revoked` event does not sign it out a second time as "revoked
+                    // remotely"), then the registry session ended, best effort.
                     self.sign_out_locally(account, UnavailableReason::SignedOut, false)
                         .await?;
+                    if let Some(token) = session_token {
+                        self.end_registry_session(account, &meta, &token).await;
+                    }
                     return Err(e);
                 }
                 Err(e) => return Err(e),
@@ -204,7 +214,10 @@ impl SessionManager {
         // A guest upgraded on another device: the refreshed ID token (verified, same issuer and
         // subject) says registered, so this device's record says so too. Never the other way:
         // a registered account does not turn back into a guest.
-        if meta.is_guest && !tokens.is_guest {
+        // The claim said so explicitly (a provider that leaves it out says nothing about guests).
+        let says_registered = crate::tokens::jwt_claims(tokens.id_token.expose_secret())
+            .is_some_and(|c| c["is_guest"].as_bool() == Some(false));
+        if meta.is_guest && says_registered {
             updated.is_guest = false;
             updated.email = tokens.email.clone().or(updated.email);
             updated.display_name = updated

@@ -134,9 +134,16 @@ async fn write_batches(
                 .push(touch);
         }
         for (tenant, touches) in by_tenant {
-            let rows: Vec<(String, i64)> = touches
-                .iter()
-                .map(|t| (t.session_id.clone(), t.at))
+            // In session-id order, once each (the latest time): transactions that lock the same
+            // rows lock them in the same order, so two writers cannot deadlock on them.
+            let mut latest: BTreeMap<&str, i64> = BTreeMap::new();
+            for t in &touches {
+                let at = latest.entry(t.session_id.as_str()).or_insert(t.at);
+                *at = (*at).max(t.at);
+            }
+            let rows: Vec<(String, i64)> = latest
+                .into_iter()
+                .map(|(id, at)| (id.to_owned(), at))
                 .collect();
             counts.transactions.fetch_add(1, Ordering::Relaxed);
             let outcome = store.record_activity(&tenant, &rows).await;

@@ -45,8 +45,8 @@ pub(super) fn spent_logout_jti(claims: &Value, now: i64) -> UsedCredential {
     spent("logout_jti", jti, claims, now)
 }
 
-/// `kind`'s record of `key` (hashed), kept until the token's `exp` (plus the clock leeway: until
-/// then it could still be accepted).
+/// `kind`'s record of `key` (hashed), kept until the token's `exp` plus the largest clock leeway
+/// (until then it could still be accepted, whatever `--clock-leeway` says).
 fn spent(kind: &'static str, key: &str, claims: &Value, now: i64) -> UsedCredential {
     UsedCredential {
         kind,
@@ -56,7 +56,7 @@ fn spent(kind: &'static str, key: &str, claims: &Value, now: i64) -> UsedCredent
             .and_then(Value::as_i64)
             .unwrap_or(now)
             .max(now)
-            + crate::oidc::LEEWAY,
+            + crate::oidc::MAX_LEEWAY,
     }
 }
 
@@ -97,7 +97,7 @@ mod tests {
     fn a_spent_id_token_is_kept_by_hash_until_it_expires() {
         let spent = spent_id_token("eyJ.secret.sig", &json!({"exp": 700}), 100);
         assert_eq!(spent.kind, "id_token");
-        assert_eq!(spent.expires_at, 700 + crate::oidc::LEEWAY);
+        assert_eq!(spent.expires_at, 700 + crate::oidc::MAX_LEEWAY);
         assert!(!spent.hash.contains("secret"));
     }
 }

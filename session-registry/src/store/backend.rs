@@ -358,6 +358,73 @@ macro_rules! impl_store {
                 tx.commit().await?;
                 Ok(events)
             }
+            async fn idp_logout_once(
+                &self,
+                tenant: &str,
+                issuer: &str,
+                subject: Option<&str>,
+                idp_sid: Option<&str>,
+                jti: &UsedCredential,
+                now: i64,
+            ) -> Result<Vec<EventRecord>> {
+                use sqlx::Row;
+                let mut tx = Backend::begin(self, tenant).await?;
+                spend(self.persistent(), &mut tx, tenant, jti).await?;
+                let rows = query(self.persistent(), sql::END_SESSIONS_FOR_IDP_LOGOUT)
+                    .bind(tenant)
+                    .bind(issuer)
+                    .bind(idp_sid)
+                    .bind(subject)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut events = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let id: String = row.try_get("id")?;
+                    let account_id: String = row.try_get("account_id")?;
+                    events.push(
+                        insert_event(self, &mut tx, tenant, &account_id, &id, "revoked", now)
+                            .await?,
+                    );
+                }
+                tx.commit().await?;
+                Ok(events)
+            }
+            async fn set_account_registered_once(
+                &self,
+                tenant: &str,
+                account_id: &str,
+                session_id: &str,
+                email: Option<&str>,
+                now: i64,
+            ) -> Result<Option<EventRecord>> {
+                let mut tx = Backend::begin(self, tenant).await?;
+                let changed = query(self.persistent(), sql::REGISTER_ACCOUNT)
+                    .bind(tenant)
+                    .bind(account_id)
+                    .bind(email)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let event = if changed == 1 {
+                    query(self.persistent(), sql::REGISTER_ACCOUNT_SESSIONS)
+                        .bind(tenant)
+                        .bind(account_id)
+                        .bind(email)
+                        .execute(&mut *tx)
+                        .await?;
+                    Some(
+                        insert_event(
+                            self, &mut tx, tenant, account_id, session_id, "upgraded", now,
+                        )
+                        .await?,
+                    )
+                } else {
+                    None
+                };
+                tx.commit().await?;
+                Ok(event)
+            }
         }
 
         #[async_trait::async_trait]
@@ -531,28 +598,10 @@ macro_rules! impl_store {
                 jti: &UsedCredential,
                 now: i64,
             ) -> Result<Vec<EventRecord>> {
-                use sqlx::Row;
-                let mut tx = Backend::begin(self, tenant).await?;
-                spend(self.persistent(), &mut tx, tenant, jti).await?;
-                let rows = query(self.persistent(), sql::END_SESSIONS_FOR_IDP_LOGOUT)
-                    .bind(tenant)
-                    .bind(issuer)
-                    .bind(idp_sid)
-                    .bind(subject)
-                    .bind(now)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let mut events = Vec::with_capacity(rows.len());
-                for row in rows {
-                    let id: String = row.try_get("id")?;
-                    let account_id: String = row.try_get("account_id")?;
-                    events.push(
-                        insert_event(self, &mut tx, tenant, &account_id, &id, "revoked", now)
-                            .await?,
-                    );
-                }
-                tx.commit().await?;
-                Ok(events)
+                $crate::store::backend::retry_conflicts(|| {
+                    self.idp_logout_once(tenant, issuer, subject, idp_sid, jti, now)
+                })
+                .await
             }
 
             async fn admin_sessions(
@@ -690,32 +739,10 @@ macro_rules! impl_store {
                 email: Option<&str>,
                 now: i64,
             ) -> Result<Option<EventRecord>> {
-                let mut tx = Backend::begin(self, tenant).await?;
-                let changed = query(self.persistent(), sql::REGISTER_ACCOUNT)
-                    .bind(tenant)
-                    .bind(account_id)
-                    .bind(email)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                let event = if changed == 1 {
-                    query(self.persistent(), sql::REGISTER_ACCOUNT_SESSIONS)
-                        .bind(tenant)
-                        .bind(account_id)
-                        .bind(email)
-                        .execute(&mut *tx)
-                        .await?;
-                    Some(
-                        insert_event(
-                            self, &mut tx, tenant, account_id, session_id, "upgraded", now,
-                        )
-                        .await?,
-                    )
-                } else {
-                    None
-                };
-                tx.commit().await?;
-                Ok(event)
+                $crate::store::backend::retry_conflicts(|| {
+                    self.set_account_registered_once(tenant, account_id, session_id, email, now)
+                })
+                .await
             }
         }
     };

@@ -1,22 +1,27 @@
 //! The admin API (bearer admin token): tenants, users and clients at runtime, IdP sessions,
-//! key rotation, fault injection, and the audit log.
+//! key rotation, fault injection, and the audit log. Its OpenAPI document: [`openapi`].
 
-use actix_web::http::StatusCode;
+pub mod openapi;
+mod views;
+
 use actix_web::{web, HttpRequest, HttpResponse, Scope};
-use serde::Deserialize;
-use serde_json::json;
 
 use super::authorization_header;
-use crate::config::{ClientConfig, SigningAlg, TenantConfig, UserConfig};
+use crate::config::{ClientConfig, TenantConfig, UserConfig};
 use crate::directory::{Client, DirectoryError, User};
 use crate::error::{ErrorCode, OAuthError};
 use crate::faults::FaultSpec;
 use crate::sign_out;
 use crate::state::IdpState;
 use crate::tenant::Tenant;
+use views::{
+    AuditReport, ClearedFaults, ClientCreated, EndedSessions, IdpSessionView, RotateRequest,
+    RotatedKey, TenantSummary, UserCreated,
+};
 
 pub fn scope() -> Scope {
     web::scope("/admin")
+        .route("/openapi.json", web::get().to(openapi::document))
         .route("/tenants", web::get().to(list_tenants))
         .route("/tenants", web::post().to(add_tenant))
         .route("/tenants/{tenant}/users", web::post().to(add_user))
@@ -61,6 +66,8 @@ fn conflict(e: impl std::fmt::Display) -> OAuthError {
     OAuthError::new(ErrorCode::Conflict, e.to_string())
 }
 
+#[utoipa::path(get, path = "/admin/tenants",
+    responses((status = 200, body = Vec<TenantSummary>), (status = 401, description = "no or wrong admin token", body = views::ErrorBody), (status = 404, description = "unknown tenant, or the admin API is off", body = views::ErrorBody)))]
 async fn list_tenants(
     state: web::Data<IdpState>,
     req: HttpRequest,
@@ -69,11 +76,16 @@ async fn list_tenants(
     let list: Vec<_> = state
         .tenants()
         .iter()
-        .map(|t| json!({"slug": t.id.as_str(), "issuer": t.issuer}))
+        .map(|t| TenantSummary {
+            slug: t.id.as_str().to_owned(),
+            issuer: t.issuer.clone(),
+        })
         .collect();
     Ok(HttpResponse::Ok().json(list))
 }
 
+#[utoipa::path(post, path = "/admin/tenants", request_body = crate::config::TenantConfig,
+    responses((status = 201, body = TenantSummary), (status = 400, description = "malformed or invalid body", body = views::ErrorBody), (status = 401, description = "no or wrong admin token", body = views::ErrorBody), (status = 404, description = "unknown tenant, or the admin API is off", body = views::ErrorBody), (status = 409, description = "already exists, or refused", body = views::ErrorBody), (status = 413, description = "body too large", body = views::ErrorBody)))]
 async fn add_tenant(
     state: web::Data<IdpState>,
     req: HttpRequest,
@@ -87,9 +99,15 @@ async fn add_tenant(
         .map_err(|e| OAuthError::server_error(e.to_string()))?
         .map_err(conflict)?;
     tracing::info!(tenant = %tenant.id, "tenant added");
-    Ok(HttpResponse::Created().json(json!({"slug": tenant.id.as_str(), "issuer": tenant.issuer})))
+    Ok(HttpResponse::Created().json(TenantSummary {
+        slug: tenant.id.as_str().to_owned(),
+        issuer: tenant.issuer.clone(),
+    }))
 }
 
+#[utoipa::path(post, path = "/admin/tenants/{tenant}/users", params(("tenant" = String, Path, description = "the tenant's slug")),
+    request_body = crate::config::UserConfig,
+    responses((status = 201, body = UserCreated), (status = 400, description = "malformed or invalid body", body = views::ErrorBody), (status = 401, description = "no or wrong admin token", body = views::ErrorBody), (status = 404, description = "unknown tenant, or the admin API is off", body = views::ErrorBody), (status = 409, description = "already exists, or refused", body = views::ErrorBody), (status = 413, description = "body too large", body = views::ErrorBody)))]
 async fn add_user(
     state: web::Data<IdpState>,
     req: HttpRequest,
@@ -106,9 +124,12 @@ async fn add_user(
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
     let sub = user.sub.clone();
     tenant.directory.write().add_user(user).map_err(conflict)?;
-    Ok(HttpResponse::Created().json(json!({"sub": sub})))
+    Ok(HttpResponse::Created().json(UserCreated { sub }))
 }
 
+#[utoipa::path(post, path = "/admin/tenants/{tenant}/clients", params(("tenant" = String, Path, description = "the tenant's slug")),
+    request_body = crate::config::ClientConfig,
+    responses((status = 201, body = ClientCreated), (status = 400, description = "malformed or invalid body", body = views::ErrorBody), (status = 401, description = "no or wrong admin token", body = views::ErrorBody), (status = 404, description = "unknown tenant, or the admin API is off", body = views::ErrorBody), (status = 409, description = "already exists, or refused", body = views::ErrorBody), (status = 413, description = "body too large", body = views::ErrorBody)))]
 async fn add_client(
     state: web::Data<IdpState>,
     req: HttpRequest,
@@ -134,9 +155,11 @@ async fn add_client(
         .write()
         .add_client(client)
         .map_err(conflict)?;
-    Ok(HttpResponse::Created().json(json!({"client_id": id})))
+    Ok(HttpResponse::Created().json(ClientCreated { client_id: id }))
 }
 
+#[utoipa::path(get, path = "/admin/tenants/{tenant}/sessions", params(("tenant" = String, Path, description = "the tenant's slug")),
+    responses((status = 200, body = Vec<IdpSessionView>), (status = 401, description = "no or wrong admin token", body = views::ErrorBody), (status = 404, description = "unknown tenant, or the admin API is off", body = views::ErrorBody)))]
 async fn list_sessions(
     state: web::Data<IdpState>,
     req: HttpRequest,
@@ -152,21 +175,27 @@ async fn list_sessions(
         .iter()
         .map(|s| {
             let user = dir.user(&s.sub);
-            json!({
-                "sid": s.sid,
-                "sub": s.sub,
-                "username": user.and_then(|u| u.username.as_ref()).map(|u| u.as_str()),
-                "is_guest": user.is_some_and(|u| u.is_guest),
-                "auth_time": s.auth_time.unix_timestamp(),
-                "expires_at": s.expires_at.unix_timestamp(),
-                "clients": s.clients.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-            })
+            IdpSessionView {
+                sid: s.sid.clone(),
+                sub: s.sub.clone(),
+                username: user
+                    .and_then(|u| u.username.as_ref())
+                    .map(|u| u.as_str().to_owned()),
+                is_guest: user.is_some_and(|u| u.is_guest),
+                auth_time: s.auth_time.unix_timestamp(),
+                expires_at: s.expires_at.unix_timestamp(),
+                clients: s.clients.iter().map(|c| c.as_str().to_owned()).collect(),
+            }
         })
         .collect();
-    list.sort_by_key(|v| v["auth_time"].as_i64());
+    list.sort_by_key(|v| v.auth_time);
     Ok(HttpResponse::Ok().json(list))
 }
 
+#[utoipa::path(delete, path = "/admin/tenants/{tenant}/sessions/{sid}",
+    params(("tenant" = String, Path, description = "the tenant's slug"), ("sid" = String, Path, description = "the IdP session")),
+    responses((status = 204, description = "ended"), (status = 401, description = "no or wrong admin token", body = views::ErrorBody),
+        (status = 404, description = "unknown tenant or session, or the admin API is off", body = views::ErrorBody)))]
 async fn revoke_session(
     state: web::Data<IdpState>,
     req: HttpRequest,
@@ -182,6 +211,10 @@ async fn revoke_session(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(post, path = "/admin/tenants/{tenant}/users/{username}/logout",
+    params(("tenant" = String, Path, description = "the tenant's slug"), ("username" = String, Path)),
+    responses((status = 200, body = EndedSessions), (status = 401, description = "no or wrong admin token", body = views::ErrorBody),
+        (status = 404, description = "unknown tenant or user, or the admin API is off", body = views::ErrorBody)))]
 async fn sign_user_out(
     state: web::Data<IdpState>,
     req: HttpRequest,
@@ -204,16 +237,14 @@ async fn sign_user_out(
         })?;
     let sids = tenant.grants.sessions_of(&sub);
     let ended = sign_out::end_sessions(&tenant, &state.http, &sids, "user signed out by admin");
-    Ok(HttpResponse::Ok().json(json!({"ended_sessions": ended.len()})))
+    Ok(HttpResponse::Ok().json(EndedSessions {
+        ended_sessions: ended.len(),
+    }))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RotateRequest {
-    #[serde(default)]
-    alg: Option<SigningAlg>,
-}
-
+#[utoipa::path(post, path = "/admin/tenants/{tenant}/keys/rotate", params(("tenant" = String, Path, description = "the tenant's slug")),
+    request_body(content = Option<RotateRequest>, description = "optional: ES256 by default"),
+    responses((status = 200, body = RotatedKey), (status = 400, description = "malformed or invalid body", body = views::ErrorBody), (status = 401, description = "no or wrong admin token", body = views::ErrorBody), (status = 404, description = "unknown tenant, or the admin API is off", body = views::ErrorBody), (status = 413, description = "body too large", body = views::ErrorBody)))]
 async fn rotate_keys(
     state: web::Data<IdpState>,
     req: HttpRequest,
@@ -238,9 +269,11 @@ async fn rotate_keys(
         None,
         format!("{alg:?} now signs with kid {kid}"),
     );
-    Ok(HttpResponse::Ok().json(json!({"kid": kid, "alg": alg})))
+    Ok(HttpResponse::Ok().json(RotatedKey { kid, alg }))
 }
 
+#[utoipa::path(get, path = "/admin/tenants/{tenant}/faults", params(("tenant" = String, Path, description = "the tenant's slug")),
+    responses((status = 200, body = Vec<crate::faults::Fault>), (status = 401, description = "no or wrong admin token", body = views::ErrorBody), (status = 404, description = "unknown tenant, or the admin API is off", body = views::ErrorBody)))]
 async fn list_faults(
     state: web::Data<IdpState>,
     req: HttpRequest,
@@ -252,6 +285,9 @@ async fn list_faults(
     Ok(HttpResponse::Ok().json(list))
 }
 
+#[utoipa::path(post, path = "/admin/tenants/{tenant}/faults", params(("tenant" = String, Path, description = "the tenant's slug")),
+    request_body = crate::faults::FaultSpec,
+    responses((status = 201, body = crate::faults::Fault), (status = 400, description = "malformed or invalid body", body = views::ErrorBody), (status = 401, description = "no or wrong admin token", body = views::ErrorBody), (status = 404, description = "unknown tenant, or the admin API is off", body = views::ErrorBody), (status = 413, description = "body too large", body = views::ErrorBody)))]
 async fn add_fault(
     state: web::Data<IdpState>,
     req: HttpRequest,
@@ -267,6 +303,8 @@ async fn add_fault(
     Ok(HttpResponse::Created().json(fault))
 }
 
+#[utoipa::path(delete, path = "/admin/tenants/{tenant}/faults", params(("tenant" = String, Path, description = "the tenant's slug")),
+    responses((status = 200, body = ClearedFaults), (status = 401, description = "no or wrong admin token", body = views::ErrorBody), (status = 404, description = "unknown tenant, or the admin API is off", body = views::ErrorBody)))]
 async fn clear_faults(
     state: web::Data<IdpState>,
     req: HttpRequest,
@@ -275,9 +313,13 @@ async fn clear_faults(
     require_admin(&state, &req)?;
     let tenant = state.tenant(&path)?;
     let cleared = tenant.faults.lock().clear();
-    Ok(HttpResponse::Ok().json(json!({"cleared": cleared})))
+    Ok(HttpResponse::Ok().json(ClearedFaults { cleared }))
 }
 
+#[utoipa::path(delete, path = "/admin/tenants/{tenant}/faults/{id}",
+    params(("tenant" = String, Path, description = "the tenant's slug"), ("id" = String, Path, description = "the fault's id")),
+    responses((status = 204, description = "removed"), (status = 401, description = "no or wrong admin token", body = views::ErrorBody),
+        (status = 404, description = "unknown tenant or fault, or the admin API is off", body = views::ErrorBody)))]
 async fn remove_fault(
     state: web::Data<IdpState>,
     req: HttpRequest,
@@ -293,6 +335,8 @@ async fn remove_fault(
     }
 }
 
+#[utoipa::path(get, path = "/admin/tenants/{tenant}/audit", params(("tenant" = String, Path, description = "the tenant's slug")),
+    responses((status = 200, body = AuditReport), (status = 401, description = "no or wrong admin token", body = views::ErrorBody), (status = 404, description = "unknown tenant, or the admin API is off", body = views::ErrorBody)))]
 async fn audit(
     state: web::Data<IdpState>,
     req: HttpRequest,
@@ -302,9 +346,9 @@ async fn audit(
     let tenant = state.tenant(&path)?;
     let records = tenant.grants.counts();
     let audit = tenant.audit.lock();
-    Ok(HttpResponse::build(StatusCode::OK).json(json!({
-        "events": audit.events(),
-        "counters": audit.counters(),
-        "records": records,
-    })))
+    Ok(HttpResponse::Ok().json(AuditReport {
+        events: audit.events(),
+        counters: audit.counters(),
+        records,
+    }))
 }
