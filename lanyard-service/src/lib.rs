@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod healthcheck;
+pub mod methods;
 mod redact;
 mod request_span;
 mod signals;

@@ -175,19 +175,30 @@ pub struct KeyConfig {
     pub pem: String,
 }
 
+/// The longest lifetime a tenant may configure: 10 years, in seconds.
+pub const MAX_LIFETIME: u64 = 10 * 365 * 24 * 3600;
+
 /// Token and session lifetimes of a tenant, in seconds.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Lifetimes {
+    #[schema(maximum = 315_360_000)]
     pub access_token: u64,
+    #[schema(maximum = 315_360_000)]
     pub id_token: u64,
+    #[schema(maximum = 315_360_000)]
     pub refresh_token: u64,
     /// Authorization codes live at most 60 s (SECURITY E-06).
+    #[schema(minimum = 1, maximum = 60)]
     pub code: u64,
+    #[schema(maximum = 315_360_000)]
     pub device_code: u64,
+    #[schema(maximum = 315_360_000)]
     pub device_poll_interval: u64,
+    #[schema(maximum = 315_360_000)]
     pub idp_session: u64,
     /// How long a rotated-out signing key stays in the JWKS.
+    #[schema(maximum = 315_360_000)]
     pub key_grace: u64,
 }
 
@@ -224,6 +235,23 @@ impl Lifetimes {
             if v == 0 {
                 return Err(ConfigError::Invalid(format!(
                     "lifetimes.{name} must be positive"
+                )));
+            }
+        }
+        // Past this, an expiry is beyond what a timestamp holds (schemathesis sent 2^63: the
+        // first token issued would have panicked computing its `exp`).
+        for (name, v) in [
+            ("access_token", self.access_token),
+            ("id_token", self.id_token),
+            ("refresh_token", self.refresh_token),
+            ("device_code", self.device_code),
+            ("device_poll_interval", self.device_poll_interval),
+            ("idp_session", self.idp_session),
+            ("key_grace", self.key_grace),
+        ] {
+            if v > MAX_LIFETIME {
+                return Err(ConfigError::Invalid(format!(
+                    "lifetimes.{name} must be at most {MAX_LIFETIME} seconds (10 years), got {v}"
                 )));
             }
         }

@@ -296,6 +296,22 @@ mod tests {
     }
 
     #[test]
+    fn the_clock_leeway_defaults_to_60_seconds_and_takes_at_most_300() {
+        let parse = |args: &[&str]| {
+            Settings::try_parse_from(
+                std::iter::once("session-registry").chain(args.iter().copied()),
+            )
+        };
+        assert_eq!(parse(&[]).unwrap().clock_leeway, 60);
+        assert_eq!(parse(&["--clock-leeway", "300"]).unwrap().clock_leeway, 300);
+        for bad in ["301", "-1", "5m"] {
+            let arg = format!("--clock-leeway={bad}");
+            let err = parse(&[&arg]).unwrap_err().to_string();
+            assert!(err.contains("--clock-leeway"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn the_key_encryption_key_never_shows_in_debug() {
         let s = Settings::for_tests("sqlite://x.db");
         assert!(!format!("{s:?}").contains(TEST_KEY_ENCRYPTION_KEY));

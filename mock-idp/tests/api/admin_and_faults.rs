@@ -595,3 +595,69 @@ async fn the_admin_api_is_described_by_an_openapi_document_that_matches_its_rout
         }
     }
 }
+
+/// Found by schemathesis: a rotate request with an unknown field was ignored (and the key
+/// rotated), and a method the admin API does not have on a path it has was a 404.
+#[tokio::test]
+async fn a_malformed_rotate_request_rotates_nothing_and_an_undeclared_method_is_a_405() {
+    let idp = TestIdp::spawn().await;
+    let jwks = |idp: &TestIdp| {
+        let url = format!("{}/jwks", idp.issuer("acme"));
+        let http = idp.http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let before = jwks(&idp).await;
+    for body in [
+        json!({"alg": null, "x-unknown": 42}),
+        json!({"alg": "HS256"}),
+        json!([1]),
+    ] {
+        let res = idp
+            .admin(Method::POST, "tenants/acme/keys/rotate", Some(body.clone()))
+            .await;
+        assert_eq!(res.status(), 400, "{body}");
+        let err: Value = res.json().await.unwrap();
+        assert_eq!(err["error"], "invalid_request", "{body}");
+    }
+    assert_eq!(jwks(&idp).await, before, "nothing rotated");
+    // A lifetime beyond any timestamp (2^63 s) is refused, not kept to panic at the first token.
+    let res = idp
+        .admin(
+            Method::POST,
+            "tenants",
+            Some(json!({"slug": "huge", "lifetimes": {"refresh_token": 9_223_372_036_854_775_808_u64}})),
+        )
+        .await;
+    assert!(res.status().is_client_error(), "{}", res.status());
+    let err: Value = res.json().await.unwrap();
+    assert!(
+        err["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("lifetimes.refresh_token must be at most"),
+        "{err}"
+    );
+    // No body at all is still the default rotation.
+    let res = idp
+        .admin(Method::POST, "tenants/acme/keys/rotate", None)
+        .await;
+    assert_eq!(res.status(), 200);
+
+    for (method, path, allow) in [
+        (Method::TRACE, "tenants", "GET, POST"),
+        (Method::PUT, "tenants/acme/faults", "GET, POST, DELETE"),
+        (Method::GET, "tenants/acme/keys/rotate", "POST"),
+    ] {
+        let res = idp.admin(method.clone(), path, None).await;
+        assert_eq!(res.status(), 405, "{method} {path}");
+        assert_eq!(res.headers()["allow"], allow, "{method} {path}");
+    }
+}

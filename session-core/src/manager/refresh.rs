@@ -191,19 +191,24 @@ impl SessionManager {
                     // was replayed — expired, or ended): whoever holds a copy of this account
                     // store may hold the session token too, so the registry session ends with
                     // the local sign-out instead of living on unused.
-                    let session_token = self
-                        .item(account, ItemKind::SessionToken)
-                        .await
-                        .ok()
-                        .flatten();
+                    let session_token = match self.item(account, ItemKind::SessionToken).await {
+                        Ok(token) => token,
+                        Err(read) => {
+                            tracing::warn!(account = %account, error = %read, "the session token could not be read: the registry session is left to expire");
+                            None
+                        }
+                    };
                     // Signed out here first (the watchers stopped, so this device's own
                     // `revoked` event does not sign it out a second time as "revoked
-                    // remotely"), then the registry session ended, best effort.
-                    self.sign_out_locally(account, UnavailableReason::SignedOut, false)
-                        .await?;
+                    // remotely"), then the registry session ended, best effort — even when
+                    // the local wipe failed, whose error is then the one returned.
+                    let wiped = self
+                        .sign_out_locally(account, UnavailableReason::SignedOut, false)
+                        .await;
                     if let Some(token) = session_token {
                         self.end_registry_session(account, &meta, &token).await;
                     }
+                    wiped?;
                     return Err(e);
                 }
                 Err(e) => return Err(e),

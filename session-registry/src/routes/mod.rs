@@ -17,28 +17,46 @@ use crate::refusal::Refusal;
 use crate::service::RequestCtx;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(wellknown::healthz))
-        .route("/readyz", web::get().to(wellknown::readyz))
-        .route("/metrics", web::get().to(wellknown::metrics))
-        .route("/openapi.json", web::get().to(wellknown::openapi))
-        .route("/.well-known/jwks.json", web::get().to(wellknown::jwks))
-        .route("/v1/sessions", web::post().to(sessions::create))
-        .route("/v1/sessions", web::get().to(sessions::list))
-        .route(
+    use actix_web::http::Method;
+    use lanyard_service::methods::resource;
+    let get = |path: &str, route: actix_web::Route| resource(path, vec![(Method::GET, route)]);
+    let post = |path: &str, route: actix_web::Route| resource(path, vec![(Method::POST, route)]);
+    cfg.service(get("/healthz", web::get().to(wellknown::healthz)))
+        .service(get("/readyz", web::get().to(wellknown::readyz)))
+        .service(get("/metrics", web::get().to(wellknown::metrics)))
+        .service(get("/openapi.json", web::get().to(wellknown::openapi)))
+        .service(get(
+            "/.well-known/jwks.json",
+            web::get().to(wellknown::jwks),
+        ))
+        .service(resource(
+            "/v1/sessions",
+            vec![
+                (Method::POST, web::post().to(sessions::create)),
+                (Method::GET, web::get().to(sessions::list)),
+            ],
+        ))
+        .service(post(
             "/v1/sessions/authenticate",
             web::post().to(sessions::authenticate),
-        )
-        .route("/v1/sessions/revoke", web::post().to(sessions::revoke))
-        .route(
+        ))
+        .service(post(
+            "/v1/sessions/revoke",
+            web::post().to(sessions::revoke),
+        ))
+        .service(post(
             "/v1/sessions/reauthenticate",
             web::post().to(sessions::reauthenticate),
-        )
-        .route("/v1/sessions/upgrade", web::post().to(upgrade::upgrade))
-        .route("/v1/events", web::get().to(events::stream))
-        .route(
+        ))
+        .service(post(
+            "/v1/sessions/upgrade",
+            web::post().to(upgrade::upgrade),
+        ))
+        .service(get("/v1/events", web::get().to(events::stream)))
+        .service(post(
             "/v1/backchannel-logout",
             web::post().to(backchannel::logout),
-        )
+        ))
         .service(admin::scope())
         .configure(devices_page::configure);
 }

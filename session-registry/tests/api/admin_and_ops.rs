@@ -377,3 +377,30 @@ async fn healthcheck_exits_0_when_the_registry_is_ready_and_1_when_not() {
     assert_eq!(check(format!("{}/readyz", svc.base_url)), Some(0));
     assert_eq!(check("http://127.0.0.1:1/readyz".into()), Some(1));
 }
+
+/// Found by schemathesis: a method the API does not have on a path it has was a 404; it is a
+/// 405 naming the methods the path has.
+#[tokio::test]
+async fn an_undeclared_method_on_a_known_path_is_a_405_with_allow() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    for (method, path, allow) in [
+        (reqwest::Method::TRACE, "/v1/events", "GET"),
+        (reqwest::Method::PUT, "/v1/sessions", "POST, GET"),
+        (reqwest::Method::GET, "/v1/sessions/revoke", "POST"),
+        (reqwest::Method::DELETE, "/openapi.json", "GET"),
+    ] {
+        let res = reg
+            .http
+            .request(method.clone(), reg.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405, "{method} {path}");
+        assert_eq!(res.headers()["allow"], allow, "{method} {path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "method_not_allowed");
+    }
+    let res = reg.http.get(reg.url("/v1/nothing")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+}
