@@ -21,7 +21,7 @@ pub enum ChartError {
     },
 }
 
-const SIZE: (u32, u32) = (960, 540);
+const SIZE: (u32, u32) = (960, 600);
 const FONT: &str = "sans-serif";
 const COLOURS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
@@ -187,6 +187,7 @@ pub fn sessions_curve(
     if !ymin.is_finite() {
         return Err(ChartError::NoData(CHART));
     }
+    let groups = by_series(points, |p| &p.series, |p| p.sessions as f64);
     let root = area(path);
     let err = drawing(CHART);
     root.fill(&WHITE).map_err(&err)?;
@@ -197,7 +198,7 @@ pub fn sessions_curve(
         .y_label_area_size(64)
         .build_cartesian_2d(
             (lo / 1.6..hi * 1.6).log_scale(),
-            (ymin / 1.5..ymax * 1.5).log_scale(),
+            (ymin / 1.5..headroom(ymin / 1.5, ymax * 1.5, 2 * groups.len() + 1)).log_scale(),
         )
         .map_err(&err)?;
     chart
@@ -208,7 +209,6 @@ pub fn sessions_curve(
         .y_label_formatter(&|v| format_ms(*v))
         .draw()
         .map_err(&err)?;
-    let groups = by_series(points, |p| &p.series, |p| p.sessions as f64);
     for (i, (name, pts)) in groups.iter().enumerate() {
         let c = colour(i);
         for (q, width, filled) in [("p99", 3, true), ("p50", 1, false)] {
@@ -260,6 +260,15 @@ pub fn sessions_curve(
     }
     legend(&mut chart).map_err(&err)?;
     root.present().map_err(&err)
+}
+
+/// The top of a log y axis from `bottom` that leaves the data (up to `top`) below a legend of
+/// `entries` lines in the upper part of the plot: about 19 px a line plus the box's padding.
+fn headroom(bottom: f64, top: f64, entries: usize) -> f64 {
+    let plot_height = f64::from(SIZE.1) - 48.0 - 60.0;
+    let legend = (entries as f64 * 19.0 + 28.0).min(plot_height * 0.6);
+    let span = (top / bottom).ln();
+    bottom * (span / (1.0 - legend / plot_height)).exp()
 }
 
 /// A horizontal dashed line at `y` from `x.0` to `x.1` on a log x axis: `n` dashes, evenly
@@ -329,6 +338,17 @@ mod tests {
         assert_eq!(format_count(10_000.0), "10k");
         assert_eq!(format_count(10_000_000.0), "10M");
         assert_eq!(format_count(1_500_000.0), "1.5M");
+    }
+
+    #[test]
+    fn the_legend_headroom_keeps_the_data_in_the_lower_part_of_a_log_axis() {
+        let (bottom, top) = (0.1, 10.0);
+        let axis_top = headroom(bottom, top, 9);
+        assert!(axis_top > top);
+        // The data's share of the axis (log space) is what the legend leaves free.
+        let share = (top / bottom).ln() / (axis_top / bottom).ln();
+        let plot_height = f64::from(SIZE.1) - 48.0 - 60.0;
+        assert!((share - (1.0 - (9.0 * 19.0 + 28.0) / plot_height)).abs() < 1e-9);
     }
 
     #[test]
