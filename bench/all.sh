@@ -33,11 +33,14 @@
 #
 # Environment (the quick preset's value in brackets):
 #   ALL_QUICK              1: the short preset below, and no document written unless ALL_DOC is set
-#   ALL_ONLY / ALL_SKIP    steps to run / to leave out (default: all but soak… see ALL_SOAK)
+#   ALL_ONLY / ALL_SKIP    steps to run / to leave out (default: all; see ALL_SOAK). ALL_ONLY=report
+#                          runs none: with ALL_RESULTS, it only redraws and rewrites the report
 #   ALL_SOAK               1 (default): the soak is a step of "all"; 0 leaves it out
 #   ALL_DOC                benchmarks document (default docs/benchmarks.md, quick: ""; "" = none)
 #   ALL_PLOTS              folder of the SVGs (default docs/plots; with no document: RESULTS/plots)
-#   ALL_RESULTS            results folder (default bench/results/<UTC time>)
+#   ALL_RESULTS            results folder (default bench/results/<UTC time>); an earlier run's
+#                          folder re-runs the steps selected into it and reports them with the
+#                          figures of the steps it keeps
 #   ALL_REGISTRY_SESSIONS  sessions of the registry and scale steps (1000000 [100000])
 #   ALL_SCALE_SUBSCRIBERS  SSE subscribers of the scale step (10000 [1000])
 #   ALL_SCALE_EVENTS       its event transport (default nats://127.0.0.1:4222)
@@ -106,7 +109,7 @@ STEPS=(core store cli idp registry scale curve fuzz)
 ONLY="${ALL_ONLY:-${STEPS[*]}}"
 SKIP="${ALL_SKIP:-}"
 for s in $ONLY $SKIP; do
-  case " core store cli idp registry scale curve fuzz soak " in
+  case " core store cli idp registry scale curve fuzz soak report " in
     *" $s "*) ;;
     *) echo "bench/all.sh: no step '$s' (steps: core store cli idp registry scale curve fuzz soak)" >&2; exit 2 ;;
   esac
@@ -120,14 +123,31 @@ selected() {
 
 mkdir -p "$RES"
 RES="$(cd "$RES" && pwd)"
-: >"$RES/steps.tsv"
 echo "bench/all.sh: results in $RES" >&2
 MACHINE="$(machine_line)"
-jq -n --arg command "$COMMAND" --arg machine "$MACHINE" --arg started "$(now_utc)" \
-  --arg quick "$QUICK" --arg load "$(load_average)" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-  --argjson nice "$(nice)" \
-  '{command: $command, machine: $machine, started: $started, quick: ($quick == "1"), load_start: $load, commit: $commit, nice: $nice}' \
-  >"$RES/run.json"
+if [ -s "$RES/run.json" ]; then
+  # An earlier run's folder (ALL_RESULTS): the steps run now replace theirs; the others, their
+  # figures and their status stay, and the report names both commands.
+  for s in core store cli idp registry scale curve fuzz soak; do
+    if selected "$s"; then
+      [ "$s" = curve ] && rm -rf "$RES"/curve-[0-9]* "$RES/curve-sizes.tsv"
+      rm -rf "${RES:?}/$s"
+      awk -F '\t' -v s="$s" '$1 != s && !(s == "curve" && $1 ~ /^curve-/)' "$RES/steps.tsv" >"$RES/steps.tsv.tmp"
+      mv "$RES/steps.tsv.tmp" "$RES/steps.tsv"
+    fi
+  done
+  [ "$ONLY" = report ] || jq --arg command "$COMMAND" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    '.command = .command + "`, then `" + $command | .commit = .commit + ", then " + $commit' \
+    "$RES/run.json" >"$RES/run.json.tmp" && mv "$RES/run.json.tmp" "$RES/run.json"
+else
+  : >"$RES/steps.tsv"
+  jq -n --arg command "$COMMAND" --arg machine "$MACHINE" --arg started "$(now_utc)" \
+    --arg quick "$QUICK" --arg load "$(load_average)" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --argjson nice "$(nice)" \
+    '{command: $command, machine: $machine, started: $started, quick: ($quick == "1"), load_start: $load, commit: $commit, nice: $nice}' \
+    >"$RES/run.json"
+fi
+SESSIONS_LABEL() { python3 -c 'import json, sys; print(format(json.load(open(sys.argv[1]))["sessions"], ","))' "$1" 2>/dev/null || echo "?"; }
 
 FAILED=()
 # step NAME CMD...: runs CMD (output to RES/NAME.log), records its status and seconds.
@@ -217,8 +237,10 @@ if selected soak; then
   step soak env BENCH_RESULTS="$RES/soak" SOAK_SECONDS="$SOAK_SECONDS" SOAK_DOC="$SOAK_DOC_FOR_RUN" bench/soak.sh
 fi
 
-jq --arg finished "$(now_utc)" --arg load "$(load_average)" '. + {finished: $finished, load_end: $load}' \
-  "$RES/run.json" >"$RES/run.json.tmp" && mv "$RES/run.json.tmp" "$RES/run.json"
+if [ "$ONLY" != report ]; then
+  jq --arg finished "$(now_utc)" --arg load "$(load_average)" '. + {finished: $finished, load_end: $load}' \
+    "$RES/run.json" >"$RES/run.json.tmp" && mv "$RES/run.json.tmp" "$RES/run.json"
+fi
 
 echo "== assembling the figures" >&2
 python3 bench/lib/all_figures.py "$RES"
@@ -235,9 +257,9 @@ for h in token jwt pgbench; do
   PLOT_ARGS+=(--histogram "$label=$RES/registry/$h.hist.csv")
 done
 if [ "${#PLOT_ARGS[@]}" -gt 0 ]; then
-  PLOT_ARGS+=(--histogram-title "Latency distribution, $CONNECTIONS connections, $(jq -r '.rows // .sessions' "$RES/registry/meta.json") sessions")
+  PLOT_ARGS+=(--histogram-title "Latency distribution, $CONNECTIONS connections, $(SESSIONS_LABEL "$RES/registry/meta.json") sessions")
 fi
-[ -s "$RES/sweep.csv" ] && PLOT_ARGS+=(--sweep "$RES/sweep.csv" --sweep-title "Throughput against connections ($(jq -r '.rows // .sessions' "$RES/registry/meta.json") sessions)")
+[ -s "$RES/sweep.csv" ] && PLOT_ARGS+=(--sweep "$RES/sweep.csv" --sweep-title "Throughput against connections ($(SESSIONS_LABEL "$RES/registry/meta.json") sessions)")
 [ -s "$RES/curve.csv" ] && PLOT_ARGS+=(--curve "$RES/curve.csv" --curve-target "authenticate by token")
 if [ "${#PLOT_ARGS[@]}" -gt 0 ]; then
   if cargo build --release -p lanyard-bench-plot >"$RES/plot-build.log" 2>&1; then
@@ -249,7 +271,7 @@ if [ "${#PLOT_ARGS[@]}" -gt 0 ]; then
 fi
 
 echo "== summary" >&2
-ALL_COMMAND="$COMMAND" ALL_PLOTS="$PLOTS" ALL_DOC="$DOC" python3 bench/lib/all_summary.py "$RES" >"$RES/summary.md"
+ALL_COMMAND="$(jq -r .command "$RES/run.json")" ALL_PLOTS="$PLOTS" ALL_DOC="$DOC" python3 bench/lib/all_summary.py "$RES" >"$RES/summary.md"
 cat "$RES/summary.md"
 if [ -n "$DOC" ]; then
   python3 bench/lib/write_section.py "$DOC" "## Summary" "$RES/summary.md" --top

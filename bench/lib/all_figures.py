@@ -6,10 +6,12 @@
 Reads RESULTS_DIR/curve-<N>/ (bench/registry.sh's BENCH_RESULTS of each size of the sessions
 curve) and RESULTS_DIR/registry/sweep.jsonl; writes
 
-    RESULTS_DIR/curve.csv  sessions,series,p50_ms,p99_ms,rps,requests,db_lookups
+    RESULTS_DIR/curve.csv  sessions,series,p50_ms,p99_ms,rps,requests,db_lookups,errors
     RESULTS_DIR/sweep.csv  connections,series,rps,p50_ms,p99_ms,errors
 
-Series names are the ones the plots and the summary show. A size whose run failed is left out.
+Series names are the ones the plots and the summary show. A size whose run ended before it wrote
+its figures is left out; one whose load generator counted errors is kept, with its error count
+(bench/registry.sh then exits 1 and all.sh marks the size failed).
 """
 import csv
 import json
@@ -50,12 +52,12 @@ def curve_rows(res):
             if name in runs:
                 r = runs[name]
                 rows.append([n, series, r["p50_ms"], r["p99_ms"], round(r["rps"]), r["requests"],
-                             lookups if name == "token" else 0])
+                             lookups if name == "token" else 0, r["errors"]])
         for file, series in (("lookup.json", LOOKUP), ("pgbench.json", PGBENCH)):
             path = os.path.join(d, file)
             if os.path.exists(path):
                 r = load_json(path)
-                rows.append([n, series, r["p50_ms"], r["p99_ms"], round(r["tps"]), "", ""])
+                rows.append([n, series, r["p50_ms"], r["p99_ms"], round(r["tps"]), "", "", 0])
     return rows
 
 
@@ -84,7 +86,7 @@ def write_csv(path, header, rows):
 def main() -> None:
     res = sys.argv[1]
     write_csv(os.path.join(res, "curve.csv"),
-              ["sessions", "series", "p50_ms", "p99_ms", "rps", "requests", "db_lookups"], curve_rows(res))
+              ["sessions", "series", "p50_ms", "p99_ms", "rps", "requests", "db_lookups", "errors"], curve_rows(res))
     write_csv(os.path.join(res, "sweep.csv"),
               ["connections", "series", "rps", "p50_ms", "p99_ms", "errors"], sweep_rows(res))
 
