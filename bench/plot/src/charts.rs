@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::figures::{by_series, CurvePoint, LatencyDistribution, SweepPoint};
+use crate::figures::{by_series, CurvePoint, LatencyDistribution, LogBin, SweepPoint};
 
 /// A chart that could not be drawn or written.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +52,7 @@ pub fn latency_histogram(
     series: &[(String, LatencyDistribution)],
 ) -> Result<(), ChartError> {
     const CHART: &str = "the latency histogram";
-    let binned: Vec<(&String, &LatencyDistribution, Vec<(f64, f64, f64)>)> = series
+    let binned: Vec<(&String, &LatencyDistribution, Vec<LogBin>)> = series
         .iter()
         .map(|(name, d)| (name, d, d.log_bins(10)))
         .filter(|(_, _, bins)| !bins.is_empty())

@@ -72,6 +72,9 @@ fn number<T: std::str::FromStr>(line: usize, column: &str, value: &str) -> Resul
     })
 }
 
+/// One logarithmic bin of a latency distribution: `(lower µs, upper µs, share of requests 0–1)`.
+pub type LogBin = (f64, f64, f64);
+
 /// How many requests took each latency: ascending `(latency in µs, count)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatencyDistribution {
@@ -114,7 +117,7 @@ impl LatencyDistribution {
     /// The share of requests (0–1) in each of `per_decade` logarithmic bins per decade of
     /// latency: `(lower µs, upper µs, share)`, from the first non-empty bin to the last. Equal
     /// widths on a log axis, so distributions of very different latencies compare on one chart.
-    pub fn log_bins(&self, per_decade: u32) -> Vec<(f64, f64, f64)> {
+    pub fn log_bins(&self, per_decade: u32) -> Vec<LogBin> {
         let total = self.total();
         if total == 0 || per_decade == 0 {
             return Vec::new();
