@@ -136,9 +136,11 @@ if [ -s "$RES/run.json" ]; then
       mv "$RES/steps.tsv.tmp" "$RES/steps.tsv"
     fi
   done
-  [ "$ONLY" = report ] || jq --arg command "$COMMAND" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-    '.command = .command + "`, then `" + $command | .commit = .commit + ", then " + $commit' \
-    "$RES/run.json" >"$RES/run.json.tmp" && mv "$RES/run.json.tmp" "$RES/run.json"
+  if [ "$ONLY" != report ]; then
+    jq --arg command "$COMMAND" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+      '.command = .command + "`, then `" + $command | .commit = .commit + ", then " + $commit' \
+      "$RES/run.json" >"$RES/run.json.tmp" && mv "$RES/run.json.tmp" "$RES/run.json"
+  fi
 else
   : >"$RES/steps.tsv"
   jq -n --arg command "$COMMAND" --arg machine "$MACHINE" --arg started "$(now_utc)" \
@@ -288,4 +290,8 @@ if [ "${#FAILED[@]}" -gt 0 ]; then
   echo "bench/all.sh: failed: ${FAILED[*]} (logs in $RES)" >&2
   exit 1
 fi
-echo "bench/all.sh: every step ran; results in $RES" >&2
+if [ "$ONLY" = report ]; then
+  echo "bench/all.sh: report redrawn from $RES" >&2
+else
+  echo "bench/all.sh: every step ran; results in $RES" >&2
+fi
