@@ -80,7 +80,11 @@ pub fn latency_histogram(
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
-        .build_cartesian_2d((lo / 1000.0..hi / 1000.0).log_scale(), 0.0..top * 110.0)
+        // Head room above the highest bin for the legend (a line per series).
+        .build_cartesian_2d(
+            (lo / 1000.0..hi / 1000.0).log_scale(),
+            0.0..top * 100.0 * (1.15 + 0.1 * binned.len() as f64),
+        )
         .map_err(&err)?;
     chart
         .configure_mesh()
