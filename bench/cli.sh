@@ -32,6 +32,11 @@
 #   BENCH_WARMUP    warm-up runs per command, discarded (default 3)
 #   BENCH_ACCOUNTS  accounts for `lanyard accounts` (default 50)
 #   BENCH_DOC       document to update (default docs/benchmarks.md; "" to skip)
+#   BENCH_RESULTS   a folder to copy hyperfine's JSON into (machine-readable, for bench/all.sh)
+#
+# Anchor (issue #16): `gh auth token` from Debian's gh (`apt-get install gh`), its token in its
+# config file (GH_CONFIG_DIR with a hosts.yml, no keyring, no network), timed the same way; the
+# row is left out when gh is not installed.
 #
 # Needs hyperfine, curl, jq, python3, Debian's dbus and gnome-keyring. This is a benchmark, not a
 # test: nothing here asserts a speed.
@@ -248,6 +253,20 @@ fi
   hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/prompt-n.json" \
     --command-name prompt-n "$LANYARD --profile bench prompt" >&2
 )
+if command -v gh >/dev/null; then
+  mkdir -p "$WORK/gh"
+  printf 'github.com:\n    oauth_token: gho_%s\n    user: bench\n    git_protocol: https\n' \
+    "$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$WORK/gh/hosts.yml"
+  GH_CLI_VERSION="$(gh --version | head -n1 | awk '{ print $3 }')"
+  echo "$GH_CLI_VERSION" >"$WORK/gh-version.txt"
+  (
+    cd "$WORK"
+    unset GH_TOKEN GITHUB_TOKEN GH_ENTERPRISE_TOKEN
+    export GH_CONFIG_DIR="$WORK/gh" GH_NO_UPDATE_NOTIFIER=1 GH_PROMPT_DISABLED=1
+    hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/gh-token.json" \
+      --command-name gh-token "gh auth token" >&2
+  )
+fi
 LOAD_END="$(load_average)"
 
 export WORK RUNS WARMUP ACCOUNTS
@@ -303,6 +322,9 @@ for p, label in stores.items():
     rows.append((f"`lanyard token`, {n} accounts", label, load(f"token-n-{p}")))
     rows.append((f"`lanyard accounts`, {n} accounts", label, load(f"accounts-{p}")))
 rows.append((f"`lanyard prompt`, {n} accounts (reads the account index only)", "none opened", load("prompt-n")))
+if os.path.exists(os.path.join(work, "gh-token.json")):
+    gh_version = open(os.path.join(work, "gh-version.txt"), encoding="utf-8").read().strip()
+    rows.append((f"`gh auth token` (anchor: Debian's gh {gh_version})", "its config file (`hosts.yml`), no keyring", load("gh-token")))
 print("| command | secret store | mean ms | ± σ ms | median ms | p95 ms | min ms | max ms | runs |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for cmd, store, r in rows:
@@ -320,6 +342,11 @@ for p, label in stores.items():
     r = load(f"token-1-{p}")
     print(f"| {label} | {ms(r['median'])} | {ms(r['median'] - floor)} | {'yes' if r['median'] < 0.015 else 'no'} |")
 print()
+if os.path.exists(os.path.join(work, "gh-token.json")):
+    gh = load("gh-token")
+    ours = load("token-1-bench")
+    print(f"Anchor: `gh auth token` (its token in its config file) median {ms(gh['median'])} ms; `lanyard token` with the passphrase vault takes {ours['median'] / gh['median']:.2f} × as long.")
+    print()
 r = load("prompt-n")
 print(f"`lanyard prompt` ({n} accounts in the index): median {ms(r['median'])} ms, {ms(r['median'] - floor)} ms above the `--version` floor; target median under 5 ms: {'met' if r['median'] < 0.005 else 'not met'}.")
 EOF
@@ -333,6 +360,10 @@ echo
 cat "$WORK/section.md"
 echo
 
+if [ -n "${BENCH_RESULTS:-}" ]; then
+  mkdir -p "$BENCH_RESULTS"
+  cp "$WORK"/*.json "$WORK/section.md" "$BENCH_RESULTS/"
+fi
 if [ -n "$DOC" ]; then
   python3 bench/lib/write_section.py "$DOC" "$SECTION" "$WORK/section.md"
   echo "bench/cli.sh: wrote the section into $DOC" >&2

@@ -17,6 +17,7 @@
 #   BENCH_THREADS      load generator runtime threads (default 1)
 #   BENCH_DOC          document to update (default docs/benchmarks.md; "" to skip)
 #   BENCH_ALLOW_ERRORS write the document even if a run counted errors (default 0)
+#   BENCH_RESULTS      a folder to copy the raw figures into (machine-readable, for bench/all.sh)
 #
 # This is a benchmark, not a test: nothing here asserts a speed.
 set -euo pipefail
@@ -238,6 +239,12 @@ EOF
 echo
 cat "$WORK/section.md"
 echo
+
+if [ -n "${BENCH_RESULTS:-}" ]; then
+  mkdir -p "$BENCH_RESULTS"
+  cp "$RESULTS" "$BENCH_RESULTS/runs.jsonl"
+  cp "$WORK/section.md" "$BENCH_RESULTS/section.md"
+fi
 
 TOTAL_ERRORS="$(node -e "
   const rs = require('fs').readFileSync(process.argv[1], 'utf8').trim().split('\n').map(JSON.parse);

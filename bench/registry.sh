@@ -51,6 +51,16 @@
 #   BENCH_SUBSCRIBERS  SSE subscribers of the revoke → delivery run (default 100); with
 #                      BENCH_PROCESSES > 1, also the resident memory per idle subscriber
 #   BENCH_REVOKES      revokes of that run (default 20)
+#   BENCH_WORKLOADS    what to run (default "pgbench prepared token jwt list revoke"; add
+#                      "lookup" for the registry's token-hash statement run by pgbench on the
+#                      sessions table). With fewer than the default six, no section is written:
+#                      bench/all.sh's sessions curve runs "pgbench token jwt lookup" per point
+#   BENCH_SWEEP        connection counts (e.g. "1 4 16 64"): after the other runs, `pgbench -S`
+#                      and authenticate by token at each (BENCH_SWEEP_WORKLOADS adds "jwt")
+#   BENCH_RESULTS      a folder to write the raw figures into, machine-readable (meta.json,
+#                      runs.jsonl, pgbench.json, lookup.json, revoke.json, sweep.jsonl and the
+#                      latency distributions NAME.hist.csv: `latency_us,count`), for
+#                      bench/all.sh and bench/plot
 #
 # Needs psql, pgbench, wrk (`apt-get install wrk`) or oha (`cargo install oha`), jq, python3. This is a benchmark, not a test:
 # nothing here asserts a speed.
@@ -91,6 +101,24 @@ if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
   COMMAND="$COMMAND BENCH_BASELINE_BIN=${BENCH_BASELINE_BIN} BENCH_BASELINE_LABEL=\"${BENCH_BASELINE_LABEL:-baseline}\""
 fi
 COMMAND="$COMMAND bench/registry.sh"
+RESULTS_DIR="${BENCH_RESULTS:-}"
+DEFAULT_WORKLOADS="pgbench prepared token jwt list revoke"
+WORKLOADS="${BENCH_WORKLOADS:-$DEFAULT_WORKLOADS}"
+SWEEP="${BENCH_SWEEP:-}"
+SWEEP_WORKLOADS="${BENCH_SWEEP_WORKLOADS:-token}"
+has() { case " $WORKLOADS " in *" $1 "*) return 0 ;; esac; return 1; }
+# Every workload of the section's tables: only then is the section made.
+FULL=1
+for w in $DEFAULT_WORKLOADS; do has "$w" || FULL=0; done
+if [ "$SESSIONS" != 1000000 ]; then
+  COMMAND="BENCH_SESSIONS=$SESSIONS $COMMAND"
+fi
+if [ "$WORKLOADS" != "$DEFAULT_WORKLOADS" ]; then
+  COMMAND="BENCH_WORKLOADS=\"$WORKLOADS\" $COMMAND"
+fi
+if [ -n "$SWEEP" ]; then
+  COMMAND="BENCH_SWEEP=\"$SWEEP\" $COMMAND"
+fi
 DB=lanyard_bench
 PGBENCH_DB=lanyard_pgbench
 
@@ -249,6 +277,8 @@ FROM generate_series(1, :sessions) g LEFT JOIN seed_tokens t ON t.n = g;
 COMMIT;
 SET session_replication_role = origin;
 VACUUM ANALYZE accounts, devices, sessions;
+-- The seed's dirty pages written out now, not by a checkpoint during the measured runs.
+CHECKPOINT;
 EOF
 SEED_SECS="$(python3 -c "import time; print(round(time.time() - $SEED_START))")"
 ROWS="$(psql "$PG dbname=$DB" -qAt -c 'SELECT count(*) FROM sessions')"
@@ -287,7 +317,8 @@ load_run() {
   local name="$1" secs="$2" method="$3" path="$4" bodies="$5" bearer="$6" TIMEFORMAT='%U %S'
   if [ "$LOADGEN" = wrk ]; then
     { time WRK_METHOD="$method" WRK_PATH="$path" WRK_BODIES="$bodies" WRK_BEARER="$bearer" \
-      WRK_OUT="$WORK/$name.json" wrk -t 2 -c "$CONNECTIONS" -d "${secs}s" \
+      WRK_OUT="$WORK/$name.json" WRK_HIST="$WORK/$name.hist.csv" \
+      wrk -t "$((CONNECTIONS < 2 ? CONNECTIONS : 2))" -c "$CONNECTIONS" -d "${secs}s" \
       -s "$ROOT/bench/lib/wrk-requests.lua" "$REGISTRY" >"$WORK/$name.wrk-out" 2>&1; } 2>"$WORK/$name.cpu"
   else
     local args=(-m "$method")
@@ -386,24 +417,59 @@ else
 fi
 LOAD_START="$(load_average)"
 
-echo "== pgbench -S -c $CONNECTIONS -j 2 -T $DURATION" >&2
-m0="$(machine_ticks)"
-pgbench "$PG dbname=$PGBENCH_DB" -S -n -c "$CONNECTIONS" -j 2 -T "$DURATION" >"$WORK/pgbench.txt" 2>&1
-m1="$(machine_ticks)"
-cat "$WORK/pgbench.txt" >&2
-PGBENCH_TPS="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$WORK/pgbench.txt" | head -n1)"
-PGBENCH_LAT="$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$WORK/pgbench.txt")"
-PGBENCH_TX="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$WORK/pgbench.txt")"
-PGBENCH_BUSY="$(python3 -c "b0, a0 = map(int, '$m0'.split()); b1, a1 = map(int, '$m1'.split()); print(round(100 * (b1 - b0) / max(1, a1 - a0)))")"
+# pgbench_run NAME DBNAME CONNECTIONS ARGS...: pgbench for DURATION s, one transaction in ten
+# logged (--sampling-rate 0.1: its p50/p99 and latency distribution, $WORK/NAME.hist.csv);
+# output in $WORK/NAME.txt, latency JSON in $WORK/NAME.latency.json.
+pgbench_run() {
+  local name="$1" dbname="$2" c="$3"
+  shift 3
+  rm -f "$WORK/$name-log".*
+  pgbench "$PG dbname=$dbname" -n -c "$c" -j "$((c < 2 ? c : 2))" -T "$DURATION" \
+    -l --sampling-rate 0.1 --log-prefix "$WORK/$name-log" "$@" >"$WORK/$name.txt" 2>&1
+  cat "$WORK/$name.txt" >&2
+  python3 bench/lib/pgbench_log.py "$WORK/$name.hist.csv" "$WORK/$name-log".* >"$WORK/$name.latency.json"
+  rm -f "$WORK/$name-log".*
+}
+pgbench_tps() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$WORK/$1.txt" | head -n1; }
 
-echo "== pgbench -S -M prepared -c $CONNECTIONS -j 2 -T $DURATION" >&2
-pgbench "$PG dbname=$PGBENCH_DB" -S -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" >"$WORK/pgbench-prepared.txt" 2>&1
-cat "$WORK/pgbench-prepared.txt" >&2
-PGBENCH_PREPARED_TPS="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$WORK/pgbench-prepared.txt" | head -n1)"
+if has pgbench; then
+  echo "== pgbench -S -c $CONNECTIONS -j 2 -T $DURATION" >&2
+  m0="$(machine_ticks)"
+  pgbench_run pgbench "$PGBENCH_DB" "$CONNECTIONS" -S
+  m1="$(machine_ticks)"
+  PGBENCH_TPS="$(pgbench_tps pgbench)"
+  PGBENCH_LAT="$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$WORK/pgbench.txt")"
+  PGBENCH_TX="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$WORK/pgbench.txt")"
+  PGBENCH_BUSY="$(python3 -c "b0, a0 = map(int, '$m0'.split()); b1, a1 = map(int, '$m1'.split()); print(round(100 * (b1 - b0) / max(1, a1 - a0)))")"
+  PGBENCH_P50="$(jq .p50_ms "$WORK/pgbench.latency.json")"
+  PGBENCH_P99="$(jq .p99_ms "$WORK/pgbench.latency.json")"
+fi
 
+if has prepared; then
+  echo "== pgbench -S -M prepared -c $CONNECTIONS -j 2 -T $DURATION" >&2
+  pgbench "$PG dbname=$PGBENCH_DB" -S -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" >"$WORK/pgbench-prepared.txt" 2>&1
+  cat "$WORK/pgbench-prepared.txt" >&2
+  PGBENCH_PREPARED_TPS="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$WORK/pgbench-prepared.txt" | head -n1)"
+fi
+
+if has lookup; then
+  # What a token lookup costs Postgres at this table size, without the registry: the registry's
+  # statement (session-registry/src/store/pg_hot.rs) for the hash of a random seeded session's
+  # token (the seeding stores SHA-256('seed-token-' || n) for the sessions without a real token).
+  echo "== lookup: the token-hash statement on $DB, pgbench -c $CONNECTIONS -T $DURATION" >&2
+  cat >"$WORK/lookup.sql" <<EOF
+\set g random(1, $SESSIONS)
+SELECT id, account_id, expires_at FROM sessions WHERE tenant = 'acme' AND token_hash = ANY(ARRAY[encode(sha256(convert_to('seed-token-' || :g, 'UTF8')), 'hex')]);
+EOF
+  pgbench_run lookup "$DB" "$CONNECTIONS" -f "$WORK/lookup.sql"
+fi
+
+TOKEN_BATCHING=""
+if has token; then
 http_run token POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
 # How the measured run's token lookups were batched, from the registry's /metrics.
-TOKEN_BATCHING="$(python3 - "$WORK/token.metrics-before" "$WORK/token.metrics-after" <<'EOF'
+TOKEN_BATCHING="$(python3 - "$WORK/token.metrics-before" "$WORK/token.metrics-after" "$WORK/token.batching.json" <<'EOF'
+import json
 import sys
 
 NAMES = ("lanyard_registry_token_lookups_total", "lanyard_registry_token_lookup_statements_total")
@@ -430,6 +496,10 @@ cache = {
     for n in after
     if n.startswith(CACHE + "{")
 }
+if len(sys.argv) > 3:
+    # Machine-readable, for bench/all.sh: how many of the run's tokens went to the database.
+    with open(sys.argv[3], "w", encoding="utf-8") as f:
+        json.dump({"db_lookups": lookups, "statements": statements, "session_cache": cache}, f)
 looks = sum(cache.values())
 outcomes = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(cache.items(), key=lambda kv: -kv[1]) if v)
 print(
@@ -442,6 +512,9 @@ print(
 EOF
 )"
 echo "   $TOKEN_BATCHING" >&2
+fi
+
+if has jwt; then
 
 # Session JWTs minted now (lat = now): the JWT path answers from the signature and the pushed
 # revocation set without the database while lat is under a minute old, which covers the run.
@@ -450,8 +523,11 @@ for t in "${TOKENS[@]}"; do
     "$REGISTRY/v1/sessions/authenticate" | jq -c '{session_jwt}'
 done >"$WORK/jwt-bodies.txt"
 http_run jwt POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
+fi
 
-http_run list GET /v1/sessions "" "${TOKENS[0]}"
+if has list; then
+  http_run list GET /v1/sessions "" "${TOKENS[0]}"
+fi
 
 if [ "$PROCESSES" != 1 ]; then
   # The same two authenticate workloads through HAProxy, round-robin over every process.
@@ -479,8 +555,30 @@ if [ -n "$BASELINE_BIN" ]; then
   REGISTRY="$MAIN_REGISTRY" REGISTRY_PID="$MAIN_REGISTRY_PID"
 fi
 
+if [ -n "$SWEEP" ]; then
+  # Throughput against connections: pgbench -S and the authenticate runs at each count.
+  : >"$WORK/sweep.jsonl"
+  MAIN_CONNECTIONS="$CONNECTIONS"
+  for c in $SWEEP; do
+    echo "== sweep: $c connections" >&2
+    pgbench_run "sweep-pgbench-$c" "$PGBENCH_DB" "$c" -S
+    jq -c --arg tps "$(pgbench_tps "sweep-pgbench-$c")" --argjson c "$c" \
+      '{workload: "pgbench -S", connections: $c, rps: ($tps | tonumber), p50_ms, p99_ms, errors: 0}' \
+      "$WORK/sweep-pgbench-$c.latency.json" >>"$WORK/sweep.jsonl"
+    CONNECTIONS="$c"
+    for w in $SWEEP_WORKLOADS; do
+      bodies="$WORK/token-bodies.txt"
+      [ "$w" = jwt ] && bodies="$WORK/jwt-bodies.txt"
+      http_run "sweep-$w-$c" POST /v1/sessions/authenticate "$bodies" ""
+      tail -n1 "$RESULTS" | jq -c --arg w "$w" --argjson c "$c" \
+        '{workload: $w, connections: $c, rps, p50_ms, p99_ms, errors}' >>"$WORK/sweep.jsonl"
+    done
+    CONNECTIONS="$MAIN_CONNECTIONS"
+  done
+fi
+
 SUBSCRIBER_TOKENS=()
-if [ "$SUBSCRIBERS" -gt 100 ]; then
+if has revoke && [ "$SUBSCRIBERS" -gt 100 ]; then
   # A sign-in per subscriber (the IdP's login form, a password hash each) would take longer than
   # everything else here: bob signs in once, and his other subscriber sessions are seeded with SQL
   # as copies of that session, each with a real token of its own and a device of its own.
@@ -510,12 +608,14 @@ EOF
   SUBSCRIBER_TOKENS=(--subscriber-tokens "$WORK/subscriber-tokens.txt")
 fi
 
+if has revoke; then
 echo "== revoke-to-SSE: $SUBSCRIBERS subscribers over $PROCESSES process(es), $REVOKES revokes" >&2
 SUBSCRIBE_TO="$(IFS=,; echo "${REGISTRY_URLS[*]}")"
 REGISTRY_PID_LIST="$(IFS=,; echo "${REGISTRY_PIDS[*]}")"
 "$BIN/examples/revoke_latency" --issuer "$ISSUER" --registry "$REGISTRY" --user bob \
   --subscribers "$SUBSCRIBERS" --revokes "$REVOKES" --concurrency 8 \
   --subscribe-to "$SUBSCRIBE_TO" --pids "$REGISTRY_PID_LIST" "${SUBSCRIBER_TOKENS[@]}" | tee "$WORK/revoke.json" >&2
+fi
 LOAD_END="$(load_average)"
 
 if [ "$PERF" = 1 ]; then
@@ -531,8 +631,9 @@ if [ "$PERF" = 1 ]; then
   done
 fi
 
+if [ "$FULL" = 1 ]; then
 export RESULTS WORK PGBENCH_TPS PGBENCH_LAT PGBENCH_TX PGBENCH_BUSY PGBENCH_PREPARED_TPS CONNECTIONS DURATION WARMUP
-export ROWS LISTED SUBSCRIBERS REVOKES BASELINE_LABEL PROCESSES
+export ROWS LISTED SUBSCRIBERS REVOKES BASELINE_LABEL PROCESSES PGBENCH_P50 PGBENCH_P99
 {
   echo "$SECTION"
   echo
@@ -553,7 +654,7 @@ names = {
 }
 print("| workload | requests/s | p50 ms | p99 ms | requests | errors | registry CPU, cores | Postgres backends CPU, cores | load generator CPU, cores | machine CPU busy | ÷ pgbench -S |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-print(f"| `pgbench -S -c {c} -j 2` (simple protocol) | {pg:.0f} | | | {env['PGBENCH_TX']} | 0 | | | | {env['PGBENCH_BUSY']} % | 1.00 |")
+print(f"| `pgbench -S -c {c} -j 2` (simple protocol) | {pg:.0f} | {float(env['PGBENCH_P50']):.2f} | {float(env['PGBENCH_P99']):.2f} | {env['PGBENCH_TX']} | 0 | | | | {env['PGBENCH_BUSY']} % | 1.00 |")
 print(f"| `pgbench -S -M prepared -c {c} -j 2` | {pgp:.0f} | | | | | | | | | {pgp / pg:.2f} |")
 procs = int(env["PROCESSES"])
 if "token-lb" in runs:
@@ -611,7 +712,7 @@ if procs > 1:
         print(f"| {kind} authenticate, {procs} processes behind HAProxy ÷ one process (same run) | {many / one:.2f} × ({many / pg:.2f} × `pgbench -S`) | (no target) |")
 EOF
   echo
-  echo "Data: $ROWS sessions in \`$DB\` (tenant acme): $SESSIONS seeded with SQL (\`INSERT … SELECT generate_series\`: $ACCOUNTS_SEEDED accounts with 10 sessions each, every session on its own device, then \`VACUUM ANALYZE\`; ${SEED_SECS} s), plus the sessions opened through the API. $TOKENS_SEEDED of the seeded sessions, spread evenly over the table, have real tokens: made in the registry's format (\`lyst_acme_\` + 44 base62 characters + the 6-character CRC-32 check of \`session-registry/src/token.rs\`) and stored as their SHA-256; authenticate by token presents one of them at random per request (a JSON body per line, picked by \`bench/lib/wrk-requests.lua\` or \`oha -Z\`), so each request resolves a random session among all $ROWS. Authenticate by JWT presents, at random, the session JWTs of alice's $CONNECTIONS sessions (opened through \`POST /v1/sessions\` with a real ID token from the mock IdP, each on its own device), minted just before the run; the list presents one of alice's session tokens. One $LOADGEN process ($LOADGEN_SHAPE), $CONNECTIONS keep-alive connections, ${WARMUP} s of warm-up (discarded), then ${DURATION} s; requests/s counts 2xx answers; p50 and p99 are $LOADGEN's. The registry runs with its defaults (2 actix workers, a pool of 16 Postgres connections) and \`RUST_LOG=warn\`. \`pgbench -S\` runs on \`$PGBENCH_DB\` (\`pgbench -i -s 10\`: 1,000,000 rows in \`pgbench_accounts\`) on the same server over TCP, one SELECT per transaction. The CPU columns are CPU time (user + system) per second of the measured run: the registry process, the Postgres backends serving its pool (\`pg_stat_activity\`, \`/proc\`) and $LOADGEN; machine CPU busy counts all CPUs (\`/proc/stat\`): $LOADGEN, Postgres and the registry share the $(nproc) cores, as pgbench and Postgres do in the first row."
+  echo "Data: $ROWS sessions in \`$DB\` (tenant acme): $SESSIONS seeded with SQL (\`INSERT … SELECT generate_series\`: $ACCOUNTS_SEEDED accounts with 10 sessions each, every session on its own device, then \`VACUUM ANALYZE\`; ${SEED_SECS} s), plus the sessions opened through the API. $TOKENS_SEEDED of the seeded sessions, spread evenly over the table, have real tokens: made in the registry's format (\`lyst_acme_\` + 44 base62 characters + the 6-character CRC-32 check of \`session-registry/src/token.rs\`) and stored as their SHA-256; authenticate by token presents one of them at random per request (a JSON body per line, picked by \`bench/lib/wrk-requests.lua\` or \`oha -Z\`), so each request resolves a random session among all $ROWS. Authenticate by JWT presents, at random, the session JWTs of alice's $CONNECTIONS sessions (opened through \`POST /v1/sessions\` with a real ID token from the mock IdP, each on its own device), minted just before the run; the list presents one of alice's session tokens. One $LOADGEN process ($LOADGEN_SHAPE), $CONNECTIONS keep-alive connections, ${WARMUP} s of warm-up (discarded), then ${DURATION} s; requests/s counts 2xx answers; p50 and p99 are $LOADGEN's. The registry runs with its defaults (2 actix workers, a pool of 16 Postgres connections) and \`RUST_LOG=warn\`. \`pgbench -S\` runs on \`$PGBENCH_DB\` (\`pgbench -i -s 10\`: 1,000,000 rows in \`pgbench_accounts\`) on the same server over TCP, one SELECT per transaction. Its p50 and p99 come from one transaction in ten, logged (\`pgbench -l --sampling-rate 0.1\`, \`bench/lib/pgbench_log.py\`). The CPU columns are CPU time (user + system) per second of the measured run: the registry process, the Postgres backends serving its pool (\`pg_stat_activity\`, \`/proc\`) and $LOADGEN; machine CPU busy counts all CPUs (\`/proc/stat\`): $LOADGEN, Postgres and the registry share the $(nproc) cores, as pgbench and Postgres do in the first row."
   echo
   echo "What each request costs in Postgres: authenticate by token checks the token's format and checksum first (a malformed token never reaches the database); a token whose session was read in the last 60 s is answered from the process's session cache (\`session-registry/src/service/session_cache.rs\`, issue #14: only while the event feed is connected, no event of the account arrived since and the session is not in the revoked set), so each of the 10,000 tokens goes to the database about once a minute. Otherwise it looks it up on the registry's own lookup connections (\`session-registry/src/store/pg_hot.rs\`, tokio-postgres): each actix worker thread has one connection, and the lookups its requests start while a statement is in flight wait and go together as the next one, \`SELECT … FROM sessions WHERE tenant = \$1 AND token_hash = ANY(\$2)\` (one statement per tenant in the batch, pipelined); no timer holds a batch back, so a lookup waits at most for the batch in flight. In the measured token run: $TOKEN_BATCHING (\`lanyard_registry_token_lookups_total\` and \`lanyard_registry_token_lookup_statements_total\` on \`/metrics\`, before and after). The connection runs as \`lanyard_app\` with its \`lanyard.tenant\` set at session level ahead of a statement of another tenant, so row-level security applies as on every other query. Sessions carry copies of their account's and device's fields, so the statement reads one table. The tenant's settings come from memory (re-read every 10 s). The activity is recorded (\`UPDATE sessions\`, \`UPDATE devices\`, a durable commit) only when the recorded time is a minute old or more, so a steady heartbeat is a read; the seeded sessions were last active an hour before the run, so each records its activity once, during the warm-up (every token is presented there many times), and the measured ${DURATION} s are reads, as a heartbeat is between its once-a-minute writes. The answer carries the session JWT minted for the session in the last 30 s, else a newly signed one. Authenticate by JWT, within a minute of the JWT's last database check, remembers the ES256 verification per JWT (expiry and the pushed revocation set are checked every time) and reuses the recently minted JWT: no database and, in the steady state, no P-256 arithmetic. The list resolves the token, then reads the account's sessions (a transaction with the joins)."
   echo
@@ -648,16 +749,57 @@ EOF
 echo
 cat "$WORK/section.md"
 echo
+fi
 
-ERRORS="$(jq -s 'map(.errors) | add' "$RESULTS")"
-MISSED="$(jq .missed "$WORK/revoke.json")"
+if [ -n "$RESULTS_DIR" ]; then
+  # The raw figures, for bench/all.sh and bench/plot.
+  mkdir -p "$RESULTS_DIR"
+  cp "$RESULTS" "$RESULTS_DIR/runs.jsonl"
+  for f in pgbench.latency.json lookup.latency.json revoke.json sweep.jsonl token.batching.json section.md; do
+    if [ -f "$WORK/$f" ]; then cp "$WORK/$f" "$RESULTS_DIR/${f/.latency/}"; fi
+  done
+  for f in "$WORK"/*.hist.csv; do
+    case "$f" in *-warmup.hist.csv) ;; *) [ -f "$f" ] && cp "$f" "$RESULTS_DIR/" ;; esac
+  done
+  if [ -f "$RESULTS_DIR/pgbench.json" ]; then
+    jq -c --arg tps "$PGBENCH_TPS" --arg prepared "${PGBENCH_PREPARED_TPS:-}" --argjson c "$CONNECTIONS" \
+      '. + {tps: ($tps | tonumber), prepared_tps: (if $prepared == "" then null else ($prepared | tonumber) end), connections: $c}' \
+      "$RESULTS_DIR/pgbench.json" >"$RESULTS_DIR/pgbench.json.tmp" && mv "$RESULTS_DIR/pgbench.json.tmp" "$RESULTS_DIR/pgbench.json"
+  fi
+  if [ -f "$RESULTS_DIR/lookup.json" ]; then
+    jq -c --arg tps "$(pgbench_tps lookup)" '. + {tps: ($tps | tonumber)}' "$RESULTS_DIR/lookup.json" \
+      >"$RESULTS_DIR/lookup.json.tmp" && mv "$RESULTS_DIR/lookup.json.tmp" "$RESULTS_DIR/lookup.json"
+  fi
+  jq -n --arg command "$COMMAND" --arg machine "$(machine_line)" --arg measured "$(now_utc)" \
+    --arg pg_version "$PG_VERSION" --arg pg_settings "$PG_SETTINGS" \
+    --argjson sessions "$SESSIONS" --argjson rows "$ROWS" --argjson seed_secs "$SEED_SECS" \
+    --argjson tokens "$TOKENS_SEEDED" --argjson connections "$CONNECTIONS" \
+    --argjson duration "$DURATION" --argjson warmup "$WARMUP" --arg workloads "$WORKLOADS" \
+    --arg load_start "$LOAD_START" --arg load_end "$LOAD_END" --arg loadgen "$LOADGEN_VERSION" \
+    --arg token_batching "$TOKEN_BATCHING" \
+    '{command: $command, machine: $machine, measured: $measured, pg_version: $pg_version,
+      pg_settings: $pg_settings, sessions: $sessions, rows: $rows, seed_secs: $seed_secs,
+      tokens: $tokens, connections: $connections, duration: $duration, warmup: $warmup,
+      workloads: $workloads, load_start: $load_start, load_end: $load_end, loadgen: $loadgen,
+      token_batching: $token_batching}' >"$RESULTS_DIR/meta.json"
+  echo "bench/registry.sh: raw figures in $RESULTS_DIR" >&2
+fi
+
+# The sweep's errors are in its own figures (sweep.jsonl); they do not hold back the section.
+ERRORS="$(jq -s 'map(select(.name | startswith("sweep-") | not) | .errors) | add // 0' "$RESULTS")"
+SWEEP_ERRORS="$(jq -s 'map(select(.name | startswith("sweep-")) | .errors) | add // 0' "$RESULTS")"
+if [ "$SWEEP_ERRORS" != 0 ]; then
+  echo "bench/registry.sh: the connections sweep counted $SWEEP_ERRORS errors (see sweep.jsonl)" >&2
+fi
+MISSED=0
+if [ -f "$WORK/revoke.json" ]; then MISSED="$(jq .missed "$WORK/revoke.json")"; fi
 if { [ "$ERRORS" != 0 ] || [ "$MISSED" != 0 ]; } && [ "${BENCH_ALLOW_ERRORS:-0}" != 1 ]; then
   KEPT="$(mktemp -d /tmp/bench-registry-XXXXXX)"
   cp "$WORK"/*.err "$WORK"/*.wrk-out "$WORK"/*.json "$KEPT"/ 2>/dev/null || true
   echo "bench/registry.sh: $ERRORS errors, $MISSED missed events; not writing ${DOC:-the document} (BENCH_ALLOW_ERRORS=1 to write anyway); the servers' logs and the load generator's output are kept in $KEPT" >&2
   exit 1
 fi
-if [ -n "$DOC" ]; then
+if [ -n "$DOC" ] && [ "$FULL" = 1 ]; then
   python3 bench/lib/write_section.py "$DOC" "$SECTION" "$WORK/section.md"
   echo "bench/registry.sh: wrote the section into $DOC" >&2
 fi

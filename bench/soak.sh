@@ -14,7 +14,8 @@
 #
 # Environment: SOAK_SECONDS (600), SOAK_RATE (200 operations/s), SOAK_SUBSCRIBERS (1000),
 # BENCH_PG (libpq options, default "host=127.0.0.1 port=5432 user=postgres"),
-# SOAK_DOC (docs/reliability.md; "" to skip).
+# SOAK_DOC (docs/reliability.md; "" to skip), BENCH_RESULTS (a folder to copy the JSON report
+# into, for bench/all.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -79,6 +80,10 @@ set +e
 RC=$?
 set -e
 cat "$WORK/soak.json"
+if [ -n "${BENCH_RESULTS:-}" ]; then
+  mkdir -p "$BENCH_RESULTS"
+  cp "$WORK/soak.json" "$BENCH_RESULTS/soak.json"
+fi
 if [ "$RC" != 0 ]; then
   KEPT="$(mktemp -d /tmp/bench-soak-XXXXXX)"
   cp "$WORK"/*.err "$WORK"/*.out "$WORK/soak.json" "$KEPT"/ 2>/dev/null || true
@@ -114,6 +119,7 @@ print()
 print("Operations: 55 % heartbeats (token authenticate of a random live session), 15 % session lists, 10 % sign-ins (a code flow at the IdP, then `POST /v1/sessions`), 10 % refreshes at the IdP (each rotating one of the grants the soak holds), 10 % revokes by id through another session of the same account. A heartbeat or list of a session revoked meanwhile may rightly be refused; every other answer must be the operation's success. The audit pages through the tenant's admin listing.")
 PY
 cat "$WORK/section.md"
+if [ -n "${BENCH_RESULTS:-}" ]; then cp "$WORK/section.md" "$BENCH_RESULTS/section.md"; fi
 if [ -n "$DOC" ]; then
   [ -f "$DOC" ] || printf '# Reliability\n\nRuns anyone can repeat: the command that made each figure is beside it.\n' >"$DOC"
   python3 bench/lib/write_section.py "$DOC" "## Soak" "$WORK/section.md"

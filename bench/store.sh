@@ -14,6 +14,7 @@
 #   BENCH_WARMUP       criterion --warm-up-time, seconds (default 1)
 #   BENCH_MEASUREMENT  criterion --measurement-time, seconds (default 3)
 #   BENCH_DOC          document to update (default docs/benchmarks.md; "" to skip)
+#   BENCH_RESULTS      a folder to copy the raw figures into (machine-readable, for bench/all.sh)
 #
 # Needs Debian's dbus and gnome-keyring. This is a benchmark, not a test: nothing here asserts a
 # speed.
@@ -67,6 +68,11 @@ LOAD_END="$(load_average)"
 
 echo
 cat "$WORK/section.md"
+if [ -n "${BENCH_RESULTS:-}" ]; then
+  mkdir -p "$BENCH_RESULTS"
+  cp "$WORK/section.md" "$BENCH_RESULTS/section.md"
+  cp -r "$CRITERION_HOME" "$BENCH_RESULTS/criterion"
+fi
 echo
 
 if grep -q "no Secret Service: skipping keyring benches" "$WORK/bench.log"; then

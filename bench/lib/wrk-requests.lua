@@ -4,6 +4,8 @@
 --   WRK_BODIES  optional file of JSON bodies, one per line: each request sends one at random
 --   WRK_BEARER  optional bearer credential
 --   WRK_OUT     file the summary is written to (JSON, one line)
+--   WRK_HIST    optional file the latency distribution is written to (CSV `latency_us,count`:
+--               every distinct latency wrk recorded and how many requests took it)
 local method = os.getenv("WRK_METHOD") or "GET"
 local path = os.getenv("WRK_PATH") or "/"
 local bodies_file = os.getenv("WRK_BODIES") or ""
@@ -43,4 +45,15 @@ function done(summary, latency, requests)
     summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99)))
   f:close()
+  local hist = os.getenv("WRK_HIST") or ""
+  if hist ~= "" then
+    local h = assert(io.open(hist, "w"))
+    h:write("latency_us,count\n")
+    -- latency(i): the i-th distinct recorded value (µs) and its count, ascending.
+    for i = 1, #latency do
+      local value, count = latency(i)
+      h:write(string.format("%d,%d\n", value, count))
+    end
+    h:close()
+  end
 end

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Assembles bench/all.sh's per-step raw figures into the tables bench/plot draws.
+
+    all_figures.py RESULTS_DIR
+
+Reads RESULTS_DIR/curve-<N>/ (bench/registry.sh's BENCH_RESULTS of each size of the sessions
+curve) and RESULTS_DIR/registry/sweep.jsonl; writes
+
+    RESULTS_DIR/curve.csv  sessions,series,p50_ms,p99_ms,rps,requests,db_lookups,errors
+    RESULTS_DIR/sweep.csv  connections,series,rps,p50_ms,p99_ms,errors
+
+Series names are the ones the plots and the summary show. A size whose run ended before it wrote
+its figures is left out; one whose load generator counted errors is kept, with its error count
+(bench/registry.sh then exits 1 and all.sh marks the size failed).
+"""
+import csv
+import json
+import os
+import re
+import sys
+
+TOKEN = "authenticate by token"
+JWT = "authenticate by JWT"
+LOOKUP = "token-hash statement in Postgres"
+PGBENCH = "pgbench -S (anchor)"
+
+
+def load_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def load_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def curve_rows(res):
+    rows = []
+    sizes = sorted(
+        int(m.group(1))
+        for d in os.listdir(res)
+        if (m := re.fullmatch(r"curve-(\d+)", d)) and os.path.isfile(os.path.join(res, d, "meta.json"))
+    )
+    for n in sizes:
+        d = os.path.join(res, f"curve-{n}")
+        runs = {r["name"]: r for r in load_jsonl(os.path.join(d, "runs.jsonl"))}
+        lookups = None
+        if os.path.exists(os.path.join(d, "token.batching.json")):
+            lookups = load_json(os.path.join(d, "token.batching.json")).get("db_lookups")
+        for name, series in (("token", TOKEN), ("jwt", JWT)):
+            if name in runs:
+                r = runs[name]
+                rows.append([n, series, r["p50_ms"], r["p99_ms"], round(r["rps"]), r["requests"],
+                             lookups if name == "token" else 0, r["errors"]])
+        for file, series in (("lookup.json", LOOKUP), ("pgbench.json", PGBENCH)):
+            path = os.path.join(d, file)
+            if os.path.exists(path):
+                r = load_json(path)
+                rows.append([n, series, r["p50_ms"], r["p99_ms"], round(r["tps"]), "", "", 0])
+    return rows
+
+
+def sweep_rows(res):
+    path = os.path.join(res, "registry", "sweep.jsonl")
+    if not os.path.exists(path):
+        return []
+    names = {"pgbench -S": PGBENCH, "token": TOKEN, "jwt": JWT}
+    return [
+        [r["connections"], names.get(r["workload"], r["workload"]), round(r["rps"]), r["p50_ms"], r["p99_ms"], r["errors"]]
+        for r in load_jsonl(path)
+    ]
+
+
+def write_csv(path, header, rows):
+    if not rows:
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def main() -> None:
+    res = sys.argv[1]
+    write_csv(os.path.join(res, "curve.csv"),
+              ["sessions", "series", "p50_ms", "p99_ms", "rps", "requests", "db_lookups", "errors"], curve_rows(res))
+    write_csv(os.path.join(res, "sweep.csv"),
+              ["connections", "series", "rps", "p50_ms", "p99_ms", "errors"], sweep_rows(res))
+
+
+if __name__ == "__main__":
+    main()
