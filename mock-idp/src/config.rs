@@ -266,9 +266,30 @@ impl Lifetimes {
 #[serde(deny_unknown_fields, default)]
 pub struct GuestLimits {
     /// Guest users the tenant holds at most (an upgraded guest no longer counts).
+    #[schema(maximum = 1_000_000_000)]
     pub max_users: u64,
     /// Guests one client IP address may create in any 60 seconds.
+    #[schema(maximum = 1_000_000)]
     pub per_address_per_minute: u32,
+}
+
+impl GuestLimits {
+    /// Bounds as the OpenAPI schema states them (a value past them is a typo, not a policy).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_users > 1_000_000_000 {
+            return Err(ConfigError::Invalid(format!(
+                "guests.max_users must be at most 1000000000, got {}",
+                self.max_users
+            )));
+        }
+        if self.per_address_per_minute > 1_000_000 {
+            return Err(ConfigError::Invalid(format!(
+                "guests.per_address_per_minute must be at most 1000000, got {}",
+                self.per_address_per_minute
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for GuestLimits {

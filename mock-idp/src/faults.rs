@@ -106,7 +106,7 @@ impl FaultSpec {
     }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Fault {
     pub id: String,
     #[serde(flatten)]

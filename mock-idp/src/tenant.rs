@@ -63,10 +63,13 @@ impl Tenant {
         clock: SharedClock,
     ) -> Result<Self, TenantError> {
         let tenant = cfg.slug.clone();
-        cfg.lifetimes.validate().map_err(|e| TenantError::Invalid {
-            tenant: tenant.clone(),
-            message: e.to_string(),
-        })?;
+        cfg.lifetimes
+            .validate()
+            .and_then(|()| cfg.guests.validate())
+            .map_err(|e| TenantError::Invalid {
+                tenant: tenant.clone(),
+                message: e.to_string(),
+            })?;
         let mut directory = Directory::default();
         for user in &cfg.users {
             let user =

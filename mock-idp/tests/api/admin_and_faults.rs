@@ -645,6 +645,28 @@ async fn a_malformed_rotate_request_rotates_nothing_and_an_undeclared_method_is_
             .contains("lifetimes.refresh_token must be at most"),
         "{err}"
     );
+    let res = idp
+        .admin(
+            Method::POST,
+            "tenants",
+            Some(json!({"slug": "many", "guests": {"per_address_per_minute": 2_147_483_648_u64}})),
+        )
+        .await;
+    assert!(res.status().is_client_error(), "{}", res.status());
+    // A fault is answered as its schema says: the spec, its id and what is left of it.
+    let fault: Value = idp
+        .admin(
+            Method::POST,
+            "tenants/acme/faults",
+            Some(json!({"latency_ms": 1, "count": 2})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fault["remaining"], 2);
+    assert_eq!(fault["latency_ms"], 1);
+    assert!(fault["id"].is_string());
     // No body at all is still the default rotation.
     let res = idp
         .admin(Method::POST, "tenants/acme/keys/rotate", None)

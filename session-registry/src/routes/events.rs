@@ -72,7 +72,7 @@ impl State {
     }
 }
 
-#[utoipa::path(get, path = "/v1/events", responses((status = 200, content_type = "text/event-stream"), (status = 401)),
+#[utoipa::path(get, path = "/v1/events", responses((status = 200, content_type = "text/event-stream"), (status = 401), (status = 429, description = "too many failed attempts from this address")),
     security(("bearer" = [])))]
 pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let caller = reg.resolve(bearer(&req)?, &ctx(&req)).await?;

@@ -39,7 +39,7 @@ pub async fn authenticate(
 }
 
 /// Every live session of the caller's account, across devices; the caller's marked `current`.
-#[utoipa::path(get, path = "/v1/sessions", responses((status = 200, body = SessionList), (status = 401)),
+#[utoipa::path(get, path = "/v1/sessions", responses((status = 200, body = SessionList), (status = 401), (status = 429, description = "too many failed attempts from this address")),
     security(("bearer" = [])))]
 pub async fn list(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let caller = reg.resolve(bearer(&req)?, &ctx(&req)).await?;
@@ -50,7 +50,7 @@ pub async fn list(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpResp
 
 /// Revoke one session of the caller's account, or `current`, `others` or `all`.
 #[utoipa::path(post, path = "/v1/sessions/revoke", request_body = RevokeRequest,
-    responses((status = 200, body = RevokeResponse), (status = 400), (status = 401), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = RevokeResponse), (status = 400), (status = 401), (status = 404), (status = 429, description = "too many failed attempts from this address")), security(("bearer" = [])))]
 pub async fn revoke(
     reg: web::Data<Registry>,
     req: HttpRequest,
@@ -65,7 +65,7 @@ pub async fn revoke(
 /// `insufficient_user_authentication`. Needs the session token and a new ID token of the same
 /// person, issued by a sign-in within the tenant's `max_age`.
 #[utoipa::path(post, path = "/v1/sessions/reauthenticate", request_body = ReauthenticateRequest,
-    responses((status = 200, body = SessionResponse), (status = 400), (status = 401)),
+    responses((status = 200, body = SessionResponse), (status = 400), (status = 401), (status = 429, description = "too many failed attempts from this address")),
     security(("bearer" = [])))]
 pub async fn reauthenticate(
     reg: web::Data<Registry>,

@@ -15,8 +15,8 @@ use crate::sign_out;
 use crate::state::IdpState;
 use crate::tenant::Tenant;
 use views::{
-    AuditReport, ClearedFaults, ClientCreated, EndedSessions, IdpSessionView, RotateRequest,
-    RotatedKey, TenantSummary, UserCreated,
+    AuditReport, ClearedFaults, ClientCreated, EndedSessions, FaultView, IdpSessionView,
+    RotateRequest, RotatedKey, TenantSummary, UserCreated,
 };
 
 pub fn scope() -> Scope {
@@ -331,7 +331,7 @@ async fn rotate_keys(
 }
 
 #[utoipa::path(get, path = "/admin/tenants/{tenant}/faults", params(("tenant" = String, Path, description = "the tenant's slug")),
-    responses((status = 200, body = Vec<crate::faults::Fault>), (status = 401, description = "no or wrong admin token", body = views::ErrorBody), (status = 404, description = "unknown tenant, or the admin API is off", body = views::ErrorBody)))]
+    responses((status = 200, body = Vec<views::FaultView>), (status = 401, description = "no or wrong admin token", body = views::ErrorBody), (status = 404, description = "unknown tenant, or the admin API is off", body = views::ErrorBody)))]
 async fn list_faults(
     state: web::Data<IdpState>,
     req: HttpRequest,
@@ -339,13 +339,19 @@ async fn list_faults(
 ) -> Result<HttpResponse, OAuthError> {
     require_admin(&state, &req)?;
     let tenant = state.tenant(&path)?;
-    let list = tenant.faults.lock().list();
+    let list: Vec<FaultView> = tenant
+        .faults
+        .lock()
+        .list()
+        .into_iter()
+        .map(FaultView::from)
+        .collect();
     Ok(HttpResponse::Ok().json(list))
 }
 
 #[utoipa::path(post, path = "/admin/tenants/{tenant}/faults", params(("tenant" = String, Path, description = "the tenant's slug")),
     request_body = crate::faults::FaultSpec,
-    responses((status = 201, body = crate::faults::Fault), (status = 400, description = "malformed or invalid body", body = views::ErrorBody), (status = 401, description = "no or wrong admin token", body = views::ErrorBody), (status = 404, description = "unknown tenant, or the admin API is off", body = views::ErrorBody), (status = 413, description = "body too large", body = views::ErrorBody)))]
+    responses((status = 201, body = views::FaultView), (status = 400, description = "malformed or invalid body", body = views::ErrorBody), (status = 401, description = "no or wrong admin token", body = views::ErrorBody), (status = 404, description = "unknown tenant, or the admin API is off", body = views::ErrorBody), (status = 413, description = "body too large", body = views::ErrorBody)))]
 async fn add_fault(
     state: web::Data<IdpState>,
     req: HttpRequest,
@@ -358,7 +364,7 @@ async fn add_fault(
     spec.validate().map_err(OAuthError::invalid_request)?;
     let fault = tenant.faults.lock().add(spec);
     tracing::warn!(tenant = %tenant.id, fault = ?fault, "fault injected");
-    Ok(HttpResponse::Created().json(fault))
+    Ok(HttpResponse::Created().json(FaultView::from(fault)))
 }
 
 #[utoipa::path(delete, path = "/admin/tenants/{tenant}/faults", params(("tenant" = String, Path, description = "the tenant's slug")),

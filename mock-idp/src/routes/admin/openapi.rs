@@ -11,7 +11,7 @@ use crate::config::{
     ClientConfig, GrantType, GuestLimits, KeyConfig, Lifetimes, SigningAlgName, TenantConfig,
     UserConfig,
 };
-use crate::faults::{Endpoint, Fault, FaultSpec};
+use crate::faults::{Endpoint, FaultSpec};
 use crate::grants::RecordCounts;
 use crate::jwt::IdTokenTamper;
 
@@ -61,7 +61,6 @@ impl Modify for AdminBearer {
         GrantType,
         SigningAlgName,
         FaultSpec,
-        Fault,
         Endpoint,
         IdTokenTamper,
         AuditEvent,
@@ -75,7 +74,8 @@ impl Modify for AdminBearer {
         views::RotatedKey,
         views::ClearedFaults,
         views::AuditReport,
-        views::ErrorBody
+        views::ErrorBody,
+        views::FaultView
     ))
 )]
 pub struct AdminApiDoc;

@@ -7,7 +7,9 @@ use utoipa::ToSchema;
 
 use crate::audit::AuditEvent;
 use crate::config::SigningAlg;
+use crate::faults::{Endpoint, Fault};
 use crate::grants::RecordCounts;
+use crate::jwt::IdTokenTamper;
 
 /// A tenant as listed or created.
 #[derive(Debug, Serialize, ToSchema)]
@@ -81,4 +83,37 @@ pub struct AuditReport {
 pub struct ErrorBody {
     pub error: String,
     pub error_description: String,
+}
+
+/// An injected fault: what was asked for, its id, and what is left of a `count`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FaultView {
+    pub id: String,
+    pub endpoint: Endpoint,
+    pub latency_ms: Option<u64>,
+    pub status: Option<u16>,
+    pub rate: Option<f64>,
+    pub count: Option<u32>,
+    pub down: bool,
+    pub clock_offset_secs: Option<i64>,
+    pub id_token: Option<IdTokenTamper>,
+    /// Requests left for a `count` fault.
+    pub remaining: Option<u32>,
+}
+
+impl From<Fault> for FaultView {
+    fn from(f: Fault) -> Self {
+        Self {
+            id: f.id,
+            endpoint: f.spec.endpoint,
+            latency_ms: f.spec.latency_ms,
+            status: f.spec.status,
+            rate: f.spec.rate,
+            count: f.spec.count,
+            down: f.spec.down,
+            clock_offset_secs: f.spec.clock_offset_secs,
+            id_token: f.spec.id_token,
+            remaining: f.remaining,
+        }
+    }
 }
