@@ -217,6 +217,12 @@ impl World {
             200
         };
         self.tally.note("revoke", status, expected);
+        if status != 200 {
+            // Not revoked after all: the victim is live again (the audit expects it listed
+            // live, and its subscribers no `revoked` event).
+            self.revoked.lock().retain(|(id, _)| id != &victim.id);
+            self.live.lock().push(victim);
+        }
     }
 
     fn is_revoked(&self, id: &str) -> bool {
