@@ -514,14 +514,22 @@ EOF
 echo "   $TOKEN_BATCHING" >&2
 fi
 
+# mint_jwts URL: session JWTs of alice's sessions minted now through URL (lat = now), into
+# jwt-bodies.txt. The JWT path answers from the signature and the pushed revocation set without
+# the database while lat is under a minute old (JWT_RECHECK), so every JWT run mints its own just
+# before it starts: JWTs minted once for all runs were over a minute old by the later ones (the
+# 3-process and sweep runs), which then measured the database re-check on every request.
+mint_jwts() {
+  local url="$1" t
+  for t in "${TOKENS[@]}"; do
+    curl -fsS -H "Content-Type: application/json" -d "{\"session_token\":\"$t\"}" \
+      "$url/v1/sessions/authenticate" | jq -c '{session_jwt}'
+  done >"$WORK/jwt-bodies.txt"
+}
+
 if has jwt; then
 
-# Session JWTs minted now (lat = now): the JWT path answers from the signature and the pushed
-# revocation set without the database while lat is under a minute old, which covers the run.
-for t in "${TOKENS[@]}"; do
-  curl -fsS -H "Content-Type: application/json" -d "{\"session_token\":\"$t\"}" \
-    "$REGISTRY/v1/sessions/authenticate" | jq -c '{session_jwt}'
-done >"$WORK/jwt-bodies.txt"
+mint_jwts "$REGISTRY"
 http_run jwt POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
 fi
 
@@ -534,7 +542,10 @@ if [ "$PROCESSES" != 1 ]; then
   MAIN_REGISTRY="$REGISTRY"
   REGISTRY="$LB"
   http_run token-lb POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
-  http_run jwt-lb POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
+  if has jwt; then
+    mint_jwts "$LB"
+    http_run jwt-lb POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
+  fi
   REGISTRY="$MAIN_REGISTRY"
 fi
 
@@ -546,10 +557,7 @@ if [ -n "$BASELINE_BIN" ]; then
   REGISTRY="$BASE" REGISTRY_PID="${PIDS[-1]}"
   http_run token-baseline POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
   # Its own session JWTs: `iss` is each registry's own URL.
-  for t in "${TOKENS[@]}"; do
-    curl -fsS -H "Content-Type: application/json" -d "{\"session_token\":\"$t\"}" \
-      "$REGISTRY/v1/sessions/authenticate" | jq -c '{session_jwt}'
-  done >"$WORK/jwt-bodies.txt"
+  mint_jwts "$REGISTRY"
   http_run jwt-baseline POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
   kill "$REGISTRY_PID" 2>/dev/null || true
   REGISTRY="$MAIN_REGISTRY" REGISTRY_PID="$MAIN_REGISTRY_PID"
@@ -568,7 +576,10 @@ if [ -n "$SWEEP" ]; then
     CONNECTIONS="$c"
     for w in $SWEEP_WORKLOADS; do
       bodies="$WORK/token-bodies.txt"
-      [ "$w" = jwt ] && bodies="$WORK/jwt-bodies.txt"
+      if [ "$w" = jwt ]; then
+        mint_jwts "$REGISTRY"
+        bodies="$WORK/jwt-bodies.txt"
+      fi
       http_run "sweep-$w-$c" POST /v1/sessions/authenticate "$bodies" ""
       tail -n1 "$RESULTS" | jq -c --arg w "$w" --argjson c "$c" \
         '{workload: $w, connections: $c, rps, p50_ms, p99_ms, errors}' >>"$WORK/sweep.jsonl"

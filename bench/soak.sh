@@ -107,16 +107,25 @@ print(f"| operations started on schedule | {ops:,} in {r['duration_secs']:.0f} s
 print(f"| 5xx answers | {r['server_errors']} | 0 | {'yes' if r['server_errors'] == 0 else 'no'} |")
 print(f"| sessions created, each present (live, or revoked with reason `revoked`) at the end | {r['sessions_created']:,}, {r['sessions_revoked']:,} of them revoked | all | {'yes' if not r['problems'] else 'no'} |")
 print(f"| revokes delivered to every SSE subscriber of the account | {r['revoke_deliveries']:,} delivered, {r['revoke_deliveries_missed']} missed, {r['subscribers']:,} subscribers | none missed | {'yes' if r['revoke_deliveries_missed'] == 0 else 'no'} |")
-rs, re_ = r["rss_start_kib"], r["rss_end_kib"]
-print(f"| registry resident memory, start → end of the measured time | {kib(rs[0])} → {kib(re_[0])} | flat | (see below) |")
-print(f"| mock-idp resident memory, start → end | {kib(rs[1])} → {kib(re_[1])} | flat | (see below) |")
+rs, rw, re_ = r["rss_start_kib"], r["rss_warm_kib"], r["rss_end_kib"]
+warm = r["rss_warm_at_secs"]
+flat = lambda w, e: e <= w + max(w // 10, 4096)
+for i, name in enumerate(["registry", "mock-idp"]):
+    print(f"| {name} resident memory: start, at {warm} s (a fifth of the run), end | {kib(rs[i])}, {kib(rw[i])}, {kib(re_[i])} | flat from {warm} s: under 10 % (and 4 MiB) growth | {'yes' if flat(rw[i], re_[i]) else 'no'} |")
 a, b = r["idp_records_start"] or {}, r["idp_records_end"] or {}
-keys = ["families", "refresh_tokens", "access_tokens", "codes", "idp_sessions"]
-print(f"| IdP records, start → end | " + ", ".join(f"{k} {a.get(k, '?')} → {b.get(k, '?')}" for k in keys) + " | bounded | (see below) |")
+keys = ["families", "refresh_tokens", "retired_refresh_tokens", "access_tokens", "codes", "idp_sessions"]
+print(f"| IdP records, start → end | " + ", ".join(f"{k} {a.get(k, '?')} → {b.get(k, '?')}" for k in keys) + f" | follow the live grants ({r.get('idp_grants_end', '?'):,} at the end) | (see below) |")
+print(f"| live sessions (subscribers included), end | {r.get('live_sessions_end', '?'):,} | steady | |")
 print()
 print("Answers by operation and status: " + ", ".join(f"{k}: {v:,}" for k, v in r["answers"].items()) + ".")
 print()
-print("Operations: 55 % heartbeats (token authenticate of a random live session), 15 % session lists, 10 % sign-ins (a code flow at the IdP, then `POST /v1/sessions`), 10 % refreshes at the IdP (each rotating one of the grants the soak holds), 10 % revokes by id through another session of the same account. A heartbeat or list of a session revoked meanwhile may rightly be refused; every other answer must be the operation's success. The audit pages through the tenant's admin listing.")
+samples = r.get("samples") or []
+if samples:
+    print("Every 10 s of the measured time (resident memory of the registry and mock-idp, live sessions, grants the soak's devices hold at the IdP): " + "; ".join(f"{s['at_secs']} s: {kib(s['rss_kib'][0])}, {kib(s['rss_kib'][1])}, {s['live_sessions']:,}, {s['idp_grants']:,}" for s in samples[::3]) + " (every third sample).")
+    print()
+print(f"The schedule waited for answers (256 operations unanswered) {r.get('schedule_waited_for_answers', 0):,} times.")
+print()
+print("Operations: 55 % heartbeats (token authenticate of a random live session), 15 % session lists, 10 % sign-ins (a code flow at the IdP, then `POST /v1/sessions`), 10 % refreshes at the IdP (each rotating one of the grants the soak holds), 10 % revokes by id through another session of the same account, after which the revoked device signs out at the IdP (RFC 7009 revocation of its refresh token, as `lanyard logout` does), so the grants at the IdP follow the live sessions. A heartbeat or list of a session revoked meanwhile may rightly be refused; every other answer must be the operation's success. The audit pages through the tenant's admin listing.")
 PY
 cat "$WORK/section.md"
 if [ -n "${BENCH_RESULTS:-}" ]; then cp "$WORK/section.md" "$BENCH_RESULTS/section.md"; fi

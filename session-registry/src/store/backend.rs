@@ -42,6 +42,16 @@ pub(crate) trait Backend: Send + Sync {
         tx: &mut sqlx::Transaction<'_, Self::Db>,
         event: &EventRecord,
     ) -> Result<()>;
+
+    /// Records the activity of `touches` (session id, time; each id once) in `tx`: each live
+    /// session's `last_authenticated_at` and its device's `last_seen`. Postgres writes a whole
+    /// batch in one statement; SQLite, local and single-process, row by row.
+    async fn record_activity_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Self::Db>,
+        tenant: &str,
+        touches: &[(String, i64)],
+    ) -> Result<()>;
 }
 
 /// Runs a write transaction again (at most three more times, after a short randomised pause) when
@@ -303,28 +313,8 @@ macro_rules! impl_store {
                 tenant: &str,
                 touches: &[(String, i64)],
             ) -> Result<()> {
-                use sqlx::Row;
                 let mut tx = Backend::begin(self, tenant).await?;
-                for (id, at) in touches {
-                    let row = query(self.persistent(), sql::TOUCH_SESSION)
-                        .bind(tenant)
-                        .bind(id)
-                        .bind(*at)
-                        .bind(None::<i64>)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if let Some(row) = row {
-                        let account_id: String = row.try_get("account_id")?;
-                        let device_id: String = row.try_get("device_id")?;
-                        query(self.persistent(), sql::TOUCH_DEVICE)
-                            .bind(tenant)
-                            .bind(&account_id)
-                            .bind(&device_id)
-                            .bind(*at)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
+                Backend::record_activity_in(self, &mut tx, tenant, touches).await?;
                 tx.commit().await?;
                 Ok(())
             }

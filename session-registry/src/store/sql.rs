@@ -70,6 +70,15 @@ pub const TOUCH_SESSION: &str =
     WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL RETURNING account_id, device_id";
 pub const TOUCH_DEVICE: &str =
     "UPDATE devices SET last_seen = $4 WHERE tenant = $1 AND account_id = $2 AND id = $3";
+/// [`TOUCH_SESSION`] and [`TOUCH_DEVICE`] for a batch in one statement (Postgres): `$2` the
+/// session ids, `$3` their times; a device with several sessions in the batch gets the latest.
+pub const TOUCH_SESSIONS_BATCH: &str = "WITH t AS (SELECT id, at FROM unnest($2::text[], $3::bigint[]) AS t(id, at)), \
+    s AS (UPDATE sessions s SET last_authenticated_at = t.at FROM t \
+          WHERE s.tenant = $1 AND s.id = t.id AND s.revoked_at IS NULL \
+          RETURNING s.account_id, s.device_id, t.at) \
+    UPDATE devices d SET last_seen = m.at \
+    FROM (SELECT account_id, device_id, max(at) AS at FROM s GROUP BY account_id, device_id) m \
+    WHERE d.tenant = $1 AND d.account_id = m.account_id AND d.id = m.device_id";
 pub const END_SESSION: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL RETURNING account_id";
 pub const ACCOUNT_SESSIONS: &str = concat!(
     "SELECT ",
@@ -227,6 +236,7 @@ pub const POSTGRES: &[(&str, &str)] = &[
     ("SET_LOCAL_ROLE", SET_LOCAL_ROLE),
     ("CURRENT_WAL_LSN", CURRENT_WAL_LSN),
     ("REPLAYED_WAL_LSN", REPLAYED_WAL_LSN),
+    ("TOUCH_SESSIONS_BATCH", TOUCH_SESSIONS_BATCH),
 ];
 
 /// The statements only SQLite runs.

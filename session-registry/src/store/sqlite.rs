@@ -76,6 +76,36 @@ impl Backend for SqliteStore {
     ) -> Result<()> {
         Ok(())
     }
+
+    async fn record_activity_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        tenant: &str,
+        touches: &[(String, i64)],
+    ) -> Result<()> {
+        use sqlx::Row;
+        for (id, at) in touches {
+            let row = query(self.persistent(), sql::TOUCH_SESSION)
+                .bind(tenant)
+                .bind(id)
+                .bind(*at)
+                .bind(None::<i64>)
+                .fetch_optional(&mut **tx)
+                .await?;
+            if let Some(row) = row {
+                let account_id: String = row.try_get("account_id")?;
+                let device_id: String = row.try_get("device_id")?;
+                query(self.persistent(), sql::TOUCH_DEVICE)
+                    .bind(tenant)
+                    .bind(&account_id)
+                    .bind(&device_id)
+                    .bind(*at)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl_store!(SqliteStore, Sqlite, sqlx::sqlite::SqliteRow);

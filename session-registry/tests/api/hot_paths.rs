@@ -100,6 +100,82 @@ async fn activity_writes_due_together_share_one_transaction_and_are_durable_befo
     }
 }
 
+/// One batch of the activity writer is one statement on Postgres (`TOUCH_SESSIONS_BATCH`): every
+/// live session in it gets its time, a device with two sessions in the batch the later one, and
+/// a revoked session (and its device) nothing — as the row-by-row writes did.
+#[tokio::test]
+async fn an_activity_batch_writes_each_live_session_and_each_device_its_latest_time() {
+    use session_registry::store::{PgStore, Store};
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let mut ids = Vec::new();
+    for d in ["laptop", "desktop", "phone", "tablet"] {
+        let (_, body) = reg.device(&idp, "acme", "alice", d).await;
+        ids.push(body["session"]["session_id"].as_str().unwrap().to_owned());
+    }
+    let mut db = sqlx::PgConnection::connect(&reg.database_url)
+        .await
+        .unwrap();
+    // The desktop's session moves to the laptop: the laptop has two sessions in the batch.
+    sqlx::query(
+        "UPDATE sessions SET device_id = (SELECT device_id FROM sessions WHERE id = $1) WHERE id = $2",
+    )
+    .bind(&ids[0])
+    .bind(&ids[1])
+    .execute(&mut db)
+    .await
+    .unwrap();
+    // The tablet's session is revoked.
+    sqlx::query("UPDATE sessions SET revoked_at = 1, revoked_reason = 'test' WHERE id = $1")
+        .bind(&ids[3])
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let read = |id: String| {
+        let url = reg.database_url.clone();
+        async move {
+            let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+            let row = sqlx::query(
+                "SELECT s.last_authenticated_at, d.last_seen FROM sessions s \
+                 JOIN devices d ON d.tenant = s.tenant AND d.account_id = s.account_id AND d.id = s.device_id \
+                 WHERE s.id = $1",
+            )
+            .bind(&id)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+            (row.get::<i64, _>(0), row.get::<i64, _>(1))
+        }
+    };
+    let tablet_before = read(ids[3].clone()).await;
+
+    let store = PgStore::connect(&reg.database_url, false).await.unwrap();
+    let t = 2_000_000_000_i64;
+    store
+        .record_activity(
+            "acme",
+            &[
+                (ids[0].clone(), t + 5),
+                (ids[1].clone(), t + 9),
+                (ids[2].clone(), t + 1),
+                (ids[3].clone(), t + 7),
+            ],
+        )
+        .await
+        .expect("one batch");
+
+    assert_eq!(read(ids[0].clone()).await, (t + 5, t + 9), "laptop: its latest session's time");
+    assert_eq!(read(ids[1].clone()).await, (t + 9, t + 9));
+    assert_eq!(read(ids[2].clone()).await, (t + 1, t + 1), "phone");
+    assert_eq!(read(ids[3].clone()).await, tablet_before, "a revoked session is not touched");
+    // Another tenant's name on the batch touches nothing of acme's.
+    store
+        .record_activity("globex", &[(ids[2].clone(), t + 100)])
+        .await
+        .expect("a batch of another tenant");
+    assert_eq!(read(ids[2].clone()).await, (t + 1, t + 1), "row-level security and the tenant filter");
+}
+
 #[tokio::test]
 async fn garbage_collection_reads_sessions_and_events_by_index() {
     use session_registry::store::sql;
