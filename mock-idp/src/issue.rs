@@ -53,8 +53,9 @@ pub struct Minted {
     pub(crate) tokens: UnsignedTokens,
     pub(crate) access_jti: String,
     pub(crate) access_expires_at: OffsetDateTime,
-    /// The refresh token's fingerprint and expiry, when one is issued.
-    pub(crate) refresh: Option<(String, OffsetDateTime)>,
+    /// The refresh token's expiry, when one is issued (the grant store makes the token: it
+    /// names its family).
+    pub(crate) refresh_expires_at: Option<OffsetDateTime>,
 }
 
 /// A token response registered in the grants but not yet signed.

@@ -329,13 +329,9 @@ impl Mint for Tenant {
             None => None,
         };
 
-        let refresh_token = req.with_refresh.then(random::token);
-        let refresh = refresh_token.as_deref().map(|t| {
-            (
-                random::fingerprint(t),
-                now + Self::secs(self.lifetimes.refresh_token),
-            )
-        });
+        let refresh_expires_at = req
+            .with_refresh
+            .then(|| now + Self::secs(self.lifetimes.refresh_token));
         Ok(Minted {
             tokens: UnsignedTokens {
                 at_claims,
@@ -343,11 +339,11 @@ impl Mint for Tenant {
                 id_token,
                 expires_in: self.lifetimes.access_token,
                 scope: req.scope.to_string(),
-                refresh_token,
+                refresh_token: None,
             },
             access_jti: jti,
             access_expires_at: now + at_ttl,
-            refresh,
+            refresh_expires_at,
         })
     }
 }

@@ -117,7 +117,7 @@ async fn refresh(
         let settled = tenant.grants.rotation_settled();
         let rotation = tenant
             .grants
-            .rotate_refresh(tenant, &fp, client, scope.as_ref(), tenant.now())
+            .rotate_refresh(tenant, token, client, scope.as_ref(), tenant.now())
             .inspect_err(|refusal| {
                 if let RefreshRefusal::Reused { sub } = refusal {
                     tenant.record(

@@ -15,6 +15,7 @@
 //! failure goes back to the store, which takes the registered tokens back.
 
 mod codes;
+mod refresh_token;
 mod devices;
 mod sessions;
 mod tokens;
@@ -97,17 +98,22 @@ struct Family {
     revoked: bool,
     /// Access tokens issued in the family and not yet swept (pruned as they expire).
     access_jtis: Vec<String>,
-    /// Fingerprints of the family's used (rotated-out) refresh tokens still remembered for reuse
-    /// detection, oldest first, at most [`USED_REFRESH_KEPT`].
+    /// Fingerprints of the family's used (rotated-out) refresh tokens still held whole, oldest
+    /// first, at most [`USED_REFRESH_KEPT`].
     used_refresh: VecDeque<String>,
+    /// The key of the MACs in the family's refresh tokens (see `refresh_token`).
+    key: refresh_token::FamilyKey,
+    /// Refresh tokens issued in the family so far: the next one's generation.
+    generation: u64,
 }
 
 /// Used refresh tokens kept whole per family (with what the reuse grace window needs). Older
-/// ones become tombstones — the fingerprint, the family and the expiry, nothing else — kept
-/// until the token would have expired, so a replay of any used token of the family still
-/// revokes it (RFC 9700 §4.14.2), however many times a thief rotated since. A whole record per
-/// rotation was about 2.4 KB (with the rotation's access token); 300,000 rotations in a quarter
-/// of an hour took 720 MB.
+/// ones are forgotten: a replay of any of them is still recognised, by the family and the
+/// generation its MAC vouches for (`refresh_token`), and revokes the family (RFC 9700
+/// §4.14.2), however many times a thief rotated since. A whole record per rotation was about
+/// 2.4 KB (with the rotation's access token; 300,000 rotations in a quarter of an hour took
+/// 720 MB), and a tombstone per rotation still about 200 B for the refresh lifetime: now a
+/// family costs the same after a million rotations as after twenty.
 pub const USED_REFRESH_KEPT: usize = 16;
 
 #[derive(Debug, Clone)]
@@ -127,14 +133,6 @@ struct Rotation {
     /// The token response; `None` while its JWTs are being signed, outside the grants lock, and
     /// for good if the client has no reuse grace window (nothing would ever read it).
     response: Option<Value>,
-}
-
-/// What is left of a used refresh token past its family's window: enough to revoke the family
-/// when it comes back.
-#[derive(Debug, Clone)]
-struct Tombstone {
-    family: String,
-    expires_at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone)]
@@ -178,8 +176,6 @@ struct Grants {
     families: HashMap<String, Family>,
     refresh: HashMap<String, RefreshRecord>,
     access: HashMap<String, AccessRecord>,
-    /// Used refresh tokens past [`USED_REFRESH_KEPT`] of their family: fingerprint → tombstone.
-    retired: HashMap<String, Tombstone>,
     /// IdP sessions by the fingerprint of their cookie.
     sessions: HashMap<String, IdpSession>,
     /// Device grants by the fingerprint of their device_code.
@@ -223,8 +219,6 @@ pub struct RecordCounts {
     pub codes: usize,
     pub families: usize,
     pub refresh_tokens: usize,
-    /// Used refresh tokens evicted from their family's window, kept as tombstones until expiry.
-    pub retired_refresh_tokens: usize,
     pub access_tokens: usize,
     pub idp_sessions: usize,
     pub device_grants: usize,
@@ -237,24 +231,25 @@ impl Grants {
         let client_id = req.client.id().clone();
         let mut family = family;
         let mut refresh_fp = None;
-        if let Some((fp, expires_at)) = minted.refresh {
-            let fid = family.get_or_insert_with(|| {
-                let id = random::id();
-                self.families.insert(
-                    id.clone(),
-                    Family {
-                        client_id: client_id.clone(),
-                        sub: req.sub.to_owned(),
-                        sid: req.sid.map(str::to_owned),
-                        scope: req.scope.clone(),
-                        auth_time: req.auth_time,
-                        revoked: false,
-                        access_jtis: Vec::new(),
-                        used_refresh: VecDeque::new(),
-                    },
-                );
-                id
+        let mut tokens = minted.tokens;
+        if let Some(expires_at) = minted.refresh_expires_at {
+            let fid = family.get_or_insert_with(random::id);
+            let f = self.families.entry(fid.clone()).or_insert_with(|| Family {
+                client_id: client_id.clone(),
+                sub: req.sub.to_owned(),
+                sid: req.sid.map(str::to_owned),
+                scope: req.scope.clone(),
+                auth_time: req.auth_time,
+                revoked: false,
+                access_jtis: Vec::new(),
+                used_refresh: VecDeque::new(),
+                key: refresh_token::FamilyKey::generate(),
+                generation: 0,
             });
+            let token = refresh_token::make(fid, f.generation, &f.key);
+            f.generation += 1;
+            let fp = random::fingerprint(&token);
+            tokens.refresh_token = Some(token);
             self.refresh.insert(
                 fp.clone(),
                 RefreshRecord {
@@ -282,7 +277,7 @@ impl Grants {
             f.access_jtis.push(jti.clone());
         }
         Unsigned {
-            tokens: minted.tokens,
+            tokens,
             access_jti: jti,
             refresh_fp,
         }
@@ -340,31 +335,30 @@ impl Grants {
         f.used_refresh.push_back(fp.to_owned());
         while f.used_refresh.len() > USED_REFRESH_KEPT {
             if let Some(old) = f.used_refresh.pop_front() {
-                if let Some(r) = self.refresh.remove(&old) {
-                    self.retired.insert(
-                        old,
-                        Tombstone {
-                            family: r.family,
-                            expires_at: r.expires_at,
-                        },
-                    );
-                }
+                self.refresh.remove(&old);
             }
         }
     }
 
+    /// The family of a refresh token the records do not hold, if the token is genuinely one the
+    /// family issued: a used one past its family's window (its MAC vouches for family and
+    /// generation, and that generation was issued).
+    fn family_of_forgotten(&self, token: &str) -> Option<String> {
+        let presented = refresh_token::parse(token)?;
+        let f = self.families.get(presented.family)?;
+        (presented.generation < f.generation && presented.is_genuine(&f.key))
+            .then(|| presented.family.to_owned())
+    }
+
     /// A refresh token not among the records: a used one past its family's window comes back
-    /// (its family revoked: reuse), else it is unknown.
-    fn replayed_tombstone(
-        &mut self,
-        fp: &str,
-        client: &ClientId,
-        now: OffsetDateTime,
-    ) -> tokens::RefreshRefusal {
-        let Some(t) = self.retired.get(fp).filter(|t| t.expires_at > now) else {
+    /// (its family revoked: reuse), else it is unknown. Such a token is at least
+    /// [`USED_REFRESH_KEPT`] rotations old, so older than the family's live token; if it has
+    /// expired since, its replay still revokes: the client that holds the live token never
+    /// presents it.
+    fn replayed_forgotten(&mut self, token: &str, client: &ClientId) -> tokens::RefreshRefusal {
+        let Some(family) = self.family_of_forgotten(token) else {
             return tokens::RefreshRefusal::Unknown;
         };
-        let family = t.family.clone();
         let Some(f) = self.families.get(&family) else {
             return tokens::RefreshRefusal::Unknown;
         };
@@ -401,7 +395,6 @@ impl Grants {
             codes: self.codes.len(),
             families: self.families.len(),
             refresh_tokens: self.refresh.len(),
-            retired_refresh_tokens: self.retired.len(),
             access_tokens: self.access.len(),
             idp_sessions: self.sessions.len(),
             device_grants: self.devices.len(),
@@ -427,7 +420,6 @@ impl Grants {
             .retain(|_, c| c.expires_at + Duration::minutes(10) > now);
         self.access.retain(|_, a| a.expires_at > now);
         self.refresh.retain(|_, r| r.expires_at > now);
-        self.retired.retain(|_, t| t.expires_at > now);
         let live: BTreeSet<&String> = self.refresh.values().map(|r| &r.family).collect();
         let live_at: BTreeSet<&String> = self
             .access
@@ -501,6 +493,8 @@ mod tests {
                 revoked: false,
                 access_jtis: vec!["a".into()],
                 used_refresh: VecDeque::new(),
+                key: refresh_token::FamilyKey::generate(),
+                generation: 1,
             },
         );
         g.refresh.insert(
@@ -560,6 +554,8 @@ mod tests {
                 revoked: false,
                 access_jtis: vec!["a".into()],
                 used_refresh: VecDeque::new(),
+                key: refresh_token::FamilyKey::generate(),
+                generation: 1,
             },
         );
         g.access.insert(

@@ -111,19 +111,20 @@ impl GrantStore {
         self.rotations.notified()
     }
 
-    /// One attempt at rotating the refresh token with fingerprint `fp` for `client`: the checks,
-    /// the parent marked used and the child registered, in one step.
+    /// One attempt at rotating refresh token `token` (with fingerprint `fp`) for `client`: the
+    /// checks, the parent marked used and the child registered, in one step.
     pub fn rotate_refresh(
         &self,
         mint: &impl Mint,
-        fp: &str,
+        token: &str,
         client: &Client,
         scope: Option<&Scope>,
         now: OffsetDateTime,
     ) -> Result<Rotate, RefreshRefusal> {
+        let fp = &random::fingerprint(token);
         let mut grants = self.lock();
         let Some(rec) = grants.refresh.get(fp) else {
-            return Err(grants.replayed_tombstone(fp, client.id(), now));
+            return Err(grants.replayed_forgotten(token, client.id()));
         };
         let (rec_family, rec_expires_at, rec_used_at) =
             (rec.family.clone(), rec.expires_at, rec.used_at);
@@ -262,14 +263,15 @@ impl GrantStore {
         }
     }
 
-    /// Revokes the family of refresh token `fp` if `client` holds it.
-    pub fn revoke_refresh(&self, fp: &str, client: &ClientId) -> Revocation {
+    /// Revokes the family of refresh token `token` if `client` holds it (a used token of the
+    /// family too, however old).
+    pub fn revoke_refresh(&self, token: &str, client: &ClientId) -> Revocation {
         let mut grants = self.lock();
         let family = grants
             .refresh
-            .get(fp)
+            .get(&random::fingerprint(token))
             .map(|r| r.family.clone())
-            .or_else(|| grants.retired.get(fp).map(|t| t.family.clone()));
+            .or_else(|| grants.family_of_forgotten(token));
         let Some(family) = family else {
             return Revocation::Unknown;
         };

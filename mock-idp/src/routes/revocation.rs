@@ -12,7 +12,6 @@ use crate::faults::Endpoint;
 use crate::grants::Revocation;
 use crate::jwt;
 use crate::params::Params;
-use crate::random;
 use crate::state::IdpState;
 
 pub async fn revoke(
@@ -60,7 +59,7 @@ pub async fn revoke(
     } else {
         outcome = match tenant
             .grants
-            .revoke_refresh(&random::fingerprint(token), client.id())
+            .revoke_refresh(token, client.id())
         {
             Revocation::Revoked => "refresh token family revoked",
             Revocation::OtherClient => "another client's token: not revoked",
