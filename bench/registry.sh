@@ -346,6 +346,8 @@ http_run() {
   local name="$1" method="$2" path="$3" bodies="$4" bearer="$5"
   echo "== $name: ${WARMUP}s warm-up + ${DURATION}s, $CONNECTIONS connections" >&2
   load_run "$name-warmup" "$WARMUP" "$method" "$path" "$bodies" "$bearer"
+  # A step between the warm-up and the measured seconds (the JWT runs mint fresh JWTs there).
+  if [ -n "${BEFORE_MEASURE:-}" ]; then $BEFORE_MEASURE; fi
   local r0 m0 r1 m1 t0 t1 perf_pid=""
   if [ "$PERF" = 1 ]; then
     perf record -F 999 -g -p "$REGISTRY_PID" -o "$WORK/perf-$name.data" -- sleep "$DURATION" >/dev/null 2>&1 &
@@ -516,9 +518,10 @@ fi
 
 # mint_jwts URL: session JWTs of alice's sessions minted now through URL (lat = now), into
 # jwt-bodies.txt. The JWT path answers from the signature and the pushed revocation set without
-# the database while lat is under a minute old (JWT_RECHECK), so every JWT run mints its own just
-# before it starts: JWTs minted once for all runs were over a minute old by the later ones (the
-# 3-process and sweep runs), which then measured the database re-check on every request.
+# the database while lat is under a minute old (JWT_RECHECK), so every JWT run mints its own
+# before its warm-up and again before its measured seconds (BEFORE_MEASURE): JWTs minted once for
+# all runs were over a minute old by the later ones (the 3-process and sweep runs), which then
+# measured the database re-check on every request.
 mint_jwts() {
   local url="$1" t
   for t in "${TOKENS[@]}"; do
@@ -530,7 +533,7 @@ mint_jwts() {
 if has jwt; then
 
 mint_jwts "$REGISTRY"
-http_run jwt POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
+BEFORE_MEASURE="mint_jwts $REGISTRY" http_run jwt POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
 fi
 
 if has list; then
@@ -544,7 +547,7 @@ if [ "$PROCESSES" != 1 ]; then
   http_run token-lb POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
   if has jwt; then
     mint_jwts "$LB"
-    http_run jwt-lb POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
+    BEFORE_MEASURE="mint_jwts $LB" http_run jwt-lb POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
   fi
   REGISTRY="$MAIN_REGISTRY"
 fi
@@ -558,7 +561,7 @@ if [ -n "$BASELINE_BIN" ]; then
   http_run token-baseline POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
   # Its own session JWTs: `iss` is each registry's own URL.
   mint_jwts "$REGISTRY"
-  http_run jwt-baseline POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
+  BEFORE_MEASURE="mint_jwts $REGISTRY" http_run jwt-baseline POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
   kill "$REGISTRY_PID" 2>/dev/null || true
   REGISTRY="$MAIN_REGISTRY" REGISTRY_PID="$MAIN_REGISTRY_PID"
 fi
@@ -580,7 +583,7 @@ if [ -n "$SWEEP" ]; then
         mint_jwts "$REGISTRY"
         bodies="$WORK/jwt-bodies.txt"
       fi
-      http_run "sweep-$w-$c" POST /v1/sessions/authenticate "$bodies" ""
+      BEFORE_MEASURE="$([ "$w" = jwt ] && echo "mint_jwts $REGISTRY")" http_run "sweep-$w-$c" POST /v1/sessions/authenticate "$bodies" ""
       tail -n1 "$RESULTS" | jq -c --arg w "$w" --argjson c "$c" \
         '{workload: $w, connections: $c, rps, p50_ms, p99_ms, errors}' >>"$WORK/sweep.jsonl"
     done

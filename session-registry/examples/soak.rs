@@ -86,12 +86,27 @@ struct World {
     revoked: Mutex<HashMap<String, String>>,
     /// The IdP grants the soak's devices hold: (session id, current refresh token).
     grants: Mutex<Vec<(String, String)>>,
+    /// Sessions whose revoke was answered 200 (`revoked` also holds those still in flight).
+    ended: Mutex<HashSet<String>>,
     tally: Tally,
 }
 
 impl World {
     async fn sign_in(&self, user: &str, device: &str) -> Option<Session> {
         let tokens = test_harness::idp::login(&self.issuer, user, "lanyard-cli").await;
+        let refresh_token = tokens["refresh_token"].as_str().map(str::to_owned);
+        let session = self.open_session(&tokens, user, device).await;
+        match (&session, refresh_token) {
+            (Some(s), Some(rt)) => self.grants.lock().push((s.id.clone(), rt)),
+            // No session to go with the grant: the device signs out at the IdP.
+            (None, Some(rt)) => self.sign_out_at_idp(&rt).await,
+            (_, None) => {}
+        }
+        session
+    }
+
+    /// `POST /v1/sessions` with the ID token of a sign-in's token response.
+    async fn open_session(&self, tokens: &Value, user: &str, device: &str) -> Option<Session> {
         let id_token = tokens["id_token"].as_str()?.to_owned();
         let res = self
             .http
@@ -112,9 +127,6 @@ impl World {
             user: user.to_owned(),
         };
         self.created.lock().push(s.id.clone());
-        if let Some(rt) = tokens["refresh_token"].as_str() {
-            self.grants.lock().push((s.id.clone(), rt.to_owned()));
-        }
         Some(s)
     }
 
@@ -177,12 +189,20 @@ impl World {
         self.tally.note("refresh", status, 200);
         if let Ok(body) = res.json::<Value>().await {
             if let Some(next) = body["refresh_token"].as_str() {
-                if self.is_revoked(&sid) {
+                // Checked and kept under the grants lock: a revoke confirmed before this looks
+                // finds `ended` set, one confirmed after finds the grant in the list.
+                let kept = {
+                    let mut grants = self.grants.lock();
+                    let ended = self.ended.lock().contains(&sid);
+                    if !ended {
+                        grants.push((sid, next.to_owned()));
+                    }
+                    !ended
+                };
+                if !kept {
                     // Its session was revoked while this refresh was out: the device signs out
                     // at the IdP with the token it just got.
                     self.sign_out_at_idp(next).await;
-                } else {
-                    self.grants.lock().push((sid, next.to_owned()));
                 }
             }
         }
@@ -250,7 +270,8 @@ impl World {
             return;
         }
         // The revoked device signs out at the IdP (if a refresh holds its grant just now, that
-        // refresh does, when it sees the session revoked).
+        // refresh does, when it sees the session ended).
+        self.ended.lock().insert(victim.id.clone());
         let grant = {
             let mut g = self.grants.lock();
             g.iter()
@@ -397,6 +418,7 @@ async fn main() {
         live: Mutex::new(Vec::new()),
         created: Mutex::new(Vec::new()),
         revoked: Mutex::new(HashMap::new()),
+        ended: Mutex::new(HashSet::new()),
         grants: Mutex::new(Vec::new()),
         tally: Tally::default(),
     });

@@ -112,6 +112,7 @@ impl Application {
         let hub = Arc::new(Hub::new());
         let mut shared_keys = None;
         let mut replica = None;
+        let mut activity_store: Option<Arc<dyn Store>> = None;
         let pooled = settings.database_pooler == Pooler::Transaction;
         if !url.starts_with("postgres") && (pooled || settings.read_database_url.is_some()) {
             return Err(StartupError::Settings(
@@ -153,6 +154,18 @@ impl Application {
                     (pg.clone(), EventFeed::Outbox(spawn_outbox_relay(pg, js)))
                 }
             };
+            // The heartbeats' activity writer's own connection, made on its own thread.
+            activity_store = Some(Arc::new(
+                PgStore::connect_with(
+                    &url,
+                    &PgOptions {
+                        pooled,
+                        lazy: true,
+                        ..PgOptions::default()
+                    },
+                )
+                .await?,
+            ));
             if let Some(read_url) = &settings.read_database_url {
                 let read = PgStore::connect_with(
                     read_url,
@@ -224,6 +237,9 @@ impl Application {
         registry.verifier.set_leeway(settings.clock_leeway);
         registry.shared_keys = shared_keys;
         registry.replica = replica;
+        if let Some(store) = activity_store {
+            registry.write_activity_through(store);
+        }
         let registry = web::Data::new(registry);
         // Seed the JWT revocation cache with what other processes revoked recently.
         let since = clock.now().unix_timestamp() - JWT_TTL - 60;

@@ -105,6 +105,10 @@ struct Family {
     key: refresh_token::FamilyKey,
     /// Refresh tokens issued in the family so far: the next one's generation.
     generation: u64,
+    /// The generations below this one have left the window of used tokens: a genuine token of
+    /// such a generation is a used one, forgotten. (A token whose record expired and was swept
+    /// is not among them: it is merely unknown, as an expired token is.)
+    forgotten_below: u64,
 }
 
 /// Used refresh tokens kept whole per family (with what the reuse grace window needs). Older
@@ -119,6 +123,8 @@ pub const USED_REFRESH_KEPT: usize = 16;
 #[derive(Debug, Clone)]
 struct RefreshRecord {
     family: String,
+    /// Its place in the family (`refresh_token`).
+    generation: u64,
     expires_at: OffsetDateTime,
     used_at: Option<OffsetDateTime>,
     /// What this token was rotated into, for the reuse grace window.
@@ -245,8 +251,10 @@ impl Grants {
                 used_refresh: VecDeque::new(),
                 key: refresh_token::FamilyKey::generate(),
                 generation: 0,
+                forgotten_below: 0,
             });
-            let token = refresh_token::make(fid, f.generation, &f.key);
+            let generation = f.generation;
+            let token = refresh_token::make(fid, generation, &f.key);
             f.generation += 1;
             let fp = random::fingerprint(&token);
             tokens.refresh_token = Some(token);
@@ -254,6 +262,7 @@ impl Grants {
                 fp.clone(),
                 RefreshRecord {
                     family: fid.clone(),
+                    generation,
                     expires_at,
                     used_at: None,
                     child: None,
@@ -335,18 +344,20 @@ impl Grants {
         f.used_refresh.push_back(fp.to_owned());
         while f.used_refresh.len() > USED_REFRESH_KEPT {
             if let Some(old) = f.used_refresh.pop_front() {
-                self.refresh.remove(&old);
+                if let Some(r) = self.refresh.remove(&old) {
+                    f.forgotten_below = f.forgotten_below.max(r.generation + 1);
+                }
             }
         }
     }
 
-    /// The family of a refresh token the records do not hold, if the token is genuinely one the
-    /// family issued: a used one past its family's window (its MAC vouches for family and
-    /// generation, and that generation was issued).
+    /// The family of a refresh token the records do not hold, if the token is genuinely a used
+    /// one of the family past its window: its MAC vouches for family and generation, and that
+    /// generation has left the window.
     fn family_of_forgotten(&self, token: &str) -> Option<String> {
         let presented = refresh_token::parse(token)?;
         let f = self.families.get(presented.family)?;
-        (presented.generation < f.generation && presented.is_genuine(&f.key))
+        (presented.generation < f.forgotten_below && presented.is_genuine(&f.key))
             .then(|| presented.family.to_owned())
     }
 
@@ -495,12 +506,14 @@ mod tests {
                 used_refresh: VecDeque::new(),
                 key: refresh_token::FamilyKey::generate(),
                 generation: 1,
+                forgotten_below: 0,
             },
         );
         g.refresh.insert(
             "r".into(),
             RefreshRecord {
                 family: "f".into(),
+                generation: 0,
                 expires_at: t0 + Duration::days(1),
                 used_at: None,
                 child: None,
@@ -556,6 +569,7 @@ mod tests {
                 used_refresh: VecDeque::new(),
                 key: refresh_token::FamilyKey::generate(),
                 generation: 1,
+                forgotten_below: 0,
             },
         );
         g.access.insert(

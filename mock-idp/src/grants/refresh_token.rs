@@ -1,6 +1,9 @@
-//! The refresh token's format: `FAMILY~GENERATION~MAC`, where `FAMILY` is the token family's id,
-//! `GENERATION` the token's place in the family (0 for the first, one more per rotation) and `MAC`
-//! HMAC-SHA256 of the two under a key only the family's record holds (base64url, no padding).
+//! The refresh token's format: `FAMILY~GENERATION~NONCE~MAC`, where `FAMILY` is the token
+//! family's id, `GENERATION` the token's place in the family (0 for the first, one more per
+//! rotation, in decimal without leading zeros), `NONCE` 128 random bits and `MAC` HMAC-SHA256 of
+//! the three under a key only the family's record holds (base64url, no padding). The nonce keeps
+//! the key alone (read out of the IdP's memory, say) from rebuilding a live token: the records
+//! hold only each token's SHA-256.
 //!
 //! Why not an opaque random string with a record per token: reuse detection (RFC 9700 §4.14.2)
 //! must recognise *every* rotated-out token of a family, however many rotations old, and a
@@ -42,46 +45,69 @@ impl FamilyKey {
         Self(key)
     }
 
-    fn mac(&self, family: &str, generation: u64) -> Hmac<Sha256> {
+    fn mac(&self, family: &str, generation: u64, nonce: &str) -> Hmac<Sha256> {
         // Any key length is valid for HMAC: `new_from_slice` cannot fail here.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        // The family id and the nonce are base64url (no 0 byte); the generation has a fixed width.
         mac.update(family.as_bytes());
         mac.update(&[0]);
         mac.update(&generation.to_be_bytes());
+        mac.update(nonce.as_bytes());
         mac
     }
 }
 
-/// Token `generation` of `family`.
+/// A new token, `generation` of `family`.
 pub(super) fn make(family: &str, generation: u64, key: &FamilyKey) -> String {
-    let tag = key.mac(family, generation).finalize().into_bytes();
-    format!("{family}{SEP}{generation}{SEP}{}", URL_SAFE_NO_PAD.encode(tag))
+    let nonce = crate::random::id();
+    let tag = key.mac(family, generation, &nonce).finalize().into_bytes();
+    format!(
+        "{family}{SEP}{generation}{SEP}{nonce}{SEP}{}",
+        URL_SAFE_NO_PAD.encode(tag)
+    )
 }
 
 /// A presented token's parts, before its MAC is checked.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub(super) struct Presented<'a> {
     pub family: &'a str,
     pub generation: u64,
+    nonce: &'a str,
     mac: &'a str,
+}
+
+/// Family and generation only: the nonce and the MAC are the token's secret part.
+impl std::fmt::Debug for Presented<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presented")
+            .field("family", &self.family)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The parts of `token`, if it has this format (anything else is unknown).
 pub(super) fn parse(token: &str) -> Option<Presented<'_>> {
     let mut parts = token.split(SEP);
-    let (family, generation, mac) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || family.is_empty() || mac.is_empty() {
+    let (family, generation, nonce, mac) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || family.is_empty() || nonce.is_empty() || mac.is_empty() {
         return None;
     }
-    // Digits only: `u64::from_str` would also take a leading `+`, a second spelling of the
-    // same generation.
-    if generation.is_empty() || !generation.bytes().all(|b| b.is_ascii_digit()) {
+    // One spelling per generation, as `make` writes it: digits only (`u64::from_str` would
+    // also take a leading `+`) and no leading zero. Another spelling of a live token would
+    // match no record and pass for a used one.
+    let canonical = !generation.is_empty()
+        && generation.bytes().all(|b| b.is_ascii_digit())
+        && (generation == "0" || !generation.starts_with('0'));
+    if !canonical {
         return None;
     }
     Some(Presented {
         family,
         generation: generation.parse().ok()?,
+        nonce,
         mac,
     })
 }
@@ -92,7 +118,7 @@ impl Presented<'_> {
         let Ok(tag) = URL_SAFE_NO_PAD.decode(self.mac) else {
             return false;
         };
-        key.mac(self.family, self.generation)
+        key.mac(self.family, self.generation, self.nonce)
             .verify_slice(&tag)
             .is_ok()
     }
@@ -110,11 +136,21 @@ mod tests {
         assert_eq!((p.family, p.generation), ("fam", 7));
         assert!(p.is_genuine(&key));
         assert!(!p.is_genuine(&FamilyKey::generate()), "another family's key");
-        // The same MAC under another generation or family is not genuine.
-        let mac = token.rsplit(SEP).next().unwrap();
-        for forged in [format!("fam~8~{mac}"), format!("other~7~{mac}")] {
+        assert_ne!(make("fam", 7, &key), token, "a nonce of its own each time");
+        // The same MAC under another generation, family or nonce is not genuine.
+        let parts: Vec<&str> = token.split(SEP).collect();
+        let (nonce, mac) = (parts[2], parts[3]);
+        for forged in [
+            format!("fam~8~{nonce}~{mac}"),
+            format!("other~7~{nonce}~{mac}"),
+            format!("fam~7~{}~{mac}", crate::random::id()),
+        ] {
             assert!(!parse(&forged).unwrap().is_genuine(&key), "{forged}");
         }
+        assert!(
+            !format!("{p:?}").contains(nonce) && !format!("{p:?}").contains(mac),
+            "Debug shows no secret part: {p:?}"
+        );
         let mut flipped = token.clone().into_bytes();
         let last = flipped.len() - 1;
         flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
@@ -127,18 +163,22 @@ mod tests {
         for t in [
             "",
             "opaque-random-string",
-            "fam~7",
-            "fam~7~",
-            "~7~mac",
-            "fam~~mac",
-            "fam~+7~mac",
-            "fam~-7~mac",
-            "fam~7~mac~more",
-            "fam~99999999999999999999999~mac",
+            "fam~7~n",
+            "fam~7~n~",
+            "fam~7~~mac",
+            "~7~n~mac",
+            "fam~~n~mac",
+            "fam~+7~n~mac",
+            "fam~-7~n~mac",
+            "fam~07~n~mac",
+            "fam~00~n~mac",
+            "fam~7~n~mac~more",
+            "fam~99999999999999999999999~n~mac",
             "a.b.c",
         ] {
             assert_eq!(parse(t), None, "{t:?}");
         }
+        assert_eq!(parse("fam~0~n~mac").map(|p| p.generation), Some(0));
     }
 
     #[test]

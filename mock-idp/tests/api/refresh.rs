@@ -407,16 +407,20 @@ async fn a_made_up_token_naming_a_real_family_neither_rotates_nor_revokes_it() {
         live = rt(&next);
     }
     let parts: Vec<&str> = live.split('~').collect();
-    assert_eq!(parts.len(), 3, "FAMILY~GENERATION~MAC: {live}");
-    let (family, mac) = (parts[0], parts[2]);
+    assert_eq!(parts.len(), 4, "FAMILY~GENERATION~NONCE~MAC: {live}");
+    let (family, generation, nonce, mac) = (parts[0], parts[1], parts[2], parts[3]);
     let other_rt = rt(&other);
-    let other_mac = other_rt.rsplit('~').next().unwrap();
+    let other_parts: Vec<&str> = other_rt.split('~').collect();
     for forged in [
-        format!("{family}~0~{}", "A".repeat(43)),
-        format!("{family}~1~{mac}"),
-        format!("{family}~0~{other_mac}"),
-        format!("{family}~{}~{mac}", u64::MAX),
-        format!("{family}~0"),
+        // Generations that left the window, with made-up or borrowed MACs.
+        format!("{family}~0~{nonce}~{}", "A".repeat(43)),
+        format!("{family}~1~{nonce}~{mac}"),
+        format!("{family}~0~{}~{}", other_parts[2], other_parts[3]),
+        // The live token spelled another way.
+        format!("{family}~0{generation}~{nonce}~{mac}"),
+        // A generation not issued yet, and no generation at all.
+        format!("{family}~{}~{nonce}~{mac}", u64::MAX),
+        format!("{family}~{nonce}~{mac}"),
     ] {
         let desc =
             assert_oauth_error(refresh(&idp, "acme", &forged).await, 400, "invalid_grant").await;

@@ -10,8 +10,13 @@
 //! only after its activity is durable (nothing about the semantics changes), but N writes share
 //! one commit.
 //!
-//! The writer runs on the runtime of the first caller and is started again by the next caller
-//! if that runtime has ended (a channel whose receiver is gone refuses the send).
+//! On Postgres the writer has a thread of its own, with its own runtime and its own connection
+//! ([`ActivityWriter::on_own_thread`]): a task on an actix worker's single-threaded runtime, on
+//! connections that runtime drives, waits a turn of that worker's whole queue for each round
+//! trip, and under load (bench/registry.sh's token run) each first heartbeat of a session, which
+//! waits for its write, took tens of milliseconds and its tail a second. Otherwise the writer
+//! runs on the runtime of the first caller and is started again by the next caller if that
+//! runtime has ended (a channel whose receiver is gone refuses the send).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +41,9 @@ struct Touch {
 pub(super) struct ActivityWriter {
     queue: Mutex<Option<mpsc::UnboundedSender<Touch>>>,
     counts: Arc<Counts>,
+    /// The store the writer's own thread writes through (its connections are made, and driven,
+    /// there), if it has one.
+    own_thread: Option<Arc<dyn Store>>,
 }
 
 /// For `/metrics`: writes asked for, and the transactions that carried them.
@@ -53,6 +61,15 @@ pub struct ActivityStats {
 }
 
 impl ActivityWriter {
+    /// A writer on a thread of its own, writing through `store` — a store of its own, whose
+    /// connections are made on first use, so on that thread.
+    pub(super) fn on_own_thread(store: Arc<dyn Store>) -> Self {
+        Self {
+            own_thread: Some(store),
+            ..Self::default()
+        }
+    }
+
     /// Records `session_id`'s activity at `at`, durably, sharing a commit with the writes queued
     /// alongside it.
     pub(super) async fn record(
@@ -111,7 +128,32 @@ impl ActivityWriter {
             return q.clone();
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(store.clone(), rx, self.counts.clone()));
+        let counts = self.counts.clone();
+        match &self.own_thread {
+            Some(own) => {
+                let own = own.clone();
+                let started = std::thread::Builder::new()
+                    .name("activity-writer".into())
+                    .spawn(move || {
+                        match tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        {
+                            Ok(rt) => rt.block_on(write_batches(own, rx, counts)),
+                            // The receiver is dropped: callers write alone (see `record`).
+                            Err(e) => tracing::error!(error = %e, "no runtime for the activity writer"),
+                        }
+                    });
+                if let Err(e) = started {
+                    // The closure and its receiver are gone: the send fails and the caller
+                    // writes alone.
+                    tracing::error!(error = %e, "no thread for the activity writer");
+                }
+            }
+            None => {
+                tokio::spawn(write_batches(store.clone(), rx, counts));
+            }
+        }
         *queue = Some(tx.clone());
         tx
     }

@@ -170,6 +170,12 @@ impl Registry {
         self.clock.now().unix_timestamp()
     }
 
+    /// Heartbeats' activity is written by a thread of its own, through `store` (a store of its
+    /// own, connecting on first use: see `activity`).
+    pub fn write_activity_through(&mut self, store: Arc<dyn Store>) {
+        self.activity = activity::ActivityWriter::on_own_thread(store);
+    }
+
     /// Events this process just committed: noted at once (a revocation is refused here from
     /// now on, and cached sessions of the account are read again), then sent on by the feed.
     pub(crate) fn publish(&self, events: Vec<EventRecord>) {

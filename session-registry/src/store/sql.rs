@@ -72,13 +72,21 @@ pub const TOUCH_DEVICE: &str =
     "UPDATE devices SET last_seen = $4 WHERE tenant = $1 AND account_id = $2 AND id = $3";
 /// [`TOUCH_SESSION`] and [`TOUCH_DEVICE`] for a batch in one statement (Postgres): `$2` the
 /// session ids, `$3` their times; a device with several sessions in the batch gets the latest.
+/// The rows are locked in a fixed order — sessions by id, then devices by account and id — as
+/// the row-by-row writes did, so two processes' writers touching the same rows wait for each
+/// other rather than deadlock (a join's or an aggregate's output order is the plan's).
 pub const TOUCH_SESSIONS_BATCH: &str = "WITH t AS (SELECT id, at FROM unnest($2::text[], $3::bigint[]) AS t(id, at)), \
-    s AS (UPDATE sessions s SET last_authenticated_at = t.at FROM t \
-          WHERE s.tenant = $1 AND s.id = t.id AND s.revoked_at IS NULL \
-          RETURNING s.account_id, s.device_id, t.at) \
-    UPDATE devices d SET last_seen = m.at \
-    FROM (SELECT account_id, device_id, max(at) AS at FROM s GROUP BY account_id, device_id) m \
-    WHERE d.tenant = $1 AND d.account_id = m.account_id AND d.id = m.device_id";
+    locked AS MATERIALIZED (SELECT s.id, t.at FROM sessions s JOIN t ON s.id = t.id \
+        WHERE s.tenant = $1 AND s.revoked_at IS NULL ORDER BY s.id FOR UPDATE OF s), \
+    touched AS (UPDATE sessions s SET last_authenticated_at = l.at FROM locked l \
+        WHERE s.tenant = $1 AND s.id = l.id AND s.revoked_at IS NULL \
+        RETURNING s.account_id, s.device_id, l.at), \
+    devices_locked AS MATERIALIZED (SELECT d.account_id, d.id, m.at FROM devices d \
+        JOIN (SELECT account_id, device_id, max(at) AS at FROM touched GROUP BY account_id, device_id) m \
+        ON d.account_id = m.account_id AND d.id = m.device_id \
+        WHERE d.tenant = $1 ORDER BY d.account_id, d.id FOR UPDATE OF d) \
+    UPDATE devices d SET last_seen = dl.at FROM devices_locked dl \
+    WHERE d.tenant = $1 AND d.account_id = dl.account_id AND d.id = dl.id";
 pub const END_SESSION: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL RETURNING account_id";
 pub const ACCOUNT_SESSIONS: &str = concat!(
     "SELECT ",
