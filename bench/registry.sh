@@ -466,17 +466,28 @@ EOF
   pgbench_run lookup "$DB" "$CONNECTIONS" -f "$WORK/lookup.sql"
 fi
 
+# first_pass URL...: every token once through each URL, 16 connections (bench/lib/first_pass.py),
+# before a token run. Each seeded session's first authenticate on a process reads the database
+# and, a minute after the last, waits for its activity write; a random warm-up of a few seconds
+# left hundreds of them unseen, so the measured seconds held first authenticates in a number that
+# depended on how fast the warm-up went (and on the table's size), and a run a minute after the
+# previous one met every token's re-check again. Prints the last pass's figures (one JSON line:
+# the first-authenticate rate).
+first_pass() {
+  local url out=""
+  for url in "$@"; do
+    echo "== first pass: every token once through $url, 16 connections" >&2
+    out="$(python3 bench/lib/first_pass.py "$url" /v1/sessions/authenticate "$WORK/token-bodies.txt" 16)"
+    echo "   $out" >&2
+  done
+  echo "$out"
+}
+
 TOKEN_BATCHING=""
 FIRST_PASS=""
 if has token; then
-# Every token once first (bench/lib/first_pass.py): each seeded session's first authenticate
-# reads the database and waits for its activity write, and a random warm-up of a few seconds
-# left hundreds of them unseen, so the measured seconds held first authenticates in a number
-# that depended on how fast the warm-up went (and on the table's size). Its own figures are
-# the first-authenticate rate, printed and kept.
-echo "== first pass: every token once, $CONNECTIONS connections" >&2
-FIRST_PASS="$(python3 bench/lib/first_pass.py "$REGISTRY" /v1/sessions/authenticate "$WORK/token-bodies.txt" "$CONNECTIONS")"
-echo "$FIRST_PASS" | tee "$WORK/first-pass.json" >&2
+FIRST_PASS="$(first_pass "$REGISTRY")"
+echo "$FIRST_PASS" >"$WORK/first-pass.json"
 http_run token POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
 # How the measured run's token lookups were batched, from the registry's /metrics.
 TOKEN_BATCHING="$(python3 - "$WORK/token.metrics-before" "$WORK/token.metrics-after" "$WORK/token.batching.json" <<'EOF'
@@ -553,6 +564,8 @@ if [ "$PROCESSES" != 1 ]; then
   # The same two authenticate workloads through HAProxy, round-robin over every process.
   MAIN_REGISTRY="$REGISTRY"
   REGISTRY="$LB"
+  # Every process's own session cache: a pass through each process, not through HAProxy.
+  first_pass "${REGISTRY_URLS[@]}" >/dev/null
   http_run token-lb POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
   if has jwt; then
     mint_jwts "$LB"
@@ -567,6 +580,7 @@ if [ -n "$BASELINE_BIN" ]; then
     "$BASELINE_BIN" --bind 127.0.0.1:0 --database-url "$DATABASE_URL" --config "$WORK/registry.toml"
   MAIN_REGISTRY="$REGISTRY" MAIN_REGISTRY_PID="$REGISTRY_PID"
   REGISTRY="$BASE" REGISTRY_PID="${PIDS[-1]}"
+  first_pass "$REGISTRY" >/dev/null
   http_run token-baseline POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
   # Its own session JWTs: `iss` is each registry's own URL.
   mint_jwts "$REGISTRY"
@@ -591,6 +605,8 @@ if [ -n "$SWEEP" ]; then
       if [ "$w" = jwt ]; then
         mint_jwts "$REGISTRY"
         bodies="$WORK/jwt-bodies.txt"
+      else
+        first_pass "$REGISTRY" >/dev/null
       fi
       BEFORE_MEASURE="$([ "$w" = jwt ] && echo "mint_jwts $REGISTRY")" http_run "sweep-$w-$c" POST /v1/sessions/authenticate "$bodies" ""
       tail -n1 "$RESULTS" | jq -c --arg w "$w" --argjson c "$c" \
