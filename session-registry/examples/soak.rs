@@ -414,7 +414,12 @@ async fn main() {
     let world = Arc::new(World {
         registry: registry.clone(),
         issuer: issuer.clone(),
-        http: reqwest::Client::new(),
+        // Idle connections dropped before the registry's keep-alive (5 s) closes them: a
+        // request sent on a connection the server is closing that moment fails with no status.
+        http: reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(2))
+            .build()
+            .expect("an HTTP client"),
         live: Mutex::new(Vec::new()),
         created: Mutex::new(Vec::new()),
         revoked: Mutex::new(HashMap::new()),
@@ -478,7 +483,9 @@ async fn main() {
     // The measured time: a fixed schedule of `rate` operations a second.
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A fixed schedule: ticks the soak itself was too busy to take are taken at once after,
+    // so `rate` × the duration operations start (Delay let a busy client start fewer).
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let in_flight = Arc::new(tokio::sync::Semaphore::new(256));
     let mut ops: u64 = 0;
     let mut waited_for_answers: u64 = 0;

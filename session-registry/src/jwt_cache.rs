@@ -105,4 +105,65 @@ impl JwtCache {
         self.verified.clear();
         self.minted.clear();
     }
+
+    /// Drops what can no longer be used at `now` (unix seconds): verified JWTs that have
+    /// expired, minted ones too old to hand out again. Without this both held every session's
+    /// JWT since the start until their capacity pushed them out (bench/soak.sh).
+    pub fn forget_stale(&self, now: i64) {
+        self.verified.retain(|_, c| c.exp > now);
+        self.minted
+            .retain(|_, m| now - m.claims.iat < REUSE_SECS && m.claims.iat <= now);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> (usize, usize) {
+        (self.verified.len(), self.minted.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jose_keys::SigningAlg;
+
+    #[test]
+    fn expired_verifications_and_minted_jwts_too_old_to_reuse_are_collected() {
+        let mut keys = KeySet::load(&[], None).unwrap();
+        keys.ensure(SigningAlg::ES256).unwrap();
+        let cache = JwtCache::new();
+        let claims = |sid: &str, iat: i64| SessionClaims {
+            iss: "https://registry.test".into(),
+            sub: "s".into(),
+            tenant: "acme".into(),
+            sid: sid.into(),
+            device_id: "d".into(),
+            is_guest: false,
+            iat,
+            exp: iat + 300,
+            lat: iat,
+            sexp: iat + 3_600,
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let early = cache.mint(&keys, &claims("s1", now - 20)).unwrap();
+        let late = cache.mint(&keys, &claims("s2", now)).unwrap();
+        let at = time::OffsetDateTime::from_unix_timestamp(now).unwrap();
+        cache
+            .verify(&keys, &early, "https://registry.test", at)
+            .unwrap();
+        cache
+            .verify(&keys, &late, "https://registry.test", at)
+            .unwrap();
+        cache.forget_stale(now);
+        assert_eq!(cache.len(), (2, 2));
+        cache.forget_stale(now + 10);
+        assert_eq!(
+            cache.len(),
+            (2, 1),
+            "s1's JWT, minted 30 s ago, is not handed out again"
+        );
+        cache.forget_stale(now + 280);
+        assert_eq!(cache.len(), (1, 0), "s1's JWT has expired");
+        cache.forget_stale(now + 300);
+        assert_eq!(cache.len(), (0, 0));
+    }
 }

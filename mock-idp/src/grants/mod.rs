@@ -15,8 +15,8 @@
 //! failure goes back to the store, which takes the registered tokens back.
 
 mod codes;
-mod refresh_token;
 mod devices;
+mod refresh_token;
 mod sessions;
 mod tokens;
 
@@ -105,6 +105,8 @@ struct Family {
     key: refresh_token::FamilyKey,
     /// Refresh tokens issued in the family so far: the next one's generation.
     generation: u64,
+    /// Fingerprint of the family's latest refresh token.
+    live_refresh: Option<String>,
     /// The generations below this one have left the window of used tokens: a genuine token of
     /// such a generation is a used one, forgotten. (A token whose record expired and was swept
     /// is not among them: it is merely unknown, as an expired token is.)
@@ -252,11 +254,13 @@ impl Grants {
                 key: refresh_token::FamilyKey::generate(),
                 generation: 0,
                 forgotten_below: 0,
+                live_refresh: None,
             });
             let generation = f.generation;
             let token = refresh_token::make(fid, generation, &f.key);
             f.generation += 1;
             let fp = random::fingerprint(&token);
+            f.live_refresh = Some(fp.clone());
             tokens.refresh_token = Some(token);
             self.refresh.insert(
                 fp.clone(),
@@ -311,6 +315,21 @@ impl Grants {
             }
         }
         changed
+    }
+
+    /// Forgets the refresh-token records of family `family` (revoked by its client, RFC 7009):
+    /// every one of its tokens counts as used and forgotten from now on, so a replay is still
+    /// answered "revoked" while the family's record lasts — until its last access token
+    /// expires and the sweep drops it — and "unknown" after. Without this a signed-out grant's
+    /// records stayed for the refresh lifetime (30 days by default; bench/soak.sh).
+    fn forget_family_tokens(&mut self, family: &str) {
+        let Some(f) = self.families.get_mut(family) else {
+            return;
+        };
+        f.forgotten_below = f.generation;
+        for fp in f.used_refresh.drain(..).chain(f.live_refresh.take()) {
+            self.refresh.remove(&fp);
+        }
     }
 
     /// Forgets the access token and the refresh token of a response that was registered but
@@ -507,6 +526,7 @@ mod tests {
                 key: refresh_token::FamilyKey::generate(),
                 generation: 1,
                 forgotten_below: 0,
+                live_refresh: None,
             },
         );
         g.refresh.insert(
@@ -570,6 +590,7 @@ mod tests {
                 key: refresh_token::FamilyKey::generate(),
                 generation: 1,
                 forgotten_below: 0,
+                live_refresh: None,
             },
         );
         g.access.insert(

@@ -135,7 +135,10 @@ mod tests {
         let p = parse(&token).expect("its own format");
         assert_eq!((p.family, p.generation), ("fam", 7));
         assert!(p.is_genuine(&key));
-        assert!(!p.is_genuine(&FamilyKey::generate()), "another family's key");
+        assert!(
+            !p.is_genuine(&FamilyKey::generate()),
+            "another family's key"
+        );
         assert_ne!(make("fam", 7, &key), token, "a nonce of its own each time");
         // The same MAC under another generation, family or nonce is not genuine.
         let parts: Vec<&str> = token.split(SEP).collect();

@@ -278,6 +278,7 @@ impl GrantStore {
         let owner = grants.families.get(&family).map(|f| f.client_id.clone());
         if owner.as_ref() == Some(client) {
             grants.revoke_family(&family);
+            grants.forget_family_tokens(&family);
             Revocation::Revoked
         } else {
             Revocation::OtherClient

@@ -57,10 +57,7 @@ pub async fn revoke(
             };
         }
     } else {
-        outcome = match tenant
-            .grants
-            .revoke_refresh(token, client.id())
-        {
+        outcome = match tenant.grants.revoke_refresh(token, client.id()) {
             Revocation::Revoked => "refresh token family revoked",
             Revocation::OtherClient => "another client's token: not revoked",
             Revocation::Unknown => outcome,

@@ -449,5 +449,57 @@ async fn a_made_up_token_naming_a_real_family_neither_rotates_nor_revokes_it() {
         200,
         "the family is intact"
     );
-    assert_eq!(refresh(&idp, "acme", &other_rt).await.status(), 200, "and so is the other");
+    assert_eq!(
+        refresh(&idp, "acme", &other_rt).await.status(),
+        200,
+        "and so is the other"
+    );
+}
+
+/// A client that signs out revokes its refresh token (RFC 7009): the IdP keeps none of the
+/// family's refresh-token records after that (they stayed for the refresh lifetime, 30 days by
+/// default), and every token of the family, the live one and the used ones, is still refused as
+/// revoked — with no reuse alarm, since nothing was stolen.
+#[tokio::test]
+async fn a_grant_its_client_revoked_keeps_no_refresh_records_and_its_tokens_stay_revoked() {
+    let idp = TestIdp::spawn().await;
+    let records = |audit: Value| audit["records"]["refresh_tokens"].as_u64().unwrap();
+    let before = records(idp.audit("acme").await);
+    let first = login_tokens(&idp, "acme", "alice").await;
+    let mut tokens = vec![rt(&first)];
+    for _ in 0..3 {
+        let next: Value = refresh(&idp, "acme", tokens.last().unwrap())
+            .await
+            .json()
+            .await
+            .unwrap();
+        tokens.push(rt(&next));
+    }
+    assert_eq!(records(idp.audit("acme").await), before + 4);
+    let res = idp
+        .http
+        .post(format!("{}/revoke", idp.issuer("acme")))
+        .form(&[("token", tokens[3].as_str()), ("client_id", CLI)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        records(idp.audit("acme").await),
+        before,
+        "no record of the family's tokens"
+    );
+    for t in &tokens {
+        let desc = assert_oauth_error(refresh(&idp, "acme", t).await, 400, "invalid_grant").await;
+        assert!(desc.contains("revoked"), "{desc}");
+    }
+    let audit = idp.audit("acme").await;
+    assert!(
+        !audit["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "refresh_token_reuse"),
+        "no reuse alarm: {audit}"
+    );
 }

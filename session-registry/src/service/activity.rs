@@ -141,7 +141,9 @@ impl ActivityWriter {
                         {
                             Ok(rt) => rt.block_on(write_batches(own, rx, counts)),
                             // The receiver is dropped: callers write alone (see `record`).
-                            Err(e) => tracing::error!(error = %e, "no runtime for the activity writer"),
+                            Err(e) => {
+                                tracing::error!(error = %e, "no runtime for the activity writer")
+                            }
                         }
                     });
                 if let Err(e) = started {

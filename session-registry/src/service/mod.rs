@@ -285,6 +285,8 @@ impl Registry {
         self.hub.forget_revocations_before(now - JWT_TTL - 60);
         // A cached session read before a forgotten change is past its re-check by then.
         self.hub.forget_changes_before(now - 2 * SESSION_RECHECK);
+        self.sessions.forget_stale(now);
+        self.jwts.forget_stale(now);
         Ok(self.store.gc(now, now - audit_window_secs).await?)
     }
 }

@@ -175,4 +175,62 @@ impl SessionCache {
     pub(super) fn forget(&self, hash: &str) {
         self.entries.remove(hash);
     }
+
+    /// Drops the entries that can no longer answer at `now` (read [`SESSION_RECHECK`] seconds
+    /// ago or more): the cache otherwise holds every session it ever read — revoked, expired,
+    /// its device long gone — until its capacity pushes them out, so its memory followed the
+    /// sessions seen since the start, not the live ones (bench/soak.sh).
+    pub(super) fn forget_stale(&self, now: i64) {
+        self.entries
+            .retain(|_, e| now - e.read_at < SESSION_RECHECK && e.read_at <= now);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> SessionRecord {
+        SessionRecord {
+            id: id.into(),
+            tenant: "acme".into(),
+            account_id: "a".into(),
+            subject: "s".into(),
+            email: None,
+            is_guest: false,
+            device_id: "d".into(),
+            device_name: "d".into(),
+            device_platform: "linux".into(),
+            device_last_seen: 0,
+            idp_sid: None,
+            created_at: 0,
+            last_authenticated_at: 0,
+            expires_at: i64::MAX,
+            absolute_expires_at: i64::MAX,
+            revoked_at: None,
+            revoked_reason: None,
+            auth_method: "oidc".into(),
+            auth_time: 0,
+            user_agent: None,
+            ip: None,
+        }
+    }
+
+    #[test]
+    fn entries_past_their_recheck_are_collected_and_fresh_ones_kept() {
+        let cache = SessionCache::default();
+        cache.put("old", &record("s1"), 1_000, 0);
+        cache.put("fresh", &record("s2"), 1_050, 0);
+        cache.forget_stale(1_059);
+        assert_eq!(cache.len(), 2, "both still within their minute");
+        cache.forget_stale(1_060);
+        assert_eq!(cache.len(), 1, "the one read a minute ago is gone");
+        cache.forget_stale(1_110);
+        assert_eq!(cache.len(), 0);
+    }
 }

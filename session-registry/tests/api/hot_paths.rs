@@ -164,16 +164,28 @@ async fn an_activity_batch_writes_each_live_session_and_each_device_its_latest_t
         .await
         .expect("one batch");
 
-    assert_eq!(read(ids[0].clone()).await, (t + 5, t + 9), "laptop: its latest session's time");
+    assert_eq!(
+        read(ids[0].clone()).await,
+        (t + 5, t + 9),
+        "laptop: its latest session's time"
+    );
     assert_eq!(read(ids[1].clone()).await, (t + 9, t + 9));
     assert_eq!(read(ids[2].clone()).await, (t + 1, t + 1), "phone");
-    assert_eq!(read(ids[3].clone()).await, tablet_before, "a revoked session is not touched");
+    assert_eq!(
+        read(ids[3].clone()).await,
+        tablet_before,
+        "a revoked session is not touched"
+    );
     // Another tenant's name on the batch touches nothing of acme's.
     store
         .record_activity("globex", &[(ids[2].clone(), t + 100)])
         .await
         .expect("a batch of another tenant");
-    assert_eq!(read(ids[2].clone()).await, (t + 1, t + 1), "row-level security and the tenant filter");
+    assert_eq!(
+        read(ids[2].clone()).await,
+        (t + 1, t + 1),
+        "row-level security and the tenant filter"
+    );
 }
 
 #[tokio::test]
