@@ -143,7 +143,7 @@ mod tests {
             lat: iat,
             sexp: iat + 3_600,
         };
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let now = 1_900_000_000_i64;
         let early = cache.mint(&keys, &claims("s1", now - 20)).unwrap();
         let late = cache.mint(&keys, &claims("s2", now)).unwrap();
         let at = time::OffsetDateTime::from_unix_timestamp(now).unwrap();
