@@ -449,3 +449,58 @@ async fn tenant_session_count(db: &TestDatabase) -> i64 {
     pool.close().await;
     n
 }
+
+/// A refresh the IdP answered while its clock was beyond the client's leeway: the refreshed ID
+/// token is refused, but the IdP has already rotated the refresh token. The device keeps the
+/// rotated one, so once the clocks agree again the next refresh works: no reuse alarm at the
+/// IdP, no sign-out, the registry session untouched.
+#[tokio::test]
+async fn a_refresh_answered_with_an_unusable_id_token_keeps_the_rotated_refresh_token() {
+    let idp = TestIdp::spawn().await;
+    let db = TestDatabase::create().await;
+    let registry_url = registry(&idp, &db, session_registry::oidc::DEFAULT_LEEWAY).await;
+    let d = device("rotated".into(), |o| {
+        o.clock = Arc::new(lanyard_clock::SystemClock);
+    });
+    let account = login(&idp, &registry_url, &d, "alice").await.unwrap();
+    let stored = |d: &Device| {
+        d.manager
+            .store()
+            .secrets()
+            .require(&account, ItemKind::RefreshToken)
+            .unwrap()
+            .expose_secret()
+            .to_owned()
+    };
+    let before = stored(&d);
+
+    // IdP 6 minutes ahead, the client's leeway 60 s: the refreshed ID token is "issued in the
+    // future" and refused, with the reason.
+    skew_idp(&idp, 360).await;
+    let err = d.manager.refresh(&account, true).await.unwrap_err();
+    assert!(
+        matches!(err, SessionError::IdTokenInvalid(_)),
+        "a refreshed ID token from the future: {err:?}"
+    );
+    assert!(is_available(&d, &account), "not signed out: {err}");
+    let kept = stored(&d);
+    assert_ne!(kept, before, "the rotated refresh token is kept");
+
+    // Clocks agree again: the next refresh presents the rotated token and works.
+    skew_idp(&idp, 0).await;
+    d.manager
+        .refresh(&account, true)
+        .await
+        .expect("the refresh after the skew works");
+    assert!(is_available(&d, &account));
+    assert_eq!(
+        audit_events(&idp, "refresh_token_reuse").await,
+        0,
+        "no reuse alarm at the IdP"
+    );
+    assert_eq!(live_sessions(&registry_url, &d, &account).await, 1);
+    println!(
+        "fault refresh-answer-refused: ok — the IdP 360 s ahead: refresh refused (\"{err}\"), \
+         rotated refresh token kept; the next refresh works, no reuse alarm"
+    );
+}

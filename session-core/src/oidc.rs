@@ -85,6 +85,9 @@ enum Check {
     UnknownKey,
     /// A refreshed ID token that is not the sign-in's: this claim differs.
     Mismatch(&'static str),
+    /// A time claim (`exp`, `iat`, `nbf`) is out of range on this clock: the answer is sound,
+    /// the clocks disagree (or the answer took too long).
+    Clock(SessionError),
     Invalid(SessionError),
 }
 
@@ -98,7 +101,7 @@ impl Check {
             Check::Mismatch(claim) => {
                 SessionError::IdTokenInvalid(format!("the ID token's {claim} is not the sign-in's"))
             }
-            Check::Invalid(e) => e,
+            Check::Clock(e) | Check::Invalid(e) => e,
         }
     }
 }
@@ -107,6 +110,14 @@ impl From<SessionError> for Check {
     fn from(e: SessionError) -> Self {
         Check::Invalid(e)
     }
+}
+
+/// A refresh that failed: why, and — when the provider answered with tokens that could not be
+/// used — the refresh token it rotated the presented one into (the presented one is spent).
+#[derive(Debug)]
+pub struct RefreshFailure {
+    pub error: SessionError,
+    pub rotated: Option<SecretString>,
 }
 
 /// One provider (issuer) as seen by one public client.
@@ -291,15 +302,14 @@ fn classify(account: &str, e: TokenError) -> SessionError {
                     .cloned()
                     .unwrap_or_else(|| "the grant was rejected".into()),
             },
+            // The client itself is refused (deleted, disabled, re-registered): nothing is known
+            // of the person's grant, so nothing is signed out — the fix is the configuration.
             CoreErrorResponseType::InvalidClient | CoreErrorResponseType::UnauthorizedClient => {
-                tracing::error!(error = %r.error(), "the provider rejects this client: configuration error");
-                SessionError::ReauthenticationRequired {
-                    account: account.to_owned(),
-                    reason: format!(
-                        "the provider rejects this client ({}); check the client configuration",
-                        r.error()
-                    ),
-                }
+                tracing::error!(account, error = %r.error(), "the provider rejects this client: configuration error");
+                SessionError::Configuration(format!(
+                    "it answered {}; check the client id and its registration there",
+                    r.error()
+                ))
             }
             other => SessionError::Transient {
                 detail: format!("the provider answered {other}"),
@@ -512,6 +522,8 @@ impl Provider {
             ClaimsVerificationError::InvalidAudience(_) if binding.is_some() => {
                 Check::Mismatch("aud")
             }
+            // exp, and iat through the issue-time check above.
+            expired @ ClaimsVerificationError::Expired(_) => Check::Clock(invalid(&expired)),
             other => Check::Invalid(invalid(&other)),
         })?;
         // Verified just above: the raw claims only add what the typed ones drop.
@@ -524,7 +536,7 @@ impl Provider {
         }
         if let Some(nbf) = raw.get("nbf").and_then(serde_json::Value::as_i64) {
             if nbf > now + self.leeway {
-                return Err(Check::Invalid(SessionError::IdTokenInvalid(format!(
+                return Err(Check::Clock(SessionError::IdTokenInvalid(format!(
                     "nbf is {} s in the future",
                     nbf - now
                 ))));
@@ -877,31 +889,75 @@ impl Provider {
     /// Refreshes. Without a new refresh token in the answer, the old one stays (RFC 6749 §6).
     /// The new ID token must be the sign-in's (`binding`: same iss, sub, aud, azp, and an
     /// auth_time not earlier; OIDC Core §12.2); if it is not, nothing of the answer is used and
-    /// the account must sign in again.
+    /// the account must sign in again. See [`Provider::refresh_keeping_rotation`] for the refresh
+    /// token of an answer that could not be used.
     pub async fn refresh(
         &self,
         account: &str,
         refresh_token: &SecretString,
         binding: &SignInBinding,
     ) -> Result<TokenSet, SessionError> {
+        self.refresh_keeping_rotation(account, refresh_token, binding)
+            .await
+            .map_err(|f| f.error)
+    }
+
+    /// As [`Provider::refresh`]; when the provider answered soundly but the answer could not be
+    /// used here and now (its ID token's time claims out of range on this clock, the JWKS
+    /// unreachable for a re-fetch) or showed that the account must sign in again, the failure
+    /// carries the refresh token the answer rotated the presented one into: the presented one is
+    /// spent at the provider, and presenting it again would trip its reuse detection. A
+    /// defective answer (wrong token type, signature, claims) carries nothing: none of it is
+    /// trusted.
+    pub async fn refresh_keeping_rotation(
+        &self,
+        account: &str,
+        refresh_token: &SecretString,
+        binding: &SignInBinding,
+    ) -> Result<TokenSet, RefreshFailure> {
         let response = self
             .client
             .exchange_refresh_token(&RefreshToken::new(refresh_token.expose_secret().to_owned()))
             .request_async(&self.http)
             .await
-            .map_err(|e| classify(account, e))?;
+            .map_err(|e| RefreshFailure {
+                error: classify(account, e),
+                rotated: None,
+            })?;
+        let rotated = response
+            .refresh_token()
+            .filter(|rt| rt.secret() != refresh_token.expose_secret())
+            .map(|rt| SecretString::from(rt.secret().clone()));
         let mut set = match self.validate(&response, None, Some(binding)).await {
             Ok(set) => set,
             Err(Check::Mismatch(claim)) => {
                 tracing::warn!(account, issuer = %self.issuer, claim, "the refreshed ID token is not the sign-in's; the account must sign in again");
-                return Err(SessionError::ReauthenticationRequired {
-                    account: account.to_owned(),
-                    reason: format!(
-                        "the identity provider's refreshed ID token does not match the sign-in ({claim} differs)"
-                    ),
+                return Err(RefreshFailure {
+                    error: SessionError::ReauthenticationRequired {
+                        account: account.to_owned(),
+                        reason: format!(
+                            "the identity provider's refreshed ID token does not match the sign-in ({claim} differs)"
+                        ),
+                    },
+                    rotated,
                 });
             }
-            Err(e) => return Err(e.into_error()),
+            // Sound but unusable here and now (the clocks disagree, the JWKS could not be
+            // fetched): the provider did rotate, so its successor is the one to present next.
+            Err(Check::Clock(error))
+            | Err(Check::Invalid(error @ SessionError::Transient { .. })) => {
+                if rotated.is_some() {
+                    tracing::warn!(account, issuer = %self.issuer, error = %error, "the refresh answer could not be used, but the provider rotated the refresh token: keeping its successor");
+                }
+                return Err(RefreshFailure { error, rotated });
+            }
+            // A defective answer (wrong type, signature, claims): nothing of it is used.
+            Err(e) => {
+                return Err(RefreshFailure {
+                    error: e.into_error(),
+                    rotated: None,
+                })
+            }
         };
         if set.refresh_token.is_none() {
             set.refresh_token = Some(refresh_token.clone());

@@ -331,6 +331,120 @@ async fn a_token_answer_without_a_valid_id_token_is_rejected_once_and_changes_no
     );
 }
 
+/// The provider rejects the client itself (`invalid_client`, `unauthorized_client`: deleted,
+/// disabled, or its registration changed). That says nothing about the person's grant: the
+/// error names the client configuration, the account is not signed out, nothing stored changes.
+#[tokio::test]
+async fn a_provider_that_rejects_the_client_is_a_configuration_error_that_signs_no_one_out() {
+    for error in ["invalid_client", "unauthorized_client"] {
+        let idp = FakeIdp::start().await;
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(ResponseTemplate::new(401).set_body_json(
+                json!({"error": error, "error_description": "client authentication failed"}),
+            ))
+            .mount(&idp.server)
+            .await;
+        let d = device(3);
+        let key = seed(&d, &idp, None);
+        let before = snapshot(&d, &key);
+
+        let err = d.manager.access_token(None).await.unwrap_err();
+        let SessionError::Configuration(detail) = &err else {
+            panic!("{error}: a rejected client is a configuration error, got {err:?}");
+        };
+        assert!(
+            detail.contains(error),
+            "names the provider's error: {detail}"
+        );
+        assert_eq!(idp.token_requests().await.len(), 1, "{error}: not retried");
+        assert_eq!(
+            snapshot(&d, &key),
+            before,
+            "{error}: nothing stored changes"
+        );
+        assert_ne!(
+            *d.manager.state(&key).borrow(),
+            SessionState::Unavailable {
+                reason: UnavailableReason::SignedOut
+            },
+            "{error}: the account is not signed out"
+        );
+    }
+}
+
+/// Answers the first refresh with rotated tokens whose ID token is issued an hour in the future
+/// (by the device's clock), then like a well-behaved IdP.
+struct FutureIdTokenFirst {
+    calls: AtomicUsize,
+    key: Arc<SigningKey>,
+    issuer: String,
+    clock: Arc<ManualClock>,
+}
+
+impl Respond for FutureIdTokenFirst {
+    fn respond(&self, _request: &Request) -> ResponseTemplate {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let now = self.clock.now().unix_timestamp();
+        let issued = if call == 1 { now + 3600 } else { now };
+        ResponseTemplate::new(200)
+            .insert_header("cache-control", "no-store")
+            .set_body_json(token_answer(&self.key, &self.issuer, call, issued))
+    }
+}
+
+/// A refresh answer whose ID token is refused still rotated the refresh token at the provider:
+/// the successor replaces the spent one in the store (nothing else of the answer is used), and
+/// the next refresh presents it — never the spent one, which would trip reuse detection.
+#[tokio::test]
+async fn a_refused_refresh_answer_keeps_only_its_rotated_refresh_token() {
+    let idp = FakeIdp::start().await;
+    let d = device(3);
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(FutureIdTokenFirst {
+            calls: AtomicUsize::new(0),
+            key: idp.key.clone(),
+            issuer: idp.issuer(),
+            clock: d.clock.clone(),
+        })
+        .mount(&idp.server)
+        .await;
+    let key = seed(&d, &idp, None);
+    let (mut expected, meta_before) = snapshot(&d, &key);
+    let refresh_slot = ItemKind::ALL
+        .iter()
+        .position(|i| *i == ItemKind::RefreshToken)
+        .unwrap();
+
+    let err = d.manager.access_token(None).await.unwrap_err();
+    assert!(
+        matches!(err, SessionError::IdTokenInvalid(_)),
+        "an ID token from the future is refused: {err:?}"
+    );
+    expected[refresh_slot] = Some("rt-1".into());
+    let (items, meta) = snapshot(&d, &key);
+    assert_eq!(items, expected, "only the refresh token changed, to rt-1");
+    assert_eq!(
+        meta.map(|m| m.access_token_expires_at),
+        meta_before.map(|m| m.access_token_expires_at)
+    );
+
+    let token = d.manager.access_token(None).await.unwrap();
+    assert_eq!(token.expose_secret(), "at-2");
+    let presented: Vec<String> = idp
+        .token_requests()
+        .await
+        .iter()
+        .map(presented_refresh_token)
+        .collect();
+    assert_eq!(
+        presented,
+        ["rt-0", "rt-1"],
+        "the spent rt-0 is presented once"
+    );
+}
+
 /// Answers refreshes 1 and 2, fails the third call with a 500, then answers again; or, with
 /// `fail_from_third`, fails every call from the third on.
 struct FailsOnTheThirdCall {

@@ -45,7 +45,9 @@ pub enum OidcError {
     Expired,
     #[error("iat is in the future")]
     IssuedAt,
-    #[error("the token was issued too long ago (iat more than {0} s ago)")]
+    #[error(
+        "the token was issued too long ago (iat more than {0} s ago, beyond the clock leeway)"
+    )]
     TooOld(i64),
     #[error("claim {0} is missing")]
     MissingClaim(&'static str),
@@ -321,6 +323,13 @@ impl OidcVerifier {
         })
     }
 
+    /// Whether a token issued at `iat` (the IdP's clock) is past `max_age` at `now` (ours): an
+    /// IdP clock behind ours by up to the leeway makes a fresh token look that much older, so the
+    /// leeway counts here as it does for `exp` — refused once the age reaches `max_age + leeway`.
+    fn too_old(&self, iat: i64, max_age: i64, now: i64) -> bool {
+        iat.saturating_add(max_age).saturating_add(self.leeway) <= now
+    }
+
     /// Sets the clock-skew allowance of `iat` and `exp` (`--clock-leeway`), at most [`MAX_LEEWAY`].
     pub fn set_leeway(&mut self, secs: i64) {
         self.leeway = secs.clamp(0, MAX_LEEWAY);
@@ -329,7 +338,7 @@ impl OidcVerifier {
     /// Verifies an ID token for `tenant` (OIDC Core §3.1.3.7, as a relying party of the tenant),
     /// and that it is one: typed `JWT` or untyped (an access token is `at+jwt`, RFC 9068; a
     /// logout token `logout+jwt`), no `events` claim (a logout token's), `exp` and `iat` present
-    /// and `iat` at most the tenant's `max_id_token_age_secs` old.
+    /// and `iat` less than the tenant's `max_id_token_age_secs` (plus the leeway) old.
     pub async fn verify_id_token(
         &self,
         token: &str,
@@ -346,7 +355,7 @@ impl OidcVerifier {
         }
         let now = self.clock.now().unix_timestamp();
         let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or(now);
-        if now - iat > tenant.max_id_token_age_secs {
+        if self.too_old(iat, tenant.max_id_token_age_secs, now) {
             return Err(OidcError::TooOld(tenant.max_id_token_age_secs));
         }
         if claims
@@ -360,7 +369,8 @@ impl OidcVerifier {
     }
 
     /// Verifies a back-channel logout token (Back-Channel Logout 1.0 §2.6): typed `logout+jwt`
-    /// or untyped, `exp` present and not past, `iat` at most [`LOGOUT_TOKEN_MAX_AGE`] old, the
+    /// or untyped, `exp` present and not past, `iat` less than [`LOGOUT_TOKEN_MAX_AGE`] (plus the
+    /// leeway) old, the
     /// back-channel logout event, no nonce, `sid` or `sub`, and a `jti`.
     pub async fn verify_logout_token(
         &self,
@@ -373,7 +383,7 @@ impl OidcVerifier {
         }
         let now = self.clock.now().unix_timestamp();
         let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or(now);
-        if now - iat > LOGOUT_TOKEN_MAX_AGE {
+        if self.too_old(iat, LOGOUT_TOKEN_MAX_AGE, now) {
             return Err(OidcError::TooOld(LOGOUT_TOKEN_MAX_AGE));
         }
         if !claims

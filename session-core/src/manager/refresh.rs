@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{lock, token_items, SessionManager};
 use crate::error::SessionError;
-use crate::oidc::SignInBinding;
+use crate::oidc::{RefreshFailure, SignInBinding};
 use crate::state::{ManagerEvent, UnavailableReason};
 use crate::tokens::TokenSet;
 
@@ -130,7 +130,7 @@ impl SessionManager {
             ),
             None => (meta, None, None),
         };
-        let refresh_token = match refresh_token {
+        let mut refresh_token = match refresh_token {
             Some(rt) => rt,
             None if self
                 .inner
@@ -175,18 +175,40 @@ impl SessionManager {
         let tokens = loop {
             tries += 1;
             let attempt = match self.provider(&issuer, &client_id).await {
-                Ok(p) => p.refresh(account.as_str(), &refresh_token, &binding).await,
-                Err(e) => Err(e),
+                Ok(p) => {
+                    p.refresh_keeping_rotation(account.as_str(), &refresh_token, &binding)
+                        .await
+                }
+                Err(e) => Err(RefreshFailure {
+                    error: e,
+                    rotated: None,
+                }),
             };
-            match attempt {
+            let e = match attempt {
                 Ok(t) => break t,
-                Err(e) if e.is_transient() && tries < self.inner.options.max_tries => {
+                Err(RefreshFailure { error, rotated }) => {
+                    if let Some(rotated) = rotated {
+                        // The provider answered, but not usably: the presented token is spent
+                        // and its successor is the grant's only live one.
+                        if matches!(error, SessionError::ReauthenticationRequired { .. }) {
+                            self.revoke_rotated(&issuer, &client_id, account, &rotated)
+                                .await;
+                        } else {
+                            self.keep_rotated(account, &meta, rotated.clone()).await;
+                            refresh_token = rotated;
+                        }
+                    }
+                    error
+                }
+            };
+            match e {
+                e if e.is_transient() && tries < self.inner.options.max_tries => {
                     let jitter = rand::thread_rng().gen_range(0..=delay.as_millis() as u64 / 2);
                     tracing::warn!(account = %account, tries, error = %e, "refresh failed; retrying");
                     tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
                     delay *= 2;
                 }
-                Err(e @ SessionError::ReauthenticationRequired { .. }) => {
+                e @ SessionError::ReauthenticationRequired { .. } => {
                     // The IdP refused the grant (revoked — e.g. its family after a stolen copy
                     // was replayed — expired, or ended): whoever holds a copy of this account
                     // store may hold the session token too, so the registry session ends with
@@ -211,7 +233,7 @@ impl SessionManager {
                     wiped?;
                     return Err(e);
                 }
-                Err(e) => return Err(e),
+                e => return Err(e),
             }
         };
         let mut updated = meta.clone();
@@ -266,6 +288,62 @@ impl SessionManager {
             account: account.clone(),
         });
         Ok(access)
+    }
+
+    /// Stores `rotated`, the refresh token of an answer that could not be used, in place of the
+    /// spent one (with an earlier refresh's unsaved tokens, in their place). If it cannot be
+    /// saved, the stored token is marked spent so that no process presents it again.
+    async fn keep_rotated(&self, account: &AccountKey, meta: &AccountMeta, rotated: SecretString) {
+        let pending = {
+            let mut pending = lock(&self.inner.pending);
+            match pending.get_mut(account) {
+                Some(p) => {
+                    p.tokens.refresh_token = Some(rotated.clone());
+                    true
+                }
+                None => false,
+            }
+        };
+        let saved = if pending {
+            self.save_pending(account).await
+        } else {
+            let meta = meta.clone();
+            self.blocking(move |s| s.save_account(meta, &[(ItemKind::RefreshToken, rotated)]))
+                .await
+        };
+        match saved {
+            Ok(()) => {
+                self.inner
+                    .notes
+                    .update(account, |n| n.refresh_token_spent_at = None);
+                tracing::info!(account = %account, "the rotated refresh token of an unusable refresh answer is saved");
+            }
+            Err(e) => {
+                let now = self.now();
+                self.inner
+                    .notes
+                    .update(account, |n| n.refresh_token_spent_at = Some(now));
+                tracing::error!(account = %account, error = %e, "the rotated refresh token could not be saved; the stored one is marked spent");
+            }
+        }
+    }
+
+    /// Revokes (RFC 7009, best effort) `rotated`, the refresh token of an answer that showed the
+    /// account must sign in again: nobody will present it, so its grant should not live on.
+    async fn revoke_rotated(
+        &self,
+        issuer: &str,
+        client_id: &str,
+        account: &AccountKey,
+        rotated: &SecretString,
+    ) {
+        let revoked = match self.provider(issuer, client_id).await {
+            Ok(p) => p.revoke(rotated).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = revoked {
+            tracing::warn!(account = %account, error = %e, "the rotated refresh token of a refused refresh answer could not be revoked; its grant lives until it expires");
+        }
     }
 
     /// The body of [`SessionManager::send_authenticated`].

@@ -29,14 +29,26 @@ impl Registry {
         }
         let now = self.now();
         let mut verified = Vec::new();
+        let mut refusals: Vec<String> = Vec::new();
         for t in tenants {
             match self.verifier.verify_logout_token(logout_token, &t).await {
                 Ok(claims) => verified.push((t, claims)),
-                Err(e) => tracing::info!(tenant = %t.slug, error = %e, "logout token refused"),
+                Err(e) => {
+                    tracing::info!(tenant = %t.slug, error = %e, "logout token refused");
+                    let reason = e.to_string();
+                    if !refusals.contains(&reason) {
+                        refusals.push(reason);
+                    }
+                }
             }
         }
         if verified.is_empty() {
-            return Err(bad("the logout token failed validation"));
+            // The IdP's operator reads this: it names what is wrong (per tenant trusting the
+            // issuer, each distinct reason once); the verifier's errors carry no token content.
+            return Err(bad(&format!(
+                "the logout token failed validation: {}",
+                refusals.join("; ")
+            )));
         }
         let (mut ended, mut replayed, tenants) = (0, 0, verified.len());
         for (tenant, claims) in verified {

@@ -421,6 +421,77 @@ async fn a_logout_token_replayed_to_another_registry_process_is_refused() {
     assert_eq!(b.get("/v1/sessions", &again).await.0, 200);
 }
 
+/// An IdP whose clock is behind the registry's by up to `--clock-leeway` issues tokens whose
+/// `iat` looks that much older: their age limits (the logout token's 120 s, the tenant's ID-token
+/// age) count the leeway too, as `exp` does — and only the leeway.
+#[tokio::test]
+async fn token_age_limits_allow_for_the_configured_clock_leeway_and_no_more() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn_with(&idp, Backend::Postgres, |s| s.clock_leeway = 300).await;
+    let (alice, created) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let (bob, _) = reg.device(&idp, "acme", "bob", "laptop").await;
+    let sub = created["session"]["subject"].clone();
+    let now = now_at(&reg);
+
+    // Logout tokens. Beyond the leeway: 420 s old (120 s + 300 s) is refused, naming its age.
+    let stale = logout_token(
+        &idp,
+        &reg,
+        &sub,
+        json!({"iat": now - 420, "exp": now + 60}),
+        Some("logout+jwt"),
+    );
+    let (status, body) = post_logout(&reg, &stale).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("too long ago"),
+        "the refusal names the token's age: {body}"
+    );
+    assert_eq!(
+        reg.get("/v1/sessions", &alice).await.0,
+        200,
+        "alice untouched"
+    );
+    // Within it: issued just now on an IdP clock 5 minutes behind (iat 300 s ago, exp 180 s
+    // ago), accepted; alice is signed out and bob is not.
+    let skewed = logout_token(
+        &idp,
+        &reg,
+        &sub,
+        json!({"iat": now - 300, "exp": now - 180}),
+        Some("logout+jwt"),
+    );
+    let (status, body) = post_logout(&reg, &skewed).await;
+    assert_eq!(status, 200, "IdP clock 300 s behind, leeway 300 s: {body}");
+    assert_eq!(reg.get("/v1/sessions", &alice).await.0, 401);
+    assert_eq!(reg.get("/v1/sessions", &bob).await.0, 200, "bob untouched");
+
+    // ID tokens (the tenant's limit is 600 s): 800 s old is within 600 s + 300 s, 900 s is not.
+    let id_token = |iat: i64| {
+        sign_as_idp(
+            &idp,
+            "acme",
+            &json!({"iss": idp.issuer("acme"), "aud": "lanyard-cli", "sub": "carol",
+                    "iat": iat, "exp": now + 60}),
+            Some("JWT"),
+        )
+    };
+    let sessions_before = created_sessions(&reg).await;
+    let (status, body) = reg.create(&id_token(now - 900), "laptop").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["reason"], "too_old", "{body}");
+    assert_eq!(
+        created_sessions(&reg).await,
+        sessions_before,
+        "nothing created"
+    );
+    let (status, body) = reg.create(&id_token(now - 800), "laptop").await;
+    assert_eq!(status, 201, "IdP clock behind within the leeway: {body}");
+}
+
 #[tokio::test]
 async fn x_forwarded_for_counts_only_from_a_trusted_proxy_and_only_failed_lookups_count() {
     let idp = TestIdp::spawn().await;
