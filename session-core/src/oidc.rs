@@ -525,6 +525,21 @@ impl Provider {
             // exp, and iat through the issue-time check above.
             expired @ ClaimsVerificationError::Expired(_) => Check::Clock(invalid(&expired)),
             other => Check::Invalid(invalid(&other)),
+        })
+        .map_err(|e| match (e, binding) {
+            // Raised after the signature, issuer and audience checks: the claims are the
+            // provider's. A refreshed ID token that is not the sign-in's stays a mismatch,
+            // whatever its times.
+            (Check::Clock(e), Some(original)) => {
+                let raw = crate::tokens::jwt_claims(&id_token.to_string()).unwrap_or_default();
+                match SignInBinding::from_claims(&raw) {
+                    None => Check::Mismatch("sub"),
+                    Some(refreshed) => original
+                        .mismatch(&refreshed)
+                        .map_or(Check::Clock(e), Check::Mismatch),
+                }
+            }
+            (e, _) => e,
         })?;
         // Verified just above: the raw claims only add what the typed ones drop.
         let raw = crate::tokens::jwt_claims(&id_token.to_string()).unwrap_or_default();

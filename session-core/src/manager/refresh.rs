@@ -194,7 +194,18 @@ impl SessionManager {
                             self.revoke_rotated(&issuer, &client_id, account, &rotated)
                                 .await;
                         } else {
-                            self.keep_rotated(account, &meta, rotated.clone()).await;
+                            let ours = self
+                                .keep_rotated(
+                                    account,
+                                    &issuer,
+                                    &client_id,
+                                    &refresh_token,
+                                    rotated.clone(),
+                                )
+                                .await;
+                            if !ours {
+                                return Err(error);
+                            }
                             refresh_token = rotated;
                         }
                     }
@@ -290,10 +301,21 @@ impl SessionManager {
         Ok(access)
     }
 
-    /// Stores `rotated`, the refresh token of an answer that could not be used, in place of the
-    /// spent one (with an earlier refresh's unsaved tokens, in their place). If it cannot be
-    /// saved, the stored token is marked spent so that no process presents it again.
-    async fn keep_rotated(&self, account: &AccountKey, meta: &AccountMeta, rotated: SecretString) {
+    /// Stores `rotated`, the refresh token of an answer that could not be used, in place of
+    /// `presented`, the spent one (with an earlier refresh's unsaved tokens, in their place).
+    /// Only if `presented` is still the stored one: an account signed out or signed in anew
+    /// meanwhile (neither waits for the refresh lock) is left as it is, and `rotated` revoked.
+    /// If it cannot be saved, the stored token is marked spent so that no process presents it.
+    /// Returns whether the account is still the refresh's (false: it changed, `rotated` is
+    /// revoked and must not be presented).
+    async fn keep_rotated(
+        &self,
+        account: &AccountKey,
+        issuer: &str,
+        client_id: &str,
+        presented: &SecretString,
+        rotated: SecretString,
+    ) -> bool {
         let pending = {
             let mut pending = lock(&self.inner.pending);
             match pending.get_mut(account) {
@@ -305,18 +327,32 @@ impl SessionManager {
             }
         };
         let saved = if pending {
-            self.save_pending(account).await
+            self.save_pending(account).await.map(|()| true)
         } else {
-            let meta = meta.clone();
-            self.blocking(move |s| s.save_account(meta, &[(ItemKind::RefreshToken, rotated)]))
-                .await
+            let (key, presented, kept) = (account.clone(), presented.clone(), rotated.clone());
+            self.blocking(move |s| {
+                let stored = s.secrets().get(&key, ItemKind::RefreshToken)?;
+                if stored.is_none_or(|t| t.expose_secret() != presented.expose_secret()) {
+                    return Ok(false);
+                }
+                s.secrets().set(&key, ItemKind::RefreshToken, &kept)?;
+                Ok(true)
+            })
+            .await
         };
         match saved {
-            Ok(()) => {
+            Ok(true) => {
                 self.inner
                     .notes
                     .update(account, |n| n.refresh_token_spent_at = None);
                 tracing::info!(account = %account, "the rotated refresh token of an unusable refresh answer is saved");
+                true
+            }
+            Ok(false) => {
+                tracing::info!(account = %account, "the account changed during the refresh (signed out or in anew): its rotated refresh token is revoked, not saved");
+                self.revoke_rotated(issuer, client_id, account, &rotated)
+                    .await;
+                false
             }
             Err(e) => {
                 let now = self.now();
@@ -324,6 +360,7 @@ impl SessionManager {
                     .notes
                     .update(account, |n| n.refresh_token_spent_at = Some(now));
                 tracing::error!(account = %account, error = %e, "the rotated refresh token could not be saved; the stored one is marked spent");
+                true
             }
         }
     }
