@@ -126,7 +126,7 @@ if samples:
     print()
 print(f"The schedule waited for answers (256 operations unanswered) {r.get('schedule_waited_for_answers', 0):,} times.")
 print()
-print("Operations: 55 % heartbeats (token authenticate of a random live session), 15 % session lists, 10 % sign-ins (a code flow at the IdP, then `POST /v1/sessions`), 10 % refreshes at the IdP (each rotating one of the grants the soak holds), 10 % revokes by id through another session of the same account, after which the revoked device signs out at the IdP (RFC 7009 revocation of its refresh token, as `lanyard logout` does), so the grants at the IdP follow the live sessions. A heartbeat or list of a session revoked meanwhile may rightly be refused; every other answer must be the operation's success. The audit pages through the tenant's admin listing.")
+print("Operations: 55 % heartbeats (token authenticate of a random live session), 15 % session lists, 10 % sign-ins (a code flow at the IdP in the user's own browser — single sign-on once the browser holds the user's IdP session, as for a person signing in day to day — then `POST /v1/sessions`), 10 % refreshes at the IdP (each rotating one of the grants the soak holds), 10 % revokes by id through another session of the same account, after which the revoked device signs out at the IdP (RFC 7009 revocation of its refresh token, as `lanyard logout` does), so the grants at the IdP follow the live sessions. A heartbeat or list of a session revoked meanwhile may rightly be refused; every other answer must be the operation's success. The audit pages through the tenant's admin listing.")
 PY
 cat "$WORK/section.md"
 if [ -n "${BENCH_RESULTS:-}" ]; then cp "$WORK/section.md" "$BENCH_RESULTS/section.md"; fi

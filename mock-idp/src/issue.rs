@@ -51,7 +51,6 @@ pub trait Mint {
 /// The claims of a token response and the records the grant store keeps of it.
 pub struct Minted {
     pub(crate) tokens: UnsignedTokens,
-    pub(crate) access_jti: String,
     pub(crate) access_expires_at: OffsetDateTime,
     /// The refresh token's expiry, when one is issued (the grant store makes the token: it
     /// names its family).
@@ -61,7 +60,8 @@ pub struct Minted {
 /// A token response registered in the grants but not yet signed.
 pub struct Unsigned {
     pub(crate) tokens: UnsignedTokens,
-    pub(crate) access_jti: String,
+    /// The grant (refresh-token family) the response belongs to; its access token names it.
+    pub(crate) grant: String,
     pub(crate) refresh_fp: Option<String>,
 }
 
@@ -88,7 +88,6 @@ impl Unsigned {
             Ok(body) => Ok(Issued { body }),
             Err(error) => Err(SignFailure {
                 error,
-                access_jti: self.access_jti,
                 refresh_fp: self.refresh_fp,
             }),
         }
@@ -111,7 +110,6 @@ pub struct Issued {
 #[must_use = "the registered tokens must be discarded"]
 pub struct SignFailure {
     pub(crate) error: IssueError,
-    pub(crate) access_jti: String,
     pub(crate) refresh_fp: Option<String>,
 }
 

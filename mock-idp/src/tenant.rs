@@ -213,13 +213,14 @@ impl Tenant {
             false,
         )
         .map_err(|e| OAuthError::invalid_token(e.to_string()))?;
-        let jti = claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let claim = |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or_default();
+        // Our own signature vouches for the claims: the scope is the token's own (a refresh may
+        // have narrowed it), its state is its grant's.
+        let scope = crate::scope::Scope::parse(claim("scope"))
+            .map_err(|e| OAuthError::invalid_token(format!("scope: {e}")))?;
         let grant = self
             .grants
-            .access_token(jti)
+            .access_token(claim("grant"), claim("jti"), scope)
             .map_err(|refusal| OAuthError::invalid_token(refusal.to_string()))?;
         Ok((claims, grant))
     }
@@ -341,7 +342,6 @@ impl Mint for Tenant {
                 scope: req.scope.to_string(),
                 refresh_token: None,
             },
-            access_jti: jti,
             access_expires_at: now + at_ttl,
             refresh_expires_at,
         })

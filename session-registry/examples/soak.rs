@@ -12,7 +12,8 @@
 //! spread over them and keeps an SSE stream
 //! on each; then, for `--duration-secs`, starts `--rate` operations a second (a fixed schedule,
 //! not as fast as answers come), each picked at random: 55 % heartbeats (token authenticate of a
-//! live session), 15 % session lists, 10 % sign-ins (a code flow at the IdP, then
+//! live session), 15 % session lists, 10 % sign-ins (a code flow at the IdP in the user's browser,
+//! single sign-on once it holds the user's IdP session, then
 //! `POST /v1/sessions`), 10 % refreshes at the IdP (each rotating a grant the soak holds), 10 %
 //! revokes (one of the soak's live, non-subscriber sessions, by id, through another session of
 //! the same account). Every answer's status is counted; a 5xx, or an answer other than the
@@ -88,12 +89,23 @@ struct World {
     grants: Mutex<Vec<(String, String)>>,
     /// Sessions whose revoke was answered 200 (`revoked` also holds those still in flight).
     ended: Mutex<HashSet<String>>,
+    /// Each user's browser: it keeps the user's IdP session, so a sign-in after the first is
+    /// single sign-on, as for a person signing in a CLI day to day.
+    browsers: Mutex<HashMap<String, reqwest::Client>>,
     tally: Tally,
 }
 
 impl World {
     async fn sign_in(&self, user: &str, device: &str) -> Option<Session> {
-        let tokens = test_harness::idp::login(&self.issuer, user, "lanyard-cli").await;
+        let browser = self
+            .browsers
+            .lock()
+            .entry(user.to_owned())
+            .or_insert_with(test_harness::idp::browser)
+            .clone();
+        let tokens =
+            test_harness::idp::sign_in_with_session(&browser, &self.issuer, user, "lanyard-cli")
+                .await;
         let refresh_token = tokens["refresh_token"].as_str().map(str::to_owned);
         let session = self.open_session(&tokens, user, device).await;
         match (&session, refresh_token) {
@@ -424,6 +436,7 @@ async fn main() {
         created: Mutex::new(Vec::new()),
         revoked: Mutex::new(HashMap::new()),
         ended: Mutex::new(HashSet::new()),
+        browsers: Mutex::new(HashMap::new()),
         grants: Mutex::new(Vec::new()),
         tally: Tally::default(),
     });

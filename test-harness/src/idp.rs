@@ -169,6 +169,27 @@ pub async fn login_in(
     redeem(issuer, client_id, &location, &verifier).await
 }
 
+/// A code-flow sign-in in `browser` as a person does it day to day: with the browser's IdP
+/// session if it has one (single sign-on: no form, no new session), else through the login form
+/// as `username`, which opens one. Returns the token response.
+pub async fn sign_in_with_session(
+    browser: &reqwest::Client,
+    issuer: &str,
+    username: &str,
+    client_id: &str,
+) -> Value {
+    let verifier = mock_idp::random::token();
+    let res = authorize(browser, issuer, client_id, &verifier, None).await;
+    let location = match res.headers().get("location").and_then(|v| v.to_str().ok()) {
+        Some(location) if location.contains("code=") => location.to_owned(),
+        _ => {
+            let page = res.text().await.expect("login page");
+            submit_login_form(browser, issuer, &page, username).await
+        }
+    };
+    redeem(issuer, client_id, &location, &verifier).await
+}
+
 /// The helpers' code-flow client: a fixed loopback callback nobody listens on.
 const REDIRECT: &str = "http://127.0.0.1:53682/callback";
 

@@ -4,7 +4,7 @@
 
 use time::{Duration, OffsetDateTime};
 
-use super::{AuthRequest, CodeRecord, CodeState, GrantStore, IdpSession};
+use super::{AuthRequest, CodeRecord, CodeState, GrantStore, IdpSession, IssuedCode};
 use crate::directory::Client;
 use crate::issue::{Issue, IssueError, Mint, SignFailure, Unsigned};
 use crate::pkce::PkceError;
@@ -100,11 +100,12 @@ impl GrantStore {
             random::fingerprint(&code),
             CodeRecord {
                 sub: session.sub.clone(),
-                sid: session.sid.clone(),
-                auth_time: session.auth_time,
                 expires_at: now + ttl,
-                state: CodeState::Fresh,
-                request,
+                state: CodeState::Fresh(Box::new(IssuedCode {
+                    request,
+                    sid: session.sid.clone(),
+                    auth_time: session.auth_time,
+                })),
             },
         );
         code
@@ -125,44 +126,37 @@ impl GrantStore {
         let Some(rec) = grants.codes.get_mut(fp) else {
             return Err(CodeRefusal::Unknown);
         };
-        match rec.state.clone() {
-            CodeState::Redeemed { family, access_jti } => {
-                let sub = rec.sub.clone();
-                if let Some(at) = grants.access.get_mut(&access_jti) {
-                    at.revoked = true;
-                }
-                if let Some(f) = family {
-                    grants.revoke_family(&f);
-                }
+        let issued = match &rec.state {
+            CodeState::Redeemed { grant } => {
+                let (sub, grant) = (rec.sub.clone(), grant.clone());
+                grants.revoke_family(&grant);
                 return Err(CodeRefusal::Replayed { sub });
             }
             CodeState::Burned => return Err(CodeRefusal::Burned),
-            CodeState::Fresh => {}
-        }
-        if let Err(reason) = rec.check(presented, now) {
+            CodeState::Fresh(issued) => issued.clone(),
+        };
+        if let Err(reason) = issued.check(rec.expires_at, presented, now) {
             rec.state = CodeState::Burned;
             return Err(CodeRefusal::Rejected {
                 sub: rec.sub.clone(),
                 reason,
             });
         }
-        let rec = rec.clone();
+        let sub = rec.sub.clone();
         let issue = Issue {
             client: presented.client,
-            sub: &rec.sub,
-            sid: Some(&rec.sid),
-            scope: &rec.request.scope,
-            nonce: rec.request.nonce.as_deref(),
-            auth_time: rec.auth_time,
+            sub: &sub,
+            sid: Some(&issued.sid),
+            scope: &issued.request.scope,
+            nonce: issued.request.nonce.as_deref(),
+            auth_time: issued.auth_time,
             with_refresh: presented.with_refresh,
         };
         let minted = mint.mint(&issue)?;
         let unsigned = grants.register(minted, &issue, None);
-        let family = grants.family_of(&unsigned.access_jti);
         if let Some(r) = grants.codes.get_mut(fp) {
             r.state = CodeState::Redeemed {
-                family,
-                access_jti: unsigned.access_jti.clone(),
+                grant: unsigned.grant.clone(),
             };
         }
         Ok(unsigned)
@@ -175,21 +169,22 @@ impl GrantStore {
         if let Some(r) = grants.codes.get_mut(fp) {
             r.state = CodeState::Burned;
         }
-        grants.discard(&failure.access_jti, failure.refresh_fp.as_deref());
+        grants.discard(failure.refresh_fp.as_deref());
         failure.error
     }
 }
 
-impl CodeRecord {
-    /// Checks a presentation of this (fresh) code.
+impl IssuedCode {
+    /// Checks a presentation of this fresh code, which expires at `expires_at`.
     fn check(
         &self,
+        expires_at: OffsetDateTime,
         presented: &CodePresentation<'_>,
         now: OffsetDateTime,
     ) -> Result<(), CodeRejection> {
         let request = &self.request;
         let redirect_uri = presented.redirect_uri;
-        if self.expires_at <= now {
+        if expires_at <= now {
             return Err(CodeRejection::Expired);
         }
         if request.client_id != *presented.client.id() {

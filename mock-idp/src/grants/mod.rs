@@ -65,13 +65,21 @@ pub struct IdpSession {
     pub clients: BTreeSet<ClientId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a fresh code was issued for: dropped once the code is spent (redeemed or burnt), so a
+/// spent code's record is its subject, expiry and state — what a replay needs.
+#[derive(Debug, Clone)]
+struct IssuedCode {
+    request: AuthRequest,
+    sid: String,
+    auth_time: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
 enum CodeState {
-    Fresh,
-    /// Redeemed once; a replay revokes this family.
+    Fresh(Box<IssuedCode>),
+    /// Redeemed once; a replay revokes this grant (what the redemption issued).
     Redeemed {
-        family: Option<String>,
-        access_jti: String,
+        grant: String,
     },
     /// A failed redemption burnt it.
     Burned,
@@ -79,15 +87,17 @@ enum CodeState {
 
 #[derive(Debug, Clone)]
 struct CodeRecord {
-    request: AuthRequest,
     sub: String,
-    sid: String,
-    auth_time: OffsetDateTime,
     expires_at: OffsetDateTime,
     state: CodeState,
 }
 
-/// A refresh-token family: every RT rotated from one grant, and the ATs issued with them.
+/// A grant: every token response issued from one sign-in (a code, a device approval, client
+/// credentials) and its refresh rotations — the refresh-token family, if it has refresh tokens.
+/// Access tokens keep no record of their own: each names its grant (claim `grant`) and is live
+/// while the grant is, unrevoked, so revoking the grant revokes them and the records follow the
+/// live grants, not the access tokens issued (one per sign-in and per refresh, each kept until
+/// it expired before).
 #[derive(Debug, Clone)]
 struct Family {
     client_id: ClientId,
@@ -96,8 +106,10 @@ struct Family {
     scope: Scope,
     auth_time: OffsetDateTime,
     revoked: bool,
-    /// Access tokens issued in the family and not yet swept (pruned as they expire).
-    access_jtis: Vec<String>,
+    /// When the grant's latest access token expires: the record lasts at least until then.
+    access_expires_at: OffsetDateTime,
+    /// Access tokens of the grant revoked one by one (RFC 7009), by `jti`, until they expire.
+    revoked_access: HashMap<String, OffsetDateTime>,
     /// Fingerprints of the family's used (rotated-out) refresh tokens still held whole, oldest
     /// first, at most [`USED_REFRESH_KEPT`].
     used_refresh: VecDeque<String>,
@@ -143,16 +155,6 @@ struct Rotation {
     response: Option<Value>,
 }
 
-#[derive(Debug, Clone)]
-struct AccessRecord {
-    family: Option<String>,
-    client_id: ClientId,
-    sub: String,
-    scope: Scope,
-    expires_at: OffsetDateTime,
-    revoked: bool,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum DeviceStatus {
     Pending,
@@ -183,7 +185,6 @@ struct Grants {
     codes: HashMap<String, CodeRecord>,
     families: HashMap<String, Family>,
     refresh: HashMap<String, RefreshRecord>,
-    access: HashMap<String, AccessRecord>,
     /// IdP sessions by the fingerprint of their cookie.
     sessions: HashMap<String, IdpSession>,
     /// Device grants by the fingerprint of their device_code.
@@ -227,37 +228,42 @@ pub struct RecordCounts {
     pub codes: usize,
     pub families: usize,
     pub refresh_tokens: usize,
+    /// Access-token records: only those revoked one by one (a live access token is checked
+    /// against its grant, among `families`).
     pub access_tokens: usize,
     pub idp_sessions: usize,
     pub device_grants: usize,
 }
 
 impl Grants {
-    /// Registers a minted response: a new access token, and a refresh token in `family` (or a
-    /// new family) if one was minted.
+    /// Registers a minted response in grant `family` (a refresh rotation's), or in a new grant:
+    /// its access token names the grant and extends its life to the token's expiry, and a
+    /// refresh token is made in it if one was minted.
     fn register(&mut self, minted: Minted, req: &Issue<'_>, family: Option<String>) -> Unsigned {
         let client_id = req.client.id().clone();
-        let mut family = family;
-        let mut refresh_fp = None;
+        let fid = family.unwrap_or_else(random::id);
         let mut tokens = minted.tokens;
+        let f = self.families.entry(fid.clone()).or_insert_with(|| Family {
+            client_id: client_id.clone(),
+            sub: req.sub.to_owned(),
+            sid: req.sid.map(str::to_owned),
+            scope: req.scope.clone(),
+            auth_time: req.auth_time,
+            revoked: false,
+            access_expires_at: minted.access_expires_at,
+            revoked_access: HashMap::new(),
+            used_refresh: VecDeque::new(),
+            key: refresh_token::FamilyKey::generate(),
+            generation: 0,
+            forgotten_below: 0,
+            live_refresh: None,
+        });
+        f.access_expires_at = f.access_expires_at.max(minted.access_expires_at);
+        tokens.at_claims["grant"] = Value::from(fid.as_str());
+        let mut refresh_fp = None;
         if let Some(expires_at) = minted.refresh_expires_at {
-            let fid = family.get_or_insert_with(random::id);
-            let f = self.families.entry(fid.clone()).or_insert_with(|| Family {
-                client_id: client_id.clone(),
-                sub: req.sub.to_owned(),
-                sid: req.sid.map(str::to_owned),
-                scope: req.scope.clone(),
-                auth_time: req.auth_time,
-                revoked: false,
-                access_jtis: Vec::new(),
-                used_refresh: VecDeque::new(),
-                key: refresh_token::FamilyKey::generate(),
-                generation: 0,
-                forgotten_below: 0,
-                live_refresh: None,
-            });
             let generation = f.generation;
-            let token = refresh_token::make(fid, generation, &f.key);
+            let token = refresh_token::make(&fid, generation, &f.key);
             f.generation += 1;
             let fp = random::fingerprint(&token);
             f.live_refresh = Some(fp.clone());
@@ -274,31 +280,11 @@ impl Grants {
             );
             refresh_fp = Some(fp);
         }
-        let jti = minted.access_jti;
-        self.access.insert(
-            jti.clone(),
-            AccessRecord {
-                family: family.clone(),
-                client_id,
-                sub: req.sub.to_owned(),
-                scope: req.scope.clone(),
-                expires_at: minted.access_expires_at,
-                revoked: false,
-            },
-        );
-        if let Some(f) = family.as_deref().and_then(|id| self.families.get_mut(id)) {
-            f.access_jtis.push(jti.clone());
-        }
         Unsigned {
             tokens,
-            access_jti: jti,
+            grant: fid,
             refresh_fp,
         }
-    }
-
-    /// The family a registered access token belongs to.
-    fn family_of(&self, access_jti: &str) -> Option<String> {
-        self.access.get(access_jti).and_then(|a| a.family.clone())
     }
 
     /// Revokes a family: its refresh tokens and every access token issued in it. Returns
@@ -309,11 +295,6 @@ impl Grants {
         };
         let changed = !f.revoked;
         f.revoked = true;
-        for jti in &f.access_jtis {
-            if let Some(at) = self.access.get_mut(jti) {
-                at.revoked = true;
-            }
-        }
         changed
     }
 
@@ -332,15 +313,12 @@ impl Grants {
         }
     }
 
-    /// Forgets the access token and the refresh token of a response that was registered but
-    /// never handed out (its signing failed).
-    fn discard(&mut self, access_jti: &str, refresh_fp: Option<&str>) {
-        let family = self.access.remove(access_jti).and_then(|a| a.family);
+    /// Forgets the refresh token of a response that was registered but never handed out (its
+    /// signing failed). Its access token was never seen: nothing of it to forget. A grant made
+    /// for it alone lasts, unused, until that token would have expired.
+    fn discard(&mut self, refresh_fp: Option<&str>) {
         if let Some(fp) = refresh_fp {
             self.refresh.remove(fp);
-        }
-        if let Some(f) = family.and_then(|id| self.families.get_mut(&id)) {
-            f.access_jtis.retain(|j| j != access_jti);
         }
     }
 
@@ -425,7 +403,7 @@ impl Grants {
             codes: self.codes.len(),
             families: self.families.len(),
             refresh_tokens: self.refresh.len(),
-            access_tokens: self.access.len(),
+            access_tokens: self.families.values().map(|f| f.revoked_access.len()).sum(),
             idp_sessions: self.sessions.len(),
             device_grants: self.devices.len(),
         }
@@ -448,26 +426,20 @@ impl Grants {
         self.pending.retain(|_, r| r.expires_at > now);
         self.codes
             .retain(|_, c| c.expires_at + Duration::minutes(10) > now);
-        self.access.retain(|_, a| a.expires_at > now);
         self.refresh.retain(|_, r| r.expires_at > now);
         let live: BTreeSet<&String> = self.refresh.values().map(|r| &r.family).collect();
-        let live_at: BTreeSet<&String> = self
-            .access
-            .values()
-            .filter_map(|a| a.family.as_ref())
-            .collect();
         let dead: Vec<String> = self
             .families
-            .keys()
-            .filter(|id| !live.contains(id) && !live_at.contains(id))
-            .cloned()
+            .iter()
+            .filter(|(id, f)| !live.contains(id) && f.access_expires_at <= now)
+            .map(|(id, _)| id.clone())
             .collect();
         for id in dead {
             self.families.remove(&id);
         }
-        let (access, refresh) = (&self.access, &self.refresh);
+        let refresh = &self.refresh;
         for f in self.families.values_mut() {
-            f.access_jtis.retain(|j| access.contains_key(j));
+            f.revoked_access.retain(|_, expires_at| *expires_at > now);
             f.used_refresh.retain(|r| refresh.contains_key(r));
         }
         self.sessions.retain(|_, s| s.expires_at > now);
@@ -504,12 +476,13 @@ mod tests {
         g.codes.insert(
             "c".into(),
             CodeRecord {
-                request,
                 sub: "s".into(),
-                sid: "sid".into(),
-                auth_time: t0,
                 expires_at: t0 + Duration::seconds(60),
-                state: CodeState::Fresh,
+                state: CodeState::Fresh(Box::new(IssuedCode {
+                    request,
+                    sid: "sid".into(),
+                    auth_time: t0,
+                })),
             },
         );
         g.families.insert(
@@ -521,7 +494,8 @@ mod tests {
                 scope: Scope::default(),
                 auth_time: t0,
                 revoked: false,
-                access_jtis: vec!["a".into()],
+                access_expires_at: t0 + Duration::minutes(10),
+                revoked_access: HashMap::new(),
                 used_refresh: VecDeque::new(),
                 key: refresh_token::FamilyKey::generate(),
                 generation: 1,
@@ -539,15 +513,13 @@ mod tests {
                 child: None,
             },
         );
-        g.access.insert(
-            "a".into(),
-            AccessRecord {
-                family: Some("f".into()),
-                client_id: client(),
-                sub: "s".into(),
-                scope: Scope::default(),
-                expires_at: t0 + Duration::minutes(10),
-                revoked: false,
+        // A grant without refresh tokens (its access token only, alive for 10 minutes).
+        g.families.insert(
+            "g".into(),
+            Family {
+                live_refresh: None,
+                generation: 0,
+                ..g.families["f"].clone()
             },
         );
 
@@ -556,17 +528,18 @@ mod tests {
             (
                 g.pending.len(),
                 g.codes.len(),
-                g.access.len(),
+                g.families.len(),
                 g.refresh.len()
             ),
-            (1, 1, 1, 1)
+            (1, 1, 2, 1)
         );
         g.sweep(t0 + Duration::minutes(15));
-        assert_eq!((g.pending.len(), g.codes.len(), g.access.len()), (0, 0, 0));
+        assert_eq!((g.pending.len(), g.codes.len()), (0, 0));
         assert_eq!(
-            g.families.len(),
-            1,
-            "the family lives while its refresh token does"
+            g.families.keys().collect::<Vec<_>>(),
+            ["f"],
+            "the family lives while its refresh token does; the grant of an access token alone \
+             until that token expires"
         );
         g.sweep(t0 + Duration::days(2));
         assert!(g.refresh.is_empty() && g.families.is_empty());
@@ -585,7 +558,8 @@ mod tests {
                 scope: Scope::default(),
                 auth_time: t0,
                 revoked: false,
-                access_jtis: vec!["a".into()],
+                access_expires_at: t0 + Duration::minutes(10),
+                revoked_access: HashMap::new(),
                 used_refresh: VecDeque::new(),
                 key: refresh_token::FamilyKey::generate(),
                 generation: 1,
@@ -593,19 +567,8 @@ mod tests {
                 live_refresh: None,
             },
         );
-        g.access.insert(
-            "a".into(),
-            AccessRecord {
-                family: Some("f".into()),
-                client_id: client(),
-                sub: "s".into(),
-                scope: Scope::default(),
-                expires_at: t0,
-                revoked: false,
-            },
-        );
         assert_eq!(g.revoke_session_families("sid"), 1);
-        assert!(g.access["a"].revoked && g.families["f"].revoked);
+        assert!(g.families["f"].revoked);
         assert!(!g.revoke_family("f"), "second revocation changes nothing");
     }
 }

@@ -100,8 +100,7 @@ impl GrantStore {
 
     /// A response could not be signed: its tokens are taken back.
     pub fn not_delivered(&self, failure: SignFailure) -> IssueError {
-        self.lock()
-            .discard(&failure.access_jti, failure.refresh_fp.as_deref());
+        self.lock().discard(failure.refresh_fp.as_deref());
         failure.error
     }
 
@@ -228,7 +227,7 @@ impl GrantStore {
                     if parent.is_some() {
                         grants.unretire_refresh(fp);
                     }
-                    grants.discard(&failure.access_jti, failure.refresh_fp.as_deref());
+                    grants.discard(failure.refresh_fp.as_deref());
                     Err(failure.error)
                 }
             }
@@ -237,25 +236,39 @@ impl GrantStore {
         result
     }
 
-    /// The grant of access token `jti`, unless it is unknown (or expired and swept) or revoked.
-    pub fn access_token(&self, jti: &str) -> Result<AccessGrant, AccessRefusal> {
+    /// What access token `jti` of grant `grant` (both from its verified claims) may do — its
+    /// `scope`, also from its claims — unless its grant is unknown (ended and swept) or revoked,
+    /// or the token was revoked on its own.
+    pub fn access_token(
+        &self,
+        grant: &str,
+        jti: &str,
+        scope: Scope,
+    ) -> Result<AccessGrant, AccessRefusal> {
         let grants = self.lock();
-        let record = grants.access.get(jti).ok_or(AccessRefusal::Unknown)?;
-        if record.revoked {
+        let f = grants.families.get(grant).ok_or(AccessRefusal::Unknown)?;
+        if f.revoked || f.revoked_access.contains_key(jti) {
             return Err(AccessRefusal::Revoked);
         }
         Ok(AccessGrant {
-            client_id: record.client_id.clone(),
-            sub: record.sub.clone(),
-            scope: record.scope.clone(),
+            client_id: f.client_id.clone(),
+            sub: f.sub.clone(),
+            scope,
         })
     }
 
-    /// Revokes access token `jti` if `client` holds it.
-    pub fn revoke_access(&self, jti: &str, client: &ClientId) -> Revocation {
-        match self.lock().access.get_mut(jti) {
-            Some(at) if at.client_id == *client => {
-                at.revoked = true;
+    /// Revokes access token `jti` of grant `grant`, which expires at `expires_at` (from its
+    /// verified claims), if `client` holds it: its record is kept until then.
+    pub fn revoke_access(
+        &self,
+        grant: &str,
+        jti: &str,
+        expires_at: OffsetDateTime,
+        client: &ClientId,
+    ) -> Revocation {
+        match self.lock().families.get_mut(grant) {
+            Some(f) if f.client_id == *client => {
+                f.revoked_access.insert(jti.to_owned(), expires_at);
                 Revocation::Revoked
             }
             Some(_) => Revocation::OtherClient,

@@ -46,11 +46,23 @@ pub async fn revoke(
         )
         .ok();
         if let Some(claims) = claims {
-            let jti = claims
-                .get("jti")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            outcome = match tenant.grants.revoke_access(jti, client.id()) {
+            let claim = |name: &str| {
+                claims
+                    .get(name)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+            };
+            let expires_at = claims
+                .get("exp")
+                .and_then(|v| v.as_i64())
+                .and_then(|exp| time::OffsetDateTime::from_unix_timestamp(exp).ok())
+                .unwrap_or(now);
+            outcome = match tenant.grants.revoke_access(
+                claim("grant"),
+                claim("jti"),
+                expires_at,
+                client.id(),
+            ) {
                 Revocation::Revoked => "access token revoked",
                 Revocation::OtherClient => "another client's token: not revoked",
                 Revocation::Unknown => outcome,

@@ -500,3 +500,83 @@ async fn assert_no_reuse_alarm(idp: &TestIdp) {
         "no reuse alarm: {audit}"
     );
 }
+
+/// Access tokens keep no record each: a grant's access tokens, however many its refreshes
+/// issued, are live while the grant is — each answered active by introspection — and none
+/// adds a record. One revoked on its own (RFC 7009) is the one record kept (until it expires);
+/// revoking the grant refuses every one of them.
+#[tokio::test]
+async fn access_tokens_are_checked_against_their_grant_and_add_no_record_each() {
+    let idp = TestIdp::spawn().await;
+    let records = |audit: &Value| audit["records"].clone();
+    let count = |v: &Value, k: &str| v[k].as_u64().unwrap();
+    let before = records(&idp.audit("acme").await);
+    let first = login_tokens(&idp, "acme", "alice").await;
+    let mut responses = vec![first];
+    for _ in 0..20 {
+        let next: Value = refresh(&idp, "acme", &rt(responses.last().unwrap()))
+            .await
+            .json()
+            .await
+            .unwrap();
+        responses.push(next);
+    }
+    let at = |i: usize| responses[i]["access_token"].as_str().unwrap().to_owned();
+    let after = records(&idp.audit("acme").await);
+    assert_eq!(
+        count(&after, "access_tokens"),
+        count(&before, "access_tokens"),
+        "{after}"
+    );
+    assert_eq!(
+        count(&after, "families"),
+        count(&before, "families") + 1,
+        "{after}"
+    );
+    for i in 0..responses.len() {
+        let view = introspect(&idp, "acme", &at(i)).await;
+        assert_eq!(view["active"], true, "access token {i}: {view}");
+        assert_eq!(view["sub"], claims(&at(0))["sub"], "{view}");
+    }
+
+    // One access token revoked on its own: refused; its siblings are not.
+    let revoke = |token: String| {
+        let http = idp.http.clone();
+        let url = format!("{}/revoke", idp.issuer("acme"));
+        async move {
+            let res = http
+                .post(url)
+                .form(&[("token", token.as_str()), ("client_id", CLI)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    };
+    revoke(at(3)).await;
+    assert_eq!(introspect(&idp, "acme", &at(3)).await["active"], false);
+    assert_eq!(introspect(&idp, "acme", &at(4)).await["active"], true);
+    let res = idp
+        .http
+        .get(format!("{}/userinfo", idp.issuer("acme")))
+        .bearer_auth(at(3))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "userinfo refuses the revoked token");
+    assert_eq!(
+        count(&records(&idp.audit("acme").await), "access_tokens"),
+        count(&before, "access_tokens") + 1,
+        "the revoked one is the one record"
+    );
+
+    // The grant revoked (its refresh token, RFC 7009): every access token of it is refused.
+    revoke(rt(responses.last().unwrap())).await;
+    for i in 0..responses.len() {
+        assert_eq!(
+            introspect(&idp, "acme", &at(i)).await["active"],
+            false,
+            "access token {i} of the revoked grant"
+        );
+    }
+}
