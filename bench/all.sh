@@ -52,6 +52,8 @@
 #                          ["10000 100000"]); a size the disk under Postgres cannot hold
 #                          (2 KiB per session + 2 GiB spare) is skipped and said so
 #   CURVE_WORKLOADS        workloads per size ("pgbench token jwt lookup")
+#   CURVE_REPEATS          token and JWT runs per size, the curve taking each size's median
+#                          (5; quick: 1): one 20 s p99 on 2 shared cores moves by more than 20 %
 #   CRITERION_MEASUREMENT  criterion seconds per benchmark, core and store (3 [1])
 #   CLI_RUNS               hyperfine runs per command (50 [10])
 #   FUZZ_SECONDS           per fuzz target (60 [10])
@@ -70,7 +72,7 @@ cd "$ROOT"
 # The command as given, for the documents: the presets and every setting that was set.
 COMMAND=""
 for v in ALL_QUICK ALL_ONLY ALL_SKIP ALL_SOAK ALL_REGISTRY_SESSIONS ALL_SCALE_SUBSCRIBERS BENCH_DURATION BENCH_WARMUP \
-  BENCH_CONNECTIONS BENCH_SWEEP CURVE_SESSIONS CURVE_WORKLOADS CRITERION_MEASUREMENT CLI_RUNS \
+  BENCH_CONNECTIONS BENCH_SWEEP CURVE_SESSIONS CURVE_WORKLOADS CURVE_REPEATS CRITERION_MEASUREMENT CLI_RUNS \
   FUZZ_SECONDS SOAK_SECONDS; do
   if [ -n "${!v+x}" ]; then COMMAND="$COMMAND$v=\"${!v}\" "; fi
 done
@@ -78,10 +80,10 @@ COMMAND="${COMMAND}bench/all.sh"
 
 QUICK="${ALL_QUICK:-0}"
 if [ "$QUICK" = 1 ]; then
-  D_DURATION=5 D_WARMUP=2 D_SWEEP="1 4 16" D_CURVE="10000 100000" D_REGISTRY=100000
+  D_DURATION=5 D_WARMUP=2 D_SWEEP="1 4 16" D_CURVE="10000 100000" D_CURVE_REPEATS=1 D_REGISTRY=100000
   D_CRITERION=1 D_CLI_RUNS=10 D_FUZZ=10 D_SOAK=60 D_DOC="" D_SCALE_SUBSCRIBERS=1000
 else
-  D_DURATION=20 D_WARMUP=5 D_SWEEP="1 4 16 64" D_CURVE="10000 100000 1000000 10000000"
+  D_DURATION=20 D_WARMUP=5 D_SWEEP="1 4 16 64" D_CURVE="10000 100000 1000000 10000000" D_CURVE_REPEATS=5
   D_REGISTRY=1000000 D_CRITERION=3 D_CLI_RUNS=50 D_FUZZ=60 D_SOAK=600 D_DOC=docs/benchmarks.md
   D_SCALE_SUBSCRIBERS=10000
 fi
@@ -91,6 +93,7 @@ CONNECTIONS="${BENCH_CONNECTIONS:-16}"
 SWEEP="${BENCH_SWEEP-$D_SWEEP}"
 CURVE_SESSIONS="${CURVE_SESSIONS:-$D_CURVE}"
 CURVE_WORKLOADS="${CURVE_WORKLOADS:-pgbench token jwt lookup}"
+CURVE_REPEATS="${CURVE_REPEATS:-$D_CURVE_REPEATS}"
 REGISTRY_SESSIONS="${ALL_REGISTRY_SESSIONS:-$D_REGISTRY}"
 SCALE_SUBSCRIBERS="${ALL_SCALE_SUBSCRIBERS:-$D_SCALE_SUBSCRIBERS}"
 SCALE_EVENTS="${ALL_SCALE_EVENTS:-nats://127.0.0.1:4222}"
@@ -220,7 +223,7 @@ if selected curve; then
     fi
     step "curve-$n" env BENCH_RESULTS="$RES/curve-$n" BENCH_DOC="" BENCH_DURATION="$DURATION" \
       BENCH_WARMUP="$WARMUP" BENCH_CONNECTIONS="$CONNECTIONS" BENCH_SESSIONS="$n" \
-      BENCH_WORKLOADS="$CURVE_WORKLOADS" bench/registry.sh
+      BENCH_WORKLOADS="$CURVE_WORKLOADS" BENCH_REPEATS="$CURVE_REPEATS" bench/registry.sh
     size="$(psql "$PG dbname=postgres" -qAt -c "SELECT pg_database_size('lanyard_bench')" 2>/dev/null || echo 0)"
     printf '%s\t%s\n' "$n" "$size" >>"$RES/curve-sizes.tsv"
   done

@@ -7,6 +7,8 @@ Reads RESULTS_DIR/curve-<N>/ (bench/registry.sh's BENCH_RESULTS of each size of 
 curve) and RESULTS_DIR/registry/sweep.jsonl; writes
 
     RESULTS_DIR/curve.csv  sessions,series,p50_ms,p99_ms,rps,requests,db_lookups,errors
+                           (the median over a size's runs, BENCH_REPEATS)
+    RESULTS_DIR/curve-runs.csv  sessions,series,run,p50_ms,p99_ms,rps (every run)
     RESULTS_DIR/sweep.csv  connections,series,rps,p50_ms,p99_ms,errors
 
 Series names are the ones the plots and the summary show. A size whose run ended before it wrote
@@ -17,6 +19,7 @@ import csv
 import json
 import os
 import re
+import statistics
 import sys
 
 TOKEN = "authenticate by token"
@@ -35,7 +38,9 @@ def load_json(path):
         return json.load(f)
 
 
-def curve_rows(res):
+def curve_rows(res, repeats):
+    """The curve's rows (each size's median over its runs); every run's own figures go to
+    `repeats`."""
     rows = []
     sizes = sorted(
         int(m.group(1))
@@ -49,10 +54,16 @@ def curve_rows(res):
         if os.path.exists(os.path.join(d, "token.batching.json")):
             lookups = load_json(os.path.join(d, "token.batching.json")).get("db_lookups")
         for name, series in (("token", TOKEN), ("jwt", JWT)):
-            if name in runs:
-                r = runs[name]
-                rows.append([n, series, r["p50_ms"], r["p99_ms"], round(r["rps"]), r["requests"],
-                             lookups if name == "token" else 0, r["errors"]])
+            # The run and its repeats (BENCH_REPEATS: token-r2, …): the median of each figure
+            # (the database lookups are the first run's), the sum of the errors.
+            reps = [r for k, r in runs.items() if k == name or re.fullmatch(rf"{name}-r\d+", k)]
+            if reps:
+                med = lambda key: statistics.median(r[key] for r in reps)  # noqa: E731
+                rows.append([n, series, med("p50_ms"), med("p99_ms"), round(med("rps")),
+                             round(med("requests")),
+                             lookups if name == "token" else 0, sum(r["errors"] for r in reps)])
+                repeats.extend([n, series, i + 1, r["p50_ms"], r["p99_ms"], round(r["rps"])]
+                               for i, r in enumerate(reps))
         for file, series in (("lookup.json", LOOKUP), ("pgbench.json", PGBENCH)):
             path = os.path.join(d, file)
             if os.path.exists(path):
@@ -85,8 +96,12 @@ def write_csv(path, header, rows):
 
 def main() -> None:
     res = sys.argv[1]
+    repeats = []
     write_csv(os.path.join(res, "curve.csv"),
-              ["sessions", "series", "p50_ms", "p99_ms", "rps", "requests", "db_lookups", "errors"], curve_rows(res))
+              ["sessions", "series", "p50_ms", "p99_ms", "rps", "requests", "db_lookups", "errors"],
+              curve_rows(res, repeats))
+    write_csv(os.path.join(res, "curve-runs.csv"),
+              ["sessions", "series", "run", "p50_ms", "p99_ms", "rps"], repeats)
     write_csv(os.path.join(res, "sweep.csv"),
               ["connections", "series", "rps", "p50_ms", "p99_ms", "errors"], sweep_rows(res))
 

@@ -171,6 +171,14 @@ for r in curve:
     r["sessions"] = int(r["sessions"])
     r["p50_ms"], r["p99_ms"] = float(r["p50_ms"]), float(r["p99_ms"])
 sizes = sorted({r["sessions"] for r in curve})
+# Every run of each size (BENCH_REPEATS): the curve's figures are their medians.
+curve_runs = {}
+if os.path.exists(path("curve-runs.csv")):
+    with open(path("curve-runs.csv"), encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            curve_runs.setdefault((r["series"], int(r["sessions"])), []).append(float(r["p99_ms"]))
+repeats = max((len(v) for v in curve_runs.values()), default=1)
+median_of = f"median of {repeats} runs, " if repeats > 1 else ""
 
 
 def point(series, n):
@@ -196,7 +204,7 @@ if len(sizes) >= 2:
         path_ = " → ".join(f"{point(series, n)['p99_ms']:.2f}" for n in sizes if point(series, n))
         rows.append((f"sessions curve, {count(lo)} → {count(hi)} sessions",
                      f"{series}: p99 at 10 M within 20 % of p99 at 10 k (issue #16)",
-                     f"p99 {path_} ms ({' → '.join(count(n) for n in sizes)}); {count(hi)} ÷ {count(lo)}: {ratio:.2f} ×",
+                     f"p99 ({median_of}each size) {path_} ms ({' → '.join(count(n) for n in sizes)}); {count(hi)} ÷ {count(lo)}: {ratio:.2f} ×",
                      anchor, verdict))
     a, b = point(LOOKUP, lo), point(LOOKUP, hi)
     if a and b:
@@ -322,8 +330,9 @@ if curve:
     sec += ["## Sessions curve and connections sweep", ""]
     sec.append(
         f"Made by `{env.get('ALL_COMMAND', 'bench/all.sh')}` on {run.get('machine', '?')}; "
-        f"each size is one run of `{m0.get('command', 'bench/registry.sh')}` with its `BENCH_SESSIONS` "
-        f"({m0.get('connections', '?')} connections, {m0.get('warmup', '?')} s warm-up, then {m0.get('duration', '?')} s "
+        f"each size is one run of `{m0.get('command', 'bench/registry.sh')}` with its `BENCH_SESSIONS`"
+        + (f", the token and JWT workloads {repeats} times each (the table gives each figure's median over them) " if repeats > 1 else " ")
+        + f"({m0.get('connections', '?')} connections, {m0.get('warmup', '?')} s warm-up, then {m0.get('duration', '?')} s "
         f"per workload; {m0.get('pg_version', '')})."
     )
     sec.append("")
@@ -347,7 +356,12 @@ if curve:
     sec.append("")
     for series, a, b, ratio, met, full in curve_verdicts:
         bound = "10 M within 20 % of 10 k" if full else f"{count(b['sessions'])} within 20 % of {count(a['sessions'])} (10 M not measured)"
-        sec.append(f"- {series}: p99 {ms(a['p99_ms'])} at {count(a['sessions'])}, {ms(b['p99_ms'])} at {count(b['sessions'])}: {ratio:.2f} ×; target p99 at {bound}: {yes(met) if full else ('within' if met else 'beyond')}.")
+        sec.append(f"- {series}: p99 ({median_of.rstrip(', ') or 'one run'}) {ms(a['p99_ms'])} at {count(a['sessions'])}, {ms(b['p99_ms'])} at {count(b['sessions'])}: {ratio:.2f} ×; target p99 at {bound}: {yes(met) if full else ('within' if met else 'beyond')}.")
+        if repeats > 1:
+            each = "; ".join(
+                f"{count(n)}: " + ", ".join(f"{v:.2f}" for v in curve_runs.get((series, n), []))
+                for n in sizes if curve_runs.get((series, n)))
+            sec.append(f"  Every run's p99, ms — {each}.")
     sec.append("")
     sec.append(
         "How to read it. Each size is a fresh database: `bench/registry.sh` seeds the sessions with SQL (10 per account, "
