@@ -1183,6 +1183,55 @@ async fn a_jwt_typed_other_than_jwt_or_carrying_events_is_not_accepted_as_an_id_
     d.manager.access_token(None).await.unwrap();
 }
 
+/// A refresh answer whose ID token is not the sign-in's rotated the refresh token all the same:
+/// nobody will present the successor, so it is revoked at the provider (RFC 7009) rather than
+/// left live. A refreshed ID token that is both another sign-in's and out of its time range is
+/// told apart as the mismatch it is, not as a clock problem whose token would be kept.
+#[tokio::test]
+async fn a_refresh_answer_not_the_sign_ins_has_its_rotated_refresh_token_revoked() {
+    for (case, issued_in) in [("in time", 0), ("and from the future", 3600)] {
+        let idp = FakeIdp::start().await;
+        let d = device(3);
+        let key = seed(&d, &idp, None);
+        let now = d.clock.now().unix_timestamp();
+        d.manager
+            .store()
+            .secrets()
+            .set(
+                &key,
+                ItemKind::IdToken,
+                &SecretString::from(sign(&idp.key, &id_claims(&idp, now))),
+            )
+            .unwrap();
+        let mut claims = id_claims(&idp, now + issued_in);
+        claims["sub"] = json!("sub-mallory");
+        let mut answer = token_answer(&idp.key, &idp.issuer(), 1, now);
+        answer["id_token"] = json!(sign(&idp.key, &claims));
+        answer_tokens_with(&idp, answer).await;
+
+        let err = d.manager.access_token(None).await.unwrap_err();
+        let SessionError::ReauthenticationRequired { reason, .. } = &err else {
+            panic!("another person's ID token {case}: {err:?}");
+        };
+        assert!(reason.contains("sub differs"), "{case}: {reason}");
+        let revoked: Vec<String> = idp
+            .server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() == "/revoke")
+            .map(|r| {
+                url::form_urlencoded::parse(&r.body)
+                    .find(|(k, _)| k == "token")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(revoked, ["rt-1"], "{case}: the rotated token is revoked");
+    }
+}
+
 #[tokio::test]
 async fn a_refreshed_id_token_not_matching_the_sign_in_wipes_the_account_and_asks_for_a_new_sign_in(
 ) {

@@ -76,6 +76,9 @@ impl Tally {
     }
 }
 
+/// [`World::post_revoke`]'s status for "sign in again first" (`insufficient_user_authentication`).
+const STEP_UP: u16 = 1401;
+
 /// The soak's state: live sessions (by user), subscribers, grants, what it revoked.
 struct World {
     registry: String,
@@ -259,14 +262,18 @@ impl World {
         self.revoked
             .lock()
             .insert(victim.id.clone(), victim.user.clone());
-        let status = self
-            .http
-            .post(format!("{}/v1/sessions/revoke", self.registry))
-            .bearer_auth(&actor.token)
-            .json(&json!({"session_id": victim.id}))
-            .send()
-            .await
-            .map_or(0, |r| r.status().as_u16());
+        let mut status = self.post_revoke(&actor, &victim.id).await;
+        if status == STEP_UP {
+            // RFC 9470: the actor's sign-in is older than the registry's 10 minutes — the
+            // user's browser session is (single sign-on keeps its auth_time). The person signs
+            // in afresh, as `lanyard` asks them to, and tries once more.
+            self.tally.note("revoke", 401, 401);
+            status = if self.step_up(&actor).await {
+                self.post_revoke(&actor, &victim.id).await
+            } else {
+                0
+            };
+        }
         // Its actor revoked by another revoke meanwhile is refused, rightly.
         let expected = if self.is_revoked(&actor.id) {
             status
@@ -293,6 +300,58 @@ impl World {
         if let Some(rt) = grant {
             self.sign_out_at_idp(&rt).await;
         }
+    }
+
+    /// `POST /v1/sessions/revoke` of session `victim` through `actor`: the status, or
+    /// [`STEP_UP`] when the registry asks for a recent sign-in first.
+    async fn post_revoke(&self, actor: &Session, victim: &str) -> u16 {
+        let Ok(res) = self
+            .http
+            .post(format!("{}/v1/sessions/revoke", self.registry))
+            .bearer_auth(&actor.token)
+            .json(&json!({"session_id": victim}))
+            .send()
+            .await
+        else {
+            return 0;
+        };
+        let status = res.status().as_u16();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        if status == 401 && body["error"] == "insufficient_user_authentication" {
+            STEP_UP
+        } else {
+            status
+        }
+    }
+
+    /// The step-up: a sign-in of `actor`'s user in a new browser session (a fresh `auth_time`),
+    /// whose ID token re-authenticates `actor`'s session; the user's browser keeps the new IdP
+    /// session from then on. The step-up's own grant is signed out at the IdP at once (the
+    /// device keeps its session, not a second grant).
+    async fn step_up(&self, actor: &Session) -> bool {
+        let browser = test_harness::idp::browser();
+        let tokens =
+            test_harness::idp::login_in(&browser, &self.issuer, &actor.user, "lanyard-cli").await;
+        self.browsers.lock().insert(actor.user.clone(), browser);
+        if let Some(rt) = tokens["refresh_token"].as_str() {
+            self.sign_out_at_idp(rt).await;
+        }
+        let status = self
+            .http
+            .post(format!("{}/v1/sessions/reauthenticate", self.registry))
+            .bearer_auth(&actor.token)
+            .json(&json!({"id_token": tokens["id_token"]}))
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16());
+        // The actor revoked meanwhile is refused, rightly.
+        let expected = if self.is_revoked(&actor.id) {
+            status
+        } else {
+            200
+        };
+        self.tally.note("step-up", status, expected);
+        status == 200
     }
 
     fn is_revoked(&self, id: &str) -> bool {

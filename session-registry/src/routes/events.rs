@@ -48,11 +48,18 @@ fn frame(e: &EventRecord) -> Bytes {
     ))
 }
 
+/// How often an idle-or-not stream gets a keep-alive comment (proxies close silent streams).
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 struct State {
     reg: web::Data<Registry>,
     rx: broadcast::Receiver<Arc<Fanned>>,
     /// Resolves when the server shuts down.
     closed: Pin<Box<dyn Future<Output = ()>>>,
+    /// The next keep-alive comment: every [`KEEP_ALIVE`], events or not. One timer for the
+    /// stream's life, not one per event: a revoke fanned out to thousands of streams of a
+    /// process no longer registers (and cancels) a timer in each.
+    keep_alive: Pin<Box<tokio::time::Sleep>>,
     backlog: VecDeque<EventRecord>,
     tenant: String,
     account_id: String,
@@ -108,6 +115,7 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
         reg: reg_for_stream,
         rx,
         closed: Box::pin(reg.hub.closed()),
+        keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
         backlog,
         tenant: caller.tenant,
         account_id: caller.session.account_id,
@@ -126,11 +134,16 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
             let next = tokio::select! {
                 // A complete response: the client resumes from its Last-Event-ID elsewhere.
                 () = &mut st.closed => return None,
-                next = tokio::time::timeout(Duration::from_secs(15), st.rx.recv()) => next,
+                () = &mut st.keep_alive => None,
+                next = st.rx.recv() => Some(next),
+            };
+            let Some(next) = next else {
+                let at = tokio::time::Instant::now() + KEEP_ALIVE;
+                st.keep_alive.as_mut().reset(at);
+                return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st));
             };
             match next {
-                Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st)),
-                Ok(Ok(fanned)) => {
+                Ok(fanned) => {
                     let e = &fanned.event;
                     // The caller's own revocation ends the stream, even when it was already
                     // counted in (a stream opened in the moment between a revoke's commit and
@@ -174,8 +187,8 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
                     return Some((Ok(fanned.wire(frame)), st));
                 }
                 // Fell behind: the client reconnects with Last-Event-ID and replays from the log.
-                Ok(Err(broadcast::error::RecvError::Lagged(_)))
-                | Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                Err(broadcast::error::RecvError::Lagged(_))
+                | Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     });
