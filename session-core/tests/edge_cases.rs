@@ -1183,6 +1183,59 @@ async fn a_jwt_typed_other_than_jwt_or_carrying_events_is_not_accepted_as_an_id_
     d.manager.access_token(None).await.unwrap();
 }
 
+/// A refresh in flight while the account is logged out (logout does not wait for the refresh
+/// lock): its answer is refused (an ID token from the future) but rotated the refresh token.
+/// The rotated token must not bring the account back: it is revoked at the IdP, not stored.
+#[tokio::test]
+async fn a_rotated_refresh_token_of_an_account_logged_out_meanwhile_is_revoked_not_stored() {
+    let idp = FakeIdp::start().await;
+    let d = device(3);
+    let now = d.clock.now().unix_timestamp();
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(token_answer(&idp.key, &idp.issuer(), 1, now + 3600))
+                .set_delay(Duration::from_millis(800)),
+        )
+        .mount(&idp.server)
+        .await;
+    let key = seed(&d, &idp, None);
+
+    let manager = d.manager.clone();
+    let refresh = tokio::spawn(async move { manager.access_token(None).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    d.manager
+        .logout(session_core::LogoutScope::Account(key.clone()))
+        .await
+        .unwrap();
+    let err = refresh.await.unwrap().unwrap_err();
+    assert!(matches!(err, SessionError::IdTokenInvalid(_)), "{err:?}");
+
+    let (items, meta) = snapshot(&d, &key);
+    assert!(
+        items.iter().all(Option::is_none) && meta.is_none(),
+        "the logged-out account stays gone: {items:?} {meta:?}"
+    );
+    let revoked: Vec<String> = idp
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/revoke")
+        .filter_map(|r| {
+            url::form_urlencoded::parse(&r.body)
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect();
+    assert!(
+        revoked.contains(&"rt-1".to_owned()),
+        "the rotated token is revoked: {revoked:?}"
+    );
+}
+
 /// A refresh answer whose ID token is not the sign-in's rotated the refresh token all the same:
 /// nobody will present the successor, so it is revoked at the provider (RFC 7009) rather than
 /// left live. A refreshed ID token that is both another sign-in's and out of its time range is
