@@ -36,7 +36,8 @@
 #   BENCH_LOADGEN      wrk (default) or oha: the HTTP load generator. wrk (C, like pgbench) costs
 #                      a few µs of CPU per request; oha (Rust, tokio + hyper) costs ~35 µs, which
 #                      on 2 shared cores is CPU the registry does not get.
-#   BENCH_PERF         1: also `perf record` the registry during each HTTP run (default 0)
+#   BENCH_PERF         1: also `perf record` the registry during each HTTP run (default 0;
+#                      the profiles are kept in BENCH_RESULTS when it is set)
 #   BENCH_BASELINE_BIN another session-registry binary (e.g. an older build) to also run the two
 #                      authenticate workloads against, on the same database, after the others
 #   BENCH_BASELINE_LABEL  how the tables name that binary (default "baseline")
@@ -832,6 +833,10 @@ if [ -n "$RESULTS_DIR" ]; then
   done
   for f in "$WORK"/*.hist.csv; do
     case "$f" in *-warmup.hist.csv) ;; *) [ -f "$f" ] && cp "$f" "$RESULTS_DIR/" ;; esac
+  done
+  # BENCH_PERF's profiles, for `perf report -i` after the work folder is gone.
+  for f in "$WORK"/perf-*; do
+    [ -f "$f" ] && cp "$f" "$RESULTS_DIR/"
   done
   if [ -f "$RESULTS_DIR/pgbench.json" ]; then
     jq -c --arg tps "$PGBENCH_TPS" --arg prepared "${PGBENCH_PREPARED_TPS:-}" --argjson c "$CONNECTIONS" \
