@@ -480,6 +480,52 @@ impl Provider {
         }
     }
 
+    /// RFC 6749 §7.1 / RFC 6750: this client only knows how to use a bearer token; a DPoP- or
+    /// MAC-bound token sent as a bearer would fail (or leak its binding) later.
+    fn check_bearer(&self, response: &CoreTokenResponse) -> Result<(), Check> {
+        let bearer = match response.token_type() {
+            openidconnect::core::CoreTokenType::Bearer => true,
+            openidconnect::core::CoreTokenType::Extension(t) => t.eq_ignore_ascii_case("bearer"),
+            _ => false,
+        };
+        if bearer {
+            return Ok(());
+        }
+        let found = response.token_type().as_ref().to_owned();
+        tracing::warn!(issuer = %self.issuer, token_type = %found, "token response refused: not a bearer token");
+        Err(Check::Invalid(SessionError::UnexpectedTokenType { found }))
+    }
+
+    /// A refresh answer with no ID token (OIDC Core §12.2: "it might not contain an id_token"):
+    /// its access and refresh tokens with the sign-in's identity, read from `sign_in`, the ID
+    /// token stored at the sign-in (fully verified then). Nothing new is claimed about the
+    /// person, so there is nothing to bind.
+    fn carry_sign_in(
+        &self,
+        response: &CoreTokenResponse,
+        sign_in: &SecretString,
+        binding: &SignInBinding,
+    ) -> TokenSet {
+        let claims = crate::tokens::jwt_claims(sign_in.expose_secret()).unwrap_or_default();
+        let text = |name: &str| claims[name].as_str().map(str::to_owned);
+        let expires_at = response
+            .expires_in()
+            .map(|d| self.now() + i64::try_from(d.as_secs()).unwrap_or(0));
+        TokenSet {
+            subject: binding.sub.clone(),
+            email: text("email"),
+            name: text("name"),
+            access_token: SecretString::from(response.access_token().secret().clone()),
+            refresh_token: response
+                .refresh_token()
+                .map(|r| SecretString::from(r.secret().clone())),
+            id_token: sign_in.clone(),
+            access_token_expires_at: expires_at
+                .or_else(|| crate::tokens::jwt_exp(response.access_token().secret())),
+            is_guest: claims["is_guest"].as_bool().unwrap_or(false),
+        }
+    }
+
     /// Validates a token response: `token_type` is Bearer, and its ID token (typ, signature,
     /// iss, aud, azp, exp, iat, nbf, nonce, at_hash, no `events`) is an ID token of this client
     /// at the clock's time; builds the token set.
@@ -489,18 +535,7 @@ impl Provider {
         nonce: Option<&Nonce>,
         binding: Option<&SignInBinding>,
     ) -> Result<TokenSet, Check> {
-        // RFC 6749 §7.1 / RFC 6750: this client only knows how to use a bearer token; a DPoP- or
-        // MAC-bound token sent as a bearer would fail (or leak its binding) later.
-        let bearer = match response.token_type() {
-            openidconnect::core::CoreTokenType::Bearer => true,
-            openidconnect::core::CoreTokenType::Extension(t) => t.eq_ignore_ascii_case("bearer"),
-            _ => false,
-        };
-        if !bearer {
-            let found = response.token_type().as_ref().to_owned();
-            tracing::warn!(issuer = %self.issuer, token_type = %found, "token response refused: not a bearer token");
-            return Err(Check::Invalid(SessionError::UnexpectedTokenType { found }));
-        }
+        self.check_bearer(response)?;
         let id_token: &CoreIdToken = response.id_token().ok_or_else(|| {
             SessionError::IdTokenInvalid("the token response has no ID token".into())
         })?;
@@ -930,6 +965,21 @@ impl Provider {
         refresh_token: &SecretString,
         binding: &SignInBinding,
     ) -> Result<TokenSet, RefreshFailure> {
+        self.refresh_sign_in(account, refresh_token, binding, None)
+            .await
+    }
+
+    /// As [`Provider::refresh_keeping_rotation`], given `sign_in`, the ID token stored at the
+    /// sign-in that `binding` was read from: an answer with no ID token (OIDC Core §12.2 allows
+    /// it) keeps that one. Without it, such an answer cannot be bound to the sign-in and is
+    /// refused, its rotated refresh token carried in the failure.
+    pub async fn refresh_sign_in(
+        &self,
+        account: &str,
+        refresh_token: &SecretString,
+        binding: &SignInBinding,
+        sign_in: Option<&SecretString>,
+    ) -> Result<TokenSet, RefreshFailure> {
         let response = self
             .client
             .exchange_refresh_token(&RefreshToken::new(refresh_token.expose_secret().to_owned()))
@@ -943,7 +993,26 @@ impl Provider {
             .refresh_token()
             .filter(|rt| rt.secret() != refresh_token.expose_secret())
             .map(|rt| SecretString::from(rt.secret().clone()));
-        let mut set = match self.validate(&response, None, Some(binding)).await {
+        let validated = match (response.id_token(), sign_in) {
+            (Some(_), _) => self.validate(&response, None, Some(binding)).await,
+            (None, Some(sign_in)) => self
+                .check_bearer(&response)
+                .map(|()| self.carry_sign_in(&response, sign_in, binding)),
+            (None, None) => match self.check_bearer(&response) {
+                // Sound, but bound to no sign-in here: refused, its rotation kept.
+                Ok(()) => {
+                    tracing::warn!(account, issuer = %self.issuer, "the refresh answer has no ID token and none of the sign-in is stored: refused, its rotated refresh token kept");
+                    return Err(RefreshFailure {
+                        error: SessionError::IdTokenInvalid(
+                            "the refresh answer has no ID token, and no ID token of the sign-in is stored to keep".into(),
+                        ),
+                        rotated,
+                    });
+                }
+                Err(e) => Err(e),
+            },
+        };
+        let mut set = match validated {
             Ok(set) => set,
             Err(Check::Mismatch(claim)) => {
                 tracing::warn!(account, issuer = %self.issuer, claim, "the refreshed ID token is not the sign-in's; the account must sign in again");

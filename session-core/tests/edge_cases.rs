@@ -445,6 +445,115 @@ async fn a_refused_refresh_answer_keeps_only_its_rotated_refresh_token() {
     );
 }
 
+/// Refresh answers with no ID token (`at-N`, `rt-N`), as OIDC Core §12.2 allows ("it might not
+/// contain an id_token"): Okta, Keycloak and others leave it out depending on scope and settings.
+struct NoIdToken {
+    calls: AtomicUsize,
+}
+
+impl Respond for NoIdToken {
+    fn respond(&self, _request: &Request) -> ResponseTemplate {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        ResponseTemplate::new(200)
+            .insert_header("cache-control", "no-store")
+            .set_body_json(json!({
+                "access_token": format!("at-{n}"),
+                "token_type": "Bearer",
+                "expires_in": 600,
+                "refresh_token": format!("rt-{n}"),
+            }))
+    }
+}
+
+/// A refresh answer without an ID token is a sound answer: its access and refresh tokens are
+/// used and saved, the sign-in's ID token stays, and the next refresh presents the rotated
+/// refresh token. (It was refused as "no ID token", the rotated refresh token thrown away, and
+/// the next refresh presented the spent one: reuse detection at a real provider.)
+#[tokio::test]
+async fn a_refresh_answer_without_an_id_token_keeps_the_sign_ins_and_uses_the_rest() {
+    let idp = FakeIdp::start().await;
+    let d = device(3);
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(NoIdToken {
+            calls: AtomicUsize::new(0),
+        })
+        .mount(&idp.server)
+        .await;
+    let key = seed(&d, &idp, None);
+    let (before, _) = snapshot(&d, &key);
+    let slot = |kind: ItemKind| ItemKind::ALL.iter().position(|i| *i == kind).unwrap();
+
+    let token = d.manager.access_token(None).await.unwrap();
+    assert_eq!(token.expose_secret(), "at-1");
+    let (items, meta) = snapshot(&d, &key);
+    assert_eq!(items[slot(ItemKind::AccessToken)].as_deref(), Some("at-1"));
+    assert_eq!(items[slot(ItemKind::RefreshToken)].as_deref(), Some("rt-1"));
+    assert_eq!(
+        items[slot(ItemKind::IdToken)],
+        before[slot(ItemKind::IdToken)],
+        "the sign-in's ID token stays"
+    );
+    let meta = meta.unwrap();
+    assert_eq!(
+        meta.access_token_expires_at,
+        Some(d.clock.now().unix_timestamp() + 600)
+    );
+    assert_eq!(meta.email.as_deref(), Some("alice@edge.example"));
+
+    d.clock.advance(time::Duration::minutes(6));
+    let token = d.manager.access_token(None).await.unwrap();
+    assert_eq!(token.expose_secret(), "at-2");
+    let presented: Vec<String> = idp
+        .token_requests()
+        .await
+        .iter()
+        .map(presented_refresh_token)
+        .collect();
+    assert_eq!(
+        presented,
+        ["rt-0", "rt-1"],
+        "each refresh token presented once"
+    );
+}
+
+/// With no ID token stored either, a refresh answer without one cannot be bound to the sign-in:
+/// it is refused, naming why, and only the refresh token it rotated is kept.
+#[tokio::test]
+async fn a_refresh_answer_without_an_id_token_for_an_account_without_one_keeps_only_the_rotation() {
+    let idp = FakeIdp::start().await;
+    let d = device(3);
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(NoIdToken {
+            calls: AtomicUsize::new(0),
+        })
+        .mount(&idp.server)
+        .await;
+    let key = seed(&d, &idp, None);
+    d.manager
+        .store()
+        .secrets()
+        .delete(&key, ItemKind::IdToken)
+        .unwrap();
+    let (mut expected, _) = snapshot(&d, &key);
+
+    let err = d.manager.access_token(None).await.unwrap_err();
+    assert!(
+        matches!(&err, SessionError::IdTokenInvalid(m) if m.contains("no ID token")),
+        "{err:?}"
+    );
+    expected[ItemKind::ALL
+        .iter()
+        .position(|i| *i == ItemKind::RefreshToken)
+        .unwrap()] = Some("rt-1".into());
+    assert_eq!(
+        snapshot(&d, &key).0,
+        expected,
+        "only the refresh token changed"
+    );
+}
+
 /// Answers refreshes 1 and 2, fails the third call with a 500, then answers again; or, with
 /// `fail_from_third`, fails every call from the third on.
 struct FailsOnTheThirdCall {

@@ -166,6 +166,7 @@ impl SessionManager {
             None => self.item(account, ItemKind::IdToken).await?,
         };
         let binding = id_token
+            .as_ref()
             .and_then(|t| SignInBinding::from_id_token(t.expose_secret()))
             .unwrap_or_else(|| {
                 SignInBinding::of_account(&issuer, meta.id.subject.as_str(), &client_id)
@@ -176,8 +177,13 @@ impl SessionManager {
             tries += 1;
             let attempt = match self.provider(&issuer, &client_id).await {
                 Ok(p) => {
-                    p.refresh_keeping_rotation(account.as_str(), &refresh_token, &binding)
-                        .await
+                    p.refresh_sign_in(
+                        account.as_str(),
+                        &refresh_token,
+                        &binding,
+                        id_token.as_ref(),
+                    )
+                    .await
                 }
                 Err(e) => Err(RefreshFailure {
                     error: e,
