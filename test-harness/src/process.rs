@@ -22,9 +22,11 @@ pub struct ChildService {
 
 impl ChildService {
     /// Starts `program args…` and waits (up to 60 s) for `"{name} listening on http://ADDR"`.
+    /// Its stderr is the test's own, so a service that fails to start or misbehaves shows its
+    /// log beside the failure (cargo-nextest prints a test's output only when it fails).
     pub async fn start(program: &Path, args: &[&str], name: &str) -> anyhow::Result<Self> {
         let mut command = Command::new(program);
-        command.args(args).stderr(Stdio::null());
+        command.args(args).stderr(Stdio::inherit());
         let mut services = ChildServices::start(command, &[name]).await?;
         let (_, addr) = services.services.remove(0);
         Ok(Self {

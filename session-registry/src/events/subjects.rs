@@ -58,12 +58,7 @@ fn token(name: &str) -> String {
     if plain {
         name.to_owned()
     } else {
-        let mut out = String::with_capacity(1 + 2 * name.len());
-        out.push('x');
-        for b in name.bytes() {
-            out.push_str(&format!("{b:02x}"));
-        }
-        out
+        format!("x{}", hex::encode(name))
     }
 }
 
