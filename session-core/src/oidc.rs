@@ -508,9 +508,10 @@ impl Provider {
     ) -> TokenSet {
         let claims = crate::tokens::jwt_claims(sign_in.expose_secret()).unwrap_or_default();
         let text = |name: &str| claims[name].as_str().map(str::to_owned);
-        let expires_at = response
-            .expires_in()
-            .map(|d| self.now() + i64::try_from(d.as_secs()).unwrap_or(0));
+        let expires_at = response.expires_in().map(|d| {
+            self.now()
+                .saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        });
         TokenSet {
             subject: binding.sub.clone(),
             email: text("email"),
@@ -624,7 +625,7 @@ impl Provider {
         let sub = claims.subject().as_str().to_owned();
         let expires_at = response
             .expires_in()
-            .map(|d| now + i64::try_from(d.as_secs()).unwrap_or(0));
+            .map(|d| now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
         Ok(TokenSet {
             subject: sub,
             email: claims.email().map(|e| e.as_str().to_owned()),

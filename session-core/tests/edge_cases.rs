@@ -20,7 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use session_core::{
     DeviceIdentity, LoginMethod, LoginRequest, ManagerOptions, SessionError, SessionManager,
-    SessionState, UnavailableReason,
+    SessionState, UnavailableReason, UpgradeError, UpgradeRequest,
 };
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -551,6 +551,117 @@ async fn a_refresh_answer_without_an_id_token_for_an_account_without_one_keeps_o
         snapshot(&d, &key).0,
         expected,
         "only the refresh token changed"
+    );
+}
+
+/// A refresh answer without an ID token whose token is not a bearer token is refused as such,
+/// and nothing of it is stored.
+#[tokio::test]
+async fn a_refresh_answer_without_an_id_token_must_still_be_a_bearer_token() {
+    let idp = FakeIdp::start().await;
+    let d = device(3);
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "at-1",
+            "token_type": "DPoP",
+            "expires_in": 600,
+            "refresh_token": "rt-1",
+        })))
+        .mount(&idp.server)
+        .await;
+    let key = seed(&d, &idp, None);
+    let before = snapshot(&d, &key);
+
+    let err = d.manager.access_token(None).await.unwrap_err();
+    assert!(
+        matches!(&err, SessionError::UnexpectedTokenType { found } if found.eq_ignore_ascii_case("DPoP")),
+        "{err:?}"
+    );
+    assert_eq!(
+        snapshot(&d, &key),
+        before,
+        "nothing of the answer is stored"
+    );
+}
+
+/// A guest upgrade is confirmed by the refreshed ID token only: when the provider's refresh
+/// answer has none, the kept sign-in's ID token (a guest's) must not be read as "still a guest",
+/// nor the account changed; the person is asked to sign in again to finish it.
+#[tokio::test]
+async fn a_guest_upgrade_whose_refresh_brings_no_id_token_asks_for_a_sign_in_and_changes_nothing() {
+    let idp = FakeIdp::start().await;
+    let d = device(3);
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(NoIdToken {
+            calls: AtomicUsize::new(0),
+        })
+        .mount(&idp.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/guest/upgrade"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&idp.server)
+        .await;
+    let key = seed(&d, &idp, None);
+    let now = d.clock.now().unix_timestamp();
+    let guest_id_token = sign(
+        &idp.key,
+        &json!({
+            "iss": idp.issuer(),
+            "sub": SUBJECT,
+            "aud": CLIENT_ID,
+            "iat": now,
+            "exp": now + 600,
+            "is_guest": true,
+        }),
+    );
+    let mut meta = d.manager.store().index().get(&key).unwrap().unwrap();
+    meta.is_guest = true;
+    d.manager
+        .store()
+        .save_account(
+            meta,
+            &[(
+                ItemKind::IdToken,
+                SecretString::from(guest_id_token.clone()),
+            )],
+        )
+        .unwrap();
+
+    let err = d
+        .manager
+        .upgrade_guest(
+            &key,
+            UpgradeRequest {
+                username: "alice".into(),
+                password: SecretString::from("correct horse battery".to_owned()),
+                email: None,
+                name: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            UpgradeError::Session(SessionError::ReauthenticationRequired { reason, .. })
+                if reason.contains("no new ID token")
+        ),
+        "{err:?}"
+    );
+    let (items, meta) = snapshot(&d, &key);
+    let slot = |kind: ItemKind| ItemKind::ALL.iter().position(|i| *i == kind).unwrap();
+    assert!(meta.unwrap().is_guest, "still recorded as a guest");
+    assert_eq!(
+        items[slot(ItemKind::IdToken)].as_deref(),
+        Some(guest_id_token.as_str())
+    );
+    assert_eq!(
+        items[slot(ItemKind::RefreshToken)].as_deref(),
+        Some("rt-2"),
+        "the refreshes' rotations are kept"
     );
 }
 

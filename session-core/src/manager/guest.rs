@@ -209,7 +209,21 @@ impl SessionManager {
             }
             _ => Some(UpgradeError::Refused { description }),
         };
+        let before = self.item(&meta.key, ItemKind::IdToken).await?;
         self.refresh(&meta.key, true).await?;
+        let after = self.item(&meta.key, ItemKind::IdToken).await?;
+        // What the account is now is told by a new ID token only: a provider may leave it out
+        // of a refresh answer (OIDC Core §12.2), and the sign-in's, kept then, still says guest.
+        if after.as_ref().map(ExposeSecret::expose_secret)
+            == before.as_ref().map(ExposeSecret::expose_secret)
+        {
+            tracing::warn!(account = %meta.key, "the refresh after the guest upgrade brought no new ID token");
+            return Err(SessionError::ReauthenticationRequired {
+                account: meta.key.to_string(),
+                reason: "the identity provider's refresh brought no new ID token to show the upgrade: sign in again to finish it".into(),
+            }
+            .into());
+        }
         if let Some(refusal) = refused {
             let still_guest = self
                 .item(&meta.key, ItemKind::IdToken)
