@@ -162,6 +162,15 @@ struct PendingAuthorization {
     issuer: String,
 }
 
+/// When a token answer's access token expires: `expires_in` from `now`, else the token's own
+/// `exp` (unverified: only to schedule the refresh).
+fn access_token_expiry(response: &CoreTokenResponse, now: i64) -> Option<i64> {
+    response
+        .expires_in()
+        .map(|d| now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
+        .or_else(|| crate::tokens::jwt_exp(response.access_token().secret()))
+}
+
 /// Variants of the browser sign-in.
 #[derive(Default, Clone, Copy)]
 struct BrowserLogin {
@@ -508,10 +517,6 @@ impl Provider {
     ) -> TokenSet {
         let claims = crate::tokens::jwt_claims(sign_in.expose_secret()).unwrap_or_default();
         let text = |name: &str| claims[name].as_str().map(str::to_owned);
-        let expires_at = response.expires_in().map(|d| {
-            self.now()
-                .saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        });
         TokenSet {
             subject: binding.sub.clone(),
             email: text("email"),
@@ -521,8 +526,7 @@ impl Provider {
                 .refresh_token()
                 .map(|r| SecretString::from(r.secret().clone())),
             id_token: sign_in.clone(),
-            access_token_expires_at: expires_at
-                .or_else(|| crate::tokens::jwt_exp(response.access_token().secret())),
+            access_token_expires_at: access_token_expiry(response, self.now()),
             is_guest: claims["is_guest"].as_bool().unwrap_or(false),
         }
     }
@@ -623,9 +627,6 @@ impl Provider {
             }
         }
         let sub = claims.subject().as_str().to_owned();
-        let expires_at = response
-            .expires_in()
-            .map(|d| now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
         Ok(TokenSet {
             subject: sub,
             email: claims.email().map(|e| e.as_str().to_owned()),
@@ -638,8 +639,7 @@ impl Provider {
                 .refresh_token()
                 .map(|r| SecretString::from(r.secret().clone())),
             id_token: SecretString::from(id_token.to_string()),
-            access_token_expires_at: expires_at
-                .or_else(|| crate::tokens::jwt_exp(response.access_token().secret())),
+            access_token_expires_at: access_token_expiry(response, now),
             is_guest: raw
                 .get("is_guest")
                 .and_then(serde_json::Value::as_bool)

@@ -85,6 +85,19 @@ impl FakeIdp {
         )
     }
 
+    /// A fake IdP whose token endpoint answers with [`NoIdToken`].
+    async fn answering_without_id_tokens() -> Self {
+        let idp = Self::start().await;
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(NoIdToken {
+                calls: AtomicUsize::new(0),
+            })
+            .mount(&idp.server)
+            .await;
+        idp
+    }
+
     async fn token_requests(&self) -> Vec<Request> {
         self.server
             .received_requests()
@@ -471,15 +484,8 @@ impl Respond for NoIdToken {
 /// the next refresh presented the spent one: reuse detection at a real provider.)
 #[tokio::test]
 async fn a_refresh_answer_without_an_id_token_keeps_the_sign_ins_and_uses_the_rest() {
-    let idp = FakeIdp::start().await;
+    let idp = FakeIdp::answering_without_id_tokens().await;
     let d = device(3);
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(NoIdToken {
-            calls: AtomicUsize::new(0),
-        })
-        .mount(&idp.server)
-        .await;
     let key = seed(&d, &idp, None);
     let (before, _) = snapshot(&d, &key);
     let slot = |kind: ItemKind| ItemKind::ALL.iter().position(|i| *i == kind).unwrap();
@@ -521,15 +527,8 @@ async fn a_refresh_answer_without_an_id_token_keeps_the_sign_ins_and_uses_the_re
 /// it is refused, naming why, and only the refresh token it rotated is kept.
 #[tokio::test]
 async fn a_refresh_answer_without_an_id_token_for_an_account_without_one_keeps_only_the_rotation() {
-    let idp = FakeIdp::start().await;
+    let idp = FakeIdp::answering_without_id_tokens().await;
     let d = device(3);
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(NoIdToken {
-            calls: AtomicUsize::new(0),
-        })
-        .mount(&idp.server)
-        .await;
     let key = seed(&d, &idp, None);
     d.manager
         .store()
@@ -590,15 +589,8 @@ async fn a_refresh_answer_without_an_id_token_must_still_be_a_bearer_token() {
 /// nor the account changed; the person is asked to sign in again to finish it.
 #[tokio::test]
 async fn a_guest_upgrade_whose_refresh_brings_no_id_token_asks_for_a_sign_in_and_changes_nothing() {
-    let idp = FakeIdp::start().await;
+    let idp = FakeIdp::answering_without_id_tokens().await;
     let d = device(3);
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(NoIdToken {
-            calls: AtomicUsize::new(0),
-        })
-        .mount(&idp.server)
-        .await;
     Mock::given(method("POST"))
         .and(path("/guest/upgrade"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))

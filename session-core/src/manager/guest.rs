@@ -91,14 +91,7 @@ impl SessionManager {
                 account: meta.display_name,
             });
         }
-        self.upgrade_at_idp(&meta, &req).await?;
-        let id_token = self
-            .item(account, ItemKind::IdToken)
-            .await?
-            .ok_or_else(|| SessionError::ReauthenticationRequired {
-                account: account.to_string(),
-                reason: "no ID token is stored".into(),
-            })?;
+        let id_token = self.upgrade_at_idp(&meta, &req).await?;
         let claims = jwt_claims(id_token.expose_secret()).unwrap_or(Value::Null);
         if claims["is_guest"].as_bool() != Some(false) {
             return Err(UpgradeError::StillAGuest);
@@ -153,14 +146,15 @@ impl SessionManager {
         })
     }
 
-    /// The IdP step, then a forced refresh so the stored tokens are a registered user's. A
-    /// refusal (the name is taken — by this very user —, or it is no longer a guest) is taken as
-    /// an earlier, interrupted upgrade when the refreshed ID token says it is registered.
+    /// The IdP step, then a forced refresh so the stored tokens are a registered user's; returns
+    /// the refreshed ID token. A refusal (the name is taken — by this very user —, or it is no
+    /// longer a guest) is taken as an earlier, interrupted upgrade when that token says it is
+    /// registered.
     async fn upgrade_at_idp(
         &self,
         meta: &AccountMeta,
         req: &UpgradeRequest,
-    ) -> Result<(), UpgradeError> {
+    ) -> Result<SecretString, UpgradeError> {
         let url = format!(
             "{}/guest/upgrade",
             meta.id.issuer.as_str().trim_end_matches('/')
@@ -211,24 +205,26 @@ impl SessionManager {
         };
         let before = self.item(&meta.key, ItemKind::IdToken).await?;
         self.refresh(&meta.key, true).await?;
-        let after = self.item(&meta.key, ItemKind::IdToken).await?;
         // What the account is now is told by a new ID token only: a provider may leave it out
         // of a refresh answer (OIDC Core §12.2), and the sign-in's, kept then, still says guest.
-        if after.as_ref().map(ExposeSecret::expose_secret)
-            == before.as_ref().map(ExposeSecret::expose_secret)
-        {
+        let Some(id_token) = self
+            .item(&meta.key, ItemKind::IdToken)
+            .await?
+            .filter(|after| {
+                before
+                    .as_ref()
+                    .is_none_or(|b| b.expose_secret() != after.expose_secret())
+            })
+        else {
             tracing::warn!(account = %meta.key, "the refresh after the guest upgrade brought no new ID token");
             return Err(SessionError::ReauthenticationRequired {
                 account: meta.key.to_string(),
                 reason: "the identity provider's refresh brought no new ID token to show the upgrade: sign in again to finish it".into(),
             }
             .into());
-        }
+        };
         if let Some(refusal) = refused {
-            let still_guest = self
-                .item(&meta.key, ItemKind::IdToken)
-                .await?
-                .and_then(|t| jwt_claims(t.expose_secret()))
+            let still_guest = jwt_claims(id_token.expose_secret())
                 .and_then(|c| c["is_guest"].as_bool())
                 .unwrap_or(true);
             if still_guest {
@@ -236,6 +232,6 @@ impl SessionManager {
             }
             tracing::info!("the IdP had already upgraded this guest; resuming");
         }
-        Ok(())
+        Ok(id_token)
     }
 }

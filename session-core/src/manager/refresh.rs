@@ -293,10 +293,7 @@ impl SessionManager {
                     // Still in memory: the next call of this process saves them first. Another
                     // process (or this one's successor) only has the stored refresh token, which
                     // is spent now: mark it so, beside the locks rather than in the failing store.
-                    let now = self.now();
-                    self.inner
-                        .notes
-                        .update(account, |n| n.refresh_token_spent_at = Some(now));
+                    self.mark_refresh_token_spent(account, true);
                     tracing::error!(account = %account, error = %e, "the refreshed tokens could not be saved; keeping them in memory and marking the stored refresh token spent");
                 }
             }
@@ -348,9 +345,7 @@ impl SessionManager {
         };
         match saved {
             Ok(true) => {
-                self.inner
-                    .notes
-                    .update(account, |n| n.refresh_token_spent_at = None);
+                self.mark_refresh_token_spent(account, false);
                 tracing::info!(account = %account, "the rotated refresh token of an unusable refresh answer is saved");
                 true
             }
@@ -361,14 +356,20 @@ impl SessionManager {
                 false
             }
             Err(e) => {
-                let now = self.now();
-                self.inner
-                    .notes
-                    .update(account, |n| n.refresh_token_spent_at = Some(now));
+                self.mark_refresh_token_spent(account, true);
                 tracing::error!(account = %account, error = %e, "the rotated refresh token could not be saved; the stored one is marked spent");
                 true
             }
         }
+    }
+
+    /// Notes beside the locks (not in the store, which may be what fails) whether the stored
+    /// refresh token is spent: no process presents a spent one.
+    fn mark_refresh_token_spent(&self, account: &AccountKey, spent: bool) {
+        let at = spent.then(|| self.now());
+        self.inner
+            .notes
+            .update(account, |n| n.refresh_token_spent_at = at);
     }
 
     /// Revokes (RFC 7009, best effort) `rotated`, the refresh token of an answer that showed the
