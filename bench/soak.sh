@@ -114,7 +114,7 @@ flat = lambda w, e: e <= w + max(w // 10, 4096)
 for i, name in enumerate(["registry", "mock-idp"]):
     print(f"| {name} resident memory: start, at {warm} s (a fifth of the run), end | {kib(rs[i])}, {kib(rw[i])}, {kib(re_[i])} | flat from {warm} s: growth at most 10 % or 4 MiB, whichever is larger | {'yes' if flat(rw[i], re_[i]) else 'no'} |")
 a, b = r["idp_records_start"] or {}, r["idp_records_end"] or {}
-keys = ["families", "refresh_tokens", "access_tokens", "codes", "idp_sessions"]
+keys = ["families", "revoked_grants", "refresh_tokens", "access_tokens", "codes", "idp_sessions"]
 print(f"| IdP records, start → end | " + ", ".join(f"{k} {a.get(k, '?')} → {b.get(k, '?')}" for k in keys) + f" | follow the live grants ({num(r.get('idp_grants_end'))} at the end) | (see below) |")
 print(f"| live sessions (subscribers included), end | {num(r.get('live_sessions_end'))} | steady | |")
 print()

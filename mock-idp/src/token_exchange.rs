@@ -132,17 +132,15 @@ async fn refresh(
             Rotate::Issued(unsigned) => {
                 let child_fp = unsigned.refresh_fp().map(str::to_owned);
                 let keep = client.config.refresh_reuse_grace > 0;
-                return match unsigned.sign() {
-                    // Only a repeat inside the grace window asks for the response again; without
-                    // a window (clients cannot be changed once registered) it is not kept, and no
-                    // repeat waits for it.
-                    Ok(issued) if !keep => Ok(issued.body),
-                    signed => {
-                        Ok(tenant
-                            .grants
-                            .settle_rotation(&fp, child_fp.as_deref(), signed, keep)?)
-                    }
-                };
+                // Settled either way: the family's used tokens past the window are forgotten
+                // then. Only a repeat inside the grace window asks for the response again;
+                // without a window (clients cannot be changed once registered) it is not kept.
+                return Ok(tenant.grants.settle_rotation(
+                    &fp,
+                    child_fp.as_deref(),
+                    unsigned.sign(),
+                    keep,
+                )?);
             }
             Rotate::Repeat { sub, body } => {
                 tenant.record(

@@ -141,10 +141,14 @@ pub async fn login(issuer: &str, username: &str, client_id: &str) -> Value {
 }
 
 /// A client that behaves as a browser for the login flow: it keeps cookies (the IdP session)
-/// and does not follow redirects (the test reads them).
+/// and does not follow redirects (the test reads them). Idle connections are dropped after 2 s,
+/// before the IdP's keep-alive (actix's 5 s) closes them: a request sent on a connection the
+/// server is closing that moment fails with no answer (hyper's `IncompleteMessage`; seen in
+/// bench/soak.sh, whose simulated people keep their browser for the whole run).
 pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("http client")

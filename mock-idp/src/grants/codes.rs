@@ -129,7 +129,7 @@ impl GrantStore {
         let issued = match &rec.state {
             CodeState::Redeemed { grant } => {
                 let (sub, grant) = (rec.sub.clone(), grant.clone());
-                grants.revoke_family(&grant);
+                grants.revoke_family(&grant, super::Ending::Theft);
                 return Err(CodeRefusal::Replayed { sub });
             }
             CodeState::Burned => return Err(CodeRefusal::Burned),

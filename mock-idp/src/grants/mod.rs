@@ -105,7 +105,6 @@ struct Family {
     sid: Option<String>,
     scope: Scope,
     auth_time: OffsetDateTime,
-    revoked: bool,
     /// When the grant's latest access token expires: the record lasts at least until then.
     access_expires_at: OffsetDateTime,
     /// Access tokens of the grant revoked one by one (RFC 7009), by `jti`, until they expire.
@@ -125,14 +124,63 @@ struct Family {
     forgotten_below: u64,
 }
 
-/// Used refresh tokens kept whole per family (with what the reuse grace window needs). Older
-/// ones are forgotten: a replay of any of them is still recognised, by the family and the
-/// generation its MAC vouches for (`refresh_token`), and revokes the family (RFC 9700
-/// §4.14.2), however many times a thief rotated since. A whole record per rotation was about
-/// 2.4 KB (with the rotation's access token; 300,000 rotations in a quarter of an hour took
-/// 720 MB), and a tombstone per rotation still about 200 B for the refresh lifetime: now a
-/// family costs the same after a million rotations as after twenty.
-pub const USED_REFRESH_KEPT: usize = 16;
+/// Used refresh tokens kept whole per family: the immediate parent of the live token, which the
+/// reuse grace window answers with the same child (it covers that one token only). Older ones
+/// are forgotten: a replay of any of them is still recognised, by the family and the generation
+/// its MAC vouches for (`refresh_token`), and revokes the family (RFC 9700 §4.14.2), however
+/// many times a thief rotated since. A whole record per rotation was about 2.4 KB (with the
+/// rotation's access token; 300,000 rotations in a quarter of an hour took 720 MB), a tombstone
+/// per rotation still about 200 B for the refresh lifetime, and a window of 16 whole records
+/// about 5 KB per long-lived grant (the soak's IdP grew 3 MB in ten minutes): now a family
+/// holds two records (its live token and that parent) after a million rotations as after one.
+pub const USED_REFRESH_KEPT: usize = 1;
+
+/// What is left of a revoked grant (by its client, RFC 7009; by a reuse or a code replay; with
+/// its IdP session), for as long as its [`Ending`] says: what answering its tokens needs —
+/// "revoked", not "unknown" — and nothing else. Its refresh tokens are recognised by their MAC
+/// (every generation issued is below `generation`); its access tokens by the grant they name.
+/// The whole record (subject, scope, session, token lists: about 1 KB) stayed until then
+/// before, and a grant revoked other than by its client kept it, with every refresh-token
+/// record, for the refresh lifetime (30 days by default): the soak's IdP grew 12 MB in ten
+/// minutes of sign-ins and sign-outs.
+#[derive(Debug, Clone)]
+struct Ended {
+    client_id: ClientId,
+    key: refresh_token::FamilyKey,
+    /// Refresh tokens issued in the grant: each was below this generation.
+    generation: u64,
+    /// When the sweep drops the tombstone, after which the grant's tokens are merely unknown.
+    until: OffsetDateTime,
+}
+
+/// Why a grant is revoked, which sets how long its tombstone answers "revoked".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Signed out, by its client (RFC 7009) or with its IdP session: until its last access
+    /// token expires. A client that comes back later knows it signed out.
+    SignedOut,
+    /// A used refresh token or a spent code came back (RFC 9700 §4.14.2, RFC 6749 §4.1.2): a
+    /// theft. Until its refresh tokens would have expired, so the client that holds the live
+    /// one hears, whenever it comes back, that it was revoked — not that its token is unknown.
+    /// Thefts are rare: these tombstones add no steady growth.
+    Theft,
+}
+
+/// A refresh token recognised by its MAC alone (`Grants::recognise`), by its grant's id.
+enum Recognised {
+    /// A used token of a live grant, past the window of whole records.
+    Used(String),
+    /// Any token of a revoked grant.
+    OfRevoked(String),
+}
+
+impl Recognised {
+    fn family(&self) -> &str {
+        match self {
+            Self::Used(f) | Self::OfRevoked(f) => f,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 struct RefreshRecord {
@@ -183,7 +231,9 @@ struct DeviceGrant {
 struct Grants {
     pending: HashMap<String, AuthRequest>,
     codes: HashMap<String, CodeRecord>,
+    /// Live grants. A revoked one leaves [`Ended`] in `ended`.
     families: HashMap<String, Family>,
+    ended: HashMap<String, Ended>,
     refresh: HashMap<String, RefreshRecord>,
     /// IdP sessions by the fingerprint of their cookie.
     sessions: HashMap<String, IdpSession>,
@@ -226,7 +276,10 @@ impl GrantStore {
 pub struct RecordCounts {
     pub pending_requests: usize,
     pub codes: usize,
+    /// Live grants (refresh-token families, and grants of access tokens alone).
     pub families: usize,
+    /// Tombstones of revoked grants, each kept until the grant's last access token expires.
+    pub revoked_grants: usize,
     pub refresh_tokens: usize,
     /// Access-token records: only those revoked one by one (a live access token is checked
     /// against its grant, among `families`).
@@ -249,7 +302,6 @@ impl Grants {
             sid: req.sid.map(str::to_owned),
             scope: req.scope.clone(),
             auth_time: req.auth_time,
-            revoked: false,
             access_expires_at: minted.access_expires_at,
             revoked_access: HashMap::new(),
             used_refresh: VecDeque::new(),
@@ -287,30 +339,31 @@ impl Grants {
         }
     }
 
-    /// Revokes a family: its refresh tokens and every access token issued in it. Returns
-    /// whether anything changed.
-    fn revoke_family(&mut self, family: &str) -> bool {
-        let Some(f) = self.families.get_mut(family) else {
+    /// Revokes grant `family`: its refresh tokens and every access token issued in it. Its
+    /// record and its refresh tokens' records give way to an [`Ended`] tombstone, kept as long
+    /// as `ending` says. Returns whether anything changed (false if it was not live).
+    fn revoke_family(&mut self, family: &str, ending: Ending) -> bool {
+        let Some(f) = self.families.remove(family) else {
             return false;
         };
-        let changed = !f.revoked;
-        f.revoked = true;
-        changed
-    }
-
-    /// Forgets the refresh-token records of family `family` (revoked by its client, RFC 7009):
-    /// every one of its tokens counts as used and forgotten from now on, so a replay is still
-    /// answered "revoked" while the family's record lasts — until its last access token
-    /// expires and the sweep drops it — and "unknown" after. Without this a signed-out grant's
-    /// records stayed for the refresh lifetime (30 days by default; bench/soak.sh).
-    fn forget_family_tokens(&mut self, family: &str) {
-        let Some(f) = self.families.get_mut(family) else {
-            return;
-        };
-        f.forgotten_below = f.generation;
-        for fp in f.used_refresh.drain(..).chain(f.live_refresh.take()) {
-            self.refresh.remove(&fp);
+        let mut until = f.access_expires_at;
+        for fp in f.used_refresh.iter().chain(&f.live_refresh) {
+            if let Some(r) = self.refresh.remove(fp) {
+                if ending == Ending::Theft {
+                    until = until.max(r.expires_at);
+                }
+            }
         }
+        self.ended.insert(
+            family.to_owned(),
+            Ended {
+                client_id: f.client_id,
+                key: f.key,
+                generation: f.generation,
+                until,
+            },
+        );
+        true
     }
 
     /// Forgets the refresh token of a response that was registered but never handed out (its
@@ -322,8 +375,11 @@ impl Grants {
         }
     }
 
-    /// Marks refresh token `fp` of `family` used (rotated into `child`), and forgets the
-    /// family's oldest used token past [`USED_REFRESH_KEPT`].
+    /// Marks refresh token `fp` of `family` used (rotated into `child`). The family's oldest
+    /// used tokens past [`USED_REFRESH_KEPT`] are forgotten once the rotation settles
+    /// ([`forget_past_window`](Self::forget_past_window)): until then a failed signing may still
+    /// take the rotation back, and the parent's own parent must still answer a repeat inside
+    /// the grace window.
     fn retire_refresh(
         &mut self,
         fp: &str,
@@ -335,10 +391,17 @@ impl Grants {
             r.used_at = Some(now);
             r.child = child;
         }
+        if let Some(f) = self.families.get_mut(family) {
+            f.used_refresh.push_back(fp.to_owned());
+        }
+    }
+
+    /// Forgets family `family`'s oldest used refresh tokens past [`USED_REFRESH_KEPT`]: their
+    /// replays are recognised by the MAC from now on (`forgotten_below`).
+    fn forget_past_window(&mut self, family: &str) {
         let Some(f) = self.families.get_mut(family) else {
             return;
         };
-        f.used_refresh.push_back(fp.to_owned());
         while f.used_refresh.len() > USED_REFRESH_KEPT {
             if let Some(old) = f.used_refresh.pop_front() {
                 if let Some(r) = self.refresh.remove(&old) {
@@ -348,37 +411,52 @@ impl Grants {
         }
     }
 
-    /// The family of a refresh token the records do not hold, if the token is genuinely a used
-    /// one of the family past its window: its MAC vouches for family and generation, and that
-    /// generation has left the window.
-    fn family_of_forgotten(&self, token: &str) -> Option<String> {
+    /// A refresh token the records do not hold, recognised by its MAC: a used one of a live
+    /// grant past its window, or any of a revoked grant's while its tombstone lasts.
+    fn recognise(&self, token: &str) -> Option<Recognised> {
         let presented = refresh_token::parse(token)?;
-        let f = self.families.get(presented.family)?;
-        (presented.generation < f.forgotten_below && presented.is_genuine(&f.key))
-            .then(|| presented.family.to_owned())
+        let family = presented.family.to_owned();
+        if let Some(f) = self.families.get(presented.family) {
+            return (presented.generation < f.forgotten_below && presented.is_genuine(&f.key))
+                .then_some(Recognised::Used(family));
+        }
+        let e = self.ended.get(presented.family)?;
+        (presented.generation < e.generation && presented.is_genuine(&e.key))
+            .then_some(Recognised::OfRevoked(family))
+    }
+
+    /// The client that holds grant `family`, live or revoked.
+    fn holder(&self, family: &str) -> Option<&ClientId> {
+        self.families
+            .get(family)
+            .map(|f| &f.client_id)
+            .or_else(|| self.ended.get(family).map(|e| &e.client_id))
     }
 
     /// A refresh token not among the records: a used one past its family's window comes back
-    /// (its family revoked: reuse), else it is unknown. Such a token is at least
-    /// [`USED_REFRESH_KEPT`] rotations old, so older than the family's live token; if it has
-    /// expired since, its replay still revokes: the client that holds the live token never
-    /// presents it.
+    /// (its family revoked: reuse); one of a revoked grant is revoked; else it is unknown. A
+    /// used token is at least [`USED_REFRESH_KEPT`] rotations old, so older than the family's
+    /// live token; if it has expired since, its replay still revokes: the client that holds
+    /// the live token never presents it.
     fn replayed_forgotten(&mut self, token: &str, client: &ClientId) -> tokens::RefreshRefusal {
-        let Some(family) = self.family_of_forgotten(token) else {
+        let Some(recognised) = self.recognise(token) else {
             return tokens::RefreshRefusal::Unknown;
         };
-        let Some(f) = self.families.get(&family) else {
-            return tokens::RefreshRefusal::Unknown;
-        };
-        if f.client_id != *client {
+        if self.holder(recognised.family()) != Some(client) {
             return tokens::RefreshRefusal::OtherClient;
         }
-        if f.revoked {
-            return tokens::RefreshRefusal::Revoked;
+        match recognised {
+            Recognised::OfRevoked(_) => tokens::RefreshRefusal::Revoked,
+            Recognised::Used(family) => {
+                let sub = self
+                    .families
+                    .get(&family)
+                    .map(|f| f.sub.clone())
+                    .unwrap_or_default();
+                self.revoke_family(&family, Ending::Theft);
+                tokens::RefreshRefusal::Reused { sub }
+            }
         }
-        let sub = f.sub.clone();
-        self.revoke_family(&family);
-        tokens::RefreshRefusal::Reused { sub }
     }
 
     /// Takes back the rotation of `fp` (its response could not be signed): live again, and no
@@ -392,6 +470,7 @@ impl Grants {
         let family = r.family.clone();
         if let Some(f) = self.families.get_mut(&family) {
             f.used_refresh.retain(|u| u != fp);
+            f.live_refresh = Some(fp.to_owned());
         }
     }
 
@@ -402,6 +481,7 @@ impl Grants {
             pending_requests: self.pending.len(),
             codes: self.codes.len(),
             families: self.families.len(),
+            revoked_grants: self.ended.len(),
             refresh_tokens: self.refresh.len(),
             access_tokens: self.families.values().map(|f| f.revoked_access.len()).sum(),
             idp_sessions: self.sessions.len(),
@@ -414,10 +494,12 @@ impl Grants {
         let ids: Vec<String> = self
             .families
             .iter()
-            .filter(|(_, f)| f.sid.as_deref() == Some(sid) && !f.revoked)
+            .filter(|(_, f)| f.sid.as_deref() == Some(sid))
             .map(|(id, _)| id.clone())
             .collect();
-        ids.iter().filter(|id| self.revoke_family(id)).count()
+        ids.iter()
+            .filter(|id| self.revoke_family(id, Ending::SignedOut))
+            .count()
     }
 
     /// Drops what has expired. Redeemed codes are kept a while past expiry so a late replay
@@ -437,6 +519,7 @@ impl Grants {
         for id in dead {
             self.families.remove(&id);
         }
+        self.ended.retain(|_, e| e.until > now);
         let refresh = &self.refresh;
         for f in self.families.values_mut() {
             f.revoked_access.retain(|_, expires_at| *expires_at > now);
@@ -493,7 +576,6 @@ mod tests {
                 sid: None,
                 scope: Scope::default(),
                 auth_time: t0,
-                revoked: false,
                 access_expires_at: t0 + Duration::minutes(10),
                 revoked_access: HashMap::new(),
                 used_refresh: VecDeque::new(),
@@ -557,7 +639,6 @@ mod tests {
                 sid: Some("sid".into()),
                 scope: Scope::default(),
                 auth_time: t0,
-                revoked: false,
                 access_expires_at: t0 + Duration::minutes(10),
                 revoked_access: HashMap::new(),
                 used_refresh: VecDeque::new(),
@@ -568,7 +649,129 @@ mod tests {
             },
         );
         assert_eq!(g.revoke_session_families("sid"), 1);
-        assert!(g.families["f"].revoked);
-        assert!(!g.revoke_family("f"), "second revocation changes nothing");
+        assert!(
+            g.families.is_empty(),
+            "the grant's record gives way to its tombstone"
+        );
+        assert_eq!(g.ended["f"].until, t0 + Duration::minutes(10));
+        assert!(
+            !g.revoke_family("f", Ending::SignedOut),
+            "second revocation changes nothing"
+        );
+        g.sweep(t0 + Duration::minutes(9));
+        assert_eq!(g.ended.len(), 1, "kept while its access tokens live");
+        g.sweep(t0 + Duration::minutes(10));
+        assert!(g.ended.is_empty(), "then the tombstone goes too");
+    }
+    /// A rotation whose response could not be signed is taken back: its parent is live again
+    /// (and what revocation forgets), and the used token before it was not forgotten early — a
+    /// repeat of it inside the grace window still finds its record. Revoking the grant then
+    /// leaves no refresh-token record behind.
+    #[test]
+    fn a_rotation_taken_back_keeps_the_window_and_revocation_leaves_no_record() {
+        let t0 = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let mut g = Grants::default();
+        let record = |generation: u64, used_at: Option<OffsetDateTime>| RefreshRecord {
+            family: "f".into(),
+            generation,
+            expires_at: t0 + Duration::days(30),
+            used_at,
+            child: None,
+        };
+        g.refresh.insert("p".into(), record(0, Some(t0)));
+        g.refresh.insert("c".into(), record(1, None));
+        g.families.insert(
+            "f".into(),
+            Family {
+                client_id: client(),
+                sub: "s".into(),
+                sid: None,
+                scope: Scope::default(),
+                auth_time: t0,
+                access_expires_at: t0 + Duration::minutes(10),
+                revoked_access: HashMap::new(),
+                used_refresh: VecDeque::from(["p".to_owned()]),
+                key: refresh_token::FamilyKey::generate(),
+                generation: 2,
+                forgotten_below: 0,
+                live_refresh: Some("c".into()),
+            },
+        );
+        // C rotated into D (as `register` and `retire_refresh` do), D's response being signed.
+        g.refresh.insert("d".into(), record(2, None));
+        if let Some(f) = g.families.get_mut("f") {
+            f.generation = 3;
+            f.live_refresh = Some("d".into());
+        }
+        g.retire_refresh(
+            "c",
+            "f",
+            t0,
+            Some(Rotation {
+                child_fp: "d".into(),
+                response: None,
+            }),
+        );
+        assert!(
+            g.refresh.contains_key("p"),
+            "P is forgotten only once the rotation settles"
+        );
+        // Its signing failed: taken back.
+        g.unretire_refresh("c");
+        g.discard(Some("d"));
+        assert_eq!(g.families["f"].live_refresh.as_deref(), Some("c"));
+        assert_eq!(g.families["f"].used_refresh, ["p"]);
+        assert!(g.refresh["c"].used_at.is_none() && g.refresh.contains_key("p"));
+
+        assert!(g.revoke_family("f", Ending::SignedOut));
+        assert!(
+            g.refresh.is_empty(),
+            "no record of a revoked grant's tokens is left: {:?}",
+            g.refresh.keys().collect::<Vec<_>>()
+        );
+        assert_eq!(g.ended["f"].until, t0 + Duration::minutes(10));
+    }
+
+    /// A grant revoked for a theft keeps its tombstone as long as its refresh tokens would have
+    /// lived; one signed out, until its last access token expires.
+    #[test]
+    fn a_theft_is_remembered_for_the_refresh_lifetime_a_sign_out_for_the_access_lifetime() {
+        let t0 = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let mut g = Grants::default();
+        for id in ["stolen", "signed-out"] {
+            g.refresh.insert(
+                format!("{id}-rt"),
+                RefreshRecord {
+                    family: id.into(),
+                    generation: 0,
+                    expires_at: t0 + Duration::days(30),
+                    used_at: None,
+                    child: None,
+                },
+            );
+            g.families.insert(
+                id.into(),
+                Family {
+                    client_id: client(),
+                    sub: "s".into(),
+                    sid: None,
+                    scope: Scope::default(),
+                    auth_time: t0,
+                    access_expires_at: t0 + Duration::minutes(10),
+                    revoked_access: HashMap::new(),
+                    used_refresh: VecDeque::new(),
+                    key: refresh_token::FamilyKey::generate(),
+                    generation: 1,
+                    forgotten_below: 0,
+                    live_refresh: Some(format!("{id}-rt")),
+                },
+            );
+        }
+        g.revoke_family("stolen", Ending::Theft);
+        g.revoke_family("signed-out", Ending::SignedOut);
+        g.sweep(t0 + Duration::days(29));
+        assert_eq!(g.ended.keys().collect::<Vec<_>>(), ["stolen"]);
+        g.sweep(t0 + Duration::days(30));
+        assert!(g.ended.is_empty());
     }
 }

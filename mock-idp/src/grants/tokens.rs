@@ -7,7 +7,7 @@ use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::futures::Notified;
 
-use super::{GrantStore, Rotation};
+use super::{Ending, GrantStore, Rotation};
 use crate::directory::Client;
 use crate::ids::ClientId;
 use crate::issue::{Issue, IssueError, Issued, Mint, SignFailure, Unsigned};
@@ -134,9 +134,6 @@ impl GrantStore {
             if f.client_id != *client.id() {
                 return Err(RefreshRefusal::OtherClient);
             }
-            if f.revoked {
-                return Err(RefreshRefusal::Revoked);
-            }
             FamilyGrant {
                 sub: f.sub.clone(),
                 sid: f.sid.clone(),
@@ -144,18 +141,12 @@ impl GrantStore {
                 auth_time: f.auth_time,
             }
         };
-        if rec_expires_at <= now {
-            return Err(RefreshRefusal::Expired);
-        }
-        let scope = match scope {
-            Some(s) if !s.is_subset(&family.scope) => return Err(RefreshRefusal::ScopeExceeds),
-            Some(s) => s.clone(),
-            None => family.scope.clone(),
-        };
+        // A used token is reuse (or a repeat inside the grace window) before anything else: an
+        // expired or re-scoped replay of a used token is no less a replay.
         if let Some(used_at) = rec_used_at {
             let grace_secs = client.config.refresh_reuse_grace;
             let grace = Duration::seconds(i64::try_from(grace_secs).unwrap_or(i64::MAX / 2));
-            let within_grace = grace_secs > 0 && now - used_at <= grace;
+            let within_grace = grace_secs > 0 && now - used_at <= grace && rec_expires_at > now;
             // Only the immediate parent is covered: once the child itself was used, it is reuse.
             let child = grants
                 .refresh
@@ -176,9 +167,17 @@ impl GrantStore {
                     None => Rotate::WaitForRotation,
                 });
             }
-            grants.revoke_family(&rec_family);
+            grants.revoke_family(&rec_family, Ending::Theft);
             return Err(RefreshRefusal::Reused { sub: family.sub });
         }
+        if rec_expires_at <= now {
+            return Err(RefreshRefusal::Expired);
+        }
+        let scope = match scope {
+            Some(s) if !s.is_subset(&family.scope) => return Err(RefreshRefusal::ScopeExceeds),
+            Some(s) => s.clone(),
+            None => family.scope.clone(),
+        };
         let issue = Issue {
             client,
             sub: &family.sub,
@@ -220,6 +219,8 @@ impl GrantStore {
                     if let Some(rotation) = parent.child.as_mut().filter(|_| keep_response) {
                         rotation.response = Some(issued.body.clone());
                     }
+                    let family = parent.family.clone();
+                    grants.forget_past_window(&family);
                     Ok(issued.body)
                 }
                 (Ok(issued), None) => Ok(issued.body),
@@ -237,7 +238,7 @@ impl GrantStore {
     }
 
     /// What access token `jti` of grant `grant` (both from its verified claims) may do — its
-    /// `scope`, also from its claims — unless its grant is unknown (ended and swept) or revoked,
+    /// `scope`, also from its claims — unless its grant is revoked or unknown (ended and swept),
     /// or the token was revoked on its own.
     pub fn access_token(
         &self,
@@ -246,8 +247,13 @@ impl GrantStore {
         scope: Scope,
     ) -> Result<AccessGrant, AccessRefusal> {
         let grants = self.lock();
-        let f = grants.families.get(grant).ok_or(AccessRefusal::Unknown)?;
-        if f.revoked || f.revoked_access.contains_key(jti) {
+        let Some(f) = grants.families.get(grant) else {
+            return Err(match grants.ended.contains_key(grant) {
+                true => AccessRefusal::Revoked,
+                false => AccessRefusal::Unknown,
+            });
+        };
+        if f.revoked_access.contains_key(jti) {
             return Err(AccessRefusal::Revoked);
         }
         Ok(AccessGrant {
@@ -258,7 +264,8 @@ impl GrantStore {
     }
 
     /// Revokes access token `jti` of grant `grant`, which expires at `expires_at` (from its
-    /// verified claims), if `client` holds it: its record is kept until then.
+    /// verified claims), if `client` holds it: its record is kept until then. A revoked grant's
+    /// tokens are all revoked already.
     pub fn revoke_access(
         &self,
         grant: &str,
@@ -266,36 +273,34 @@ impl GrantStore {
         expires_at: OffsetDateTime,
         client: &ClientId,
     ) -> Revocation {
-        match self.lock().families.get_mut(grant) {
-            Some(f) if f.client_id == *client => {
-                f.revoked_access.insert(jti.to_owned(), expires_at);
-                Revocation::Revoked
-            }
-            Some(_) => Revocation::OtherClient,
-            None => Revocation::Unknown,
+        let mut grants = self.lock();
+        match grants.holder(grant) {
+            None => return Revocation::Unknown,
+            Some(holder) if holder != client => return Revocation::OtherClient,
+            Some(_) => {}
         }
+        if let Some(f) = grants.families.get_mut(grant) {
+            f.revoked_access.insert(jti.to_owned(), expires_at);
+        }
+        Revocation::Revoked
     }
 
-    /// Revokes the family of refresh token `token` if `client` holds it (a used token of the
-    /// family too, however old).
+    /// Revokes the grant of refresh token `token` if `client` holds it (a used token of the
+    /// grant too, however old). A token of a grant revoked already is answered revoked.
     pub fn revoke_refresh(&self, token: &str, client: &ClientId) -> Revocation {
         let mut grants = self.lock();
-        let family = grants
-            .refresh
-            .get(&random::fingerprint(token))
-            .map(|r| r.family.clone())
-            .or_else(|| grants.family_of_forgotten(token));
+        let family = match grants.refresh.get(&random::fingerprint(token)) {
+            Some(r) => Some(r.family.clone()),
+            None => grants.recognise(token).map(|r| r.family().to_owned()),
+        };
         let Some(family) = family else {
             return Revocation::Unknown;
         };
-        let owner = grants.families.get(&family).map(|f| f.client_id.clone());
-        if owner.as_ref() == Some(client) {
-            grants.revoke_family(&family);
-            grants.forget_family_tokens(&family);
-            Revocation::Revoked
-        } else {
-            Revocation::OtherClient
+        if grants.holder(&family) != Some(client) {
+            return Revocation::OtherClient;
         }
+        grants.revoke_family(&family, Ending::SignedOut);
+        Revocation::Revoked
     }
 
     /// Refresh token `fp`, if it is live: unused, unrevoked, unexpired.
@@ -303,7 +308,7 @@ impl GrantStore {
         let grants = self.lock();
         let r = grants.refresh.get(fp)?;
         let f = grants.families.get(&r.family)?;
-        (r.used_at.is_none() && !f.revoked && r.expires_at > now).then(|| RefreshIntrospection {
+        (r.used_at.is_none() && r.expires_at > now).then(|| RefreshIntrospection {
             client_id: f.client_id.clone(),
             sub: f.sub.clone(),
             sid: f.sid.clone(),

@@ -467,7 +467,11 @@ async fn a_grant_its_client_revoked_keeps_no_refresh_records_and_its_tokens_stay
             .unwrap();
         tokens.push(rt(&next));
     }
-    assert_eq!(records(idp.audit("acme").await), before + 4);
+    assert_eq!(
+        records(idp.audit("acme").await),
+        before + 1 + mock_idp::grants::USED_REFRESH_KEPT as u64,
+        "the live token and the window of used ones"
+    );
     let res = idp
         .http
         .post(format!("{}/revoke", idp.issuer("acme")))
@@ -579,4 +583,182 @@ async fn access_tokens_are_checked_against_their_grant_and_add_no_record_each() 
             "access token {i} of the revoked grant"
         );
     }
+}
+
+/// A revoked grant — by its client (RFC 7009), by a reuse alarm, or with its IdP session —
+/// leaves a tombstone and nothing else: no live-grant record and no refresh-token record. Its
+/// tokens, refresh and access, the live ones and the used ones, are answered "revoked" while
+/// any of its access tokens could be live; once the last has expired the sweep drops the
+/// tombstone and they are merely unknown. A grant left alone is untouched throughout.
+#[tokio::test]
+async fn a_revoked_grant_leaves_only_a_tombstone_until_its_access_tokens_expire() {
+    let idp = TestIdp::spawn_with_manual_clock().await;
+    let clock = idp.clock.clone().unwrap();
+    let records = |audit: &Value| audit["records"].clone();
+    let count = |v: &Value, k: &str| v[k].as_u64().unwrap();
+    let before = records(&idp.audit("acme").await);
+    // Four grants, each rotated twice: responses [sign-in, refresh, refresh].
+    let mut grants: Vec<Vec<Value>> = Vec::new();
+    for _ in 0..4 {
+        let mut responses = vec![login_tokens(&idp, "acme", "alice").await];
+        for _ in 0..2 {
+            let res = refresh(&idp, "acme", &rt(responses.last().unwrap())).await;
+            assert_eq!(res.status(), 200);
+            responses.push(res.json().await.unwrap());
+        }
+        grants.push(responses);
+    }
+    let live = records(&idp.audit("acme").await);
+    assert_eq!(count(&live, "families"), count(&before, "families") + 4);
+
+    // Grant 0: its client signs out (RFC 7009).
+    let res = idp
+        .http
+        .post(format!("{}/revoke", idp.issuer("acme")))
+        .form(&[("token", rt(&grants[0][2]).as_str()), ("client_id", CLI)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // Grant 1: a used refresh token comes back — the reuse alarm revokes it.
+    let desc = assert_oauth_error(
+        refresh(&idp, "acme", &rt(&grants[1][0])).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert!(desc.contains("already used"), "{desc}");
+    // Grant 2: its IdP session is ended.
+    let sid = claims(grants[2][0]["id_token"].as_str().unwrap())["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = idp
+        .admin(
+            reqwest::Method::DELETE,
+            &format!("tenants/acme/sessions/{sid}"),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+
+    let revoked = records(&idp.audit("acme").await);
+    assert_eq!(
+        (
+            count(&revoked, "families"),
+            count(&revoked, "refresh_tokens"),
+        ),
+        (
+            count(&before, "families") + 1,
+            count(&before, "refresh_tokens") + 1 + mock_idp::grants::USED_REFRESH_KEPT as u64,
+        ),
+        "only the grant left alone keeps records: {revoked} (before: {before})"
+    );
+    assert_eq!(
+        count(&revoked, "revoked_grants"),
+        count(&before, "revoked_grants") + 3,
+        "a tombstone each: {revoked}"
+    );
+    let at = |response: &Value| response["access_token"].as_str().unwrap().to_owned();
+    for (g, responses) in grants.iter().take(3).enumerate() {
+        for (i, response) in responses.iter().enumerate() {
+            let desc = assert_oauth_error(
+                refresh(&idp, "acme", &rt(response)).await,
+                400,
+                "invalid_grant",
+            )
+            .await;
+            assert!(desc.contains("revoked"), "grant {g}, token {i}: {desc}");
+            assert_eq!(
+                introspect(&idp, "acme", &at(response)).await["active"],
+                false,
+                "grant {g}, access token {i}"
+            );
+        }
+    }
+    assert_eq!(
+        introspect(&idp, "acme", &at(&grants[3][2])).await["active"],
+        true
+    );
+    let reuse_alarms = |audit: Value| {
+        audit["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "refresh_token_reuse")
+            .count()
+    };
+    assert_eq!(
+        reuse_alarms(idp.audit("acme").await),
+        1,
+        "only grant 1's replay raised the alarm: a revoked grant's tokens are revoked, not reused"
+    );
+
+    // Past the last access token's expiry (10 minutes) the sweep drops the tombstones of the
+    // grants signed out; the stolen one's stays while its refresh tokens would have lived.
+    clock.advance(time::Duration::minutes(11));
+    idp.state.sweep();
+    let swept = records(&idp.audit("acme").await);
+    assert_eq!(
+        count(&swept, "revoked_grants"),
+        count(&before, "revoked_grants") + 1,
+        "{swept}"
+    );
+    for g in [0, 2] {
+        let desc = assert_oauth_error(
+            refresh(&idp, "acme", &rt(&grants[g][2])).await,
+            400,
+            "invalid_grant",
+        )
+        .await;
+        assert!(desc.contains("unknown"), "grant {g}: {desc}");
+    }
+    let desc = assert_oauth_error(
+        refresh(&idp, "acme", &rt(&grants[1][2])).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert!(
+        desc.contains("revoked"),
+        "the holder of the stolen grant's live token hears why: {desc}"
+    );
+    assert_eq!(
+        refresh(&idp, "acme", &rt(&grants[3][2])).await.status(),
+        200,
+        "the grant left alone still refreshes"
+    );
+}
+
+/// A used refresh token is a replay whatever else its request says: asking for more scope than
+/// the grant has, or presenting it after it expired, does not turn the replay into a mere
+/// `invalid_scope` or "expired" that leaves the thief's rotated family live.
+#[tokio::test]
+async fn a_replayed_refresh_token_asking_for_more_scope_still_revokes_the_family() {
+    let idp = TestIdp::spawn().await;
+    let first = login_tokens(&idp, "acme", "alice").await;
+    let res = refresh(&idp, "acme", &rt(&first)).await;
+    assert_eq!(res.status(), 200);
+    let second: Value = res.json().await.unwrap();
+    let res = idp
+        .http
+        .post(format!("{}/token", idp.issuer("acme")))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt(&first).as_str()),
+            ("client_id", CLI),
+            ("scope", "openid profile email offline_access admin"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let desc = assert_oauth_error(res, 400, "invalid_grant").await;
+    assert!(desc.contains("already used"), "{desc}");
+    let desc = assert_oauth_error(
+        refresh(&idp, "acme", &rt(&second)).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert!(desc.contains("revoked"), "the family is revoked: {desc}");
 }
