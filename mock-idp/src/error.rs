@@ -200,6 +200,7 @@ impl From<CodeRefusal> for OAuthError {
             CodeRefusal::Unknown
             | CodeRefusal::Replayed { .. }
             | CodeRefusal::Burned
+            | CodeRefusal::SessionEnded
             | CodeRefusal::Rejected { .. } => Self::invalid_grant(e.to_string()),
         }
     }
@@ -227,7 +228,7 @@ impl From<DevicePollRefusal> for OAuthError {
             DevicePollRefusal::Expired => ErrorCode::ExpiredToken,
             DevicePollRefusal::SlowDown { .. } => ErrorCode::SlowDown,
             DevicePollRefusal::Pending => ErrorCode::AuthorizationPending,
-            DevicePollRefusal::Denied => ErrorCode::AccessDenied,
+            DevicePollRefusal::Denied | DevicePollRefusal::SessionEnded => ErrorCode::AccessDenied,
         };
         Self::new(code, e.to_string())
     }

@@ -29,6 +29,13 @@ pub enum CodeRefusal {
     Replayed { sub: String },
     #[error("authorization code was burnt by an earlier failed redemption")]
     Burned,
+    /// The IdP session the code was issued in has ended (signed out, or expired) since: a grant
+    /// made now would outlive that sign-out. The code is burnt.
+    #[error(
+        "the sign-in this authorization code was issued in has ended (signed out or expired); \
+         sign in again"
+    )]
+    SessionEnded,
     /// The presentation did not match; the code is burnt.
     #[error("{reason}")]
     Rejected { sub: String, reason: CodeRejection },
@@ -142,6 +149,15 @@ impl GrantStore {
                 reason,
             });
         }
+        if !grants.session_live(&issued.sid, now) {
+            if let Some(r) = grants.codes.get_mut(fp) {
+                r.state = CodeState::Burned;
+            }
+            return Err(CodeRefusal::SessionEnded);
+        }
+        let Some(rec) = grants.codes.get(fp) else {
+            return Err(CodeRefusal::Unknown);
+        };
         let sub = rec.sub.clone();
         let issue = Issue {
             client: presented.client,

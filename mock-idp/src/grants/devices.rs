@@ -50,6 +50,13 @@ pub enum DevicePollRefusal {
     Pending,
     #[error("the user denied this device")]
     Denied,
+    /// The IdP session that approved the device has ended (signed out, or expired) since: a
+    /// grant made now would outlive that sign-out.
+    #[error(
+        "the sign-in that approved this device has ended (signed out or expired); start a new \
+         device authorization"
+    )]
+    SessionEnded,
     #[error(transparent)]
     Issue(#[from] IssueError),
 }
@@ -242,6 +249,9 @@ impl GrantStore {
             } => {
                 let scope = rec.scope.clone();
                 grants.devices.remove(fp);
+                if !grants.session_live(&sid, now) {
+                    return Err(DevicePollRefusal::SessionEnded);
+                }
                 let issue = Issue {
                     client,
                     sub: &sub,

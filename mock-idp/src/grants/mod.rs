@@ -489,6 +489,14 @@ impl Grants {
         }
     }
 
+    /// Whether IdP session `sid` is live: a grant bound to it may be made. A scan, as the
+    /// other look-ups by `sid` (sessions are few: one per person and browser for 8 hours).
+    fn session_live(&self, sid: &str, now: OffsetDateTime) -> bool {
+        self.sessions
+            .values()
+            .any(|s| s.sid == sid && s.expires_at > now)
+    }
+
     /// Revokes every family bound to IdP session `sid`.
     fn revoke_session_families(&mut self, sid: &str) -> usize {
         let ids: Vec<String> = self

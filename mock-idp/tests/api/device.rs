@@ -192,3 +192,26 @@ async fn a_client_without_the_device_grant_cannot_start_one() {
         .unwrap();
     assert_oauth_error(res, 400, "unauthorized_client").await;
 }
+
+/// A device approved in a sign-in that has ended (the person signed out) before the device
+/// fetched its tokens gets none: the grant would outlive the sign-out.
+#[tokio::test]
+async fn a_device_approved_in_a_sign_in_that_ended_gets_no_tokens() {
+    let idp = TestIdp::spawn_with_manual_clock().await;
+    let clock = idp.clock.clone().unwrap();
+    let before = idp.audit("acme").await["records"].clone();
+    let d = start(&idp).await;
+    let device_code = d["device_code"].as_str().unwrap();
+    let user_code = d["user_code"].as_str().unwrap();
+    let res = submit(&idp, user_code, "bob", PASSWORD, "approve").await;
+    assert_eq!(res.status(), 200);
+    let res = idp
+        .admin(reqwest::Method::POST, "tenants/acme/users/bob/logout", None)
+        .await;
+    assert_eq!(res.status(), 200);
+    clock.advance(time::Duration::seconds(6));
+    let desc = assert_oauth_error(poll(&idp, device_code).await, 400, "access_denied").await;
+    assert!(desc.contains("has ended"), "{desc}");
+    let after = idp.audit("acme").await["records"].clone();
+    assert_eq!(after["families"], before["families"], "no grant: {after}");
+}

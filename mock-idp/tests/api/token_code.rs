@@ -412,3 +412,37 @@ async fn racing_replays_of_a_code_revoke_what_the_one_redemption_issued() {
         );
     }
 }
+
+/// A code whose IdP session ended (the person signed out) before the client redeemed it issues
+/// nothing: the grant would be bound to a session whose end has already revoked everything else
+/// and sent the back-channel logouts, so it would outlive the sign-out. The code is burnt.
+#[tokio::test]
+async fn a_code_redeemed_after_its_idp_session_ended_issues_nothing() {
+    let idp = TestIdp::spawn().await;
+    let before = idp.audit("acme").await["records"].clone();
+    let (code, p, _) = login_code(&idp, "acme", "alice").await;
+    let res = idp
+        .admin(
+            reqwest::Method::POST,
+            "tenants/acme/users/alice/logout",
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let desc = assert_oauth_error(
+        exchange(&idp, "acme", &code, &p.verifier).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert!(desc.contains("has ended"), "{desc}");
+    let after = idp.audit("acme").await["records"].clone();
+    assert_eq!(after["families"], before["families"], "no grant: {after}");
+    let desc = assert_oauth_error(
+        exchange(&idp, "acme", &code, &p.verifier).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert!(desc.contains("burnt"), "{desc}");
+}
