@@ -33,7 +33,17 @@ pub(super) fn auth_time_of(claims: &Value, now: i64) -> Option<i64> {
 /// (`s` → `n − s`) into another valid one, and that must not make a spent token new again.
 pub(super) fn spent_id_token(token: &str, claims: &Value, now: i64) -> UsedCredential {
     let signed = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
-    spent("id_token", signed, claims, now)
+    let idp_session = match (
+        claims.get("iss").and_then(Value::as_str),
+        claims.get("sid").and_then(Value::as_str),
+    ) {
+        (Some(iss), Some(sid)) => Some(crate::store::idp_session_key(iss, sid)),
+        _ => None,
+    };
+    UsedCredential {
+        idp_session,
+        ..spent("id_token", signed, claims, now)
+    }
 }
 
 /// The single-use record of a logout token: its `jti`, kept until the token expires.
@@ -57,6 +67,7 @@ fn spent(kind: &'static str, key: &str, claims: &Value, now: i64) -> UsedCredent
             .unwrap_or(now)
             .max(now)
             + crate::oidc::MAX_LEEWAY,
+        idp_session: None,
     }
 }
 

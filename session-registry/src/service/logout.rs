@@ -57,7 +57,16 @@ impl Registry {
             let jti = spent_logout_jti(&claims, now);
             match self
                 .store
-                .idp_logout(&tenant.slug, &tenant.issuer, sub, sid, &jti, now)
+                .idp_logout(
+                    &tenant.slug,
+                    &tenant.issuer,
+                    sub,
+                    sid,
+                    &jti,
+                    // ID tokens of the ended IdP session are too old to open anything by then.
+                    now + tenant.max_id_token_age_secs + crate::oidc::MAX_LEEWAY,
+                    now,
+                )
                 .await
             {
                 Ok(events) => {

@@ -68,9 +68,22 @@ fn is_failed_lookup<T>(result: &Result<T, ApiError>) -> bool {
     )
 }
 
-/// An ID token spent before: refused, whichever call presented it again.
+/// An ID token spent before, or of an IdP session signed out since: refused, whichever call
+/// presented it.
 fn already_used(e: StoreError, tenant: &str) -> ApiError {
     match e {
+        StoreError::IdpSessionEnded => {
+            tracing::warn!(
+                tenant,
+                "an ID token of a signed-out IdP session was presented"
+            );
+            Refusal::id_token(
+                "signed_out",
+                "this ID token's sign-in at the IdP has been signed out since (back-channel \
+                 logout); sign in again",
+            )
+            .into()
+        }
         StoreError::AlreadyUsed => {
             tracing::warn!(tenant, "an ID token was presented a second time");
             Refusal::id_token(

@@ -52,6 +52,11 @@ pub(crate) trait Backend: Send + Sync {
         tenant: &str,
         touches: &[(String, i64)],
     ) -> Result<()>;
+
+    /// Takes the lock named `key` until `tx` ends, so that transactions about the same thing
+    /// (an IdP session: a sign-in with its ID token, its logout) run one after the other.
+    /// Postgres: a transaction-level advisory lock; SQLite runs one writer at a time anyway.
+    async fn lock_key(&self, tx: &mut sqlx::Transaction<'_, Self::Db>, key: &str) -> Result<()>;
 }
 
 /// Runs a write transaction again (at most three more times, after a short randomised pause) when
@@ -145,6 +150,30 @@ macro_rules! impl_store {
             Ok(())
         }
 
+        /// Refuses an ID token (`credential`) whose IdP session a back-channel logout has ended,
+        /// holding that session's lock until `tx` ends (see `idp_logout_once`).
+        async fn check_idp_session(
+            store: &$store,
+            tx: &mut sqlx::Transaction<'_, $db>,
+            tenant: &str,
+            credential: &UsedCredential,
+        ) -> Result<()> {
+            let Some(key) = &credential.idp_session else {
+                return Ok(());
+            };
+            Backend::lock_key(store, tx, key).await?;
+            let ended = query(store.persistent(), sql::CREDENTIAL_NOTED)
+                .bind(tenant)
+                .bind($crate::store::ENDED_IDP_SESSION)
+                .bind(key)
+                .fetch_optional(&mut **tx)
+                .await?;
+            match ended {
+                Some(_) => Err(StoreError::IdpSessionEnded),
+                None => Ok(()),
+            }
+        }
+
         /// Records an event of the account, numbered after its last (see `sql::NEXT_EVENT_SEQ`),
         /// and announces it to the other processes when `tx` commits.
         #[allow(clippy::too_many_arguments)]
@@ -189,6 +218,7 @@ macro_rules! impl_store {
                 use sqlx::Row;
                 let mut tx = Backend::begin(self, &s.tenant).await?;
                 spend(self.persistent(), &mut tx, &s.tenant, &s.id_token).await?;
+                check_idp_session(self, &mut tx, &s.tenant, &s.id_token).await?;
                 let new_id = random_id();
                 let account = query(self.persistent(), sql::UPSERT_ACCOUNT)
                     .bind(&new_id)
@@ -348,6 +378,7 @@ macro_rules! impl_store {
                 tx.commit().await?;
                 Ok(events)
             }
+            #[allow(clippy::too_many_arguments)]
             async fn idp_logout_once(
                 &self,
                 tenant: &str,
@@ -355,11 +386,26 @@ macro_rules! impl_store {
                 subject: Option<&str>,
                 idp_sid: Option<&str>,
                 jti: &UsedCredential,
+                ended_until: i64,
                 now: i64,
             ) -> Result<Vec<EventRecord>> {
                 use sqlx::Row;
                 let mut tx = Backend::begin(self, tenant).await?;
                 spend(self.persistent(), &mut tx, tenant, jti).await?;
+                if let Some(sid) = idp_sid {
+                    // Before the sessions are ended, under the IdP session's lock: a sign-in
+                    // with an ID token of it either committed first (and is ended below) or
+                    // waits and then finds this record (`check_idp_session`).
+                    let key = $crate::store::idp_session_key(issuer, sid);
+                    Backend::lock_key(self, &mut tx, &key).await?;
+                    query(self.persistent(), sql::NOTE_CREDENTIAL)
+                        .bind(tenant)
+                        .bind($crate::store::ENDED_IDP_SESSION)
+                        .bind(&key)
+                        .bind(ended_until)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 let rows = query(self.persistent(), sql::END_SESSIONS_FOR_IDP_LOGOUT)
                     .bind(tenant)
                     .bind(issuer)
@@ -557,6 +603,7 @@ macro_rules! impl_store {
             ) -> Result<Option<SessionRecord>> {
                 let mut tx = Backend::begin(self, tenant).await?;
                 spend(self.persistent(), &mut tx, tenant, id_token).await?;
+                check_idp_session(self, &mut tx, tenant, id_token).await?;
                 // auth_time only moves forward.
                 query(self.persistent(), sql::RAISE_AUTH_TIME)
                     .bind(tenant)
@@ -586,10 +633,11 @@ macro_rules! impl_store {
                 subject: Option<&str>,
                 idp_sid: Option<&str>,
                 jti: &UsedCredential,
+                ended_until: i64,
                 now: i64,
             ) -> Result<Vec<EventRecord>> {
                 $crate::store::backend::retry_conflicts(|| {
-                    self.idp_logout_once(tenant, issuer, subject, idp_sid, jti, now)
+                    self.idp_logout_once(tenant, issuer, subject, idp_sid, jti, ended_until, now)
                 })
                 .await
             }

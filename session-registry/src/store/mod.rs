@@ -68,6 +68,9 @@ pub enum StoreError {
     /// A single-use credential (an ID token, a logout token's `jti`) was used before.
     #[error("this credential was already used")]
     AlreadyUsed,
+    /// The ID token names an IdP session that a back-channel logout has ended.
+    #[error("the ID token's IdP session has been signed out")]
+    IdpSessionEnded,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -133,6 +136,18 @@ pub struct UsedCredential {
     pub hash: String,
     /// When it expires (after which it would be refused anyway and the record can go).
     pub expires_at: i64,
+    /// For an ID token naming its IdP session (`sid`): that session's [`idp_session_key`]. An
+    /// ID token of a session that a back-channel logout has ended opens and re-authenticates
+    /// nothing.
+    pub idp_session: Option<String>,
+}
+
+/// The `kind` of the record a back-channel logout leaves of the IdP session it ended.
+pub const ENDED_IDP_SESSION: &str = "ended_idp_session";
+
+/// The key of IdP session `sid` of `issuer` (hashed, as every credential record).
+pub fn idp_session_key(issuer: &str, sid: &str) -> String {
+    crate::token::hash_hex(&format!("{issuer}\0{sid}"))
 }
 
 impl std::fmt::Debug for UsedCredential {
@@ -286,7 +301,10 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<SessionRecord>>;
     /// Ends the live sessions matching an IdP logout (by IdP session id, else by subject) and
     /// records the logout token's `jti`, in one transaction: [`StoreError::AlreadyUsed`] and
-    /// nothing ended if the `jti` was recorded before.
+    /// nothing ended if the `jti` was recorded before. An IdP session id is recorded as ended
+    /// until `ended_until` (when its ID tokens are too old to open a session anyway), so an ID
+    /// token of it presented later opens nothing ([`StoreError::IdpSessionEnded`]).
+    #[allow(clippy::too_many_arguments)]
     async fn idp_logout(
         &self,
         tenant: &str,
@@ -294,6 +312,7 @@ pub trait Store: Send + Sync {
         subject: Option<&str>,
         idp_sid: Option<&str>,
         jti: &UsedCredential,
+        ended_until: i64,
         now: i64,
     ) -> Result<Vec<EventRecord>>;
     async fn admin_sessions(

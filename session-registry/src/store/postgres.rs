@@ -431,6 +431,14 @@ impl Backend for PgStore {
             .await?;
         Ok(())
     }
+
+    async fn lock_key(&self, tx: &mut sqlx::Transaction<'_, Postgres>, key: &str) -> Result<()> {
+        query(!self.pooled, sql::LOCK_KEY)
+            .bind(key)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
 }
 
 /// A WAL position as Postgres prints it (`16/B374D848`: the high and low 32 bits in hex).

@@ -22,6 +22,15 @@ macro_rules! session_from {
     };
 }
 
+/// Notes a credential (an ended IdP session) whether or not it was noted before.
+pub const NOTE_CREDENTIAL: &str =
+    "INSERT INTO used_credentials (tenant, kind, hash, expires_at) VALUES ($1, $2, $3, $4) \
+    ON CONFLICT (tenant, kind, hash) DO UPDATE SET expires_at = excluded.expires_at";
+pub const CREDENTIAL_NOTED: &str =
+    "SELECT 1 AS noted FROM used_credentials WHERE tenant = $1 AND kind = $2 AND hash = $3";
+/// Postgres: one transaction at a time per IdP session (a sign-in with its ID token, its
+/// back-channel logout), until the transaction ends.
+pub const LOCK_KEY: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
 pub const SPEND_CREDENTIAL: &str =
     "INSERT INTO used_credentials (tenant, kind, hash, expires_at) VALUES ($1, $2, $3, $4) \
     ON CONFLICT (tenant, kind, hash) DO NOTHING";
@@ -194,6 +203,8 @@ pub const TENANT_EVENTS_AFTER: &str =
 /// The statements both backends run.
 pub const SHARED: &[(&str, &str)] = &[
     ("SPEND_CREDENTIAL", SPEND_CREDENTIAL),
+    ("NOTE_CREDENTIAL", NOTE_CREDENTIAL),
+    ("CREDENTIAL_NOTED", CREDENTIAL_NOTED),
     ("NEXT_EVENT_SEQ", NEXT_EVENT_SEQ),
     ("INSERT_EVENT", INSERT_EVENT),
     ("PING", PING),
@@ -230,6 +241,7 @@ pub const SHARED: &[(&str, &str)] = &[
 /// The statements only Postgres runs (the token lookup's are in `pg_hot`, listed there).
 pub const POSTGRES: &[(&str, &str)] = &[
     ("SET_TRANSACTION_TENANT", SET_TRANSACTION_TENANT),
+    ("LOCK_KEY", LOCK_KEY),
     ("NOTIFY", NOTIFY),
     ("LAST_EVENT_ID", LAST_EVENT_ID),
     ("TENANT_EVENTS_AFTER", TENANT_EVENTS_AFTER),

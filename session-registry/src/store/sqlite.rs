@@ -77,6 +77,12 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
+    /// Nothing to take: every transaction that needs the lock writes first, and SQLite lets
+    /// one writer at a time hold its write lock until it commits.
+    async fn lock_key(&self, _tx: &mut sqlx::Transaction<'_, Sqlite>, _key: &str) -> Result<()> {
+        Ok(())
+    }
+
     async fn record_activity_in(
         &self,
         tx: &mut sqlx::Transaction<'_, Sqlite>,

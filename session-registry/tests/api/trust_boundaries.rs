@@ -134,6 +134,58 @@ async fn an_id_token_opens_one_session_only(backend: Backend) {
 }
 on_both_backends!(an_id_token_opens_one_session_only);
 
+/// A sign-in racing a sign-out: the IdP ended the IdP session (back-channel logout) before the
+/// device presented the ID token it got in that session. The ID token opens no session and
+/// re-authenticates none — a session opened now would outlive the sign-out the IdP already
+/// announced. Sessions of the person's other IdP sessions are untouched, and a new sign-in works.
+async fn an_id_token_of_an_idp_session_signed_out_since_opens_nothing(backend: Backend) {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, backend).await;
+    let (laptop, created) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let sub = created["session"]["subject"].clone();
+    // Another browser, another IdP session; it is signed out before its ID token is used.
+    let tokens = idp.login("acme", "alice", "lanyard-cli").await;
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let sid = jwt_claims(id_token)["sid"].clone();
+    assert!(sid.is_string(), "the IdP names its session: {sid}");
+    let logout = logout_token(&idp, &reg, &sub, json!({"sid": sid}), Some("logout+jwt"));
+    let (status, body) = post_logout(&reg, &logout).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = reg.create(id_token, "desktop").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "invalid_id_token", "{body}");
+    assert_eq!(body["reason"], "signed_out", "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("signed out"),
+        "{body}"
+    );
+    let (status, _, body) = reg
+        .post_with(
+            "/v1/sessions/reauthenticate",
+            &laptop,
+            json!({"id_token": id_token}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["reason"], "signed_out", "{body}");
+    assert_eq!(created_sessions(&reg).await, 1, "only the laptop's");
+    assert_eq!(
+        reg.get("/v1/sessions", &laptop).await.0,
+        200,
+        "the laptop's IdP session was not signed out"
+    );
+    let again = idp.login("acme", "alice", "lanyard-cli").await;
+    let (status, body) = reg
+        .create(again["id_token"].as_str().unwrap(), "desktop")
+        .await;
+    assert_eq!(status, 201, "a new sign-in opens a session: {body}");
+}
+on_both_backends!(an_id_token_of_an_idp_session_signed_out_since_opens_nothing);
+
 #[tokio::test]
 async fn an_id_token_used_at_one_registry_process_is_refused_by_another() {
     let idp = TestIdp::spawn().await;
