@@ -63,8 +63,10 @@ impl Registry {
                     sub,
                     sid,
                     &jti,
-                    // ID tokens of the ended IdP session are too old to open anything by then.
-                    now + tenant.max_id_token_age_secs + crate::oidc::MAX_LEEWAY,
+                    // ID tokens of the ended IdP session are too old to open anything by then:
+                    // their `iat` is at most now (plus the IdP clock's lead, within the leeway),
+                    // and they open sessions until `iat` + the age limit + the leeway.
+                    now + tenant.max_id_token_age_secs + 2 * crate::oidc::MAX_LEEWAY,
                     now,
                 )
                 .await

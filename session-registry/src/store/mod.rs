@@ -127,7 +127,8 @@ pub struct TenantRecord {
 pub const DEFAULT_MAX_AGE_SECS: i64 = 600;
 
 /// A single-use credential from outside, recorded when it is acted on so that no registry
-/// process acts on it again before it expires.
+/// process acts on it again before it expires. (The same table keeps the IdP sessions a
+/// back-channel logout ended: [`ENDED_IDP_SESSION`].)
 #[derive(Clone)]
 pub struct UsedCredential {
     /// What it is: `id_token` or `logout_jti`.

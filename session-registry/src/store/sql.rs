@@ -22,10 +22,13 @@ macro_rules! session_from {
     };
 }
 
-/// Notes a credential (an ended IdP session) whether or not it was noted before.
+/// Notes a credential (an ended IdP session) whether or not it was noted before, keeping the
+/// later expiry.
 pub const NOTE_CREDENTIAL: &str =
     "INSERT INTO used_credentials (tenant, kind, hash, expires_at) VALUES ($1, $2, $3, $4) \
-    ON CONFLICT (tenant, kind, hash) DO UPDATE SET expires_at = excluded.expires_at";
+    ON CONFLICT (tenant, kind, hash) DO UPDATE SET expires_at = \
+    CASE WHEN excluded.expires_at > used_credentials.expires_at \
+    THEN excluded.expires_at ELSE used_credentials.expires_at END";
 pub const CREDENTIAL_NOTED: &str =
     "SELECT 1 AS noted FROM used_credentials WHERE tenant = $1 AND kind = $2 AND hash = $3";
 /// Postgres: one transaction at a time per IdP session (a sign-in with its ID token, its
