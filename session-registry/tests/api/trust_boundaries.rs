@@ -757,3 +757,69 @@ async fn an_id_token_without_auth_time_never_counts_as_a_fresh_sign_in() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["reason"], "missing_claim", "{body}");
 }
+
+/// The race itself, on Postgres: a back-channel logout of the IdP session is in flight — its
+/// transaction holds the session's lock and has not committed — when the ID token arrives. The
+/// sign-in waits for it and then finds the session ended. Without the lock it would commit a
+/// session that the logout's `UPDATE`, already run, never saw.
+#[tokio::test]
+async fn a_sign_in_waits_for_a_logout_of_its_idp_session_in_flight() {
+    use sqlx::{Connection, Executor};
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let tokens = idp.login("acme", "alice", "lanyard-cli").await;
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let claims = jwt_claims(id_token);
+    let key = session_registry::store::idp_session_key(
+        claims["iss"].as_str().unwrap(),
+        claims["sid"].as_str().unwrap(),
+    );
+    // The logout's transaction, by hand: the IdP session's lock taken, its record not yet
+    // committed.
+    let mut logout = sqlx::PgConnection::connect(&reg.database_url)
+        .await
+        .unwrap();
+    logout.execute("BEGIN").await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(&key)
+        .execute(&mut logout)
+        .await
+        .unwrap();
+    let mut watcher = sqlx::PgConnection::connect(&reg.database_url)
+        .await
+        .unwrap();
+    let sign_in = reg.create(id_token, "desktop");
+    let finish_logout = async {
+        // Bounded wait for the sign-in to queue on the lock; past it the sign-in did not wait.
+        let mut waited = false;
+        for _ in 0..400 {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                waited = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        sqlx::query(
+            "INSERT INTO used_credentials (tenant, kind, hash, expires_at) \
+             VALUES ('acme', 'ended_idp_session', $1, $2)",
+        )
+        .bind(&key)
+        .bind(i64::MAX / 2)
+        .execute(&mut logout)
+        .await
+        .unwrap();
+        logout.execute("COMMIT").await.unwrap();
+        waited
+    };
+    let ((status, body), waited) = tokio::join!(sign_in, finish_logout);
+    assert!(waited, "the sign-in queued on the IdP session's lock");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["reason"], "signed_out", "{body}");
+    assert_eq!(created_sessions(&reg).await, 0);
+}
