@@ -782,4 +782,56 @@ mod tests {
         g.sweep(t0 + Duration::days(30));
         assert!(g.ended.is_empty());
     }
+    /// A revoked grant's tokens are recognised by its tombstone's MAC key: a genuine one is
+    /// answered revoked to its client and "another client's" to any other; a made-up one — a
+    /// generation never issued, another key's MAC — is merely unknown.
+    #[test]
+    fn a_tombstone_recognises_only_the_grants_own_tokens() {
+        let t0 = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let mut g = Grants::default();
+        let key = refresh_token::FamilyKey::generate();
+        g.families.insert(
+            "f".into(),
+            Family {
+                client_id: client(),
+                sub: "s".into(),
+                sid: None,
+                scope: Scope::default(),
+                auth_time: t0,
+                access_expires_at: t0 + Duration::minutes(10),
+                revoked_access: HashMap::new(),
+                used_refresh: VecDeque::new(),
+                key: key.clone(),
+                generation: 2,
+                forgotten_below: 1,
+                live_refresh: None,
+            },
+        );
+        assert!(g.revoke_family("f", Ending::SignedOut));
+        let other = ClientId::parse("other").unwrap();
+        for generation in [0, 1] {
+            let token = refresh_token::make("f", generation, &key);
+            assert!(matches!(
+                g.replayed_forgotten(&token, &client()),
+                tokens::RefreshRefusal::Revoked
+            ));
+            assert!(matches!(
+                g.replayed_forgotten(&token, &other),
+                tokens::RefreshRefusal::OtherClient
+            ));
+        }
+        for forged in [
+            refresh_token::make("f", 2, &key),
+            refresh_token::make("f", 0, &refresh_token::FamilyKey::generate()),
+        ] {
+            assert!(matches!(
+                g.replayed_forgotten(&forged, &client()),
+                tokens::RefreshRefusal::Unknown
+            ));
+        }
+        assert!(
+            g.families.is_empty() && g.ended.len() == 1,
+            "answering changed nothing"
+        );
+    }
 }
