@@ -149,16 +149,13 @@ impl GrantStore {
                 reason,
             });
         }
+        let sub = rec.sub.clone();
         if !grants.session_live(&issued.sid, now) {
             if let Some(r) = grants.codes.get_mut(fp) {
                 r.state = CodeState::Burned;
             }
             return Err(CodeRefusal::SessionEnded);
         }
-        let Some(rec) = grants.codes.get(fp) else {
-            return Err(CodeRefusal::Unknown);
-        };
-        let sub = rec.sub.clone();
         let issue = Issue {
             client: presented.client,
             sub: &sub,

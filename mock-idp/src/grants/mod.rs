@@ -548,6 +548,25 @@ mod tests {
         ClientId::parse("c").unwrap()
     }
 
+    /// A live grant of [`client`] issued at `t0`: one refresh token issued, its access token
+    /// live for 10 minutes.
+    fn family(t0: OffsetDateTime) -> Family {
+        Family {
+            client_id: client(),
+            sub: "s".into(),
+            sid: None,
+            scope: Scope::default(),
+            auth_time: t0,
+            access_expires_at: t0 + Duration::minutes(10),
+            revoked_access: HashMap::new(),
+            used_refresh: VecDeque::new(),
+            key: refresh_token::FamilyKey::generate(),
+            generation: 1,
+            forgotten_below: 0,
+            live_refresh: None,
+        }
+    }
+
     #[test]
     fn sweep_drops_expired_grants_and_keeps_live_ones() {
         let t0 = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
@@ -576,23 +595,7 @@ mod tests {
                 })),
             },
         );
-        g.families.insert(
-            "f".into(),
-            Family {
-                client_id: client(),
-                sub: "s".into(),
-                sid: None,
-                scope: Scope::default(),
-                auth_time: t0,
-                access_expires_at: t0 + Duration::minutes(10),
-                revoked_access: HashMap::new(),
-                used_refresh: VecDeque::new(),
-                key: refresh_token::FamilyKey::generate(),
-                generation: 1,
-                forgotten_below: 0,
-                live_refresh: None,
-            },
-        );
+        g.families.insert("f".into(), family(t0));
         g.refresh.insert(
             "r".into(),
             RefreshRecord {
@@ -642,18 +645,8 @@ mod tests {
         g.families.insert(
             "f".into(),
             Family {
-                client_id: client(),
-                sub: "s".into(),
                 sid: Some("sid".into()),
-                scope: Scope::default(),
-                auth_time: t0,
-                access_expires_at: t0 + Duration::minutes(10),
-                revoked_access: HashMap::new(),
-                used_refresh: VecDeque::new(),
-                key: refresh_token::FamilyKey::generate(),
-                generation: 1,
-                forgotten_below: 0,
-                live_refresh: None,
+                ..family(t0)
             },
         );
         assert_eq!(g.revoke_session_families("sid"), 1);
@@ -691,18 +684,10 @@ mod tests {
         g.families.insert(
             "f".into(),
             Family {
-                client_id: client(),
-                sub: "s".into(),
-                sid: None,
-                scope: Scope::default(),
-                auth_time: t0,
-                access_expires_at: t0 + Duration::minutes(10),
-                revoked_access: HashMap::new(),
                 used_refresh: VecDeque::from(["p".to_owned()]),
-                key: refresh_token::FamilyKey::generate(),
                 generation: 2,
-                forgotten_below: 0,
                 live_refresh: Some("c".into()),
+                ..family(t0)
             },
         );
         // C rotated into D (as `register` and `retire_refresh` do), D's response being signed.
@@ -760,18 +745,8 @@ mod tests {
             g.families.insert(
                 id.into(),
                 Family {
-                    client_id: client(),
-                    sub: "s".into(),
-                    sid: None,
-                    scope: Scope::default(),
-                    auth_time: t0,
-                    access_expires_at: t0 + Duration::minutes(10),
-                    revoked_access: HashMap::new(),
-                    used_refresh: VecDeque::new(),
-                    key: refresh_token::FamilyKey::generate(),
-                    generation: 1,
-                    forgotten_below: 0,
                     live_refresh: Some(format!("{id}-rt")),
+                    ..family(t0)
                 },
             );
         }
@@ -782,6 +757,7 @@ mod tests {
         g.sweep(t0 + Duration::days(30));
         assert!(g.ended.is_empty());
     }
+
     /// A revoked grant's tokens are recognised by its tombstone's MAC key: a genuine one is
     /// answered revoked to its client and "another client's" to any other; a made-up one — a
     /// generation never issued, another key's MAC — is merely unknown.
@@ -793,18 +769,10 @@ mod tests {
         g.families.insert(
             "f".into(),
             Family {
-                client_id: client(),
-                sub: "s".into(),
-                sid: None,
-                scope: Scope::default(),
-                auth_time: t0,
-                access_expires_at: t0 + Duration::minutes(10),
-                revoked_access: HashMap::new(),
-                used_refresh: VecDeque::new(),
                 key: key.clone(),
                 generation: 2,
                 forgotten_below: 1,
-                live_refresh: None,
+                ..family(t0)
             },
         );
         assert!(g.revoke_family("f", Ending::SignedOut));

@@ -375,15 +375,7 @@ async fn a_grant_rotated_many_times_keeps_few_whole_records_and_detects_reuse_of
     )
     .await;
     assert!(desc.contains("already used"), "{desc}");
-    let reuse = |audit: Value| {
-        audit["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["kind"] == "refresh_token_reuse")
-            .count()
-    };
-    assert_eq!(reuse(idp.audit("acme").await), 1);
+    assert_eq!(reuse_alarms(&idp).await, 1);
     assert_oauth_error(
         refresh(&idp, "acme", &tokens[ROTATIONS]).await,
         400,
@@ -490,6 +482,16 @@ async fn a_grant_its_client_revoked_keeps_no_refresh_records_and_its_tokens_stay
         assert!(desc.contains("revoked"), "{desc}");
     }
     assert_no_reuse_alarm(&idp).await;
+}
+
+/// How many `refresh_token_reuse` events the tenant's audit holds.
+async fn reuse_alarms(idp: &TestIdp) -> usize {
+    idp.audit("acme").await["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "refresh_token_reuse")
+        .count()
 }
 
 /// The tenant's audit holds no `refresh_token_reuse` event.
@@ -680,16 +682,8 @@ async fn a_revoked_grant_leaves_only_a_tombstone_until_its_access_tokens_expire(
         introspect(&idp, "acme", &at(&grants[3][2])).await["active"],
         true
     );
-    let reuse_alarms = |audit: Value| {
-        audit["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["kind"] == "refresh_token_reuse")
-            .count()
-    };
     assert_eq!(
-        reuse_alarms(idp.audit("acme").await),
+        reuse_alarms(&idp).await,
         1,
         "only grant 1's replay raised the alarm: a revoked grant's tokens are revoked, not reused"
     );
