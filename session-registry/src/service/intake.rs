@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::oidc::OidcError;
 use crate::refusal::Refusal;
-use crate::store::UsedCredential;
+use crate::store::{IdpSignIn, UsedCredential};
 
 /// The answer to an ID token that failed the intake rules: a refusal, or `503` when the
 /// tenant's IdP could not be asked.
@@ -33,17 +33,25 @@ pub(super) fn auth_time_of(claims: &Value, now: i64) -> Option<i64> {
 /// (`s` → `n − s`) into another valid one, and that must not make a spent token new again.
 pub(super) fn spent_id_token(token: &str, claims: &Value, now: i64) -> UsedCredential {
     let signed = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
-    let idp_session = match (
-        claims.get("iss").and_then(Value::as_str),
-        claims.get("sid").and_then(Value::as_str),
-    ) {
-        (Some(iss), Some(sid)) => Some(crate::store::idp_session_key(iss, sid)),
-        _ => None,
-    };
     UsedCredential {
-        idp_session,
+        sign_in: idp_sign_in(claims, now),
         ..spent("id_token", signed, claims, now)
     }
+}
+
+/// The sign-in at the IdP a verified ID token comes from, as back-channel logouts name it;
+/// `None` without `iss` and `sub` (which verification requires).
+pub(super) fn idp_sign_in(claims: &Value, now: i64) -> Option<IdpSignIn> {
+    let iss = claims.get("iss").and_then(Value::as_str)?;
+    let sub = claims.get("sub").and_then(Value::as_str)?;
+    Some(IdpSignIn {
+        session: claims
+            .get("sid")
+            .and_then(Value::as_str)
+            .map(|sid| crate::store::idp_session_key(iss, sid)),
+        subject: crate::store::idp_subject_key(iss, sub),
+        issued_at: claims.get("iat").and_then(Value::as_i64).unwrap_or(now),
+    })
 }
 
 /// The single-use record of a logout token: its `jti`, kept until the token expires.
@@ -67,7 +75,7 @@ fn spent(kind: &'static str, key: &str, claims: &Value, now: i64) -> UsedCredent
             .unwrap_or(now)
             .max(now)
             + crate::oidc::MAX_LEEWAY,
-        idp_session: None,
+        sign_in: None,
     }
 }
 

@@ -7,7 +7,7 @@ use super::intake::spent_logout_jti;
 use super::Registry;
 use crate::error::ApiError;
 use crate::oidc::unverified_issuer;
-use crate::store::{StoreError, TenantRecord};
+use crate::store::{IdpLogout, StoreError, TenantRecord};
 
 impl Registry {
     /// `POST /v1/backchannel-logout`: a logout token from a tenant's IdP ends matching sessions.
@@ -55,22 +55,28 @@ impl Registry {
             let sub = claims.get("sub").and_then(Value::as_str);
             let sid = claims.get("sid").and_then(Value::as_str);
             let jti = spent_logout_jti(&claims, now);
-            match self
-                .store
-                .idp_logout(
-                    &tenant.slug,
-                    &tenant.issuer,
-                    sub,
-                    sid,
-                    &jti,
-                    // ID tokens of the ended IdP session are too old to open anything by then:
-                    // their `iat` is at most now (plus the IdP clock's lead, within the leeway),
-                    // and they open sessions until `iat` + the age limit + the leeway.
-                    now + tenant.max_id_token_age_secs + 2 * crate::oidc::MAX_LEEWAY,
-                    now,
-                )
-                .await
-            {
+            // The IdP's clock is trusted within the leeway: a logout dated further ahead does
+            // not lock the person out beyond it.
+            let issued_at = claims
+                .get("iat")
+                .and_then(Value::as_i64)
+                .unwrap_or(now)
+                .min(now + crate::oidc::MAX_LEEWAY);
+            let logout = IdpLogout {
+                issuer: &tenant.issuer,
+                subject: sub,
+                sid,
+                jti: &jti,
+                issued_at,
+                // ID tokens of what ended are too old to open anything by then: their `iat` is
+                // at most the logout's (the IdP's clock, within the leeway of ours), and they
+                // open sessions until `iat` + the age limit + the leeway.
+                ended_until: now.max(issued_at)
+                    + tenant.max_id_token_age_secs
+                    + 2 * crate::oidc::MAX_LEEWAY,
+                now,
+            };
+            match self.store.idp_logout(&tenant.slug, &logout).await {
                 Ok(events) => {
                     ended += events.len();
                     tracing::info!(tenant = %tenant.slug, count = events.len(), "sessions ended by back-channel logout");

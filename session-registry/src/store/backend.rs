@@ -150,27 +150,45 @@ macro_rules! impl_store {
             Ok(())
         }
 
-        /// Refuses an ID token (`credential`) whose IdP session a back-channel logout has ended,
-        /// holding that session's lock until `tx` ends (see `idp_logout_once`).
-        async fn check_idp_session(
+        /// Refuses an ID token of `sign_in` that a back-channel logout has ended since: its IdP
+        /// session ended, or the person's sign-ins until after it was issued. Holds the IdP
+        /// session's lock and then the subject's until `tx` ends (see `idp_logout_once`).
+        async fn check_idp_sign_in(
             store: &$store,
             tx: &mut sqlx::Transaction<'_, $db>,
             tenant: &str,
-            credential: &UsedCredential,
+            sign_in: Option<&$crate::store::IdpSignIn>,
         ) -> Result<()> {
-            let Some(key) = &credential.idp_session else {
+            use sqlx::Row;
+            let Some(sign_in) = sign_in else {
                 return Ok(());
             };
-            Backend::lock_key(store, tx, key).await?;
+            if let Some(key) = &sign_in.session {
+                Backend::lock_key(store, tx, key).await?;
+                let ended = query(store.persistent(), sql::CREDENTIAL_NOTED)
+                    .bind(tenant)
+                    .bind($crate::store::ENDED_IDP_SESSION)
+                    .bind(key)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                if ended.is_some() {
+                    return Err(StoreError::IdpSessionEnded);
+                }
+            }
+            Backend::lock_key(store, tx, &sign_in.subject).await?;
             let ended = query(store.persistent(), sql::CREDENTIAL_NOTED)
                 .bind(tenant)
-                .bind($crate::store::ENDED_IDP_SESSION)
-                .bind(key)
+                .bind($crate::store::ENDED_IDP_SUBJECT)
+                .bind(&sign_in.subject)
                 .fetch_optional(&mut **tx)
                 .await?;
-            match ended {
-                Some(_) => Err(StoreError::IdpSessionEnded),
-                None => Ok(()),
+            let ended_at: Option<i64> = match ended {
+                Some(row) => row.try_get("ended_at")?,
+                None => None,
+            };
+            match ended_at {
+                Some(at) if sign_in.issued_at <= at => Err(StoreError::IdpSessionEnded),
+                _ => Ok(()),
             }
         }
 
@@ -218,7 +236,7 @@ macro_rules! impl_store {
                 use sqlx::Row;
                 let mut tx = Backend::begin(self, &s.tenant).await?;
                 spend(self.persistent(), &mut tx, &s.tenant, &s.id_token).await?;
-                check_idp_session(self, &mut tx, &s.tenant, &s.id_token).await?;
+                check_idp_sign_in(self, &mut tx, &s.tenant, s.id_token.sign_in.as_ref()).await?;
                 let new_id = random_id();
                 let account = query(self.persistent(), sql::UPSERT_ACCOUNT)
                     .bind(&new_id)
@@ -378,40 +396,45 @@ macro_rules! impl_store {
                 tx.commit().await?;
                 Ok(events)
             }
-            #[allow(clippy::too_many_arguments)]
             async fn idp_logout_once(
                 &self,
                 tenant: &str,
-                issuer: &str,
-                subject: Option<&str>,
-                idp_sid: Option<&str>,
-                jti: &UsedCredential,
-                ended_until: i64,
-                now: i64,
+                logout: &$crate::store::IdpLogout<'_>,
             ) -> Result<Vec<EventRecord>> {
                 use sqlx::Row;
                 let mut tx = Backend::begin(self, tenant).await?;
-                spend(self.persistent(), &mut tx, tenant, jti).await?;
-                if let Some(sid) = idp_sid {
-                    // Before the sessions are ended, under the IdP session's lock: a sign-in
-                    // with an ID token of it either committed first (and is ended below) or
-                    // waits and then finds this record (`check_idp_session`).
-                    let key = $crate::store::idp_session_key(issuer, sid);
+                spend(self.persistent(), &mut tx, tenant, logout.jti).await?;
+                // Before the sessions are ended, under the lock of what ended (the IdP session,
+                // else the subject): a sign-in with an ID token of it either committed first
+                // (and is ended below) or waits and then finds this record (`check_idp_sign_in`).
+                let ended = match (logout.sid, logout.subject) {
+                    (Some(sid), _) => Some((
+                        $crate::store::ENDED_IDP_SESSION,
+                        $crate::store::idp_session_key(logout.issuer, sid),
+                    )),
+                    (None, Some(sub)) => Some((
+                        $crate::store::ENDED_IDP_SUBJECT,
+                        $crate::store::idp_subject_key(logout.issuer, sub),
+                    )),
+                    (None, None) => None,
+                };
+                if let Some((kind, key)) = ended {
                     Backend::lock_key(self, &mut tx, &key).await?;
                     query(self.persistent(), sql::NOTE_CREDENTIAL)
                         .bind(tenant)
-                        .bind($crate::store::ENDED_IDP_SESSION)
+                        .bind(kind)
                         .bind(&key)
-                        .bind(ended_until)
+                        .bind(logout.ended_until)
+                        .bind(logout.issued_at)
                         .execute(&mut *tx)
                         .await?;
                 }
                 let rows = query(self.persistent(), sql::END_SESSIONS_FOR_IDP_LOGOUT)
                     .bind(tenant)
-                    .bind(issuer)
-                    .bind(idp_sid)
-                    .bind(subject)
-                    .bind(now)
+                    .bind(logout.issuer)
+                    .bind(logout.sid)
+                    .bind(logout.subject)
+                    .bind(logout.now)
                     .fetch_all(&mut *tx)
                     .await?;
                 let mut events = Vec::with_capacity(rows.len());
@@ -419,8 +442,16 @@ macro_rules! impl_store {
                     let id: String = row.try_get("id")?;
                     let account_id: String = row.try_get("account_id")?;
                     events.push(
-                        insert_event(self, &mut tx, tenant, &account_id, &id, "revoked", now)
-                            .await?,
+                        insert_event(
+                            self,
+                            &mut tx,
+                            tenant,
+                            &account_id,
+                            &id,
+                            "revoked",
+                            logout.now,
+                        )
+                        .await?,
                     );
                 }
                 tx.commit().await?;
@@ -603,7 +634,7 @@ macro_rules! impl_store {
             ) -> Result<Option<SessionRecord>> {
                 let mut tx = Backend::begin(self, tenant).await?;
                 spend(self.persistent(), &mut tx, tenant, id_token).await?;
-                check_idp_session(self, &mut tx, tenant, id_token).await?;
+                check_idp_sign_in(self, &mut tx, tenant, id_token.sign_in.as_ref()).await?;
                 // auth_time only moves forward.
                 query(self.persistent(), sql::RAISE_AUTH_TIME)
                     .bind(tenant)
@@ -629,17 +660,10 @@ macro_rules! impl_store {
             async fn idp_logout(
                 &self,
                 tenant: &str,
-                issuer: &str,
-                subject: Option<&str>,
-                idp_sid: Option<&str>,
-                jti: &UsedCredential,
-                ended_until: i64,
-                now: i64,
+                logout: &$crate::store::IdpLogout<'_>,
             ) -> Result<Vec<EventRecord>> {
-                $crate::store::backend::retry_conflicts(|| {
-                    self.idp_logout_once(tenant, issuer, subject, idp_sid, jti, ended_until, now)
-                })
-                .await
+                $crate::store::backend::retry_conflicts(|| self.idp_logout_once(tenant, logout))
+                    .await
             }
 
             async fn admin_sessions(

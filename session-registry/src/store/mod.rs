@@ -68,8 +68,9 @@ pub enum StoreError {
     /// A single-use credential (an ID token, a logout token's `jti`) was used before.
     #[error("this credential was already used")]
     AlreadyUsed,
-    /// The ID token names an IdP session that a back-channel logout has ended.
-    #[error("the ID token's IdP session has been signed out")]
+    /// The ID token comes from a sign-in that a back-channel logout has ended since: its IdP
+    /// session's, or one of the person's that ended every IdP session issued until then.
+    #[error("the ID token's sign-in at the IdP has been signed out")]
     IdpSessionEnded,
 }
 
@@ -127,8 +128,8 @@ pub struct TenantRecord {
 pub const DEFAULT_MAX_AGE_SECS: i64 = 600;
 
 /// A single-use credential from outside, recorded when it is acted on so that no registry
-/// process acts on it again before it expires. (The same table keeps the IdP sessions a
-/// back-channel logout ended: [`ENDED_IDP_SESSION`].)
+/// process acts on it again before it expires. (The same table keeps what back-channel logouts
+/// ended: [`ENDED_IDP_SESSION`], [`ENDED_IDP_SUBJECT`].)
 #[derive(Clone)]
 pub struct UsedCredential {
     /// What it is: `id_token` or `logout_jti`.
@@ -137,18 +138,55 @@ pub struct UsedCredential {
     pub hash: String,
     /// When it expires (after which it would be refused anyway and the record can go).
     pub expires_at: i64,
-    /// For an ID token naming its IdP session (`sid`): that session's [`idp_session_key`]. An
-    /// ID token of a session that a back-channel logout has ended opens and re-authenticates
-    /// nothing.
-    pub idp_session: Option<String>,
+    /// For an ID token: the sign-in at the IdP it comes from. An ID token of a sign-in that a
+    /// back-channel logout has ended since opens and re-authenticates nothing.
+    pub sign_in: Option<IdpSignIn>,
+}
+
+/// Where an ID token comes from at its IdP, as back-channel logouts name it: the IdP session
+/// (`sid`), the person (`sub`), and when the token was issued.
+#[derive(Clone)]
+pub struct IdpSignIn {
+    /// [`idp_session_key`] of the token's `sid`, when it names one.
+    pub session: Option<String>,
+    /// [`idp_subject_key`] of the token's `sub`.
+    pub subject: String,
+    /// The token's `iat` (the IdP's clock).
+    pub issued_at: i64,
+}
+
+/// A back-channel logout the tenant's IdP announced (a verified logout token).
+pub struct IdpLogout<'a> {
+    pub issuer: &'a str,
+    /// `sub`: with no `sid`, every IdP session of the person ended.
+    pub subject: Option<&'a str>,
+    /// `sid`: that IdP session ended.
+    pub sid: Option<&'a str>,
+    /// The logout token's `jti`, spent by the logout.
+    pub jti: &'a UsedCredential,
+    /// The logout token's `iat` (the IdP's clock): ID tokens of the person issued then or
+    /// before come from sign-ins a subject-wide logout ended.
+    pub issued_at: i64,
+    /// Until when what it ended is remembered: its ID tokens are too old to open anything then.
+    pub ended_until: i64,
+    pub now: i64,
 }
 
 /// The `kind` of the record a back-channel logout leaves of the IdP session it ended.
 pub const ENDED_IDP_SESSION: &str = "ended_idp_session";
+/// The `kind` of the record a back-channel logout naming only the subject leaves: every sign-in
+/// of the person up to its `ended_at` (the logout token's `iat`) ended.
+pub const ENDED_IDP_SUBJECT: &str = "ended_idp_subject";
 
 /// The key of IdP session `sid` of `issuer` (hashed, as every credential record).
 pub fn idp_session_key(issuer: &str, sid: &str) -> String {
     crate::token::hash_hex(&format!("{issuer}\0{sid}"))
+}
+
+/// The key of subject `sub` of `issuer` (hashed; never equal to an [`idp_session_key`], which
+/// keeps the two kinds' locks apart).
+pub fn idp_subject_key(issuer: &str, sub: &str) -> String {
+    crate::token::hash_hex(&format!("{issuer}\0sub\0{sub}"))
 }
 
 impl std::fmt::Debug for UsedCredential {
@@ -302,20 +340,10 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<SessionRecord>>;
     /// Ends the live sessions matching an IdP logout (by IdP session id, else by subject) and
     /// records the logout token's `jti`, in one transaction: [`StoreError::AlreadyUsed`] and
-    /// nothing ended if the `jti` was recorded before. An IdP session id is recorded as ended
-    /// until `ended_until` (when its ID tokens are too old to open a session anyway), so an ID
+    /// nothing ended if the `jti` was recorded before. What it ended (the IdP session, else the
+    /// subject's sign-ins up to the logout) is recorded until `logout.ended_until`, so an ID
     /// token of it presented later opens nothing ([`StoreError::IdpSessionEnded`]).
-    #[allow(clippy::too_many_arguments)]
-    async fn idp_logout(
-        &self,
-        tenant: &str,
-        issuer: &str,
-        subject: Option<&str>,
-        idp_sid: Option<&str>,
-        jti: &UsedCredential,
-        ended_until: i64,
-        now: i64,
-    ) -> Result<Vec<EventRecord>>;
+    async fn idp_logout(&self, tenant: &str, logout: &IdpLogout<'_>) -> Result<Vec<EventRecord>>;
     async fn admin_sessions(
         &self,
         tenant: &str,

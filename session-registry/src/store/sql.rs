@@ -22,17 +22,20 @@ macro_rules! session_from {
     };
 }
 
-/// Notes a credential (an ended IdP session) whether or not it was noted before, keeping the
-/// later expiry.
+/// Notes what a back-channel logout ended (an IdP session; a subject's sign-ins up to
+/// `ended_at`) whether or not it was noted before, keeping the later expiry and `ended_at`.
 pub const NOTE_CREDENTIAL: &str =
-    "INSERT INTO used_credentials (tenant, kind, hash, expires_at) VALUES ($1, $2, $3, $4) \
+    "INSERT INTO used_credentials (tenant, kind, hash, expires_at, ended_at) VALUES ($1, $2, $3, $4, $5) \
     ON CONFLICT (tenant, kind, hash) DO UPDATE SET expires_at = \
     CASE WHEN excluded.expires_at > used_credentials.expires_at \
-    THEN excluded.expires_at ELSE used_credentials.expires_at END";
+    THEN excluded.expires_at ELSE used_credentials.expires_at END, ended_at = \
+    CASE WHEN used_credentials.ended_at IS NULL OR excluded.ended_at > used_credentials.ended_at \
+    THEN excluded.ended_at ELSE used_credentials.ended_at END";
+/// A noted record (see `NOTE_CREDENTIAL`) and its `ended_at`.
 pub const CREDENTIAL_NOTED: &str =
-    "SELECT 1 AS noted FROM used_credentials WHERE tenant = $1 AND kind = $2 AND hash = $3";
-/// Postgres: one transaction at a time per IdP session (a sign-in with its ID token, its
-/// back-channel logout), until the transaction ends.
+    "SELECT ended_at FROM used_credentials WHERE tenant = $1 AND kind = $2 AND hash = $3";
+/// Postgres: one transaction at a time per IdP session, or per subject (a sign-in with an ID
+/// token of it, its back-channel logout), until the transaction ends.
 pub const LOCK_KEY: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
 pub const SPEND_CREDENTIAL: &str =
     "INSERT INTO used_credentials (tenant, kind, hash, expires_at) VALUES ($1, $2, $3, $4) \

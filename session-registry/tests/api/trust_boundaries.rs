@@ -186,6 +186,57 @@ async fn an_id_token_of_an_idp_session_signed_out_since_opens_nothing(backend: B
 }
 on_both_backends!(an_id_token_of_an_idp_session_signed_out_since_opens_nothing);
 
+/// A logout token naming only the subject (Back-Channel Logout 1.0 §2.4: every IdP session of
+/// the person ended): an ID token the IdP issued before it opens no session and re-authenticates
+/// none, though it names no `sid`; one issued after it (a new sign-in) does. Another person's
+/// ID token of the same time is untouched.
+async fn an_id_token_issued_before_a_logout_of_its_subject_opens_nothing(backend: Backend) {
+    let idp = TestIdp::spawn_with_manual_clock().await;
+    let reg = TestRegistry::spawn(&idp, backend).await;
+    let advance = |secs: i64| {
+        idp.clock
+            .as_ref()
+            .unwrap()
+            .advance(time::Duration::seconds(secs));
+        reg.advance(secs);
+    };
+    let (laptop, created) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let (bob_laptop, _) = reg.device(&idp, "acme", "bob", "laptop").await;
+    let sub = created["session"]["subject"].clone();
+    let before = idp.login("acme", "alice", "lanyard-cli").await;
+    let before = before["id_token"].as_str().unwrap();
+    let bob_before = idp.login("acme", "bob", "lanyard-cli").await;
+    advance(2);
+    let logout = logout_token(&idp, &reg, &sub, json!({}), Some("logout+jwt"));
+    let (status, body) = post_logout(&reg, &logout).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(reg.get("/v1/sessions", &laptop).await.0, 401, "ended");
+
+    let (status, body) = reg.create(before, "desktop").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "invalid_id_token", "{body}");
+    assert_eq!(body["reason"], "signed_out", "{body}");
+
+    advance(2);
+    let (after, _) = reg.device(&idp, "acme", "alice", "tablet").await;
+    let (status, _, body) = reg
+        .post_with(
+            "/v1/sessions/reauthenticate",
+            &after,
+            json!({"id_token": before}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["reason"], "signed_out", "{body}");
+    let (status, body) = reg
+        .create(bob_before["id_token"].as_str().unwrap(), "desktop")
+        .await;
+    assert_eq!(status, 201, "bob was not signed out: {body}");
+    assert_eq!(reg.get("/v1/sessions", &bob_laptop).await.0, 200);
+    assert_eq!(reg.get("/v1/sessions", &after).await.0, 200);
+}
+on_both_backends!(an_id_token_issued_before_a_logout_of_its_subject_opens_nothing);
+
 #[tokio::test]
 async fn an_id_token_used_at_one_registry_process_is_refused_by_another() {
     let idp = TestIdp::spawn().await;
@@ -764,18 +815,37 @@ async fn an_id_token_without_auth_time_never_counts_as_a_fresh_sign_in() {
 /// session that the logout's `UPDATE`, already run, never saw.
 #[tokio::test]
 async fn a_sign_in_waits_for_a_logout_of_its_idp_session_in_flight() {
+    a_sign_in_waits_for_a_logout_in_flight("ended_idp_session", |claims| {
+        session_registry::store::idp_session_key(
+            claims["iss"].as_str().unwrap(),
+            claims["sid"].as_str().unwrap(),
+        )
+    })
+    .await;
+}
+
+/// The same race with a logout naming only the subject (every IdP session of the person).
+#[tokio::test]
+async fn a_sign_in_waits_for_a_logout_of_its_subject_in_flight() {
+    a_sign_in_waits_for_a_logout_in_flight("ended_idp_subject", |claims| {
+        session_registry::store::idp_subject_key(
+            claims["iss"].as_str().unwrap(),
+            claims["sub"].as_str().unwrap(),
+        )
+    })
+    .await;
+}
+
+/// A logout's transaction, by hand, holding the lock of what it ends (`key_of` the ID token's
+/// claims) while a sign-in with the ID token arrives; it then records `kind` and commits.
+async fn a_sign_in_waits_for_a_logout_in_flight(kind: &str, key_of: fn(&Value) -> String) {
     use sqlx::{Connection, Executor};
     let idp = TestIdp::spawn().await;
     let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
     let tokens = idp.login("acme", "alice", "lanyard-cli").await;
     let id_token = tokens["id_token"].as_str().unwrap();
-    let claims = jwt_claims(id_token);
-    let key = session_registry::store::idp_session_key(
-        claims["iss"].as_str().unwrap(),
-        claims["sid"].as_str().unwrap(),
-    );
-    // The logout's transaction, by hand: the IdP session's lock taken, its record not yet
-    // committed.
+    let key = key_of(&jwt_claims(id_token));
+    // The logout's transaction, by hand: the lock taken, its record not yet committed.
     let mut logout = sqlx::PgConnection::connect(&reg.database_url)
         .await
         .unwrap();
@@ -790,11 +860,13 @@ async fn a_sign_in_waits_for_a_logout_of_its_idp_session_in_flight() {
         .unwrap();
     let sign_in = reg.create(id_token, "desktop");
     let finish_logout = async {
-        // Bounded wait for the sign-in to queue on the lock; past it the sign-in did not wait.
+        // Bounded wait for the sign-in to queue on the lock (in this test's database: other
+        // tests run beside it); past it the sign-in did not wait.
         let mut waited = false;
         for _ in 0..400 {
             let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             )
             .fetch_one(&mut watcher)
             .await
@@ -806,9 +878,10 @@ async fn a_sign_in_waits_for_a_logout_of_its_idp_session_in_flight() {
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
         sqlx::query(
-            "INSERT INTO used_credentials (tenant, kind, hash, expires_at) \
-             VALUES ('acme', 'ended_idp_session', $1, $2)",
+            "INSERT INTO used_credentials (tenant, kind, hash, expires_at, ended_at) \
+             VALUES ('acme', $1, $2, $3, $3)",
         )
+        .bind(kind)
         .bind(&key)
         .bind(i64::MAX / 2)
         .execute(&mut logout)
@@ -818,7 +891,10 @@ async fn a_sign_in_waits_for_a_logout_of_its_idp_session_in_flight() {
         waited
     };
     let ((status, body), waited) = tokio::join!(sign_in, finish_logout);
-    assert!(waited, "the sign-in queued on the IdP session's lock");
+    assert!(
+        waited,
+        "the sign-in queued on the lock of what the logout ends"
+    );
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["reason"], "signed_out", "{body}");
     assert_eq!(created_sessions(&reg).await, 0);
