@@ -61,7 +61,6 @@ fn authorization_code(
     redirect_uri: Option<&str>,
     code_verifier: Option<&str>,
 ) -> Result<Value, OAuthError> {
-    let fp = random::fingerprint(code);
     let presented = CodePresentation {
         client,
         redirect_uri,
@@ -71,7 +70,7 @@ fn authorization_code(
     let client_id = Some(client.id().as_str());
     let unsigned = tenant
         .grants
-        .redeem_code(tenant, &fp, &presented, tenant.now())
+        .redeem_code(tenant, code, &presented, tenant.now())
         .inspect_err(|refusal| match refusal {
             CodeRefusal::Replayed { sub } => tenant.record(
                 "authorization_code_replay",
@@ -92,7 +91,10 @@ fn authorization_code(
     match unsigned.sign() {
         Ok(issued) => Ok(issued.body),
         // Nothing was handed out; the failure burns the code.
-        Err(failure) => Err(tenant.grants.code_not_delivered(&fp, failure).into()),
+        Err(failure) => Err(tenant
+            .grants
+            .code_not_delivered(code, failure, tenant.now())
+            .into()),
     }
 }
 

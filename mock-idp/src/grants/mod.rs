@@ -65,11 +65,11 @@ pub struct IdpSession {
     pub clients: BTreeSet<ClientId>,
 }
 
-/// What a fresh code was issued for: dropped once the code is spent (redeemed or burnt), so a
-/// spent code's record is its subject, expiry and state — what a replay needs.
+/// What a fresh code was issued for.
 #[derive(Debug, Clone)]
 struct IssuedCode {
     request: AuthRequest,
+    sub: String,
     sid: String,
     auth_time: OffsetDateTime,
 }
@@ -77,17 +77,14 @@ struct IssuedCode {
 #[derive(Debug, Clone)]
 enum CodeState {
     Fresh(Box<IssuedCode>),
-    /// Redeemed once; a replay revokes this grant (what the redemption issued).
-    Redeemed {
-        grant: String,
-    },
     /// A failed redemption burnt it.
     Burned,
 }
 
+/// A code not redeemed yet (fresh, or burnt by a failed redemption). A redeemed code keeps no
+/// record: it names the grant its redemption made (`codes`), which keeps its fingerprint.
 #[derive(Debug, Clone)]
 struct CodeRecord {
-    sub: String,
     expires_at: OffsetDateTime,
     state: CodeState,
 }
@@ -122,6 +119,9 @@ struct Family {
     /// such a generation is a used one, forgotten. (A token whose record expired and was swept
     /// is not among them: it is merely unknown, as an expired token is.)
     forgotten_below: u64,
+    /// Fingerprint of the authorization code whose redemption made the grant: a replay of it
+    /// revokes the grant, for as long as the grant lives (`codes`).
+    code_fp: Option<String>,
 }
 
 /// Used refresh tokens kept whole per family: the immediate parent of the live token, which the
@@ -309,6 +309,7 @@ impl Grants {
             generation: 0,
             forgotten_below: 0,
             live_refresh: None,
+            code_fp: None,
         });
         f.access_expires_at = f.access_expires_at.max(minted.access_expires_at);
         tokens.at_claims["grant"] = Value::from(fid.as_str());
@@ -510,8 +511,9 @@ impl Grants {
             .count()
     }
 
-    /// Drops what has expired. Redeemed codes are kept a while past expiry so a late replay
-    /// still finds them and revokes what they issued.
+    /// Drops what has expired. Codes not redeemed are kept 10 minutes past expiry, so a late
+    /// presentation is told the code expired or was burnt; a redeemed code's replay is
+    /// recognised by its grant for as long as that lives.
     fn sweep(&mut self, now: OffsetDateTime) {
         self.pending.retain(|_, r| r.expires_at > now);
         self.codes
@@ -564,6 +566,7 @@ mod tests {
             generation: 1,
             forgotten_below: 0,
             live_refresh: None,
+            code_fp: None,
         }
     }
 
@@ -586,10 +589,10 @@ mod tests {
         g.codes.insert(
             "c".into(),
             CodeRecord {
-                sub: "s".into(),
                 expires_at: t0 + Duration::seconds(60),
                 state: CodeState::Fresh(Box::new(IssuedCode {
                     request,
+                    sub: "s".into(),
                     sid: "sid".into(),
                     auth_time: t0,
                 })),

@@ -107,6 +107,59 @@ async fn a_replayed_code_fails_and_revokes_everything_the_first_redemption_issue
         .any(|e| e["kind"] == "authorization_code_replay"));
 }
 
+/// A redeemed code keeps no record of its own (the IdP's memory follows the live grants, not
+/// the sign-ins made): its replay is recognised by the grant it made, still revokes that grant
+/// after the code's expiry and a sweep, and a code made up in its image is merely unknown.
+#[tokio::test]
+async fn a_redeemed_code_keeps_no_record_and_its_late_replay_still_revokes_its_grant() {
+    let idp = TestIdp::spawn_with_manual_clock().await;
+    let codes = |audit: &Value| audit["records"]["codes"].as_u64().unwrap();
+    let before = codes(&idp.audit("acme").await);
+    let (code, p, _) = login_code(&idp, "acme", "alice").await;
+    assert_eq!(codes(&idp.audit("acme").await), before + 1, "a fresh code");
+    let first: Value = exchange(&idp, "acme", &code, &p.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        codes(&idp.audit("acme").await),
+        before,
+        "the redeemed code's record is gone"
+    );
+    // Past the code's expiry, and swept.
+    idp.clock
+        .as_ref()
+        .unwrap()
+        .advance(time::Duration::minutes(2));
+    idp.state.sweep();
+    let at = first["access_token"].as_str().unwrap();
+    let rt = first["refresh_token"].as_str().unwrap();
+    assert_eq!(introspect(&idp, "acme", at).await["active"], true);
+
+    // A made-up code naming the same grant: unknown, and nothing is revoked.
+    let (grant, _) = code.split_once('~').expect("a code names its grant");
+    let forged = format!("{grant}~{}", "A".repeat(43));
+    let desc = assert_oauth_error(
+        exchange(&idp, "acme", &forged, &p.verifier).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert!(desc.contains("unknown"), "{desc}");
+    assert_eq!(introspect(&idp, "acme", at).await["active"], true);
+
+    let desc = assert_oauth_error(
+        exchange(&idp, "acme", &code, &p.verifier).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert!(desc.contains("already used"), "{desc}");
+    assert_eq!(introspect(&idp, "acme", at).await["active"], false);
+    assert_eq!(introspect(&idp, "acme", rt).await["active"], false);
+}
+
 #[tokio::test]
 async fn a_missing_wrong_or_malformed_verifier_fails_and_burns_the_code() {
     let idp = TestIdp::spawn().await;
