@@ -3,6 +3,10 @@ use std::io::Write;
 use clap::Parser;
 use session_registry::{readiness_line, telemetry, Application, Settings};
 
+/// jemalloc, not glibc's malloc: see docs/reliability.md ("Memory in the soak").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     // `session-registry healthcheck [--url URL]`: for container healthchecks (no curl in the
