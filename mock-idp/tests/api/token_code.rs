@@ -83,21 +83,7 @@ async fn a_replayed_code_fails_and_revokes_everything_the_first_redemption_issue
     let rt = first["refresh_token"].as_str().unwrap();
     assert_eq!(introspect(&idp, "acme", at).await["active"], true);
 
-    let desc = assert_oauth_error(
-        exchange(&idp, "acme", &code, &p.verifier).await,
-        400,
-        "invalid_grant",
-    )
-    .await;
-    assert!(desc.contains("already used"), "{desc}");
-    assert_eq!(
-        introspect(&idp, "acme", at).await,
-        serde_json::json!({"active": false})
-    );
-    assert_eq!(
-        introspect(&idp, "acme", rt).await,
-        serde_json::json!({"active": false})
-    );
+    replay_revokes(&idp, &code, &p.verifier, &first).await;
     assert_oauth_error(refresh(&idp, "acme", rt).await, 400, "invalid_grant").await;
     let audit = idp.audit("acme").await;
     assert!(audit["events"]
@@ -134,7 +120,6 @@ async fn a_redeemed_code_keeps_no_record_and_its_late_replay_still_revokes_its_g
         .advance(time::Duration::minutes(2));
     idp.state.sweep();
     let at = first["access_token"].as_str().unwrap();
-    let rt = first["refresh_token"].as_str().unwrap();
     assert_eq!(introspect(&idp, "acme", at).await["active"], true);
 
     // A made-up code naming the same grant: unknown, and nothing is revoked.
@@ -149,15 +134,26 @@ async fn a_redeemed_code_keeps_no_record_and_its_late_replay_still_revokes_its_g
     assert!(desc.contains("unknown"), "{desc}");
     assert_eq!(introspect(&idp, "acme", at).await["active"], true);
 
+    replay_revokes(&idp, &code, &p.verifier, &first).await;
+}
+
+/// Redeems `code` again: refused as already used, and the access and refresh tokens of the
+/// first redemption's response (`first`) are revoked.
+async fn replay_revokes(idp: &TestIdp, code: &str, verifier: &str, first: &Value) {
     let desc = assert_oauth_error(
-        exchange(&idp, "acme", &code, &p.verifier).await,
+        exchange(idp, "acme", code, verifier).await,
         400,
         "invalid_grant",
     )
     .await;
     assert!(desc.contains("already used"), "{desc}");
-    assert_eq!(introspect(&idp, "acme", at).await["active"], false);
-    assert_eq!(introspect(&idp, "acme", rt).await["active"], false);
+    for token in ["access_token", "refresh_token"] {
+        assert_eq!(
+            introspect(idp, "acme", first[token].as_str().unwrap()).await,
+            serde_json::json!({"active": false}),
+            "{token}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -207,7 +207,18 @@ async fn an_id_token_issued_before_a_logout_of_its_subject_opens_nothing(backend
     let before = before["id_token"].as_str().unwrap();
     let bob_before = idp.login("acme", "bob", "lanyard-cli").await;
     advance(2);
-    let logout = logout_token(&idp, &reg, &sub, json!({}), Some("logout+jwt"));
+    // The IdP issues the logout by its own clock, as it issues the ID tokens.
+    let idp_now = {
+        use lanyard_clock::Clock;
+        idp.clock.as_ref().unwrap().now().unix_timestamp()
+    };
+    let logout = logout_token(
+        &idp,
+        &reg,
+        &sub,
+        json!({"iat": idp_now}),
+        Some("logout+jwt"),
+    );
     let (status, body) = post_logout(&reg, &logout).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(reg.get("/v1/sessions", &laptop).await.0, 401, "ended");
@@ -508,7 +519,15 @@ async fn a_logout_token_replayed_to_another_registry_process_is_refused() {
     let b = a.spawn_sibling(&idp).await;
     let (_, created) = a.device(&idp, "acme", "alice", "laptop").await;
     let sub = created["session"]["subject"].clone();
-    let token = logout_token(&idp, &a, &sub, json!({}), Some("logout+jwt"));
+    // Issued a second before alice signs in again: an ID token of the very second of a logout
+    // naming only the subject is refused (`an_id_token_issued_before_a_logout_of_its_subject…`).
+    let token = logout_token(
+        &idp,
+        &a,
+        &sub,
+        json!({"iat": now_at(&a) - 1}),
+        Some("logout+jwt"),
+    );
     assert_eq!(post_logout(&a, &token).await.0, 200);
     // alice signs in again; the replayed token must not end her new session.
     let (again, _) = b.device(&idp, "acme", "alice", "desktop").await;
