@@ -55,13 +55,9 @@ impl Registry {
             let sub = claims.get("sub").and_then(Value::as_str);
             let sid = claims.get("sid").and_then(Value::as_str);
             let jti = spent_logout_jti(&claims, now);
-            // The IdP's clock is trusted within the leeway: a logout dated further ahead does
-            // not lock the person out beyond it.
-            let issued_at = claims
-                .get("iat")
-                .and_then(Value::as_i64)
-                .unwrap_or(now)
-                .min(now + crate::oidc::MAX_LEEWAY);
+            // Verification requires `iat`, at most the leeway ahead of our clock: a logout
+            // dated further ahead was refused, and cannot lock the person out beyond it.
+            let issued_at = claims.get("iat").and_then(Value::as_i64).unwrap_or(now);
             let logout = IdpLogout {
                 issuer: &tenant.issuer,
                 subject: sub,

@@ -159,37 +159,51 @@ macro_rules! impl_store {
             tenant: &str,
             sign_in: Option<&$crate::store::IdpSignIn>,
         ) -> Result<()> {
-            use sqlx::Row;
             let Some(sign_in) = sign_in else {
                 return Ok(());
             };
             if let Some(key) = &sign_in.session {
-                Backend::lock_key(store, tx, key).await?;
-                let ended = query(store.persistent(), sql::CREDENTIAL_NOTED)
-                    .bind(tenant)
-                    .bind($crate::store::ENDED_IDP_SESSION)
-                    .bind(key)
-                    .fetch_optional(&mut **tx)
-                    .await?;
+                let ended =
+                    locked_record(store, tx, tenant, $crate::store::ENDED_IDP_SESSION, key).await?;
                 if ended.is_some() {
                     return Err(StoreError::IdpSessionEnded);
                 }
             }
-            Backend::lock_key(store, tx, &sign_in.subject).await?;
-            let ended = query(store.persistent(), sql::CREDENTIAL_NOTED)
-                .bind(tenant)
-                .bind($crate::store::ENDED_IDP_SUBJECT)
-                .bind(&sign_in.subject)
-                .fetch_optional(&mut **tx)
-                .await?;
-            let ended_at: Option<i64> = match ended {
-                Some(row) => row.try_get("ended_at")?,
-                None => None,
-            };
-            match ended_at {
-                Some(at) if sign_in.issued_at <= at => Err(StoreError::IdpSessionEnded),
+            let ended = locked_record(
+                store,
+                tx,
+                tenant,
+                $crate::store::ENDED_IDP_SUBJECT,
+                &sign_in.subject,
+            )
+            .await?;
+            match ended {
+                Some(Some(at)) if sign_in.issued_at <= at => Err(StoreError::IdpSessionEnded),
                 _ => Ok(()),
             }
+        }
+
+        /// Takes `key`'s lock until `tx` ends, then reads what a logout noted of it (`kind`):
+        /// `None` if nothing, else the record's `ended_at`.
+        async fn locked_record(
+            store: &$store,
+            tx: &mut sqlx::Transaction<'_, $db>,
+            tenant: &str,
+            kind: &str,
+            key: &str,
+        ) -> Result<Option<Option<i64>>> {
+            use sqlx::Row;
+            Backend::lock_key(store, tx, key).await?;
+            let row = query(store.persistent(), sql::CREDENTIAL_NOTED)
+                .bind(tenant)
+                .bind(kind)
+                .bind(key)
+                .fetch_optional(&mut **tx)
+                .await?;
+            Ok(match row {
+                Some(row) => Some(row.try_get("ended_at")?),
+                None => None,
+            })
         }
 
         /// Records an event of the account, numbered after its last (see `sql::NEXT_EVENT_SEQ`),

@@ -497,6 +497,18 @@ async fn a_logout_token_must_be_typed_fresh_and_expiring() {
                 Some("logout+jwt"),
             ),
         ),
+        (
+            // Beyond the clock leeway: it would date the subject's sign-out ahead of sign-ins
+            // still to come.
+            "issued ten minutes ahead",
+            logout_token(
+                &idp,
+                &reg,
+                &sub,
+                json!({"iat": now_at(&reg) + 600, "exp": now_at(&reg) + 720}),
+                Some("logout+jwt"),
+            ),
+        ),
     ] {
         let (status, body) = post_logout(&reg, &token).await;
         assert_eq!(status, 400, "{what}: {body}");
