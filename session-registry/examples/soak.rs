@@ -264,7 +264,7 @@ impl World {
             .insert(victim.id.clone(), victim.user.clone());
         let mut status = self.post_revoke(&actor, &victim.id).await;
         if status == STEP_UP {
-            // RFC 9470: the actor's sign-in is older than the registry's 10 minutes — the
+            // RFC 9470: the actor's sign-in is older than the tenant's max_auth_age — the
             // user's browser session is (single sign-on keeps its auth_time). The person signs
             // in afresh, as `lanyard` asks them to, and tries once more.
             self.tally.note("revoke", 401, 401);

@@ -188,6 +188,103 @@ async fn an_activity_batch_writes_each_live_session_and_each_device_its_latest_t
     );
 }
 
+/// A heartbeat's activity write changes no indexed column, and the sessions and devices tables
+/// keep room on each page (migration 0009), so the write is a HOT update: the new row version
+/// stays on its page and no index gets an entry. On pages packed full (the default fillfactor),
+/// each write moved its row to another page and inserted into every index — six on sessions, at
+/// 10 M sessions each a random page of its own, logged whole after a checkpoint.
+#[tokio::test]
+async fn a_heartbeats_activity_write_is_a_hot_update_that_touches_no_index() {
+    use session_registry::store::sql;
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let (_, body) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let first = body["session"]["session_id"].as_str().unwrap().to_owned();
+    let mut db = sqlx::PgConnection::connect(&reg.database_url)
+        .await
+        .unwrap();
+    // Copies of the real session and its device, each copy on a device of its own, as many as
+    // fill several pages of both tables.
+    const COPIES: i64 = 299;
+    db.execute(
+        format!(
+            "INSERT INTO devices SELECT (jsonb_populate_record(NULL::devices, to_jsonb(d) || \
+               jsonb_build_object('id', d.id || '-' || g))).* \
+             FROM devices d, generate_series(1, {COPIES}) g WHERE d.tenant = 'acme'; \
+             INSERT INTO sessions SELECT (jsonb_populate_record(NULL::sessions, to_jsonb(s) || \
+               jsonb_build_object('id', s.id || '-' || g, 'token_hash', s.token_hash || '-' || g, \
+                                  'device_id', s.device_id || '-' || g))).* \
+             FROM sessions s, generate_series(1, {COPIES}) g WHERE s.id = '{first}'"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    let pages =
+        |table: &str| format!("SELECT count(DISTINCT (ctid::text::point)[0])::bigint FROM {table}");
+    for table in ["sessions", "devices"] {
+        let n: i64 = sqlx::query_scalar(&pages(table))
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        assert!(
+            n >= 3,
+            "{table}: the rows fill {n} page(s), too few to show anything"
+        );
+    }
+    // One session of each page: the first heartbeat of a row on its page, as a fleet's
+    // heartbeats mostly are (and those of the benchmark's sessions, one in a hundred, all are).
+    // The room it needs is the fillfactor's, not what pruning an earlier write's dead version
+    // gives back, which waits for every older snapshot of the server and so for other work.
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT ON ((ctid::text::point)[0]) id FROM sessions \
+         ORDER BY (ctid::text::point)[0], ctid",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert!(ids.len() >= 3);
+
+    const STATS: &str = "SELECT pg_stat_get_xact_tuples_updated('sessions'::regclass), \
+        pg_stat_get_xact_tuples_hot_updated('sessions'::regclass), \
+        pg_stat_get_xact_tuples_updated('devices'::regclass), \
+        pg_stat_get_xact_tuples_hot_updated('devices'::regclass)";
+    let stats = |row: sqlx::postgres::PgRow| -> [i64; 4] { std::array::from_fn(|i| row.get(i)) };
+    let at = lanyard_clock::Clock::now(reg.clock.as_ref()).unix_timestamp() + 60;
+    let (mut updated, mut hot) = ([0; 2], [0; 2]);
+    for (k, id) in ids.iter().enumerate() {
+        // One heartbeat's write in its own transaction, as the writer commits one that has
+        // nothing else due with it; the counts are this transaction's own.
+        db.execute("BEGIN").await.unwrap();
+        let before = stats(sqlx::query(STATS).fetch_one(&mut db).await.unwrap());
+        sqlx::query(sql::TOUCH_SESSIONS_BATCH)
+            .bind("acme")
+            .bind(vec![id.clone()])
+            .bind(vec![at + k as i64])
+            .execute(&mut db)
+            .await
+            .unwrap();
+        let after = stats(sqlx::query(STATS).fetch_one(&mut db).await.unwrap());
+        db.execute("COMMIT").await.unwrap();
+        for t in 0..2 {
+            updated[t] += after[2 * t] - before[2 * t];
+            hot[t] += after[2 * t + 1] - before[2 * t + 1];
+        }
+    }
+    let n = ids.len() as i64;
+    assert_eq!(
+        updated,
+        [n, n],
+        "each write updates its session and its device"
+    );
+    assert_eq!(
+        hot,
+        [n, n],
+        "HOT updates of (sessions, devices) out of {n} each: the others found no room on their \
+         page, moved their row and inserted into every index"
+    );
+}
+
 #[tokio::test]
 async fn garbage_collection_reads_sessions_and_events_by_index() {
     use session_registry::store::sql;
