@@ -305,7 +305,7 @@ impl Registry {
             .session(tenant, id)
             .await?
             .ok_or(Refusal::SessionNotFound)?;
-        let settings = self.tenants.get(self.store.as_ref(), tenant).await?;
+        let settings = self.tenants.get(&self.store, tenant).await?;
         self.check_live(&settings, &record, self.now()).await?;
         Ok(Caller {
             tenant: tenant.to_owned(),
@@ -322,10 +322,7 @@ impl Registry {
                 SessionToken::parse(bearer).map_err(|e| Refusal::MalformedToken(e.to_string()))?;
             let (mut record, cached) = self.token_session(&token, now, replica_ok).await?;
             if cached {
-                let tenant = self
-                    .tenants
-                    .get(self.store.as_ref(), token.tenant())
-                    .await?;
+                let tenant = self.tenants.get(&self.store, token.tenant()).await?;
                 // The cache and the replica only say yes: a refusal is read again from the
                 // primary first.
                 if timed_out(&tenant, &record, now).is_some() {
@@ -343,7 +340,7 @@ impl Registry {
                 .ok_or(Refusal::SessionNotFound)?;
             (claims.tenant, record)
         };
-        let tenant = self.tenants.get(self.store.as_ref(), &tenant_slug).await?;
+        let tenant = self.tenants.get(&self.store, &tenant_slug).await?;
         self.check_live(&tenant, &record, now).await?;
         Ok(Caller {
             tenant: tenant_slug,
@@ -549,10 +546,7 @@ impl Registry {
         let only_own =
             req.scope == Some(RevokeScope::Current) || req.session_id.as_deref() == Some(own);
         if !only_own {
-            let tenant = self
-                .tenants
-                .get(self.store.as_ref(), &caller.tenant)
-                .await?;
+            let tenant = self.tenants.get(&self.store, &caller.tenant).await?;
             // From the rows just read: the caller's may come from the session cache, which can
             // predate a re-authentication made through another process.
             let auth_time = own_row
@@ -601,10 +595,7 @@ impl Registry {
         caller: &Caller,
         req: ReauthenticateRequest,
     ) -> Result<SessionResponse, ApiError> {
-        let tenant = self
-            .tenants
-            .get(self.store.as_ref(), &caller.tenant)
-            .await?;
+        let tenant = self.tenants.get(&self.store, &caller.tenant).await?;
         let id_token = req.id_token.expose();
         let claims = self
             .verifier

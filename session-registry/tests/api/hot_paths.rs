@@ -449,3 +449,62 @@ async fn a_sign_in_does_not_wait_for_a_revoke_in_flight_on_another_session_of_it
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// A heartbeat answered from the session cache does not wait for the database when its tenant's
+/// settings come due (ten seconds in memory): one read of them starts in the background, and
+/// every request goes on with the settings it has until that read lands. Before, the request
+/// that found them due read them itself, so a database or pool that stalled held that heartbeat
+/// — past the pool's 3 s, answered 503 "database unavailable" (seen under load on 2 cores).
+#[tokio::test]
+async fn a_heartbeat_does_not_wait_for_its_tenants_settings_to_be_read_again() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let (token, _) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let heartbeat = json!({ "session_token": token });
+    assert_eq!(reg.authenticate(heartbeat.clone()).await.0, 200);
+
+    // Every read of the tenants table waits behind this lock while the test holds it.
+    let mut locker = sqlx::PgConnection::connect(&reg.database_url)
+        .await
+        .unwrap();
+    locker.execute("BEGIN").await.unwrap();
+    locker
+        .execute("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // The tenant's settings come due by the real clock (the cache counts with Instant).
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let reg_ref = &reg;
+    let heartbeats = async {
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(reg_ref.authenticate(heartbeat.clone()).await.0);
+        }
+        statuses
+    };
+    // A bound on the wait, not a speed: blocked behind the lock they would never answer.
+    let statuses = tokio::time::timeout(std::time::Duration::from_secs(30), heartbeats).await;
+
+    // The settings change while the read in the background waits: a one-second idle timeout.
+    locker
+        .execute("UPDATE tenants SET idle_timeout_secs = 1 WHERE slug = 'acme'")
+        .await
+        .unwrap();
+    locker.execute("COMMIT").await.unwrap();
+    let statuses = statuses.expect("a heartbeat waited behind the lock on the tenants table");
+    assert_eq!(statuses, [200, 200, 200]);
+
+    // The read in the background lands: the new idle timeout applies (two seconds idle).
+    reg.advance(2);
+    let mut last = (0, json!(null));
+    for _ in 0..100 {
+        let (status, body, _) = reg.authenticate(heartbeat.clone()).await;
+        last = (status, body);
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(last.0, 401, "{}", last.1);
+    assert!(last.1.to_string().contains("idle"), "{}", last.1);
+}
