@@ -259,9 +259,31 @@ sed "s|SEED_TOKENS_CSV|$WORK/seed-tokens.csv|" <<'EOF' | psql "$PG dbname=$DB" -
 -- As the superuser (row-level security does not apply); foreign-key triggers off for the bulk
 -- load: every row below references rows inserted just before it.
 SET session_replication_role = replica;
+SET maintenance_work_mem = '1GB';
 CREATE TEMP TABLE seed_tokens (n BIGINT PRIMARY KEY, hash TEXT NOT NULL);
 \copy seed_tokens FROM 'SEED_TOKENS_CSV' WITH (FORMAT csv)
 BEGIN;
+-- Loaded as Postgres's manual advises (Populating a Database): the indexes of devices and
+-- sessions (no table references either) dropped, the rows inserted, and the indexes built again
+-- from their saved definitions. Inserting 10 M sessions into six indexes in random order took
+-- 24 minutes (1,437 s, 2026-12-03), nearly all of it in the index inserts.
+CREATE TEMP TABLE seed_indexes ON COMMIT DROP AS
+SELECT i.indrelid::regclass::text AS tbl, c.conname AS constraint_name,
+       i.indexrelid::regclass::text AS index_name,
+       COALESCE(pg_get_constraintdef(c.oid), pg_get_indexdef(i.indexrelid)) AS def
+FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.contype IN ('p', 'u')
+WHERE i.indrelid IN ('devices'::regclass, 'sessions'::regclass);
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT * FROM seed_indexes LOOP
+    IF r.constraint_name IS NOT NULL THEN
+      EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.tbl, r.constraint_name);
+    ELSE
+      EXECUTE format('DROP INDEX %s', r.index_name);
+    END IF;
+  END LOOP;
+END $$;
 INSERT INTO accounts (id, tenant, issuer, subject, email, is_guest, created_at)
 SELECT md5('account-' || g), 'acme', :'issuer', 'seed-' || g, 'seed-' || g || '@acme.example', false, :now
 FROM generate_series(1, :accounts) g;
@@ -280,6 +302,17 @@ SELECT md5('session-' || g), 'acme', md5('account-' || (g % :accounts + 1)), 'se
        'seed-' || (g % :accounts + 1), 'seed-' || (g % :accounts + 1) || '@acme.example', false,
        'seed device ' || g, 'linux', :now
 FROM generate_series(1, :sessions) g LEFT JOIN seed_tokens t ON t.n = g;
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT * FROM seed_indexes LOOP
+    IF r.constraint_name IS NOT NULL THEN
+      EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', r.tbl, r.constraint_name, r.def);
+    ELSE
+      EXECUTE r.def;
+    END IF;
+  END LOOP;
+END $$;
 COMMIT;
 SET session_replication_role = origin;
 VACUUM ANALYZE accounts, devices, sessions;
@@ -347,6 +380,15 @@ pg_ticks() {
   echo "$total"
 }
 
+# What the whole Postgres server wrote (every database, its background processes too): WAL bytes,
+# full-page images in it, checkpoints begun, and buffers written out by the checkpointer, the
+# background writer and backends. Taken around each measured run, so a run that shares its
+# seconds with the write-out of earlier writes (a checkpoint, dirty pages evicted) shows it.
+pg_writes() {
+  psql "$PG dbname=postgres" -qAt -F ' ' -c \
+    "SELECT w.wal_bytes, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req, b.buffers_checkpoint + b.buffers_clean + b.buffers_backend FROM pg_stat_wal w, pg_stat_bgwriter b"
+}
+
 # http_run NAME METHOD PATH BODIES BEARER: warm-up, then the measured run with CPU accounting.
 http_run() {
   local name="$1" method="$2" path="$3" bodies="$4" bearer="$5"
@@ -359,8 +401,9 @@ http_run() {
     perf record -F 999 -g -p "$REGISTRY_PID" -o "$WORK/perf-$name.data" -- sleep "$DURATION" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  local p0 p1
+  local p0 p1 w0 w1
   curl -fsS "$REGISTRY/metrics" >"$WORK/$name.metrics-before" 2>/dev/null || true
+  w0="$(pg_writes)"
   # The registry processes this run loads: the first alone, or all of them behind HAProxy
   # (HAProxy's own CPU counts with them).
   local measured=("$REGISTRY_PID")
@@ -368,13 +411,14 @@ http_run() {
   p0="$(pg_ticks)" r0="$(cpu_ticks "${measured[@]}")" m0="$(machine_ticks)" t0="$(date +%s.%N)"
   load_run "$name" "$DURATION" "$method" "$path" "$bodies" "$bearer"
   r1="$(cpu_ticks "${measured[@]}")" m1="$(machine_ticks)" t1="$(date +%s.%N)" p1="$(pg_ticks)"
+  w1="$(pg_writes)"
   curl -fsS "$REGISTRY/metrics" >"$WORK/$name.metrics-after" 2>/dev/null || true
   if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
   python3 - "$WORK/$name.json" "$r0" "$r1" "$m0" "$m1" "$t0" "$t1" "$TICKS_PER_SEC" "$name" \
-    "$p0" "$p1" "$(cat "$WORK/$name.cpu")" >>"$RESULTS" <<'EOF'
+    "$p0" "$p1" "$(cat "$WORK/$name.cpu")" "$w0" "$w1" >>"$RESULTS" <<'EOF'
 import json, sys
 
-path, r0, r1, m0, m1, t0, t1, hz, name, p0, p1, loadgen_cpu = sys.argv[1:]
+path, r0, r1, m0, m1, t0, t1, hz, name, p0, p1, loadgen_cpu, w0, w1 = sys.argv[1:]
 o = json.load(open(path, encoding="utf-8"))
 if o.get("loadgen") == "wrk":
     # wrk counts answers of status >= 400 and socket errors apart from the completed requests.
@@ -411,6 +455,12 @@ print(json.dumps({
     "postgres_cpu": round((int(p1) - int(p0)) / int(hz) / secs, 2),
     "loadgen_cpu": round(sum(map(float, loadgen_cpu.split())) / secs, 2),
     "machine_busy": round(100 * (b1 - b0) / max(1, a1 - a0)),
+    # The Postgres server's writes during the measured seconds (pg_writes).
+    "pg_writes": dict(zip(
+        ("wal_mb", "full_page_images", "checkpoints", "buffers_written"),
+        (round((b - a) / 2**20, 1) if i == 0 else int(b - a)
+         for i, (a, b) in enumerate(zip(map(float, w0.split()), map(float, w1.split())))),
+    )),
 }))
 EOF
   tail -n1 "$RESULTS" >&2
@@ -481,13 +531,19 @@ fi
 # the first-authenticate rate).
 FIRST_PASS_AT=0
 first_pass() {
-  local url out=""
+  local url out="" w0 w1
   FIRST_PASS_AT="$(date +%s)"
+  w0="$(pg_writes)"
   for url in "$@"; do
     echo "== first pass: every token once through $url, 16 connections" >&2
     out="$(python3 bench/lib/first_pass.py "$url" /v1/sessions/authenticate "$WORK/token-bodies.txt" 16)"
     echo "   $out" >&2
   done
+  w1="$(pg_writes)"
+  # What the Postgres server wrote meanwhile: the activity writes' WAL and full-page images.
+  out="$(jq -c --arg w0 "$w0" --arg w1 "$w1" '. + {pg_writes: ([$w0, $w1] | map(split(" ") | map(tonumber)) |
+    {wal_mb: (((.[1][0] - .[0][0]) / 1048576 * 10 | round) / 10), full_page_images: (.[1][1] - .[0][1])})}' <<<"$out")"
+  echo "   Postgres meanwhile: $(jq -c .pg_writes <<<"$out")" >&2
   echo "$out"
 }
 
