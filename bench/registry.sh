@@ -540,6 +540,11 @@ first_pass() {
     echo "   $out" >&2
   done
   w1="$(pg_writes)"
+  # Those writes flushed now, as the seed's are, so that their write-out does not fall in the
+  # measured seconds: at 1 M sessions a first pass logs about 120 MB of WAL (each page's first
+  # change after a checkpoint is logged whole), and in the token run after one a COMMIT took
+  # 1.25 s (sqlx's slow-statement warning, 2026-12-03).
+  psql "$PG dbname=postgres" -qAt -c CHECKPOINT >/dev/null
   # What the Postgres server wrote meanwhile: the activity writes' WAL and full-page images.
   out="$(jq -c --arg w0 "$w0" --arg w1 "$w1" '. + {pg_writes: ([$w0, $w1] | map(split(" ") | map(tonumber)) |
     {wal_mb: (((.[1][0] - .[0][0]) / 1048576 * 10 | round) / 10), full_page_images: (.[1][1] - .[0][1])})}' <<<"$out")"

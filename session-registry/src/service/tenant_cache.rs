@@ -105,20 +105,30 @@ impl TenantCache {
     }
 }
 
-/// Reads `slug`'s settings into `entries` (an unknown tenant out of them).
+/// Reads `slug`'s settings into `entries` (an unknown tenant out of them), unless a read begun
+/// after this one landed first: a slow read in the background must not put back what a later
+/// read replaced (or removed).
 async fn read(entries: &Entries, store: &dyn Store, slug: &str) -> Result<TenantRecord, ApiError> {
-    let Some(tenant) = store.tenant(slug).await? else {
-        entries.write().remove(slug);
+    let began = Instant::now();
+    let found = store.tenant(slug).await?;
+    let mut entries = entries.write();
+    let newer = entries.get(slug).is_some_and(|e| e.read_at > began);
+    let Some(tenant) = found else {
+        if !newer {
+            entries.remove(slug);
+        }
         return Err(Refusal::UnknownTenant(slug.escape_default().to_string()).into());
     };
-    entries.write().insert(
-        slug.to_owned(),
-        Entry {
-            read_at: Instant::now(),
-            tenant: tenant.clone(),
-            refreshing: Arc::new(AtomicBool::new(false)),
-        },
-    );
+    if !newer {
+        entries.insert(
+            slug.to_owned(),
+            Entry {
+                read_at: began,
+                tenant: tenant.clone(),
+                refreshing: Arc::new(AtomicBool::new(false)),
+            },
+        );
+    }
     Ok(tenant)
 }
 
