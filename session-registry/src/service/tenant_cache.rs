@@ -81,27 +81,32 @@ impl TenantCache {
             match age(e.read_at.elapsed()) {
                 Age::Fresh => return Ok(e.tenant.clone()),
                 Age::Due => {
-                    if !e.refreshing.swap(true, Ordering::AcqRel) {
-                        let refreshing = Refreshing(e.refreshing.clone());
-                        let (entries, store, slug) =
-                            (self.entries.clone(), store.clone(), slug.to_owned());
-                        tokio::spawn(async move {
-                            if let Err(error) = read(&entries, store.as_ref(), &slug).await {
-                                tracing::warn!(
-                                    tenant = %slug,
-                                    error = %error,
-                                    "cannot read the tenant's settings again; serving those read before"
-                                );
-                            }
-                            drop(refreshing);
-                        });
-                    }
+                    self.refresh_in_background(e, store, slug);
                     return Ok(e.tenant.clone());
                 }
                 Age::Expired => {}
             }
         }
         read(&self.entries, store.as_ref(), slug).await
+    }
+
+    /// Starts reading `slug` again, unless a read of `entry` is already under way.
+    fn refresh_in_background(&self, entry: &Entry, store: &Arc<dyn Store>, slug: &str) {
+        if entry.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let refreshing = Refreshing(entry.refreshing.clone());
+        let (entries, store, slug) = (self.entries.clone(), store.clone(), slug.to_owned());
+        tokio::spawn(async move {
+            if let Err(error) = read(&entries, store.as_ref(), &slug).await {
+                tracing::warn!(
+                    tenant = %slug,
+                    error = %error,
+                    "cannot read the tenant's settings again; serving those read before"
+                );
+            }
+            drop(refreshing);
+        });
     }
 }
 

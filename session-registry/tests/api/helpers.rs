@@ -300,6 +300,19 @@ pub(crate) use on_both_backends;
 
 /// Signs `claims` with `tenant`'s active IdP key, typed `typ`: a token the IdP could have
 /// issued, of whatever kind the test needs.
+/// A connection of its own holding `LOCK TABLE {table} IN {mode} MODE` in an open transaction:
+/// what waits behind the lock waits until the caller sends COMMIT or ROLLBACK on it.
+pub async fn lock_table(database_url: &str, table: &str, mode: &str) -> sqlx::PgConnection {
+    use sqlx::{Connection, Executor};
+    let mut locker = sqlx::PgConnection::connect(database_url).await.unwrap();
+    locker.execute("BEGIN").await.unwrap();
+    locker
+        .execute(format!("LOCK TABLE {table} IN {mode} MODE").as_str())
+        .await
+        .unwrap();
+    locker
+}
+
 pub fn sign_as_idp(idp: &TestIdp, tenant: &str, claims: &Value, typ: Option<&str>) -> String {
     let tenant = idp.state.tenant(tenant).unwrap();
     let key = tenant

@@ -43,14 +43,7 @@ async fn activity_writes_due_together_share_one_transaction_and_are_durable_befo
 
     // Writes to sessions wait behind this lock (reads do not), so every heartbeat's write is
     // queued before the first one can commit.
-    let mut locker = sqlx::PgConnection::connect(&reg.database_url)
-        .await
-        .unwrap();
-    locker.execute("BEGIN").await.unwrap();
-    locker
-        .execute("LOCK TABLE sessions IN EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let mut locker = lock_table(&reg.database_url, "sessions", "EXCLUSIVE").await;
     let reg_ref = &reg;
     let requests = futures_util::future::join_all(tokens.iter().map(|(token, _)| async move {
         reg_ref
@@ -464,14 +457,7 @@ async fn a_heartbeat_does_not_wait_for_its_tenants_settings_to_be_read_again() {
     assert_eq!(reg.authenticate(heartbeat.clone()).await.0, 200);
 
     // Every read of the tenants table waits behind this lock while the test holds it.
-    let mut locker = sqlx::PgConnection::connect(&reg.database_url)
-        .await
-        .unwrap();
-    locker.execute("BEGIN").await.unwrap();
-    locker
-        .execute("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let mut locker = lock_table(&reg.database_url, "tenants", "ACCESS EXCLUSIVE").await;
     // The tenant's settings come due by the real clock (the cache counts with Instant).
     tokio::time::sleep(std::time::Duration::from_secs(11)).await;
     let reg_ref = &reg;

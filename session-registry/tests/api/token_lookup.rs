@@ -164,7 +164,7 @@ fn lookups_go_on_after_the_runtime_that_started_them_ended() {
 /// each worker's first statement then go in batches, so far fewer statements than lookups.
 #[tokio::test]
 async fn metrics_count_token_lookups_and_concurrent_ones_share_statements() {
-    use sqlx::{Connection, Executor};
+    use sqlx::Executor;
     let idp = TestIdp::spawn().await;
     let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
     let (token, _) = reg.device(&idp, "acme", "alice", "laptop").await;
@@ -181,14 +181,7 @@ async fn metrics_count_token_lookups_and_concurrent_ones_share_statements() {
         counter(&before, "token_lookups_total"),
         counter(&before, "token_lookup_statements_total"),
     );
-    let mut locker = sqlx::PgConnection::connect(&reg.database_url)
-        .await
-        .unwrap();
-    locker.execute("BEGIN").await.unwrap();
-    locker
-        .execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let mut locker = lock_table(&reg.database_url, "sessions", "ACCESS EXCLUSIVE").await;
     const N: u64 = 200;
     let reg_ref = &reg;
     let token = &token;
