@@ -1,7 +1,7 @@
 //! What every registry process learns of the others' changes, and what it does with it: the
-//! [`Hub`] fans events out to SSE subscribers, keeps the recent revocations (a session JWT and a
-//! cached session are checked against them without the database) and notes which accounts
-//! changed (the session cache drops what it held of them).
+//! [`Hub`] fans each event out to the SSE subscribers of its account (and only to them), keeps
+//! the recent revocations (a session JWT and a cached session are checked against them without
+//! the database) and notes which accounts changed (the session cache drops what it held of them).
 //!
 //! Where the events come from (one feed per process): with SQLite, from this process itself;
 //! with Postgres, from LISTEN/NOTIFY (`pg_listen`, the default on one box) or from NATS
@@ -19,7 +19,7 @@ pub use pg_listen::spawn_pg_listener;
 pub use subjects::Subjects;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
@@ -55,8 +55,91 @@ impl Fanned {
     }
 }
 
+/// Events an account's channel holds for a subscriber that has not read them yet. A subscriber
+/// that falls further behind is told so (`Lagged`) and reads what it missed from the database.
+/// Small because every account with an open stream has one: about 2 KiB each.
+const ACCOUNT_CHANNEL: usize = 64;
+
+type Sender = broadcast::Sender<Arc<Fanned>>;
+
+/// The open event streams of this process, by account: tenant → account id → the account's
+/// channel (nested so a lookup by `&str` allocates nothing). An account's channel exists while
+/// it has a subscriber.
+///
+/// Why by account and not one channel for the process: with one channel every event woke every
+/// stream of the process, whatever its account, and each stream threw away all but its own
+/// account's events. At a million devices, tens of thousands of streams per process and
+/// hundreds of events a second, that is millions of wake-ups a second for nothing; and a burst
+/// of other accounts' events (a mass sign-out) filled the one channel, so streams that had
+/// nothing to receive were cut off as lagging. By account, an event costs one hash lookup plus
+/// its own account's streams.
+#[derive(Default)]
+struct Streams {
+    accounts: RwLock<HashMap<String, HashMap<String, Sender>>>,
+    /// Subscriptions alive, all accounts together.
+    count: AtomicUsize,
+}
+
+impl Streams {
+    /// The account's channel, if it has subscribers.
+    fn sender(&self, tenant: &str, account_id: &str) -> Option<Sender> {
+        self.accounts
+            .read()
+            .get(tenant)
+            .and_then(|accounts| accounts.get(account_id))
+            .cloned()
+    }
+
+    /// Drops the account's channel once it has no subscriber left. Receivers are made only under
+    /// the write lock (in [`Hub::subscribe`]), so a count of zero seen under it stays zero.
+    fn forget_if_unused(&self, tenant: &str, account_id: &str) {
+        let mut all = self.accounts.write();
+        let Some(accounts) = all.get_mut(tenant) else {
+            return;
+        };
+        if accounts
+            .get(account_id)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            accounts.remove(account_id);
+        }
+        if accounts.is_empty() {
+            all.remove(tenant);
+        }
+    }
+}
+
+/// One event stream's subscription to its account's events (see [`Hub::subscribe`]).
+pub struct Subscription {
+    rx: Option<broadcast::Receiver<Arc<Fanned>>>,
+    streams: Arc<Streams>,
+    tenant: String,
+    account_id: String,
+}
+
+impl Subscription {
+    /// The account's next event; `Lagged` when this subscriber fell more than the channel holds
+    /// behind (what it missed is in the database).
+    pub async fn recv(&mut self) -> Result<Arc<Fanned>, broadcast::error::RecvError> {
+        match self.rx.as_mut() {
+            Some(rx) => rx.recv().await,
+            None => Err(broadcast::error::RecvError::Closed),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // The receiver goes first, so the count below no longer includes it.
+        drop(self.rx.take());
+        self.streams.count.fetch_sub(1, Ordering::AcqRel);
+        self.streams
+            .forget_if_unused(&self.tenant, &self.account_id);
+    }
+}
+
 pub struct Hub {
-    tx: broadcast::Sender<Arc<Fanned>>,
+    streams: Arc<Streams>,
     /// tenant → session id → revoked at (nested so a lookup by `&str` allocates nothing). Entries
     /// older than a session JWT's lifetime are dropped.
     revoked: RwLock<HashMap<String, HashMap<String, i64>>>,
@@ -83,9 +166,8 @@ impl Default for Hub {
 
 impl Hub {
     pub fn new() -> Self {
-        let (tx, _) = broadcast::channel(4096);
         Self {
-            tx,
+            streams: Arc::new(Streams::default()),
             revoked: RwLock::new(HashMap::new()),
             changed: RwLock::new(HashMap::new()),
             changes: AtomicU64::new(0),
@@ -95,13 +177,42 @@ impl Hub {
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Fanned>> {
-        self.tx.subscribe()
+    /// Subscribes to the events of one account, from now on.
+    pub fn subscribe(&self, tenant: &str, account_id: &str) -> Subscription {
+        let rx = {
+            let mut all = self.streams.accounts.write();
+            let accounts = all.entry(tenant.to_owned()).or_default();
+            match accounts.get(account_id) {
+                Some(tx) => tx.subscribe(),
+                None => {
+                    let (tx, rx) = broadcast::channel(ACCOUNT_CHANNEL);
+                    accounts.insert(account_id.to_owned(), tx);
+                    rx
+                }
+            }
+        };
+        self.streams.count.fetch_add(1, Ordering::AcqRel);
+        Subscription {
+            rx: Some(rx),
+            streams: self.streams.clone(),
+            tenant: tenant.to_owned(),
+            account_id: account_id.to_owned(),
+        }
     }
 
-    /// How many event streams (and other subscribers) are attached in this process.
+    /// How many event streams are attached in this process, all accounts together.
     pub fn subscribers(&self) -> usize {
-        self.tx.receiver_count()
+        self.streams.count.load(Ordering::Acquire)
+    }
+
+    /// How many accounts have an event stream attached in this process.
+    pub fn subscribed_accounts(&self) -> usize {
+        self.streams
+            .accounts
+            .read()
+            .values()
+            .map(HashMap::len)
+            .sum()
     }
 
     /// Ends every event stream, now and opened from now on.
@@ -118,10 +229,18 @@ impl Hub {
         }
     }
 
-    /// An event from the feed: noted (see [`Hub::note`]) and sent to the subscribers.
+    /// An event from the feed: noted (see [`Hub::note`]) and sent to its account's subscribers.
+    ///
+    /// Sent outside the lock, so streams of other accounts can open and close while thousands of
+    /// this account's streams are woken. A subscriber that opens meanwhile on a channel made
+    /// anew after the last one closed cannot miss the event: the event was committed before it
+    /// reached the hub, and a stream reads the account's latest event number (or its backlog)
+    /// from the database after subscribing, so it starts past this event.
     pub fn publish(&self, event: EventRecord) {
         self.note(&event);
-        let _ = self.tx.send(Arc::new(Fanned::new(event)));
+        if let Some(tx) = self.streams.sender(&event.tenant, &event.account_id) {
+            let _ = tx.send(Arc::new(Fanned::new(event)));
+        }
     }
 
     /// Takes note of an event without sending it to subscribers: a revocation joins the
@@ -212,5 +331,88 @@ impl Hub {
             accounts.retain(|_, (_, at)| *at >= before);
         }
         changed.retain(|_, accounts| !accounts.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(tenant: &str, account: &str, seq: i64) -> EventRecord {
+        EventRecord {
+            id: seq,
+            seq,
+            tenant: tenant.into(),
+            account_id: account.into(),
+            session_id: format!("s-{account}-{seq}"),
+            kind: "created".into(),
+            at: 1_700_000_000,
+        }
+    }
+
+    /// A burst of other accounts' events, far more than a channel holds, while this subscriber is
+    /// not reading: its own account's next event is the first thing it gets, nothing reported
+    /// lost. (Seen failing on one channel for the process: `Lagged`.)
+    #[tokio::test]
+    async fn other_accounts_events_never_make_a_subscriber_fall_behind() {
+        let hub = Hub::new();
+        let mut alice = hub.subscribe("acme", "alice");
+        let _bob = hub.subscribe("acme", "bob");
+        for seq in 1..=10_000 {
+            hub.publish(event("acme", "bob", seq));
+        }
+        hub.publish(event("acme", "alice", 1));
+        let got = alice.recv().await.expect("nothing lost");
+        assert_eq!(got.event.session_id, "s-alice-1");
+    }
+
+    /// An event goes to the subscribers of its account in its tenant, every one of them, and to
+    /// no one else: not another account, not the same account id in another tenant.
+    #[tokio::test]
+    async fn an_event_reaches_its_own_accounts_subscribers_and_no_one_else() {
+        let hub = Hub::new();
+        let mut laptop = hub.subscribe("acme", "alice");
+        let mut desktop = hub.subscribe("acme", "alice");
+        let mut bob = hub.subscribe("acme", "bob");
+        let mut namesake = hub.subscribe("globex", "alice");
+        hub.publish(event("acme", "alice", 7));
+        for sub in [&mut laptop, &mut desktop] {
+            let got = sub.recv().await.expect("delivered");
+            assert_eq!((got.event.tenant.as_str(), got.event.seq), ("acme", 7));
+        }
+        for sub in [&mut bob, &mut namesake] {
+            let rx = sub.rx.as_mut().expect("subscribed");
+            assert!(
+                matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Empty)),
+                "another account's event reached this subscriber"
+            );
+        }
+    }
+
+    /// An account's channel lives as long as its last subscriber: a process's memory follows its
+    /// open streams, not every account that ever had one. An event of an account with no stream
+    /// costs nothing and opens nothing.
+    #[tokio::test]
+    async fn an_accounts_channel_goes_with_its_last_subscriber() {
+        let hub = Hub::new();
+        let laptop = hub.subscribe("acme", "alice");
+        let desktop = hub.subscribe("acme", "alice");
+        let bob = hub.subscribe("globex", "bob");
+        assert_eq!((hub.subscribers(), hub.subscribed_accounts()), (3, 2));
+        drop(laptop);
+        assert_eq!((hub.subscribers(), hub.subscribed_accounts()), (2, 2));
+        drop(desktop);
+        drop(bob);
+        assert_eq!((hub.subscribers(), hub.subscribed_accounts()), (0, 0));
+        assert!(
+            hub.streams.accounts.read().is_empty(),
+            "no tenant left behind"
+        );
+        hub.publish(event("acme", "carol", 1));
+        assert_eq!(hub.subscribed_accounts(), 0);
+        // A subscriber after the channel went gets a new one, and the next event.
+        let mut again = hub.subscribe("acme", "alice");
+        hub.publish(event("acme", "alice", 2));
+        assert_eq!(again.recv().await.expect("delivered").event.seq, 2);
     }
 }

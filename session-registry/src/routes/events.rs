@@ -2,24 +2,24 @@
 //! upgraded). An event's id is its number in the account (`seq`: 1, 2, 3, … in commit order),
 //! the same on every registry process, so `Last-Event-ID` replays exactly what was missed from
 //! any of them. An event that arrives with a gap before it (a feed can deliver an account's
-//! events out of order) is preceded by the missing ones, read from the database. The stream ends
-//! after the caller's own session is revoked, and when the server shuts down.
+//! events out of order) is preceded by the missing ones, read from the database, and so are the
+//! events a stream too slow for its account's channel missed. The stream ends after the caller's
+//! own session is revoked, and when the server shuts down.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
 
 use super::{bearer, ctx};
 use crate::error::ApiError;
-use crate::events::Fanned;
+use crate::events::Subscription;
 use crate::service::Registry;
-use crate::store::EventRecord;
+use crate::store::{EventRecord, EVENTS_PAGE};
 
 /// What a client sees of an event: its `id` is the account's event number.
 #[derive(serde::Serialize)]
@@ -53,7 +53,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 struct State {
     reg: web::Data<Registry>,
-    rx: broadcast::Receiver<Arc<Fanned>>,
+    /// The account's events as this process's feed brings them.
+    rx: Subscription,
     /// Resolves when the server shuts down.
     closed: Pin<Box<dyn Future<Output = ()>>>,
     /// The next keep-alive comment: every [`KEEP_ALIVE`], events or not. One timer for the
@@ -61,6 +62,9 @@ struct State {
     /// process no longer registers (and cancels) a timer in each.
     keep_alive: Pin<Box<tokio::time::Sleep>>,
     backlog: VecDeque<EventRecord>,
+    /// Whether the database may hold more missed events past the backlog: the last read of them
+    /// came back full (a page is [`EVENTS_PAGE`] events). The stream reads on before it waits.
+    more_in_database: bool,
     tenant: String,
     account_id: String,
     session_id: String,
@@ -77,6 +81,31 @@ impl State {
         self.done = e.kind == "revoked" && e.session_id == self.session_id;
         Some(frame(&e))
     }
+
+    /// Reads the account's next page of events from the database, after the last one sent or
+    /// already in the backlog: what came before an event that arrived with a gap (committed
+    /// first), or what this stream missed while it was behind. `false` when the database cannot
+    /// answer: the stream then ends, and the client resumes from its `Last-Event-ID` once it
+    /// reconnects.
+    async fn fill_from_database(&mut self) -> bool {
+        let after = self.backlog.back().map_or(self.last_seq, |e| e.seq);
+        match self
+            .reg
+            .store
+            .events_after(&self.tenant, &self.account_id, after)
+            .await
+        {
+            Ok(missed) => {
+                self.more_in_database = missed.len() >= EVENTS_PAGE;
+                self.backlog.extend(missed);
+                true
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "event stream cannot read what it missed; ending it");
+                false
+            }
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/v1/events", responses((status = 200, content_type = "text/event-stream"), (status = 401), (status = 429, description = "too many failed attempts from this address")),
@@ -85,7 +114,9 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
     let caller = reg.resolve(bearer(&req)?, &ctx(&req)).await?;
     let reg_for_stream = reg.clone();
     // Subscribe before reading the backlog so nothing falls in between.
-    let rx = reg.hub.subscribe();
+    let rx = reg
+        .hub
+        .subscribe(&caller.tenant, &caller.session.account_id);
     let last_id: i64 = req
         .headers()
         .get("Last-Event-ID")
@@ -116,6 +147,7 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
         rx,
         closed: Box::pin(reg.hub.closed()),
         keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
+        more_in_database: backlog.len() >= EVENTS_PAGE,
         backlog,
         tenant: caller.tenant,
         account_id: caller.session.account_id,
@@ -125,6 +157,9 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
     };
     let body = futures_util::stream::unfold(state, |mut st| async move {
         if st.done {
+            return None;
+        }
+        if st.backlog.is_empty() && st.more_in_database && !st.fill_from_database().await {
             return None;
         }
         if let Some(bytes) = st.next_from_backlog() {
@@ -163,20 +198,12 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
                     }
                     if e.seq > st.last_seq + 1 {
                         // A gap: what came before it is in the database (committed first).
-                        match st
-                            .reg
-                            .store
-                            .events_after(&st.tenant, &st.account_id, st.last_seq)
-                            .await
-                        {
-                            Ok(missed) => st.backlog.extend(missed),
-                            // The client resumes from its Last-Event-ID once it reconnects.
-                            Err(err) => {
-                                tracing::warn!(error = %err, "event stream cannot fill a gap; ending it");
-                                return None;
-                            }
+                        if !st.fill_from_database().await {
+                            return None;
                         }
-                        if st.backlog.back().is_none_or(|b| b.seq < e.seq) {
+                        // Past a full page the event waits in the database for a later page, so
+                        // the page's end and the event leave no hole between them.
+                        if !st.more_in_database && st.backlog.back().is_none_or(|b| b.seq < e.seq) {
                             st.backlog.push_back(e.clone());
                         }
                         let bytes = st.next_from_backlog()?;
@@ -186,9 +213,17 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
                     st.done = e.kind == "revoked" && e.session_id == st.session_id;
                     return Some((Ok(fanned.wire(frame)), st));
                 }
-                // Fell behind: the client reconnects with Last-Event-ID and replays from the log.
-                Err(broadcast::error::RecvError::Lagged(_))
-                | Err(broadcast::error::RecvError::Closed) => return None,
+                // Fell behind its account's channel: what it missed is in the database.
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "event stream fell behind; reading the database");
+                    if !st.fill_from_database().await {
+                        return None;
+                    }
+                    if let Some(bytes) = st.next_from_backlog() {
+                        return Some((Ok(bytes), st));
+                    }
+                }
+                Err(RecvError::Closed) => return None,
             }
         }
     });

@@ -257,6 +257,9 @@ pub struct SessionRecord {
 /// Something that happened to a session. `id` is global (the order events were written in the
 /// whole database); `seq` numbers the account's events 1, 2, 3, … in the order they committed,
 /// and is what an SSE client sees as the event id and resumes from (`Last-Event-ID`).
+/// The most events [`Store::events_after`] answers at once.
+pub const EVENTS_PAGE: usize = 1000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EventRecord {
     pub id: i64,
@@ -349,7 +352,7 @@ pub trait Store: Send + Sync {
         tenant: &str,
         filter: &SessionFilter,
     ) -> Result<Vec<SessionRecord>>;
-    /// The account's events numbered after `after_seq` (at most 1000), in order.
+    /// The account's events numbered after `after_seq` (at most [`EVENTS_PAGE`]), in order.
     async fn events_after(
         &self,
         tenant: &str,

@@ -134,6 +134,7 @@ pub const ADMIN_SESSIONS: &str = concat!(
 );
 pub const LATEST_EVENT_ID: &str =
     "SELECT COALESCE(MAX(event_seq), 0) AS id FROM accounts WHERE tenant = $1 AND id = $2";
+/// At most [`super::EVENTS_PAGE`] rows (a test holds the two together).
 pub const EVENTS_AFTER: &str =
     "SELECT * FROM events WHERE tenant = $1 AND account_id = $2 AND seq > $3 \
     ORDER BY seq LIMIT 1000";
@@ -267,3 +268,17 @@ pub const POSTGRES: &[(&str, &str)] = &[
 
 /// The statements only SQLite runs.
 pub const SQLITE: &[(&str, &str)] = &[("SESSION_BY_TOKEN_HASH", SESSION_BY_TOKEN_HASH)];
+
+#[cfg(test)]
+mod tests {
+    /// The event streams read on while a page comes back full: the statement's limit and the
+    /// page size they compare with are one number.
+    #[test]
+    fn the_events_page_is_the_statements_limit() {
+        assert!(
+            super::EVENTS_AFTER.ends_with(&format!("LIMIT {}", super::super::EVENTS_PAGE)),
+            "{}",
+            super::EVENTS_AFTER
+        );
+    }
+}
