@@ -19,6 +19,8 @@ pub struct Metrics {
     pub latency: HistogramVec,
     pub authenticate: IntCounterVec,
     pub events: IntCounterVec,
+    /// Reads of missed events from the database by event streams, by why (see the help text).
+    pub event_stream_reads: IntCounterVec,
     token_lookups_asked: IntCounter,
     token_lookups: IntCounter,
     token_lookup_statements: IntCounter,
@@ -52,6 +54,13 @@ impl Metrics {
         let events = IntCounterVec::new(
             Opts::new("events_published_total", "session events"),
             &["kind"],
+        )?;
+        let event_stream_reads = IntCounterVec::new(
+            Opts::new(
+                "event_stream_database_reads_total",
+                "pages of missed events event streams read from the database: a client's Last-Event-ID (replay), an event that arrived with a gap before it (gap), a stream that fell behind its account's channel (behind)",
+            ),
+            &["reason"],
         )?;
         let token_lookups_asked = IntCounter::new(
             "token_lookups_asked_total",
@@ -92,6 +101,7 @@ impl Metrics {
             Box::new(latency.clone()),
             Box::new(authenticate.clone()),
             Box::new(events.clone()),
+            Box::new(event_stream_reads.clone()),
             Box::new(token_lookups_asked.clone()),
             Box::new(token_lookups.clone()),
             Box::new(token_lookup_statements.clone()),
@@ -108,6 +118,7 @@ impl Metrics {
             latency,
             authenticate,
             events,
+            event_stream_reads,
             token_lookups_asked,
             token_lookups,
             token_lookup_statements,

@@ -57,7 +57,7 @@ impl Fanned {
 
 /// Events an account's channel holds for a subscriber that has not read them yet. A subscriber
 /// that falls further behind is told so (`Lagged`) and reads what it missed from the database.
-/// Small because every account with an open stream has one: about 2 KiB each.
+/// Small because every account with an open stream has one: about 2.5 KiB each.
 const ACCOUNT_CHANNEL: usize = 64;
 
 type Sender = broadcast::Sender<Arc<Fanned>>;
@@ -218,6 +218,11 @@ impl Hub {
     /// Ends every event stream, now and opened from now on.
     pub fn close(&self) {
         self.closing.send_replace(true);
+    }
+
+    /// Whether [`Hub::close`] has been called.
+    pub fn is_closing(&self) -> bool {
+        *self.closing.borrow()
     }
 
     /// Resolves once [`Hub::close`] has been called (at once if it already has).

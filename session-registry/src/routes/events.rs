@@ -18,6 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{bearer, ctx};
 use crate::error::ApiError;
 use crate::events::Subscription;
+use crate::refusal::Refusal;
 use crate::service::Registry;
 use crate::store::{EventRecord, EVENTS_PAGE};
 
@@ -51,6 +52,31 @@ fn frame(e: &EventRecord) -> Bytes {
 /// How often an idle-or-not stream gets a keep-alive comment (proxies close silent streams).
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// The backlog room a stream keeps once its backlog is drained.
+const IDLE_BACKLOG: usize = 16;
+
+/// Why a stream reads missed events from the database (the label of
+/// `lanyard_registry_event_stream_database_reads_total`).
+#[derive(Clone, Copy)]
+enum Missed {
+    /// What the client's `Last-Event-ID` asked for, past the first page.
+    Replay,
+    /// What came before an event that arrived with a gap before it.
+    Gap,
+    /// What the stream missed while it was behind its account's channel.
+    Behind,
+}
+
+impl Missed {
+    fn as_str(self) -> &'static str {
+        match self {
+            Missed::Replay => "replay",
+            Missed::Gap => "gap",
+            Missed::Behind => "behind",
+        }
+    }
+}
+
 struct State {
     reg: web::Data<Registry>,
     /// The account's events as this process's feed brings them.
@@ -79,6 +105,11 @@ impl State {
         let e = self.backlog.pop_front()?;
         self.last_seq = self.last_seq.max(e.seq);
         self.done = e.kind == "revoked" && e.session_id == self.session_id;
+        if self.backlog.is_empty() && self.backlog.capacity() > IDLE_BACKLOG {
+            // A drained page's room goes back: thousands of streams that once replayed a page
+            // must not each keep it for the rest of their lives.
+            self.backlog = VecDeque::new();
+        }
         Some(frame(&e))
     }
 
@@ -87,7 +118,16 @@ impl State {
     /// first), or what this stream missed while it was behind. `false` when the database cannot
     /// answer: the stream then ends, and the client resumes from its `Last-Event-ID` once it
     /// reconnects.
-    async fn fill_from_database(&mut self) -> bool {
+    async fn fill_from_database(&mut self, reason: Missed) -> bool {
+        if self.reg.hub.is_closing() {
+            // A long replay yields to the shutdown between pages; the client resumes elsewhere.
+            return false;
+        }
+        self.reg
+            .metrics
+            .event_stream_reads
+            .with_label_values(&[reason.as_str()])
+            .inc();
         let after = self.backlog.back().map_or(self.last_seq, |e| e.seq);
         match self
             .reg
@@ -126,6 +166,10 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
     let backlog: VecDeque<EventRecord> = if last_id == i64::MAX {
         VecDeque::new()
     } else {
+        reg.metrics
+            .event_stream_reads
+            .with_label_values(&[Missed::Replay.as_str()])
+            .inc();
         reg.store
             .events_after(&caller.tenant, &caller.session.account_id, last_id)
             .await?
@@ -142,6 +186,15 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
         }
         None => last_id,
     };
+    // A revoke of the caller's session that reached this process after its credential was
+    // checked and before the subscription began comes through neither: the hub has it.
+    // (Revokes after the subscription arrive on it, and end the stream below.)
+    if reg.hub.is_revoked(&caller.tenant, &caller.session.id) {
+        return Err(Refusal::SessionRevoked {
+            reason: "revoked".into(),
+        }
+        .into());
+    }
     let state = State {
         reg: reg_for_stream,
         rx,
@@ -159,7 +212,10 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
         if st.done {
             return None;
         }
-        if st.backlog.is_empty() && st.more_in_database && !st.fill_from_database().await {
+        if st.backlog.is_empty()
+            && st.more_in_database
+            && !st.fill_from_database(Missed::Replay).await
+        {
             return None;
         }
         if let Some(bytes) = st.next_from_backlog() {
@@ -198,7 +254,7 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
                     }
                     if e.seq > st.last_seq + 1 {
                         // A gap: what came before it is in the database (committed first).
-                        if !st.fill_from_database().await {
+                        if !st.fill_from_database(Missed::Gap).await {
                             return None;
                         }
                         // Past a full page the event waits in the database for a later page, so
@@ -216,7 +272,7 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
                 // Fell behind its account's channel: what it missed is in the database.
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, "event stream fell behind; reading the database");
-                    if !st.fill_from_database().await {
+                    if !st.fill_from_database(Missed::Behind).await {
                         return None;
                     }
                     if let Some(bytes) = st.next_from_backlog() {

@@ -254,12 +254,12 @@ pub struct SessionRecord {
     pub ip: Option<String>,
 }
 
-/// Something that happened to a session. `id` is global (the order events were written in the
-/// whole database); `seq` numbers the account's events 1, 2, 3, … in the order they committed,
-/// and is what an SSE client sees as the event id and resumes from (`Last-Event-ID`).
 /// The most events [`Store::events_after`] answers at once.
 pub const EVENTS_PAGE: usize = 1000;
 
+/// Something that happened to a session. `id` is global (the order events were written in the
+/// whole database); `seq` numbers the account's events 1, 2, 3, … in the order they committed,
+/// and is what an SSE client sees as the event id and resumes from (`Last-Event-ID`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EventRecord {
     pub id: i64,
