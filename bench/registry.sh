@@ -77,6 +77,13 @@ DURATION="${BENCH_DURATION:-20}"
 WARMUP="${BENCH_WARMUP:-5}"
 CONNECTIONS="${BENCH_CONNECTIONS:-16}"
 PG="${BENCH_PG:-host=127.0.0.1 port=5432 user=postgres}"
+# The registry's own connections to Postgres are plain TCP (sqlx and tokio-postgres, no TLS on
+# loopback), and so are the anchor's: libpq's default (sslmode=prefer) negotiates TLS with a
+# server that offers it, as Debian's does, and until 2026-12-04 every `pgbench -S` here ran over
+# TLS 1.3, which cost it about a quarter of its rate (same database, 15 s each: 14,700 and
+# 15,800 tps with TLS, 19,700 and 20,000 without). Every ratio to `pgbench -S` before that date
+# flattered the registry by as much.
+export PGSSLMODE="${PGSSLMODE:-disable}"
 SESSIONS="${BENCH_SESSIONS:-1000000}"
 PERF="${BENCH_PERF:-0}"
 LOADGEN="${BENCH_LOADGEN:-wrk}"
@@ -103,6 +110,7 @@ fi
 if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
   COMMAND="$COMMAND BENCH_BASELINE_BIN=${BENCH_BASELINE_BIN} BENCH_BASELINE_LABEL=\"${BENCH_BASELINE_LABEL:-baseline}\""
 fi
+if [ "$PGSSLMODE" != disable ]; then COMMAND="PGSSLMODE=$PGSSLMODE $COMMAND"; fi
 COMMAND="$COMMAND bench/registry.sh"
 RESULTS_DIR="${BENCH_RESULTS:-}"
 DEFAULT_WORKLOADS="pgbench prepared token jwt list revoke"
@@ -626,6 +634,13 @@ mint_jwts "$REGISTRY"
 BEFORE_MEASURE="mint_jwts $REGISTRY" http_run jwt POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
 fi
 
+# Sleeps until every token's activity write is due again (61 s after the last first pass), so
+# that the next first pass makes them all and the measured seconds after it none (see below).
+wait_for_activity_due() {
+  local wait_secs=$((FIRST_PASS_AT + 61 - $(date +%s)))
+  if [ "$wait_secs" -gt 0 ]; then sleep "$wait_secs"; fi
+}
+
 # BENCH_REPEATS N (default 1): the token and JWT runs N times in all (token-r2 …, jwt-r2 …),
 # each prepared as the first (a first pass over every token; fresh JWTs), so that bench/all.sh's
 # sessions curve can take the median p99 per size: one run's p99 on two shared cores moves by
@@ -640,8 +655,7 @@ fi
 REPEATS="${BENCH_REPEATS:-1}"
 for ((rep = 2; rep <= REPEATS; rep++)); do
   if has token; then
-    wait_secs=$((FIRST_PASS_AT + 61 - $(date +%s)))
-    if [ "$wait_secs" -gt 0 ]; then sleep "$wait_secs"; fi
+    wait_for_activity_due
     first_pass "$REGISTRY" >/dev/null
     http_run "token-r$rep" POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
   fi
@@ -701,6 +715,10 @@ if [ -n "$SWEEP" ]; then
         mint_jwts "$REGISTRY"
         bodies="$WORK/jwt-bodies.txt"
       else
+        # As for the repeats: a pass sooner than a minute after the last one left every token's
+        # activity write to come due inside the measured seconds (2026-12-04, 1 M sessions: the
+        # 4-connection point logged 127 MB of WAL in its 20 s, p99 83 ms).
+        wait_for_activity_due
         first_pass "$REGISTRY" >/dev/null
       fi
       BEFORE_MEASURE="$([ "$w" = jwt ] && echo "mint_jwts $REGISTRY")" http_run "sweep-$w-$c" POST /v1/sessions/authenticate "$bodies" ""
@@ -846,7 +864,7 @@ if procs > 1:
         print(f"| {kind} authenticate, {procs} processes behind HAProxy ÷ one process (same run) | {many / one:.2f} × ({many / pg:.2f} × `pgbench -S`) | (no target) |")
 EOF
   echo
-  echo "Data: $ROWS sessions in \`$DB\` (tenant acme): $SESSIONS seeded with SQL (\`INSERT … SELECT generate_series\`: $ACCOUNTS_SEEDED accounts with 10 sessions each, every session on its own device, then \`VACUUM ANALYZE\`; ${SEED_SECS} s), plus the sessions opened through the API. $TOKENS_SEEDED of the seeded sessions, spread evenly over the table, have real tokens: made in the registry's format (\`lyst_acme_\` + 44 base62 characters + the 6-character CRC-32 check of \`session-registry/src/token.rs\`) and stored as their SHA-256; authenticate by token presents one of them at random per request (a JSON body per line, picked by \`bench/lib/wrk-requests.lua\` or \`oha -Z\`), so each request resolves a random session among all $ROWS. Before its warm-up, a first pass presents every one of these tokens once ($CONNECTIONS keep-alive connections from \`bench/lib/first_pass.py\`; each is that session's first authenticate: a database read and a durable activity write): $(echo "$FIRST_PASS" | jq -r 'if . == null then "not run" else "\(.requests) requests in \(.seconds) s, \(.rps) per second, p50 \(.p50_ms) ms, p99 \(.p99_ms) ms" end' 2>/dev/null || echo "not run"). Authenticate by JWT presents, at random, the session JWTs of alice's $CONNECTIONS sessions (opened through \`POST /v1/sessions\` with a real ID token from the mock IdP, each on its own device), minted just before the run; the list presents one of alice's session tokens. One $LOADGEN process ($LOADGEN_SHAPE), $CONNECTIONS keep-alive connections, ${WARMUP} s of warm-up (discarded), then ${DURATION} s; requests/s counts 2xx answers; p50 and p99 are $LOADGEN's. The registry runs with its defaults (2 actix workers, a pool of 16 Postgres connections) and \`RUST_LOG=warn\`. \`pgbench -S\` runs on \`$PGBENCH_DB\` (\`pgbench -i -s 10\`: 1,000,000 rows in \`pgbench_accounts\`) on the same server over TCP, one SELECT per transaction. Its p50 and p99 come from one transaction in ten, logged (\`pgbench -l --sampling-rate 0.1\`, \`bench/lib/pgbench_log.py\`). The CPU columns are CPU time (user + system) per second of the measured run: the registry process, the Postgres backends serving its pool (\`pg_stat_activity\`, \`/proc\`) and $LOADGEN; machine CPU busy counts all CPUs (\`/proc/stat\`): $LOADGEN, Postgres and the registry share the $(nproc) cores, as pgbench and Postgres do in the first row."
+  echo "Data: $ROWS sessions in \`$DB\` (tenant acme): $SESSIONS seeded with SQL (\`INSERT … SELECT generate_series\`: $ACCOUNTS_SEEDED accounts with 10 sessions each, every session on its own device, then \`VACUUM ANALYZE\`; ${SEED_SECS} s), plus the sessions opened through the API. $TOKENS_SEEDED of the seeded sessions, spread evenly over the table, have real tokens: made in the registry's format (\`lyst_acme_\` + 44 base62 characters + the 6-character CRC-32 check of \`session-registry/src/token.rs\`) and stored as their SHA-256; authenticate by token presents one of them at random per request (a JSON body per line, picked by \`bench/lib/wrk-requests.lua\` or \`oha -Z\`), so each request resolves a random session among all $ROWS. Before its warm-up, a first pass presents every one of these tokens once ($CONNECTIONS keep-alive connections from \`bench/lib/first_pass.py\`; each is that session's first authenticate: a database read and a durable activity write): $(echo "$FIRST_PASS" | jq -r 'if . == null then "not run" else "\(.requests) requests in \(.seconds) s, \(.rps) per second, p50 \(.p50_ms) ms, p99 \(.p99_ms) ms" end' 2>/dev/null || echo "not run"). Authenticate by JWT presents, at random, the session JWTs of alice's $CONNECTIONS sessions (opened through \`POST /v1/sessions\` with a real ID token from the mock IdP, each on its own device), minted just before the run; the list presents one of alice's session tokens. One $LOADGEN process ($LOADGEN_SHAPE), $CONNECTIONS keep-alive connections, ${WARMUP} s of warm-up (discarded), then ${DURATION} s; requests/s counts 2xx answers; p50 and p99 are $LOADGEN's. The registry runs with its defaults (2 actix workers, a pool of 16 Postgres connections) and \`RUST_LOG=warn\`. \`pgbench -S\` runs on \`$PGBENCH_DB\` (\`pgbench -i -s 10\`: 1,000,000 rows in \`pgbench_accounts\`) on the same server over TCP without TLS (\`PGSSLMODE=$PGSSLMODE\`; the registry's connections are plain too), one SELECT per transaction. Its p50 and p99 come from one transaction in ten, logged (\`pgbench -l --sampling-rate 0.1\`, \`bench/lib/pgbench_log.py\`). The CPU columns are CPU time (user + system) per second of the measured run: the registry process, the Postgres backends serving its pool (\`pg_stat_activity\`, \`/proc\`) and $LOADGEN; machine CPU busy counts all CPUs (\`/proc/stat\`): $LOADGEN, Postgres and the registry share the $(nproc) cores, as pgbench and Postgres do in the first row."
   echo
   echo "What each request costs in Postgres: authenticate by token checks the token's format and checksum first (a malformed token never reaches the database); a token whose session was read in the last 60 s is answered from the process's session cache (\`session-registry/src/service/session_cache.rs\`, issue #14: only while the event feed is connected, no event of the account arrived since and the session is not in the revoked set), so each of the 10,000 tokens goes to the database about once a minute. Otherwise it looks it up on the registry's own lookup connections (\`session-registry/src/store/pg_hot.rs\`, tokio-postgres): each actix worker thread has one connection, and the lookups its requests start while a statement is in flight wait and go together as the next one, \`SELECT … FROM sessions WHERE tenant = \$1 AND token_hash = ANY(\$2)\` (one statement per tenant in the batch, pipelined); no timer holds a batch back, so a lookup waits at most for the batch in flight. In the measured token run: $TOKEN_BATCHING (\`lanyard_registry_token_lookups_total\` and \`lanyard_registry_token_lookup_statements_total\` on \`/metrics\`, before and after). The connection runs as \`lanyard_app\` with its \`lanyard.tenant\` set at session level ahead of a statement of another tenant, so row-level security applies as on every other query. Sessions carry copies of their account's and device's fields, so the statement reads one table. The tenant's settings come from memory (re-read every 10 s). The activity is recorded (\`UPDATE sessions\`, \`UPDATE devices\`, a durable commit) only when the recorded time is a minute old or more, so a steady heartbeat is a read; the seeded sessions were last active an hour before the run, so each records its activity once, in the first pass, and the measured ${DURATION} s are reads, as a heartbeat is between its once-a-minute writes. The answer carries the session JWT minted for the session in the last 30 s, else a newly signed one. Authenticate by JWT, within a minute of the JWT's last database check, remembers the ES256 verification per JWT (expiry and the pushed revocation set are checked every time) and reuses the recently minted JWT: no database and, in the steady state, no P-256 arithmetic. The list resolves the token, then reads the account's sessions (a transaction with the joins)."
   echo
