@@ -275,6 +275,16 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
                     if !st.fill_from_database(Missed::Behind).await {
                         return None;
                     }
+                    // The caller's own revoke may have been among what the channel dropped,
+                    // numbered before the stream's start (committed as it opened) and so not in
+                    // what was just read: the hub noted it before sending it.
+                    let own_revoke_ahead = st
+                        .backlog
+                        .iter()
+                        .any(|e| e.kind == "revoked" && e.session_id == st.session_id);
+                    if !own_revoke_ahead && st.reg.hub.is_revoked(&st.tenant, &st.session_id) {
+                        return None;
+                    }
                     if let Some(bytes) = st.next_from_backlog() {
                         return Some((Ok(bytes), st));
                     }

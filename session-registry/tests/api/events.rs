@@ -11,31 +11,34 @@ async fn read_events(res: reqwest::Response, n: usize) -> Vec<(String, String, V
     read_frames(res, n, None).await
 }
 
-/// Reads SSE frames until `n` events arrived or none came for `quiet`: for a test that expects
-/// fewer than `n` and would see one too many.
-async fn read_events_for(
+/// Reads the `expected` events (within 10 s), then waits up to `quiet` for one more: for a
+/// test that would see a repeat or an extra event at the end.
+async fn read_events_and_one_more(
     res: reqwest::Response,
-    n: usize,
+    expected: usize,
     quiet: Duration,
 ) -> Vec<(String, String, Value)> {
-    read_frames(res, n, Some(quiet)).await
+    read_frames(res, expected + 1, Some((expected, quiet))).await
 }
 
+/// Reads SSE frames until `n` events arrived; with `quiet = Some((after, d))`, once `after` have
+/// arrived, stops when none comes for `d` (no more than the 10 s in all otherwise).
 async fn read_frames(
     res: reqwest::Response,
     n: usize,
-    quiet: Option<Duration>,
+    quiet: Option<(usize, Duration)>,
 ) -> Vec<(String, String, Value)> {
     let mut stream = res.bytes_stream();
     let mut buf = String::new();
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while out.len() < n {
-        let wait = match quiet {
-            Some(quiet) => tokio::time::timeout(quiet, stream.next()).await,
+        let quiet_now = quiet.filter(|(after, _)| out.len() >= *after);
+        let wait = match quiet_now {
+            Some((_, d)) => tokio::time::timeout(d, stream.next()).await,
             None => tokio::time::timeout_at(deadline, stream.next()).await,
         };
-        if quiet.is_some() && wait.is_err() {
+        if quiet_now.is_some() && wait.is_err() {
             break;
         }
         let chunk = wait.unwrap_or_else(|_| {
@@ -266,7 +269,7 @@ async fn a_stream_that_falls_behind_reads_what_it_missed_and_goes_on() {
         .await;
     assert_eq!(status, 200);
     // One more than expected is asked for, so a repeat at the end would show.
-    let events = read_events_for(stream, BURST as usize + 2, Duration::from_secs(3)).await;
+    let events = read_events_and_one_more(stream, BURST as usize + 1, Duration::from_secs(2)).await;
     let expected: Vec<i64> = (first_seq..=first_seq + BURST).collect();
     assert_eq!(
         ids(&events),
@@ -291,9 +294,10 @@ async fn a_stream_that_falls_behind_reads_what_it_missed_and_goes_on() {
     // after page, with no new event needed to move it along. (Seen failing: the first page of
     // 1,000, then nothing.)
     let from = (first_seq - 1).to_string();
-    let replay = read_events(
+    let replay = read_events_and_one_more(
         subscribe(&reg, &laptop, Some(&from)).await,
         BURST as usize + 1,
+        Duration::from_secs(2),
     )
     .await;
     assert_eq!(
@@ -316,7 +320,7 @@ async fn a_gap_longer_than_a_page_is_filled_without_a_hole() {
     let first_seq = missed[0].seq;
     // Only the last one reaches the hub.
     reg.registry.hub.publish(missed.pop().unwrap());
-    let events = read_events_for(stream, 1_501, Duration::from_secs(3)).await;
+    let events = read_events_and_one_more(stream, 1_500, Duration::from_secs(2)).await;
     let expected: Vec<i64> = (first_seq..first_seq + 1_500).collect();
     assert_eq!(ids(&events), expected, "every event once, in order");
 }
@@ -349,4 +353,47 @@ async fn a_session_revoked_as_its_stream_opens_gets_no_stream() {
     assert_eq!(reg.registry.hub.subscribers(), 0, "no stream left attached");
     // The account's other device is not touched.
     subscribe(&reg, &phone, None).await;
+}
+
+/// The caller's own revoke committed as its stream opened, then lost from the account's channel
+/// in a burst before the stream read it (the hub had noted it): the stream still ends once it
+/// sees it fell behind. Seen failing first: it read the burst from the database and stayed open.
+#[tokio::test]
+async fn a_stream_whose_own_revoke_is_lost_in_a_burst_still_ends() {
+    use lanyard_clock::Clock;
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let (laptop, l) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let account = l["session"]["account_id"].as_str().unwrap();
+    let sid = l["session"]["session_id"].as_str().unwrap();
+    let stream = subscribe(&reg, &laptop, None).await;
+    let burst = commit_events_quietly(&reg, account, 1_000).await;
+    let lagged_before = metric(
+        &reg,
+        "lanyard_registry_event_stream_database_reads_total{reason=\"behind\"}",
+    )
+    .await;
+    reg.registry
+        .hub
+        .mark_revoked("acme", sid, reg.clock.now().unix_timestamp());
+    for event in burst {
+        reg.registry.hub.publish(event);
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut body = stream.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            chunk.unwrap();
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream of a revoked session stayed open");
+    assert!(
+        metric(
+            &reg,
+            "lanyard_registry_event_stream_database_reads_total{reason=\"behind\"}"
+        )
+        .await
+            > lagged_before,
+        "the stream fell behind, which is what this test is about"
+    );
 }
