@@ -397,9 +397,14 @@ pg_ticks() {
 # full-page images in it, checkpoints begun, and buffers written out by the checkpointer, the
 # background writer and backends. Taken around each measured run, so a run that shares its
 # seconds with the write-out of earlier writes (a checkpoint, dirty pages evicted) shows it.
+# WAL is read from the WAL position itself: pg_stat_wal's counters are flushed by each backend
+# when it goes idle, up to 10 s later, and so showed a first pass's WAL (30 MB at 1 M sessions)
+# in the token run after it, whose 20 s read nothing from the database (2026-12-04: no backend
+# but the walwriter, checkpointer and bgwriter active, sampled every 0.2 s). The full-page-image
+# count has no such source and may lag the same way.
 pg_writes() {
   psql "$PG dbname=postgres" -qAt -F ' ' -c \
-    "SELECT w.wal_bytes, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req, b.buffers_checkpoint + b.buffers_clean + b.buffers_backend FROM pg_stat_wal w, pg_stat_bgwriter b"
+    "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req, b.buffers_checkpoint + b.buffers_clean + b.buffers_backend FROM pg_stat_wal w, pg_stat_bgwriter b"
 }
 
 # http_run NAME METHOD PATH BODIES BEARER: warm-up, then the measured run with CPU accounting.
