@@ -20,9 +20,14 @@
 #                                authenticate by token and by JWT, and the token-hash statement
 #                                on the sessions table (BENCH_WORKLOADS="pgbench token jwt lookup")
 #   fuzz      scripts/fuzz       every cargo-fuzz target for FUZZ_SECONDS
+#   scenarios scripts/scenarios  the multi-device scenarios and the scripted faults (tests of the
+#                                suite, run alone: real processes, Postgres, NATS), with a table
+#   hostile   scripts/hostile    schemathesis against the registry's and the IdP admin API's
+#                                OpenAPI documents for HOSTILE_SECONDS each
 #   soak      bench/soak.sh      mixed traffic for SOAK_SECONDS, then an audit
 #
-# Each step writes its own section of docs/benchmarks.md (the soak: docs/reliability.md) as it
+# Each step writes its own section of docs/benchmarks.md (the soak, the fuzzing, the scenarios and
+# faults, and the hostile input: docs/reliability.md) as it
 # does alone, and its raw figures under the results folder (bench/results/<UTC time>/, git-ignored):
 # STEP/ (JSON, CSV, the section), STEP.log (its output), steps.tsv (status and seconds per step),
 # and, assembled from them, curve.csv, sweep.csv and the latency distributions. Then
@@ -57,6 +62,7 @@
 #   CRITERION_MEASUREMENT  criterion seconds per benchmark, core and store (3 [1])
 #   CLI_RUNS               hyperfine runs per command (50 [10])
 #   FUZZ_SECONDS           per fuzz target (60 [10])
+#   HOSTILE_SECONDS        schemathesis seconds per API (120 [20])
 #   SOAK_SECONDS           soak length (600 [60]); docs/reliability.md is written only by a soak
 #                          of the default 600 s
 #   BENCH_PG               libpq options of the local Postgres
@@ -73,7 +79,7 @@ cd "$ROOT"
 COMMAND=""
 for v in ALL_QUICK ALL_ONLY ALL_SKIP ALL_SOAK ALL_REGISTRY_SESSIONS ALL_SCALE_SUBSCRIBERS BENCH_DURATION BENCH_WARMUP \
   BENCH_CONNECTIONS BENCH_SWEEP CURVE_SESSIONS CURVE_WORKLOADS CURVE_REPEATS CRITERION_MEASUREMENT CLI_RUNS \
-  FUZZ_SECONDS SOAK_SECONDS; do
+  FUZZ_SECONDS HOSTILE_SECONDS SOAK_SECONDS; do
   if [ -n "${!v+x}" ]; then COMMAND="$COMMAND$v=\"${!v}\" "; fi
 done
 COMMAND="${COMMAND}bench/all.sh"
@@ -81,10 +87,10 @@ COMMAND="${COMMAND}bench/all.sh"
 QUICK="${ALL_QUICK:-0}"
 if [ "$QUICK" = 1 ]; then
   D_DURATION=5 D_WARMUP=2 D_SWEEP="1 4 16" D_CURVE="10000 100000" D_CURVE_REPEATS=1 D_REGISTRY=100000
-  D_CRITERION=1 D_CLI_RUNS=10 D_FUZZ=10 D_SOAK=60 D_DOC="" D_SCALE_SUBSCRIBERS=1000
+  D_CRITERION=1 D_CLI_RUNS=10 D_FUZZ=10 D_HOSTILE=20 D_SOAK=60 D_DOC="" D_SCALE_SUBSCRIBERS=1000
 else
   D_DURATION=20 D_WARMUP=5 D_SWEEP="1 4 16 64" D_CURVE="10000 100000 1000000 10000000" D_CURVE_REPEATS=5
-  D_REGISTRY=1000000 D_CRITERION=3 D_CLI_RUNS=50 D_FUZZ=60 D_SOAK=600 D_DOC=docs/benchmarks.md
+  D_REGISTRY=1000000 D_CRITERION=3 D_CLI_RUNS=50 D_FUZZ=60 D_HOSTILE=120 D_SOAK=600 D_DOC=docs/benchmarks.md
   D_SCALE_SUBSCRIBERS=10000
 fi
 DURATION="${BENCH_DURATION:-$D_DURATION}"
@@ -100,6 +106,7 @@ SCALE_EVENTS="${ALL_SCALE_EVENTS:-nats://127.0.0.1:4222}"
 CRITERION_MEASUREMENT="${CRITERION_MEASUREMENT:-$D_CRITERION}"
 CLI_RUNS="${CLI_RUNS:-$D_CLI_RUNS}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-$D_FUZZ}"
+HOSTILE_SECONDS="${HOSTILE_SECONDS:-$D_HOSTILE}"
 SOAK_SECONDS="${SOAK_SECONDS:-$D_SOAK}"
 DOC="${ALL_DOC-$D_DOC}"
 PG="${BENCH_PG:-host=127.0.0.1 port=5432 user=postgres}"
@@ -107,14 +114,14 @@ STAMP="$(date -u '+%Y%m%dT%H%M%SZ')"
 RES="${ALL_RESULTS:-bench/results/$STAMP}"
 if [ -n "$DOC" ]; then PLOTS="${ALL_PLOTS:-docs/plots}"; else PLOTS="${ALL_PLOTS:-$RES/plots}"; fi
 
-STEPS=(core store cli idp registry scale curve fuzz)
+STEPS=(core store cli idp registry scale curve fuzz scenarios hostile)
 [ "${ALL_SOAK:-1}" = 1 ] && STEPS+=(soak)
 ONLY="${ALL_ONLY:-${STEPS[*]}}"
 SKIP="${ALL_SKIP:-}"
 for s in $ONLY $SKIP; do
-  case " core store cli idp registry scale curve fuzz soak report " in
+  case " core store cli idp registry scale curve fuzz scenarios hostile soak report " in
     *" $s "*) ;;
-    *) echo "bench/all.sh: no step '$s' (steps: core store cli idp registry scale curve fuzz soak)" >&2; exit 2 ;;
+    *) echo "bench/all.sh: no step '$s' (steps: core store cli idp registry scale curve fuzz scenarios hostile soak)" >&2; exit 2 ;;
   esac
 done
 selected() {
@@ -131,7 +138,7 @@ MACHINE="$(machine_line)"
 if [ -s "$RES/run.json" ]; then
   # An earlier run's folder (ALL_RESULTS): the steps run now replace theirs; the others, their
   # figures and their status stay, and the report names both commands.
-  for s in core store cli idp registry scale curve fuzz soak; do
+  for s in core store cli idp registry scale curve fuzz scenarios hostile soak; do
     if selected "$s"; then
       [ "$s" = curve ] && rm -rf "$RES"/curve-[0-9]* "$RES/curve-sizes.tsv"
       rm -rf "${RES:?}/$s"
@@ -234,6 +241,17 @@ fi
 
 if selected fuzz; then
   step fuzz env BENCH_RESULTS="$RES/fuzz" FUZZ_SECONDS="$FUZZ_SECONDS" scripts/fuzz
+fi
+# The reliability document: where the soak, the fuzzing, the scenarios and the hostile input go.
+RELIABILITY_DOC=""
+if [ -n "$DOC" ]; then RELIABILITY_DOC="${SOAK_DOC-docs/reliability.md}"; fi
+if selected scenarios; then
+  step scenarios env BENCH_RESULTS="$RES/scenarios" SCENARIOS_DOC="$RELIABILITY_DOC" \
+    SCENARIOS_COMMAND="$COMMAND (step scenarios: scripts/scenarios)" scripts/scenarios
+fi
+if selected hostile; then
+  step hostile env HOSTILE_OUT="$RES/hostile" HOSTILE_DOC="$RELIABILITY_DOC" \
+    HOSTILE_SECONDS="$HOSTILE_SECONDS" scripts/hostile
 fi
 if selected soak; then
   SOAK_DOC_FOR_RUN=""

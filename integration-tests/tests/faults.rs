@@ -27,6 +27,16 @@ use test_harness::{TestDatabase, TestIdp};
 
 /// A registry on `db` trusting tenant acme of `idp`, with `--clock-leeway leeway`.
 async fn registry(idp: &TestIdp, db: &TestDatabase, leeway: i64) -> String {
+    registry_on_clock(idp, db, leeway, Arc::new(lanyard_clock::SystemClock)).await
+}
+
+/// A registry as [`registry`] whose own clock is `clock` (a machine whose clock is off).
+async fn registry_on_clock(
+    idp: &TestIdp,
+    db: &TestDatabase,
+    leeway: i64,
+    clock: lanyard_clock::SharedClock,
+) -> String {
     let mut settings = Settings::for_tests(&db.url);
     settings.clock_leeway = leeway;
     let config = RegistryConfig {
@@ -43,7 +53,7 @@ async fn registry(idp: &TestIdp, db: &TestDatabase, leeway: i64) -> String {
         }],
         web_clients: vec![],
     };
-    let app = Application::build_with(&settings, &config, Arc::new(lanyard_clock::SystemClock))
+    let app = Application::build_with(&settings, &config, clock)
         .await
         .expect("the registry starts");
     let url = app.base_url().to_owned();
@@ -436,6 +446,126 @@ async fn clock_skew_of_five_minutes_within_the_leeway_signs_in_and_beyond_it_is_
         "fault clock-skew: ok — IdP ±300 s signs in with 300 s leeways; +360 s refused by the \
          client (\"{client_err}\"); +300 s refused by a 60 s registry (\"{err}\"); nothing stored, bystander \
          untouched"
+    );
+}
+
+/// A device whose clock is `offset` seconds off the wall clock (running, not standing still), with
+/// an ID-token leeway of `leeway` seconds.
+fn skewed_device(id: &str, offset: i64, leeway: u64) -> Device {
+    device(id.to_owned(), |o| {
+        o.id_token_leeway = Duration::from_secs(leeway);
+        o.clock = Arc::new(lanyard_clock::OffsetClock::new(time::Duration::seconds(
+            offset,
+        )));
+    })
+}
+
+/// The other two clocks of the three: the registry's own and the client's, each ±5 minutes off
+/// while the IdP keeps time. Within the leeway (300 s) sign-in and token use work; a clock behind
+/// by more than the leeway sees the ID token issued in its future and refuses it, naming the
+/// claim, and nothing is stored anywhere: no account on the device, no session at the registry,
+/// and an account signed in before is untouched. (A clock ahead sees the ID token as older: it is
+/// refused only past its lifetime plus the leeway, 600 s + 300 s here, not at 5 minutes.)
+#[tokio::test]
+async fn clock_skew_of_the_registry_or_the_client_within_the_leeway_works_and_beyond_it_is_refused()
+{
+    let idp = TestIdp::spawn().await;
+    let skewed_registry = |offset: i64, leeway: i64| {
+        let idp = &idp;
+        async move {
+            let db = TestDatabase::create().await;
+            let clock = Arc::new(lanyard_clock::OffsetClock::new(time::Duration::seconds(
+                offset,
+            )));
+            let url = registry_on_clock(idp, &db, leeway, clock).await;
+            (url, db)
+        }
+    };
+
+    // The registry's clock 5 minutes ahead and 5 minutes behind, leeway 300 s.
+    for offset in [300, -300] {
+        let (reg, db) = skewed_registry(offset, 300).await;
+        let d = skewed_device(&format!("registry{offset}"), 0, 300);
+        let account = login(&idp, &reg, &d, "alice")
+            .await
+            .unwrap_or_else(|e| panic!("registry clock {offset:+} s, leeway 300 s: {e}"));
+        assert!(is_available(&d, &account));
+        d.manager.access_token(Some(&account)).await.unwrap();
+        assert_eq!(live_sessions(&reg, &d, &account).await, 1);
+        assert_eq!(tenant_session_count(&db).await, 1);
+    }
+    // The registry's clock behind by more than its leeway: 6 minutes with 300 s, 5 minutes with
+    // the default 60 s.
+    let mut registry_refusals = Vec::new();
+    for (offset, leeway) in [(-360, 300), (-300, session_registry::oidc::DEFAULT_LEEWAY)] {
+        let (reg, db) = skewed_registry(offset, leeway).await;
+        let d = skewed_device(&format!("registry{offset}-leeway{leeway}"), 0, 300);
+        let err = login(&idp, &reg, &d, "alice").await.unwrap_err();
+        let message = err.to_string().to_lowercase();
+        assert!(
+            message.contains("future") || message.contains("iat") || message.contains("issued"),
+            "registry clock {offset:+} s, leeway {leeway} s: the refusal names the time claim: {err}"
+        );
+        assert!(
+            d.manager.accounts().await.unwrap().is_empty(),
+            "registry clock {offset:+} s: no account kept after the registry refused"
+        );
+        assert_eq!(
+            tenant_session_count(&db).await,
+            0,
+            "registry clock {offset:+} s"
+        );
+        registry_refusals.push(err.to_string());
+    }
+
+    // The client's clock 5 minutes ahead and 5 minutes behind (leeway 300 s), the registry on time.
+    let db = TestDatabase::create().await;
+    let reg = registry(&idp, &db, session_registry::oidc::DEFAULT_LEEWAY).await;
+    let bystander = skewed_device("bystander", 0, 60);
+    let bystander_account = login(&idp, &reg, &bystander, "bob").await.unwrap();
+    for (signed_in, offset) in [300, -300].into_iter().enumerate() {
+        let d = skewed_device(&format!("client{offset}"), offset, 300);
+        let account = login(&idp, &reg, &d, "alice")
+            .await
+            .unwrap_or_else(|e| panic!("client clock {offset:+} s, leeway 300 s: {e}"));
+        assert!(is_available(&d, &account));
+        d.manager.access_token(Some(&account)).await.unwrap();
+        // alice's sessions: this device's and those of the devices before it.
+        assert_eq!(live_sessions(&reg, &d, &account).await, signed_in + 1);
+    }
+    // The client's clock behind by more than its leeway: refused by the client, naming the claim.
+    let sessions_before = tenant_session_count(&db).await;
+    let mut client_refusals = Vec::new();
+    for (offset, leeway) in [(-360, 300), (-300, 60)] {
+        let d = skewed_device(&format!("client{offset}-leeway{leeway}"), offset, leeway);
+        let err = login(&idp, &reg, &d, "alice").await.unwrap_err();
+        assert!(
+            matches!(err, SessionError::IdTokenInvalid(_)),
+            "client clock {offset:+} s, leeway {leeway} s: {err:?}"
+        );
+        let message = err.to_string().to_lowercase();
+        assert!(
+            message.contains("iat") || message.contains("future"),
+            "client clock {offset:+} s: the error names the time claim: {err}"
+        );
+        assert!(d.manager.accounts().await.unwrap().is_empty());
+        client_refusals.push(err.to_string());
+    }
+    assert_eq!(tenant_session_count(&db).await, sessions_before);
+    assert!(is_available(&bystander, &bystander_account));
+    bystander
+        .manager
+        .access_token(Some(&bystander_account))
+        .await
+        .unwrap();
+    assert_eq!(live_sessions(&reg, &bystander, &bystander_account).await, 1);
+    println!(
+        "fault clock-skew-registry-and-client: ok — registry and client clocks ±300 s sign in with \
+         300 s leeways; registry -360 s (leeway 300) and -300 s (leeway 60) refused (\"{}\"); client \
+         -360 s (leeway 300) and -300 s (leeway 60) refused (\"{}\"); nothing stored, bystander \
+         untouched",
+        registry_refusals.join("\"; \""),
+        client_refusals.join("\"; \"")
     );
 }
 

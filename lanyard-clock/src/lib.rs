@@ -60,7 +60,49 @@ impl Clock for ManualClock {
     }
 }
 
+/// The wall clock set off by a fixed amount: a machine whose clock is wrong (fault tests of
+/// clock skew between the IdP, the registry and the client).
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    offset: Duration,
+}
+
+impl OffsetClock {
+    /// The wall clock plus `offset` (negative: behind).
+    pub fn new(offset: Duration) -> Self {
+        Self { offset }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> OffsetDateTime {
+        SystemClock.now() + self.offset
+    }
+}
+
 /// Seconds since the Unix epoch, the unit of JWT time claims.
 pub fn unix(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_offset_clock_is_the_wall_clock_set_off_by_its_offset() {
+        for secs in [300, -300] {
+            let before = SystemClock.now();
+            let skewed = OffsetClock::new(Duration::seconds(secs)).now();
+            let after = SystemClock.now();
+            assert!(
+                skewed >= before + Duration::seconds(secs),
+                "{secs}: {skewed} < {before}"
+            );
+            assert!(
+                skewed <= after + Duration::seconds(secs),
+                "{secs}: {skewed} > {after}"
+            );
+        }
+    }
 }

@@ -175,6 +175,15 @@ impl PrivatePostgres {
         Ok(())
     }
 
+    /// A crash: `pg_ctl -m immediate` ends every server process at once, with no checkpoint and
+    /// nothing flushed that was not already durable; the next start runs crash recovery from the
+    /// WAL (PostgreSQL's documented way to stop as a crash would).
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        self.run("pg_ctl", &self.stop_args("immediate")).await?;
+        self.running = false;
+        Ok(())
+    }
+
     /// The server log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.join("postgres.log")).unwrap_or_default()

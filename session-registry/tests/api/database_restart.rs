@@ -1,8 +1,11 @@
-//! The database restarts while the registry serves (on a Postgres server of the test's own, so
-//! every other test keeps the shared one): requests fail cleanly with a retryable 503 — never a
-//! 401 that would sign a device out — during the outage and succeed after; no session is lost or
-//! duplicated; a revoke made after the restart still reaches the revoked device's event stream.
+//! The database is killed and restarted while the registry serves traffic (on a Postgres server
+//! of the test's own, so every other test keeps the shared one): requests fail cleanly with a
+//! retryable 503 — never a 401 that would sign a device out, never a 500 — during the outage and
+//! succeed after; no session is lost or duplicated; a revoke made after the restart still
+//! reaches the revoked device's event stream.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -64,6 +67,10 @@ async fn database_restart(nats: bool) {
     let (laptop, _) = reg.device(&idp, "acme", "alice", "laptop").await;
     let (phone, p) = reg.device(&idp, "acme", "alice", "phone").await;
     let phone_id = p["session"]["session_id"].as_str().unwrap().to_owned();
+    // Two more devices of alice's, whose heartbeats are the traffic below (the laptop's own first
+    // request during the outage must not be one the session cache has just seen).
+    let (desktop, _) = reg.device(&idp, "acme", "alice", "desktop").await;
+    let (watch, _) = reg.device(&idp, "acme", "alice", "watch").await;
     let mut stream = open_stream(&reg, &phone, None).await;
     // The laptop extends its session; the phone hearing of it shows its stream is live end to
     // end (database notification included) and gives it an event id to resume from.
@@ -79,9 +86,48 @@ async fn database_restart(nats: bool) {
         other => panic!("the phone did not hear of the extension: {other:?}"),
     };
     let before = session_ids(&pg.url).await;
-    assert_eq!(before.len(), 2);
+    assert_eq!(before.len(), 4);
 
-    pg.stop().await.unwrap();
+    // Traffic through the outage: heartbeats of the desktop and the watch and a session list, from
+    // four clients, each answer recorded with whether the database was down when it came.
+    let down = Arc::new(AtomicBool::new(false));
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|i| {
+            let http = reg.http.clone();
+            let authenticate = reg.url("/v1/sessions/authenticate");
+            let list = reg.url("/v1/sessions");
+            let token = if i % 2 == 0 {
+                desktop.clone()
+            } else {
+                watch.clone()
+            };
+            let (down, stop_load) = (down.clone(), stop_load.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while !stop_load.load(Ordering::SeqCst) {
+                    let res = if i == 3 {
+                        http.get(&list).bearer_auth(&token).send().await
+                    } else {
+                        http.post(&authenticate)
+                            .json(&json!({"session_token": token}))
+                            .send()
+                            .await
+                    };
+                    let status = res.map(|r| r.status().as_u16()).unwrap_or(0);
+                    answers.push((status, down.load(Ordering::SeqCst)));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                answers
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Killed, not shut down: every server process ends at once, as in a crash.
+    down.store(true, Ordering::SeqCst);
+    pg.kill().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, body, challenge) = reg.authenticate(json!({"session_token": laptop})).await;
     assert_eq!(
         status, 503,
@@ -100,6 +146,7 @@ async fn database_restart(nats: bool) {
     assert_eq!(status, 503, "{body}");
 
     pg.start().await.unwrap();
+    down.store(false, Ordering::SeqCst);
     // A stream that died with the outage is resumed now, while the phone's session is live, from
     // the last event it saw (as an EventSource does). A stream that survived has long since
     // noticed a dead connection if it had one: 100 ms only decides which case this is.
@@ -127,6 +174,36 @@ async fn database_restart(nats: bool) {
     assert!(
         recovered,
         "the registry serves again once the database is back"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_load.store(true, Ordering::SeqCst);
+    let mut answers = Vec::new();
+    for task in load {
+        answers.extend(task.await.unwrap());
+    }
+    let during: Vec<u16> = answers.iter().filter(|a| a.1).map(|a| a.0).collect();
+    assert!(
+        during.len() >= 4,
+        "the traffic ran through the outage: {} answers while the database was down",
+        during.len()
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _)| matches!(status, 200 | 503)),
+        "every answer under load is a success or a retryable 503, never a sign-out or a 500: {:?}",
+        answers
+            .iter()
+            .filter(|(status, _)| !matches!(status, 200 | 503))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        during.contains(&503),
+        "the outage was seen as 503s by the traffic"
+    );
+    assert!(
+        answers.iter().filter(|a| !a.1).any(|a| a.0 == 200),
+        "the traffic was served before and after the outage"
     );
 
     let (status, body) = reg

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Turns the output of scripts/scenarios (cargo-nextest, every test's output shown) into the section
+"## Scenarios and faults: the last run" of docs/reliability.md.
+
+    scenarios_report.py LOG --started UTC --seconds S --machine M --commit C --command CMD
+
+Each test is one row: its group (the issue's item), its name, its result and seconds as nextest
+printed them, and the one-line summary the test printed ("scenario NAME: ok — …",
+"fault NAME: ok — …", "scale-out …"). A test nextest started but never reported (the run was cut)
+is not in the table; the count line says how many nextest announced.
+"""
+import argparse
+import re
+import sys
+
+# `        PASS [   0.209s] ( 22/570) account-store::secret_service profiles_do_not_see_…`
+RESULT = re.compile(
+    r"^\s*(PASS|FAIL|SIGSEGV|SIGABRT|SIGKILL|TIMEOUT|LEAK|LEAK-FAIL|ABORT|TRY \d+ FAIL|TRY \d+ PASS)"
+    r"\s+\[\s*([0-9.]+)s\]\s+(?:\(\s*\d+/\d+\)\s+)?(\S+)\s+(\S+)\s*$"
+)
+STARTING = re.compile(r"Starting\s+(\d+)\s+tests?")
+SUMMARY = re.compile(r"^\s*((?:scenario|fault|scale-out)\b.*?: (?:ok|FAILED)\b.*)$")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def group(binary: str, test: str) -> str:
+    if binary.endswith("::scenarios"):
+        return "multi-device scenario (item 1)"
+    if binary.endswith("::faults"):
+        return "fault (item 3)"
+    if binary.endswith("::vault_disk_full"):
+        return "fault (item 3)"
+    if test.startswith("database_restart::") or test.startswith("scale_out::"):
+        return "fault / multi-process (items 1 and 3)"
+    return binary
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("log")
+    p.add_argument("--started", required=True)
+    p.add_argument("--seconds", required=True)
+    p.add_argument("--machine", required=True)
+    p.add_argument("--commit", required=True)
+    p.add_argument("--command", required=True)
+    a = p.parse_args()
+
+    with open(a.log, encoding="utf-8", errors="replace") as f:
+        lines = [ANSI.sub("", l.rstrip("\n")) for l in f]
+
+    announced = None
+    rows = {}  # (binary, test) -> [result, seconds, summary]
+    order = []
+    for line in lines:
+        m = STARTING.search(line)
+        if m and announced is None:
+            announced = int(m.group(1))
+        m = RESULT.match(line)
+        if m:
+            result, secs, binary, test = m.groups()
+            key = (binary, test)
+            if key not in rows:
+                order.append(key)
+            rows[key] = [result, secs, ""]
+    # Summaries follow their test's result line in nextest's output: attribute them in order.
+    current = None
+    for line in lines:
+        m = RESULT.match(line)
+        if m:
+            current = (m.group(3), m.group(4))
+            continue
+        m = SUMMARY.match(line)
+        if m and current in rows:
+            text = m.group(1)
+            rows[current][2] = (rows[current][2] + " " + text).strip() if rows[current][2] else text
+
+    passed = sum(1 for k in order if rows[k][0] == "PASS")
+    failed = [k for k in order if rows[k][0] != "PASS"]
+    verdict = "every test passed" if not failed and order else f"{len(failed)} failed"
+    out = []
+    out.append("## Scenarios and faults: the last run")
+    out.append("")
+    out.append(
+        f"Run {a.started} with `{a.command}` on {a.machine}, commit {a.commit}: "
+        f"{len(order)} tests reported"
+        + (f" of {announced} started" if announced is not None and announced != len(order) else "")
+        + f", {passed} passed, {verdict}, in {a.seconds} s (build included). Real processes, a fresh "
+        "Postgres database per test, the machine's NATS JetStream; each test's assertions are in "
+        "the file named in the table above (\"Faults\") or in `integration-tests/tests/scenarios.rs`. "
+        "The same tests run in CI with the rest of the suite."
+    )
+    out.append("")
+    out.append("| item | test | result | seconds | what it printed |")
+    out.append("| --- | --- | --- | ---: | --- |")
+    for k in order:
+        result, secs, text = rows[k]
+        binary, test = k
+        shown = "**" + result + "**" if result != "PASS" else "pass"
+        text = text.replace("|", "\\|")
+        out.append(f"| {group(binary, test)} | `{binary} {test}` | {shown} | {secs} | {text} |")
+    if not order:
+        out.append("| | (no test reported: see the log) | | | |")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
