@@ -125,7 +125,24 @@ for i, name in enumerate(["registry", "mock-idp"]):
     print(f"| {name} resident memory: start, at {warm} s (a fifth of the run), end | {kib(rs[i])}, {kib(rw[i])}, {kib(re_[i])} | flat from {warm} s: growth at most 10 % or 4 MiB, whichever is larger | {'yes' if flat(rw[i], re_[i]) else 'no'} |")
 a, b = r["idp_records_start"] or {}, r["idp_records_end"] or {}
 keys = ["families", "revoked_grants", "refresh_tokens", "access_tokens", "codes", "idp_sessions"]
-print(f"| IdP records, start → end | " + ", ".join(f"{k} {a.get(k, '?')} → {b.get(k, '?')}" for k in keys) + f" | follow the live grants ({num(r.get('idp_grants_end'))} at the end) | (see below) |")
+# The IdP's records follow the live grants: one family per grant the devices hold, at most two
+# refresh tokens kept whole per family (the live one and its parent, for the reuse grace), no
+# record per access token (none is revoked alone in the soak), a code's record only until it is
+# redeemed, and a tombstone per grant revoked at the IdP, kept while its access tokens live
+# (600 s): at most the revokes at the IdP of the run (all of them, in a run no longer than 600 s).
+grants_end = r.get("idp_grants_end") or 0
+idp_revokes = sum(v for k, v in r["answers"].items() if k.startswith("idp-revoke 2"))
+sign_ins_per_min = r["rate"] * 0.10 * 60
+bounds = [
+    ("families", b.get("families"), grants_end + max(grants_end // 20, 10), "the live grants held (+5 %)"),
+    ("refresh_tokens", b.get("refresh_tokens"), 2 * (b.get("families") or 0), "2 per family"),
+    ("access_tokens", b.get("access_tokens"), 0, "0 (none revoked alone)"),
+    ("codes", b.get("codes"), int(sign_ins_per_min), "a minute of sign-ins"),
+    ("revoked_grants", b.get("revoked_grants"), idp_revokes, "the revokes at the IdP in the run (each tombstone lives 600 s)"),
+]
+records_bounded = all(isinstance(v, int) and v <= bound for _, v, bound, _ in bounds)
+bound_text = "; ".join(f"{k} ≤ {what} ({bound:,})" for k, _, bound, what in bounds)
+print(f"| IdP records, start → end | " + ", ".join(f"{k} {a.get(k, '?')} → {b.get(k, '?')}" for k in keys) + f" | follow the live grants ({num(grants_end)} at the end): {bound_text} | {'yes' if records_bounded else 'no'} |")
 print(f"| live sessions (subscribers included), end | {num(r.get('live_sessions_end'))} | steady | |")
 print()
 print("Answers by operation and status: " + ", ".join(f"{k}: {v:,}" for k, v in r["answers"].items()) + ".")

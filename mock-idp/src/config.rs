@@ -175,6 +175,12 @@ pub struct KeyConfig {
     pub pem: String,
 }
 
+/// The longest refresh-token reuse grace a client may have, in seconds (the schema's `maximum`
+/// says the same). A grace exists for a client that gave up waiting on a slow IdP and repeats
+/// its request (a timeout times a few tries); past a few minutes it would switch reuse detection
+/// off for that client. Okta's "grace period for token rotation" allows 0–60 s.
+pub const MAX_REFRESH_REUSE_GRACE: u64 = 300;
+
 /// The longest lifetime a tenant may configure: 10 years, in seconds.
 pub const MAX_LIFETIME: u64 = 10 * 365 * 24 * 3600;
 
@@ -386,8 +392,9 @@ pub struct ClientConfig {
     #[serde(default)]
     pub backchannel_logout_uri: Option<String>,
     /// Seconds during which a repeated refresh token gets the same child tokens back instead of
-    /// tripping reuse detection. Off (0) by default.
+    /// tripping reuse detection. Off (0) by default; at most [`MAX_REFRESH_REUSE_GRACE`].
     #[serde(default)]
+    #[schema(maximum = 300)]
     pub refresh_reuse_grace: u64,
     /// Scopes the client may request.
     #[serde(default = "default_scopes")]

@@ -215,6 +215,13 @@ impl Client {
         if config.grant_types.is_empty() {
             return Err(bad("grant_types is empty".into()));
         }
+        if config.refresh_reuse_grace > crate::config::MAX_REFRESH_REUSE_GRACE {
+            return Err(bad(format!(
+                "refresh_reuse_grace must be at most {} seconds, got {}",
+                crate::config::MAX_REFRESH_REUSE_GRACE,
+                config.refresh_reuse_grace
+            )));
+        }
         if !config.is_confidential() && config.allows(crate::config::GrantType::ClientCredentials) {
             return Err(bad(
                 "client_credentials needs a confidential client (a secret)".into(),

@@ -30,6 +30,11 @@ pub enum Endpoint {
     Guest,
 }
 
+/// The largest clock offset a fault may set, either way: 10 years, in seconds (the longest
+/// lifetime a tenant may configure). Anything past it is a typo, and past what a date can hold
+/// it would make every token request fail.
+pub const MAX_CLOCK_OFFSET_SECS: i64 = 315_360_000;
+
 /// What a test asks for.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -51,8 +56,11 @@ pub struct FaultSpec {
     /// Close the connection without an HTTP response.
     #[serde(default)]
     pub down: bool,
-    /// Shift `iat`/`exp`/`auth_time` of issued tokens by this many seconds.
+    /// Shift `iat`/`exp`/`auth_time` of issued tokens by this many seconds (at most
+    /// [`MAX_CLOCK_OFFSET_SECS`] either way; the offsets of several faults add up to at most as
+    /// much).
     #[serde(default)]
+    #[schema(minimum = -315_360_000, maximum = 315_360_000)]
     pub clock_offset_secs: Option<i64>,
     /// Issue defective ID tokens from the token endpoint.
     #[serde(default)]
@@ -83,6 +91,14 @@ impl FaultSpec {
         if let Some(ms) = self.latency_ms {
             if ms > 120_000 {
                 return Err("latency_ms must be at most 120000".into());
+            }
+        }
+        if let Some(secs) = self.clock_offset_secs {
+            if !(-MAX_CLOCK_OFFSET_SECS..=MAX_CLOCK_OFFSET_SECS).contains(&secs) {
+                return Err(format!(
+                    "clock_offset_secs must be between -{MAX_CLOCK_OFFSET_SECS} and \
+                     {MAX_CLOCK_OFFSET_SECS} (10 years), got {secs}"
+                ));
             }
         }
         let effects = [
@@ -207,13 +223,15 @@ impl FaultSet {
         verdict
     }
 
-    /// Offset applied to issued tokens' time claims.
+    /// Offset applied to issued tokens' time claims: the faults' offsets together, held to
+    /// [`MAX_CLOCK_OFFSET_SECS`] either way.
     pub fn clock_offset(&self) -> time::Duration {
-        let secs: i64 = self
+        let secs = self
             .faults
             .iter()
             .filter_map(|f| f.spec.clock_offset_secs)
-            .sum();
+            .fold(0i64, i64::saturating_add)
+            .clamp(-MAX_CLOCK_OFFSET_SECS, MAX_CLOCK_OFFSET_SECS);
         time::Duration::seconds(secs)
     }
 

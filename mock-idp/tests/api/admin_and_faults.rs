@@ -683,3 +683,114 @@ async fn a_malformed_rotate_request_rotates_nothing_and_an_undeclared_method_is_
         assert_eq!(res.headers()["allow"], allow, "{method} {path}");
     }
 }
+
+/// Found by schemathesis (`scripts/hostile`, 2026-12-04): a client registered with a
+/// `refresh_reuse_grace` past what the schema documents (2^63 s, past even the int64 the schema
+/// promised) was accepted. A grace of years turns refresh-token reuse detection off for that
+/// client. The bound is documented in the schema and enforced, the error names the field, and
+/// nothing is registered.
+#[tokio::test]
+async fn a_client_with_a_refresh_reuse_grace_past_its_bound_is_refused_by_name() {
+    let idp = TestIdp::spawn().await;
+    let doc: Value = reqwest::get(format!("{}/admin/openapi.json", idp.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let max = doc["components"]["schemas"]["ClientConfig"]["properties"]["refresh_reuse_grace"]
+        ["maximum"]
+        .as_u64()
+        .expect("the schema documents the grace's maximum");
+    let client = |id: &str, grace: Value| {
+        json!({
+            "client_id": id,
+            "redirect_uris": ["http://127.0.0.1/callback"],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "refresh_reuse_grace": grace,
+        })
+    };
+    for (id, grace) in [
+        ("huge", json!(9_223_372_036_854_775_808_u64)),
+        ("just-past", json!(max + 1)),
+    ] {
+        let res = idp
+            .admin(
+                Method::POST,
+                "tenants/acme/clients",
+                Some(client(id, grace.clone())),
+            )
+            .await;
+        assert_eq!(res.status(), 400, "grace {grace}");
+        let body: Value = res.json().await.unwrap();
+        let message = body["error_description"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("refresh_reuse_grace"),
+            "the error names the field: {body}"
+        );
+        // Nothing registered: the same id is free for a valid client.
+        let res = idp
+            .admin(
+                Method::POST,
+                "tenants/acme/clients",
+                Some(client(id, json!(max))),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "{id} with the maximum grace");
+    }
+}
+
+/// The same hole in the fault injection, found looking for the schemathesis finding's kind
+/// elsewhere: a clock-offset fault took any i64. Its offset is added to the time written into
+/// every token, so an offset past what a date can hold made every token request a 500 (and
+/// several faults' offsets summed past i64). An offset is bounded (±10 years, documented in the
+/// schema), and the offsets of several faults together are held to the same bound.
+#[tokio::test]
+async fn a_clock_offset_fault_past_its_bound_is_refused_and_offsets_together_stay_issuable() {
+    let idp = TestIdp::spawn().await;
+    let doc: Value = reqwest::get(format!("{}/admin/openapi.json", idp.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let field = &doc["components"]["schemas"]["FaultSpec"]["properties"]["clock_offset_secs"];
+    let max = field["maximum"]
+        .as_i64()
+        .expect("the schema documents the offset's maximum");
+    assert_eq!(field["minimum"].as_i64(), Some(-max), "{field}");
+    for offset in [i64::MAX, max + 1, -max - 1] {
+        let res = idp
+            .admin(
+                Method::POST,
+                "tenants/acme/faults",
+                Some(json!({"clock_offset_secs": offset})),
+            )
+            .await;
+        assert_eq!(res.status(), 400, "offset {offset}");
+        let body: Value = res.json().await.unwrap();
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("clock_offset_secs"),
+            "the error names the field: {body}"
+        );
+    }
+    // Three faults at the bound: their sum is held to it, and tokens are still issued.
+    for _ in 0..3 {
+        idp.inject_fault("acme", json!({"clock_offset_secs": max}))
+            .await;
+    }
+    let (code, p, _) = login_code(&idp, "acme", "alice").await;
+    let res = exchange(&idp, "acme", &code, &p.verifier).await;
+    assert_eq!(res.status(), 200, "a token request under the offsets");
+    let tokens: Value = res.json().await.unwrap();
+    let claims = claims(tokens["id_token"].as_str().unwrap());
+    let iat = claims["iat"].as_i64().unwrap();
+    let now = lanyard_clock::unix(lanyard_clock::Clock::now(&lanyard_clock::SystemClock));
+    assert!(
+        (iat - now - max).abs() < 120,
+        "the offsets together are held to the bound: iat {iat}, now {now}, bound {max}"
+    );
+}
