@@ -35,6 +35,10 @@ pub enum Endpoint {
 /// it would make every token request fail.
 pub const MAX_CLOCK_OFFSET_SECS: i64 = 315_360_000;
 
+/// The most requests a counted fault may fire on (the schema's `maximum`; the Rust type would take
+/// 2^32 − 1, past the int32 the schema's type promises).
+pub const MAX_FAULT_COUNT: u32 = 1_000_000;
+
 /// What a test asks for.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -43,15 +47,19 @@ pub struct FaultSpec {
     pub endpoint: Endpoint,
     /// Delay before answering, in milliseconds.
     #[serde(default)]
+    #[schema(maximum = 120_000)]
     pub latency_ms: Option<u64>,
     /// Answer with this HTTP status (a §5.2 `server_error`/`temporarily_unavailable` body).
     #[serde(default)]
+    #[schema(minimum = 400, maximum = 599)]
     pub status: Option<u16>,
     /// Fire on this fraction of requests (0.0-1.0); always when absent.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1)]
     pub rate: Option<f64>,
-    /// Fire on the next N requests only, then disappear.
+    /// Fire on the next N requests only, then disappear (at most [`MAX_FAULT_COUNT`]).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub count: Option<u32>,
     /// Close the connection without an HTTP response.
     #[serde(default)]
@@ -87,6 +95,11 @@ impl FaultSpec {
         }
         if self.count == Some(0) {
             return Err("count must be at least 1".into());
+        }
+        if let Some(count) = self.count.filter(|&c| c > MAX_FAULT_COUNT) {
+            return Err(format!(
+                "count must be at most {MAX_FAULT_COUNT}, got {count}"
+            ));
         }
         if let Some(ms) = self.latency_ms {
             if ms > 120_000 {
