@@ -247,7 +247,7 @@ RELIABILITY_DOC=""
 if [ -n "$DOC" ]; then RELIABILITY_DOC="${SOAK_DOC-docs/reliability.md}"; fi
 if selected scenarios; then
   step scenarios env BENCH_RESULTS="$RES/scenarios" SCENARIOS_DOC="$RELIABILITY_DOC" \
-    SCENARIOS_COMMAND="$COMMAND (step scenarios: scripts/scenarios)" scripts/scenarios
+    SCENARIOS_COMMAND="$COMMAND\` (its step \`scenarios\`: \`scripts/scenarios" scripts/scenarios
 fi
 if selected hostile; then
   step hostile env HOSTILE_OUT="$RES/hostile" HOSTILE_DOC="$RELIABILITY_DOC" \

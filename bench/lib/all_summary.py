@@ -261,6 +261,43 @@ if fuzz:
 else:
     not_run.append(f"fuzzing (fuzz): {steps.get('fuzz', ('not run in this invocation', 0))[0]}")
 
+# --- scenarios and faults, hostile input (their sections are in docs/reliability.md)
+scen_section = path("scenarios", "section.md")
+if os.path.exists(scen_section):
+    with open(scen_section, encoding="utf-8") as f:
+        text = f.read()
+    m = re.search(r"(\d+) tests reported(?: of (\d+) started)?, (\d+) passed, ([^,]+),", text)
+    if m:
+        reported, _, passed, verdict = m.groups()
+        rows.append(("scenarios and faults (`scripts/scenarios`)", "every multi-device scenario and scripted fault passes (issue #16 items 1 and 3)",
+                     f"{passed} of {reported} tests passed ({verdict})", "", yes(verdict == "every test passed")))
+elif "scenarios" in steps:
+    rows.append(("scenarios and faults (`scripts/scenarios`)", "every multi-device scenario and scripted fault passes (issue #16 items 1 and 3)",
+                 steps["scenarios"][0], "", yes(False)))
+else:
+    not_run.append(f"scenarios and faults (scenarios): {steps.get('scenarios', ('not run in this invocation', 0))[0]}")
+if "hostile" in steps:
+    import xml.etree.ElementTree as ET
+    parts = []
+    failing = 0
+    for name, label in (("registry", "registry"), ("idp-admin", "IdP admin API")):
+        try:
+            root = ET.parse(path("hostile", f"{name}.xml")).getroot()
+        except (OSError, ET.ParseError):
+            parts.append(f"{label}: no report")
+            failing += 1
+            continue
+        suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+        fails = sum(int(x.get("failures", 0)) + int(x.get("errors", 0)) for x in suites)
+        ops = sum(int(x.get("tests", 0)) for x in suites)
+        failing += fails
+        parts.append(f"{label}: {ops} operations, {fails} failing")
+    ok = failing == 0 and steps["hostile"][0] == "ok"
+    rows.append(("hostile input (`scripts/hostile`, schemathesis)", "no 5xx, every answer as documented (issue #16 item 4)",
+                 "; ".join(parts), "", yes(ok)))
+else:
+    not_run.append("hostile input (hostile): not run in this invocation")
+
 # --- soak
 soak = load_json("soak", "soak.json")
 if soak and "operations" in soak:

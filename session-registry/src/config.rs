@@ -184,6 +184,44 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
 }
 
+/// The longest session timeout (idle or absolute) a tenant may have: 10 years, in seconds. Every
+/// sign-in computes `now + timeout`; a bound keeps that far from overflowing.
+pub const MAX_SESSION_TIMEOUT_SECS: i64 = 315_360_000;
+
+/// The bounds of a tenant's times, the same for the admin API (`POST /v1/admin/tenants`) and the
+/// config file. The two age limits are ten seconds to a day: a zero or negative age would make
+/// step-up (and sign-in) impossible, a very long one meaningless. The timeouts are positive and at
+/// most [`MAX_SESSION_TIMEOUT_SECS`]. The error names the field.
+pub fn check_tenant_times(
+    idle_timeout_secs: i64,
+    absolute_timeout_secs: i64,
+    max_id_token_age_secs: i64,
+    max_auth_age_secs: i64,
+) -> Result<(), String> {
+    for (field, value) in [
+        ("max_id_token_age_secs", max_id_token_age_secs),
+        ("max_auth_age_secs", max_auth_age_secs),
+    ] {
+        if !(10..=86_400).contains(&value) {
+            return Err(format!("{field} must be between 10 and 86400 seconds"));
+        }
+    }
+    for (field, value) in [
+        ("idle_timeout_secs", idle_timeout_secs),
+        ("absolute_timeout_secs", absolute_timeout_secs),
+    ] {
+        if value > MAX_SESSION_TIMEOUT_SECS {
+            return Err(format!(
+                "{field} must be at most {MAX_SESSION_TIMEOUT_SECS} seconds (10 years)"
+            ));
+        }
+        if value <= 0 {
+            return Err(format!("{field} must be positive"));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
@@ -212,10 +250,23 @@ impl RegistryConfig {
             path: path.to_owned(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
-        })
+        })?;
+        for t in &config.tenants {
+            check_tenant_times(
+                t.idle_timeout_secs,
+                t.absolute_timeout_secs,
+                t.max_id_token_age_secs,
+                t.max_auth_age_secs,
+            )
+            .map_err(|message| ConfigError::Parse {
+                path: path.to_owned(),
+                message: format!("tenant {}: {message}", t.slug),
+            })?;
+        }
+        Ok(config)
     }
 }
 
@@ -277,6 +328,39 @@ pub fn default_absolute() -> i64 {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    /// A tenant's timeouts from the config file are bounded as through the admin API: a timeout
+    /// past what `now + timeout` can hold would make every sign-in to the tenant overflow.
+    #[test]
+    fn a_config_tenant_whose_times_are_out_of_bounds_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.toml");
+        for (field, value) in [
+            ("absolute_timeout_secs", i64::MAX),
+            ("idle_timeout_secs", 315_360_001),
+            ("max_id_token_age_secs", i64::MAX),
+            ("max_auth_age_secs", 0),
+        ] {
+            std::fs::write(
+                &path,
+                format!(
+                    "[[tenants]]\nslug = \"acme\"\nissuer = \"https://idp.example/acme\"\n\
+                     audiences = [\"lanyard-cli\"]\n{field} = {value}\n"
+                ),
+            )
+            .unwrap();
+            let err = RegistryConfig::from_file(&path).unwrap_err().to_string();
+            assert!(err.contains(field), "{field} = {value}: {err}");
+            assert!(err.contains("acme"), "the tenant is named: {err}");
+        }
+        std::fs::write(
+            &path,
+            "[[tenants]]\nslug = \"acme\"\nissuer = \"https://idp.example/acme\"\n\
+             audiences = [\"lanyard-cli\"]\nidle_timeout_secs = 1\nabsolute_timeout_secs = 315360000\n",
+        )
+        .unwrap();
+        assert!(RegistryConfig::from_file(&path).is_ok());
+    }
 
     #[test]
     fn events_is_postgres_or_a_nats_url_and_anything_else_is_refused_by_name() {

@@ -307,14 +307,14 @@ impl OidcVerifier {
             .get("iat")
             .and_then(Value::as_i64)
             .ok_or(OidcError::MissingClaim("iat"))?;
-        if iat > now + self.leeway {
+        if iat > now.saturating_add(self.leeway) {
             return Err(OidcError::IssuedAt);
         }
         let exp = claims
             .get("exp")
             .and_then(Value::as_i64)
             .ok_or(OidcError::MissingClaim("exp"))?;
-        if exp + self.leeway <= now {
+        if exp.saturating_add(self.leeway) <= now {
             return Err(OidcError::Expired);
         }
         Ok(Verified {

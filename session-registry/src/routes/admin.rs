@@ -141,23 +141,17 @@ async fn create_tenant(
             "audiences must not be empty",
         ));
     }
-    // Ten seconds to a day: a negative or zero age would make step-up (and sign-in) impossible,
-    // a very long one would make it meaningless.
-    for (field, value) in [
-        ("max_id_token_age_secs", t.max_id_token_age_secs),
-        ("max_auth_age_secs", t.max_auth_age_secs),
-    ] {
-        if !(10..=86_400).contains(&value) {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                format!("{field} must be between 10 and 86400 seconds"),
-            ));
-        }
-    }
-    if t.idle_timeout_secs <= 0 || t.absolute_timeout_secs < t.idle_timeout_secs.min(300) {
+    crate::config::check_tenant_times(
+        t.idle_timeout_secs,
+        t.absolute_timeout_secs,
+        t.max_id_token_age_secs,
+        t.max_auth_age_secs,
+    )
+    .map_err(|message| ApiError::bad_request("invalid_request", message))?;
+    if t.absolute_timeout_secs < t.idle_timeout_secs.min(300) {
         return Err(ApiError::bad_request(
             "invalid_request",
-            "timeouts must be positive",
+            "absolute_timeout_secs must be at least idle_timeout_secs or 300, whichever is smaller",
         ));
     }
     if reg.store.tenant(&t.slug).await?.is_some() {

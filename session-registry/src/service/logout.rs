@@ -67,9 +67,10 @@ impl Registry {
                 // ID tokens of what ended are too old to open anything by then: their `iat` is
                 // at most the logout's (the IdP's clock, within the leeway of ours), and they
                 // open sessions until `iat` + the age limit + the leeway.
-                ended_until: now.max(issued_at)
-                    + tenant.max_id_token_age_secs
-                    + 2 * crate::oidc::MAX_LEEWAY,
+                ended_until: now
+                    .max(issued_at)
+                    .saturating_add(tenant.max_id_token_age_secs)
+                    .saturating_add(2 * crate::oidc::MAX_LEEWAY),
                 now,
             };
             match self.store.idp_logout(&tenant.slug, &logout).await {

@@ -154,7 +154,8 @@ impl Registry {
             .map_err(id_token_refused)?;
         let str_claim = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
         let now = self.now();
-        let absolute = now + tenant.absolute_timeout_secs;
+        // Bounded at 10 years where a tenant is made; saturating all the same.
+        let absolute = now.saturating_add(tenant.absolute_timeout_secs);
         let token = SessionToken::generate(&tenant.slug);
         let (record, event) = self
             .store

@@ -404,3 +404,47 @@ async fn an_undeclared_method_on_a_known_path_is_a_405_with_allow() {
     let res = reg.http.get(reg.url("/v1/nothing")).send().await.unwrap();
     assert_eq!(res.status(), 404);
 }
+
+/// The mock IdP's hole (an admin-API number past what a date holds, found by schemathesis), looked
+/// for in the registry: a tenant created with a session timeout of i64::MAX seconds was accepted,
+/// and every sign-in to it then computed its expiry as `now + timeout`, which overflows (a panic in
+/// a debug build, an already-expired session in a release build). Timeouts are at most 10 years;
+/// the refusal names the field and creates no tenant.
+#[tokio::test]
+async fn a_tenant_whose_timeouts_are_past_ten_years_is_refused_by_name() {
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Sqlite).await;
+    for (field, idle, absolute) in [
+        ("absolute_timeout_secs", 3600, i64::MAX),
+        ("absolute_timeout_secs", 3600, 315_360_001),
+        ("idle_timeout_secs", i64::MAX, i64::MAX),
+    ] {
+        let body = json!({
+            "slug": "initech",
+            "issuer": idp.issuer("initech"),
+            "audiences": ["lanyard-cli"],
+            "idle_timeout_secs": idle,
+            "absolute_timeout_secs": absolute,
+        });
+        let (status, answer) = reg
+            .post("/v1/admin/tenants", "lanyard-dev-registry-admin", body)
+            .await;
+        assert_eq!(status, 400, "{field}: {answer}");
+        assert!(
+            answer.to_string().contains(field),
+            "the refusal names {field}: {answer}"
+        );
+    }
+    // Nothing was created: the slug is free, and ten years is accepted.
+    let body = json!({
+        "slug": "initech",
+        "issuer": idp.issuer("initech"),
+        "audiences": ["lanyard-cli"],
+        "idle_timeout_secs": 315_360_000,
+        "absolute_timeout_secs": 315_360_000,
+    });
+    let (status, answer) = reg
+        .post("/v1/admin/tenants", "lanyard-dev-registry-admin", body)
+        .await;
+    assert_eq!(status, 201, "{answer}");
+}

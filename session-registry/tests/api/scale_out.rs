@@ -222,7 +222,8 @@ async fn three_processes_deliver_a_revoke_everywhere_and_a_killed_process_costs_
 
 /// A process killed under traffic: ten devices of alice's listen on C while her laptop's session
 /// is extended 60 times through A and B (an event each) and every device heartbeats through A and
-/// B. C is killed mid-traffic; each device resumes on A or B with its `Last-Event-ID`. Every
+/// B. C is killed mid-traffic (the traffic waits at half-way until it is); each device resumes on
+/// A or B with its `Last-Event-ID`. Every
 /// device has then seen every event of the account from its first, exactly once and in order
 /// (those committed while it had no stream included), and every request of the traffic was
 /// answered 200.
@@ -257,6 +258,7 @@ async fn a_process_killed_under_traffic_costs_each_of_its_clients_nothing() {
         streams.push(c.events(token, None).await);
     }
 
+    let c_killed = std::sync::Arc::new(tokio::sync::Notify::new());
     let traffic = {
         let urls = [
             a.url("/v1/sessions/authenticate"),
@@ -264,9 +266,14 @@ async fn a_process_killed_under_traffic_costs_each_of_its_clients_nothing() {
         ];
         let (laptop, devices) = (laptop.clone(), devices.clone());
         let http = reqwest::Client::new();
+        let c_killed = c_killed.clone();
         tokio::spawn(async move {
             let mut statuses = Vec::new();
             for i in 0..EXTENSIONS {
+                if i == EXTENSIONS / 2 {
+                    // Half the events before C dies, half after, whatever the machine's pace.
+                    c_killed.notified().await;
+                }
                 let url = &urls[i as usize % 2];
                 let extend = json!({"session_token": laptop, "session_duration_minutes": 120 + i});
                 let res = http.post(url).json(&extend).send().await.unwrap();
@@ -292,6 +299,7 @@ async fn a_process_killed_under_traffic_costs_each_of_its_clients_nothing() {
         ids.push(e.data["id"].as_i64().unwrap());
     }
     c.service.child.kill().await.unwrap();
+    c_killed.notify_one();
     for (ids, stream) in seen.iter_mut().zip(&mut streams) {
         loop {
             match stream.next(Duration::from_secs(20)).await {
