@@ -155,6 +155,11 @@ WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
   bench_stop_all
+  # The registries' own logs (RUST_LOG=warn: slow pool acquires, stalls) stay with the figures.
+  if [ -n "${BENCH_RESULTS:-}" ]; then
+    mkdir -p "$BENCH_RESULTS"
+    cp "$WORK"/session-registry-*.err "$BENCH_RESULTS"/ 2>/dev/null || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
