@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpServer};
 use futures_util::FutureExt;
 use jose_keys::{KeySet, SigningAlg};
 use lanyard_clock::{SharedClock, SystemClock};
+use tracing::Instrument;
 
 use crate::config::{EventsSetting, Pooler, RegistryConfig, Settings};
 use crate::error::ApiError;
@@ -252,31 +253,39 @@ impl Application {
 
         if registry.shared_keys.is_some() {
             let watcher = registry.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = watcher.hub.keys_change() => {}
-                        () = tokio::time::sleep(RELOAD_INTERVAL) => {}
-                    }
-                    if let Err(e) = watcher.reload_shared_keys().await {
-                        tracing::warn!(error = %e, "cannot read the shared signing keys");
+            tokio::spawn(
+                async move {
+                    loop {
+                        tokio::select! {
+                            () = watcher.hub.keys_change() => {}
+                            () = tokio::time::sleep(RELOAD_INTERVAL) => {}
+                        }
+                        if let Err(e) = watcher.reload_shared_keys().await {
+                            tracing::warn!(error = %e, "cannot read the shared signing keys");
+                        }
                     }
                 }
-            });
+                .instrument(tracing::warn_span!("shared_keys_watcher")),
+            );
         }
 
         let gc = registry.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                match gc.collect_garbage(AUDIT_WINDOW_SECS).await {
-                    Ok(n) if n > 0 => tracing::info!(deleted = n, "garbage-collected sessions"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+        tokio::spawn(
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    match gc.collect_garbage(AUDIT_WINDOW_SECS).await {
+                        Ok(n) if n > 0 => tracing::info!(deleted = n, "garbage-collected sessions"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+                    }
                 }
             }
-        });
+            // Background tasks run in a named span at WARN, the registry's default filter, so
+            // that whatever they log (sqlx's slow-acquire warning included) names its caller.
+            .instrument(tracing::warn_span!("garbage_collection")),
+        );
 
         let data = registry.clone();
         if settings.admin_token.is_none() {

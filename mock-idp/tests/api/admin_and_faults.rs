@@ -687,6 +687,29 @@ async fn a_malformed_rotate_request_rotates_nothing_and_an_undeclared_method_is_
     }
 }
 
+/// The IdP admin API's OpenAPI document, as served.
+async fn admin_openapi(idp: &TestIdp) -> Value {
+    reqwest::get(format!("{}/admin/openapi.json", idp.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// `res` is a 400 whose description names `field`.
+async fn assert_refused_naming(res: reqwest::Response, field: &str, what: &str) {
+    assert_eq!(res.status(), 400, "{what}");
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(field),
+        "{what}: the error names {field}: {body}"
+    );
+}
+
 /// Found by schemathesis (`scripts/hostile`, 2026-12-04): a client registered with a
 /// `refresh_reuse_grace` past what the schema documents (2^63 s, past even the int64 the schema
 /// promised) was accepted. A grace of years turns refresh-token reuse detection off for that
@@ -695,12 +718,7 @@ async fn a_malformed_rotate_request_rotates_nothing_and_an_undeclared_method_is_
 #[tokio::test]
 async fn a_client_with_a_refresh_reuse_grace_past_its_bound_is_refused_by_name() {
     let idp = TestIdp::spawn().await;
-    let doc: Value = reqwest::get(format!("{}/admin/openapi.json", idp.base_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = admin_openapi(&idp).await;
     let max = doc["components"]["schemas"]["ClientConfig"]["properties"]["refresh_reuse_grace"]
         ["maximum"]
         .as_u64()
@@ -724,13 +742,7 @@ async fn a_client_with_a_refresh_reuse_grace_past_its_bound_is_refused_by_name()
                 Some(client(id, grace.clone())),
             )
             .await;
-        assert_eq!(res.status(), 400, "grace {grace}");
-        let body: Value = res.json().await.unwrap();
-        let message = body["error_description"].as_str().unwrap_or_default();
-        assert!(
-            message.contains("refresh_reuse_grace"),
-            "the error names the field: {body}"
-        );
+        assert_refused_naming(res, "refresh_reuse_grace", &format!("grace {grace}")).await;
         // Nothing registered: the same id is free for a valid client.
         let res = idp
             .admin(
@@ -751,12 +763,7 @@ async fn a_client_with_a_refresh_reuse_grace_past_its_bound_is_refused_by_name()
 #[tokio::test]
 async fn a_clock_offset_fault_past_its_bound_is_refused_and_offsets_together_stay_issuable() {
     let idp = TestIdp::spawn().await;
-    let doc: Value = reqwest::get(format!("{}/admin/openapi.json", idp.base_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = admin_openapi(&idp).await;
     let field = &doc["components"]["schemas"]["FaultSpec"]["properties"]["clock_offset_secs"];
     let max = field["maximum"]
         .as_i64()
@@ -770,15 +777,7 @@ async fn a_clock_offset_fault_past_its_bound_is_refused_and_offsets_together_sta
                 Some(json!({"clock_offset_secs": offset})),
             )
             .await;
-        assert_eq!(res.status(), 400, "offset {offset}");
-        let body: Value = res.json().await.unwrap();
-        assert!(
-            body["error_description"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("clock_offset_secs"),
-            "the error names the field: {body}"
-        );
+        assert_refused_naming(res, "clock_offset_secs", &format!("offset {offset}")).await;
     }
     // Three faults at the bound: their sum is held to it, and tokens are still issued.
     for _ in 0..3 {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use super::{Hub, Subjects};
 use crate::store::EventRecord;
@@ -87,7 +88,10 @@ pub async fn connect(
         .last_sequence;
     let messages = subscribe(&stream, &subjects, start + 1).await?;
     hub.set_feed_up(true);
-    tokio::spawn(consume(stream, subjects, hub, messages, start, reconnected));
+    tokio::spawn(
+        consume(stream, subjects, hub, messages, start, reconnected)
+            .instrument(tracing::warn_span!("event_feed", feed = "nats")),
+    );
     Ok(js)
 }
 

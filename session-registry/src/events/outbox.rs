@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::store::{PgStore, StoreError};
 
@@ -35,7 +36,7 @@ enum RelayError {
 /// Starts the relay; the returned handle wakes it.
 pub fn spawn_relay(store: Arc<PgStore>, js: jetstream::Context) -> Arc<Notify> {
     let nudge = Arc::new(Notify::new());
-    tokio::spawn(run(store, js, nudge.clone()));
+    tokio::spawn(run(store, js, nudge.clone()).instrument(tracing::warn_span!("outbox_relay")));
     nudge
 }
 

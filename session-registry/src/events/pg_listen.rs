@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
+use tracing::Instrument;
 
 use super::Hub;
 use crate::store::{EventRecord, PgStore, StoreError};
@@ -24,7 +25,10 @@ pub async fn spawn_pg_listener(store: Arc<PgStore>, hub: Arc<Hub>) -> Result<(),
     let listener = store.listener().await?;
     let cursor = store.last_event_id().await?;
     hub.set_feed_up(true);
-    tokio::spawn(relay_forever(store, hub, listener, cursor));
+    tokio::spawn(
+        relay_forever(store, hub, listener, cursor)
+            .instrument(tracing::warn_span!("event_feed", feed = "postgres")),
+    );
     Ok(())
 }
 

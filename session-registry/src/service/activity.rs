@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::store::{Store, StoreError};
 
@@ -139,7 +140,10 @@ impl ActivityWriter {
                             .enable_all()
                             .build()
                         {
-                            Ok(rt) => rt.block_on(write_batches(own, rx, counts)),
+                            Ok(rt) => rt.block_on(
+                                write_batches(own, rx, counts)
+                                    .instrument(tracing::warn_span!("activity_writer")),
+                            ),
                             // The receiver is dropped: callers write alone (see `record`).
                             Err(e) => {
                                 tracing::error!(error = %e, "no runtime for the activity writer")
@@ -153,7 +157,10 @@ impl ActivityWriter {
                 }
             }
             None => {
-                tokio::spawn(write_batches(store.clone(), rx, counts));
+                tokio::spawn(
+                    write_batches(store.clone(), rx, counts)
+                        .instrument(tracing::warn_span!("activity_writer")),
+                );
             }
         }
         *queue = Some(tx.clone());

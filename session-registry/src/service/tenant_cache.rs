@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::refusal::Refusal;
@@ -97,16 +98,20 @@ impl TenantCache {
         }
         let refreshing = Refreshing(entry.refreshing.clone());
         let (entries, store, slug) = (self.entries.clone(), store.clone(), slug.to_owned());
-        tokio::spawn(async move {
-            if let Err(error) = read(&entries, store.as_ref(), &slug).await {
-                tracing::warn!(
-                    tenant = %slug,
-                    error = %error,
-                    "cannot read the tenant's settings again; serving those read before"
-                );
+        let span = tracing::warn_span!("tenant_refresh", tenant = %slug);
+        tokio::spawn(
+            async move {
+                if let Err(error) = read(&entries, store.as_ref(), &slug).await {
+                    tracing::warn!(
+                        tenant = %slug,
+                        error = %error,
+                        "cannot read the tenant's settings again; serving those read before"
+                    );
+                }
+                drop(refreshing);
             }
-            drop(refreshing);
-        });
+            .instrument(span),
+        );
     }
 }
 

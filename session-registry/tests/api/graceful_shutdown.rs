@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::event_stream::{EventStream, Next};
+use crate::helpers::write_acme_config;
 
 /// Reads one response head (up to the blank line) from `tcp`.
 async fn read_head(tcp: &mut TcpStream) -> String {
@@ -30,15 +31,7 @@ async fn read_head(tcp: &mut TcpStream) -> String {
 async fn sigterm_ends_streams_cleanly_finishes_requests_in_flight_and_exits_zero() {
     let idp = TestIdp::spawn().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("registry.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[tenants]]\nslug = \"acme\"\nissuer = \"{}\"\naudiences = [\"lanyard-cli\"]\n",
-            idp.issuer("acme")
-        ),
-    )
-    .unwrap();
+    let config = write_acme_config(dir.path(), &idp);
     let url = format!("sqlite://{}/r.db", dir.path().display());
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_session-registry"));
     let mut svc = ChildService::start(

@@ -359,3 +359,17 @@ impl TestRegistry {
         (status, challenge, res.json().await.unwrap_or(Value::Null))
     }
 }
+
+/// A registry config file in `dir` with tenant acme trusting `idp`'s issuer for `lanyard-cli`.
+pub fn write_acme_config(dir: &std::path::Path, idp: &TestIdp) -> std::path::PathBuf {
+    let config = dir.join("registry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[tenants]]\nslug = \"acme\"\nissuer = \"{}\"\naudiences = [\"lanyard-cli\"]\n",
+            idp.issuer("acme")
+        ),
+    )
+    .unwrap();
+    config
+}

@@ -117,6 +117,20 @@ impl Process {
     }
 }
 
+/// Three registry binaries (the first runs the migrations) on a fresh database and one
+/// deployment's NATS stream, with tenant acme trusting `idp`; the config's folder lives as long as
+/// the returned guard.
+async fn three_processes(idp: &TestIdp) -> (TestDatabase, tempfile::TempDir, [Process; 3]) {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_acme_config(dir.path(), idp);
+    let deployment = test_harness::nats::unique_deployment();
+    let a = Process::start(&config, &db.url, &deployment, true).await;
+    let b = Process::start(&config, &db.url, &deployment, false).await;
+    let c = Process::start(&config, &db.url, &deployment, false).await;
+    (db, dir, [a, b, c])
+}
+
 /// Reads the stream until an event satisfies `wanted`; panics with `what` otherwise.
 async fn expect_event(
     stream: &mut EventStream,
@@ -133,21 +147,7 @@ async fn expect_event(
 async fn three_processes_deliver_a_revoke_everywhere_and_a_killed_process_costs_its_clients_nothing(
 ) {
     let idp = TestIdp::spawn().await;
-    let db = TestDatabase::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("registry.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[tenants]]\nslug = \"acme\"\nissuer = \"{}\"\naudiences = [\"lanyard-cli\"]\n",
-            idp.issuer("acme")
-        ),
-    )
-    .unwrap();
-    let deployment = test_harness::nats::unique_deployment();
-    let a = Process::start(&config, &db.url, &deployment, true).await;
-    let b = Process::start(&config, &db.url, &deployment, false).await;
-    let mut c = Process::start(&config, &db.url, &deployment, false).await;
+    let (_db, _config, [a, b, mut c]) = three_processes(&idp).await;
 
     let (laptop, _) = a.sign_in(&idp, "alice", "laptop").await;
     let (phone, _) = a.sign_in(&idp, "alice", "phone").await;
@@ -232,21 +232,7 @@ async fn a_process_killed_under_traffic_costs_each_of_its_clients_nothing() {
     const DEVICES: usize = 10;
     const EXTENSIONS: u32 = 60;
     let idp = TestIdp::spawn().await;
-    let db = TestDatabase::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("registry.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[tenants]]\nslug = \"acme\"\nissuer = \"{}\"\naudiences = [\"lanyard-cli\"]\n",
-            idp.issuer("acme")
-        ),
-    )
-    .unwrap();
-    let deployment = test_harness::nats::unique_deployment();
-    let a = Process::start(&config, &db.url, &deployment, true).await;
-    let b = Process::start(&config, &db.url, &deployment, false).await;
-    let mut c = Process::start(&config, &db.url, &deployment, false).await;
+    let (db, _config, [a, b, mut c]) = three_processes(&idp).await;
 
     let (laptop, _) = a.sign_in(&idp, "alice", "laptop").await;
     let mut devices = Vec::new();
