@@ -49,8 +49,9 @@ def main() -> None:
         lines = [ANSI.sub("", l.rstrip("\n")) for l in f]
 
     announced = None
-    rows = {}  # (binary, test) -> [result, seconds, summary]
+    rows = {}  # (binary, test) -> [result, seconds, what it printed]
     order = []
+    current = None  # nextest prints a test's output after its result line
     for line in lines:
         m = STARTING.search(line)
         if m and announced is None:
@@ -58,21 +59,14 @@ def main() -> None:
         m = RESULT.match(line)
         if m:
             result, secs, binary, test = m.groups()
-            key = (binary, test)
-            if key not in rows:
-                order.append(key)
-            rows[key] = [result, secs, ""]
-    # Summaries follow their test's result line in nextest's output: attribute them in order.
-    current = None
-    for line in lines:
-        m = RESULT.match(line)
-        if m:
-            current = (m.group(3), m.group(4))
+            current = (binary, test)
+            if current not in rows:
+                order.append(current)
+            rows[current] = [result, secs, ""]
             continue
         m = SUMMARY.match(line)
         if m and current in rows:
-            text = m.group(1)
-            rows[current][2] = (rows[current][2] + " " + text).strip() if rows[current][2] else text
+            rows[current][2] = (rows[current][2] + " " + m.group(1)).strip()
 
     # LEAK is a pass whose test left a handle open; TRY n PASS a pass on a retry.
     passing = lambda result: result in ("PASS", "LEAK") or result.endswith(" PASS")

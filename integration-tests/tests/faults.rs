@@ -403,16 +403,7 @@ async fn clock_skew_of_five_minutes_within_the_leeway_signs_in_and_beyond_it_is_
     skew_idp(&idp, 360).await;
     let d = tolerant_device("beyond-client");
     let client_err = login(&idp, &tolerant, &d, "alice").await.unwrap_err();
-    assert!(
-        matches!(client_err, SessionError::IdTokenInvalid(_)),
-        "IdP 6 min ahead: {client_err:?}"
-    );
-    assert!(
-        client_err.to_string().to_lowercase().contains("iat")
-            || client_err.to_string().to_lowercase().contains("future"),
-        "the error names the time claim: {client_err}"
-    );
-    assert!(d.manager.accounts().await.unwrap().is_empty());
+    assert_client_refused_time_claim(&client_err, &d, "IdP 6 min ahead").await;
 
     // Within the client's leeway, beyond the registry's (60 s): the registry refuses the ID
     // token, saying why; the device keeps no half-signed-in account.
@@ -420,16 +411,8 @@ async fn clock_skew_of_five_minutes_within_the_leeway_signs_in_and_beyond_it_is_
     let d = tolerant_device("beyond-registry");
     let sessions_before = tenant_session_count(&strict_db).await;
     let err = login(&idp, &strict, &d, "alice").await.unwrap_err();
-    let message = err.to_string().to_lowercase();
-    assert!(
-        message.contains("future") || message.contains("iat") || message.contains("issued"),
-        "the registry's refusal names the time claim: {err}"
-    );
-    assert!(
-        d.manager.accounts().await.unwrap().is_empty(),
-        "no account kept after the registry refused"
-    );
-    assert_eq!(tenant_session_count(&strict_db).await, sessions_before);
+    assert_registry_refused_time_claim(&err, &d, &strict_db, sessions_before, "IdP 5 min ahead")
+        .await;
 
     skew_idp(&idp, 0).await;
     assert!(is_available(&bystander, &bystander_account));
@@ -501,20 +484,8 @@ async fn clock_skew_of_the_registry_or_the_client_within_the_leeway_works_and_be
         let (reg, db) = skewed_registry(offset, leeway).await;
         let d = skewed_device(&format!("registry{offset}-leeway{leeway}"), 0, 300);
         let err = login(&idp, &reg, &d, "alice").await.unwrap_err();
-        let message = err.to_string().to_lowercase();
-        assert!(
-            message.contains("future") || message.contains("iat") || message.contains("issued"),
-            "registry clock {offset:+} s, leeway {leeway} s: the refusal names the time claim: {err}"
-        );
-        assert!(
-            d.manager.accounts().await.unwrap().is_empty(),
-            "registry clock {offset:+} s: no account kept after the registry refused"
-        );
-        assert_eq!(
-            tenant_session_count(&db).await,
-            0,
-            "registry clock {offset:+} s"
-        );
+        let what = format!("registry clock {offset:+} s, leeway {leeway} s");
+        assert_registry_refused_time_claim(&err, &d, &db, 0, &what).await;
         registry_refusals.push(err.to_string());
     }
 
@@ -539,16 +510,8 @@ async fn clock_skew_of_the_registry_or_the_client_within_the_leeway_works_and_be
     for (offset, leeway) in [(-360, 300), (-300, 60)] {
         let d = skewed_device(&format!("client{offset}-leeway{leeway}"), offset, leeway);
         let err = login(&idp, &reg, &d, "alice").await.unwrap_err();
-        assert!(
-            matches!(err, SessionError::IdTokenInvalid(_)),
-            "client clock {offset:+} s, leeway {leeway} s: {err:?}"
-        );
-        let message = err.to_string().to_lowercase();
-        assert!(
-            message.contains("iat") || message.contains("future"),
-            "client clock {offset:+} s: the error names the time claim: {err}"
-        );
-        assert!(d.manager.accounts().await.unwrap().is_empty());
+        let what = format!("client clock {offset:+} s, leeway {leeway} s");
+        assert_client_refused_time_claim(&err, &d, &what).await;
         client_refusals.push(err.to_string());
     }
     assert_eq!(tenant_session_count(&db).await, sessions_before);
@@ -567,6 +530,43 @@ async fn clock_skew_of_the_registry_or_the_client_within_the_leeway_works_and_be
         registry_refusals.join("\"; \""),
         client_refusals.join("\"; \"")
     );
+}
+
+/// A sign-in the client refused for a time claim of the ID token: the error is an invalid ID
+/// token naming the claim, and the device keeps no account.
+async fn assert_client_refused_time_claim(err: &SessionError, d: &Device, what: &str) {
+    assert!(
+        matches!(err, SessionError::IdTokenInvalid(_)),
+        "{what}: {err:?}"
+    );
+    let message = err.to_string().to_lowercase();
+    assert!(
+        message.contains("iat") || message.contains("future"),
+        "{what}: the error names the time claim: {err}"
+    );
+    assert!(d.manager.accounts().await.unwrap().is_empty(), "{what}");
+}
+
+/// A sign-in the registry refused for a time claim of the ID token: the refusal names the
+/// claim, the device keeps no half-signed-in account, and the registry database `db` still holds
+/// `sessions` sessions.
+async fn assert_registry_refused_time_claim(
+    err: &SessionError,
+    d: &Device,
+    db: &TestDatabase,
+    sessions: i64,
+    what: &str,
+) {
+    let message = err.to_string().to_lowercase();
+    assert!(
+        message.contains("future") || message.contains("iat") || message.contains("issued"),
+        "{what}: the registry's refusal names the time claim: {err}"
+    );
+    assert!(
+        d.manager.accounts().await.unwrap().is_empty(),
+        "{what}: no account kept after the registry refused"
+    );
+    assert_eq!(tenant_session_count(db).await, sessions, "{what}");
 }
 
 /// Sessions in the registry database `db`, every tenant.
