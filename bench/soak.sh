@@ -129,20 +129,30 @@ keys = ["families", "revoked_grants", "refresh_tokens", "access_tokens", "codes"
 # refresh tokens kept whole per family (the live one and its parent, for the reuse grace), no
 # record per access token (none is revoked alone in the soak), a code's record only until it is
 # redeemed, and a tombstone per grant revoked at the IdP, kept while its access tokens live
-# (600 s): at most the revokes at the IdP of the run (all of them, in a run no longer than 600 s).
+# (600 s) until the next sweep (30 s): at most the revokes at the IdP answered in the last 631 s
+# (every revoke of the run, in a run no longer than that), at the end and at every 10 s sample.
 grants_end = r.get("idp_grants_end") or 0
-idp_revokes = sum(v for k, v in r["answers"].items() if k.startswith("idp-revoke 2"))
+idp_revokes = r.get("idp_revokes") or 0
+tombstones_at_most = r.get("idp_tombstones_end_at_most")
+tomb_samples = [s for s in (r.get("samples") or []) if isinstance(s.get("idp_tombstones"), int)]
+tombstones_followed = bool(tomb_samples) and all(s["idp_tombstones"] <= s["idp_tombstones_at_most"] for s in tomb_samples)
 sign_ins_per_min = r["rate"] * 0.10 * 60
 bounds = [
     ("families", b.get("families"), grants_end + max(grants_end // 20, 10), "the live grants held (+5 %)"),
     ("refresh_tokens", b.get("refresh_tokens"), 2 * (b.get("families") or 0), "2 per family"),
     ("access_tokens", b.get("access_tokens"), 0, "0 (none revoked alone)"),
     ("codes", b.get("codes"), int(sign_ins_per_min), "a minute of sign-ins"),
-    ("revoked_grants", b.get("revoked_grants"), idp_revokes, "the revokes at the IdP in the run (each tombstone lives 600 s)"),
+    ("revoked_grants", b.get("revoked_grants"), tombstones_at_most if isinstance(tombstones_at_most, int) else -1, "the IdP revokes answered in the last 631 s"),
 ]
 records_bounded = all(isinstance(v, int) and v <= bound for _, v, bound, _ in bounds)
 bound_text = "; ".join(f"{k} ≤ {what} ({bound:,})" for k, _, bound, what in bounds)
 print(f"| IdP records, start → end | " + ", ".join(f"{k} {a.get(k, '?')} → {b.get(k, '?')}" for k in keys) + f" | follow the live grants ({num(grants_end)} at the end): {bound_text} | {'yes' if records_bounded else 'no'} |")
+if tomb_samples:
+    worst = max(tomb_samples, key=lambda s: s["idp_tombstones"] - s["idp_tombstones_at_most"])
+    series = ", ".join(f"{s['at_secs']} s: {s['idp_tombstones']:,} (≤ {s['idp_tombstones_at_most']:,})" for s in tomb_samples[::6])
+    print(f"| IdP tombstones every 10 s, each against the revokes at the IdP answered in the 631 s before it ({idp_revokes:,} in the whole run) | {series} (every sixth sample); closest: {worst['idp_tombstones']:,} of at most {worst['idp_tombstones_at_most']:,} at {worst['at_secs']} s | never more: each is dropped within 631 s of its revoke | {'yes' if tombstones_followed else 'no'} |")
+else:
+    print("| IdP tombstones every 10 s | no samples | never more than the revokes of the last 631 s | no |")
 print(f"| live sessions (subscribers included), end | {num(r.get('live_sessions_end'))} | steady | |")
 print()
 print("Answers by operation and status: " + ", ".join(f"{k}: {v:,}" for k, v in r["answers"].items()) + ".")

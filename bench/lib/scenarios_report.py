@@ -88,7 +88,8 @@ def main() -> None:
         + (f" of {announced} started" if announced is not None and announced != len(order) else "")
         + f", {passed} passed, {verdict}, in {a.seconds} s (build included). The registries run as "
         "real `session-registry` processes in the scenarios and in `scale_out`, in process (the same "
-        "code) in the other tests; the IdP runs in the test; every test has Postgres databases of its "
+        "code) in the other tests; the IdP runs as the real `mock-idp` process in the scenarios and in "
+        "`faults`, in process elsewhere; every test has Postgres databases of its "
         "own (`database_restart` a private Postgres server, which it kills) and the machine's NATS "
         "JetStream. Each test's assertions are in the file named in the table above (\"Faults\") or "
         "in `integration-tests/tests/scenarios.rs`. The same tests run in CI with the rest of the "

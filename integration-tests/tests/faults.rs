@@ -2,7 +2,8 @@
 //! Faults, each with its assertion (issue #16 item 3): the IdP down and then slow during a
 //! refresh storm, and clock skew of ±5 minutes between the IdP, the registry and the client,
 //! within and beyond the configured leeway. The mock IdP's fault injection (its admin API) makes
-//! the faults; the registry runs on a fresh Postgres database; every device is a
+//! the faults, on the `mock-idp` binary run as a process; the registry runs in the test's process
+//! (so that its clock can be set off) on a fresh Postgres database; every device is a
 //! `SessionManager` with its own account store. (Postgres restarted and a registry process
 //! killed under load: session-registry's database_restart.rs and scale_out.rs; the vault's disk
 //! full: account-store's vault_disk_full.rs.)
@@ -23,16 +24,23 @@ use session_core::{
 };
 use session_registry::config::{RegistryConfig, Settings, TenantConfig};
 use session_registry::startup::Application;
-use test_harness::{TestDatabase, TestIdp};
+use test_harness::idp::IdpEndpoint;
+use test_harness::{workspace_binary, IdpProcess, TestDatabase};
+
+/// The `mock-idp` binary, a process of its own, seeded with `config`: the faults are injected
+/// through its admin API.
+async fn idp_process(config: &mock_idp::config::IdpConfig) -> IdpProcess {
+    IdpProcess::start(&workspace_binary("mock-idp"), config).await
+}
 
 /// A registry on `db` trusting tenant acme of `idp`, with `--clock-leeway leeway`.
-async fn registry(idp: &TestIdp, db: &TestDatabase, leeway: i64) -> String {
+async fn registry(idp: &IdpEndpoint, db: &TestDatabase, leeway: i64) -> String {
     registry_on_clock(idp, db, leeway, Arc::new(lanyard_clock::SystemClock)).await
 }
 
 /// A registry as [`registry`] whose own clock is `clock` (a machine whose clock is off).
 async fn registry_on_clock(
-    idp: &TestIdp,
+    idp: &IdpEndpoint,
     db: &TestDatabase,
     leeway: i64,
     clock: lanyard_clock::SharedClock,
@@ -98,7 +106,7 @@ fn browser(user: &'static str) -> impl Fn(&url::Url) + Send + Sync {
 }
 
 async fn login(
-    idp: &TestIdp,
+    idp: &IdpEndpoint,
     registry: &str,
     d: &Device,
     user: &'static str,
@@ -117,7 +125,7 @@ async fn login(
         .map(|meta| meta.key)
 }
 
-async fn fault(idp: &TestIdp, spec: Value) -> String {
+async fn fault(idp: &IdpEndpoint, spec: Value) -> String {
     let res = idp
         .admin(Method::POST, "tenants/acme/faults", Some(spec))
         .await;
@@ -128,13 +136,13 @@ async fn fault(idp: &TestIdp, spec: Value) -> String {
         .to_owned()
 }
 
-async fn clear_faults(idp: &TestIdp) {
+async fn clear_faults(idp: &IdpEndpoint) {
     let res = idp.admin(Method::DELETE, "tenants/acme/faults", None).await;
     assert_eq!(res.status(), 200);
 }
 
 /// How many times fault `id` (a `count` fault of `count`) fired.
-async fn fired(idp: &TestIdp, id: &str, count: u64) -> u64 {
+async fn fired(idp: &IdpEndpoint, id: &str, count: u64) -> u64 {
     let list: Value = idp
         .admin(Method::GET, "tenants/acme/faults", None)
         .await
@@ -152,7 +160,7 @@ async fn fired(idp: &TestIdp, id: &str, count: u64) -> u64 {
 }
 
 /// Audit events of `kind` at tenant acme.
-async fn audit_events(idp: &TestIdp, kind: &str) -> usize {
+async fn audit_events(idp: &IdpEndpoint, kind: &str) -> usize {
     let audit: Value = idp
         .admin(Method::GET, "tenants/acme/audit", None)
         .await
@@ -221,7 +229,7 @@ fn storm_idp_config() -> mock_idp::config::IdpConfig {
 
 #[tokio::test]
 async fn the_idp_down_then_slow_during_a_refresh_storm_signs_no_one_out_and_recovers() {
-    let idp = TestIdp::spawn_with_config(storm_idp_config()).await;
+    let idp = idp_process(&storm_idp_config()).await;
     let db = TestDatabase::create().await;
     let registry = registry(&idp, &db, session_registry::oidc::DEFAULT_LEEWAY).await;
     let devices: Vec<Device> = (0..DEVICES)
@@ -359,7 +367,7 @@ async fn the_idp_down_then_slow_during_a_refresh_storm_signs_no_one_out_and_reco
 }
 
 /// The IdP's clock `offset` seconds from the others' (its tokens' `iat`/`exp`/`auth_time` moved).
-async fn skew_idp(idp: &TestIdp, offset: i64) {
+async fn skew_idp(idp: &IdpEndpoint, offset: i64) {
     clear_faults(idp).await;
     if offset != 0 {
         fault(idp, json!({"clock_offset_secs": offset})).await;
@@ -369,7 +377,7 @@ async fn skew_idp(idp: &TestIdp, offset: i64) {
 #[tokio::test]
 async fn clock_skew_of_five_minutes_within_the_leeway_signs_in_and_beyond_it_is_refused_losing_nothing(
 ) {
-    let idp = TestIdp::spawn().await;
+    let idp = idp_process(&mock_idp::config::IdpConfig::defaults()).await;
     let db = TestDatabase::create().await;
     // A registry and devices configured for 5 minutes of skew, and a registry left at 60 s.
     let tolerant = registry(&idp, &db, 300).await;
@@ -452,7 +460,7 @@ fn skewed_device(id: &str, offset: i64, leeway: u64) -> Device {
 #[tokio::test]
 async fn clock_skew_of_the_registry_or_the_client_within_the_leeway_works_and_beyond_it_is_refused()
 {
-    let idp = TestIdp::spawn().await;
+    let idp = idp_process(&mock_idp::config::IdpConfig::defaults()).await;
     let skewed_registry = |offset: i64, leeway: i64| {
         let idp = &idp;
         async move {
@@ -586,7 +594,7 @@ async fn tenant_session_count(db: &TestDatabase) -> i64 {
 /// IdP, no sign-out, the registry session untouched.
 #[tokio::test]
 async fn a_refresh_answered_with_an_unusable_id_token_keeps_the_rotated_refresh_token() {
-    let idp = TestIdp::spawn().await;
+    let idp = idp_process(&mock_idp::config::IdpConfig::defaults()).await;
     let db = TestDatabase::create().await;
     let registry_url = registry(&idp, &db, session_registry::oidc::DEFAULT_LEEWAY).await;
     let d = device("rotated".into(), |o| {

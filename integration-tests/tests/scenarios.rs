@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! The multi-device scenarios of issue #16 (item 1), on real processes: the mock IdP (tenants
-//! acme and globex) in process, and two `session-registry` processes — A and B — on one fresh
+//! The multi-device scenarios of issue #16 (item 1), on real processes: the `mock-idp` binary
+//! (tenants acme and globex), and two `session-registry` processes — A and B — on one fresh
 //! Postgres database, their events through NATS JetStream (`--events nats://…`, a deployment of
 //! the test's own) unless a scenario says otherwise. The laptop is a `SessionManager` with its own
 //! account store that talks to registry A; the desktop, one that talks to registry B; the
@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use session_core::{
     DeviceIdentity, LoginMethod, LoginRequest, LogoutScope, ManagerEvent, ManagerOptions,
     RevokeTarget, SessionError, SessionManager, SessionState, UnavailableReason, UpgradeRequest,
 };
-use test_harness::{ChildService, TestDatabase, TestIdp};
+use test_harness::{workspace_binary, ChildService, IdpProcess, TestDatabase};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How long a pushed change or a sign-in may take before the test gives up (not an assertion on
@@ -42,25 +42,6 @@ const ACCOUNTS: [(&str, &str); 3] = [("acme", "alice"), ("globex", "alice"), ("g
 /// One line per scenario, the suite's report.
 fn summary(scenario: &str, what: impl Display) {
     println!("scenario {scenario}: ok — {what}");
-}
-
-/// A binary of the workspace. A test of this crate cannot name another package's binaries with
-/// `env!("CARGO_BIN_EXE_…")`; they sit in the same target directory as the test executable
-/// (`target/<profile>/deps/scenarios-HASH` → `target/<profile>/NAME`).
-fn workspace_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test executable is in target/<profile>/deps");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.is_file(),
-        "{} is missing: build the workspace's binaries first with `cargo build --workspace --bins` \
-         (`cargo nextest run --workspace` builds them too)",
-        path.display()
-    );
-    path
 }
 
 /// How events travel between the registry processes.
@@ -219,7 +200,7 @@ impl RegistryProcess {
 }
 
 struct Stack {
-    idp: TestIdp,
+    idp: IdpProcess,
     feed: Feed,
     /// The laptop's registry.
     a: RegistryProcess,
@@ -230,11 +211,16 @@ struct Stack {
 }
 
 async fn stack(feed: Feed) -> Stack {
-    stack_with(TestIdp::spawn().await, feed).await
+    stack_with(idp(mock_idp::IdpConfig::defaults()).await, feed).await
 }
 
 /// Registries A and B on one fresh database, both trusting `idp`'s tenants for `lanyard-cli`.
-async fn stack_with(idp: TestIdp, feed: Feed) -> Stack {
+/// The `mock-idp` binary, a process of its own, seeded with `config`.
+async fn idp(config: mock_idp::IdpConfig) -> IdpProcess {
+    IdpProcess::start(&workspace_binary("mock-idp"), &config).await
+}
+
+async fn stack_with(idp: IdpProcess, feed: Feed) -> Stack {
     let db = TestDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("registry.toml");
@@ -911,7 +897,7 @@ async fn eight_processes_asking_for_one_accounts_token_at_expiry_cause_one_refre
     // issue, and the one a refresh issues is not.
     let mut config = mock_idp::IdpConfig::defaults();
     config.tenants[0].lifetimes.access_token = 30;
-    let stack = stack_with(TestIdp::spawn_with_config(config).await, Feed::Nats).await;
+    let stack = stack_with(idp(config).await, Feed::Nats).await;
     let home = tempfile::tempdir().unwrap();
     lanyard_login(home.path(), &stack, "acme", "alice").await;
     let refreshes = |audit: &Value| audit["counters"]["token.refresh_token.ok"].as_u64();

@@ -23,8 +23,11 @@
 //! if the soak did not revoke it and revoked with reason `revoked_by_user` if it did; every revoke reached
 //! every subscriber of its account (over the SSE streams); the subscribers' streams are still
 //! open. Resident memory of `--pids` (the registry, the IdP) at the start of the measured time
-//! and at its end, and the IdP's token records then and now (admin API). Prints one JSON object;
-//! exits 1 if any check failed.
+//! and at its end, and the IdP's token records then and now (admin API). Every 10 s, the IdP's
+//! tombstones (revoked grants) beside the most it may hold then: the soak's revokes at the IdP
+//! answered in the last 631 s (a tombstone lives 600 s, the sweep runs every 30 s), so a run
+//! longer than that shows whether they are dropped. Prints one JSON object; exits 1 if any check
+//! failed.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench tool: a panic is a report
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -95,7 +98,39 @@ struct World {
     /// Each user's browser: it keeps the user's IdP session, so a sign-in after the first is
     /// single sign-on, as for a person signing in a CLI day to day.
     browsers: Mutex<HashMap<String, reqwest::Client>>,
+    /// The IdP's tombstones, from the outside: when each revoke at the IdP was answered 200.
+    idp_revokes: IdpRevokes,
     tally: Tally,
+}
+
+/// How long the IdP keeps a revoked grant's tombstone at most after the revoke: its access
+/// tokens' lifetime (600 s at the default tenants), plus the sweep's period (30 s), plus a second
+/// for the sweep's own timing.
+const TOMBSTONE_AT_MOST: Duration = Duration::from_secs(600 + 30 + 1);
+
+/// The revokes at the IdP: enough to bound its tombstones at any moment.
+#[derive(Default)]
+struct IdpRevokes {
+    /// When each revoke answered 200 arrived.
+    answered: Mutex<Vec<Instant>>,
+    /// Revokes sent and not yet answered (each may have made a tombstone already).
+    in_flight: AtomicU64,
+}
+
+impl IdpRevokes {
+    /// The most tombstones the IdP may hold at a moment no earlier than `since`: a tombstone made
+    /// by a revoke answered before `since - TOMBSTONE_AT_MOST` is gone by then, so only the
+    /// revokes answered after it, and those still in flight, can have one.
+    fn tombstones_at_most(&self, since: Instant) -> usize {
+        let cutoff = since.checked_sub(TOMBSTONE_AT_MOST);
+        let recent = self
+            .answered
+            .lock()
+            .iter()
+            .filter(|&&at| cutoff.is_none_or(|c| at >= c))
+            .count();
+        recent + self.in_flight.load(Ordering::SeqCst) as usize
+    }
 }
 
 impl World {
@@ -226,6 +261,7 @@ impl World {
     /// A device whose session was revoked signs out at the IdP too (RFC 7009, as `lanyard
     /// logout` does): its grant ends, so the IdP's live grants follow the live sessions.
     async fn sign_out_at_idp(&self, refresh_token: &str) {
+        self.idp_revokes.in_flight.fetch_add(1, Ordering::SeqCst);
         let status = self
             .http
             .post(format!("{}/revoke", self.issuer))
@@ -237,6 +273,10 @@ impl World {
             .send()
             .await
             .map_or(0, |r| r.status().as_u16());
+        if status == 200 {
+            self.idp_revokes.answered.lock().push(Instant::now());
+        }
+        self.idp_revokes.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.tally.note("idp-revoke", status, 200);
     }
 
@@ -497,6 +537,7 @@ async fn main() {
         ended: Mutex::new(HashSet::new()),
         browsers: Mutex::new(HashMap::new()),
         grants: Mutex::new(Vec::new()),
+        idp_revokes: IdpRevokes::default(),
         tally: Tally::default(),
     });
 
@@ -542,11 +583,15 @@ async fn main() {
             let mut every = tokio::time::interval(Duration::from_secs(10));
             loop {
                 every.tick().await;
+                let asked = Instant::now();
+                let records = idp_records(&world.http, &world.issuer).await;
                 samples.lock().push(json!({
                     "at_secs": start.elapsed().as_secs(),
                     "rss_kib": pids.iter().map(|&p| rss_kib(p)).collect::<Vec<_>>(),
                     "live_sessions": world.live.lock().len() + subscribers,
                     "idp_grants": world.grants.lock().len(),
+                    "idp_tombstones": records["revoked_grants"],
+                    "idp_tombstones_at_most": world.idp_revokes.tombstones_at_most(asked),
                 }));
             }
         })
@@ -596,7 +641,9 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     sampler.abort();
     let rss_end: Vec<u64> = pids.iter().map(|&p| rss_kib(p)).collect();
+    let records_end_asked = Instant::now();
     let records_end = idp_records(&world.http, &issuer).await;
+    let tombstones_end_at_most = world.idp_revokes.tombstones_at_most(records_end_asked);
     // Flat: from the sample at a fifth of the run (caches and pools warm by then) to the end,
     // each process grows by less than 10 % (and 4 MiB: an allocator's arena more or less).
     let samples = samples.lock().clone();
@@ -703,6 +750,8 @@ async fn main() {
             "idp_grants_end": world.grants.lock().len(),
             "idp_records_start": records_start,
             "idp_records_end": records_end,
+            "idp_revokes": world.idp_revokes.answered.lock().len(),
+            "idp_tombstones_end_at_most": tombstones_end_at_most,
             "problems": problems,
         })
     );

@@ -1,58 +1,29 @@
-//! The mock IdP, spawned in process for a test.
+//! The mock IdP for a test: in process ([`TestIdp`]), or as a child process of the real
+//! `mock-idp` binary ([`IdpProcess`]), both reached over HTTP through [`IdpEndpoint`].
 
+use std::ops::Deref;
+use std::path::Path;
 use std::sync::Arc;
 
 use mock_idp::clock::{ManualClock, SharedClock, SystemClock};
 use mock_idp::config::DEV_ADMIN_TOKEN;
 use mock_idp::{Application, IdpConfig, Settings};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
-pub struct TestIdp {
+use crate::process::ChildService;
+
+/// What a test does with a running mock IdP over HTTP, wherever it runs: its issuers, its admin
+/// API (faults, audit) and the login flow. [`TestIdp`] and [`IdpProcess`] dereference to it.
+pub struct IdpEndpoint {
     pub base_url: String,
-    pub addr: std::net::SocketAddr,
-    pub state: actix_web::web::Data<mock_idp::state::IdpState>,
-    handle: actix_web::dev::ServerHandle,
-    /// The clock the IdP reads, when spawned with [`TestIdp::spawn_with_manual_clock`].
-    pub clock: Option<Arc<ManualClock>>,
     pub http: reqwest::Client,
 }
 
-impl TestIdp {
-    /// The default tenants, users and clients, on the wall clock.
-    pub async fn spawn() -> Self {
-        Self::spawn_with(IdpConfig::defaults(), Arc::new(SystemClock), None).await
-    }
-
-    /// The defaults, on a clock the test moves.
-    pub async fn spawn_with_manual_clock() -> Self {
-        let clock = Arc::new(ManualClock::new());
-        Self::spawn_with(IdpConfig::defaults(), clock.clone(), Some(clock)).await
-    }
-
-    pub async fn spawn_with_config(config: IdpConfig) -> Self {
-        Self::spawn_with(config, Arc::new(SystemClock), None).await
-    }
-
-    async fn spawn_with(
-        config: IdpConfig,
-        clock: SharedClock,
-        manual: Option<Arc<ManualClock>>,
-    ) -> Self {
-        let settings = Settings::for_tests();
-        let app = Application::build_with(&settings, &config, clock).expect("mock IdP builds");
-        let (base_url, addr, state, handle) = (
-            app.base_url().to_owned(),
-            app.addr(),
-            app.state(),
-            app.handle(),
-        );
-        tokio::spawn(app.run_until_stopped());
+impl IdpEndpoint {
+    fn new(base_url: String) -> Self {
         Self {
             base_url,
-            addr,
-            state,
-            handle,
-            clock: manual,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -125,11 +96,137 @@ impl TestIdp {
     pub async fn login(&self, tenant: &str, username: &str, client_id: &str) -> Value {
         login(&self.issuer(tenant), username, client_id).await
     }
+}
+
+/// The mock IdP in the test's own process, on `127.0.0.1:0`: for tests that read its state or
+/// move its clock.
+pub struct TestIdp {
+    pub addr: std::net::SocketAddr,
+    pub state: actix_web::web::Data<mock_idp::state::IdpState>,
+    handle: actix_web::dev::ServerHandle,
+    /// The clock the IdP reads, when spawned with [`TestIdp::spawn_with_manual_clock`].
+    pub clock: Option<Arc<ManualClock>>,
+    endpoint: IdpEndpoint,
+}
+
+impl Deref for TestIdp {
+    type Target = IdpEndpoint;
+
+    fn deref(&self) -> &IdpEndpoint {
+        &self.endpoint
+    }
+}
+
+impl TestIdp {
+    /// The default tenants, users and clients, on the wall clock.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(IdpConfig::defaults(), Arc::new(SystemClock), None).await
+    }
+
+    /// The defaults, on a clock the test moves.
+    pub async fn spawn_with_manual_clock() -> Self {
+        let clock = Arc::new(ManualClock::new());
+        Self::spawn_with(IdpConfig::defaults(), clock.clone(), Some(clock)).await
+    }
+
+    pub async fn spawn_with_config(config: IdpConfig) -> Self {
+        Self::spawn_with(config, Arc::new(SystemClock), None).await
+    }
+
+    async fn spawn_with(
+        config: IdpConfig,
+        clock: SharedClock,
+        manual: Option<Arc<ManualClock>>,
+    ) -> Self {
+        let settings = Settings::for_tests();
+        let app = Application::build_with(&settings, &config, clock).expect("mock IdP builds");
+        let (base_url, addr, state, handle) = (
+            app.base_url().to_owned(),
+            app.addr(),
+            app.state(),
+            app.handle(),
+        );
+        tokio::spawn(app.run_until_stopped());
+        Self {
+            addr,
+            state,
+            handle,
+            clock: manual,
+            endpoint: IdpEndpoint::new(base_url),
+        }
+    }
 
     /// Stops the server (connections are refused afterwards).
     pub async fn stop(&self) {
         self.handle.stop(false).await;
     }
+}
+
+/// The real `mock-idp` binary as a child process on `127.0.0.1:0` (a loopback address, so its
+/// admin API takes the dev admin token): for tests whose every party is a process of its own. Killed when dropped.
+pub struct IdpProcess {
+    endpoint: IdpEndpoint,
+    _service: ChildService,
+    /// The config file it read, kept for its lifetime.
+    _config: tempfile::TempDir,
+}
+
+impl Deref for IdpProcess {
+    type Target = IdpEndpoint;
+
+    fn deref(&self) -> &IdpEndpoint {
+        &self.endpoint
+    }
+}
+
+impl IdpProcess {
+    /// Starts `binary` (the workspace's `mock-idp`, see [`crate::process::workspace_binary`])
+    /// seeded with `config`, written to a TOML file it reads with `--config`, and waits for its
+    /// readiness line.
+    pub async fn start(binary: &Path, config: &IdpConfig) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("mock-idp.toml");
+        std::fs::write(&path, config_file(config)).expect("the IdP config file written");
+        let service = ChildService::start(
+            binary,
+            &[
+                "--bind",
+                "127.0.0.1:0",
+                "--config",
+                path.to_str().expect("a UTF-8 path"),
+            ],
+            "mock-idp",
+        )
+        .await
+        .expect("mock-idp starts");
+        Self {
+            endpoint: IdpEndpoint::new(service.base_url.clone()),
+            _service: service,
+            _config: dir,
+        }
+    }
+}
+
+/// `config` as the TOML file `mock-idp --config` reads. Serializing the config redacts its
+/// secrets (users' passwords, clients' secrets), so they are put back from `config` here.
+fn config_file(config: &IdpConfig) -> String {
+    let mut file = toml::Value::try_from(config).expect("the IdP config as TOML");
+    let tenants = file.get_mut("tenants").and_then(toml::Value::as_array_mut);
+    for (tenant, written) in config.tenants.iter().zip(tenants.into_iter().flatten()) {
+        let users = written.get_mut("users").and_then(toml::Value::as_array_mut);
+        for (user, written) in tenant.users.iter().zip(users.into_iter().flatten()) {
+            written["password"] = user.password.expose_secret().into();
+        }
+        let clients = written
+            .get_mut("clients")
+            .and_then(toml::Value::as_array_mut);
+        for (client, written) in tenant.clients.iter().zip(clients.into_iter().flatten()) {
+            if let (Some(secret), Some(table)) = (&client.secret, written.as_table_mut()) {
+                table.insert("secret".into(), secret.expose_secret().into());
+            }
+        }
+    }
+    toml::to_string(&file).expect("the IdP config as TOML")
 }
 
 /// A complete authorization-code login at the mock IdP issuer `issuer` (e.g.

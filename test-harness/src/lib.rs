@@ -1,5 +1,6 @@
 //! Helpers every Lanyard test suite shares:
-//! - [`TestIdp`]: the real mock IdP, in process, on `127.0.0.1:0`;
+//! - [`TestIdp`]: the real mock IdP, in process, on `127.0.0.1:0`, and [`IdpProcess`], the
+//!   `mock-idp` binary as a child process; both are reached through [`idp::IdpEndpoint`];
 //! - [`TestDatabase`]: a fresh Postgres database per test, dropped afterwards;
 //! - [`PrivatePostgres`]: a Postgres server of one test's own, which it may stop and restart;
 //! - [`browser::Browser`]: headless Chromium over WebDriver, for testing real pages;
@@ -23,10 +24,10 @@ pub mod process;
 pub mod secret_service;
 
 pub use database::TestDatabase;
-pub use idp::TestIdp;
+pub use idp::{IdpProcess, TestIdp};
 pub use nats::PrivateNats;
 #[cfg(unix)]
 pub use pgbouncer::PgBouncer;
 #[cfg(unix)]
 pub use private_postgres::PrivatePostgres;
-pub use process::{ChildService, ChildServices};
+pub use process::{workspace_binary, ChildService, ChildServices};

@@ -4,7 +4,7 @@
 //! dropped.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -13,6 +13,27 @@ use tokio::process::{Child, ChildStdout, Command};
 
 /// How long a child may take to print its readiness lines.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A binary of the workspace, for a test of another package: a test cannot name another
+/// package's binaries with `env!("CARGO_BIN_EXE_…")`, but they sit in the same target directory
+/// as the test executable (`target/<profile>/deps/TEST-HASH` → `target/<profile>/NAME`).
+/// `cargo nextest run --workspace` builds them; a test run alone needs
+/// `cargo build --workspace --bins` first, which the panic says.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable is in target/<profile>/deps");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace's binaries first with `cargo build --workspace --bins` \
+         (`cargo nextest run --workspace` builds them too)",
+        path.display()
+    );
+    path
+}
 
 pub struct ChildService {
     pub addr: SocketAddr,
