@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import re
+import statistics
 import sys
 
 TARGET_RATIO = 1.2  # issue #16: p99 at 10 M within 20 % of p99 at 10 k
@@ -129,10 +130,27 @@ if reg_pg and "token" in reg_runs and "jwt" in reg_runs:
     size = count(reg_meta["sessions"]) if reg_meta else "?"
     area = flagged("registry", f"session-registry ({size} sessions, {reg_pg['connections']} connections)")
     anchor = f"`pgbench -S` {pg:,.0f} tps, p99 {ms(reg_pg['p99_ms'])}"
-    rows.append((area, "authenticate by token ≥ 1.5 × `pgbench -S` (issue #14)",
-                 f"{tok['rps']:,.0f} requests/s = {tok['rps'] / pg:.2f} ×", anchor, yes(tok["rps"] >= 1.5 * pg)))
-    tok_errors = f"; wrk socket errors: {tok['errors']}" if tok["errors"] else ""
-    rows.append((area, "authenticate by token p99 < 2 ms (issue #14)", ms(tok["p99_ms"]) + tok_errors, anchor, yes(tok["p99_ms"] < 2)))
+    # With repeats (ALL_REGISTRY_REPEATS), each token run beside a `pgbench -S` run of its own
+    # (pairs.jsonl): the verdicts take the median of the pairs' ratios and of the runs' p99.
+    pairs = load_jsonl("registry", "pairs.jsonl")
+    token_runs = [r for k, r in reg_runs.items() if k == "token" or re.fullmatch(r"token-r\d+", k)]
+    if len(pairs) > 1:
+        ratio = statistics.median(p["ratio"] for p in pairs)
+        each = ", ".join(f"{p['ratio']:.2f}" for p in pairs)
+        rows.append((area, f"authenticate by token ≥ 1.5 × `pgbench -S` (issue #14), median of {len(pairs)} pairs",
+                     f"{ratio:.2f} × ({each}); first run {tok['rps']:,.0f} requests/s", anchor + " (first pair)", yes(ratio >= 1.5)))
+    else:
+        rows.append((area, "authenticate by token ≥ 1.5 × `pgbench -S` (issue #14)",
+                     f"{tok['rps']:,.0f} requests/s = {tok['rps'] / pg:.2f} ×", anchor, yes(tok["rps"] >= 1.5 * pg)))
+    errors = sum(r["errors"] for r in token_runs)
+    tok_errors = f"; wrk socket errors: {errors}" if errors else ""
+    if len(token_runs) > 1:
+        p99 = statistics.median(r["p99_ms"] for r in token_runs)
+        each = ", ".join(ms(r["p99_ms"]) for r in token_runs)
+        rows.append((area, f"authenticate by token p99 < 2 ms (issue #14), median of {len(token_runs)} runs",
+                     f"{ms(p99)} ({each})" + tok_errors, anchor, yes(p99 < 2)))
+    else:
+        rows.append((area, "authenticate by token p99 < 2 ms (issue #14)", ms(tok["p99_ms"]) + tok_errors, anchor, yes(tok["p99_ms"] < 2)))
     rows.append((area, "authenticate by JWT above `pgbench -S`",
                  f"{jwt['rps']:,.0f} requests/s = {jwt['rps'] / pg:.2f} ×", anchor, yes(jwt["rps"] > pg)))
     if revoke:

@@ -214,12 +214,12 @@ async fn stack(feed: Feed) -> Stack {
     stack_with(idp(mock_idp::IdpConfig::defaults()).await, feed).await
 }
 
-/// Registries A and B on one fresh database, both trusting `idp`'s tenants for `lanyard-cli`.
 /// The `mock-idp` binary, a process of its own, seeded with `config`.
 async fn idp(config: mock_idp::IdpConfig) -> IdpProcess {
     IdpProcess::start(&workspace_binary("mock-idp"), &config).await
 }
 
+/// Registries A and B on one fresh database, both trusting `idp`'s tenants for `lanyard-cli`.
 async fn stack_with(idp: IdpProcess, feed: Feed) -> Stack {
     let db = TestDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();

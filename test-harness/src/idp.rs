@@ -11,7 +11,7 @@ use mock_idp::{Application, IdpConfig, Settings};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
-use crate::process::ChildService;
+use crate::process::ChildServices;
 
 /// What a test does with a running mock IdP over HTTP, wherever it runs: its issuers, its admin
 /// API (faults, audit) and the login flow. [`TestIdp`] and [`IdpProcess`] dereference to it.
@@ -166,7 +166,7 @@ impl TestIdp {
 /// admin API takes the dev admin token): for tests whose every party is a process of its own. Killed when dropped.
 pub struct IdpProcess {
     endpoint: IdpEndpoint,
-    _service: ChildService,
+    _service: ChildServices,
     /// The config file it read, kept for its lifetime.
     _config: tempfile::TempDir,
 }
@@ -187,21 +187,27 @@ impl IdpProcess {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("mock-idp.toml");
         std::fs::write(&path, config_file(config)).expect("the IdP config file written");
-        let service = ChildService::start(
-            binary,
-            &[
-                "--bind",
-                "127.0.0.1:0",
-                "--config",
-                path.to_str().expect("a UTF-8 path"),
-            ],
-            "mock-idp",
-        )
-        .await
-        .expect("mock-idp starts");
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .args(["--bind", "127.0.0.1:0", "--config"])
+            .arg(&path)
+            .stderr(std::process::Stdio::inherit());
+        // The settings are the arguments alone: a developer's MOCK_IDP_* (a public URL, an admin
+        // token) would change the issuers or lock the test out of the admin API.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("MOCK_IDP_") {
+                command.env_remove(&name);
+            }
+        }
+        let services = ChildServices::start(command, &["mock-idp"])
+            .await
+            .expect("mock-idp starts");
+        let base_url = services
+            .base_url("mock-idp")
+            .expect("mock-idp's readiness line");
         Self {
-            endpoint: IdpEndpoint::new(service.base_url.clone()),
-            _service: service,
+            endpoint: IdpEndpoint::new(base_url),
+            _service: services,
             _config: dir,
         }
     }
