@@ -9,7 +9,7 @@ curve) and RESULTS_DIR/registry/sweep.jsonl; writes
     RESULTS_DIR/curve.csv  sessions,series,p50_ms,p99_ms,rps,requests,db_lookups,errors
                            (the median over a size's runs, BENCH_REPEATS)
     RESULTS_DIR/curve-runs.csv  sessions,series,run,p50_ms,p99_ms,rps (every run)
-    RESULTS_DIR/sweep.csv  connections,series,rps,p50_ms,p99_ms,errors
+    RESULTS_DIR/sweep.csv  connections,series,rps,p50_ms,p99_ms,errors,p99_corrected_ms
 
 Series names are the ones the plots and the summary show. A size whose run ended before it wrote
 its figures is left out; one whose load generator counted errors is kept, with its error count
@@ -78,7 +78,9 @@ def sweep_rows(res):
         return []
     names = {"pgbench -S": PGBENCH, "token": TOKEN, "jwt": JWT}
     return [
-        [r["connections"], names.get(r["workload"], r["workload"]), round(r["rps"]), r["p50_ms"], r["p99_ms"], r["errors"]]
+        [r["connections"], names.get(r["workload"], r["workload"]), round(r["rps"]), r["p50_ms"], r["p99_ms"], r["errors"],
+         # pgbench's p99 with wrk's correction for coordinated omission (bench/lib/pgbench_log.py)
+         r.get("p99_corrected_ms", "")]
         for r in load_jsonl(path)
     ]
 
@@ -103,7 +105,7 @@ def main() -> None:
     write_csv(os.path.join(res, "curve-runs.csv"),
               ["sessions", "series", "run", "p50_ms", "p99_ms", "rps"], repeats)
     write_csv(os.path.join(res, "sweep.csv"),
-              ["connections", "series", "rps", "p50_ms", "p99_ms", "errors"], sweep_rows(res))
+              ["connections", "series", "rps", "p50_ms", "p99_ms", "errors", "p99_corrected_ms"], sweep_rows(res))
 
 
 if __name__ == "__main__":

@@ -252,7 +252,7 @@ async fn revoke_account(
     let tenant = require_tenant_key(&reg, &req, &slug).await?;
     let ids: Vec<String> = reg
         .store
-        .account_sessions(&tenant.slug, &account)
+        .unrevoked_account_sessions(&tenant.slug, &account)
         .await?
         .into_iter()
         .filter(|s| s.revoked_at.is_none())

@@ -159,8 +159,8 @@ impl ReadReplica {
         answer.map(|r| (r, mark, age))
     }
 
-    /// Every session of the account from the replica, or `None` when the primary must answer.
-    pub async fn account_sessions(
+    /// The account's unrevoked sessions from the replica, or `None` when the primary must answer.
+    pub async fn unrevoked_account_sessions(
         &self,
         hub: &Hub,
         tenant: &str,
@@ -171,7 +171,7 @@ impl ReadReplica {
             self.passed_on.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let found = within_deadline(self.store.account_sessions(tenant, account_id))
+        let found = within_deadline(self.store.unrevoked_account_sessions(tenant, account_id))
             .await
             .map(Some);
         // Checked again after the read: an event of the account may have arrived meanwhile.

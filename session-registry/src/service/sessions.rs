@@ -475,12 +475,20 @@ impl Registry {
         let now = self.now();
         let (tenant, account) = (&caller.tenant, &caller.session.account_id);
         let from_replica = match &self.replica {
-            Some(replica) => replica.account_sessions(&self.hub, tenant, account).await,
+            Some(replica) => {
+                replica
+                    .unrevoked_account_sessions(&self.hub, tenant, account)
+                    .await
+            }
             None => None,
         };
         let records = match from_replica {
             Some(records) => records,
-            None => self.store.account_sessions(tenant, account).await?,
+            None => {
+                self.store
+                    .unrevoked_account_sessions(tenant, account)
+                    .await?
+            }
         };
         Ok(records
             .iter()
@@ -520,7 +528,10 @@ impl Registry {
                 (vec![id.to_owned()], own_row)
             }
             (None, Some(scope)) => {
-                let sessions = self.store.account_sessions(&caller.tenant, account).await?;
+                let sessions = self
+                    .store
+                    .unrevoked_account_sessions(&caller.tenant, account)
+                    .await?;
                 let live = sessions.iter().filter(|s| s.revoked_at.is_none());
                 let ids = match scope {
                     RevokeScope::Current => vec![own.to_owned()],

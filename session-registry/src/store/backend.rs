@@ -621,7 +621,7 @@ macro_rules! impl_store {
                 .await
             }
 
-            async fn account_sessions(
+            async fn unrevoked_account_sessions(
                 &self,
                 tenant: &str,
                 account_id: &str,

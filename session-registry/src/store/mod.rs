@@ -330,7 +330,13 @@ pub trait Store: Send + Sync {
         reason: &str,
         now: i64,
     ) -> Result<Vec<EventRecord>>;
-    async fn account_sessions(&self, tenant: &str, account_id: &str) -> Result<Vec<SessionRecord>>;
+    /// The account's sessions that are not revoked (an expired one until it is ended or
+    /// collected), oldest first. Revoked sessions, kept for the audit window, are not read.
+    async fn unrevoked_account_sessions(
+        &self,
+        tenant: &str,
+        account_id: &str,
+    ) -> Result<Vec<SessionRecord>>;
     /// Records a fresh sign-in at the IdP (`auth_time`) on a live session, spending the ID
     /// token that proves it: [`StoreError::AlreadyUsed`] if it was spent before. `None` when the
     /// session is gone or ended.

@@ -103,12 +103,15 @@ pub const TOUCH_SESSIONS_BATCH: &str = "WITH t AS (SELECT id, at FROM unnest($2:
     UPDATE devices d SET last_seen = dl.at FROM devices_locked dl \
     WHERE d.tenant = $1 AND d.account_id = dl.account_id AND d.id = dl.id";
 pub const END_SESSION: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL RETURNING account_id";
+/// The account's unrevoked sessions (expired ones included until collected), by the index
+/// `sessions_by_account_and_revocation` with `revoked_at IS NULL` as its condition: revoked ones,
+/// kept for the audit window, are never read.
 pub const ACCOUNT_SESSIONS: &str = concat!(
     "SELECT ",
     session_columns!(),
     " ",
     session_from!(),
-    " WHERE s.tenant = $1 AND s.account_id = $2 ORDER BY s.created_at, s.id"
+    " WHERE s.tenant = $1 AND s.account_id = $2 AND s.revoked_at IS NULL ORDER BY s.created_at, s.id"
 );
 pub const RAISE_AUTH_TIME: &str = "UPDATE sessions SET auth_time = $3 WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL AND auth_time < $3";
 pub const LIVE_SESSION_BY_ID: &str = concat!(

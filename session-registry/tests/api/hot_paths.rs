@@ -333,6 +333,69 @@ async fn garbage_collection_reads_sessions_and_events_by_index() {
     }
 }
 
+/// `GET /v1/sessions` and the revokes by scope read the account's sessions. Revoked ones stay
+/// for the audit window (30 days), so an account that signs in and out all day (a CI runner, the
+/// soak's users) piles them up: reading them all made each list slower by the minute (the
+/// 20-minute soak of 2026-12-04: over 200 ms per list by minute 15, 6,039 such statements in the
+/// Postgres log, the soak falling behind). The statement reads the unrevoked ones alone: the
+/// index holds the revocation time, and `revoked_at IS NULL` is its condition.
+#[tokio::test]
+async fn the_account_session_list_reads_only_unrevoked_sessions_by_index() {
+    use session_registry::store::sql;
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let mut db = sqlx::PgConnection::connect(&reg.database_url)
+        .await
+        .unwrap();
+    // 200 accounts with 20 sessions each, 18 of them revoked, and the planner's statistics: with
+    // them it picks the index that serves the statement best.
+    db.execute(
+        "INSERT INTO accounts (id, tenant, issuer, subject, email, is_guest, created_at) \
+         SELECT 'acct-' || g, 'acme', 'https://idp.example/acme', 'sub-' || g, NULL, false, 0 \
+         FROM generate_series(1, 200) g; \
+         INSERT INTO devices (tenant, account_id, id, name, platform, first_seen, last_seen) \
+         SELECT 'acme', 'acct-' || (g % 200 + 1), 'dev-' || g, 'device', 'linux', 0, 0 \
+         FROM generate_series(1, 4000) g; \
+         INSERT INTO sessions (id, tenant, account_id, device_id, token_hash, idp_sid, created_at, \
+           last_authenticated_at, expires_at, absolute_expires_at, auth_method, user_agent, ip, \
+           subject, email, is_guest, device_name, device_platform, auth_time, revoked_at, revoked_reason) \
+         SELECT 'sess-' || g, 'acme', 'acct-' || (g % 200 + 1), 'dev-' || g, md5('token-' || g), \
+           NULL, g, g, 4000000000, 4000000000, 'oidc', 'test', '127.0.0.1', 'sub-' || (g % 200 + 1), \
+           NULL, false, 'device', 'linux', g, \
+           CASE WHEN g % 10 < 9 THEN g END, CASE WHEN g % 10 < 9 THEN 'revoked' END \
+         FROM generate_series(1, 4000) g; \
+         ANALYZE accounts; ANALYZE devices; ANALYZE sessions",
+    )
+    .await
+    .unwrap();
+    db.execute("SET enable_seqscan = off").await.unwrap();
+    let prepared = format!("PREPARE account_sessions AS {}", sql::ACCOUNT_SESSIONS);
+    db.execute(prepared.as_str()).await.unwrap();
+    let plan: Vec<String> =
+        sqlx::query("EXPLAIN (COSTS OFF) EXECUTE account_sessions ('acme', 'acct-7')")
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect();
+    let plan = plan.join("\n");
+    assert!(
+        !plan.contains("Seq Scan"),
+        "the account's sessions are read by scanning the table:\n{plan}"
+    );
+    let index_cond = plan
+        .lines()
+        .find(|l| l.trim_start().starts_with("Index Cond:"))
+        .unwrap_or_else(|| {
+            panic!("the account's sessions are read by no index condition:\n{plan}")
+        });
+    assert!(
+        index_cond.contains("account_id") && index_cond.contains("revoked_at IS NULL"),
+        "the account's revoked sessions are read and then dropped, not left out by the index:\n{plan}"
+    );
+}
+
 #[tokio::test]
 async fn metrics_tell_session_cache_hits_from_the_reasons_for_a_database_read() {
     let idp = TestIdp::spawn().await;
