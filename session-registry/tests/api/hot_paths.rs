@@ -278,6 +278,35 @@ async fn a_heartbeats_activity_write_is_a_hot_update_that_touches_no_index() {
     );
 }
 
+/// The plan of `statement` (named `name`) for `args`, prepared and explained as the driver runs
+/// it (a generic plan's parameters).
+async fn plan_of(db: &mut sqlx::PgConnection, name: &str, statement: &str, args: &str) -> String {
+    let prepared = format!("PREPARE {} AS {statement}", name.to_lowercase());
+    db.execute(prepared.as_str()).await.unwrap();
+    let plan: Vec<String> = sqlx::query(&format!(
+        "EXPLAIN (COSTS OFF) EXECUTE {} {args}",
+        name.to_lowercase()
+    ))
+    .fetch_all(&mut *db)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<String, _>(0))
+    .collect();
+    plan.join("\n")
+}
+
+/// The plan's first index condition; the plan must scan no table whole.
+fn index_condition<'p>(plan: &'p str, name: &str) -> &'p str {
+    assert!(
+        !plan.contains("Seq Scan"),
+        "{name} scans the whole table:\n{plan}"
+    );
+    plan.lines()
+        .find(|l| l.trim_start().starts_with("Index Cond:"))
+        .unwrap_or_else(|| panic!("{name} uses no index condition:\n{plan}"))
+}
+
 #[tokio::test]
 async fn garbage_collection_reads_sessions_and_events_by_index() {
     use session_registry::store::sql;
@@ -304,28 +333,8 @@ async fn garbage_collection_reads_sessions_and_events_by_index() {
         ),
         ("GC_EVENTS", sql::GC_EVENTS, "at <"),
     ] {
-        let args = "('acme', 0::bigint)";
-        let prepared = format!("PREPARE {} AS {statement}", name.to_lowercase());
-        db.execute(prepared.as_str()).await.unwrap();
-        let plan: Vec<String> = sqlx::query(&format!(
-            "EXPLAIN (COSTS OFF) EXECUTE {} {args}",
-            name.to_lowercase()
-        ))
-        .fetch_all(&mut db)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<String, _>(0))
-        .collect();
-        let plan = plan.join("\n");
-        assert!(
-            !plan.contains("Seq Scan"),
-            "{name} scans the whole table:\n{plan}"
-        );
-        let index_cond = plan
-            .lines()
-            .find(|l| l.trim_start().starts_with("Index Cond:"))
-            .unwrap_or_else(|| panic!("{name} uses no index condition:\n{plan}"));
+        let plan = plan_of(&mut db, name, statement, "('acme', 0::bigint)").await;
+        let index_cond = index_condition(&plan, name);
         assert!(
             index_cond.contains(bound),
             "{name} finds its rows by tenant, not by `{bound}`:\n{plan}"
@@ -369,27 +378,14 @@ async fn the_account_session_list_reads_only_unrevoked_sessions_by_index() {
     .await
     .unwrap();
     db.execute("SET enable_seqscan = off").await.unwrap();
-    let prepared = format!("PREPARE account_sessions AS {}", sql::ACCOUNT_SESSIONS);
-    db.execute(prepared.as_str()).await.unwrap();
-    let plan: Vec<String> =
-        sqlx::query("EXPLAIN (COSTS OFF) EXECUTE account_sessions ('acme', 'acct-7')")
-            .fetch_all(&mut db)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<String, _>(0))
-            .collect();
-    let plan = plan.join("\n");
-    assert!(
-        !plan.contains("Seq Scan"),
-        "the account's sessions are read by scanning the table:\n{plan}"
-    );
-    let index_cond = plan
-        .lines()
-        .find(|l| l.trim_start().starts_with("Index Cond:"))
-        .unwrap_or_else(|| {
-            panic!("the account's sessions are read by no index condition:\n{plan}")
-        });
+    let plan = plan_of(
+        &mut db,
+        "ACCOUNT_SESSIONS",
+        sql::ACCOUNT_SESSIONS,
+        "('acme', 'acct-7')",
+    )
+    .await;
+    let index_cond = index_condition(&plan, "ACCOUNT_SESSIONS");
     assert!(
         index_cond.contains("account_id") && index_cond.contains("revoked_at IS NULL"),
         "the account's revoked sessions are read and then dropped, not left out by the index:\n{plan}"
