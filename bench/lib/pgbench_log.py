@@ -24,14 +24,6 @@ import json
 import sys
 
 
-def percentile(sorted_values, p):
-    """Nearest-rank percentile of an ascending list (as wrk and hdrhistogram report them)."""
-    if not sorted_values:
-        return 0
-    rank = max(1, -(-len(sorted_values) * p // 100))
-    return sorted_values[int(rank) - 1]
-
-
 def corrected(counts, interval):
     """wrk's `stats_correct` on a histogram {latency_us: count}."""
     out = collections.Counter(counts)
@@ -44,8 +36,9 @@ def corrected(counts, interval):
     return out
 
 
-def percentile_of_counts(counts, p):
-    """Nearest-rank percentile of a histogram {value: count}."""
+def percentile(counts, p):
+    """Nearest-rank percentile of a histogram {value: count} (as wrk and hdrhistogram report
+    them)."""
     total = sum(counts.values())
     if not total:
         return 0
@@ -63,31 +56,28 @@ def main() -> None:
     if args[:1] == ["--expected-interval-us"]:
         interval, args = max(1, int(float(args[1]))), args[2:]
     hist_csv, logs = args[0], args[1:]
-    values = []
+    counts = collections.Counter()
     for path in logs:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 fields = line.split()
                 if len(fields) >= 3:
-                    values.append(int(fields[2]))
-    values.sort()
+                    counts[int(fields[2])] += 1
     if hist_csv:
         with open(hist_csv, "w", encoding="utf-8") as f:
             f.write("latency_us,count\n")
-            for value, count in sorted(collections.Counter(values).items()):
+            for value, count in sorted(counts.items()):
                 f.write(f"{value},{count}\n")
     out = {
-        "samples": len(values),
-        "p50_ms": percentile(values, 50) / 1000,
-        "p90_ms": percentile(values, 90) / 1000,
-        "p99_ms": percentile(values, 99) / 1000,
-        "max_ms": (values[-1] if values else 0) / 1000,
+        "samples": sum(counts.values()),
+        **{f"p{p}_ms": percentile(counts, p) / 1000 for p in (50, 90, 99)},
+        "max_ms": max(counts, default=0) / 1000,
     }
     if interval is not None:
-        fixed = corrected(collections.Counter(values), interval)
+        fixed = corrected(counts, interval)
         out["corrected"] = {
             "expected_interval_us": interval,
-            **{f"p{p}_ms": percentile_of_counts(fixed, p) / 1000 for p in (50, 90, 99)},
+            **{f"p{p}_ms": percentile(fixed, p) / 1000 for p in (50, 90, 99)},
         }
     print(json.dumps(out))
 

@@ -30,7 +30,9 @@ use test_harness::{workspace_binary, IdpProcess, TestDatabase};
 /// The `mock-idp` binary, a process of its own, seeded with `config`: the faults are injected
 /// through its admin API.
 async fn idp_process(config: &mock_idp::config::IdpConfig) -> IdpProcess {
-    IdpProcess::start(&workspace_binary("mock-idp"), config).await
+    IdpProcess::start(&workspace_binary("mock-idp").unwrap(), config)
+        .await
+        .expect("mock-idp starts")
 }
 
 /// A registry on `db` trusting tenant acme of `idp`, with `--clock-leeway leeway`.

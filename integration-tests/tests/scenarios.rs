@@ -102,7 +102,7 @@ impl RegistryProcess {
             args.push("--migrate");
         }
         let service = ChildService::start(
-            &workspace_binary("session-registry"),
+            &workspace_binary("session-registry").unwrap(),
             &args,
             "session-registry",
         )
@@ -216,7 +216,9 @@ async fn stack(feed: Feed) -> Stack {
 
 /// The `mock-idp` binary, a process of its own, seeded with `config`.
 async fn idp(config: mock_idp::IdpConfig) -> IdpProcess {
-    IdpProcess::start(&workspace_binary("mock-idp"), &config).await
+    IdpProcess::start(&workspace_binary("mock-idp").unwrap(), &config)
+        .await
+        .expect("mock-idp starts")
 }
 
 /// Registries A and B on one fresh database, both trusting `idp`'s tenants for `lanyard-cli`.
@@ -830,7 +832,7 @@ async fn a_guest_upgraded_on_the_laptop_is_seen_as_registered_on_the_desktop() {
 /// The `lanyard` binary in a home of the test's own: a passphrase vault, the stack's IdP and
 /// registry A, nothing of the developer's environment.
 fn lanyard(home: &Path, stack: &Stack, args: &[&str]) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(workspace_binary("lanyard"));
+    let mut c = tokio::process::Command::new(workspace_binary("lanyard").unwrap());
     c.args(args)
         .env("LANYARD_HOME", home)
         .env("LANYARD_NO_BROWSER", "1")

@@ -182,11 +182,11 @@ impl Deref for IdpProcess {
 impl IdpProcess {
     /// Starts `binary` (the workspace's `mock-idp`, see [`crate::process::workspace_binary`])
     /// seeded with `config`, written to a TOML file it reads with `--config`, and waits for its
-    /// readiness line.
-    pub async fn start(binary: &Path, config: &IdpConfig) -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
+    /// readiness line; an error if it cannot be started or never says it is ready.
+    pub async fn start(binary: &Path, config: &IdpConfig) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
         let path = dir.path().join("mock-idp.toml");
-        std::fs::write(&path, config_file(config)).expect("the IdP config file written");
+        std::fs::write(&path, config_file(config)?)?;
         let mut command = tokio::process::Command::new(binary);
         command
             .args(["--bind", "127.0.0.1:0", "--config"])
@@ -199,24 +199,22 @@ impl IdpProcess {
                 command.env_remove(&name);
             }
         }
-        let services = ChildServices::start(command, &["mock-idp"])
-            .await
-            .expect("mock-idp starts");
+        let services = ChildServices::start(command, &["mock-idp"]).await?;
         let base_url = services
             .base_url("mock-idp")
-            .expect("mock-idp's readiness line");
-        Self {
+            .ok_or_else(|| anyhow::anyhow!("no readiness line from mock-idp"))?;
+        Ok(Self {
             endpoint: IdpEndpoint::new(base_url),
             _service: services,
             _config: dir,
-        }
+        })
     }
 }
 
 /// `config` as the TOML file `mock-idp --config` reads. Serializing the config redacts its
 /// secrets (users' passwords, clients' secrets), so they are put back from `config` here.
-fn config_file(config: &IdpConfig) -> String {
-    let mut file = toml::Value::try_from(config).expect("the IdP config as TOML");
+fn config_file(config: &IdpConfig) -> Result<String, toml::ser::Error> {
+    let mut file = toml::Value::try_from(config)?;
     let tenants = file.get_mut("tenants").and_then(toml::Value::as_array_mut);
     for (tenant, written) in config.tenants.iter().zip(tenants.into_iter().flatten()) {
         let users = written.get_mut("users").and_then(toml::Value::as_array_mut);
@@ -232,7 +230,7 @@ fn config_file(config: &IdpConfig) -> String {
             }
         }
     }
-    toml::to_string(&file).expect("the IdP config as TOML")
+    toml::to_string(&file)
 }
 
 /// A complete authorization-code login at the mock IdP issuer `issuer` (e.g.

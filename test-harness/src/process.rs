@@ -18,21 +18,21 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// package's binaries with `env!("CARGO_BIN_EXE_…")`, but they sit in the same target directory
 /// as the test executable (`target/<profile>/deps/TEST-HASH` → `target/<profile>/NAME`).
 /// `cargo nextest run --workspace` builds them; a test run alone needs
-/// `cargo build --workspace --bins` first, which the panic says.
-pub fn workspace_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
+/// `cargo build --workspace --bins` first, which the error says.
+pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
     let dir = exe
         .parent()
         .and_then(Path::parent)
-        .expect("the test executable is in target/<profile>/deps");
+        .ok_or_else(|| anyhow::anyhow!("{} is not in target/<profile>/deps", exe.display()))?;
     let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
+    anyhow::ensure!(
         path.is_file(),
         "{} is missing: build the workspace's binaries first with `cargo build --workspace --bins` \
          (`cargo nextest run --workspace` builds them too)",
         path.display()
     );
-    path
+    Ok(path)
 }
 
 pub struct ChildService {
