@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! The whole flow, end to end: the mock IdP with two tenants, the session registry on a fresh
+//! The whole flow, end to end: the `mock-idp` binary (a process of its own) with two tenants, the session registry on a fresh
 //! Postgres database (migrated at start, row-level security on), and three devices — each a
 //! `SessionManager` with its own account store — signed in to two accounts in two tenants
 //! (alice in acme, carol in globex). Every wait on a state is a wait on its watch channel with a
@@ -19,19 +19,24 @@ use session_core::{
     DeviceIdentity, LoginMethod, LoginRequest, LogoutScope, ManagerEvent, ManagerOptions,
     SessionError, SessionManager, SessionState, UnavailableReason,
 };
-use test_harness::{TestDatabase, TestIdp};
+use test_harness::{workspace_binary, IdpProcess, TestDatabase};
 
 /// How long a pushed change may take before the test gives up (not an assertion on speed).
 const GENEROUS: Duration = Duration::from_secs(30);
 
 struct Stack {
-    idp: TestIdp,
+    idp: IdpProcess,
     registry: String,
     _db: TestDatabase,
 }
 
 async fn stack() -> Stack {
-    let idp = TestIdp::spawn().await;
+    let idp = IdpProcess::start(
+        &workspace_binary("mock-idp").unwrap(),
+        &mock_idp::IdpConfig::defaults(),
+    )
+    .await
+    .expect("mock-idp starts");
     let db = TestDatabase::create().await;
     let registry = session_registry::startup::Application::spawn_for_tests(
         &db.url,

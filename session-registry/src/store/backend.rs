@@ -685,15 +685,22 @@ macro_rules! impl_store {
                 tenant: &str,
                 f: &SessionFilter,
             ) -> Result<Vec<SessionRecord>> {
-                let mut tx = Backend::begin(self, tenant).await?;
-                let rows = query(self.persistent(), sql::ADMIN_SESSIONS)
+                let statement = match (&f.account_id, &f.device_id) {
+                    (None, None) => sql::ADMIN_SESSIONS,
+                    (Some(_), None) => sql::ADMIN_SESSIONS_OF_ACCOUNT,
+                    (None, Some(_)) => sql::ADMIN_SESSIONS_ON_DEVICE,
+                    (Some(_), Some(_)) => sql::ADMIN_SESSIONS_OF_ACCOUNT_ON_DEVICE,
+                };
+                // Every session id sorts after the empty string: the first page.
+                let mut q = query(self.persistent(), statement)
                     .bind(tenant)
-                    .bind(&f.account_id)
-                    .bind(&f.device_id)
-                    .bind(&f.after)
-                    .bind(f.limit)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                    .bind(f.after.as_deref().unwrap_or(""))
+                    .bind(f.limit);
+                for filter in [&f.account_id, &f.device_id].into_iter().flatten() {
+                    q = q.bind(filter.as_str());
+                }
+                let mut tx = Backend::begin(self, tenant).await?;
+                let rows = q.fetch_all(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(rows
                     .iter()

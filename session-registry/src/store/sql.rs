@@ -126,15 +126,33 @@ pub const END_SESSIONS_FOR_IDP_LOGOUT: &str = "UPDATE sessions SET revoked_at = 
     AND account_id IN (SELECT id FROM accounts WHERE tenant = $1 AND issuer = $2) \
     AND ((CAST($3 AS TEXT) IS NOT NULL AND idp_sid = $3) OR (CAST($3 AS TEXT) IS NULL AND subject = $4)) \
     RETURNING id, account_id";
-pub const ADMIN_SESSIONS: &str = concat!(
-    "SELECT ",
-    session_columns!(),
-    " ",
-    session_from!(),
-    " WHERE s.tenant = $1 AND (CAST($2 AS TEXT) IS NULL OR s.account_id = $2) \
-    AND (CAST($3 AS TEXT) IS NULL OR s.device_id = $3) \
-    AND (CAST($4 AS TEXT) IS NULL OR s.id > $4) ORDER BY s.id LIMIT $5"
-);
+/// The admin listing: a tenant's sessions after a cursor (`$2`, `''` for the first page), by id,
+/// at most `$3`. One statement per combination of filters rather than one with optional
+/// `(CAST($n AS TEXT) IS NULL OR …)` filters: the driver's prepared statements get a generic plan,
+/// which must serve every combination, and for that one the planner guessed a single row, scanned
+/// the sessions and looped over every account and device for each of them (at 25,000 sessions,
+/// 4–9 s a page in the soak of 2026-12-04). Here the cursor and each filter are index conditions.
+macro_rules! admin_sessions {
+    ($filters:literal) => {
+        concat!(
+            "SELECT ",
+            session_columns!(),
+            " ",
+            session_from!(),
+            " WHERE s.tenant = $1 AND s.id > $2",
+            $filters,
+            " ORDER BY s.id LIMIT $3"
+        )
+    };
+}
+pub const ADMIN_SESSIONS: &str = admin_sessions!("");
+/// [`ADMIN_SESSIONS`] of one account (`$4`).
+pub const ADMIN_SESSIONS_OF_ACCOUNT: &str = admin_sessions!(" AND s.account_id = $4");
+/// [`ADMIN_SESSIONS`] on devices of one id (`$4`), whichever account's.
+pub const ADMIN_SESSIONS_ON_DEVICE: &str = admin_sessions!(" AND s.device_id = $4");
+/// [`ADMIN_SESSIONS`] of one account (`$4`) on one of its devices (`$5`).
+pub const ADMIN_SESSIONS_OF_ACCOUNT_ON_DEVICE: &str =
+    admin_sessions!(" AND s.account_id = $4 AND s.device_id = $5");
 pub const LATEST_EVENT_ID: &str =
     "SELECT COALESCE(MAX(event_seq), 0) AS id FROM accounts WHERE tenant = $1 AND id = $2";
 /// At most [`super::EVENTS_PAGE`] rows (a test holds the two together).
@@ -235,6 +253,12 @@ pub const SHARED: &[(&str, &str)] = &[
     ("LIVE_SESSION_BY_ID", LIVE_SESSION_BY_ID),
     ("END_SESSIONS_FOR_IDP_LOGOUT", END_SESSIONS_FOR_IDP_LOGOUT),
     ("ADMIN_SESSIONS", ADMIN_SESSIONS),
+    ("ADMIN_SESSIONS_OF_ACCOUNT", ADMIN_SESSIONS_OF_ACCOUNT),
+    ("ADMIN_SESSIONS_ON_DEVICE", ADMIN_SESSIONS_ON_DEVICE),
+    (
+        "ADMIN_SESSIONS_OF_ACCOUNT_ON_DEVICE",
+        ADMIN_SESSIONS_OF_ACCOUNT_ON_DEVICE,
+    ),
     ("LATEST_EVENT_ID", LATEST_EVENT_ID),
     ("EVENTS_AFTER", EVENTS_AFTER),
     ("REVOKED_SINCE", REVOKED_SINCE),

@@ -38,10 +38,17 @@ async fn the_server_admin_creates_tenants_whose_key_then_administers_them() {
     assert_eq!(status, 400);
 }
 
+/// On both backends: each combination of filters has a statement of its own.
 #[tokio::test]
 async fn the_tenant_admin_lists_by_account_and_device_pages_and_revokes() {
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        the_tenant_admin_lists_pages_and_revokes_on(backend).await;
+    }
+}
+
+async fn the_tenant_admin_lists_pages_and_revokes_on(backend: Backend) {
     let idp = TestIdp::spawn().await;
-    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let reg = TestRegistry::spawn(&idp, backend).await;
     let (laptop, l) = reg.device(&idp, "acme", "alice", "laptop").await;
     reg.device(&idp, "acme", "alice", "phone").await;
     reg.device(&idp, "acme", "bob", "desk").await;
@@ -57,6 +64,33 @@ async fn the_tenant_admin_lists_by_account_and_device_pages_and_revokes() {
         .get("/v1/admin/tenants/acme/sessions?device_id=desk", API_KEY)
         .await;
     assert_eq!(by_device["sessions"].as_array().unwrap().len(), 1);
+    let (_, on_phone) = reg
+        .get(
+            &format!("/v1/admin/tenants/acme/sessions?account_id={account}&device_id=phone"),
+            API_KEY,
+        )
+        .await;
+    let on_phone = on_phone["sessions"].as_array().unwrap();
+    assert_eq!(on_phone.len(), 1);
+    assert_eq!(on_phone[0]["device"]["id"], "phone", "{on_phone:?}");
+    // A filter and the cursor together: alice's two sessions, one a page.
+    let (_, first) = reg
+        .get(
+            &format!("/v1/admin/tenants/acme/sessions?account_id={account}&limit=1"),
+            API_KEY,
+        )
+        .await;
+    let after = first["next"].as_str().unwrap();
+    let (_, second) = reg
+        .get(
+            &format!("/v1/admin/tenants/acme/sessions?account_id={account}&limit=1&after={after}"),
+            API_KEY,
+        )
+        .await;
+    let second = second["sessions"].as_array().unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0]["account_id"], account);
+    assert_ne!(second[0]["session_id"], first["sessions"][0]["session_id"]);
     let (_, page1) = reg
         .get("/v1/admin/tenants/acme/sessions?limit=2", API_KEY)
         .await;

@@ -342,22 +342,9 @@ async fn garbage_collection_reads_sessions_and_events_by_index() {
     }
 }
 
-/// `GET /v1/sessions` and the revokes by scope read the account's sessions. Revoked ones stay
-/// for the audit window (30 days), so an account that signs in and out all day (a CI runner, the
-/// soak's users) piles them up: reading them all made each list slower by the minute (the
-/// 20-minute soak of 2026-12-04: over 200 ms per list by minute 15, 6,039 such statements in the
-/// Postgres log, the soak falling behind). The statement reads the unrevoked ones alone: the
-/// index holds the revocation time, and `revoked_at IS NULL` is its condition.
-#[tokio::test]
-async fn the_account_session_list_reads_only_unrevoked_sessions_by_index() {
-    use session_registry::store::sql;
-    let idp = TestIdp::spawn().await;
-    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
-    let mut db = sqlx::PgConnection::connect(&reg.database_url)
-        .await
-        .unwrap();
-    // 200 accounts with 20 sessions each, 18 of them revoked, and the planner's statistics: with
-    // them it picks the index that serves the statement best.
+/// 200 accounts with 20 sessions each, 18 of them revoked, one device per session, and the
+/// planner's statistics: with them it picks the index that serves a statement best.
+async fn seed_accounts_with_mostly_revoked_sessions(db: &mut sqlx::PgConnection) {
     db.execute(
         "INSERT INTO accounts (id, tenant, issuer, subject, email, is_guest, created_at) \
          SELECT 'acct-' || g, 'acme', 'https://idp.example/acme', 'sub-' || g, NULL, false, 0 \
@@ -377,6 +364,23 @@ async fn the_account_session_list_reads_only_unrevoked_sessions_by_index() {
     )
     .await
     .unwrap();
+}
+
+/// `GET /v1/sessions` and the revokes by scope read the account's sessions. Revoked ones stay
+/// for the audit window (30 days), so an account that signs in and out all day (a CI runner, the
+/// soak's users) piles them up: reading them all made each list slower by the minute (the
+/// 20-minute soak of 2026-12-04: over 200 ms per list by minute 15, 6,039 such statements in the
+/// Postgres log, the soak falling behind). The statement reads the unrevoked ones alone: the
+/// index holds the revocation time, and `revoked_at IS NULL` is its condition.
+#[tokio::test]
+async fn the_account_session_list_reads_only_unrevoked_sessions_by_index() {
+    use session_registry::store::sql;
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let mut db = sqlx::PgConnection::connect(&reg.database_url)
+        .await
+        .unwrap();
+    seed_accounts_with_mostly_revoked_sessions(&mut db).await;
     db.execute("SET enable_seqscan = off").await.unwrap();
     let plan = plan_of(
         &mut db,
@@ -390,6 +394,73 @@ async fn the_account_session_list_reads_only_unrevoked_sessions_by_index() {
         index_cond.contains("account_id") && index_cond.contains("revoked_at IS NULL"),
         "the account's revoked sessions are read and then dropped, not left out by the index:\n{plan}"
     );
+}
+
+/// The admin listing pages through a tenant's sessions (the soak's audit: 1,000 a page). One
+/// statement with optional filters (`CAST($n AS TEXT) IS NULL OR …`) got a generic plan that
+/// guessed one row, scanned the sessions and looped over accounts and devices for each: 4–9 s a
+/// page at 25,000 sessions in the soak of 2026-12-04. Each combination of filters has a statement
+/// of its own, whose generic plan — the one the driver's prepared statement ends up with — finds
+/// the page by index: the cursor, or the account, is the sessions scan's index condition.
+#[tokio::test]
+async fn each_admin_listing_finds_its_page_by_index_in_its_generic_plan() {
+    use session_registry::store::sql;
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let mut db = sqlx::PgConnection::connect(&reg.database_url)
+        .await
+        .unwrap();
+    seed_accounts_with_mostly_revoked_sessions(&mut db).await;
+    db.execute("SET plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    db.execute("SET enable_seqscan = off").await.unwrap();
+    for (name, statement, args, conditions) in [
+        (
+            "ADMIN_SESSIONS",
+            sql::ADMIN_SESSIONS,
+            "('acme', 'sess-100', 1000::bigint)",
+            &["id >"][..],
+        ),
+        (
+            "ADMIN_SESSIONS_OF_ACCOUNT",
+            sql::ADMIN_SESSIONS_OF_ACCOUNT,
+            "('acme', '', 1000::bigint, 'acct-7')",
+            &["account_id ="][..],
+        ),
+        (
+            "ADMIN_SESSIONS_ON_DEVICE",
+            sql::ADMIN_SESSIONS_ON_DEVICE,
+            "('acme', 'sess-100', 1000::bigint, 'dev-7')",
+            // By the cursor, or from the devices of that id to their accounts' sessions.
+            &["id >", "account_id ="][..],
+        ),
+        (
+            "ADMIN_SESSIONS_OF_ACCOUNT_ON_DEVICE",
+            sql::ADMIN_SESSIONS_OF_ACCOUNT_ON_DEVICE,
+            "('acme', '', 1000::bigint, 'acct-7', 'dev-7')",
+            &["account_id ="][..],
+        ),
+    ] {
+        let plan = plan_of(&mut db, name, statement, args).await;
+        let sessions_scan = plan
+            .lines()
+            .skip_while(|l| !l.contains(" on sessions s"))
+            .skip(1)
+            .take_while(|l| !l.contains("->"))
+            // A bitmap scan's condition is its heap scan's "Recheck Cond".
+            .find(|l| {
+                let l = l.trim_start();
+                l.starts_with("Index Cond:") || l.starts_with("Recheck Cond:")
+            })
+            .unwrap_or_else(|| {
+                panic!("{name} reads the sessions with no index condition:\n{plan}")
+            });
+        assert!(
+            conditions.iter().any(|c| sessions_scan.contains(c)),
+            "{name} finds its page by filtering the sessions, not by any of {conditions:?}:\n{plan}"
+        );
+    }
 }
 
 #[tokio::test]
