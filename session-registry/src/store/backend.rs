@@ -421,36 +421,46 @@ macro_rules! impl_store {
                 // Before the sessions are ended, under the lock of what ended (the IdP session,
                 // else the subject): a sign-in with an ID token of it either committed first
                 // (and is ended below) or waits and then finds this record (`check_idp_sign_in`).
+                // What ended, its record, and the statement (each by its own index, see `sql`)
+                // that ends its sessions.
                 let ended = match (logout.sid, logout.subject) {
                     (Some(sid), _) => Some((
                         $crate::store::ENDED_IDP_SESSION,
                         $crate::store::idp_session_key(logout.issuer, sid),
+                        sql::END_SESSIONS_FOR_IDP_SESSION_LOGOUT,
+                        sid,
                     )),
                     (None, Some(sub)) => Some((
                         $crate::store::ENDED_IDP_SUBJECT,
                         $crate::store::idp_subject_key(logout.issuer, sub),
+                        sql::END_SESSIONS_FOR_SUBJECT_LOGOUT,
+                        sub,
                     )),
                     (None, None) => None,
                 };
-                if let Some((kind, key)) = ended {
-                    Backend::lock_key(self, &mut tx, &key).await?;
+                if let Some((kind, key, _, _)) = &ended {
+                    Backend::lock_key(self, &mut tx, key).await?;
                     query(self.persistent(), sql::NOTE_CREDENTIAL)
                         .bind(tenant)
-                        .bind(kind)
-                        .bind(&key)
+                        .bind(*kind)
+                        .bind(key)
                         .bind(logout.ended_until)
                         .bind(logout.issued_at)
                         .execute(&mut *tx)
                         .await?;
                 }
-                let rows = query(self.persistent(), sql::END_SESSIONS_FOR_IDP_LOGOUT)
-                    .bind(tenant)
-                    .bind(logout.issuer)
-                    .bind(logout.sid)
-                    .bind(logout.subject)
-                    .bind(logout.now)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                let rows = match ended {
+                    Some((_, _, statement, which)) => {
+                        query(self.persistent(), statement)
+                            .bind(tenant)
+                            .bind(logout.issuer)
+                            .bind(which)
+                            .bind(logout.now)
+                            .fetch_all(&mut *tx)
+                            .await?
+                    }
+                    None => Vec::new(),
+                };
                 let mut events = Vec::with_capacity(rows.len());
                 for row in rows {
                     let id: String = row.try_get("id")?;

@@ -121,10 +121,22 @@ pub const LIVE_SESSION_BY_ID: &str = concat!(
     session_from!(),
     " WHERE s.tenant = $1 AND s.id = $2 AND s.revoked_at IS NULL"
 );
-pub const END_SESSIONS_FOR_IDP_LOGOUT: &str = "UPDATE sessions SET revoked_at = $5, revoked_reason = 'idp_logout' \
-    WHERE tenant = $1 AND revoked_at IS NULL \
+/// A back-channel logout of one IdP session (`$3`, the logout token's `sid`) ends the unrevoked
+/// sessions it opened, by the index `sessions_by_idp_sid`. Once one statement served both kinds of
+/// logout with `(CAST($3 AS TEXT) IS NOT NULL AND …) OR (CAST($3 AS TEXT) IS NULL AND …)`, whose
+/// generic plan could use no index and read every session of the tenant per logout.
+pub const END_SESSIONS_FOR_IDP_SESSION_LOGOUT: &str =
+    "UPDATE sessions SET revoked_at = $4, revoked_reason = 'idp_logout' \
+    WHERE tenant = $1 AND idp_sid = $3 AND revoked_at IS NULL \
     AND account_id IN (SELECT id FROM accounts WHERE tenant = $1 AND issuer = $2) \
-    AND ((CAST($3 AS TEXT) IS NOT NULL AND idp_sid = $3) OR (CAST($3 AS TEXT) IS NULL AND subject = $4)) \
+    RETURNING id, account_id";
+/// A back-channel logout of a person (`$3`, the logout token's `sub`, with no `sid`) ends every
+/// unrevoked session of their account, found by the account's unique key and then by
+/// `sessions_by_account_and_revocation`.
+pub const END_SESSIONS_FOR_SUBJECT_LOGOUT: &str =
+    "UPDATE sessions SET revoked_at = $4, revoked_reason = 'idp_logout' \
+    WHERE tenant = $1 AND revoked_at IS NULL \
+    AND account_id IN (SELECT id FROM accounts WHERE tenant = $1 AND issuer = $2 AND subject = $3) \
     RETURNING id, account_id";
 /// The admin listing: a tenant's sessions after a cursor (`$2`, `''` for the first page), by id,
 /// at most `$3`. One statement per combination of filters rather than one with optional
@@ -251,7 +263,14 @@ pub const SHARED: &[(&str, &str)] = &[
     ("ACCOUNT_SESSIONS", ACCOUNT_SESSIONS),
     ("RAISE_AUTH_TIME", RAISE_AUTH_TIME),
     ("LIVE_SESSION_BY_ID", LIVE_SESSION_BY_ID),
-    ("END_SESSIONS_FOR_IDP_LOGOUT", END_SESSIONS_FOR_IDP_LOGOUT),
+    (
+        "END_SESSIONS_FOR_IDP_SESSION_LOGOUT",
+        END_SESSIONS_FOR_IDP_SESSION_LOGOUT,
+    ),
+    (
+        "END_SESSIONS_FOR_SUBJECT_LOGOUT",
+        END_SESSIONS_FOR_SUBJECT_LOGOUT,
+    ),
     ("ADMIN_SESSIONS", ADMIN_SESSIONS),
     ("ADMIN_SESSIONS_OF_ACCOUNT", ADMIN_SESSIONS_OF_ACCOUNT),
     ("ADMIN_SESSIONS_ON_DEVICE", ADMIN_SESSIONS_ON_DEVICE),

@@ -307,6 +307,20 @@ fn index_condition<'p>(plan: &'p str, name: &str) -> &'p str {
         .unwrap_or_else(|| panic!("{name} uses no index condition:\n{plan}"))
 }
 
+/// The index condition of the plan's first scan whose line holds `table` (e.g. `" on sessions s"`),
+/// if that scan has one.
+fn scan_condition<'p>(plan: &'p str, table: &str) -> Option<&'p str> {
+    plan.lines()
+        .skip_while(|l| !(l.contains("Scan") && l.contains(table)))
+        .skip(1)
+        .take_while(|l| !l.contains("->"))
+        // A bitmap scan's condition is its heap scan's "Recheck Cond".
+        .find(|l| {
+            let l = l.trim_start();
+            l.starts_with("Index Cond:") || l.starts_with("Recheck Cond:")
+        })
+}
+
 #[tokio::test]
 async fn garbage_collection_reads_sessions_and_events_by_index() {
     use session_registry::store::sql;
@@ -443,22 +457,54 @@ async fn each_admin_listing_finds_its_page_by_index_in_its_generic_plan() {
         ),
     ] {
         let plan = plan_of(&mut db, name, statement, args).await;
-        let sessions_scan = plan
-            .lines()
-            .skip_while(|l| !l.contains(" on sessions s"))
-            .skip(1)
-            .take_while(|l| !l.contains("->"))
-            // A bitmap scan's condition is its heap scan's "Recheck Cond".
-            .find(|l| {
-                let l = l.trim_start();
-                l.starts_with("Index Cond:") || l.starts_with("Recheck Cond:")
-            })
-            .unwrap_or_else(|| {
-                panic!("{name} reads the sessions with no index condition:\n{plan}")
-            });
+        let sessions_scan = scan_condition(&plan, " on sessions s").unwrap_or_else(|| {
+            panic!("{name} reads the sessions with no index condition:\n{plan}")
+        });
         assert!(
             conditions.iter().any(|c| sessions_scan.contains(c)),
             "{name} finds its page by filtering the sessions, not by any of {conditions:?}:\n{plan}"
+        );
+    }
+}
+
+/// A back-channel logout ends the sessions of one IdP session (`sid`) or of one person (`sub`).
+/// One statement served both with `(CAST($3 AS TEXT) IS NOT NULL AND idp_sid = $3) OR
+/// (CAST($3 AS TEXT) IS NULL AND subject = $4)`: its generic plan could use no index and read
+/// every session of the tenant per logout. Each kind has its statement, found by its index.
+#[tokio::test]
+async fn each_back_channel_logout_finds_its_sessions_by_index_in_its_generic_plan() {
+    use session_registry::store::sql;
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let mut db = sqlx::PgConnection::connect(&reg.database_url)
+        .await
+        .unwrap();
+    seed_accounts_with_mostly_revoked_sessions(&mut db).await;
+    db.execute("SET plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    db.execute("SET enable_seqscan = off").await.unwrap();
+    for (name, statement, args, condition) in [
+        (
+            "END_SESSIONS_FOR_IDP_SESSION_LOGOUT",
+            sql::END_SESSIONS_FOR_IDP_SESSION_LOGOUT,
+            "('acme', 'https://idp.example/acme', 'sid-7', 5::bigint)",
+            "idp_sid =",
+        ),
+        (
+            "END_SESSIONS_FOR_SUBJECT_LOGOUT",
+            sql::END_SESSIONS_FOR_SUBJECT_LOGOUT,
+            "('acme', 'https://idp.example/acme', 'sub-7', 5::bigint)",
+            "account_id =",
+        ),
+    ] {
+        let plan = plan_of(&mut db, name, statement, args).await;
+        let sessions_scan = scan_condition(&plan, " on sessions").unwrap_or_else(|| {
+            panic!("{name} reads the sessions with no index condition:\n{plan}")
+        });
+        assert!(
+            sessions_scan.contains(condition),
+            "{name} finds its sessions by filtering the tenant's, not by `{condition}`:\n{plan}"
         );
     }
 }
