@@ -1,8 +1,10 @@
 //! Every SQL statement the store runs, in one place: the body both backends share (`$n`
 //! placeholders work in Postgres and SQLite alike) and the few each backend has of its own. The
 //! lists [`SHARED`], [`POSTGRES`] and [`SQLITE`] name them all, so a test prepares each against
-//! both schemas (`store::statements_check`) and a typo fails there, not in production. A parameter
-//! tested for NULL is `CAST(… AS TEXT)`: a prepared statement must know every parameter's type.
+//! both schemas (`store::statements_check`) and a typo fails there, not in production. No statement
+//! tests a parameter for NULL to make a filter optional: the driver's prepared statements get a
+//! generic plan, which cannot use an index for such a filter; optional filters get a statement
+//! each (see [`ADMIN_SESSIONS`]).
 
 /// The columns of a session joined with its account and device (see `session_record!`).
 macro_rules! session_columns {
@@ -143,7 +145,9 @@ pub const END_SESSIONS_FOR_SUBJECT_LOGOUT: &str =
 /// `(CAST($n AS TEXT) IS NULL OR …)` filters: the driver's prepared statements get a generic plan,
 /// which must serve every combination, and for that one the planner guessed a single row, scanned
 /// the sessions and looped over every account and device for each of them (at 25,000 sessions,
-/// 4–9 s a page in the soak of 2026-12-04). Here the cursor and each filter are index conditions.
+/// 4–9 s a page in the soak of 2026-12-04). Here the cursor and the account are index conditions;
+/// a device id alone is not (no index on it: the admin lists by device within an account), so a
+/// listing by device alone walks the tenant's sessions from the cursor, a page at a time.
 macro_rules! admin_sessions {
     ($filters:literal) => {
         concat!(

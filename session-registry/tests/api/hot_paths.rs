@@ -278,6 +278,20 @@ async fn a_heartbeats_activity_write_is_a_hot_update_that_touches_no_index() {
     );
 }
 
+/// Plans as the registry gets them: as `lanyard_app`, the role row-level security applies to,
+/// with tenant acme set; the generic plan, which a prepared statement of the driver's runs from
+/// its sixth execution on when the planner finds it no dearer; and, on tables this small, where
+/// the planner would scan anyway, with sequential scans priced out, so that a statement no index
+/// can serve still shows one.
+async fn plan_as_the_registry(db: &mut sqlx::PgConnection) {
+    db.execute(
+        "SET ROLE lanyard_app; SELECT set_config('lanyard.tenant', 'acme', false); \
+         SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off",
+    )
+    .await
+    .unwrap();
+}
+
 /// The plan of `statement` (named `name`) for `args`, prepared and explained as the driver runs
 /// it (a generic plan's parameters).
 async fn plan_of(db: &mut sqlx::PgConnection, name: &str, statement: &str, args: &str) -> String {
@@ -329,9 +343,7 @@ async fn garbage_collection_reads_sessions_and_events_by_index() {
     let mut db = sqlx::PgConnection::connect(&reg.database_url)
         .await
         .unwrap();
-    // On a table this small the planner would scan anyway; with scans priced out, a statement
-    // that no index can serve still shows a sequential scan.
-    db.execute("SET enable_seqscan = off").await.unwrap();
+    plan_as_the_registry(&mut db).await;
     // Each statement's index must find its rows by the time it collects by, not merely by
     // tenant (an index on the tenant alone still reads every session of the tenant).
     for (name, statement, bound) in [
@@ -356,7 +368,8 @@ async fn garbage_collection_reads_sessions_and_events_by_index() {
     }
 }
 
-/// 200 accounts with 20 sessions each, 18 of them revoked, one device per session, and the
+/// 200 accounts with 20 sessions each, 18 of them revoked, one device and one IdP session per
+/// session, and the
 /// planner's statistics: with them it picks the index that serves a statement best.
 async fn seed_accounts_with_mostly_revoked_sessions(db: &mut sqlx::PgConnection) {
     db.execute(
@@ -370,7 +383,7 @@ async fn seed_accounts_with_mostly_revoked_sessions(db: &mut sqlx::PgConnection)
            last_authenticated_at, expires_at, absolute_expires_at, auth_method, user_agent, ip, \
            subject, email, is_guest, device_name, device_platform, auth_time, revoked_at, revoked_reason) \
          SELECT 'sess-' || g, 'acme', 'acct-' || (g % 200 + 1), 'dev-' || g, md5('token-' || g), \
-           NULL, g, g, 4000000000, 4000000000, 'oidc', 'test', '127.0.0.1', 'sub-' || (g % 200 + 1), \
+           'sid-' || g, g, g, 4000000000, 4000000000, 'oidc', 'test', '127.0.0.1', 'sub-' || (g % 200 + 1), \
            NULL, false, 'device', 'linux', g, \
            CASE WHEN g % 10 < 9 THEN g END, CASE WHEN g % 10 < 9 THEN 'revoked' END \
          FROM generate_series(1, 4000) g; \
@@ -395,7 +408,7 @@ async fn the_account_session_list_reads_only_unrevoked_sessions_by_index() {
         .await
         .unwrap();
     seed_accounts_with_mostly_revoked_sessions(&mut db).await;
-    db.execute("SET enable_seqscan = off").await.unwrap();
+    plan_as_the_registry(&mut db).await;
     let plan = plan_of(
         &mut db,
         "ACCOUNT_SESSIONS",
@@ -403,7 +416,11 @@ async fn the_account_session_list_reads_only_unrevoked_sessions_by_index() {
         "('acme', 'acct-7')",
     )
     .await;
-    let index_cond = index_condition(&plan, "ACCOUNT_SESSIONS");
+    assert!(
+        !plan.contains("Seq Scan"),
+        "ACCOUNT_SESSIONS scans a whole table:\n{plan}"
+    );
+    let index_cond = scan_condition(&plan, " on sessions s").unwrap_or_default();
     assert!(
         index_cond.contains("account_id") && index_cond.contains("revoked_at IS NULL"),
         "the account's revoked sessions are read and then dropped, not left out by the index:\n{plan}"
@@ -425,10 +442,7 @@ async fn each_admin_listing_finds_its_page_by_index_in_its_generic_plan() {
         .await
         .unwrap();
     seed_accounts_with_mostly_revoked_sessions(&mut db).await;
-    db.execute("SET plan_cache_mode = force_generic_plan")
-        .await
-        .unwrap();
-    db.execute("SET enable_seqscan = off").await.unwrap();
+    plan_as_the_registry(&mut db).await;
     for (name, statement, args, conditions) in [
         (
             "ADMIN_SESSIONS",
@@ -480,10 +494,7 @@ async fn each_back_channel_logout_finds_its_sessions_by_index_in_its_generic_pla
         .await
         .unwrap();
     seed_accounts_with_mostly_revoked_sessions(&mut db).await;
-    db.execute("SET plan_cache_mode = force_generic_plan")
-        .await
-        .unwrap();
-    db.execute("SET enable_seqscan = off").await.unwrap();
+    plan_as_the_registry(&mut db).await;
     for (name, statement, args, condition) in [
         (
             "END_SESSIONS_FOR_IDP_SESSION_LOGOUT",
@@ -507,6 +518,20 @@ async fn each_back_channel_logout_finds_its_sessions_by_index_in_its_generic_pla
             "{name} finds its sessions by filtering the tenant's, not by `{condition}`:\n{plan}"
         );
     }
+    // The person's account by its unique key, not each of the issuer's accounts in turn.
+    let plan = plan_of(
+        &mut db,
+        "SUBJECT_LOGOUT_ACCOUNT",
+        sql::END_SESSIONS_FOR_SUBJECT_LOGOUT,
+        "('acme', 'https://idp.example/acme', 'sub-7', 5::bigint)",
+    )
+    .await;
+    let accounts_scan = scan_condition(&plan, " on accounts")
+        .unwrap_or_else(|| panic!("the subject logout reads the accounts whole:\n{plan}"));
+    assert!(
+        accounts_scan.contains("subject ="),
+        "the subject logout reads every account of the issuer:\n{plan}"
+    );
 }
 
 #[tokio::test]
