@@ -322,9 +322,16 @@ else:
 # --- soak
 soak = load_json("soak", "soak.json")
 if soak and "operations" in soak:
-    rows.append(("soak (`bench/soak.sh`)", f"{soak['duration_secs']:.0f} s at {soak['rate']}/s: zero 5xx, every revoke delivered, audit clean",
-                 f"{soak['server_errors']} 5xx, {soak['revoke_deliveries_missed']} missed, {len(soak['problems'])} audit problems",
-                 "", yes(soak["server_errors"] == 0 and soak["revoke_deliveries_missed"] == 0 and not soak["problems"])))
+    # Resident memory (registry, mock-idp) at the warm mark and at the end: flat is part of the target.
+    mib = lambda kib: "/".join(f"{k / 1024:.0f}" for k in kib)  # noqa: E731
+    memory = (f"; memory (registry/mock-idp) {mib(soak['rss_warm_kib'])} MiB at {soak['rss_warm_at_secs']} s, "
+              f"{mib(soak['rss_end_kib'])} MiB at the end: {'flat' if soak.get('memory_flat') else 'not flat'}"
+              if "rss_warm_kib" in soak else "")
+    rows.append(("soak (`bench/soak.sh`)",
+                 f"{soak['duration_secs']:.0f} s at {soak['rate']}/s: zero 5xx, every revoke delivered, audit clean, memory flat",
+                 f"{soak['server_errors']} 5xx, {soak['revoke_deliveries_missed']} missed, {len(soak['problems'])} audit problems{memory}",
+                 "", yes(soak["server_errors"] == 0 and soak["revoke_deliveries_missed"] == 0 and not soak["problems"]
+                         and soak.get("memory_flat", False))))
 else:
     not_run.append(f"soak (soak): {steps.get('soak', ('not run in this invocation', 0))[0]}; docs/reliability.md keeps its own")
 

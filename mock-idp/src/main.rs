@@ -3,13 +3,6 @@ use std::io::Write;
 use clap::Parser;
 use mock_idp::{readiness_line, telemetry, Application, Settings};
 
-/// jemalloc, not glibc's malloc: each password check (Argon2id, 19 MiB) allocates a block that
-/// glibc, having raised its mmap threshold after the first one was freed, then serves from a
-/// thread's arena and keeps resident; the soak's IdP grew by 13 MiB in its last minutes, when
-/// step-up sign-ins begin (docs/reliability.md, "Memory in the soak"; the registry's the same).
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     // `mock-idp healthcheck [--url URL]`: for container healthchecks (no curl in the image).
