@@ -255,7 +255,6 @@ async fn revoke_account(
         .unrevoked_account_sessions(&tenant.slug, &account)
         .await?
         .into_iter()
-        .filter(|s| s.revoked_at.is_none())
         .map(|s| s.id)
         .collect();
     let revoked = reg.admin_revoke(&tenant.slug, &ids).await?;

@@ -492,7 +492,7 @@ impl Registry {
         };
         Ok(records
             .iter()
-            .filter(|r| r.revoked_at.is_none() && r.expires_at > now && r.absolute_expires_at > now)
+            .filter(|r| r.expires_at > now && r.absolute_expires_at > now)
             .map(|r| session_view(r, Some(&caller.session.id)))
             .collect())
     }
@@ -532,15 +532,21 @@ impl Registry {
                     .store
                     .unrevoked_account_sessions(&caller.tenant, account)
                     .await?;
-                let live = sessions.iter().filter(|s| s.revoked_at.is_none());
                 let ids = match scope {
                     RevokeScope::Current => vec![own.to_owned()],
-                    RevokeScope::Others => {
-                        live.filter(|s| s.id != own).map(|s| s.id.clone()).collect()
-                    }
-                    RevokeScope::All => live.map(|s| s.id.clone()).collect(),
+                    RevokeScope::Others => sessions
+                        .iter()
+                        .filter(|s| s.id != own)
+                        .map(|s| s.id.clone())
+                        .collect(),
+                    RevokeScope::All => sessions.iter().map(|s| s.id.clone()).collect(),
                 };
-                let own_row = sessions.into_iter().find(|s| s.id == own);
+                // The list holds unrevoked sessions only: the caller's own row, if revoked a
+                // moment ago, is read on its own (for the check below).
+                let own_row = match sessions.into_iter().find(|s| s.id == own) {
+                    Some(row) => Some(row),
+                    None => self.store.session(&caller.tenant, own).await?,
+                };
                 (ids, own_row)
             }
             _ => {

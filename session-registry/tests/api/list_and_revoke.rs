@@ -106,3 +106,44 @@ async fn revoking_by_id_works_only_within_the_callers_account(backend: Backend) 
     }
 }
 on_both_backends!(revoking_by_id_works_only_within_the_callers_account);
+
+/// A session revoked a moment ago, whose event has not reached this process yet (here: revoked
+/// in the database with no event at all), may not end any other session of its account, by scope
+/// as by id: the caller's own row is read from the primary, revoked or not. The account's list
+/// reads only unrevoked sessions, so the caller's row is read on its own when it is not among them
+/// (it was not, after f76039a, and the revoke went through).
+#[tokio::test]
+async fn a_session_revoked_a_moment_ago_cannot_revoke_the_others_by_scope() {
+    use sqlx::{Connection, Executor};
+    let idp = TestIdp::spawn().await;
+    let reg = TestRegistry::spawn(&idp, Backend::Postgres).await;
+    let (laptop, l) = reg.device(&idp, "acme", "alice", "laptop").await;
+    let (phone, _) = reg.device(&idp, "acme", "alice", "phone").await;
+    // The laptop's session is known to this process (its session cache) as live.
+    assert_eq!(reg.get("/v1/sessions", &laptop).await.0, 200);
+    let laptop_id = l["session"]["session_id"].as_str().unwrap();
+    let mut db = sqlx::PgConnection::connect(&reg.database_url)
+        .await
+        .unwrap();
+    db.execute(
+        format!(
+            "UPDATE sessions SET revoked_at = extract(epoch from now())::bigint, \
+             revoked_reason = 'revoked' WHERE id = '{laptop_id}'"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    for scope in ["others", "all"] {
+        let (status, body) = reg
+            .post("/v1/sessions/revoke", &laptop, json!({ "scope": scope }))
+            .await;
+        assert_eq!(status, 401, "scope {scope}: {body}");
+        assert_eq!(body["error"], "session_revoked", "scope {scope}: {body}");
+    }
+    assert_eq!(
+        reg.get("/v1/sessions", &phone).await.0,
+        200,
+        "the phone's session is untouched"
+    );
+}
