@@ -38,6 +38,10 @@
 #                      on 2 shared cores is CPU the registry does not get.
 #   BENCH_PERF         1: also `perf record` the registry during each HTTP run (default 0;
 #                      the profiles are kept in BENCH_RESULTS when it is set)
+#   BENCH_TRACE        1: also sample the machine every second (CPU split, pressure stalls, disk
+#                      writes, dirty memory, what Postgres's backends wait on) and time one
+#                      authenticate every 20 ms beside the load, to place stalls in time; kept in
+#                      BENCH_RESULTS as system.tsv and canary.tsv (default 0)
 #   BENCH_BASELINE_BIN another session-registry binary (e.g. an older build) to also run the two
 #                      authenticate workloads against, on the same database, after the others
 #   BENCH_BASELINE_LABEL  how the tables name that binary (default "baseline")
@@ -161,6 +165,11 @@ cleanup() {
   if [ -n "${BENCH_RESULTS:-}" ]; then
     mkdir -p "$BENCH_RESULTS"
     cp "$WORK"/session-registry-*.err "$BENCH_RESULTS"/ 2>/dev/null || true
+  fi
+  if [ -n "${TRACE_PIDS[*]:-}" ]; then
+    kill "${TRACE_PIDS[@]}" 2>/dev/null || true
+    wait "${TRACE_PIDS[@]}" 2>/dev/null || true
+    if [ -n "${BENCH_RESULTS:-}" ]; then cp "$WORK"/system.tsv "$WORK"/canary.tsv "$BENCH_RESULTS"/ 2>/dev/null || true; fi
   fi
   rm -rf "$WORK"
 }
@@ -350,6 +359,16 @@ if [ "$STATUS" != 200 ]; then
   echo "bench/registry.sh: a seeded token was refused ($STATUS):" >&2
   cat "$WORK/check.json" >&2
   exit 1
+fi
+
+# BENCH_TRACE=1: the machine second by second (bench/lib/sampler.py) and a timed request every
+# 20 ms beside the load (bench/lib/canary.py), kept in BENCH_RESULTS as system.tsv and canary.tsv.
+TRACE_PIDS=()
+if [ "${BENCH_TRACE:-0}" = 1 ]; then
+  python3 bench/lib/sampler.py "$WORK" "$PG" "$DB" "${REGISTRY_PIDS[@]}" &
+  TRACE_PIDS+=("$!")
+  python3 bench/lib/canary.py "$WORK/canary.tsv" "$REGISTRY" /v1/sessions/authenticate "$WORK/token-bodies.txt" &
+  TRACE_PIDS+=("$!")
 fi
 
 echo "== $CONNECTIONS sessions for alice through the API" >&2

@@ -43,6 +43,15 @@ impl Audit {
         *self.counters.entry(counter.to_owned()).or_default() += 1;
     }
 
+    /// Events held (at most the latest 10,000).
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
     pub fn events(&self) -> Vec<AuditEvent> {
         self.events.iter().cloned().collect()
     }

@@ -366,6 +366,35 @@ async fn the_audit_log_counts_token_grants_by_outcome() {
     assert_eq!(counters["token.refresh_token.invalid_grant"], 1);
 }
 
+#[tokio::test]
+async fn the_records_route_counts_what_the_audit_route_counts_without_its_events() {
+    let idp = TestIdp::spawn().await;
+    let t = login_tokens(&idp, "acme", "alice").await;
+    refresh(&idp, "acme", t["refresh_token"].as_str().unwrap()).await;
+    let audit = idp.audit("acme").await;
+    let res = idp.admin(Method::GET, "tenants/acme/records", None).await;
+    assert_eq!(res.status(), 200);
+    let report: Value = res.json().await.unwrap();
+    assert_eq!(report["records"], audit["records"]);
+    assert_eq!(report["records"]["families"], 1, "{report}");
+    assert_eq!(
+        report["audit_events"].as_u64(),
+        Some(audit["events"].as_array().unwrap().len() as u64)
+    );
+    assert!(report.get("events").is_none(), "{report}");
+    // An admin route like the others: no token, no counts; an unknown tenant is not found.
+    let anonymous = reqwest::Client::new()
+        .get(format!("{}/admin/tenants/acme/records", idp.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let unknown = idp
+        .admin(Method::GET, "tenants/nowhere/records", None)
+        .await;
+    assert_eq!(unknown.status(), 404);
+}
+
 /// The IdP built from `Settings` bound to `bind` with `admin_token` (`None`: no flag given);
 /// its loopback URL.
 async fn spawn_bound(
@@ -500,6 +529,7 @@ async fn the_admin_api_is_described_by_an_openapi_document_that_matches_its_rout
         ("get", "/admin/tenants"),
         ("get", "/admin/tenants/{tenant}/audit"),
         ("get", "/admin/tenants/{tenant}/faults"),
+        ("get", "/admin/tenants/{tenant}/records"),
         ("get", "/admin/tenants/{tenant}/sessions"),
         ("post", "/admin/tenants"),
         ("post", "/admin/tenants/{tenant}/clients"),
@@ -527,7 +557,7 @@ async fn the_admin_api_is_described_by_an_openapi_document_that_matches_its_rout
     );
 
     // Each operation, called: its status is one it documents.
-    let calls: [(Method, &str, Option<Value>); 13] = [
+    let calls: [(Method, &str, Option<Value>); 14] = [
         (Method::GET, "tenants", None),
         (Method::POST, "tenants", Some(json!({}))),
         (
@@ -553,6 +583,7 @@ async fn the_admin_api_is_described_by_an_openapi_document_that_matches_its_rout
         (Method::DELETE, "tenants/acme/faults", None),
         (Method::DELETE, "tenants/acme/faults/none", None),
         (Method::GET, "tenants/acme/audit", None),
+        (Method::GET, "tenants/acme/records", None),
     ];
     for (method, path, body) in calls {
         let res = idp.admin(method.clone(), path, body).await;

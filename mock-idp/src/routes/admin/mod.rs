@@ -85,6 +85,11 @@ pub fn scope() -> Scope {
             Method::GET,
             web::get().to(audit),
         ))
+        .service(one(
+            "/tenants/{tenant}/records",
+            Method::GET,
+            web::get().to(records),
+        ))
 }
 
 fn require_admin(state: &IdpState, req: &HttpRequest) -> Result<(), OAuthError> {
@@ -414,5 +419,26 @@ async fn audit(
         events: audit.events(),
         counters: audit.counters(),
         records,
+    }))
+}
+
+/// How many records of each kind the tenant holds, without the audit log's events: for a
+/// monitor or a soak that asks every few seconds. The audit route copies and serialises up to
+/// 10,000 events (about 2 MB of JSON) per call, and a soak that sampled the counts through it
+/// every 10 s measured the IdP's memory with its own allocations in it.
+#[utoipa::path(get, path = "/admin/tenants/{tenant}/records", params(("tenant" = String, Path, description = "the tenant's slug")),
+    responses((status = 200, body = views::RecordsReport), (status = 401, description = "no or wrong admin token", body = views::ErrorBody), (status = 404, description = "unknown tenant, or the admin API is off", body = views::ErrorBody)))]
+async fn records(
+    state: web::Data<IdpState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, OAuthError> {
+    require_admin(&state, &req)?;
+    let tenant = state.tenant(&path)?;
+    let records = tenant.grants.counts();
+    let audit_events = tenant.audit.lock().len();
+    Ok(HttpResponse::Ok().json(views::RecordsReport {
+        records,
+        audit_events,
     }))
 }

@@ -49,7 +49,8 @@ impl Modify for AdminBearer {
         super::add_fault,
         super::clear_faults,
         super::remove_fault,
-        super::audit
+        super::audit,
+        super::records
     ),
     components(schemas(
         TenantConfig,
@@ -66,6 +67,7 @@ impl Modify for AdminBearer {
         AuditEvent,
         RecordCounts,
         views::TenantSummary,
+        views::RecordsReport,
         views::UserCreated,
         views::ClientCreated,
         views::IdpSessionView,

@@ -78,6 +78,14 @@ pub struct AuditReport {
     pub records: RecordCounts,
 }
 
+/// The records a tenant holds, counted (`GET /admin/tenants/{tenant}/records`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordsReport {
+    pub records: RecordCounts,
+    /// Events in the audit log (it keeps the latest 10,000).
+    pub audit_events: usize,
+}
+
 /// Every admin error: RFC 6749 §5.2's shape.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
