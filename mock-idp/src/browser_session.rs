@@ -73,10 +73,40 @@ impl BrowserSession {
     }
 }
 
-/// Starts an IdP session for `sub` and builds the cookie naming it.
-pub fn sign_in(tenant: &Tenant, sub: &str, https: bool) -> (IdpSession, Cookie<'static>) {
+/// Signs `sub` in: again in the browser's live session when it is `sub`'s (a step-up keeps the
+/// session, see [`GrantStore::sign_in_again`](crate::grants::GrantStore::sign_in_again)), else in
+/// a new IdP session (another person's session in the browser stays as it is: its clients'
+/// sessions are not ended by someone else signing in); builds the cookie naming it.
+pub fn sign_in(
+    tenant: &Tenant,
+    sub: &str,
+    https: bool,
+    browser: Option<&BrowserSession>,
+) -> (IdpSession, Cookie<'static>) {
     let ttl = Tenant::secs(tenant.lifetimes.idp_session);
-    let (handle, session) = tenant.grants.start_session(sub, tenant.now(), ttl);
+    let now = tenant.now();
+    let again = browser.and_then(|b| tenant.grants.sign_in_again(&b.cookie, sub, now, ttl));
+    let (handle, session) = match again {
+        Some(again) => {
+            tenant.record(
+                "idp_session_signed_in_again",
+                Some(sub),
+                None,
+                format!("sid {}", again.1.sid),
+            );
+            again
+        }
+        None => {
+            let started = tenant.grants.start_session(sub, now, ttl);
+            tenant.record(
+                "idp_session_started",
+                Some(sub),
+                None,
+                format!("sid {}", started.1.sid),
+            );
+            started
+        }
+    };
     let cookie = Cookie::build(SESSION_COOKIE, handle)
         .path(format!("/{}/", tenant.id))
         .http_only(true)
@@ -84,12 +114,6 @@ pub fn sign_in(tenant: &Tenant, sub: &str, https: bool) -> (IdpSession, Cookie<'
         .same_site(SameSite::Lax)
         .max_age(ttl)
         .finish();
-    tenant.record(
-        "idp_session_started",
-        Some(sub),
-        None,
-        format!("sid {}", session.sid),
-    );
     (session, cookie)
 }
 

@@ -137,13 +137,17 @@ impl IdpRevokes {
 }
 
 impl World {
-    async fn sign_in(&self, user: &str, device: &str) -> Option<Session> {
-        let browser = self
-            .browsers
+    /// `user`'s browser (a client shares its cookie store between clones).
+    fn browser_of(&self, user: &str) -> reqwest::Client {
+        self.browsers
             .lock()
             .entry(user.to_owned())
             .or_insert_with(test_harness::idp::browser)
-            .clone();
+            .clone()
+    }
+
+    async fn sign_in(&self, user: &str, device: &str) -> Option<Session> {
+        let browser = self.browser_of(user);
         let tokens =
             test_harness::idp::sign_in_with_session(&browser, &self.issuer, user, "lanyard-cli")
                 .await;
@@ -367,15 +371,17 @@ impl World {
         }
     }
 
-    /// The step-up: a sign-in of `actor`'s user in a new browser session (a fresh `auth_time`),
-    /// whose ID token re-authenticates `actor`'s session; the user's browser keeps the new IdP
-    /// session from then on. The step-up's own grant is signed out at the IdP at once (the
-    /// device keeps its session, not a second grant).
+    /// The step-up: `actor`'s user signs in again in their browser (`prompt=login`: the form and
+    /// the password again, a fresh `auth_time`, the same IdP session), and its ID token
+    /// re-authenticates `actor`'s session. The step-up's own grant is signed out at the IdP at
+    /// once (the device keeps its session, not a second grant). Each step-up used to sign in in
+    /// a new browser, which left an IdP session behind per step-up (50 at the soak's start, 789
+    /// at its end).
     async fn step_up(&self, actor: &Session) -> bool {
-        let browser = test_harness::idp::browser();
+        let browser = self.browser_of(&actor.user);
         let tokens =
-            test_harness::idp::login_in(&browser, &self.issuer, &actor.user, "lanyard-cli").await;
-        self.browsers.lock().insert(actor.user.clone(), browser);
+            test_harness::idp::sign_in_again(&browser, &self.issuer, &actor.user, "lanyard-cli")
+                .await;
         if let Some(rt) = tokens["refresh_token"].as_str() {
             self.sign_out_at_idp(rt).await;
         }

@@ -274,6 +274,25 @@ pub async fn login_in(
     redeem(issuer, client_id, &location, &verifier).await
 }
 
+/// A step-up in `browser`, as a person makes one: `prompt=login` (the form, even with the
+/// browser's IdP session), the password again, in the same IdP session when it is `username`'s.
+/// Returns the token response (its ID token's `auth_time` is now).
+pub async fn sign_in_again(
+    browser: &reqwest::Client,
+    issuer: &str,
+    username: &str,
+    client_id: &str,
+) -> Value {
+    let verifier = mock_idp::random::token();
+    let page = authorize(browser, issuer, client_id, &verifier, Some("login"))
+        .await
+        .text()
+        .await
+        .expect("login page");
+    let location = submit_login_form(browser, issuer, &page, username).await;
+    redeem(issuer, client_id, &location, &verifier).await
+}
+
 /// A code-flow sign-in in `browser` as a person does it day to day: with the browser's IdP
 /// session if it has one (single sign-on: no form, no new session), else through the login form
 /// as `username`, which opens one. Returns the token response.

@@ -31,6 +31,41 @@ impl GrantStore {
         (handle, session)
     }
 
+    /// Signs `sub` in again in the live session named by `cookie` (a step-up: `prompt=login`,
+    /// `max_age` past): the same session — its sid, and the clients that joined it, whose
+    /// sign-out and back-channel logout it carries — signed in at `now` and for `ttl` from now,
+    /// under a new cookie value (the old one names nothing after, as at any sign-in: a cookie
+    /// fixed or seen before does not carry the fresh sign-in). `None` when the cookie names no
+    /// live session of `sub`: the caller starts one. A new session per sign-in left the one
+    /// before it live for its whole lifetime, with its clients, named by a cookie no browser held:
+    /// the browser's sign-out ended only the newest. (Two sign-ins posted at once from one
+    /// browser still make two sessions: the second finds the cookie's session renamed.)
+    pub fn sign_in_again(
+        &self,
+        cookie: &str,
+        sub: &str,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Option<(String, IdpSession)> {
+        let mut grants = self.lock();
+        let old = random::fingerprint(cookie);
+        if !grants
+            .sessions
+            .get(&old)
+            .is_some_and(|s| s.sub == sub && s.expires_at > now)
+        {
+            return None;
+        }
+        let mut session = grants.sessions.remove(&old)?;
+        session.auth_time = now;
+        session.expires_at = now + ttl;
+        let handle = random::token();
+        grants
+            .sessions
+            .insert(random::fingerprint(&handle), session.clone());
+        Some((handle, session))
+    }
+
     /// The live session named by cookie value `cookie`.
     pub fn session_by_cookie(&self, cookie: &str, now: OffsetDateTime) -> Option<IdpSession> {
         self.lock()

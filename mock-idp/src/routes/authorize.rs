@@ -170,7 +170,7 @@ pub async fn authorize(
         // as `temporarily_unavailable` (RFC 6749 §4.1.2.1), so it stops waiting and can say why.
         return Ok(
             match tenant.create_guest(peer_ip(&req), valid.request.client_id.as_str()) {
-                Ok(sub) => finish_login(&state, &tenant, &sub, valid.request),
+                Ok(sub) => finish_login(&state, &tenant, &sub, valid.request, browser.as_ref()),
                 Err(refusal) => refused(
                     valid.refuse(
                         AuthorizationError::TemporarilyUnavailable,
@@ -260,17 +260,27 @@ pub async fn login(
     let Some(request) = tenant.grants.take_request(id, tenant.now()) else {
         return Ok(error_page(StatusCode::BAD_REQUEST, EXPIRED_REQUEST));
     };
-    Ok(finish_login(&state, &tenant, &user.sub, request))
+    let browser = BrowserSession::of(&tenant, &req);
+    Ok(finish_login(
+        &state,
+        &tenant,
+        &user.sub,
+        request,
+        browser.as_ref(),
+    ))
 }
 
+/// Signs `sub` in (in the browser's session when it is `sub`'s: [`browser_session::sign_in`])
+/// and answers the request with a code in that session.
 fn finish_login(
     state: &IdpState,
     tenant: &Arc<Tenant>,
     sub: &str,
     request: AuthRequest,
+    browser: Option<&BrowserSession>,
 ) -> HttpResponse {
     let (session, cookie) =
-        browser_session::sign_in(tenant, sub, state.base_url.starts_with("https://"));
+        browser_session::sign_in(tenant, sub, state.base_url.starts_with("https://"), browser);
     let mut res = complete(tenant, request, &session);
     if let Err(e) = res.add_cookie(&cookie) {
         tracing::error!(error = %e, "could not set the session cookie");
@@ -317,7 +327,13 @@ pub async fn guest(
         return Ok(error_page(StatusCode::BAD_REQUEST, EXPIRED_REQUEST));
     };
     match tenant.create_guest(peer_ip(&req), request.client_id.as_str()) {
-        Ok(sub) => Ok(finish_login(&state, &tenant, &sub, request)),
+        Ok(sub) => Ok(finish_login(
+            &state,
+            &tenant,
+            &sub,
+            request,
+            browser.as_ref(),
+        )),
         // A person is at the page: 429 with the reason, and the request stays pending so the
         // sign-in form on the same page still works.
         Err(refusal) => {

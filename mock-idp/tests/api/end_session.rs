@@ -364,3 +364,154 @@ async fn an_id_token_hint_from_a_browser_without_the_idp_session_signs_nothing_o
     assert!(!still_signed_in(&idp, &browser, &tokens).await);
     assert_eq!(sessions_ended(&idp).await, 1);
 }
+
+/// The IdP sessions of acme, from the admin API.
+async fn sessions(idp: &TestIdp) -> Vec<Value> {
+    idp.admin(reqwest::Method::GET, "tenants/acme/sessions", None)
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The IdP session cookie an answer sets, as `NAME=VALUE`.
+fn session_cookie(res: &reqwest::Response) -> String {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("lanyard_idp_session="))
+        .expect("a session cookie")
+}
+
+/// The login form for `params` in `browser`, posted as `user`: the answer (a redirect with a code).
+async fn sign_in_with(
+    idp: &TestIdp,
+    browser: &reqwest::Client,
+    user: &str,
+    params: &[(String, String)],
+) -> reqwest::Response {
+    let res = get_authorize(browser, idp, "acme", params).await;
+    assert_eq!(res.status(), 200, "the login form");
+    let id = auth_request_id(&res.text().await.unwrap());
+    let res = post_login(browser, idp, "acme", &id, user, PASSWORD).await;
+    assert_eq!(res.status(), 303, "a code");
+    res
+}
+
+/// Tokens for the code of a login answer made with `p`.
+async fn tokens_of(idp: &TestIdp, res: &reqwest::Response, p: &Pkce) -> Value {
+    let code = location(res).1["code"].clone();
+    exchange(idp, "acme", &code, &p.verifier)
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A sign-in again in the same browser (a step-up: `prompt=login`, or `max_age` past) is the same
+/// IdP session, signed in now, under a new cookie: the sign-out that follows ends every client the
+/// browser signed in before it too, the cookie before it names nothing, and the IdP keeps one
+/// session for the browser, not one per sign-in. Before, each sign-in started a session and left
+/// the one before live, with its refresh families, named by a cookie the browser no longer held.
+#[tokio::test]
+async fn signing_in_again_in_the_same_browser_keeps_one_session_that_one_sign_out_ends() {
+    let idp = TestIdp::spawn_with_manual_clock().await;
+    let clock = idp.clock.clone().unwrap();
+    let browser = browser();
+    let p = pkce();
+    let res = sign_in_with(&idp, &browser, "alice", &auth_params(&p)).await;
+    let first_cookie = session_cookie(&res);
+    let before = tokens_of(&idp, &res, &p).await;
+    assert_eq!(sessions(&idp).await.len(), 1);
+    clock.advance(time::Duration::seconds(120));
+
+    // The step-up: the form again, the password again, a code in the same session.
+    for step_up in [("prompt", Some("login")), ("max_age", Some("60"))] {
+        let p = pkce();
+        let res = sign_in_with(&idp, &browser, "alice", &with(auth_params(&p), &[step_up])).await;
+        assert_ne!(session_cookie(&res), first_cookie, "a new cookie value");
+        let after = tokens_of(&idp, &res, &p).await;
+        let (old, new) = (
+            claims(before["id_token"].as_str().unwrap()),
+            claims(after["id_token"].as_str().unwrap()),
+        );
+        assert_eq!(new["sid"], old["sid"], "{step_up:?}: the same IdP session");
+        let listed = sessions(&idp).await;
+        assert_eq!(listed.len(), 1, "{step_up:?}: one session: {listed:?}");
+        clock.advance(time::Duration::seconds(120));
+    }
+    let p = pkce();
+    let res = sign_in_with(
+        &idp,
+        &browser,
+        "alice",
+        &with(auth_params(&p), &[("prompt", Some("login"))]),
+    )
+    .await;
+    let after = tokens_of(&idp, &res, &p).await;
+    assert_eq!(
+        claims(after["id_token"].as_str().unwrap())["auth_time"].as_i64(),
+        claims(before["id_token"].as_str().unwrap())["auth_time"]
+            .as_i64()
+            .map(|t| t + 360),
+        "signed in now"
+    );
+
+    // The cookie of the first sign-in names nothing now (no fixed or copied cookie carries a
+    // fresh sign-in).
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/authorize", idp.issuer("acme")))
+        .query(&with(auth_params(&pkce()), &[("prompt", Some("none"))]))
+        .header("cookie", &first_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&res).1["error"], "login_required");
+
+    // One sign-out ends every sign-in's refresh family.
+    let res = get_end_session(
+        &idp,
+        &browser,
+        &[("id_token_hint", after["id_token"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert!(!still_signed_in(&idp, &browser, &after).await);
+    let rt = introspect(&idp, "acme", before["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        rt["active"], false,
+        "the refresh family of the sign-in before the step-up ended with the session: {rt}"
+    );
+    assert!(sessions(&idp).await.is_empty());
+}
+
+/// Someone else signing in in the browser gets a session of their own, and the session of the
+/// person before is left as it is (Lanyard signs several accounts in at once).
+#[tokio::test]
+async fn another_person_signing_in_in_the_same_browser_leaves_the_first_session_alone() {
+    let idp = TestIdp::spawn().await;
+    let browser = browser();
+    let p = pkce();
+    let res = sign_in_with(&idp, &browser, "alice", &auth_params(&p)).await;
+    let alice = tokens_of(&idp, &res, &p).await;
+    let p = pkce();
+    let res = sign_in_with(
+        &idp,
+        &browser,
+        "bob",
+        &with(auth_params(&p), &[("prompt", Some("login"))]),
+    )
+    .await;
+    let bob = tokens_of(&idp, &res, &p).await;
+    assert_ne!(
+        claims(bob["id_token"].as_str().unwrap())["sid"],
+        claims(alice["id_token"].as_str().unwrap())["sid"]
+    );
+    assert_eq!(sessions(&idp).await.len(), 2);
+    let rt = introspect(&idp, "acme", alice["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(rt["active"], true, "{rt}");
+}
