@@ -41,7 +41,10 @@
 #   BENCH_TRACE        1: also sample the machine every second (CPU split, pressure stalls, disk
 #                      writes, dirty memory, what Postgres's backends wait on) and time one
 #                      authenticate every 20 ms beside the load, to place stalls in time; kept in
-#                      BENCH_RESULTS as system.tsv and canary.tsv (default 0)
+#                      BENCH_RESULTS as system.tsv and canary.tsv (default 0). For finding a
+#                      stall, not for the report: the canary adds 50 requests/s, and a sampler
+#                      that started a psql process every second moved the token p99 at 16
+#                      connections from ~1.3 to 2.6-5.3 ms (2026-12-04)
 #   BENCH_BASELINE_BIN another session-registry binary (e.g. an older build) to also run the two
 #                      authenticate workloads against, on the same database, after the others
 #   BENCH_BASELINE_LABEL  how the tables name that binary (default "baseline")

@@ -264,14 +264,7 @@ pub async fn login_in(
     username: &str,
     client_id: &str,
 ) -> Value {
-    let verifier = mock_idp::random::token();
-    let page = authorize(browser, issuer, client_id, &verifier, None)
-        .await
-        .text()
-        .await
-        .expect("login page");
-    let location = submit_login_form(browser, issuer, &page, username).await;
-    redeem(issuer, client_id, &location, &verifier).await
+    through_the_form(browser, issuer, username, client_id, None).await
 }
 
 /// A step-up in `browser`, as a person makes one: `prompt=login` (the form, even with the
@@ -283,8 +276,20 @@ pub async fn sign_in_again(
     username: &str,
     client_id: &str,
 ) -> Value {
+    through_the_form(browser, issuer, username, client_id, Some("login")).await
+}
+
+/// An authorization request (with `prompt` if given) answered by the login form, the form
+/// posted as `username`, the code redeemed: the token response.
+async fn through_the_form(
+    browser: &reqwest::Client,
+    issuer: &str,
+    username: &str,
+    client_id: &str,
+    prompt: Option<&str>,
+) -> Value {
     let verifier = mock_idp::random::token();
-    let page = authorize(browser, issuer, client_id, &verifier, Some("login"))
+    let page = authorize(browser, issuer, client_id, &verifier, prompt)
         .await
         .text()
         .await
