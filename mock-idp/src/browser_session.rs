@@ -86,27 +86,14 @@ pub fn sign_in(
     let ttl = Tenant::secs(tenant.lifetimes.idp_session);
     let now = tenant.now();
     let again = browser.and_then(|b| tenant.grants.sign_in_again(&b.cookie, sub, now, ttl));
-    let (handle, session) = match again {
-        Some(again) => {
-            tenant.record(
-                "idp_session_signed_in_again",
-                Some(sub),
-                None,
-                format!("sid {}", again.1.sid),
-            );
-            again
-        }
-        None => {
-            let started = tenant.grants.start_session(sub, now, ttl);
-            tenant.record(
-                "idp_session_started",
-                Some(sub),
-                None,
-                format!("sid {}", started.1.sid),
-            );
-            started
-        }
+    let ((handle, session), kind) = match again {
+        Some(again) => (again, "idp_session_signed_in_again"),
+        None => (
+            tenant.grants.start_session(sub, now, ttl),
+            "idp_session_started",
+        ),
     };
+    tenant.record(kind, Some(sub), None, format!("sid {}", session.sid));
     let cookie = Cookie::build(SESSION_COOKIE, handle)
         .path(format!("/{}/", tenant.id))
         .http_only(true)
