@@ -88,6 +88,10 @@ impl From<SessionError> for CliError {
                     ),
                 }
             }
+            SessionError::SessionReplaced { .. } => CliError::Unavailable {
+                message: e.to_string(),
+                hint: Some("run the command again".into()),
+            },
             // A recent sign-in was demanded and not given: a login is what is needed.
             SessionError::StepUpRequired { .. } => CliError::SignedOut {
                 message: e.to_string(),

@@ -49,6 +49,11 @@ pub enum SessionError {
     /// The refresh token or session is no longer accepted: the account is signed out.
     #[error("{account} must sign in again: {reason}")]
     ReauthenticationRequired { account: String, reason: String },
+    /// The registry said the session asked about is gone, but a newer sign-in of this profile
+    /// had replaced it meanwhile (and ended it): the account is signed in, under the new
+    /// session; asking again uses it.
+    #[error("{account} was signed in again meanwhile: the session this asked about was replaced; nothing was lost, try again")]
+    SessionReplaced { account: String },
     /// A network error, a timeout or a 5xx: nothing was lost, try again later.
     #[error("the server is unreachable or failing ({detail}); nothing was lost, try again")]
     Transient { detail: String },
@@ -99,6 +104,9 @@ impl SessionError {
 
     /// Whether waiting and retrying may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, SessionError::Transient { .. })
+        matches!(
+            self,
+            SessionError::Transient { .. } | SessionError::SessionReplaced { .. }
+        )
     }
 }

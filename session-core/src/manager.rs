@@ -26,6 +26,7 @@ use crate::tokens::TokenSet;
 mod guest;
 mod logout;
 mod refresh;
+mod replace;
 mod revoke;
 mod session_check;
 mod watchers;
@@ -295,13 +296,21 @@ impl SessionManager {
         let saved = meta.clone();
         let k = key.clone();
         let at = self.inner.options.clock.now();
-        self.blocking(move |store| {
-            store.save_account(saved, &items)?;
-            store.set_active(&k, at)
-        })
-        .await?;
+        // The swap holds the refresh lock: a refresh elsewhere in the profile neither saves over
+        // the new tokens nor presents the replaced ones after this (see `replace`).
+        let replaced = self
+            .under_refresh_lock(&key, async {
+                let replaced = self.to_be_replaced(&key).await;
+                self.blocking(move |store| {
+                    store.save_account(saved, &items)?;
+                    store.set_active(&k, at)
+                })
+                .await?;
+                lock(&self.inner.pending).remove(&key);
+                Ok(replaced)
+            })
+            .await?;
         tracing::info!(account = %key, "signed in");
-        lock(&self.inner.pending).remove(&key);
         let minutes = self.duration_minutes();
         self.inner.notes.update(&key, |n| {
             *n = SessionNote {
@@ -314,6 +323,9 @@ impl SessionManager {
                 refresh_token_spent_at: None,
             }
         });
+        let new_session_token = session
+            .as_ref()
+            .map(|s| s.session_token.clone().into_secret());
         match session {
             Some(s) => {
                 self.set_state(
@@ -333,6 +345,8 @@ impl SessionManager {
                 },
             ),
         }
+        self.end_replaced(&key, replaced, new_session_token.as_ref())
+            .await;
         self.emit(ManagerEvent::AccountAdded { account: key });
         Ok(meta)
     }

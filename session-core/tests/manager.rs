@@ -125,6 +125,162 @@ async fn a_browser_login_stores_every_token_under_the_account_and_opens_a_regist
     assert_eq!(d.manager.accounts().await.unwrap().len(), 1);
 }
 
+/// Two processes of one profile: managers on the same directory and vault (what two `lanyard`
+/// processes of a profile share), each with its own memory.
+fn two_processes(name: &str) -> (Device, SessionManager) {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let mut cfg = account_store::StoreConfig::new(dir.path(), "default")
+            .backend(account_store::BackendChoice::Vault)
+            .passphrase("correct horse battery staple".to_owned().into());
+        cfg.argon2_memory_kib = Some(256);
+        AccountStore::open(cfg).unwrap()
+    };
+    let clock = Arc::new(ManualClock::new());
+    let options = |clock: Arc<ManualClock>| {
+        let mut options = ManagerOptions::new(
+            DeviceIdentity {
+                id: name.into(),
+                name: format!("{name}'s machine"),
+                platform: "linux".into(),
+            },
+            clock,
+            dir.path().join("locks"),
+        );
+        options.backoff = Duration::from_millis(20);
+        options
+    };
+    let first = SessionManager::new(open(), options(clock.clone()));
+    let second = SessionManager::new(open(), options(clock.clone()));
+    (
+        Device {
+            manager: first,
+            clock,
+            _dir: dir,
+        },
+        second,
+    )
+}
+
+#[tokio::test]
+async fn signing_in_again_ends_the_session_and_grant_it_replaces_and_other_processes_keep_the_new_one(
+) {
+    let stack = stack().await;
+    let (laptop, other) = two_processes("laptop");
+    let prompt = browser("alice");
+    let first = laptop
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&prompt, Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    let secrets = |item| {
+        laptop
+            .manager
+            .store()
+            .secrets()
+            .require(&first.key, item)
+            .unwrap()
+    };
+    let (old_token, old_refresh) = (
+        secrets(ItemKind::SessionToken),
+        secrets(ItemKind::RefreshToken),
+    );
+    // Another process of the profile follows the session too (a watcher holding the old token).
+    other.start().await.unwrap();
+    let old_id = match &*other.state(&first.key).borrow() {
+        SessionState::Available { session_id, .. } => session_id.clone(),
+        s => panic!("the other process is not following the session: {s:?}"),
+    };
+    event_streams_attached(&stack, 2).await;
+
+    let again = laptop
+        .manager
+        .login(
+            request(&stack),
+            LoginMethod::Browser(&prompt, Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.key, first.key);
+    let new_token = secrets(ItemKind::SessionToken);
+    assert_ne!(new_token.expose_secret(), old_token.expose_secret());
+
+    // The replaced registry session is ended: refused, and no longer listed beside the new one.
+    let registry = session_core::registry::RegistryClient::new(&stack.registry);
+    let refused = registry
+        .authenticate(&old_token, None, "a")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            session_core::SessionError::ReauthenticationRequired { .. }
+        ),
+        "{refused:?}"
+    );
+    let listed = laptop.manager.list_sessions(&first.key).await.unwrap();
+    assert_eq!(listed.len(), 1, "one session for this device: {listed:?}");
+    assert!(listed[0].current);
+    assert_ne!(listed[0].session_id, old_id);
+
+    // The replaced refresh grant is revoked at the IdP.
+    let res = stack
+        .idp
+        .http
+        .post(format!("{}/token", stack.idp.issuer("acme")))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", old_refresh.expose_secret()),
+            ("client_id", "lanyard-cli"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "the replaced refresh token still works");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+
+    // The other process heard its session end, found the new one stored, and follows that one:
+    // nothing was wiped.
+    let state = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut rx = other.state(&first.key);
+        rx.wait_for(|s| match s {
+            SessionState::Available { session_id, .. } => *session_id != old_id,
+            SessionState::Unavailable { .. } => true,
+        })
+        .await
+        .map(|s| s.clone())
+    })
+    .await
+    .expect("the other process heard of the new session")
+    .unwrap();
+    assert!(
+        matches!(&state, SessionState::Available { session_id, .. } if *session_id == listed[0].session_id),
+        "{state:?}"
+    );
+    for item in ItemKind::ALL {
+        assert!(
+            other
+                .store()
+                .secrets()
+                .get(&first.key, item)
+                .unwrap()
+                .is_some(),
+            "{item:?} was wiped"
+        );
+    }
+    assert_eq!(
+        secrets(ItemKind::SessionToken).expose_secret(),
+        new_token.expose_secret()
+    );
+    other.verify_session(&first.key).await.unwrap();
+    laptop.manager.access_token(None).await.unwrap();
+    assert_eq!(other.running_tasks(&first.key), 2, "still watching");
+}
+
 #[tokio::test]
 async fn two_accounts_coexist_and_switching_changes_the_active_one() {
     let stack = stack().await;

@@ -22,6 +22,13 @@ pub(super) struct PendingSave {
     tokens: TokenSet,
 }
 
+impl PendingSave {
+    /// The grant's live refresh token (the stored one is spent).
+    pub(super) fn refresh_token(&self) -> Option<SecretString> {
+        self.tokens.refresh_token.clone()
+    }
+}
+
 impl SessionManager {
     pub(super) fn is_fresh(&self, expires_at: Option<i64>) -> bool {
         let margin = i64::try_from(self.inner.options.refresh_margin.as_secs()).unwrap_or(300);
@@ -79,6 +86,19 @@ impl SessionManager {
         account: &AccountKey,
         force: bool,
     ) -> Result<SecretString, SessionError> {
+        self.under_refresh_lock(account, self.refresh_locked(account, force))
+            .await
+    }
+
+    /// Runs `work` holding `account`'s refresh lock: the per-account mutex of this process and
+    /// the per-account file lock of the profile. A refresh holds it from reading the refresh
+    /// token to saving its successor; a sign-in that replaces the account's tokens holds it from
+    /// reading them to saving the new ones, so neither saves over the other.
+    pub(super) async fn under_refresh_lock<T>(
+        &self,
+        account: &AccountKey,
+        work: impl std::future::Future<Output = Result<T, SessionError>>,
+    ) -> Result<T, SessionError> {
         let local = lock(&self.inner.refresh_locks)
             .entry(account.clone())
             .or_default()
@@ -104,7 +124,7 @@ impl SessionManager {
         .await
         .map_err(SessionError::transient)?
         .map_err(SessionError::transient)?;
-        let result = self.refresh_locked(account, force).await;
+        let result = work.await;
         drop(file_lock);
         result
     }

@@ -88,7 +88,7 @@ impl SessionManager {
         let (meta, client, token) = self.registry_session(account).await?;
         match client.list(&token, meta.key.as_str()).await {
             Ok(list) => Ok(list),
-            Err(e) => Err(self.on_registry_error(account, e).await),
+            Err(e) => Err(self.on_registry_error(account, &token, e).await),
         }
     }
 
@@ -137,7 +137,7 @@ impl SessionManager {
             Ok(r) => r,
             Err(e) => {
                 return Err(RevokeFailure::Revoke(
-                    self.on_registry_error(account, e).await,
+                    self.on_registry_error(account, &token, e).await,
                 ))
             }
         };
@@ -168,7 +168,7 @@ impl SessionManager {
         }
         let sessions = match client.list(token, meta.key.as_str()).await {
             Ok(list) => list,
-            Err(e) => return Err(self.on_registry_error(&meta.key, e).await),
+            Err(e) => return Err(self.on_registry_error(&meta.key, token, e).await),
         };
         let own = sessions
             .iter()
@@ -228,7 +228,7 @@ impl SessionManager {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) => Err(self.on_registry_error(&meta.key, e).await),
+            Err(e) => Err(self.on_registry_error(&meta.key, token, e).await),
         }
     }
 }

@@ -126,25 +126,30 @@ impl SessionManager {
                 );
                 Ok(checked)
             }
-            Err(e) => Err(self.on_registry_error(&meta.key, e).await),
+            Err(e) => Err(self.on_registry_error(&meta.key, &token, e).await),
         }
     }
 
-    /// Every registry answer goes through here: one that says the session is gone (revoked,
-    /// expired, unknown) wipes the account's tokens on this device at once — partial logout is
-    /// never left behind. A step-up demand or a network error changes nothing.
+    /// Every registry answer to `used` (the session token sent) goes through here: one that says
+    /// the session is gone (revoked, expired, unknown) wipes the account's tokens on this device
+    /// at once — partial logout is never left behind — unless a newer sign-in replaced `used`
+    /// meanwhile (see `replace`). A step-up demand or a network error changes nothing.
     pub(super) async fn on_registry_error(
         &self,
         account: &AccountKey,
+        used: &SecretString,
         e: SessionError,
     ) -> SessionError {
         if let SessionError::ReauthenticationRequired { reason, .. } = &e {
-            tracing::info!(account = %account, reason = %reason, "the registry no longer accepts this session; signing out here");
-            if let Err(wipe) = self
-                .sign_out_locally(account, UnavailableReason::RevokedRemotely, false)
-                .await
-            {
-                return wipe;
+            tracing::info!(account = %account, reason = %reason, "the registry no longer accepts this session");
+            match self.sign_out_session_gone(account, used, false).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return SessionError::SessionReplaced {
+                        account: account.to_string(),
+                    }
+                }
+                Err(wipe) => return wipe,
             }
         }
         e

@@ -121,11 +121,21 @@ impl SessionManager {
                 }
             }
             if revoked {
-                tracing::info!(account = %meta.key, "session revoked elsewhere; signing out here");
-                let _ = self
-                    .sign_out_locally(&meta.key, UnavailableReason::RevokedRemotely, true)
-                    .await;
-                return;
+                tracing::info!(account = %meta.key, "session revoked elsewhere");
+                match self.sign_out_session_gone(&meta.key, &token, true).await {
+                    // Replaced by a newer sign-in of this profile: follow the new session (its
+                    // id learnt from the registry first, so its own revoke is recognised).
+                    Ok(false) => {
+                        if let Err(e) = self.check_session(&meta, &url).await {
+                            tracing::info!(account = %meta.key, error = %e, "the new session could not be checked yet");
+                        }
+                    }
+                    Ok(true) => return,
+                    Err(e) => {
+                        tracing::warn!(account = %meta.key, error = %e, "the account could not be signed out here");
+                        return;
+                    }
+                }
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
