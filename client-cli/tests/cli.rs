@@ -295,6 +295,61 @@ async fn revoke_others_on_one_device_signs_the_other_out_and_watch_prints_it() {
 }
 
 #[tokio::test]
+async fn logging_in_again_ends_the_replaced_session_and_a_running_watch_follows_the_new_one() {
+    let s = stack().await;
+    s.login("laptop", "acme", "alice").await;
+    s.login("phone", "acme", "alice").await;
+    let streams = s.hub.subscribers();
+    let mut watch = s
+        .cmd("laptop", &["watch", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    event_streams_attached(&s, streams + 1).await;
+    let mut said = BufReader::new(watch.stderr.take().unwrap()).lines();
+
+    // Signing in again on the laptop ends the laptop's earlier session: two sessions, not three.
+    s.login("laptop", "acme", "alice").await;
+    let out = s.run("laptop", &["devices", "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let devices: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(devices.as_array().unwrap().len(), 2, "{devices}");
+
+    // The watch heard its session end and goes on with the new one: not signed out.
+    let followed = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(line) = said.next_line().await.unwrap() {
+            if line.contains("signed in again in this profile") {
+                return line;
+            }
+        }
+        panic!("the watch ended without following the new session");
+    })
+    .await
+    .expect("the watch followed the new session");
+    assert!(followed.contains("alice@acme"), "{followed}");
+    assert!(
+        watch.try_wait().unwrap().is_none(),
+        "the watch is still running"
+    );
+    let out = s.run("laptop", &["status", "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["session"], "valid");
+
+    // It follows the new session: ending it from the phone signs the watch out.
+    let out = s.run("phone", &["revoke", "--others"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let watched = tokio::time::timeout(Duration::from_secs(15), watch.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(watched.code(), Some(3), "watch ends with 'signed out'");
+    let out = s.run("laptop", &["status"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+}
+
+#[tokio::test]
 async fn a_pin_file_or_the_environment_chooses_the_account_for_one_command_only() {
     let s = stack().await;
     s.login("default", "acme", "alice").await;

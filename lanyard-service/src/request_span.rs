@@ -5,6 +5,7 @@
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{Error, HttpMessage};
+use tracing::field::{display, Empty};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
 
@@ -15,10 +16,22 @@ pub struct RedactedRootSpan;
 
 impl RootSpanBuilder for RedactedRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
+        let span = tracing::info_span!(
+            "HTTP request",
+            http.method = Empty,
+            http.route = Empty,
+            http.target = Empty,
+            http.client_ip = Empty,
+            http.status_code = Empty,
+            otel.status_code = Empty,
+            exception.message = Empty,
+            exception.details = Empty,
+            request_id = Empty,
+        );
         // Its fields cost allocations on every request (the target, the route, the address, the
         // request id as text): none when nothing records the span (`RUST_LOG=warn`, say).
-        if !tracing::enabled!(tracing::Level::INFO) {
-            return Span::none();
+        if span.is_disabled() {
+            return span;
         }
         let target = RedactedTarget::new(request.path(), request.query_string());
         let route = request.match_pattern().unwrap_or_default();
@@ -32,18 +45,12 @@ impl RootSpanBuilder for RedactedRootSpan {
             .peer_addr()
             .map(str::to_owned)
             .unwrap_or_default();
-        tracing::info_span!(
-            "HTTP request",
-            http.method = %request.method(),
-            http.route = %route,
-            http.target = %target,
-            http.client_ip = %client_ip,
-            http.status_code = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
-            exception.message = tracing::field::Empty,
-            exception.details = tracing::field::Empty,
-            request_id = %request_id,
-        )
+        span.record("http.method", display(request.method()));
+        span.record("http.route", display(&route));
+        span.record("http.target", display(&target));
+        span.record("http.client_ip", display(&client_ip));
+        span.record("request_id", display(&request_id));
+        span
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {

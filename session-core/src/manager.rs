@@ -477,6 +477,19 @@ impl SessionManager {
             .map_err(RevokeFailure::into_error)
     }
 
+    /// For a process that follows `account`'s registry session itself (`lanyard watch`): the
+    /// registry said the session of `used`, its session token, is gone. Signs the account out
+    /// here, unless a newer sign-in of this profile replaced that token meanwhile (and ended its
+    /// session itself): then the account is kept, under its new session. Returns whether it
+    /// signed out.
+    pub async fn session_gone(
+        &self,
+        account: &AccountKey,
+        used: &SecretString,
+    ) -> Result<bool, SessionError> {
+        self.sign_out_session_gone(account, used, false).await
+    }
+
     /// Background tasks still running for `account` (0 after a logout).
     pub fn running_tasks(&self, account: &AccountKey) -> usize {
         self.live_watchers(account)

@@ -277,7 +277,8 @@ async fn signing_in_again_ends_the_session_and_grant_it_replaces_and_other_proce
         new_token.expose_secret()
     );
     other.verify_session(&first.key).await.unwrap();
-    laptop.manager.access_token(None).await.unwrap();
+    // The new grant lives: a refresh through it succeeds.
+    laptop.manager.refresh(&first.key, true).await.unwrap();
     assert_eq!(other.running_tasks(&first.key), 2, "still watching");
 }
 

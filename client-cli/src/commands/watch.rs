@@ -21,7 +21,7 @@ use lanyard_clock::Clock;
 use registry_api::{EventData, EventKind};
 use serde_json::{json, Value};
 use session_core::registry::RegistryClient;
-use session_core::SessionError;
+use session_core::{SessionError, SessionManager};
 
 use crate::context::{chosen, signed_in, Context};
 use crate::exit::CliError;
@@ -193,20 +193,23 @@ async fn follow_index(dir: PathBuf, printer: Printer, mut seen: Seen) -> Result<
 }
 
 /// Follows the registry's event stream for `a`, reconnecting after errors. Returns when this
-/// device's session is revoked (the account is then signed out here).
+/// device's session is revoked (the account is then signed out here). A session replaced by a
+/// `lanyard login` to the account elsewhere in the profile (which ends the session it replaces)
+/// is not a sign-out: the watch goes on with the new one.
 async fn follow_registry(
-    ctx_store: &account_store::AccountStore,
+    m: &SessionManager,
     a: &AccountMeta,
     client: &RegistryClient,
-    token: &secrecy::SecretString,
+    token: secrecy::SecretString,
     current: Option<String>,
     printer: Printer,
 ) -> Result<(), CliError> {
-    let mut revoked_here = false;
+    let (mut token, mut current) = (token, current);
     let mut last = None;
     loop {
+        let mut revoked_here = false;
         let result = client
-            .follow_events(token, last.as_deref(), a.key.as_str(), |e| {
+            .follow_events(&token, last.as_deref(), a.key.as_str(), |e| {
                 let here = current.as_deref() == Some(e.session_id.as_str());
                 printer.registry_event(a, &e, here);
                 if e.kind == EventKind::Revoked && here {
@@ -222,14 +225,41 @@ async fn follow_registry(
             Err(e) => eprintln!("event stream interrupted ({e}); reconnecting"),
         }
         if revoked_here {
-            let _ = ctx_store.secrets().delete_account(&a.key);
-            return Err(CliError::signed_out(format!(
-                "{} was signed out on this device from elsewhere",
+            if m.session_gone(&a.key, &token).await? {
+                return Err(CliError::signed_out(format!(
+                    "{} was signed out on this device from elsewhere",
+                    label(a)
+                )));
+            }
+            eprintln!(
+                "{} was signed in again in this profile; following its new session",
                 label(a)
-            )));
+            );
+            (token, current) = this_session(m, a).await?;
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// The session token of `a` and the id of its session, as the registry says (an answer that the
+/// session is gone signs it out here, through the manager).
+async fn this_session(
+    m: &SessionManager,
+    a: &AccountMeta,
+) -> Result<(secrecy::SecretString, Option<String>), CliError> {
+    m.verify_session(&a.key).await?;
+    let current = m
+        .list_sessions(&a.key)
+        .await?
+        .into_iter()
+        .find(|s| s.current)
+        .map(|s| s.session_id);
+    let token = m
+        .store()
+        .secrets()
+        .get(&a.key, ItemKind::SessionToken)?
+        .ok_or_else(|| CliError::signed_out(format!("{} is signed out", label(a))))?;
+    Ok((token, current))
 }
 
 pub async fn run(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
@@ -243,18 +273,7 @@ pub async fn run(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
         .map_err(CliError::other)??;
     signed_in(&m, &a)?;
     // Both go through the manager: an answer that the session is gone wipes it here at once.
-    m.verify_session(&a.key).await?;
-    let current = m
-        .list_sessions(&a.key)
-        .await?
-        .into_iter()
-        .find(|s| s.current)
-        .map(|s| s.session_id);
-    let token = m
-        .store()
-        .secrets()
-        .get(&a.key, ItemKind::SessionToken)?
-        .ok_or_else(|| CliError::signed_out(format!("{} is signed out", label(&a))))?;
+    let (token, current) = this_session(&m, &a).await?;
     let client = RegistryClient::new(a.registry_url.as_deref().unwrap_or_default());
     let printer = Printer {
         json: ctx.output.json,
@@ -269,7 +288,7 @@ pub async fn run(ctx: &Context, flag: Option<&str>) -> Result<(), CliError> {
         label(&a)
     );
     tokio::select! {
-        r = follow_registry(m.store(), &a, &client, &token, current, printer) => r,
+        r = follow_registry(&m, &a, &client, token, current, printer) => r,
         r = follow_index(dir, printer, seen) => r,
     }
 }

@@ -144,6 +144,17 @@ impl SessionManager {
         let k = account.clone();
         self.blocking(move |s| s.secrets().delete_account(&k))
             .await?;
+        self.signed_out_locally(account, reason, from_watcher);
+        Ok(())
+    }
+
+    /// What follows the wipe of `account`'s tokens here: its state, its event, its watchers.
+    pub(super) fn signed_out_locally(
+        &self,
+        account: &AccountKey,
+        reason: UnavailableReason,
+        from_watcher: bool,
+    ) {
         lock(&self.inner.pending).remove(account);
         self.inner.notes.remove(account);
         let remote = reason == UnavailableReason::RevokedRemotely;
@@ -158,6 +169,5 @@ impl SessionManager {
             }
         });
         self.stop_watchers(account, from_watcher);
-        Ok(())
     }
 }

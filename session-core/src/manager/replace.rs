@@ -103,18 +103,32 @@ impl SessionManager {
         used: &SecretString,
         from_watcher: bool,
     ) -> Result<bool, SessionError> {
-        if let Some(stored) = self.item(account, ItemKind::SessionToken).await? {
-            if stored.expose_secret() != used.expose_secret() {
-                tracing::info!(account = %account, "the session that ended was replaced by a newer sign-in; keeping the account");
-                return Ok(false);
-            }
+        // The comparison and the wipe in one step under the refresh lock, which a sign-in's swap
+        // holds: a sign-in saving between the two would otherwise have its new tokens wiped.
+        let (k, used) = (account.clone(), used.clone());
+        let wiped = self
+            .under_refresh_lock(
+                account,
+                self.blocking(
+                    move |s| match s.secrets().get(&k, ItemKind::SessionToken)? {
+                        Some(stored) if stored.expose_secret() != used.expose_secret() => Ok(false),
+                        _ => {
+                            s.secrets().delete_account(&k)?;
+                            Ok(true)
+                        }
+                    },
+                ),
+            )
+            .await?;
+        if !wiped {
+            tracing::info!(account = %account, "the session that ended was replaced by a newer sign-in; keeping the account");
+            return Ok(false);
         }
-        self.sign_out_locally(
+        self.signed_out_locally(
             account,
             crate::state::UnavailableReason::RevokedRemotely,
             from_watcher,
-        )
-        .await?;
+        );
         Ok(true)
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use account_store::{AccountKey, AccountMeta, ItemKind};
 use registry_api::AuthenticateResponse;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::{SessionManager, EXTEND_AT_MOST_EVERY};
 use crate::error::SessionError;
@@ -92,25 +92,50 @@ impl SessionManager {
             .authenticate(&token, extend_minutes, meta.key.as_str())
             .await
             .map(CheckedSession::from);
-        self.inner.notes.update(&meta.key, |n| {
-            n.last_checked_at = Some(asked_at);
-            if let Ok(s) = &answer {
-                if !s.session_id.is_empty() {
-                    n.session_id = Some(s.session_id.clone());
-                }
-                n.expires_at = Some(s.expires_at);
-                n.absolute_expires_at = s.absolute_expires_at.or(n.absolute_expires_at);
-                if extend_minutes.is_some() {
-                    n.last_extended_at = Some(asked_at);
-                }
-            }
-        });
         match answer {
             Ok(checked) => {
-                let k = meta.key.clone();
-                let jwt = checked.session_jwt.clone();
-                self.blocking(move |s| s.secrets().set(&k, ItemKind::SessionJwt, &jwt))
+                // Kept only while `token` is still the account's: a sign-in elsewhere in the
+                // profile may have replaced it (see `replace`) since it was read, and the answer
+                // about the session it replaced must not overwrite the new one's JWT and note.
+                // Under the refresh lock, which that sign-in's swap holds.
+                let ours = self
+                    .under_refresh_lock(&meta.key, async {
+                        let (k, jwt, used) =
+                            (meta.key.clone(), checked.session_jwt.clone(), token.clone());
+                        let ours = self
+                            .blocking(move |s| {
+                                let stored = s.secrets().get(&k, ItemKind::SessionToken)?;
+                                if stored.is_none_or(|t| t.expose_secret() != used.expose_secret())
+                                {
+                                    return Ok(false);
+                                }
+                                s.secrets().set(&k, ItemKind::SessionJwt, &jwt)?;
+                                Ok(true)
+                            })
+                            .await?;
+                        if ours {
+                            self.inner.notes.update(&meta.key, |n| {
+                                n.last_checked_at = Some(asked_at);
+                                if !checked.session_id.is_empty() {
+                                    n.session_id = Some(checked.session_id.clone());
+                                }
+                                n.expires_at = Some(checked.expires_at);
+                                n.absolute_expires_at =
+                                    checked.absolute_expires_at.or(n.absolute_expires_at);
+                                if extend_minutes.is_some() {
+                                    n.last_extended_at = Some(asked_at);
+                                }
+                            });
+                        }
+                        Ok(ours)
+                    })
                     .await?;
+                if !ours {
+                    tracing::info!(account = %meta.key, "the session asked about was replaced by a newer sign-in meanwhile; its answer is dropped");
+                    return Err(SessionError::SessionReplaced {
+                        account: meta.key.to_string(),
+                    });
+                }
                 let session_id = match &*self.state(&meta.key).borrow() {
                     _ if !checked.session_id.is_empty() => checked.session_id.clone(),
                     SessionState::Available { session_id, .. } => session_id.clone(),
@@ -126,7 +151,12 @@ impl SessionManager {
                 );
                 Ok(checked)
             }
-            Err(e) => Err(self.on_registry_error(&meta.key, &token, e).await),
+            Err(e) => {
+                self.inner
+                    .notes
+                    .update(&meta.key, |n| n.last_checked_at = Some(asked_at));
+                Err(self.on_registry_error(&meta.key, &token, e).await)
+            }
         }
     }
 
@@ -164,7 +194,14 @@ impl SessionManager {
         let url = meta.registry_url.clone().ok_or_else(|| {
             SessionError::Configuration("this account has no registry session".into())
         })?;
-        let checked = self.ask_registry(&meta, None, self.registry(&url)).await?;
+        // A session replaced by a sign-in meanwhile is asked about once more: the question is
+        // about the account's session, which is the new one now.
+        let checked = match self.ask_registry(&meta, None, self.registry(&url)).await {
+            Err(SessionError::SessionReplaced { .. }) => {
+                self.ask_registry(&meta, None, self.registry(&url)).await?
+            }
+            answer => answer?,
+        };
         Ok(SessionCheck {
             expires_at: checked.expires_at,
             absolute_expires_at: checked.absolute_expires_at,

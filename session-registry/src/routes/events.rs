@@ -203,8 +203,8 @@ pub async fn stream(reg: web::Data<Registry>, req: HttpRequest) -> Result<HttpRe
         more_in_database: backlog.len() >= EVENTS_PAGE,
         backlog,
         tenant: caller.tenant,
-        account_id: caller.session.account_id,
-        session_id: caller.session.id,
+        account_id: caller.session.account_id.clone(),
+        session_id: caller.session.id.clone(),
         last_seq: start_seq,
         done: false,
     };

@@ -98,7 +98,8 @@ pub struct Registry {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant: String,
-    pub session: SessionRecord,
+    /// Shared with the session cache when it answered: a heartbeat copies no session.
+    pub session: Arc<SessionRecord>,
 }
 
 /// Where a request came from, for the session record and rate limiting.
@@ -203,6 +204,18 @@ impl Registry {
         now: i64,
         lat: i64,
     ) -> Result<String, ApiError> {
+        self.mint_jwt_until(s, s.expires_at, now, lat)
+    }
+
+    /// [`Registry::mint_jwt`] for `s` ending at `expires_at` (just extended, say) rather than
+    /// at its recorded expiry.
+    pub(crate) fn mint_jwt_until(
+        &self,
+        s: &SessionRecord,
+        expires_at: i64,
+        now: i64,
+        lat: i64,
+    ) -> Result<String, ApiError> {
         let claims = SessionClaims {
             iss: self.issuer.clone(),
             sub: s.subject.clone(),
@@ -211,9 +224,9 @@ impl Registry {
             device_id: s.device_id.clone(),
             is_guest: s.is_guest,
             iat: now,
-            exp: (now + JWT_TTL).min(s.expires_at),
+            exp: (now + JWT_TTL).min(expires_at),
             lat,
-            sexp: s.expires_at,
+            sexp: expires_at,
         };
         self.jwts
             .mint(&self.keys.read(), &claims)

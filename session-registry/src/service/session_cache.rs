@@ -74,7 +74,7 @@ impl Outcome {
 pub struct SessionCacheStats(pub [u64; Outcome::ALL.len()]);
 
 struct Entry {
-    record: SessionRecord,
+    record: Arc<SessionRecord>,
     /// When it was read from the database.
     read_at: i64,
     /// The hub's change number taken before the read.
@@ -98,7 +98,7 @@ impl SessionCache {
         tenant: &str,
         hash: &str,
         now: i64,
-    ) -> Option<SessionRecord> {
+    ) -> Option<Arc<SessionRecord>> {
         let outcome = self.look(hub, tenant, hash, now);
         self.counts[outcome.0 as usize].fetch_add(1, Ordering::Relaxed);
         outcome.1
@@ -110,7 +110,7 @@ impl SessionCache {
         tenant: &str,
         hash: &str,
         now: i64,
-    ) -> (Outcome, Option<SessionRecord>) {
+    ) -> (Outcome, Option<Arc<SessionRecord>>) {
         if !hub.feed_up() {
             return (Outcome::FeedDown, None);
         }
@@ -141,7 +141,7 @@ impl SessionCache {
 
     /// Remembers a live session read from the database at `read_at`, with the hub's change
     /// number `mark` taken before the read.
-    pub(super) fn put(&self, hash: &str, record: &SessionRecord, read_at: i64, mark: u64) {
+    pub(super) fn put(&self, hash: &str, record: &Arc<SessionRecord>, read_at: i64, mark: u64) {
         if record.revoked_at.is_some() {
             return;
         }
@@ -159,8 +159,9 @@ impl SessionCache {
     /// again), keeping when it was read.
     pub(super) fn touched(&self, hash: &str, last_authenticated_at: i64) {
         if let Some(entry) = self.entries.get(hash) {
-            let mut record = entry.record.clone();
+            let mut record = SessionRecord::clone(&entry.record);
             record.last_authenticated_at = last_authenticated_at;
+            let record = Arc::new(record);
             self.entries.insert(
                 hash.to_owned(),
                 Arc::new(Entry {
@@ -224,8 +225,8 @@ mod tests {
     #[test]
     fn entries_past_their_recheck_are_collected_and_fresh_ones_kept() {
         let cache = SessionCache::default();
-        cache.put("old", &record("s1"), 1_000, 0);
-        cache.put("fresh", &record("s2"), 1_050, 0);
+        cache.put("old", &Arc::new(record("s1")), 1_000, 0);
+        cache.put("fresh", &Arc::new(record("s2")), 1_050, 0);
         cache.forget_stale(1_059);
         assert_eq!(cache.len(), 2, "both still within their minute");
         cache.forget_stale(1_060);

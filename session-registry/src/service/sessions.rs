@@ -2,6 +2,8 @@
 //! heartbeat and extension, listing, revoking (with step-up for other sessions) and
 //! re-authentication.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::intake::{auth_time_of, id_token_refused, looks_like_jwt, spent_id_token};
@@ -240,7 +242,7 @@ impl Registry {
         token: &SessionToken,
         now: i64,
         replica_ok: bool,
-    ) -> Result<(SessionRecord, bool), ApiError> {
+    ) -> Result<(Arc<SessionRecord>, bool), ApiError> {
         let hash = token.hash();
         if let Some(record) = self.sessions.get(&self.hub, token.tenant(), &hash, now) {
             return Ok((record, true));
@@ -250,6 +252,7 @@ impl Registry {
                 .token_session(&self.hub, token.tenant(), &hash)
                 .await
             {
+                let record = Arc::new(record);
                 // As old as the replica's watermark, for the cache's re-check bound.
                 self.sessions.put(&hash, &record, now - age, mark);
                 return Ok((record, true));
@@ -261,6 +264,7 @@ impl Registry {
             .session_by_token_hash(token.tenant(), &hash)
             .await?
             .ok_or(Refusal::SessionNotFound)?;
+        let record = Arc::new(record);
         self.sessions.put(&hash, &record, now, mark);
         Ok((record, false))
     }
@@ -310,7 +314,7 @@ impl Registry {
         self.check_live(&settings, &record, self.now()).await?;
         Ok(Caller {
             tenant: tenant.to_owned(),
-            session: record,
+            session: Arc::new(record),
         })
     }
 
@@ -339,7 +343,7 @@ impl Registry {
                 .session(&claims.tenant, &claims.sid)
                 .await?
                 .ok_or(Refusal::SessionNotFound)?;
-            (claims.tenant, record)
+            (claims.tenant, Arc::new(record))
         };
         let tenant = self.tenants.get(&self.store, &tenant_slug).await?;
         self.check_live(&tenant, &record, now).await?;
@@ -458,14 +462,16 @@ impl Registry {
             }
             self.publish(event.into_iter().collect());
         }
-        let mut record = caller.session;
-        record.last_authenticated_at = now;
-        if let Some(e) = new_expiry {
-            record.expires_at = e;
-        }
+        // The answer shows the activity and expiry just recorded (the record itself may be the
+        // session cache's, shared).
+        let record = &caller.session;
+        let expires_at = new_expiry.unwrap_or(record.expires_at);
+        let mut session = session_view(record, Some(&record.id));
+        session.last_authenticated_at = now;
+        session.expires_at = expires_at;
         Ok(AuthenticateResponse::Session(Box::new(SessionResponse {
-            session_jwt: Credential::new(self.mint_jwt(&record, now, now)?),
-            session: session_view(&record, Some(&record.id)),
+            session_jwt: Credential::new(self.mint_jwt_until(record, expires_at, now, now)?),
+            session,
             session_token: None,
         })))
     }

@@ -57,7 +57,8 @@ pub(super) struct TenantCache {
 
 struct Entry {
     read_at: Instant,
-    tenant: TenantRecord,
+    /// Shared with every request it answers: a heartbeat copies no settings.
+    tenant: Arc<TenantRecord>,
     /// Whether a request is reading this tenant again.
     refreshing: Arc<AtomicBool>,
 }
@@ -77,7 +78,7 @@ impl TenantCache {
         &self,
         store: &Arc<dyn Store>,
         slug: &str,
-    ) -> Result<TenantRecord, ApiError> {
+    ) -> Result<Arc<TenantRecord>, ApiError> {
         if let Some(e) = self.entries.read().get(slug) {
             match age(e.read_at.elapsed()) {
                 Age::Fresh => return Ok(e.tenant.clone()),
@@ -118,12 +119,16 @@ impl TenantCache {
 /// Reads `slug`'s settings into `entries` (an unknown tenant out of them), unless a read begun
 /// after this one landed first: a slow read in the background must not put back what a later
 /// read replaced (or removed).
-async fn read(entries: &Entries, store: &dyn Store, slug: &str) -> Result<TenantRecord, ApiError> {
+async fn read(
+    entries: &Entries,
+    store: &dyn Store,
+    slug: &str,
+) -> Result<Arc<TenantRecord>, ApiError> {
     let began = Instant::now();
     let found = store.tenant(slug).await?;
     let mut entries = entries.write();
     let newer = entries.get(slug).is_some_and(|e| e.read_at > began);
-    let Some(tenant) = found else {
+    let Some(tenant) = found.map(Arc::new) else {
         if !newer {
             entries.remove(slug);
         }
