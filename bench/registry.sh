@@ -48,6 +48,7 @@
 #   BENCH_BASELINE_BIN another session-registry binary (e.g. an older build) to also run the two
 #                      authenticate workloads against, on the same database, after the others
 #   BENCH_BASELINE_LABEL  how the tables name that binary (default "baseline")
+#   BENCH_BASELINE_NOTE   what that binary is, for the sentence under the tables (optional)
 #   BENCH_DOC          document to update (default docs/benchmarks.md; "" to skip)
 #   BENCH_EVENTS       the registry's --events: postgres (default) or nats://HOST:PORT
 #   BENCH_PROCESSES    registry processes (default 1). With more (needs BENCH_EVENTS=nats://…),
@@ -962,7 +963,7 @@ EOF
   echo "Reading the CPU columns: \`pgbench -S\` sends one statement per round trip on each of its 16 connections, and at this size most of what a point select costs is the round trip (wake-ups, system calls, protocol), not the index lookup. The registry's batches spread that over several lookups: its Postgres backends spend less per token than a \`pgbench -S\` transaction costs the machine, which leaves room for the HTTP, JSON and SHA-256 work in the registry and for wrk on the same 2 cores. How it got here (runs of this script, token ÷ \`pgbench -S\`): 4 % (17:28 UTC, sqlx pool, transaction per lookup, oha), 23–30 % (19:17 and 18:38 UTC: one round trip through a PL/pgSQL function that set the tenant per statement, sqlx connections without the release ping), 33 % (20:11 UTC: the same statement on tokio-postgres, 4 shared pipelined connections), 42 % (20:16 UTC: one connection per worker thread, no cross-thread wake-ups), then batching, first through a PL/pgSQL function per batch and then as the plain statement above, which \`pgbench\` showed costs Postgres about half as much per token as the function (pipelined batches of 4: 11 µs against 20 µs of machine time per token). An earlier try at batching (19:32 UTC, 27 %) grouped lookups across threads on sqlx connections; the cross-thread hand-offs ate the gain. Before the seeded sessions started stale, runs of the same build moved between 40 and 70 %: whether the once-a-minute activity writes of the 10,000 tokens fell into the warm-up or the measured seconds depended on how long the seeding took. Authenticate by JWT does not touch the database and is above the \`pgbench -S\` figure."
   if [ -n "$BASELINE_BIN" ]; then
     echo
-    echo "The rows marked ($BASELINE_LABEL) ran \`$BASELINE_BIN\` on the same database in the same run: a build of the registry from before it signed and verified session JWTs with ring's P-256 (\`session-registry/src/jwt.rs\`), when both went through jsonwebtoken's RustCrypto P-256 (\`p256\` 0.13), which \`perf\` showed as most of the registry's CPU on the JWT path."
+    echo "The rows marked ($BASELINE_LABEL) ran \`$BASELINE_BIN\` on the same database in the same run${BENCH_BASELINE_NOTE:+: $BENCH_BASELINE_NOTE}."
   fi
   echo
   if [ "$SUBSCRIBERS" -gt 100 ]; then

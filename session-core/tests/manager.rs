@@ -24,26 +24,47 @@ struct Device {
     _dir: tempfile::TempDir,
 }
 
-fn device(name: &str) -> Device {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new());
-    let store =
-        AccountStore::with_backend(dir.path(), "default", Box::new(MemoryStore::new())).unwrap();
+/// The manager options of device `name`, its locks in `dir`.
+fn options(name: &str, clock: Arc<ManualClock>, dir: &std::path::Path) -> ManagerOptions {
     let mut options = ManagerOptions::new(
         DeviceIdentity {
             id: name.into(),
             name: format!("{name}'s machine"),
             platform: "linux".into(),
         },
-        clock.clone(),
-        dir.path().join("locks"),
+        clock,
+        dir.join("locks"),
     );
     options.backoff = Duration::from_millis(20);
+    options
+}
+
+fn device(name: &str) -> Device {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let store =
+        AccountStore::with_backend(dir.path(), "default", Box::new(MemoryStore::new())).unwrap();
     Device {
-        manager: SessionManager::new(store, options),
+        manager: SessionManager::new(store, options(name, clock.clone(), dir.path())),
         clock,
         _dir: dir,
     }
+}
+
+/// Presents `refresh_token` at the stack's token endpoint, as `lanyard-cli`.
+async fn redeem_refresh_token(stack: &Stack, refresh_token: &str) -> reqwest::Response {
+    stack
+        .idp
+        .http
+        .post(format!("{}/token", stack.idp.issuer("acme")))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", "lanyard-cli"),
+        ])
+        .send()
+        .await
+        .unwrap()
 }
 
 /// A browser stand-in: opens the URL, posts the login form as `user`, follows the redirect to
@@ -137,21 +158,8 @@ fn two_processes(name: &str) -> (Device, SessionManager) {
         AccountStore::open(cfg).unwrap()
     };
     let clock = Arc::new(ManualClock::new());
-    let options = |clock: Arc<ManualClock>| {
-        let mut options = ManagerOptions::new(
-            DeviceIdentity {
-                id: name.into(),
-                name: format!("{name}'s machine"),
-                platform: "linux".into(),
-            },
-            clock,
-            dir.path().join("locks"),
-        );
-        options.backoff = Duration::from_millis(20);
-        options
-    };
-    let first = SessionManager::new(open(), options(clock.clone()));
-    let second = SessionManager::new(open(), options(clock.clone()));
+    let first = SessionManager::new(open(), options(name, clock.clone(), dir.path()));
+    let second = SessionManager::new(open(), options(name, clock.clone(), dir.path()));
     (
         Device {
             manager: first,
@@ -227,18 +235,7 @@ async fn signing_in_again_ends_the_session_and_grant_it_replaces_and_other_proce
     assert_ne!(listed[0].session_id, old_id);
 
     // The replaced refresh grant is revoked at the IdP.
-    let res = stack
-        .idp
-        .http
-        .post(format!("{}/token", stack.idp.issuer("acme")))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", old_refresh.expose_secret()),
-            ("client_id", "lanyard-cli"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = redeem_refresh_token(&stack, old_refresh.expose_secret()).await;
     assert_eq!(res.status(), 400, "the replaced refresh token still works");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "invalid_grant");
@@ -381,18 +378,7 @@ async fn a_rejected_refresh_token_signs_the_account_out_cleanly() {
         .secrets()
         .require(&meta.key, ItemKind::RefreshToken)
         .unwrap();
-    let res = stack
-        .idp
-        .http
-        .post(format!("{}/token", stack.idp.issuer("acme")))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", rt.expose_secret()),
-            ("client_id", "lanyard-cli"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = redeem_refresh_token(&stack, rt.expose_secret()).await;
     assert_eq!(res.status(), 200);
     d.clock.advance(time::Duration::minutes(6));
     let err = d.manager.access_token(None).await.unwrap_err();
