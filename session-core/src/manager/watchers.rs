@@ -26,7 +26,12 @@ impl SessionManager {
                 );
                 continue;
             };
-            match self.check_session(&meta, &url).await {
+            // A session replaced by a sign-in while it was asked about: ask about the new one.
+            let checked = match self.check_session(&meta, &url).await {
+                Err(SessionError::SessionReplaced { .. }) => self.check_session(&meta, &url).await,
+                checked => checked,
+            };
+            match checked {
                 Ok(()) => self.spawn_watchers(&meta),
                 Err(e) if e.is_transient() => {
                     self.set_state(
@@ -60,6 +65,9 @@ impl SessionManager {
                     tokio::time::sleep(Duration::from_millis(base - base / 10 + jitter)).await;
                     match this.check_session(&meta, &url).await {
                         Ok(()) => {}
+                        Err(SessionError::SessionReplaced { .. }) => {
+                            tracing::info!(account = %meta.key, "heartbeat: the session was replaced by a newer sign-in; the next check asks about the new one")
+                        }
                         Err(e) if e.is_transient() => {
                             tracing::info!(account = %meta.key, error = %e, "heartbeat: registry unreachable; keeping the session")
                         }
