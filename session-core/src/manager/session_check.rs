@@ -68,8 +68,28 @@ impl SessionManager {
     /// Asks the registry about the session (extending it by `extend_minutes` if given) through
     /// `client`, and acts on the answer: a fresh session JWT is stored and the state updated; a
     /// session the registry no longer accepts signs the account out here at once. Every attempt,
-    /// answered or not, is recorded as the last check.
+    /// answered or not, is recorded as the last check. A session replaced by a sign-in while it
+    /// was asked about is asked about once more: the question is about the account's session,
+    /// which is the new one now.
     pub(super) async fn ask_registry(
+        &self,
+        meta: &AccountMeta,
+        extend_minutes: Option<i64>,
+        client: RegistryClient,
+    ) -> Result<CheckedSession, SessionError> {
+        match self
+            .ask_registry_once(meta, extend_minutes, client.clone())
+            .await
+        {
+            Err(SessionError::SessionReplaced { .. }) => {
+                self.ask_registry_once(meta, extend_minutes, client).await
+            }
+            answer => answer,
+        }
+    }
+
+    /// One question of [`SessionManager::ask_registry`], with the session token stored now.
+    async fn ask_registry_once(
         &self,
         meta: &AccountMeta,
         extend_minutes: Option<i64>,
@@ -194,14 +214,7 @@ impl SessionManager {
         let url = meta.registry_url.clone().ok_or_else(|| {
             SessionError::Configuration("this account has no registry session".into())
         })?;
-        // A session replaced by a sign-in meanwhile is asked about once more: the question is
-        // about the account's session, which is the new one now.
-        let checked = match self.ask_registry(&meta, None, self.registry(&url)).await {
-            Err(SessionError::SessionReplaced { .. }) => {
-                self.ask_registry(&meta, None, self.registry(&url)).await?
-            }
-            answer => answer?,
-        };
+        let checked = self.ask_registry(&meta, None, self.registry(&url)).await?;
         Ok(SessionCheck {
             expires_at: checked.expires_at,
             absolute_expires_at: checked.absolute_expires_at,

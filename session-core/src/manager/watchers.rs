@@ -26,12 +26,7 @@ impl SessionManager {
                 );
                 continue;
             };
-            // A session replaced by a sign-in while it was asked about: ask about the new one.
-            let checked = match self.check_session(&meta, &url).await {
-                Err(SessionError::SessionReplaced { .. }) => self.check_session(&meta, &url).await,
-                checked => checked,
-            };
-            match checked {
+            match self.check_session(&meta, &url).await {
                 Ok(()) => self.spawn_watchers(&meta),
                 Err(e) if e.is_transient() => {
                     self.set_state(
@@ -65,6 +60,7 @@ impl SessionManager {
                     tokio::time::sleep(Duration::from_millis(base - base / 10 + jitter)).await;
                     match this.check_session(&meta, &url).await {
                         Ok(()) => {}
+                        // Replaced twice while it asked (the check asks again once).
                         Err(SessionError::SessionReplaced { .. }) => {
                             tracing::info!(account = %meta.key, "heartbeat: the session was replaced by a newer sign-in; the next check asks about the new one")
                         }
