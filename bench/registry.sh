@@ -73,7 +73,11 @@
 #   BENCH_RESULTS      a folder to write the raw figures into, machine-readable (meta.json,
 #                      runs.jsonl, pgbench.json, lookup.json, revoke.json, sweep.jsonl and the
 #                      latency distributions NAME.hist.csv: `latency_us,count`), for
-#                      bench/all.sh and bench/plot
+#                      bench/all.sh and bench/plot; also each registry's /metrics at the end
+#                      (metrics-N.txt) and its log (session-registry-N.err)
+#   BENCH_OFFCPU       1: trace every spell over 150 ms a registry thread spends off the CPU
+#                      (bench/lib/offcpu.bt, bpftrace, root), kept in BENCH_RESULTS as offcpu.txt
+#   BENCH_REGISTRY_LOG the registries' RUST_LOG (default warn; e.g. warn,async_nats=debug)
 #
 # Needs psql, pgbench, wrk (`apt-get install wrk`) or oha (`cargo install oha`), jq, python3. This is a benchmark, not a test:
 # nothing here asserts a speed.
@@ -161,9 +165,18 @@ for tool in "${TOOLS[@]}"; do
   command -v "$tool" >/dev/null || { echo "bench/registry.sh: $tool is required" >&2; exit 1; }
 done
 
+# The registries' log filter (BENCH_REGISTRY_LOG, default warn; e.g. warn,async_nats=debug).
+REGISTRY_LOG="${BENCH_REGISTRY_LOG:-warn}"
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
+  # Each registry's counters as the run left them (event-stream database reads, batching).
+  if [ -n "${BENCH_RESULTS:-}" ] && [ -n "${REGISTRY_URLS[*]:-}" ]; then
+    mkdir -p "$BENCH_RESULTS"
+    for n in "${!REGISTRY_URLS[@]}"; do
+      curl -fsS --max-time 5 "${REGISTRY_URLS[$n]}/metrics" >"$BENCH_RESULTS/metrics-$((n + 1)).txt" 2>/dev/null || true
+    done
+  fi
   bench_stop_all
   # The registries' own logs (RUST_LOG=warn: slow pool acquires, stalls) stay with the figures.
   if [ -n "${BENCH_RESULTS:-}" ]; then
@@ -173,7 +186,7 @@ cleanup() {
   if [ -n "${TRACE_PIDS[*]:-}" ]; then
     kill "${TRACE_PIDS[@]}" 2>/dev/null || true
     wait "${TRACE_PIDS[@]}" 2>/dev/null || true
-    if [ -n "${BENCH_RESULTS:-}" ]; then cp "$WORK"/system.tsv "$WORK"/canary.tsv "$BENCH_RESULTS"/ 2>/dev/null || true; fi
+    if [ -n "${BENCH_RESULTS:-}" ]; then cp "$WORK"/system.tsv "$WORK"/canary.tsv "$WORK"/offcpu.txt "$BENCH_RESULTS"/ 2>/dev/null || true; fi
   fi
   rm -rf "$WORK"
 }
@@ -239,7 +252,7 @@ REGISTRY_PIDS=()
 for n in $(seq 1 "$PROCESSES"); do
   MIGRATE=()
   [ "$n" = 1 ] && MIGRATE=(--migrate)
-  bench_start "session-registry-$n" "session-registry listening on" env RUST_LOG=warn \
+  bench_start "session-registry-$n" "session-registry listening on" env RUST_LOG="$REGISTRY_LOG" \
     "$BIN/session-registry" --bind 127.0.0.1:0 --database-url "$DATABASE_URL" \
     --config "$WORK/registry.toml" "${MIGRATE[@]}" --events "$EVENTS" --deployment "bench$$" "${SHARED[@]}"
   REGISTRY_URLS+=("$BASE")
@@ -372,6 +385,15 @@ if [ "${BENCH_TRACE:-0}" = 1 ]; then
   python3 bench/lib/sampler.py "$WORK" "$PG" "$DB" "${REGISTRY_PIDS[@]}" &
   TRACE_PIDS+=("$!")
   python3 bench/lib/canary.py "$WORK/canary.tsv" "$REGISTRY" /v1/sessions/authenticate "$WORK/token-bodies.txt" &
+  TRACE_PIDS+=("$!")
+fi
+# BENCH_OFFCPU=1: every spell over 150 ms a registry thread spent off the CPU, with its state and
+# kernel stack (bench/lib/offcpu.bt; needs bpftrace and root), kept in BENCH_RESULTS as offcpu.txt.
+if [ "${BENCH_OFFCPU:-0}" = 1 ]; then
+  # The scheduler's tracepoints live in tracefs, which a fresh container may not have mounted.
+  [ -d /sys/kernel/tracing/events/sched ] || mount -t tracefs nodev /sys/kernel/tracing || true
+  OFFCPU_PIDS=("${REGISTRY_PIDS[@]}" "${REGISTRY_PIDS[0]}" "${REGISTRY_PIDS[0]}")
+  bpftrace bench/lib/offcpu.bt "${OFFCPU_PIDS[@]:0:3}" >"$WORK/offcpu.txt" 2>&1 &
   TRACE_PIDS+=("$!")
 fi
 

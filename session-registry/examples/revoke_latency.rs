@@ -163,6 +163,26 @@ impl Arrivals {
         }
     }
 
+    /// Per registry process (subscriber `n` streams from process `n % processes`): how many
+    /// subscribers read victim `v`'s frame so far, and the first and last of them (ms after `t0`).
+    fn by_process(&self, v: usize, t0: Instant, processes: usize) -> Vec<(usize, f64, f64)> {
+        let t0 = t0.duration_since(self.base).as_nanos() as f64;
+        let mut out = vec![(0usize, f64::INFINITY, f64::NEG_INFINITY); processes.max(1)];
+        let row = &self.at[v * self.subscribers..(v + 1) * self.subscribers];
+        for (n, a) in row.iter().enumerate() {
+            let ns = a.load(Ordering::Acquire);
+            if ns == 0 {
+                continue;
+            }
+            let ms = (ns as f64 - t0) / 1e6;
+            let p = &mut out[n % processes.max(1)];
+            p.0 += 1;
+            p.1 = p.1.min(ms);
+            p.2 = p.2.max(ms);
+        }
+        out
+    }
+
     /// The delays (ms after `t0`) of victim `v`'s frames read so far.
     fn delays(&self, v: usize, t0: Instant) -> Vec<f64> {
         let t0 = t0.duration_since(self.base).as_nanos() as f64;
@@ -330,6 +350,7 @@ async fn main() {
     let mut samples = Vec::with_capacity(subscribers * revokes);
     let mut calls = Vec::with_capacity(revokes);
     let mut missed = 0usize;
+    let mut late = Vec::new();
     for (v, victim) in victims.iter().enumerate() {
         let t0 = Instant::now();
         let res = http
@@ -357,8 +378,28 @@ async fn main() {
         }
         let delays = arrivals.delays(v, t0);
         missed += subscribers - delays.len();
+        if delays.len() < subscribers || delays.iter().any(|&ms| ms > 1000.0) {
+            // Where a late or missed revoke went: per process, how many had it, first and last.
+            eprintln!(
+                "revoke {v}: call {:.1} ms, {} of {subscribers} within 10 s; per process (had it, first ms, last ms): {:?}",
+                calls[v],
+                delays.len(),
+                arrivals.by_process(v, t0, subscribe_to.len())
+            );
+            late.push((v, t0));
+        }
         samples.extend(delays);
         tokio::time::sleep(pause).await;
+    }
+    if !late.is_empty() {
+        // Whether what was missed came at all: a last look 10 s on.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        for (v, t0) in late {
+            eprintln!(
+                "revoke {v}, 10 s after the run: per process (had it, first ms, last ms): {:?}",
+                arrivals.by_process(v, t0, subscribe_to.len())
+            );
+        }
     }
 
     samples.sort_by(f64::total_cmp);

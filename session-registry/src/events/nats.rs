@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
+use lanyard_clock::{Clock, SystemClock};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
@@ -25,6 +26,19 @@ const RETENTION: Duration = Duration::from_secs(24 * 3600);
 const DEDUPLICATION_WINDOW: Duration = Duration::from_secs(120);
 /// How long the feed waits before consuming again after the ordered consumer gave up.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(500);
+/// The longest a pull request of the feed's consumer waits at the server. The server deletes a
+/// pull consumer that has had no pull request for its inactive threshold (async-nats sets 30 s
+/// for an ordered consumer), and async-nats's default expiry is also 30 s: each pull expired just
+/// as the server checked, and a process slow to send the next one (a loaded machine, a pause)
+/// lost its consumer. The feed then heard nothing until two idle heartbeats were missed (30 s),
+/// and every revoke meanwhile reached this process's devices that late (issue #14, seen on 10,000
+/// subscribers over 3 processes). Pulls that expire every 5 s keep the last one at most 5 s old,
+/// so a process may stall for 25 s without losing the consumer; the idle heartbeat follows the
+/// expiry down (half of it), so a consumer lost anyway is re-created within about 5 s.
+const PULL_EXPIRY: Duration = Duration::from_secs(5);
+/// An event that reaches this process later than this after JetStream stored it is logged: a
+/// revoke is meant to reach every process within a fraction of that.
+const LATE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
@@ -107,6 +121,7 @@ async fn subscribe(
             deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                 start_sequence: from.max(1),
             },
+            max_expires: PULL_EXPIRY,
             ..Default::default()
         })
         .await
@@ -136,6 +151,7 @@ async fn consume(
             match next {
                 Some(Ok(message)) => {
                     if let Ok(info) = message.info() {
+                        note_arrival(last, info.stream_sequence, info.published);
                         last = last.max(info.stream_sequence);
                     }
                     deliver(&subjects, &hub, &message.subject, &message.payload);
@@ -159,6 +175,27 @@ async fn consume(
             }
             tokio::time::sleep(RESUBSCRIBE_DELAY).await;
         }
+    }
+}
+
+/// Logs an event that reached this process late (after [`LATE`] in JetStream) or after a jump in
+/// the stream's sequence (the ordered consumer re-created itself past what it had).
+fn note_arrival(last: u64, sequence: u64, stored: time::OffsetDateTime) {
+    // The wall clock, not the registry's `Clock`: the broker stamped the event with its own.
+    let lag = SystemClock.now() - stored;
+    if lag > LATE {
+        tracing::warn!(
+            stream_sequence = sequence,
+            lag_ms = lag.whole_milliseconds() as i64,
+            "event reached this process late"
+        );
+    }
+    if last != 0 && sequence > last + 1 {
+        tracing::warn!(
+            after = last,
+            stream_sequence = sequence,
+            "NATS event feed skipped stream sequences"
+        );
     }
 }
 

@@ -9,7 +9,7 @@
 //! rows of a process that died before relaying them are picked up by the others.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use async_nats::HeaderMap;
@@ -24,6 +24,9 @@ const BATCH: i64 = 256;
 const POLL: Duration = Duration::from_millis(250);
 /// The wait after a failed batch (NATS or the database away).
 const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// A batch that takes longer than this from claim to delete is logged with where the time went:
+/// its events reach the other processes only after it.
+const SLOW_BATCH: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 enum RelayError {
@@ -62,10 +65,12 @@ async fn run(store: Arc<PgStore>, js: jetstream::Context, nudge: Arc<Notify>) {
 
 /// Publishes one claimed batch; answers how many rows went out.
 async fn relay_batch(store: &PgStore, js: &jetstream::Context) -> Result<usize, RelayError> {
+    let started = Instant::now();
     let (claim, rows) = store.claim_outbox(BATCH).await?;
     if rows.is_empty() {
         return Ok(0);
     }
+    let claimed = started.elapsed();
     // Sent back to back in order, then every acknowledgement awaited.
     let mut acks = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -80,7 +85,18 @@ async fn relay_batch(store: &PgStore, js: &jetstream::Context) -> Result<usize, 
     for ack in acks {
         ack.await.map_err(|e| RelayError::Publish(e.to_string()))?;
     }
+    let acknowledged = started.elapsed();
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     store.outbox_done(claim, &ids).await?;
+    let done = started.elapsed();
+    if done > SLOW_BATCH {
+        tracing::warn!(
+            rows = rows.len(),
+            claim_ms = claimed.as_millis() as u64,
+            publish_ms = (acknowledged - claimed).as_millis() as u64,
+            delete_ms = (done - acknowledged).as_millis() as u64,
+            "slow outbox batch"
+        );
+    }
     Ok(rows.len())
 }

@@ -349,6 +349,62 @@ async fn a_process_killed_under_traffic_costs_each_of_its_clients_nothing() {
     );
 }
 
+/// A process that was not scheduled for a while (here stopped with SIGSTOP for 22 s: a starved
+/// machine, a paused VM) keeps its place on the stream: a revoke made through another process once
+/// it runs again reaches its devices at once. The server deletes a pull consumer that has had no
+/// pull request for 30 s; the feed's pulls used to expire every 30 s too, so a process whose next
+/// pull came late lost its consumer and heard nothing until two idle heartbeats were missed, 30 s
+/// on (issue #14: revokes 5 to 60 s late on one of three processes under load). Its pulls now
+/// expire every 5 s. (Seen failing before: the revoke reached B only after the recovery.)
+#[tokio::test]
+async fn a_process_paused_for_twenty_seconds_keeps_its_event_feed() {
+    let idp = TestIdp::spawn().await;
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_acme_config(dir.path(), &idp);
+    let deployment = test_harness::nats::unique_deployment();
+    let a = Process::start(&config, &db.url, &deployment, true).await;
+    let b = Process::start(&config, &db.url, &deployment, false).await;
+    let b_started = Instant::now();
+    let (laptop, _) = a.sign_in(&idp, "alice", "laptop").await;
+    let (phone, _) = a.sign_in(&idp, "alice", "phone").await;
+    let (_tablet, tablet_id) = a.sign_in(&idp, "alice", "tablet").await;
+    let mut on_b = b.events(&phone, None).await;
+    // B's first pull was sent as it started; the pause spans the moment it expired (30 s on,
+    // before) and the server's first check of the consumer.
+    tokio::time::sleep_until((b_started + Duration::from_secs(12)).into()).await;
+
+    let pid = b.service.child.id().expect("B runs").to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, pid.as_str()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    tokio::time::sleep(Duration::from_secs(22)).await;
+    signal("-CONT");
+
+    let started = Instant::now();
+    a.revoke(&laptop, &tablet_id).await;
+    match on_b
+        .wait_for(Duration::from_secs(10), |e| {
+            e.kind == "revoked" && e.data["session_id"] == tablet_id.as_str()
+        })
+        .await
+    {
+        Some(Next::Event(_)) => println!(
+            "revoke on A reached a stream on B, paused 22 s before, in {:?}",
+            started.elapsed()
+        ),
+        other => panic!(
+            "the revoke made on A reaches B within 10 s of B running again (the feed kept its \
+             consumer): {other:?}"
+        ),
+    }
+}
+
 #[tokio::test]
 async fn a_nats_restart_loses_no_event_the_outbox_keeps_them_until_the_stream_has_them() {
     let idp = TestIdp::spawn().await;
