@@ -61,6 +61,11 @@
 #   CURVE_WORKLOADS        workloads per size ("pgbench token jwt lookup")
 #   CURVE_REPEATS          token and JWT runs per size, the curve taking each size's median
 #                          (5; quick: 1): one 20 s p99 on 2 shared cores moves by more than 20 %
+#   CURVE_REFERENCE        sessions of the same-run reference (default: the smallest size; ""
+#                          for none): every larger size also seeds a database of this many, with
+#                          a registry of its own, and runs each token and JWT run against it back
+#                          to back with its own (bench/registry.sh BENCH_REFERENCE_SESSIONS); the
+#                          curve's verdicts are the median of those same-minute ratios
 #   CRITERION_MEASUREMENT  criterion seconds per benchmark, core and store (3 [1])
 #   CLI_RUNS               hyperfine runs per command (50 [10])
 #   FUZZ_SECONDS           per fuzz target (60 [10])
@@ -80,7 +85,7 @@ cd "$ROOT"
 # The command as given, for the documents: the presets and every setting that was set.
 COMMAND=""
 for v in ALL_QUICK ALL_ONLY ALL_SKIP ALL_SOAK ALL_REGISTRY_SESSIONS ALL_REGISTRY_REPEATS ALL_SCALE_SUBSCRIBERS BENCH_DURATION BENCH_WARMUP \
-  BENCH_CONNECTIONS BENCH_SWEEP CURVE_SESSIONS CURVE_WORKLOADS CURVE_REPEATS CRITERION_MEASUREMENT CLI_RUNS \
+  BENCH_CONNECTIONS BENCH_SWEEP CURVE_SESSIONS CURVE_WORKLOADS CURVE_REPEATS CURVE_REFERENCE CRITERION_MEASUREMENT CLI_RUNS \
   FUZZ_SECONDS HOSTILE_SECONDS SOAK_SECONDS; do
   if [ -n "${!v+x}" ]; then COMMAND="$COMMAND$v=\"${!v}\" "; fi
 done
@@ -102,6 +107,7 @@ SWEEP="${BENCH_SWEEP-$D_SWEEP}"
 CURVE_SESSIONS="${CURVE_SESSIONS:-$D_CURVE}"
 CURVE_WORKLOADS="${CURVE_WORKLOADS:-pgbench token jwt lookup}"
 CURVE_REPEATS="${CURVE_REPEATS:-$D_CURVE_REPEATS}"
+CURVE_REFERENCE="${CURVE_REFERENCE-$(tr ' ' '\n' <<<"$CURVE_SESSIONS" | grep . | sort -n | head -n1)}"
 REGISTRY_SESSIONS="${ALL_REGISTRY_SESSIONS:-$D_REGISTRY}"
 REGISTRY_REPEATS="${ALL_REGISTRY_REPEATS:-$D_REGISTRY_REPEATS}"
 SCALE_SUBSCRIBERS="${ALL_SCALE_SUBSCRIBERS:-$D_SCALE_SUBSCRIBERS}"
@@ -215,7 +221,8 @@ fi
 
 drop_bench_databases() {
   psql "$PG dbname=postgres" -qAt -c "DROP DATABASE IF EXISTS lanyard_bench WITH (FORCE)" \
-    -c "DROP DATABASE IF EXISTS lanyard_pgbench WITH (FORCE)" >/dev/null 2>&1 || true
+    -c "DROP DATABASE IF EXISTS lanyard_pgbench WITH (FORCE)" \
+    -c "DROP DATABASE IF EXISTS lanyard_bench_ref WITH (FORCE)" >/dev/null 2>&1 || true
 }
 
 if selected curve; then
@@ -231,8 +238,10 @@ if selected curve; then
       printf '%s\tskipped (disk: %s MiB free, %s MiB needed)\t0\n' "curve-$n" "$((avail >> 20))" "$((need >> 20))" >>"$RES/steps.tsv"
       continue
     fi
+    reference=""
+    if [ -n "$CURVE_REFERENCE" ] && [ "$n" -gt "$CURVE_REFERENCE" ]; then reference="$CURVE_REFERENCE"; fi
     step "curve-$n" env BENCH_RESULTS="$RES/curve-$n" BENCH_DOC="" BENCH_DURATION="$DURATION" \
-      BENCH_WARMUP="$WARMUP" BENCH_CONNECTIONS="$CONNECTIONS" BENCH_SESSIONS="$n" \
+      BENCH_WARMUP="$WARMUP" BENCH_CONNECTIONS="$CONNECTIONS" BENCH_SESSIONS="$n" BENCH_REFERENCE_SESSIONS="$reference" \
       BENCH_WORKLOADS="$CURVE_WORKLOADS" BENCH_REPEATS="$CURVE_REPEATS" bench/registry.sh
     size="$(psql "$PG dbname=postgres" -qAt -c "SELECT pg_database_size('lanyard_bench')" 2>/dev/null || echo 0)"
     printf '%s\t%s\n' "$n" "$size" >>"$RES/curve-sizes.tsv"

@@ -68,6 +68,15 @@
 #                      prepared as the first): bench/all.sh's curve takes the median per size;
 #                      in the full run, `pgbench -S` runs again beside each token repeat and the
 #                      token ratio's verdict is the median of the pairs (pairs.jsonl)
+#   BENCH_REFERENCE_SESSIONS  N: also a second database (lanyard_bench_ref) of N sessions, seeded
+#                      the same way, with a registry of its own, and beside every token and JWT run
+#                      (each repeat too) the same run against it, back to back, the order swapped
+#                      from one repeat to the next (ref-token, ref-jwt-r2, …; reference.jsonl:
+#                      each run's p99 over its reference's). bench/all.sh's sessions curve sets it
+#                      to its smallest size: p99 at 10 M against p99 at 10 k measured the same
+#                      minute, not 20 minutes apart on a machine whose tails move from minute to
+#                      minute (one JWT run's p99 moved between 0.43 and 3.75 ms at every size on
+#                      a path that reads no table, 2026-12-05)
 #   BENCH_SWEEP        connection counts (e.g. "1 4 16 64"): after the other runs, `pgbench -S`
 #                      and authenticate by token at each (BENCH_SWEEP_WORKLOADS adds "jwt")
 #   BENCH_RESULTS      a folder to write the raw figures into, machine-readable (meta.json,
@@ -154,6 +163,12 @@ if [ "${BENCH_REPEATS:-1}" != 1 ]; then
 fi
 DB=lanyard_bench
 PGBENCH_DB=lanyard_pgbench
+REFERENCE="${BENCH_REFERENCE_SESSIONS:-}"
+REF_DB=lanyard_bench_ref
+if [ -n "$REFERENCE" ]; then
+  [ "$PROCESSES" = 1 ] || { echo "bench/registry.sh: BENCH_REFERENCE_SESSIONS needs BENCH_PROCESSES=1" >&2; exit 1; }
+  COMMAND="BENCH_REFERENCE_SESSIONS=$REFERENCE $COMMAND"
+fi
 
 case "$LOADGEN" in
   wrk | oha) ;;
@@ -206,6 +221,8 @@ echo "== databases $DB, $PGBENCH_DB" >&2
 for db in "$DB" "$PGBENCH_DB"; do
   psql_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 done
+psql_admin -c "DROP DATABASE IF EXISTS $REF_DB WITH (FORCE)"
+[ -z "$REFERENCE" ] || psql_admin -c "CREATE DATABASE $REF_DB"
 PG_VERSION="$(psql_admin -c 'SHOW server_version')"
 PG_SETTINGS="$(psql_admin -c "SELECT string_agg(name || '=' || setting || COALESCE(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', 'max_connections', 'wal_level')")"
 
@@ -298,10 +315,11 @@ TOKENS_SEEDED=10000
 python3 bench/lib/session_tokens.py "$TOKENS_SEEDED" 1 "$((SESSIONS / TOKENS_SEEDED > 0 ? SESSIONS / TOKENS_SEEDED : 1))" \
   "$WORK/seed-tokens.txt" "$WORK/seed-tokens.csv"
 jq -Rc '{session_token: .}' "$WORK/seed-tokens.txt" >"$WORK/token-bodies.txt"
-SEED_START="$(date +%s.%N)"
-ACCOUNTS_SEEDED=$((SESSIONS / 10))
-sed "s|SEED_TOKENS_CSV|$WORK/seed-tokens.csv|" <<'EOF' | psql "$PG dbname=$DB" -v ON_ERROR_STOP=1 -q \
-  -v issuer="$ISSUER" -v now="$(date +%s)" -v sessions="$SESSIONS" -v accounts="$ACCOUNTS_SEEDED" >&2
+# seed_sessions DBNAME SESSIONS TOKENS_CSV: SESSIONS sessions (10 per account, each on its own
+# device) into DBNAME, those named in TOKENS_CSV (`n,sha256-hex`) with real tokens' hashes.
+seed_sessions() {
+  sed "s|SEED_TOKENS_CSV|$3|" <<'EOF' | psql "$PG dbname=$1" -v ON_ERROR_STOP=1 -q \
+    -v issuer="$ISSUER" -v now="$(date +%s)" -v sessions="$2" -v accounts="$(($2 / 10 > 0 ? $2 / 10 : 1))" >&2
 -- As the superuser (row-level security does not apply); foreign-key triggers off for the bulk
 -- load: every row below references rows inserted just before it.
 SET session_replication_role = replica;
@@ -365,6 +383,10 @@ VACUUM ANALYZE accounts, devices, sessions;
 -- The seed's dirty pages written out now, not by a checkpoint during the measured runs.
 CHECKPOINT;
 EOF
+}
+SEED_START="$(date +%s.%N)"
+ACCOUNTS_SEEDED=$((SESSIONS / 10))
+seed_sessions "$DB" "$SESSIONS" "$WORK/seed-tokens.csv"
 SEED_SECS="$(python3 -c "import time; print(round(time.time() - $SEED_START))")"
 ROWS="$(psql "$PG dbname=$DB" -qAt -c 'SELECT count(*) FROM sessions')"
 echo "   $ROWS sessions in $DB (${SEED_SECS}s)" >&2
@@ -376,6 +398,29 @@ if [ "$STATUS" != 200 ]; then
   echo "bench/registry.sh: a seeded token was refused ($STATUS):" >&2
   cat "$WORK/check.json" >&2
   exit 1
+fi
+
+# BENCH_REFERENCE_SESSIONS: the reference database, seeded the same way, and its own registry
+# (its own signing keys; the same IdP and tenant).
+if [ -n "$REFERENCE" ]; then
+  echo "== reference: $REFERENCE sessions in $REF_DB, served by a registry of its own" >&2
+  sed "s|$WORK/keys|$WORK/ref-keys|" "$WORK/registry.toml" >"$WORK/registry-ref.toml"
+  bench_start session-registry-ref "session-registry listening on" env RUST_LOG="$REGISTRY_LOG" \
+    "$BIN/session-registry" --bind 127.0.0.1:0 --database-url "${DATABASE_URL%/*}/$REF_DB" \
+    --config "$WORK/registry-ref.toml" --migrate --events "$EVENTS" --deployment "benchref$$"
+  REF_REGISTRY="$BASE" REF_PID="${PIDS[-1]}"
+  REF_TOKENS=$((REFERENCE < TOKENS_SEEDED ? REFERENCE : TOKENS_SEEDED))
+  python3 bench/lib/session_tokens.py "$REF_TOKENS" 1 "$((REFERENCE / REF_TOKENS))" \
+    "$WORK/ref-seed-tokens.txt" "$WORK/ref-seed-tokens.csv"
+  jq -Rc '{session_token: .}' "$WORK/ref-seed-tokens.txt" >"$WORK/ref-token-bodies.txt"
+  seed_sessions "$REF_DB" "$REFERENCE" "$WORK/ref-seed-tokens.csv"
+  STATUS="$(head -n1 "$WORK/ref-token-bodies.txt" | curl -sS -o "$WORK/check.json" -w '%{http_code}' \
+    -H "Content-Type: application/json" --data-binary @- "$REF_REGISTRY/v1/sessions/authenticate")"
+  if [ "$STATUS" != 200 ]; then
+    echo "bench/registry.sh: a seeded token of the reference was refused ($STATUS):" >&2
+    cat "$WORK/check.json" >&2
+    exit 1
+  fi
 fi
 
 # BENCH_TRACE=1: the machine second by second (bench/lib/sampler.py) and a timed request every
@@ -402,6 +447,12 @@ echo "== $CONNECTIONS sessions for alice through the API" >&2
   --count "$CONNECTIONS" --device-prefix bench >"$WORK/sessions.jsonl"
 mapfile -t TOKENS < <(jq -r .session_token "$WORK/sessions.jsonl")
 [ "${#TOKENS[@]}" = "$CONNECTIONS" ] || { echo "expected $CONNECTIONS sessions" >&2; exit 1; }
+printf '%s\n' "${TOKENS[@]}" >"$WORK/alice-tokens.txt"
+if [ -n "$REFERENCE" ]; then
+  "$BIN/examples/bench_sessions" --issuer "$ISSUER" --registry "$REF_REGISTRY" --user alice \
+    --count "$CONNECTIONS" --device-prefix bench | jq -r .session_token >"$WORK/ref-alice-tokens.txt"
+  [ "$(wc -l <"$WORK/ref-alice-tokens.txt")" = "$CONNECTIONS" ] || { echo "expected $CONNECTIONS reference sessions" >&2; exit 1; }
+fi
 LISTED="$(curl -fsS -H "Authorization: Bearer ${TOKENS[0]}" "$REGISTRY/v1/sessions" | jq '.sessions | length')"
 
 TICKS_PER_SEC="$(getconf CLK_TCK)"
@@ -611,7 +662,7 @@ first_pass() {
   w0="$(pg_writes)"
   for url in "$@"; do
     echo "== first pass: every token once through $url, 16 connections" >&2
-    out="$(python3 bench/lib/first_pass.py "$url" /v1/sessions/authenticate "$WORK/token-bodies.txt" 16)"
+    out="$(python3 bench/lib/first_pass.py "$url" /v1/sessions/authenticate "${FIRST_PASS_BODIES:-$WORK/token-bodies.txt}" 16)"
     echo "   $out" >&2
   done
   w1="$(pg_writes)"
@@ -625,6 +676,37 @@ first_pass() {
     {wal_mb: (((.[1][0] - .[0][0]) / 1048576 * 10 | round) / 10), full_page_images: (.[1][1] - .[0][1])})}' <<<"$out")"
   echo "   Postgres meanwhile: $(jq -c .pg_writes <<<"$out")" >&2
   echo "$out"
+}
+
+# mint_jwts URL: session JWTs of alice's sessions minted now through URL (lat = now), into
+# jwt-bodies.txt. The JWT path answers from the signature and the pushed revocation set without
+# the database while lat is under a minute old (JWT_RECHECK), so every JWT run mints its own
+# before its warm-up and again before its measured seconds (BEFORE_MEASURE): JWTs minted once for
+# all runs were over a minute old by the later ones (the 3-process and sweep runs), which then
+# measured the database re-check on every request.
+# mint_jwts URL TOKENS_FILE OUT: the same from the session tokens of TOKENS_FILE into OUT.
+mint_jwts() {
+  local url="$1" tokens="${2:-$WORK/alice-tokens.txt}" out="${3:-$WORK/jwt-bodies.txt}" t
+  while read -r t; do
+    curl -fsS -H "Content-Type: application/json" -d "{\"session_token\":\"$t\"}" \
+      "$url/v1/sessions/authenticate" | jq -c '{session_jwt}'
+  done <"$tokens" >"$out"
+}
+
+# ref_run KIND SUFFIX (BENCH_REFERENCE_SESSIONS): the reference registry's run of KIND (token or
+# jwt), prepared as the main one's is, named ref-KIND-SUFFIX.
+ref_run() {
+  local kind="$1" suffix="$2" main=("$REGISTRY" "$REGISTRY_PID" "$DB")
+  REGISTRY="$REF_REGISTRY" REGISTRY_PID="$REF_PID" DB="$REF_DB"
+  if [ "$kind" = token ]; then
+    FIRST_PASS_BODIES="$WORK/ref-token-bodies.txt" first_pass "$REGISTRY" >/dev/null
+    http_run "ref-token$suffix" POST /v1/sessions/authenticate "$WORK/ref-token-bodies.txt" ""
+  else
+    mint_jwts "$REGISTRY" "$WORK/ref-alice-tokens.txt" "$WORK/ref-jwt-bodies.txt"
+    BEFORE_MEASURE="mint_jwts $REGISTRY $WORK/ref-alice-tokens.txt $WORK/ref-jwt-bodies.txt" \
+      http_run "ref-jwt$suffix" POST /v1/sessions/authenticate "$WORK/ref-jwt-bodies.txt" ""
+  fi
+  REGISTRY="${main[0]}" REGISTRY_PID="${main[1]}" DB="${main[2]}"
 }
 
 TOKEN_BATCHING=""
@@ -679,26 +761,14 @@ print(
 EOF
 )"
 echo "   $TOKEN_BATCHING" >&2
+if [ -n "$REFERENCE" ]; then ref_run token ""; fi
 fi
-
-# mint_jwts URL: session JWTs of alice's sessions minted now through URL (lat = now), into
-# jwt-bodies.txt. The JWT path answers from the signature and the pushed revocation set without
-# the database while lat is under a minute old (JWT_RECHECK), so every JWT run mints its own
-# before its warm-up and again before its measured seconds (BEFORE_MEASURE): JWTs minted once for
-# all runs were over a minute old by the later ones (the 3-process and sweep runs), which then
-# measured the database re-check on every request.
-mint_jwts() {
-  local url="$1" t
-  for t in "${TOKENS[@]}"; do
-    curl -fsS -H "Content-Type: application/json" -d "{\"session_token\":\"$t\"}" \
-      "$url/v1/sessions/authenticate" | jq -c '{session_jwt}'
-  done >"$WORK/jwt-bodies.txt"
-}
 
 if has jwt; then
 
 mint_jwts "$REGISTRY"
 BEFORE_MEASURE="mint_jwts $REGISTRY" http_run jwt POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
+if [ -n "$REFERENCE" ]; then ref_run jwt ""; fi
 fi
 
 # Sleeps until every token's activity write is due again (61 s after the last first pass), so
@@ -740,15 +810,46 @@ for ((rep = 2; rep <= REPEATS; rep++)); do
       echo "== pgbench-r$rep: pgbench -S -c $CONNECTIONS -j 2 -T $DURATION, beside token-r$rep" >&2
       pgbench_run "pgbench-r$rep" "$PGBENCH_DB" "$CONNECTIONS" -S
     fi
+    # The reference's run first in even repeats, after the main one in odd ones.
+    if [ -n "$REFERENCE" ] && [ $((rep % 2)) = 0 ]; then ref_run token "-r$rep"; fi
     first_pass "$REGISTRY" >/dev/null
     http_run "token-r$rep" POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
     if [ "$FULL" = 1 ]; then pair "token-r$rep" "pgbench-r$rep"; fi
+    if [ -n "$REFERENCE" ] && [ $((rep % 2)) = 1 ]; then ref_run token "-r$rep"; fi
   fi
   if has jwt; then
+    if [ -n "$REFERENCE" ] && [ $((rep % 2)) = 0 ]; then ref_run jwt "-r$rep"; fi
     mint_jwts "$REGISTRY"
     BEFORE_MEASURE="mint_jwts $REGISTRY" http_run "jwt-r$rep" POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
+    if [ -n "$REFERENCE" ] && [ $((rep % 2)) = 1 ]; then ref_run jwt "-r$rep"; fi
   fi
 done
+
+if [ -n "$REFERENCE" ]; then
+  # Each run beside its reference run: p99 here ÷ p99 at REFERENCE sessions, the same minute.
+  python3 - "$RESULTS" "$REFERENCE" "$SESSIONS" >"$WORK/reference.jsonl" <<'PY'
+import json
+import re
+import sys
+
+runs = {r["name"]: r for r in map(json.loads, open(sys.argv[1], encoding="utf-8"))}
+for kind in ("token", "jwt"):
+    for name, r in runs.items():
+        m = re.fullmatch(rf"{kind}(?:-r(\d+))?", name)
+        ref = runs.get("ref-" + name)
+        if m and ref:
+            rep = int(m.group(1) or 1)
+            print(json.dumps({
+                "series": kind, "run": rep, "sessions": int(sys.argv[3]),
+                "reference_sessions": int(sys.argv[2]), "first": "reference" if rep % 2 == 0 else "main",
+                "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "reference_p50_ms": ref["p50_ms"],
+                "reference_p99_ms": ref["p99_ms"], "ratio": r["p99_ms"] / ref["p99_ms"],
+            }))
+PY
+  for kind in token jwt; do
+    echo "   $kind p99 at $SESSIONS ÷ p99 at $REFERENCE, run by run: $(jq -r --arg k "$kind" 'select(.series == $k) | "\(.p99_ms * 100 | round / 100) ÷ \(.reference_p99_ms * 100 | round / 100) = \(.ratio * 100 | round / 100)"' "$WORK/reference.jsonl" | paste -sd ';' | sed 's/;/; /g')" >&2
+  done
+fi
 
 if [ -s "$WORK/pairs.jsonl" ] && [ "$(wc -l <"$WORK/pairs.jsonl")" -gt 1 ]; then
   echo "   token ÷ pgbench -S, pair by pair: $(jq -r '.ratio * 100 | round / 100' "$WORK/pairs.jsonl" | paste -sd ' ');" \
@@ -1021,7 +1122,7 @@ if [ -n "$RESULTS_DIR" ]; then
   # The raw figures, for bench/all.sh and bench/plot.
   mkdir -p "$RESULTS_DIR"
   cp "$RESULTS" "$RESULTS_DIR/runs.jsonl"
-  for f in pgbench.latency.json lookup.latency.json revoke.json sweep.jsonl token.batching.json first-pass.json pairs.jsonl section.md; do
+  for f in pgbench.latency.json lookup.latency.json revoke.json sweep.jsonl token.batching.json first-pass.json pairs.jsonl reference.jsonl section.md; do
     if [ -f "$WORK/$f" ]; then cp "$WORK/$f" "$RESULTS_DIR/${f/.latency/}"; fi
   done
   for f in "$WORK"/*.hist.csv; do
@@ -1046,12 +1147,13 @@ if [ -n "$RESULTS_DIR" ]; then
     --argjson tokens "$TOKENS_SEEDED" --argjson connections "$CONNECTIONS" \
     --argjson duration "$DURATION" --argjson warmup "$WARMUP" --arg workloads "$WORKLOADS" \
     --arg load_start "$LOAD_START" --arg load_end "$LOAD_END" --arg loadgen "$LOADGEN_VERSION" \
-    --arg token_batching "$TOKEN_BATCHING" \
+    --arg token_batching "$TOKEN_BATCHING" --arg reference "$REFERENCE" \
     '{command: $command, machine: $machine, measured: $measured, pg_version: $pg_version,
       pg_settings: $pg_settings, sessions: $sessions, rows: $rows, seed_secs: $seed_secs,
       tokens: $tokens, connections: $connections, duration: $duration, warmup: $warmup,
       workloads: $workloads, load_start: $load_start, load_end: $load_end, loadgen: $loadgen,
-      token_batching: $token_batching}' >"$RESULTS_DIR/meta.json"
+      token_batching: $token_batching,
+      reference_sessions: (if $reference == "" then null else ($reference | tonumber) end)}' >"$RESULTS_DIR/meta.json"
   echo "bench/registry.sh: raw figures in $RESULTS_DIR" >&2
 fi
 

@@ -9,6 +9,9 @@ curve) and RESULTS_DIR/registry/sweep.jsonl; writes
     RESULTS_DIR/curve.csv  sessions,series,p50_ms,p99_ms,rps,requests,db_lookups,errors
                            (the median over a size's runs, BENCH_REPEATS)
     RESULTS_DIR/curve-runs.csv  sessions,series,run,p50_ms,p99_ms,rps (every run)
+    RESULTS_DIR/curve-pairs.csv  sessions,series,run,first,p99_ms,reference_sessions,
+                           reference_p99_ms,ratio (every run beside its same-minute reference
+                           run, bench/registry.sh BENCH_REFERENCE_SESSIONS)
     RESULTS_DIR/sweep.csv  connections,series,rps,p50_ms,p99_ms,errors,p99_corrected_ms
 
 Series names are the ones the plots and the summary show. A size whose run ended before it wrote
@@ -72,6 +75,19 @@ def curve_rows(res, repeats):
     return rows
 
 
+def pair_rows(res):
+    """Every run of each size beside its reference run (reference.jsonl)."""
+    rows = []
+    for d in sorted(os.listdir(res)):
+        path = os.path.join(res, d, "reference.jsonl")
+        if re.fullmatch(r"curve-\d+", d) and os.path.isfile(path):
+            names = {"token": TOKEN, "jwt": JWT}
+            rows.extend([r["sessions"], names[r["series"]], r["run"], r["first"], r["p99_ms"],
+                         r["reference_sessions"], r["reference_p99_ms"], round(r["ratio"], 4)]
+                        for r in load_jsonl(path))
+    return sorted(rows, key=lambda r: (r[0], r[1], r[2]))
+
+
 def sweep_rows(res):
     path = os.path.join(res, "registry", "sweep.jsonl")
     if not os.path.exists(path):
@@ -104,6 +120,9 @@ def main() -> None:
               curve_rows(res, repeats))
     write_csv(os.path.join(res, "curve-runs.csv"),
               ["sessions", "series", "run", "p50_ms", "p99_ms", "rps"], repeats)
+    write_csv(os.path.join(res, "curve-pairs.csv"),
+              ["sessions", "series", "run", "first", "p99_ms", "reference_sessions", "reference_p99_ms", "ratio"],
+              pair_rows(res))
     write_csv(os.path.join(res, "sweep.csv"),
               ["connections", "series", "rps", "p50_ms", "p99_ms", "errors", "p99_corrected_ms"], sweep_rows(res))
 
