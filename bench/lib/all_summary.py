@@ -216,6 +216,18 @@ def point(series, n):
     return next((r for r in curve if r["series"] == series and r["sessions"] == n), None)
 
 
+def pair_spread(pairs):
+    """How the pairs spread: how many are within the target, and the median of each order (which
+    of the two runs went first alternates from one repeat to the next)."""
+    within = sum(p[5] <= TARGET_RATIO for p in pairs)
+    orders = []
+    for first, label in (("main", "larger size first"), ("reference", "reference first")):
+        r = [p[5] for p in pairs if p[1] == first]
+        if r:
+            orders.append(f"{label}: median {statistics.median(r):.2f} × of {len(r)}")
+    return f"{within} of {len(pairs)} pairs within 20 %; " + ", ".join(orders)
+
+
 curve_verdicts = []
 if len(sizes) >= 2:
     lo, hi = sizes[0], sizes[-1]
@@ -241,7 +253,10 @@ if len(sizes) >= 2:
         apart = f"p99 ({median_of}each size) {path_} ms ({' → '.join(count(n) for n in sizes)}); {count(hi)} ÷ {count(lo)}: {ratio:.2f} ×"
         if pairs:
             measured = (f"{count(hi)} ÷ {count(lo)} measured back to back, median of {len(pairs)} pairs: {same:.2f} × "
-                        f"({', '.join(f'{p[2]:.2f} ÷ {p[4]:.2f}' for p in pairs)} ms). The sizes' own runs, minutes apart: {apart}")
+                        f"({', '.join(f'{p[2]:.2f} ÷ {p[4]:.2f}' for p in pairs)} ms; {pair_spread(pairs)}). "
+                        f"The sizes' own runs, minutes apart: {apart}")
+        elif curve_pairs:
+            measured = f"{apart} (no same-minute pairs of {count(hi)} with {count(lo)}: the sizes' medians, measured minutes apart)"
         else:
             measured = apart
         rows.append((f"sessions curve, {count(lo)} → {count(hi)} sessions",
@@ -442,7 +457,7 @@ if curve:
     for series, a, b, ratio, met, full, same, pairs in curve_verdicts:
         bound = "10 M within 20 % of 10 k" if full else f"{count(b['sessions'])} within 20 % of {count(a['sessions'])} (10 M not measured)"
         if pairs:
-            sec.append(f"- {series}: p99 at {count(b['sessions'])} ÷ p99 at {count(a['sessions'])} measured back to back, the median of {len(pairs)} pairs: {same:.2f} ×; target p99 at {bound}: {yes(met) if full else ('within' if met else 'beyond')}. "
+            sec.append(f"- {series}: p99 at {count(b['sessions'])} ÷ p99 at {count(a['sessions'])} measured back to back, the median of {len(pairs)} pairs: {same:.2f} × ({pair_spread(pairs)}); target p99 at {bound}: {yes(met) if full else ('within' if met else 'beyond')}. "
                        f"Each size's median p99, its runs minutes apart from the other size's: {ms(a['p99_ms'])} at {count(a['sessions'])}, {ms(b['p99_ms'])} at {count(b['sessions'])} ({ratio:.2f} ×).")
             each = "; ".join(
                 f"{count(n)}: " + ", ".join(f"{p[2]:.2f} ÷ {p[4]:.2f} = {p[5]:.2f}" + (" (reference first)" if p[1] == "reference" else "")
@@ -480,8 +495,10 @@ if curve:
         sec.append(
             f"Same-minute pairs. Each size above {count(ref_n)} also seeded a second database of {count(ref_n)} sessions the "
             "same way, served by a registry process of its own (`bench/registry.sh` with `BENCH_REFERENCE_SESSIONS`), "
-            "and ran every token and JWT run against it back to back with its own run, prepared the same way (a first pass "
-            "over its 10,000 tokens; freshly minted JWTs), the order swapped from one repeat to the next. On this shared "
+            f"and ran every token and JWT run against it back to back with its own run, prepared the same way (a first pass "
+            f"over its {min(ref_n, 10_000):,} tokens; freshly minted JWTs), the order swapped from one repeat to the next. "
+            "The reference is not the curve's own smallest step: it is a database of its own on the same server, beside the "
+            "larger one, served by a second registry process that sits idle while the larger size runs. On this shared "
             "machine a p99 moves from minute to minute with whatever else runs, by more than the 20 % the target allows; "
             "two runs a minute apart see the same machine, two sizes measured 20 minutes apart do not. The verdicts take "
             "the median of those same-minute ratios, as the token ratio to `pgbench -S` takes the median of its pairs."
