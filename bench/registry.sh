@@ -391,14 +391,19 @@ SEED_SECS="$(python3 -c "import time; print(round(time.time() - $SEED_START))")"
 ROWS="$(psql "$PG dbname=$DB" -qAt -c 'SELECT count(*) FROM sessions')"
 echo "   $ROWS sessions in $DB (${SEED_SECS}s)" >&2
 
-# One seeded token must authenticate, or the token run would time refusals.
-STATUS="$(head -n1 "$WORK/token-bodies.txt" | curl -sS -o "$WORK/check.json" -w '%{http_code}' \
-  -H "Content-Type: application/json" --data-binary @- "$REGISTRY/v1/sessions/authenticate")"
-if [ "$STATUS" != 200 ]; then
-  echo "bench/registry.sh: a seeded token was refused ($STATUS):" >&2
-  cat "$WORK/check.json" >&2
-  exit 1
-fi
+# check_seeded_token URL BODIES: one seeded token must authenticate, or the token run would time
+# refusals.
+check_seeded_token() {
+  local status
+  status="$(head -n1 "$2" | curl -sS -o "$WORK/check.json" -w '%{http_code}' \
+    -H "Content-Type: application/json" --data-binary @- "$1/v1/sessions/authenticate")"
+  if [ "$status" != 200 ]; then
+    echo "bench/registry.sh: a seeded token was refused by $1 ($status):" >&2
+    cat "$WORK/check.json" >&2
+    exit 1
+  fi
+}
+check_seeded_token "$REGISTRY" "$WORK/token-bodies.txt"
 
 # BENCH_REFERENCE_SESSIONS: the reference database, seeded the same way, and its own registry
 # (its own signing keys; the same IdP and tenant).
@@ -414,13 +419,7 @@ if [ -n "$REFERENCE" ]; then
     "$WORK/ref-seed-tokens.txt" "$WORK/ref-seed-tokens.csv"
   jq -Rc '{session_token: .}' "$WORK/ref-seed-tokens.txt" >"$WORK/ref-token-bodies.txt"
   seed_sessions "$REF_DB" "$REFERENCE" "$WORK/ref-seed-tokens.csv"
-  STATUS="$(head -n1 "$WORK/ref-token-bodies.txt" | curl -sS -o "$WORK/check.json" -w '%{http_code}' \
-    -H "Content-Type: application/json" --data-binary @- "$REF_REGISTRY/v1/sessions/authenticate")"
-  if [ "$STATUS" != 200 ]; then
-    echo "bench/registry.sh: a seeded token of the reference was refused ($STATUS):" >&2
-    cat "$WORK/check.json" >&2
-    exit 1
-  fi
+  check_seeded_token "$REF_REGISTRY" "$WORK/ref-token-bodies.txt"
 fi
 
 # BENCH_TRACE=1: the machine second by second (bench/lib/sampler.py) and a timed request every
@@ -678,13 +677,12 @@ first_pass() {
   echo "$out"
 }
 
-# mint_jwts URL: session JWTs of alice's sessions minted now through URL (lat = now), into
-# jwt-bodies.txt. The JWT path answers from the signature and the pushed revocation set without
+# mint_jwts URL [TOKENS_FILE] [OUT]: session JWTs of the sessions of TOKENS_FILE (default alice's
+# on the main registry) minted now through URL (lat = now), into OUT (default jwt-bodies.txt). The JWT path answers from the signature and the pushed revocation set without
 # the database while lat is under a minute old (JWT_RECHECK), so every JWT run mints its own
 # before its warm-up and again before its measured seconds (BEFORE_MEASURE): JWTs minted once for
 # all runs were over a minute old by the later ones (the 3-process and sweep runs), which then
 # measured the database re-check on every request.
-# mint_jwts URL TOKENS_FILE OUT: the same from the session tokens of TOKENS_FILE into OUT.
 mint_jwts() {
   local url="$1" tokens="${2:-$WORK/alice-tokens.txt}" out="${3:-$WORK/jwt-bodies.txt}" t
   while read -r t; do
@@ -833,6 +831,7 @@ import re
 import sys
 
 runs = {r["name"]: r for r in map(json.loads, open(sys.argv[1], encoding="utf-8"))}
+order = list(runs)  # in the order they ran
 for kind in ("token", "jwt"):
     for name, r in runs.items():
         m = re.fullmatch(rf"{kind}(?:-r(\d+))?", name)
@@ -842,7 +841,8 @@ for kind in ("token", "jwt"):
             rep = int(m.group(1) or 1)
             print(json.dumps({
                 "series": kind, "run": rep, "sessions": int(sys.argv[3]),
-                "reference_sessions": int(sys.argv[2]), "first": "reference" if rep % 2 == 0 else "main",
+                "reference_sessions": int(sys.argv[2]),
+                "first": "reference" if order.index("ref-" + name) < order.index(name) else "main",
                 "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "reference_p50_ms": ref["p50_ms"],
                 "reference_p99_ms": ref["p99_ms"], "ratio": r["p99_ms"] / ref["p99_ms"],
             }))
