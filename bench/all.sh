@@ -65,7 +65,12 @@
 #                          for none): every larger size also seeds a database of this many, with
 #                          a registry of its own, and runs each token and JWT run against it back
 #                          to back with its own (bench/registry.sh BENCH_REFERENCE_SESSIONS); the
-#                          curve's verdicts are the median of those same-minute ratios
+#                          curve's verdicts are the median of those same-minute ratios; both
+#                          processes are started again before each repeat, in alternating order
+#   CURVE_PACED            ms each connection pauses after an answer in the curve's fixed-rate
+#                          runs (2, about 7,000 requests/s over 16 connections; "" for none):
+#                          every token and JWT run is followed by the same workload below
+#                          saturation, with verdicts of its own
 #   CRITERION_MEASUREMENT  criterion seconds per benchmark, core and store (3 [1])
 #   CLI_RUNS               hyperfine runs per command (50 [10])
 #   FUZZ_SECONDS           per fuzz target (60 [10])
@@ -85,7 +90,7 @@ cd "$ROOT"
 # The command as given, for the documents: the presets and every setting that was set.
 COMMAND=""
 for v in ALL_QUICK ALL_ONLY ALL_SKIP ALL_SOAK ALL_REGISTRY_SESSIONS ALL_REGISTRY_REPEATS ALL_SCALE_SUBSCRIBERS BENCH_DURATION BENCH_WARMUP \
-  BENCH_CONNECTIONS BENCH_SWEEP CURVE_SESSIONS CURVE_WORKLOADS CURVE_REPEATS CURVE_REFERENCE CRITERION_MEASUREMENT CLI_RUNS \
+  BENCH_CONNECTIONS BENCH_SWEEP CURVE_SESSIONS CURVE_WORKLOADS CURVE_REPEATS CURVE_REFERENCE CURVE_PACED CRITERION_MEASUREMENT CLI_RUNS \
   FUZZ_SECONDS HOSTILE_SECONDS SOAK_SECONDS; do
   if [ -n "${!v+x}" ]; then COMMAND="$COMMAND$v=\"${!v}\" "; fi
 done
@@ -107,6 +112,8 @@ SWEEP="${BENCH_SWEEP-$D_SWEEP}"
 CURVE_SESSIONS="${CURVE_SESSIONS:-$D_CURVE}"
 CURVE_WORKLOADS="${CURVE_WORKLOADS:-pgbench token jwt lookup}"
 CURVE_REPEATS="${CURVE_REPEATS:-$D_CURVE_REPEATS}"
+# The fixed-rate runs need wrk's delay() hook: none by default with oha.
+if [ "${BENCH_LOADGEN:-wrk}" = wrk ]; then CURVE_PACED="${CURVE_PACED-2}"; else CURVE_PACED="${CURVE_PACED-}"; fi
 CURVE_REFERENCE="${CURVE_REFERENCE-$(tr ' ' '\n' <<<"$CURVE_SESSIONS" | grep . | sort -n | head -n1)}"
 REGISTRY_SESSIONS="${ALL_REGISTRY_SESSIONS:-$D_REGISTRY}"
 REGISTRY_REPEATS="${ALL_REGISTRY_REPEATS:-$D_REGISTRY_REPEATS}"
@@ -242,7 +249,7 @@ if selected curve; then
     if [ -n "$CURVE_REFERENCE" ] && [ "$n" -gt "$CURVE_REFERENCE" ]; then reference="$CURVE_REFERENCE"; fi
     step "curve-$n" env BENCH_RESULTS="$RES/curve-$n" BENCH_DOC="" BENCH_DURATION="$DURATION" \
       BENCH_WARMUP="$WARMUP" BENCH_CONNECTIONS="$CONNECTIONS" BENCH_SESSIONS="$n" BENCH_REFERENCE_SESSIONS="$reference" \
-      BENCH_WORKLOADS="$CURVE_WORKLOADS" BENCH_REPEATS="$CURVE_REPEATS" bench/registry.sh
+      BENCH_PACED_DELAY_MS="$CURVE_PACED" BENCH_WORKLOADS="$CURVE_WORKLOADS" BENCH_REPEATS="$CURVE_REPEATS" bench/registry.sh
     size="$(psql "$PG dbname=postgres" -qAt -c "SELECT pg_database_size('lanyard_bench')" 2>/dev/null || echo 0)"
     printf '%s\t%s\n' "$n" "$size" >>"$RES/curve-sizes.tsv"
   done

@@ -76,7 +76,20 @@
 #                      to its smallest size: p99 at 10 M against p99 at 10 k measured the same
 #                      minute, not 20 minutes apart on a machine whose tails move from minute to
 #                      minute (one JWT run's p99 moved between 0.43 and 3.75 ms at every size on
-#                      a path that reads no table, 2026-12-05)
+#                      a path that reads no table, 2026-12-05). Both registry processes are
+#                      stopped and started again before each repeat, the main one first in
+#                      repeats 1, 2 and 5 and the reference first in 3 and 4 (BENCH_REFERENCE_RESTARTS=0:
+#                      each started once): over 15 JWT pairs of one report the process started
+#                      first had the higher p99 in 10 (median 1.77 x), on a path that reads no
+#                      table. After each restart, a short token run (settle-token, settle-ref-token
+#                      …) is recorded and kept out of the verdicts: six of seven token runs that
+#                      stalled were the first run measured on a freshly started process
+#   BENCH_PACED_DELAY_MS  D (wrk only): after each token and JWT run (and reference run), the same
+#                      workload at a fixed offered load below saturation, each connection pausing
+#                      D ms after each answer (token-paced, jwt-paced-r2, ref-token-paced …;
+#                      BENCH_PACED_DURATION seconds, default 10, after a 1 s warm-up). At
+#                      saturation a p99 measures the queue of the 2 shared cores as much as the
+#                      registry; below it, what one request costs at each size
 #   BENCH_SWEEP        connection counts (e.g. "1 4 16 64"): after the other runs, `pgbench -S`
 #                      and authenticate by token at each (BENCH_SWEEP_WORKLOADS adds "jwt")
 #   BENCH_RESULTS      a folder to write the raw figures into, machine-readable (meta.json,
@@ -165,15 +178,33 @@ DB=lanyard_bench
 PGBENCH_DB=lanyard_pgbench
 REFERENCE="${BENCH_REFERENCE_SESSIONS:-}"
 REF_DB=lanyard_bench_ref
+RESTARTS=0
+[ -z "$REFERENCE" ] || RESTARTS="${BENCH_REFERENCE_RESTARTS:-1}"
+PACED="${BENCH_PACED_DELAY_MS:-}"
+PACED_SECS="${BENCH_PACED_DURATION:-10}"
+if [ -n "$PACED" ]; then
+  COMMAND="BENCH_PACED_DELAY_MS=$PACED $COMMAND"
+  [ "$PACED_SECS" = 10 ] || COMMAND="BENCH_PACED_DURATION=$PACED_SECS $COMMAND"
+fi
 if [ -n "$REFERENCE" ]; then
   [ "$PROCESSES" = 1 ] || { echo "bench/registry.sh: BENCH_REFERENCE_SESSIONS needs BENCH_PROCESSES=1" >&2; exit 1; }
   COMMAND="BENCH_REFERENCE_SESSIONS=$REFERENCE $COMMAND"
+  [ "$RESTARTS" = 1 ] || COMMAND="BENCH_REFERENCE_RESTARTS=$RESTARTS $COMMAND"
 fi
 
 case "$LOADGEN" in
   wrk | oha) ;;
   *) echo "bench/registry.sh: BENCH_LOADGEN must be wrk or oha" >&2; exit 1 ;;
 esac
+if [ -n "$PACED" ]; then
+  [ "$LOADGEN" = wrk ] || { echo "bench/registry.sh: BENCH_PACED_DELAY_MS needs BENCH_LOADGEN=wrk (its delay() hook)" >&2; exit 1; }
+  [[ "$PACED" =~ ^[1-9][0-9]*$ ]] || { echo "bench/registry.sh: BENCH_PACED_DELAY_MS must be a whole number of ms, 1 or more" >&2; exit 1; }
+fi
+# The trace tools follow the processes started first; a restart would leave them on dead pids.
+if [ "$RESTARTS" = 1 ] && { [ "${BENCH_TRACE:-0}" = 1 ] || [ "${BENCH_OFFCPU:-0}" = 1 ]; }; then
+  echo "bench/registry.sh: BENCH_TRACE and BENCH_OFFCPU need BENCH_REFERENCE_RESTARTS=0 beside a reference" >&2
+  exit 1
+fi
 TOOLS=(cargo psql pgbench "$LOADGEN" jq python3 curl)
 [ "$PROCESSES" = 1 ] || TOOLS+=(haproxy)
 for tool in "${TOOLS[@]}"; do
@@ -264,14 +295,21 @@ if [ "$PROCESSES" != 1 ]; then
   # 10,000 streams' sockets in one client process: the soft limit up to the hard one.
   ulimit -n "$(ulimit -Hn)"
 fi
+# start_registry NAME DATABASE_URL CONFIG DEPLOYMENT [ARGS...]: one session-registry process, its
+# output in $WORK/NAME.out and .err; BASE is its URL and PIDS[-1] its pid.
+start_registry() {
+  local name="$1" url="$2" config="$3" deployment="$4"
+  shift 4
+  bench_start "$name" "session-registry listening on" env RUST_LOG="$REGISTRY_LOG" \
+    "$BIN/session-registry" --bind 127.0.0.1:0 --database-url "$url" --config "$config" \
+    --events "$EVENTS" --deployment "$deployment" "$@"
+}
 REGISTRY_URLS=()
 REGISTRY_PIDS=()
 for n in $(seq 1 "$PROCESSES"); do
   MIGRATE=()
   [ "$n" = 1 ] && MIGRATE=(--migrate)
-  bench_start "session-registry-$n" "session-registry listening on" env RUST_LOG="$REGISTRY_LOG" \
-    "$BIN/session-registry" --bind 127.0.0.1:0 --database-url "$DATABASE_URL" \
-    --config "$WORK/registry.toml" "${MIGRATE[@]}" --events "$EVENTS" --deployment "bench$$" "${SHARED[@]}"
+  start_registry "session-registry-$n" "$DATABASE_URL" "$WORK/registry.toml" "bench$$" "${MIGRATE[@]}" "${SHARED[@]}"
   REGISTRY_URLS+=("$BASE")
   REGISTRY_PIDS+=("${PIDS[-1]}")
 done
@@ -410,9 +448,7 @@ check_seeded_token "$REGISTRY" "$WORK/token-bodies.txt"
 if [ -n "$REFERENCE" ]; then
   echo "== reference: $REFERENCE sessions in $REF_DB, served by a registry of its own" >&2
   sed "s|$WORK/keys|$WORK/ref-keys|" "$WORK/registry.toml" >"$WORK/registry-ref.toml"
-  bench_start session-registry-ref "session-registry listening on" env RUST_LOG="$REGISTRY_LOG" \
-    "$BIN/session-registry" --bind 127.0.0.1:0 --database-url "${DATABASE_URL%/*}/$REF_DB" \
-    --config "$WORK/registry-ref.toml" --migrate --events "$EVENTS" --deployment "benchref$$"
+  start_registry session-registry-ref "${DATABASE_URL%/*}/$REF_DB" "$WORK/registry-ref.toml" "benchref$$" --migrate
   REF_REGISTRY="$BASE" REF_PID="${PIDS[-1]}"
   REF_TOKENS=$((REFERENCE < TOKENS_SEEDED ? REFERENCE : TOKENS_SEEDED))
   python3 bench/lib/session_tokens.py "$REF_TOKENS" 1 "$((REFERENCE / REF_TOKENS))" \
@@ -471,7 +507,7 @@ load_run() {
   local name="$1" secs="$2" method="$3" path="$4" bodies="$5" bearer="$6" TIMEFORMAT='%U %S'
   if [ "$LOADGEN" = wrk ]; then
     { time WRK_METHOD="$method" WRK_PATH="$path" WRK_BODIES="$bodies" WRK_BEARER="$bearer" \
-      WRK_OUT="$WORK/$name.json" WRK_HIST="$WORK/$name.hist.csv" \
+      WRK_OUT="$WORK/$name.json" WRK_HIST="$WORK/$name.hist.csv" WRK_DELAY_MS="${PACE_MS:-}" \
       wrk -t "$((CONNECTIONS < 2 ? CONNECTIONS : 2))" -c "$CONNECTIONS" -d "${secs}s" \
       -s "$ROOT/bench/lib/wrk-requests.lua" "$REGISTRY" >"$WORK/$name.wrk-out" 2>&1; } 2>"$WORK/$name.cpu"
   else
@@ -512,7 +548,7 @@ pg_writes() {
 # http_run NAME METHOD PATH BODIES BEARER: warm-up, then the measured run with CPU accounting.
 http_run() {
   local name="$1" method="$2" path="$3" bodies="$4" bearer="$5"
-  echo "== $name: ${WARMUP}s warm-up + ${DURATION}s, $CONNECTIONS connections" >&2
+  echo "== $name: ${WARMUP}s warm-up + ${DURATION}s, $CONNECTIONS connections${PACE_MS:+, each pausing ${PACE_MS} ms after an answer}" >&2
   load_run "$name-warmup" "$WARMUP" "$method" "$path" "$bodies" "$bearer"
   # A step between the warm-up and the measured seconds (the JWT runs mint fresh JWTs there).
   if [ -n "${BEFORE_MEASURE:-}" ]; then $BEFORE_MEASURE; fi
@@ -691,28 +727,86 @@ mint_jwts() {
   done <"$tokens" >"$out"
 }
 
+# restart_pair REP (BENCH_REFERENCE_SESSIONS, BENCH_REFERENCE_RESTARTS=1): both registry processes
+# stopped, then started again on their databases, the main one first in repeats 1, 2 and 5 and the
+# reference first in 3 and 4, so that neither database is always served by the process started
+# first (with the run order, which swaps every repeat, the five repeats hold all four
+# combinations). Written to starts.tsv: the repeat and which process started first.
+restart_pair() {
+  local rep="$1" side order pid live=()
+  kill "$REGISTRY_PID" "$REF_PID" 2>/dev/null || true
+  wait "$REGISTRY_PID" "$REF_PID" 2>/dev/null || true
+  # Out of PIDS, so that the cleanup does not signal a pid the system may have given to another.
+  for pid in "${PIDS[@]}"; do
+    if [ "$pid" != "$REGISTRY_PID" ] && [ "$pid" != "$REF_PID" ]; then live+=("$pid"); fi
+  done
+  PIDS=("${live[@]}")
+  if [ $(((rep + 1) / 2 % 2)) = 1 ]; then order="main reference"; else order="reference main"; fi
+  echo "== repeat $rep: both registries started again, $order" >&2
+  for side in $order; do
+    if [ "$side" = main ]; then
+      start_registry "session-registry-1-r$rep" "$DATABASE_URL" "$WORK/registry.toml" "bench$$"
+      REGISTRY="$BASE" REGISTRY_PID="${PIDS[-1]}"
+      REGISTRY_URLS[0]="$BASE" REGISTRY_PIDS[0]="${PIDS[-1]}"
+    else
+      start_registry "session-registry-ref-r$rep" "${DATABASE_URL%/*}/$REF_DB" "$WORK/registry-ref.toml" "benchref$$"
+      REF_REGISTRY="$BASE" REF_PID="${PIDS[-1]}"
+    fi
+  done
+  printf '%s\t%s\n' "$rep" "${order%% *}" >>"$WORK/starts.tsv"
+}
+
+# settle NAME BODIES: after a restart, a short token run against the fresh process, recorded as
+# settle-NAME and kept out of every verdict: it is the first run the process serves, which is
+# where the token stalls were seen, so the measured run is not.
+settle() {
+  [ "$RESTARTS" = 1 ] || return 0
+  WARMUP=1 DURATION=5 http_run "settle-$1" POST /v1/sessions/authenticate "$2" ""
+}
+
+# paced NAME BODIES KIND (BENCH_PACED_DELAY_MS; KIND token or jwt): the run just made, again at a fixed offered load below
+# saturation, named NAME (token-paced, jwt-paced-r2, …). BEFORE_MEASURE carries over (the JWT
+# runs mint fresh JWTs before the measured seconds).
+paced() {
+  [ -n "$PACED" ] || return 0
+  # A token run must end before the activity writes of its first pass come due again (60 s, by
+  # whole seconds): where the paced run would not, its tokens get a first pass of their own.
+  if [ "$3" = token ] && [ $(($(date +%s) - FIRST_PASS_AT + PACED_SECS + 4)) -ge 58 ]; then
+    echo "   $1: too late after the first pass; a new one first" >&2
+    wait_for_activity_due
+    FIRST_PASS_BODIES="$2" first_pass "$REGISTRY" >/dev/null
+  fi
+  PACE_MS="$PACED" WARMUP=1 DURATION="$PACED_SECS" http_run "$1" POST /v1/sessions/authenticate "$2" ""
+}
+
 # ref_run KIND SUFFIX (BENCH_REFERENCE_SESSIONS): the reference registry's run of KIND (token or
-# jwt), prepared as the main one's is, named ref-KIND-SUFFIX.
+# jwt), prepared as the main one's is, named ref-KIND-SUFFIX (and its paced run ref-KIND-paced-SUFFIX).
 ref_run() {
-  local kind="$1" suffix="$2" main=("$REGISTRY" "$REGISTRY_PID" "$DB")
+  local kind="$1" suffix="$2" main=("$REGISTRY" "$REGISTRY_PID" "$DB") mint
   REGISTRY="$REF_REGISTRY" REGISTRY_PID="$REF_PID" DB="$REF_DB"
   if [ "$kind" = token ]; then
     FIRST_PASS_BODIES="$WORK/ref-token-bodies.txt" first_pass "$REGISTRY" >/dev/null
+    settle "ref-token$suffix" "$WORK/ref-token-bodies.txt"
     http_run "ref-token$suffix" POST /v1/sessions/authenticate "$WORK/ref-token-bodies.txt" ""
+    paced "ref-token-paced$suffix" "$WORK/ref-token-bodies.txt" token
   else
-    mint_jwts "$REGISTRY" "$WORK/ref-alice-tokens.txt" "$WORK/ref-jwt-bodies.txt"
-    BEFORE_MEASURE="mint_jwts $REGISTRY $WORK/ref-alice-tokens.txt $WORK/ref-jwt-bodies.txt" \
-      http_run "ref-jwt$suffix" POST /v1/sessions/authenticate "$WORK/ref-jwt-bodies.txt" ""
+    mint="mint_jwts $REGISTRY $WORK/ref-alice-tokens.txt $WORK/ref-jwt-bodies.txt"
+    $mint
+    BEFORE_MEASURE="$mint" http_run "ref-jwt$suffix" POST /v1/sessions/authenticate "$WORK/ref-jwt-bodies.txt" ""
+    BEFORE_MEASURE="$mint" paced "ref-jwt-paced$suffix" "$WORK/ref-jwt-bodies.txt" jwt
   fi
   REGISTRY="${main[0]}" REGISTRY_PID="${main[1]}" DB="${main[2]}"
 }
 
 TOKEN_BATCHING=""
 FIRST_PASS=""
+# Both processes started again after both seeds (the main one ran through its database's seed).
+if [ "$RESTARTS" = 1 ]; then restart_pair 1; fi
 if has token; then
 FIRST_PASS_AT="$(date +%s)"  # (first_pass runs in a subshell here)
 FIRST_PASS="$(first_pass "$REGISTRY")"
 echo "$FIRST_PASS" >"$WORK/first-pass.json"
+settle token "$WORK/token-bodies.txt"
 http_run token POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
 # How the measured run's token lookups were batched, from the registry's /metrics.
 TOKEN_BATCHING="$(python3 - "$WORK/token.metrics-before" "$WORK/token.metrics-after" "$WORK/token.batching.json" <<'EOF'
@@ -759,6 +853,7 @@ print(
 EOF
 )"
 echo "   $TOKEN_BATCHING" >&2
+paced token-paced "$WORK/token-bodies.txt" token
 if [ -n "$REFERENCE" ]; then ref_run token ""; fi
 fi
 
@@ -766,6 +861,7 @@ if has jwt; then
 
 mint_jwts "$REGISTRY"
 BEFORE_MEASURE="mint_jwts $REGISTRY" http_run jwt POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
+BEFORE_MEASURE="mint_jwts $REGISTRY" paced jwt-paced "$WORK/jwt-bodies.txt" jwt
 if [ -n "$REFERENCE" ]; then ref_run jwt ""; fi
 fi
 
@@ -802,6 +898,7 @@ pair() {  # pair TOKEN_RUN PGBENCH_NAME: one line of pairs.jsonl
 # curve (bench/all.sh) repeats without them.
 if [ "$FULL" = 1 ]; then pair token pgbench; fi
 for ((rep = 2; rep <= REPEATS; rep++)); do
+  if [ "$RESTARTS" = 1 ]; then restart_pair "$rep"; fi
   if has token; then
     wait_for_activity_due
     # The reference's run first in even repeats, after the main one in odd ones.
@@ -811,28 +908,34 @@ for ((rep = 2; rep <= REPEATS; rep++)); do
       pgbench_run "pgbench-r$rep" "$PGBENCH_DB" "$CONNECTIONS" -S
     fi
     first_pass "$REGISTRY" >/dev/null
+    settle "token-r$rep" "$WORK/token-bodies.txt"
     http_run "token-r$rep" POST /v1/sessions/authenticate "$WORK/token-bodies.txt" ""
     if [ "$FULL" = 1 ]; then pair "token-r$rep" "pgbench-r$rep"; fi
+    paced "token-paced-r$rep" "$WORK/token-bodies.txt" token
     if [ -n "$REFERENCE" ] && [ $((rep % 2)) = 1 ]; then ref_run token "-r$rep"; fi
   fi
   if has jwt; then
     if [ -n "$REFERENCE" ] && [ $((rep % 2)) = 0 ]; then ref_run jwt "-r$rep"; fi
     mint_jwts "$REGISTRY"
     BEFORE_MEASURE="mint_jwts $REGISTRY" http_run "jwt-r$rep" POST /v1/sessions/authenticate "$WORK/jwt-bodies.txt" ""
+    BEFORE_MEASURE="mint_jwts $REGISTRY" paced "jwt-paced-r$rep" "$WORK/jwt-bodies.txt" jwt
     if [ -n "$REFERENCE" ] && [ $((rep % 2)) = 1 ]; then ref_run jwt "-r$rep"; fi
   fi
 done
 
 if [ -n "$REFERENCE" ]; then
   # Each run beside its reference run: p99 here ÷ p99 at REFERENCE sessions, the same minute.
-  python3 - "$RESULTS" "$REFERENCE" "$SESSIONS" >"$WORK/reference.jsonl" <<'PY'
+  touch "$WORK/starts.tsv"
+  python3 - "$RESULTS" "$REFERENCE" "$SESSIONS" "$WORK/starts.tsv" >"$WORK/reference.jsonl" <<'PY'
 import json
 import re
 import sys
 
 runs = {r["name"]: r for r in map(json.loads, open(sys.argv[1], encoding="utf-8"))}
 order = list(runs)  # in the order they ran
-for kind in ("token", "jwt"):
+# Which process each repeat started first (restart_pair); none when they were started once.
+starts = dict(line.split() for line in open(sys.argv[4], encoding="utf-8") if line.strip())
+for kind in ("token", "jwt", "token-paced", "jwt-paced"):
     for name, r in runs.items():
         m = re.fullmatch(rf"{kind}(?:-r(\d+))?", name)
         ref = runs.get("ref-" + name)
@@ -843,11 +946,13 @@ for kind in ("token", "jwt"):
                 "series": kind, "run": rep, "sessions": int(sys.argv[3]),
                 "reference_sessions": int(sys.argv[2]),
                 "first": "reference" if order.index("ref-" + name) < order.index(name) else "main",
+                "started_first": starts.get(str(rep), ""),
+                "rps": r["rps"], "reference_rps": ref["rps"],
                 "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "reference_p50_ms": ref["p50_ms"],
                 "reference_p99_ms": ref["p99_ms"], "ratio": r["p99_ms"] / ref["p99_ms"],
             }))
 PY
-  for kind in token jwt; do
+  for kind in token jwt token-paced jwt-paced; do
     echo "   $kind p99 at $SESSIONS ÷ p99 at $REFERENCE, run by run: $(jq -r --arg k "$kind" 'select(.series == $k) | "\(.p99_ms * 100 | round / 100) ÷ \(.reference_p99_ms * 100 | round / 100) = \(.ratio * 100 | round / 100)"' "$WORK/reference.jsonl" | paste -sd ';' | sed 's/;/; /g')" >&2
   done
 fi
@@ -1123,7 +1228,7 @@ if [ -n "$RESULTS_DIR" ]; then
   # The raw figures, for bench/all.sh and bench/plot.
   mkdir -p "$RESULTS_DIR"
   cp "$RESULTS" "$RESULTS_DIR/runs.jsonl"
-  for f in pgbench.latency.json lookup.latency.json revoke.json sweep.jsonl token.batching.json first-pass.json pairs.jsonl reference.jsonl section.md; do
+  for f in pgbench.latency.json lookup.latency.json revoke.json sweep.jsonl token.batching.json first-pass.json pairs.jsonl reference.jsonl starts.tsv section.md; do
     if [ -f "$WORK/$f" ]; then cp "$WORK/$f" "$RESULTS_DIR/${f/.latency/}"; fi
   done
   for f in "$WORK"/*.hist.csv; do
@@ -1149,18 +1254,26 @@ if [ -n "$RESULTS_DIR" ]; then
     --argjson duration "$DURATION" --argjson warmup "$WARMUP" --arg workloads "$WORKLOADS" \
     --arg load_start "$LOAD_START" --arg load_end "$LOAD_END" --arg loadgen "$LOADGEN_VERSION" \
     --arg token_batching "$TOKEN_BATCHING" --arg reference "$REFERENCE" \
+    --arg paced "$PACED" --arg paced_secs "$PACED_SECS" --arg restarts "$RESTARTS" \
     '{command: $command, machine: $machine, measured: $measured, pg_version: $pg_version,
       pg_settings: $pg_settings, sessions: $sessions, rows: $rows, seed_secs: $seed_secs,
       tokens: $tokens, connections: $connections, duration: $duration, warmup: $warmup,
       workloads: $workloads, load_start: $load_start, load_end: $load_end, loadgen: $loadgen,
       token_batching: $token_batching,
-      reference_sessions: (if $reference == "" then null else ($reference | tonumber) end)}' >"$RESULTS_DIR/meta.json"
+      reference_sessions: (if $reference == "" then null else ($reference | tonumber) end),
+      paced_delay_ms: (if $paced == "" then null else ($paced | tonumber) end),
+      paced_duration: ($paced_secs | tonumber), restarts: ($restarts == "1")}' >"$RESULTS_DIR/meta.json"
   echo "bench/registry.sh: raw figures in $RESULTS_DIR" >&2
 fi
 
 # The sweep's errors are in its own figures (sweep.jsonl); they do not hold back the section.
-ERRORS="$(jq -s 'map(select(.name | startswith("sweep-") | not) | .errors) | add // 0' "$RESULTS")"
+ERRORS="$(jq -s 'map(select(.name | (startswith("sweep-") or startswith("settle-")) | not) | .errors) | add // 0' "$RESULTS")"
 SWEEP_ERRORS="$(jq -s 'map(select(.name | startswith("sweep-")) | .errors) | add // 0' "$RESULTS")"
+SETTLE_ERRORS="$(jq -s 'map(select(.name | startswith("settle-")) | .errors) | add // 0' "$RESULTS")"
+if [ "$SETTLE_ERRORS" != 0 ]; then
+  # The runs that absorb a fresh process's first seconds: counted and said, in no verdict.
+  echo "bench/registry.sh: the settle runs after the restarts counted $SETTLE_ERRORS errors (see runs.jsonl)" >&2
+fi
 if [ "$SWEEP_ERRORS" != 0 ]; then
   echo "bench/registry.sh: the connections sweep counted $SWEEP_ERRORS errors (see sweep.jsonl)" >&2
 fi

@@ -10,8 +10,10 @@ curve) and RESULTS_DIR/registry/sweep.jsonl; writes
                            (the median over a size's runs, BENCH_REPEATS)
     RESULTS_DIR/curve-runs.csv  sessions,series,run,p50_ms,p99_ms,rps (every run)
     RESULTS_DIR/curve-pairs.csv  sessions,series,run,first,p99_ms,reference_sessions,
-                           reference_p99_ms,ratio (every run beside its same-minute reference
-                           run, bench/registry.sh BENCH_REFERENCE_SESSIONS)
+                           reference_p99_ms,ratio,started_first,rps,reference_rps (every run
+                           beside its same-minute reference run, bench/registry.sh
+                           BENCH_REFERENCE_SESSIONS; started_first: which process the repeat
+                           started first, when both were started again before it)
     RESULTS_DIR/sweep.csv  connections,series,rps,p50_ms,p99_ms,errors,p99_corrected_ms
 
 Series names are the ones the plots and the summary show. A size whose run ended before it wrote
@@ -27,6 +29,10 @@ import sys
 
 TOKEN = "authenticate by token"
 JWT = "authenticate by JWT"
+# The same workloads at a fixed offered load below saturation (bench/registry.sh BENCH_PACED_DELAY_MS).
+TOKEN_PACED = "authenticate by token, fixed rate"
+JWT_PACED = "authenticate by JWT, fixed rate"
+SERIES = {"token": TOKEN, "jwt": JWT, "token-paced": TOKEN_PACED, "jwt-paced": JWT_PACED}
 LOOKUP = "token-hash statement in Postgres"
 PGBENCH = "pgbench -S (anchor)"
 
@@ -56,7 +62,7 @@ def curve_rows(res, repeats):
         lookups = None
         if os.path.exists(os.path.join(d, "token.batching.json")):
             lookups = load_json(os.path.join(d, "token.batching.json")).get("db_lookups")
-        for name, series in (("token", TOKEN), ("jwt", JWT)):
+        for name, series in SERIES.items():
             # The run and its repeats (BENCH_REPEATS: token-r2, …): the median of each figure
             # (the database lookups are the first run's), the sum of the errors.
             reps = [r for k, r in runs.items() if k == name or re.fullmatch(rf"{name}-r\d+", k)]
@@ -81,9 +87,9 @@ def pair_rows(res):
     for d in sorted(os.listdir(res)):
         path = os.path.join(res, d, "reference.jsonl")
         if re.fullmatch(r"curve-\d+", d) and os.path.isfile(path):
-            names = {"token": TOKEN, "jwt": JWT}
-            rows.extend([r["sessions"], names[r["series"]], r["run"], r["first"], r["p99_ms"],
-                         r["reference_sessions"], r["reference_p99_ms"], round(r["ratio"], 4)]
+            rows.extend([r["sessions"], SERIES[r["series"]], r["run"], r["first"], r["p99_ms"],
+                         r["reference_sessions"], r["reference_p99_ms"], round(r["ratio"], 4),
+                         r.get("started_first", ""), round(r.get("rps", 0)), round(r.get("reference_rps", 0))]
                         for r in load_jsonl(path))
     return sorted(rows, key=lambda r: (r[0], r[1], r[2]))
 
@@ -121,7 +127,8 @@ def main() -> None:
     write_csv(os.path.join(res, "curve-runs.csv"),
               ["sessions", "series", "run", "p50_ms", "p99_ms", "rps"], repeats)
     write_csv(os.path.join(res, "curve-pairs.csv"),
-              ["sessions", "series", "run", "first", "p99_ms", "reference_sessions", "reference_p99_ms", "ratio"],
+              ["sessions", "series", "run", "first", "p99_ms", "reference_sessions", "reference_p99_ms", "ratio",
+               "started_first", "rps", "reference_rps"],
               pair_rows(res))
     write_csv(os.path.join(res, "sweep.csv"),
               ["connections", "series", "rps", "p50_ms", "p99_ms", "errors", "p99_corrected_ms"], sweep_rows(res))

@@ -19,6 +19,9 @@ import sys
 TARGET_RATIO = 1.2  # issue #16: p99 at 10 M within 20 % of p99 at 10 k
 TOKEN = "authenticate by token"
 JWT = "authenticate by JWT"
+# The same workloads at a fixed offered load below saturation (bench/registry.sh BENCH_PACED_DELAY_MS).
+TOKEN_PACED = "authenticate by token, fixed rate"
+JWT_PACED = "authenticate by JWT, fixed rate"
 LOOKUP = "token-hash statement in Postgres"
 PGBENCH = "pgbench -S (anchor)"
 
@@ -201,14 +204,14 @@ if os.path.exists(path("curve-runs.csv")):
 repeats = max((len(v) for v in curve_runs.values()), default=1)
 # Every run beside its reference run, measured back to back (bench/registry.sh
 # BENCH_REFERENCE_SESSIONS): (series, sessions) → [(run, first, p99, reference sessions,
-# reference p99, ratio)].
+# reference p99, ratio, which process the repeat started first ("" when both were started once))].
 curve_pairs = {}
 if os.path.exists(path("curve-pairs.csv")):
     with open(path("curve-pairs.csv"), encoding="utf-8") as f:
         for r in csv.DictReader(f):
             curve_pairs.setdefault((r["series"], int(r["sessions"])), []).append(
                 (int(r["run"]), r["first"], float(r["p99_ms"]), int(r["reference_sessions"]),
-                 float(r["reference_p99_ms"]), float(r["ratio"])))
+                 float(r["reference_p99_ms"]), float(r["ratio"]), r.get("started_first") or ""))
 median_of = f"median of {repeats} runs, " if repeats > 1 else ""
 
 
@@ -217,15 +220,24 @@ def point(series, n):
 
 
 def pair_spread(pairs):
-    """How the pairs spread: how many are within the target, and the median of each order (which
-    of the two runs went first alternates from one repeat to the next)."""
+    """How the pairs spread: how many are within the target, the median of each order (which
+    of the two runs went first alternates from one repeat to the next) and, where both processes
+    were started again before each repeat, the median by which of them started first."""
     within = sum(p[5] <= TARGET_RATIO for p in pairs)
     orders = []
-    for first, label in (("main", "larger size first"), ("reference", "reference first")):
-        r = [p[5] for p in pairs if p[1] == first]
+    for key, first, label in ((1, "main", "larger size run first"), (1, "reference", "reference run first"),
+                              (6, "main", "larger size's process started first"),
+                              (6, "reference", "reference's process started first")):
+        r = [p[5] for p in pairs if p[key] == first]
         if r:
             orders.append(f"{label}: median {statistics.median(r):.2f} × of {len(r)}")
     return f"{within} of {len(pairs)} pairs within 20 %; " + ", ".join(orders)
+
+
+def rate(series, n):
+    """ " at about N requests/s" for a fixed-rate series (its median rate at size n)."""
+    r = point(series, n)
+    return f" at about {float(r['rps']):,.0f} requests/s" if r and series in (TOKEN_PACED, JWT_PACED) else ""
 
 
 curve_verdicts = []
@@ -235,7 +247,7 @@ if len(sizes) >= 2:
     pg_lo, pg_hi = point(PGBENCH, lo), point(PGBENCH, hi)
     anchor = (f"`pgbench -S` p99 {ms(pg_lo['p99_ms'])} → {ms(pg_hi['p99_ms'])} in the same runs"
               if pg_lo and pg_hi else "")
-    for series in (TOKEN, JWT):
+    for series in (TOKEN, JWT, TOKEN_PACED, JWT_PACED):
         a, b = point(series, lo), point(series, hi)
         if not (a and b):
             continue
@@ -260,7 +272,7 @@ if len(sizes) >= 2:
         else:
             measured = apart
         rows.append((f"sessions curve, {count(lo)} → {count(hi)} sessions",
-                     f"{series}: p99 at 10 M within 20 % of p99 at 10 k (issue #16)",
+                     f"{series}{rate(series, hi)}: p99 at 10 M within 20 % of p99 at 10 k (issue #16)",
                      measured, anchor, verdict))
     a, b = point(LOOKUP, lo), point(LOOKUP, hi)
     if a and b:
@@ -438,6 +450,10 @@ if curve:
     sec.append("")
     sec.append("| sessions stored | database | seeding | authenticate by token p50 / p99 (requests/s; looked up in Postgres) | token answers over 25 ms by the registry's clock | authenticate by JWT p50 / p99 (requests/s) | token-hash statement p50 / p99 (tps) | `pgbench -S` p50 / p99 (tps) | load average before → after |")
     sec.append("| ---: | ---: | ---: | --- | ---: | --- | --- | --- | --- |")
+    def cell_of(series, n):
+        r = point(series, n)
+        return f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} ms ({int(r['rps']):,})" if r else ""
+
     for n in sizes:
         def cell(series):
             r = point(series, n)
@@ -454,13 +470,26 @@ if curve:
         slow = re.search(r"clock: ([\d,]+)", m.get("token_batching", ""))
         sec.append(f"| {m.get('rows', n):,} | {db} | {m.get('seed_secs', '?')} s | {cell(TOKEN)} | {slow.group(1) if slow else ''} | {cell(JWT)} | {cell(LOOKUP)} | {cell(PGBENCH)} | {m.get('load_start', '')} → {m.get('load_end', '')} |")
     sec.append("")
+    if any(point(s_, n) for s_ in (TOKEN_PACED, JWT_PACED) for n in sizes):
+        sec.append(f"The same workloads at a fixed offered load below saturation (`BENCH_PACED_DELAY_MS={m0.get('paced_delay_ms', '?')}`: "
+                   f"each of the {m0.get('connections', '?')} connections pauses that long after each answer; "
+                   f"1 s warm-up, then {m0.get('paced_duration', '?')} s), right after each saturated run:")
+        sec.append("")
+        sec.append("| sessions stored | authenticate by token, fixed rate: p50 / p99 (requests/s) | authenticate by JWT, fixed rate: p50 / p99 (requests/s) |")
+        sec.append("| ---: | --- | --- |")
+        for n in sizes:
+            sec.append(f"| {metas[n].get('rows', n):,} | {cell_of(TOKEN_PACED, n)} | {cell_of(JWT_PACED, n)} |")
+        sec.append("")
     for series, a, b, ratio, met, full, same, pairs in curve_verdicts:
         bound = "10 M within 20 % of 10 k" if full else f"{count(b['sessions'])} within 20 % of {count(a['sessions'])} (10 M not measured)"
         if pairs:
             sec.append(f"- {series}: p99 at {count(b['sessions'])} ÷ p99 at {count(a['sessions'])} measured back to back, the median of {len(pairs)} pairs: {same:.2f} × ({pair_spread(pairs)}); target p99 at {bound}: {yes(met) if full else ('within' if met else 'beyond')}. "
                        f"Each size's median p99, its runs minutes apart from the other size's: {ms(a['p99_ms'])} at {count(a['sessions'])}, {ms(b['p99_ms'])} at {count(b['sessions'])} ({ratio:.2f} ×).")
             each = "; ".join(
-                f"{count(n)}: " + ", ".join(f"{p[2]:.2f} ÷ {p[4]:.2f} = {p[5]:.2f}" + (" (reference first)" if p[1] == "reference" else "")
+                f"{count(n)}: " + ", ".join(f"{p[2]:.2f} ÷ {p[4]:.2f} = {p[5]:.2f}"
+                                            + ((" (" + ", ".join(w for w, c in (("reference run first", p[1] == "reference"),
+                                                                                ("reference's process started first", p[6] == "reference")) if c) + ")")
+                                               if p[1] == "reference" or p[6] == "reference" else "")
                                             for p in curve_pairs[(series, n)])
                 for n in sizes if curve_pairs.get((series, n)))
             sec.append(f"  Every pair, p99 ms at the size ÷ at {count(pairs[0][3])} the same minute — {each}.")
@@ -503,6 +532,18 @@ if curve:
             "two runs a minute apart see the same machine, two sizes measured 20 minutes apart do not. The verdicts take "
             "the median of those same-minute ratios, as the token ratio to `pgbench -S` takes the median of its pairs."
         )
+        if any(p[6] for ps in curve_pairs.values() for p in ps):
+            sec.append("")
+            sec.append(
+                "Both registry processes were stopped and started again before each repeat, the larger size's first in "
+                "repeats 1, 2 and 5 and the reference's first in 3 and 4, while the order of the two runs swaps every "
+                "repeat: over five repeats each database is served by the process started first and by the one started "
+                "second, and run first and second (an earlier report's 15 JWT pairs, each database served by one process "
+                "for the whole step, had the process started first slower in 10, median 1.77 ×, on a path that reads no "
+                "table). After each start, a 5 s token run (`settle-…` in the raw figures, in no verdict) comes before "
+                "the measured one: six of the seven token runs that stalled in earlier reports were the first run a "
+                "freshly started process served."
+            )
         sec.append("")
 sweep = []
 if os.path.exists(path("sweep.csv")):
