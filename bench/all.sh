@@ -302,7 +302,10 @@ if [ "${#PLOT_ARGS[@]}" -gt 0 ]; then
   PLOT_ARGS+=(--histogram-title "Latency distribution, $CONNECTIONS connections, $(SESSIONS_LABEL "$RES/registry/meta.json") sessions")
 fi
 [ -s "$RES/sweep.csv" ] && PLOT_ARGS+=(--sweep "$RES/sweep.csv" --sweep-title "Throughput against connections ($(SESSIONS_LABEL "$RES/registry/meta.json") sessions)")
-[ -s "$RES/curve.csv" ] && PLOT_ARGS+=(--curve "$RES/curve.csv" --curve-target "authenticate by token")
+# The target's line on the series the target is judged on: the fixed-rate token runs where made.
+CURVE_TARGET="authenticate by token"
+if grep -q "^[0-9]*,authenticate by token at a fixed rate," "$RES/curve.csv" 2>/dev/null; then CURVE_TARGET="authenticate by token at a fixed rate"; fi
+[ -s "$RES/curve.csv" ] && PLOT_ARGS+=(--curve "$RES/curve.csv" --curve-target "$CURVE_TARGET")
 if [ "${#PLOT_ARGS[@]}" -gt 0 ]; then
   if cargo build --release -p lanyard-bench-plot >"$RES/plot-build.log" 2>&1; then
     "${CARGO_TARGET_DIR:-$ROOT/target}/release/lanyard-bench-plot" --out "$PLOTS" "${PLOT_ARGS[@]}" | tee "$RES/plots.txt" >&2

@@ -30,8 +30,8 @@ import sys
 TOKEN = "authenticate by token"
 JWT = "authenticate by JWT"
 # The same workloads at a fixed offered load below saturation (bench/registry.sh BENCH_PACED_DELAY_MS).
-TOKEN_PACED = "authenticate by token, fixed rate"
-JWT_PACED = "authenticate by JWT, fixed rate"
+TOKEN_PACED = "authenticate by token at a fixed rate"
+JWT_PACED = "authenticate by JWT at a fixed rate"
 SERIES = {"token": TOKEN, "jwt": JWT, "token-paced": TOKEN_PACED, "jwt-paced": JWT_PACED}
 LOOKUP = "token-hash statement in Postgres"
 PGBENCH = "pgbench -S (anchor)"
