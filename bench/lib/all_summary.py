@@ -255,10 +255,20 @@ def settle_note():
             f"right after them, {told(measured) if measured else 'none'}.")
 
 
+PACED_OF = {TOKEN: TOKEN_PACED, JWT: JWT_PACED}
+
+
+def paced_judged(series, lo, hi):
+    """Whether the saturated series' target is judged on its fixed-rate runs instead: they were
+    made at the smallest and the largest size."""
+    paced = PACED_OF.get(series)
+    return bool(paced and point(paced, lo) and point(paced, hi))
+
+
 def rate(series, n):
     """ " at about N requests/s" for a fixed-rate series (its median rate at size n)."""
     r = point(series, n)
-    return f" at about {float(r['rps']):,.0f} requests/s" if r and series in (TOKEN_PACED, JWT_PACED) else ""
+    return f" at about {round(float(r['rps']), -2):,.0f} requests/s" if r and series in (TOKEN_PACED, JWT_PACED) else ""
 
 
 curve_verdicts = []
@@ -268,12 +278,10 @@ if len(sizes) >= 2:
     pg_lo, pg_hi = point(PGBENCH, lo), point(PGBENCH, hi)
     anchor = (f"`pgbench -S` p99 {ms(pg_lo['p99_ms'])} → {ms(pg_hi['p99_ms'])} in the same runs"
               if pg_lo and pg_hi else "")
-    # Where the fixed-rate runs were made, the target is judged on them: at saturation (every
-    # connection sending again the moment it is answered) a p99 on two shared cores measures their
-    # run queue, not the size — the token path there reads no table in its measured seconds (every
-    # token is in the session cache), and its same-minute ratio at 10 M went 0.66 × and then
-    # 1.32 × in two reports, with the run first in its pair slower in 11 of 15 pairs (2026-12-05).
-    paced_measured = bool(point(TOKEN_PACED, hi) or point(JWT_PACED, hi))
+    # Where a workload's fixed-rate runs were made at both ends, its target is judged on them: at
+    # saturation (every connection sending again the moment it is answered) a p99 on two shared
+    # cores measures their run queue, not the size (docs/benchmarks.md, "Restarts and a fixed
+    # rate"). Each saturated series → its fixed-rate series.
     for series in (TOKEN, JWT, TOKEN_PACED, JWT_PACED):
         a, b = point(series, lo), point(series, hi)
         if not (a and b):
@@ -285,19 +293,19 @@ if len(sizes) >= 2:
         pairs = [p for p in curve_pairs.get((series, hi), []) if p[3] == lo]
         same = statistics.median(p[5] for p in pairs) if pairs else None
         met = (same if same is not None else ratio) <= TARGET_RATIO
-        judged = series in (TOKEN_PACED, JWT_PACED) or not paced_measured
+        judged = series in (TOKEN_PACED, JWT_PACED) or not paced_judged(series, lo, hi)
         verdict = yes(met) if full else f"not measured at 10 M (largest size {count(hi)}); up to there: {'within' if met else 'beyond'} 20 %"
         requirement = f"{series}{rate(series, hi)}: p99 at 10 M within 20 % of p99 at 10 k (issue #16)"
         if not judged:
             verdict = f"(no target; {'within' if met else 'beyond'} 20 %)"
-            requirement = (f"{series}, every connection flat out (saturation): p99 at 10 M ÷ p99 at 10 k "
+            requirement = (f"{series}, every connection flat out (saturation): p99 at {count(hi)} ÷ p99 at {count(lo)} "
                            "(no target: the fixed-rate row below is the target's; see the section)")
         curve_verdicts.append((series, a, b, ratio, met, full, same, pairs, judged))
         # Every size's p99, so a curve that is not monotonic (a stall at one size) shows.
         path_ = " → ".join(f"{point(series, n)['p99_ms']:.2f}" for n in sizes if point(series, n))
         apart = f"p99 ({median_of}each size) {path_} ms ({' → '.join(count(n) for n in sizes)}); {count(hi)} ÷ {count(lo)}: {ratio:.2f} ×"
         if pairs:
-            measured = (f"{count(hi)} ÷ {count(lo)} measured back to back, median of {len(pairs)} pairs: {same:.2f} × "
+            measured = (f"{count(hi)} ÷ {count(lo)} measured the same minute, median of {len(pairs)} pairs: {same:.2f} × "
                         f"({', '.join(f'{p[2]:.2f} ÷ {p[4]:.2f}' for p in pairs)} ms; {pair_spread(pairs)}). "
                         f"The sizes' own runs, minutes apart: {apart}")
         elif curve_pairs:
@@ -505,27 +513,26 @@ if curve:
         sec.append(f"The same workloads at a fixed offered load below saturation (`BENCH_PACED_DELAY_MS={m0.get('paced_delay_ms', '?')}`: "
                    f"each of the {m0.get('connections', '?')} connections pauses that long after each answer; "
                    f"1 s warm-up, then {m0.get('paced_duration', '?')} s), right after each saturated run; each larger size's "
-                   "fixed-rate runs are paired with the reference's as the saturated ones are, though about 40 s apart "
-                   "rather than back to back (the reference's first pass and saturated run come between). The "
-                   "sessions-curve target is judged on these runs. A latency target means something at a stated load: "
-                   "at saturation every connection sends again the moment it is answered, the 2 shared cores run wrk, "
-                   "the registry and Postgres flat out, and a 20 s p99 measures their run queue — the token path there "
-                   "reads no table in its measured seconds (every token is in the session cache), yet its same-minute "
-                   "ratio at 10 M went 0.66 × and then 1.32 × in two reports, and the run first in its pair had the "
-                   "higher p99 in 11 of 15 pairs of each workload (2026-12-05 09:29 UTC), which the fixed-rate runs did not "
-                   "show (7 of 15). The saturated rows stay in the table and the Summary, with their ratios:")
+                   "fixed-rate runs are paired with the reference's as the saturated ones are, the same minute (the "
+                   "reference's first pass and saturated run come between the two)."
+                   + (" The sessions-curve target is judged on these runs: a latency target means something at a stated "
+                      "load, and at saturation, every connection sending again the moment it is answered, a p99 on the "
+                      "shared cores measures their run queue as much as the registry. The saturated rows stay in the "
+                      "table above and in the Summary, with their ratios; docs/benchmarks.md's hand-written section "
+                      "\"Restarts and a fixed rate\" has the runs that led to this." if paced_judged(TOKEN, sizes[0], sizes[-1])
+                      or paced_judged(JWT, sizes[0], sizes[-1]) else ""))
         sec.append("")
-        sec.append("| sessions stored | authenticate by token, fixed rate: p50 / p99 (requests/s) | authenticate by JWT, fixed rate: p50 / p99 (requests/s) |")
+        sec.append(f"| sessions stored | {TOKEN_PACED}: p50 / p99 (requests/s) | {JWT_PACED}: p50 / p99 (requests/s) |")
         sec.append("| ---: | --- | --- |")
         for n in sizes:
             sec.append(f"| {metas[n].get('rows', n):,} | {cell_of(TOKEN_PACED, n)} | {cell_of(JWT_PACED, n)} |")
         sec.append("")
     for series, a, b, ratio, met, full, same, pairs, judged in curve_verdicts:
         bound = "10 M within 20 % of 10 k" if full else f"{count(b['sessions'])} within 20 % of {count(a['sessions'])} (10 M not measured)"
-        if not judged:
-            bound += " (judged at the fixed rate; at saturation: no target)"
+        bound = (f"target p99 at {bound}" if judged
+                 else f"no target at saturation (the target is judged at the fixed rate); p99 at {bound}")
         if pairs:
-            sec.append(f"- {series}: p99 at {count(b['sessions'])} ÷ p99 at {count(a['sessions'])} measured back to back, the median of {len(pairs)} pairs: {same:.2f} × ({pair_spread(pairs)}); target p99 at {bound}: {yes(met) if full and judged else ('within' if met else 'beyond') + ' 20 %'}. "
+            sec.append(f"- {series}: p99 at {count(b['sessions'])} ÷ p99 at {count(a['sessions'])} measured the same minute, the median of {len(pairs)} pairs: {same:.2f} × ({pair_spread(pairs)}); {bound}: {yes(met) if full and judged else ('within' if met else 'beyond') + ' 20 %'}. "
                        f"Each size's median p99, its runs minutes apart from the other size's: {ms(a['p99_ms'])} at {count(a['sessions'])}, {ms(b['p99_ms'])} at {count(b['sessions'])} ({ratio:.2f} ×).")
             each = "; ".join(
                 f"{count(n)}: " + ", ".join(f"{p[2]:.2f} ÷ {p[4]:.2f} = {p[5]:.2f}"
@@ -536,7 +543,7 @@ if curve:
                 for n in sizes if curve_pairs.get((series, n)))
             sec.append(f"  Every pair, p99 ms at the size ÷ at {count(pairs[0][3])} the same minute — {each}.")
         else:
-            sec.append(f"- {series}: p99 ({median_of.rstrip(', ') or 'one run'}) {ms(a['p99_ms'])} at {count(a['sessions'])}, {ms(b['p99_ms'])} at {count(b['sessions'])}: {ratio:.2f} ×; target p99 at {bound}: {yes(met) if full and judged else ('within' if met else 'beyond') + ' 20 %'}.")
+            sec.append(f"- {series}: p99 ({median_of.rstrip(', ') or 'one run'}) {ms(a['p99_ms'])} at {count(a['sessions'])}, {ms(b['p99_ms'])} at {count(b['sessions'])}: {ratio:.2f} ×; {bound}: {yes(met) if full and judged else ('within' if met else 'beyond') + ' 20 %'}.")
         if repeats > 1:
             each = "; ".join(
                 f"{count(n)}: " + ", ".join(f"{v:.2f}" for v in curve_runs.get((series, n), []))
@@ -566,7 +573,7 @@ if curve:
         sec.append(
             f"Same-minute pairs. Each size above {count(ref_n)} also seeded a second database of {count(ref_n)} sessions the "
             "same way, served by a registry process of its own (`bench/registry.sh` with `BENCH_REFERENCE_SESSIONS`), "
-            f"and ran every token and JWT run against it back to back with its own run, prepared the same way (a first pass "
+            f"and paired every token and JWT run with the same run against it in the same minute, prepared the same way (a first pass "
             f"over its {min(ref_n, 10_000):,} tokens; freshly minted JWTs), the order swapped from one repeat to the next. "
             "The reference is not the curve's own smallest step: it is a database of its own on the same server, beside the "
             "larger one, served by a second registry process that sits idle while the larger size runs. On this shared "
@@ -578,13 +585,11 @@ if curve:
             sec.append("")
             sec.append(
                 "Both registry processes were stopped and started again before each repeat, the larger size's first in "
-                "repeats 1, 2 and 5 and the reference's first in 3 and 4, while the order of the two runs swaps every "
-                "repeat: over five repeats each database is served by the process started first and by the one started "
-                "second, and run first and second (an earlier report's 15 JWT pairs, each database served by one process "
-                "for the whole step, had the process started first slower in 10, median 1.77 ×, on a path that reads no "
-                "table). After each start, a 5 s token run (`settle-…` in the raw figures, in no verdict) comes before "
-                "the measured one: six of the seven token runs that stalled in earlier reports were the first run a "
-                "freshly started process served."
+                "repeats 1, 2 and 5 (and so on, two by two) and the reference's first in 3 and 4, while the order of the "
+                "two runs swaps every repeat: each database is served by the process started first and by the one "
+                "started second, and run first and second. After each start, a 5 s token run (`settle-…` in the raw "
+                "figures, in no verdict) comes before the measured one, so that a fresh process's first seconds under "
+                "load are measured apart."
                 + settle_note()
             )
         sec.append("")
