@@ -18,6 +18,8 @@ pub enum FigureError {
         expected: usize,
         found: usize,
     },
+    #[error("not a CSV table: {0}")]
+    Csv(#[from] csv::Error),
     #[error("line {line}: `{value}` in column `{column}` is not a number")]
     NotANumber {
         line: usize,
@@ -26,32 +28,39 @@ pub enum FigureError {
     },
 }
 
-/// A CSV table with a header line and no quoting (the scripts write none).
-struct Table<'a> {
-    header: Vec<&'a str>,
-    rows: Vec<(usize, Vec<&'a str>)>,
+/// A CSV table with a header line, read by the `csv` crate: Python's csv module, which writes
+/// the curve's and the sweep's tables, quotes a field that holds a comma.
+struct Table {
+    header: Vec<String>,
+    rows: Vec<(usize, Vec<String>)>,
 }
 
-impl<'a> Table<'a> {
-    fn parse(text: &'a str) -> Result<Self, FigureError> {
-        let mut lines = text
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (i + 1, l.trim()))
-            .filter(|(_, l)| !l.is_empty());
-        let (_, header) = lines.next().ok_or(FigureError::Empty)?;
-        let header: Vec<&str> = header.split(',').map(str::trim).collect();
+impl Table {
+    fn parse(text: &str) -> Result<Self, FigureError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            // A row of the wrong length is reported with its line, below.
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        let header: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
+        if header.iter().all(String::is_empty) {
+            return Err(FigureError::Empty);
+        }
         let mut rows = Vec::new();
-        for (line, l) in lines {
-            let fields: Vec<&str> = l.split(',').map(str::trim).collect();
-            if fields.len() != header.len() {
+        for record in reader.records() {
+            let record = record?;
+            let line = record.position().map_or(0, |p| p.line() as usize);
+            if record.iter().all(str::is_empty) {
+                continue;
+            }
+            if record.len() != header.len() {
                 return Err(FigureError::FieldCount {
                     line,
                     expected: header.len(),
-                    found: fields.len(),
+                    found: record.len(),
                 });
             }
-            rows.push((line, fields));
+            rows.push((line, record.iter().map(str::to_owned).collect()));
         }
         Ok(Self { header, rows })
     }
@@ -87,8 +96,8 @@ impl LatencyDistribution {
         let (lat, count) = (table.column("latency_us")?, table.column("count")?);
         let mut merged = BTreeMap::new();
         for (line, row) in &table.rows {
-            let l: u64 = number(*line, "latency_us", row[lat])?;
-            let c: u64 = number(*line, "count", row[count])?;
+            let l: u64 = number(*line, "latency_us", &row[lat])?;
+            let c: u64 = number(*line, "count", &row[count])?;
             *merged.entry(l).or_insert(0) += c;
         }
         Ok(Self {
@@ -165,10 +174,10 @@ pub fn parse_curve(text: &str) -> Result<Vec<CurvePoint>, FigureError> {
         .iter()
         .map(|(line, row)| {
             Ok(CurvePoint {
-                sessions: number(*line, "sessions", row[s])?,
-                series: row[series].to_owned(),
-                p50_ms: number(*line, "p50_ms", row[p50])?,
-                p99_ms: number(*line, "p99_ms", row[p99])?,
+                sessions: number(*line, "sessions", &row[s])?,
+                series: row[series].clone(),
+                p50_ms: number(*line, "p50_ms", &row[p50])?,
+                p99_ms: number(*line, "p99_ms", &row[p99])?,
             })
         })
         .collect()
@@ -195,9 +204,9 @@ pub fn parse_sweep(text: &str) -> Result<Vec<SweepPoint>, FigureError> {
         .iter()
         .map(|(line, row)| {
             Ok(SweepPoint {
-                connections: number(*line, "connections", row[c])?,
-                series: row[series].to_owned(),
-                rps: number(*line, "rps", row[rps])?,
+                connections: number(*line, "connections", &row[c])?,
+                series: row[series].clone(),
+                rps: number(*line, "rps", &row[rps])?,
             })
         })
         .collect()
@@ -290,6 +299,16 @@ mod tests {
                 found: 1
             }
         ));
+    }
+
+    #[test]
+    fn a_quoted_field_with_a_comma_is_one_field() {
+        // bench/lib/all_figures.py writes with Python's csv module, which quotes such a field.
+        let text = "sessions,series,p50_ms,p99_ms\n\
+                    10000,\"authenticate by token, fixed rate\",0.2,0.44\n";
+        let points = parse_curve(text).unwrap();
+        assert_eq!(points[0].series, "authenticate by token, fixed rate");
+        assert_eq!(points[0].p99_ms, 0.44);
     }
 
     #[test]
