@@ -240,11 +240,12 @@ def settle_note():
     stall_ms = 25
     settle, measured = [], []
     for n in sizes:
-        for r in load_jsonl(f"curve-{n}", "runs.jsonl"):
+        runs = load_jsonl(f"curve-{n}", "runs.jsonl")
+        names = {r["name"] for r in runs}
+        for r in runs:
             if r["name"].startswith("settle-"):
                 settle.append(r["p99_ms"])
-            elif re.fullmatch(r"(ref-)?token(-r\d+)?", r["name"]) and any(
-                    x["name"] == f"settle-{r['name']}" for x in load_jsonl(f"curve-{n}", "runs.jsonl")):
+            elif re.fullmatch(r"(ref-)?token(-r\d+)?", r["name"]) and f"settle-{r['name']}" in names:
                 measured.append(r["p99_ms"])
     if not settle:
         return ""
@@ -256,6 +257,7 @@ def settle_note():
 
 
 PACED_OF = {TOKEN: TOKEN_PACED, JWT: JWT_PACED}
+PACED_SERIES = tuple(PACED_OF.values())
 
 
 def paced_judged(series, lo, hi):
@@ -268,7 +270,7 @@ def paced_judged(series, lo, hi):
 def rate(series, n):
     """ " at about N requests/s" for a fixed-rate series (its median rate at size n)."""
     r = point(series, n)
-    return f" at about {round(float(r['rps']), -2):,.0f} requests/s" if r and series in (TOKEN_PACED, JWT_PACED) else ""
+    return f" at about {round(float(r['rps']), -2):,.0f} requests/s" if r and series in PACED_SERIES else ""
 
 
 curve_verdicts = []
@@ -282,7 +284,7 @@ if len(sizes) >= 2:
     # saturation (every connection sending again the moment it is answered) a p99 on two shared
     # cores measures their run queue, not the size (docs/benchmarks.md, "Restarts and a fixed
     # rate"). Each saturated series → its fixed-rate series.
-    for series in (TOKEN, JWT, TOKEN_PACED, JWT_PACED):
+    for series in (TOKEN, JWT, *PACED_SERIES):
         a, b = point(series, lo), point(series, hi)
         if not (a and b):
             continue
@@ -293,7 +295,7 @@ if len(sizes) >= 2:
         pairs = [p for p in curve_pairs.get((series, hi), []) if p[3] == lo]
         same = statistics.median(p[5] for p in pairs) if pairs else None
         met = (same if same is not None else ratio) <= TARGET_RATIO
-        judged = series in (TOKEN_PACED, JWT_PACED) or not paced_judged(series, lo, hi)
+        judged = series in PACED_SERIES or not paced_judged(series, lo, hi)
         verdict = yes(met) if full else f"not measured at 10 M (largest size {count(hi)}); up to there: {'within' if met else 'beyond'} 20 %"
         requirement = f"{series}{rate(series, hi)}: p99 at 10 M within 20 % of p99 at 10 k (issue #16)"
         if not judged:
@@ -509,7 +511,7 @@ if curve:
         slow = re.search(r"clock: ([\d,]+)", m.get("token_batching", ""))
         sec.append(f"| {m.get('rows', n):,} | {db} | {m.get('seed_secs', '?')} s | {cell(TOKEN)} | {slow.group(1) if slow else ''} | {cell(JWT)} | {cell(LOOKUP)} | {cell(PGBENCH)} | {m.get('load_start', '')} → {m.get('load_end', '')} |")
     sec.append("")
-    if any(point(s_, n) for s_ in (TOKEN_PACED, JWT_PACED) for n in sizes):
+    if any(point(s_, n) for s_ in PACED_SERIES for n in sizes):
         sec.append(f"The same workloads at a fixed offered load below saturation (`BENCH_PACED_DELAY_MS={m0.get('paced_delay_ms', '?')}`: "
                    f"each of the {m0.get('connections', '?')} connections pauses that long after each answer; "
                    f"1 s warm-up, then {m0.get('paced_duration', '?')} s), right after each saturated run; each larger size's "
